@@ -1,0 +1,1 @@
+/// The coordinator: scheduler, learner, checkpoints and monitoring.

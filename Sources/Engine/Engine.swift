@@ -1,0 +1,1 @@
+/// The transformer engine: see `Transformer`, `Tokenizer`, `AdamW`.

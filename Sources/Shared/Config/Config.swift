@@ -1,0 +1,453 @@
+import Foundation
+import TOMLKit
+
+// The one configuration of a cerm run. Each section mirrors a table of `cluster.toml`, where
+// every key is documented with its meaning and the reason for its default. The defaults here
+// are the embedded default run's (a small model trained on 2 cores), so a missing key means the
+// same thing as the repository's `cluster.toml`; the CE-RM paper's values for a 4B model are
+// named in the comments there.
+
+/// `[run]`: identity, seed, length and checkpoint cadence of a run.
+public struct RunConfig: ConfigSection {
+    public static let sectionName = "run"
+    public var name = "default"
+    public var seed: UInt64 = 1234
+    public var checkpointDir = "Checkpoints"
+    public var steps = 40
+    public var saveEvery = 10
+    public var keepLast = 3
+    public init() {}
+    public mutating func visit<V: ConfigVisitor>(_ v: inout V) throws {
+        try v.string("name", &name, nonEmpty: true)
+        try v.uint64("seed", &seed)
+        try v.string("checkpoint_dir", &checkpointDir, nonEmpty: true)
+        try v.int("steps", &steps, 0...10_000_000)
+        try v.int("save_every", &saveEvery, 1...10_000_000)
+        try v.int("keep_last", &keepLast, 1...1_000_000)
+    }
+    /// `Checkpoints/<run>`: checkpoints, `train.log` and `metrics.jsonl` of this run.
+    public var runDirectory: String { (checkpointDir as NSString).appendingPathComponent(name) }
+}
+
+/// Synchronous or bounded-staleness asynchronous rollouts.
+public enum RolloutMode: String, CaseIterable, Sendable { case sync, async }
+
+/// `[cluster]`: where the coordinator listens, workers, liveness and security.
+public struct ClusterConfig: ConfigSection {
+    public static let sectionName = "cluster"
+    public var endpoint = "tcp://127.0.0.1:5557"
+    public var workers = 2
+    public var workerThreads = 1
+    public var pairsPerTask = 1
+    public var heartbeatInterval = 1.0
+    public var heartbeatTimeout = 10.0
+    public var mode = RolloutMode.sync
+    public var maxStaleness = 1
+    public var weightChunkBytes = 1 << 20
+    public var maxMessageBytes = 64 << 20
+    public var curveSecretKeyFile = ""
+    public var authorizedKeysFile = ""
+    public var workerSecretKeyFile = ""
+    public var serverPublicKeyFile = ""
+    public var allowInsecure = false
+    public init() {}
+    public mutating func visit<V: ConfigVisitor>(_ v: inout V) throws {
+        try v.string("endpoint", &endpoint, nonEmpty: true)
+        try v.int("workers", &workers, 0...1024)
+        try v.int("worker_threads", &workerThreads, 1...256)
+        try v.int("pairs_per_task", &pairsPerTask, 1...4096)
+        try v.double("heartbeat_interval", &heartbeatInterval, 0.01...3600)
+        try v.double("heartbeat_timeout", &heartbeatTimeout, 0.05...86400)
+        try v.choice("mode", &mode)
+        try v.int("max_staleness", &maxStaleness, 0...1000)
+        try v.int("weight_chunk_bytes", &weightChunkBytes, 1024...(256 << 20))
+        try v.int("max_message_bytes", &maxMessageBytes, 4096...(1 << 31))
+        try v.string("curve_secret_key_file", &curveSecretKeyFile, nonEmpty: false)
+        try v.string("authorized_keys_file", &authorizedKeysFile, nonEmpty: false)
+        try v.string("worker_secret_key_file", &workerSecretKeyFile, nonEmpty: false)
+        try v.string("server_public_key_file", &serverPublicKeyFile, nonEmpty: false)
+        try v.bool("allow_insecure", &allowInsecure)
+    }
+}
+
+/// Transformer family; decides the defaults a Hugging Face export writes.
+public enum ModelFamily: String, CaseIterable, Sendable { case llama, qwen2, qwen3 }
+
+/// `[model]`: the transformer's architecture (Llama / Qwen2 / Qwen3 family).
+public struct ModelSection: ConfigSection {
+    public static let sectionName = "model"
+    public var family = ModelFamily.qwen3
+    public var hiddenSize = 128
+    public var layers = 4
+    public var heads = 4
+    public var kvHeads = 2
+    public var headDim = 0
+    public var ffnSize = 384
+    public var vocabSize = 264
+    public var maxSeqLen = 512
+    public var ropeTheta = 10000.0
+    public var rmsNormEps = 1e-6
+    public var qkNorm = true
+    public var qkvBias = false
+    public var tieEmbeddings = true
+    public var initStd = 0.02
+    public init() {}
+    public mutating func visit<V: ConfigVisitor>(_ v: inout V) throws {
+        try v.choice("family", &family)
+        try v.int("hidden_size", &hiddenSize, 1...65536)
+        try v.int("layers", &layers, 1...512)
+        try v.int("heads", &heads, 1...1024)
+        try v.int("kv_heads", &kvHeads, 1...1024)
+        try v.int("head_dim", &headDim, 0...4096)
+        try v.int("ffn_size", &ffnSize, 1...1_000_000)
+        try v.int("vocab_size", &vocabSize, 1...10_000_000)
+        try v.int("max_seq_len", &maxSeqLen, 8...1_000_000)
+        try v.double("rope_theta", &ropeTheta, 1...1e12)
+        try v.double("rms_norm_eps", &rmsNormEps, 1e-12...1e-1)
+        try v.bool("qk_norm", &qkNorm)
+        try v.bool("qkv_bias", &qkvBias)
+        try v.bool("tie_embeddings", &tieEmbeddings)
+        try v.double("init_std", &initStd, 1e-6...1)
+    }
+    /// Per-head dimension: `head_dim`, or `hidden_size / heads` when it is 0.
+    public var effectiveHeadDim: Int { headDim > 0 ? headDim : hiddenSize / heads }
+}
+
+/// Prompt format the model reads and writes.
+public enum PromptFormatName: String, CaseIterable, Sendable { case compact, cerm }
+
+/// `[rollout]`: the two-stage rollout and its sampling.
+public struct RolloutConfig: ConfigSection {
+    public static let sectionName = "rollout"
+    public var format = PromptFormatName.compact
+    public var nc = 4
+    public var ne = 2
+    public var criteriaMaxTokens = 96
+    public var evaluationMaxTokens = 64
+    public var temperature = 1.0
+    public var topP = 1.0
+    public init() {}
+    public mutating func visit<V: ConfigVisitor>(_ v: inout V) throws {
+        try v.choice("format", &format)
+        try v.int("nc", &nc, 1...256)
+        try v.int("ne", &ne, 1...256)
+        try v.int("criteria_max_tokens", &criteriaMaxTokens, 1...65536)
+        try v.int("evaluation_max_tokens", &evaluationMaxTokens, 1...65536)
+        try v.double("temperature", &temperature, 0...10)
+        try v.double("top_p", &topP, 0.000001...1)
+    }
+}
+
+/// Reward methods of the seed papers.
+public enum RewardMode: String, CaseIterable, Sendable { case cerm, par, pairwise }
+/// How evaluation trajectories are grouped for advantage normalisation.
+public enum EvaluationGrouping: String, CaseIterable, Sendable {
+    /// All nc·ne evaluations of one (pair, response) form a group.
+    case pairResponse = "pair-response"
+    /// The ne evaluations of one (pair, criteria set, response) form a group.
+    case pairCriteriaResponse = "pair-criteria-response"
+}
+/// PaTaRM's margin function f.
+public enum ParMarginFunction: String, CaseIterable, Sendable { case constant, graded }
+
+/// `[reward]`: how trajectories are rewarded and grouped.
+public struct RewardConfig: ConfigSection {
+    public static let sectionName = "reward"
+    public var mode = RewardMode.cerm
+    public var evaluationGroups = EvaluationGrouping.pairResponse
+    public var parF = ParMarginFunction.graded
+    public var skipUniformGroups = false
+    public init() {}
+    public mutating func visit<V: ConfigVisitor>(_ v: inout V) throws {
+        try v.choice("mode", &mode)
+        try v.choice("evaluation_groups", &evaluationGroups)
+        try v.choice("par_f", &parF)
+        try v.bool("skip_uniform_groups", &skipUniformGroups)
+    }
+}
+
+/// KL estimators between policy and reference, per token.
+public enum KLEstimator: String, CaseIterable, Sendable { case k1, k2, k3 }
+/// How per-token losses are averaged.
+public enum LossAggregation: String, CaseIterable, Sendable {
+    case tokenMean = "token-mean"
+    case seqMeanTokenMean = "seq-mean-token-mean"
+}
+
+/// `[grpo]`: the RL update.
+public struct GRPOConfig: ConfigSection {
+    public static let sectionName = "grpo"
+    public var learningRate = 2e-4
+    public var pairsPerBatch = 8
+    public var miniBatches = 4
+    public var clipLow = 0.2
+    public var clipHigh = 0.2
+    public var klCoef = 1e-3
+    public var klEstimator = KLEstimator.k3
+    public var aggregation = LossAggregation.tokenMean
+    public var scaleByStd = true
+    public var advantageEps = 1e-6
+    public var dropZeroStdGroups = false
+    public var maxGradNorm = 1.0
+    public var weightDecay = 0.0
+    public var adamBeta1 = 0.9
+    public var adamBeta2 = 0.999
+    public var adamEps = 1e-8
+    public var warmupSteps = 0
+    public init() {}
+    public mutating func visit<V: ConfigVisitor>(_ v: inout V) throws {
+        try v.double("learning_rate", &learningRate, 0...1)
+        try v.int("pairs_per_batch", &pairsPerBatch, 1...1_000_000)
+        try v.int("mini_batches", &miniBatches, 1...4096)
+        try v.double("clip_low", &clipLow, 0...1)
+        try v.double("clip_high", &clipHigh, 0...10)
+        try v.double("kl_coef", &klCoef, 0...100)
+        try v.choice("kl_estimator", &klEstimator)
+        try v.choice("aggregation", &aggregation)
+        try v.bool("scale_by_std", &scaleByStd)
+        try v.double("advantage_eps", &advantageEps, 0...1)
+        try v.bool("drop_zero_std_groups", &dropZeroStdGroups)
+        try v.double("max_grad_norm", &maxGradNorm, 0...1e6)
+        try v.double("weight_decay", &weightDecay, 0...10)
+        try v.double("adam_beta1", &adamBeta1, 0...0.999999)
+        try v.double("adam_beta2", &adamBeta2, 0...0.99999999)
+        try v.double("adam_eps", &adamEps, 1e-20...1)
+        try v.int("warmup_steps", &warmupSteps, 0...10_000_000)
+    }
+}
+
+/// Learning-rate schedules.
+public enum LRSchedule: String, CaseIterable, Sendable {
+    case constant
+    case warmupCosine = "warmup-cosine"
+}
+
+/// `[sft]`: cold-start supervised fine-tuning on teacher traces.
+public struct SFTConfig: ConfigSection {
+    public static let sectionName = "sft"
+    public var learningRate = 2e-3
+    public var batchSize = 16
+    public var epochs = 3
+    public var schedule = LRSchedule.warmupCosine
+    public var warmupSteps = 30
+    public var weightDecay = 0.01
+    public var maxGradNorm = 1.0
+    public var output = "Checkpoints/sft/model.h5"
+    public init() {}
+    public mutating func visit<V: ConfigVisitor>(_ v: inout V) throws {
+        try v.double("learning_rate", &learningRate, 0...1)
+        try v.int("batch_size", &batchSize, 1...1_000_000)
+        try v.int("epochs", &epochs, 0...10_000)
+        try v.choice("schedule", &schedule)
+        try v.int("warmup_steps", &warmupSteps, 0...10_000_000)
+        try v.double("weight_decay", &weightDecay, 0...10)
+        try v.double("max_grad_norm", &maxGradNorm, 0...1e6)
+        try v.string("output", &output, nonEmpty: true)
+    }
+}
+
+/// Preference file formats the loaders read.
+public enum DataFormat: String, CaseIterable, Sendable { case auto, canonical, skywork, rewardbench, bon }
+
+/// `[data]`: where preference pairs come from.
+public struct DataConfig: ConfigSection {
+    public static let sectionName = "data"
+    public var dir = "data/synth"
+    public var train = "data/synth/train.jsonl"
+    public var eval = "data/synth/eval.jsonl"
+    public var bestOfN = "data/synth/bo4.jsonl"
+    public var format = DataFormat.auto
+    public var skipBad = false
+    public var synthTrain = 2000
+    public var synthEval = 200
+    public var synthSeed: UInt64 = 7
+    public var teacherErrorRate = 0.2
+    public init() {}
+    public mutating func visit<V: ConfigVisitor>(_ v: inout V) throws {
+        try v.string("dir", &dir, nonEmpty: true)
+        try v.string("train", &train, nonEmpty: true)
+        try v.string("eval", &eval, nonEmpty: true)
+        try v.string("best_of_n", &bestOfN, nonEmpty: false)
+        try v.choice("format", &format)
+        try v.bool("skip_bad", &skipBad)
+        try v.int("synth_train", &synthTrain, 0...100_000_000)
+        try v.int("synth_eval", &synthEval, 0...100_000_000)
+        try v.uint64("synth_seed", &synthSeed)
+        try v.double("teacher_error_rate", &teacherErrorRate, 0...1)
+    }
+}
+
+/// Whether evaluation generates one criteria set per query or one per response.
+public enum CriteriaMode: String, CaseIterable, Sendable {
+    case unified
+    case perResponse = "per-response"
+}
+
+/// `[eval]`: how `cerm eval` scores responses.
+public struct EvalConfig: ConfigSection {
+    public static let sectionName = "eval"
+    public var k = 1
+    public var criteria = CriteriaMode.unified
+    public var temperature = 0.0
+    public init() {}
+    public mutating func visit<V: ConfigVisitor>(_ v: inout V) throws {
+        try v.int("k", &k, 1...64)
+        try v.choice("criteria", &criteria)
+        try v.double("temperature", &temperature, 0...10)
+    }
+}
+
+/// The whole configuration of a run, as loaded from `cluster.toml`.
+public struct Config: Sendable, Equatable {
+    public var run = RunConfig()
+    public var cluster = ClusterConfig()
+    public var model = ModelSection()
+    public var rollout = RolloutConfig()
+    public var reward = RewardConfig()
+    public var grpo = GRPOConfig()
+    public var sft = SFTConfig()
+    public var data = DataConfig()
+    public var eval = EvalConfig()
+
+    public init() {}
+
+    /// Section names in file order.
+    public static let sectionNames = ["run", "cluster", "model", "rollout", "reward", "grpo", "sft", "data", "eval"]
+
+    /// Visits each section (decode, render and key listing share this one walk).
+    mutating func visitSections(_ body: (String, inout any ConfigSectionBox) throws -> Void) rethrows {
+        var boxes: [any ConfigSectionBox] = [
+            SectionBox(run), SectionBox(cluster), SectionBox(model), SectionBox(rollout), SectionBox(reward),
+            SectionBox(grpo), SectionBox(sft), SectionBox(data), SectionBox(eval),
+        ]
+        for i in boxes.indices { try body(Self.sectionNames[i], &boxes[i]) }
+        run = (boxes[0] as! SectionBox<RunConfig>).value
+        cluster = (boxes[1] as! SectionBox<ClusterConfig>).value
+        model = (boxes[2] as! SectionBox<ModelSection>).value
+        rollout = (boxes[3] as! SectionBox<RolloutConfig>).value
+        reward = (boxes[4] as! SectionBox<RewardConfig>).value
+        grpo = (boxes[5] as! SectionBox<GRPOConfig>).value
+        sft = (boxes[6] as! SectionBox<SFTConfig>).value
+        data = (boxes[7] as! SectionBox<DataConfig>).value
+        eval = (boxes[8] as! SectionBox<EvalConfig>).value
+    }
+
+    /// Loads and validates a config file.
+    public static func load(path: String) throws -> Config {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigError(file: path, line: nil, key: "", message: "cannot read file (\(error.localizedDescription))")
+        }
+        return try parse(text, file: path)
+    }
+
+    /// Parses and validates config text; `file` names it in errors.
+    public static func parse(_ text: String, file: String = "<string>") throws -> Config {
+        let table: TOMLTable
+        do {
+            table = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw ConfigError(file: file, line: error.source.begin.line, key: "", message: "TOML syntax error: \(error.description)")
+        }
+        let locator = TOMLLineLocator(text: text)
+        for key in table.keys where !sectionNames.contains(key) {
+            let isTable = table[key]?.table != nil
+            throw ConfigError(file: file, line: locator.line(of: key), key: key,
+                              message: isTable ? "unknown section" : "unknown key at top level (keys belong in a [section])")
+        }
+        var config = Config()
+        try config.visitSections { name, box in
+            let sub: TOMLTable?
+            if let value = table[name] {
+                guard let t = value.table else {
+                    throw ConfigError(file: file, line: locator.line(of: name), key: name, message: "expected a [\(name)] table")
+                }
+                sub = t
+            } else {
+                sub = nil
+            }
+            var decoder = TOMLDecodingVisitor(file: file, section: name, table: sub, locator: locator)
+            try box.visit(&decoder)
+            if let sub {
+                for key in sub.keys.sorted() where !decoder.seen.contains(key) {
+                    throw decoder.error(key, "unknown key")
+                }
+            }
+        }
+        try config.validate(file: file, locator: locator)
+        return config
+    }
+
+    /// Cross-key checks that a single key's range cannot express.
+    func validate(file: String, locator: TOMLLineLocator) throws {
+        func fail(_ key: String, _ message: String) -> ConfigError {
+            ConfigError(file: file, line: locator.line(of: key), key: key, message: message)
+        }
+        if model.heads % model.kvHeads != 0 {
+            throw fail("model.kv_heads", "must divide model.heads (\(model.heads)), got \(model.kvHeads)")
+        }
+        if model.headDim == 0 && model.hiddenSize % model.heads != 0 {
+            throw fail("model.hidden_size", "must be a multiple of model.heads (\(model.heads)) when head_dim is 0, got \(model.hiddenSize)")
+        }
+        if model.effectiveHeadDim % 2 != 0 {
+            throw fail("model.head_dim", "the head dimension must be even for RoPE, got \(model.effectiveHeadDim)")
+        }
+        if cluster.heartbeatTimeout <= cluster.heartbeatInterval {
+            throw fail("cluster.heartbeat_timeout", "must exceed cluster.heartbeat_interval (\(cluster.heartbeatInterval)), got \(cluster.heartbeatTimeout)")
+        }
+        if grpo.miniBatches > grpo.pairsPerBatch {
+            throw fail("grpo.mini_batches", "cannot exceed grpo.pairs_per_batch (\(grpo.pairsPerBatch)), got \(grpo.miniBatches)")
+        }
+        if grpo.clipLow >= 1 {
+            throw fail("grpo.clip_low", "must be below 1 (the ratio's lower bound is 1 - clip_low), got \(grpo.clipLow)")
+        }
+        let keys = [cluster.curveSecretKeyFile, cluster.authorizedKeysFile]
+        if keys.contains(where: { !$0.isEmpty }) && keys.contains(where: { $0.isEmpty }) {
+            throw fail("cluster.authorized_keys_file", "curve_secret_key_file and authorized_keys_file are set together or not at all")
+        }
+    }
+
+    /// The effective configuration as TOML text: every key, defaults filled in. Parsing it
+    /// gives back an equal `Config`.
+    public func renderTOML() -> String {
+        var copy = self
+        var out: [String] = []
+        copy.visitSections { name, box in
+            var renderer = TOMLRenderingVisitor()
+            try? box.visit(&renderer)
+            if !out.isEmpty { out.append("") }
+            out.append("[\(name)]")
+            out.append(contentsOf: renderer.lines)
+        }
+        return out.joined(separator: "\n") + "\n"
+    }
+
+    /// Every key as `section.key`, in file order.
+    public static func allKeys() -> [String] {
+        var config = Config()
+        var keys: [String] = []
+        config.visitSections { name, box in
+            var lister = KeyListingVisitor()
+            try? box.visit(&lister)
+            keys.append(contentsOf: lister.keys.map { "\(name).\($0)" })
+        }
+        return keys
+    }
+
+    /// A stable 64-bit hash of the effective configuration (FNV-1a of ``renderTOML()``); workers
+    /// compare it with the coordinator's at handshake.
+    public var hash: UInt64 { Checksum.fnv1a64(Array(renderTOML().utf8)) }
+}
+
+/// Type-erased section so that one loop can walk sections of different types.
+protocol ConfigSectionBox {
+    mutating func visit<V: ConfigVisitor>(_ visitor: inout V) throws
+}
+
+struct SectionBox<S: ConfigSection>: ConfigSectionBox {
+    var value: S
+    init(_ value: S) { self.value = value }
+    mutating func visit<V: ConfigVisitor>(_ visitor: inout V) throws { try value.visit(&visitor) }
+}

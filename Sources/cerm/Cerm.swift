@@ -1,0 +1,9 @@
+import ArgumentParser
+
+/// The `cerm` command: one executable with a subcommand per job.
+struct Cerm: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cerm",
+        abstract: "Distributed trainer for generative reward models (CE-RM) over ZeroMQ.",
+        subcommands: [ConfigCommand.self])
+}

@@ -1,0 +1,5 @@
+import ArgumentParser
+import Shared
+
+CermLogging.bootstrap()
+Cerm.main()
