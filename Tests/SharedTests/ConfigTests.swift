@@ -1,0 +1,99 @@
+import Foundation
+import Testing
+@testable import Shared
+
+/// The repository's cluster.toml, found relative to this file.
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+@Suite struct ConfigTests {
+    @Test func repositoryConfigLoadsAndEqualsTheBuiltInDefaults() throws {
+        let config = try Config.load(path: repositoryRoot.appendingPathComponent("cluster.toml").path)
+        #expect(config == Config())
+    }
+
+    @Test func everyKeyIsDocumentedInTheRepositoryConfig() throws {
+        let text = try String(contentsOfFile: repositoryRoot.appendingPathComponent("cluster.toml").path, encoding: .utf8)
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        var section = ""
+        var documented: Set<String> = []
+        var present: Set<String> = []
+        for (i, line) in lines.enumerated() {
+            if line.hasPrefix("[") { section = String(line.dropFirst().dropLast()); continue }
+            guard let eq = line.firstIndex(of: "="), !line.hasPrefix("#") else { continue }
+            let key = "\(section).\(line[..<eq].trimmingCharacters(in: .whitespaces))"
+            present.insert(key)
+            // A key is documented when a comment block precedes it (possibly shared with the
+            // keys right above it, as for related pairs like nc/ne).
+            var j = i - 1
+            while j >= 0, !lines[j].hasPrefix("#"), lines[j].contains("=") { j -= 1 }
+            if j >= 0, lines[j].hasPrefix("#") { documented.insert(key) }
+        }
+        for key in Config.allKeys() {
+            #expect(present.contains(key), "\(key) missing from cluster.toml")
+            #expect(documented.contains(key), "\(key) has no comment in cluster.toml")
+        }
+    }
+
+    @Test func renderedConfigParsesBackToTheSameConfig() throws {
+        var config = Config()
+        config.run.name = "quote\"and\\slash"
+        config.grpo.learningRate = 2e-6
+        config.rollout.nc = 1
+        config.reward.evaluationGroups = .pairCriteriaResponse
+        config.cluster.curveSecretKeyFile = "keys/c.key"
+        config.cluster.authorizedKeysFile = "keys/authorized"
+        let parsed = try Config.parse(config.renderTOML())
+        #expect(parsed == config)
+        #expect(parsed.hash == config.hash)
+        #expect(Config().hash != config.hash)
+    }
+
+    @Test func missingSectionsTakeDefaults() throws {
+        let config = try Config.parse("[rollout]\nnc = 2\n")
+        #expect(config.rollout.nc == 2)
+        #expect(config.rollout.ne == RolloutConfig().ne)
+        #expect(config.grpo == GRPOConfig())
+    }
+
+    @Test(arguments: [
+        ("[grpo]\nclip_low = 1.5\n", "cfg.toml:2: grpo.clip_low: must be in 0.0...1.0, got 1.5"),
+        ("[grpo]\n\nclipp = 1\n", "cfg.toml:3: grpo.clipp: unknown key"),
+        ("[rollout]\nnc = \"four\"\n", "cfg.toml:2: rollout.nc: expected an integer, found string"),
+        ("[reward]\nmode = \"best\"\n", "cfg.toml:2: reward.mode: unknown value \"best\", expected one of \"cerm\", \"par\", \"pairwise\""),
+        ("[modle]\nlayers = 2\n", "cfg.toml:1: modle: unknown section"),
+        ("seed = 3\n", "cfg.toml:1: seed: unknown key at top level (keys belong in a [section])"),
+        ("[model]\nheads = 4\nkv_heads = 3\n", "cfg.toml:3: model.kv_heads: must divide model.heads (4), got 3"),
+        ("[cluster]\nheartbeat_interval = 5.0\nheartbeat_timeout = 2.0\n", "cfg.toml:3: cluster.heartbeat_timeout: must exceed cluster.heartbeat_interval (5.0), got 2.0"),
+        ("[run]\nname = \"\"\n", "cfg.toml:2: run.name: must not be empty"),
+        ("[run]\nseed = -1\n", "cfg.toml:2: run.seed: must be a non-negative integer, got -1"),
+    ])
+    func badValuesNameFileLineAndKey(text: String, message: String) {
+        do {
+            _ = try Config.parse(text, file: "cfg.toml")
+            Issue.record("expected an error for \(text)")
+        } catch let error as ConfigError {
+            #expect(error.description == message)
+        } catch {
+            Issue.record("unexpected error \(error)")
+        }
+    }
+
+    @Test func syntaxErrorsCarryTheLine() {
+        do {
+            _ = try Config.parse("[run]\nname = \"x\"\nsteps = = 3\n", file: "cfg.toml")
+            Issue.record("expected a syntax error")
+        } catch let error as ConfigError {
+            #expect(error.line == 3)
+            #expect(error.description.hasPrefix("cfg.toml:3: TOML syntax error"))
+        } catch {
+            Issue.record("unexpected error \(error)")
+        }
+    }
+
+    @Test func unreadableFileIsNamed() {
+        #expect(throws: ConfigError.self) { try Config.load(path: "/nonexistent/cluster.toml") }
+        do { _ = try Config.load(path: "/nonexistent/cluster.toml") } catch let error as ConfigError {
+            #expect(error.file == "/nonexistent/cluster.toml")
+        } catch { Issue.record("unexpected \(error)") }
+    }
+}
