@@ -24,13 +24,15 @@ let package = Package(
         .systemLibrary(
             name: "COpenBLAS", pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]),
+        // Process-level calls Swift's Glibc module lacks (prctl).
+        .target(name: "CSystemShims"),
 
         // Shared: config, logging, safe wrappers over the C libraries, the CE-RM method
         // (formats, rewards, GRPO), the wire protocol and data formats.
         .target(
             name: "Shared",
             dependencies: [
-                "CZeroMQ", "CHDF5", "COpenBLAS",
+                "CZeroMQ", "CHDF5", "COpenBLAS", "CSystemShims",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]),

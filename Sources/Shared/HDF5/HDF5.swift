@@ -12,7 +12,7 @@ public struct HDF5Error: Error, Equatable, CustomStringConvertible {
         self.path = path
         var buf = [CChar](repeating: 0, count: 2048)
         let len = cerm_h5_error_message(&buf, buf.count)
-        self.stack = len > 0 ? String(cString: buf) : "no HDF5 error message"
+        self.stack = len > 0 ? String(decoding: buf.prefix(len).map { UInt8(bitPattern: $0) }, as: UTF8.self) : "no HDF5 error message"
         H5Eclear2(cerm_H5E_DEFAULT())
     }
 
