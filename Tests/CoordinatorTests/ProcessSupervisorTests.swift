@@ -21,14 +21,14 @@ import Testing
         let stop = StopSignal()
         stop.request(SIGINT)
         let status = supervisor.waitForPrimary("coordinator", grace: 0.2, stop: stop)
-        #expect(status == 128 + SIGINT)
+        #expect(status == 128 + SIGTERM)
         #expect(supervisor.running.isEmpty)
     }
 
     @Test func childIgnoringSIGTERMIsKilled() throws {
         let supervisor = ProcessSupervisor()
         try supervisor.spawn(name: "coordinator", executable: "/bin/sh", arguments: ["-c", "exit 0"])
-        try supervisor.spawn(name: "stubborn", executable: "/bin/sh", arguments: ["-c", "trap '' TERM; sleep 30"])
+        try supervisor.spawn(name: "stubborn", executable: "/bin/sh", arguments: ["-c", "trap '' TERM; exec sleep 30"])
         _ = supervisor.waitForPrimary("coordinator", grace: 0.2)
         #expect(supervisor.running.isEmpty)
     }

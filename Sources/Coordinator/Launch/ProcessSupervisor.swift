@@ -3,8 +3,13 @@ import Logging
 import Shared
 
 /// Starts and supervises the processes of a local cluster (`cerm launch`): one coordinator
-/// (the primary) and N workers. Signals are forwarded to every child; when the primary exits,
-/// the others get a grace period, then SIGTERM, then SIGKILL, so nothing is left running.
+/// (the primary) and N workers. A stop request (SIGINT or SIGTERM) reaches every child as
+/// SIGTERM, which cerm processes treat like SIGINT. When the primary exits, the others get a
+/// grace period, then SIGTERM, then SIGKILL, so nothing is left running.
+///
+/// Children are started with `posix_spawn` with an empty signal mask and default signal
+/// dispositions: a parent's Dispatch threads block signals, and a blocked or ignored signal
+/// would otherwise be inherited and make the child deaf to SIGTERM.
 public final class ProcessSupervisor: @unchecked Sendable {
     /// One supervised child.
     public struct Child: Sendable {
@@ -12,34 +17,70 @@ public final class ProcessSupervisor: @unchecked Sendable {
         public let pid: pid_t
     }
 
+    private struct Entry {
+        let name: String
+        let pid: pid_t
+        var exitStatus: Int32?
+    }
+
     private let lock = NSLock()
-    private var processes: [(name: String, process: Process)] = []
+    private var entries: [Entry] = []
     private let logger: Logger
 
     public init(logger: Logger = Logger(label: "launch")) {
         self.logger = logger
     }
 
-    /// Starts `executable arguments…` as child `name`, inheriting stdout and stderr.
+    /// Starts `executable arguments…` as child `name`, inheriting stdout, stderr and the environment.
     @discardableResult
     public func spawn(name: String, executable: String, arguments: [String]) throws -> Child {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        do {
-            try process.run()
-        } catch {
-            throw CermError.io(path: executable, reason: "cannot start \(name): \(error.localizedDescription)")
+        guard FileManager.default.isExecutableFile(atPath: executable) else {
+            throw CermError.io(path: executable, reason: "cannot start \(name): not an executable file")
         }
-        lock.lock(); processes.append((name, process)); lock.unlock()
-        logger.info("started \(name) pid \(process.processIdentifier)")
-        return Child(name: name, pid: process.processIdentifier)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        var allSignals = sigset_t()
+        sigfillset(&allSignals)
+        posix_spawnattr_setsigdefault(&attributes, &allSignals)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        let envp = ProcessInfo.processInfo.environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, executable, nil, &attributes, argv, envp)
+        guard rc == 0 else {
+            throw CermError.io(path: executable, reason: "cannot start \(name): \(String(cString: strerror(rc)))")
+        }
+        lock.lock(); entries.append(Entry(name: name, pid: pid)); lock.unlock()
+        logger.info("started \(name) pid \(pid)")
+        return Child(name: name, pid: pid)
+    }
+
+    /// Reaps exited children without blocking and records their status.
+    private func reap() {
+        lock.lock(); defer { lock.unlock() }
+        for i in entries.indices where entries[i].exitStatus == nil {
+            var status: Int32 = 0
+            if waitpid(entries[i].pid, &status, WNOHANG) == entries[i].pid {
+                let signal = status & 0x7f
+                entries[i].exitStatus = signal == 0 ? (status >> 8) & 0xff : 128 + signal
+            }
+        }
     }
 
     /// The children still running.
     public var running: [Child] {
+        reap()
         lock.lock(); defer { lock.unlock() }
-        return processes.filter { $0.process.isRunning }.map { Child(name: $0.name, pid: $0.process.processIdentifier) }
+        return entries.filter { $0.exitStatus == nil }.map { Child(name: $0.name, pid: $0.pid) }
     }
 
     /// Sends `signal` to every running child.
@@ -49,40 +90,44 @@ public final class ProcessSupervisor: @unchecked Sendable {
 
     /// Waits for child `primary` to exit, then stops the others: `grace` seconds to exit on
     /// their own (workers leave on the coordinator's goodbye), SIGTERM, `grace` more, SIGKILL.
-    /// Returns the primary's exit status (128 + signal if it was killed).
+    /// A stop request on `stop` is forwarded as SIGTERM. Returns the primary's exit status
+    /// (128 + signal if it was killed by one), or 1 if there is no such child.
     public func waitForPrimary(_ primary: String, grace: Double = 5, stop: StopSignal? = nil) -> Int32 {
-        lock.lock()
-        let main = processes.first { $0.name == primary }?.process
-        lock.unlock()
-        guard let main else { return 1 }
         var forwarded = false
-        while main.isRunning {
-            if let stop, stop.isRequested, !forwarded, let sig = stop.signal {
-                forwarded = true
-                logger.info("forwarding signal \(sig) to \(running.count) processes")
-                forward(signal: sig)
+        while true {
+            reap()
+            lock.lock()
+            let entry = entries.first { $0.name == primary }
+            lock.unlock()
+            guard let entry else { return 1 }
+            if let status = entry.exitStatus {
+                stopAll(grace: grace)
+                return status
             }
-            usleep(50_000)
+            if let stop, stop.isRequested, !forwarded {
+                forwarded = true
+                logger.info("stop requested; sending SIGTERM to \(running.count) processes")
+                forward(signal: SIGTERM)
+            }
+            usleep(20_000)
         }
-        let status = main.terminationReason == .uncaughtSignal ? 128 + main.terminationStatus : main.terminationStatus
-        stopAll(grace: grace)
-        return status
     }
 
     /// Stops every child: waits `grace` seconds, SIGTERM, waits `grace`, SIGKILL, reaps.
     public func stopAll(grace: Double) {
         func waitUntilNoneRunning(_ seconds: Double) -> Bool {
             let deadline = Date().addingTimeInterval(seconds)
-            while Date() < deadline {
+            repeat {
                 if running.isEmpty { return true }
-                usleep(20_000)
-            }
+                usleep(10_000)
+            } while Date() < deadline
             return running.isEmpty
         }
         if waitUntilNoneRunning(grace) { return }
         for child in running { logger.warning("\(child.name) still running; sending SIGTERM"); kill(child.pid, SIGTERM) }
         if waitUntilNoneRunning(grace) { return }
         for child in running { logger.error("\(child.name) ignored SIGTERM; sending SIGKILL"); kill(child.pid, SIGKILL) }
-        _ = waitUntilNoneRunning(grace)
+        // SIGKILL cannot be ignored; wait for the reaping to be observed.
+        _ = waitUntilNoneRunning(max(grace, 5))
     }
 }
