@@ -165,12 +165,12 @@ struct CheckpointTests {
         #expect(reason { _ = try CheckpointReader.load(path: ghost) }
             == CheckpointError(path: ghost, reason: .missing("dataset /model/model.ghost.weight")))
 
-        let unlisted = try storeVariant("noconfig.h5") { root in
+        let unlisted = try storeVariant("unlisted.h5") { root in
             let names = CheckpointFormat.encodeNames([])
             try root.write("meta/optim_m_names", names, shape: [names.count])
         }
         #expect(reason { _ = try CheckpointReader.load(path: unlisted) }
-            == CheckpointError(path: noConfig, reason: .malformed("dataset /optim/m/lm_head.bias is not listed in /meta/optim_m_names")))
+            == CheckpointError(path: unlisted, reason: .malformed("dataset /optim/m/lm_head.bias is not listed in /meta/optim_m_names")))
 
         let future = try storeVariant("future.h5") { try $0.setAttribute("format_version", Int64(2)) }
         #expect(reason { _ = try CheckpointReader.load(path: future) } == CheckpointError(path: future, reason: .unsupportedVersion(2)))
