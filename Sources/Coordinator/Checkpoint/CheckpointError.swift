@@ -45,7 +45,7 @@ public struct CheckpointError: Error, Equatable, CustomStringConvertible {
             case let .missing(what): return "missing \(what)"
             case let .malformed(detail): return "malformed: \(detail)"
             case let .checksumMismatch(stored, computed):
-                return "checksum mismatch (stored \(hex(stored)), computed \(hex(computed)))"
+                return "checksum mismatch (stored \(CheckpointFormat.hex(stored)), computed \(CheckpointFormat.hex(computed)))"
             case let .invalidState(detail): return "invalid training state: \(detail)"
             case let .writeFailed(detail): return "write failed: \(detail)"
             }
@@ -53,10 +53,4 @@ public struct CheckpointError: Error, Equatable, CustomStringConvertible {
     }
 
     public var description: String { "checkpoint \(path): \(reason)" }
-}
-
-/// A checksum as 16 hex digits.
-func hex(_ value: UInt64) -> String {
-    let digits = String(value, radix: 16)
-    return String(repeating: "0", count: 16 - digits.count) + digits
 }

@@ -35,6 +35,12 @@ public enum CheckpointFormat {
         return Int(digits)
     }
 
+    /// A checksum as 16 lowercase hex digits, as `cerm inspect` and the logs print it.
+    public static func hex(_ value: UInt64) -> String {
+        let digits = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+    }
+
     /// Whether `name` is a temporary file a checkpoint write left behind.
     static func isTemporaryFileName(_ name: String) -> Bool {
         name.hasPrefix(".step_") && name.hasSuffix(".h5.tmp")
@@ -92,7 +98,7 @@ public enum CheckpointFormat {
     }
 
     /// `s` as a JSON string literal; non-ASCII characters are written as raw UTF-8.
-    static func jsonString(_ s: String) -> String {
+    public static func jsonString(_ s: String) -> String {
         var out = "\""
         for scalar in s.unicodeScalars {
             switch scalar {

@@ -101,7 +101,7 @@ public final class CheckpointWriter: @unchecked Sendable {
         let elapsed = started.duration(to: .now)
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
         logger.info("checkpoint saved", metadata: [
-            "path": "\(finalPath)", "bytes": "\(bytes)", "checksum": "\(hex(checksum))",
+            "path": "\(finalPath)", "bytes": "\(bytes)", "checksum": "\(CheckpointFormat.hex(checksum))",
             "seconds": "\(String(format: "%.2f", seconds))",
         ])
         return CheckpointWriteResult(path: finalPath, bytes: bytes, checksum: checksum, seconds: seconds, deleted: deleted)
