@@ -129,7 +129,7 @@ public struct StepMetrics: Sendable, Codable, Equatable {
     }
 
     /// The fixed-width line `tail -f train.log` shows for this step, e.g.
-    /// `step     12 v12     | rew C +0.412 E +0.533 | acc 0.781 fmt 0.970 | kl 1.23e-03 loss -0.0123 clip 0.021 | 1234.5 tok/s | wait   12.3s upd    4.5s dist   0.8s ckpt   0.0s | workers  4`
+    /// `step     12 v12     | rew C +0.412 E +0.533 | acc 0.781 fmt 0.970 | kl 1.23e-03 loss -0.0123 clip 0.021 |  1234.5 tok/s | wait   12.3s upd    4.5s dist   0.8s ckpt   0.0s | workers  4`
     public func tailLine() -> String {
         func fixed(_ value: Double, _ format: String) -> String { value.isFinite ? String(format: format, value) : "\(value)" }
         let version = "v\(policyVersion)".padding(toLength: max(7, "v\(policyVersion)".count), withPad: " ", startingAt: 0)
