@@ -79,6 +79,22 @@ struct CheckpointTests {
         #expect(loaded.state.tensors.map(\.name) == state.tensors.map(\.name))
     }
 
+    @Test func minimalStateRoundTrips() throws {
+        let dir = try makeTemporaryDirectory("minimal")
+        let state = TrainingState(step: 0, policyVersion: 0, tensors: [], modelConfigJSON: "")
+        let result = try CheckpointWriter(directory: dir, keepLast: 1).write(state)
+        let loaded = try CheckpointReader.load(path: result.path)
+        #expect(loaded.isBitIdentical(to: state))
+        #expect(loaded == state)
+    }
+
+    @Test func saveCadenceFollowsRunConfig() {
+        var run = RunConfig()
+        run.saveEvery = 10
+        run.steps = 25
+        #expect((0...25).filter { CheckpointWriter.isSaveDue(step: $0, run: run) } == [10, 20, 25])
+    }
+
     @Test func bitIdenticalComparisonSeesPayloadAndTextBytes() {
         let state = sampleState(step: 1)
         var otherNaN = state

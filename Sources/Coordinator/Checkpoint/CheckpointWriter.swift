@@ -107,6 +107,11 @@ public final class CheckpointWriter: @unchecked Sendable {
         return CheckpointWriteResult(path: finalPath, bytes: bytes, checksum: checksum, seconds: seconds, deleted: deleted)
     }
 
+    /// Whether step `step` gets a checkpoint: every `run.save_every` steps and at the last step.
+    public static func isSaveDue(step: Int, run: RunConfig) -> Bool {
+        step > 0 && (step % run.saveEvery == 0 || step == run.steps)
+    }
+
     private func path(_ name: String) -> String { (directory as NSString).appendingPathComponent(name) }
 
     static func validate(_ state: TrainingState, path: String) throws {
@@ -141,6 +146,8 @@ public final class CheckpointWriter: @unchecked Sendable {
         try root.setAttribute("data_permutation_seed", state.dataCursor.permutationSeed)
         try root.setAttribute("checksum_algorithm", CheckpointFormat.checksumAlgorithm)
         try root.setAttribute("checksum", checksum)
+        // Parents first: asking HDF5 whether "a/b" exists while "a" does not is an HDF5 error.
+        for group in ["model", "optim", "optim/m", "optim/v", "meta", "state"] { _ = try root.group(group, create: true) }
         for (groupName, tensors) in [(CheckpointFormat.modelGroup, state.tensors),
                                      (CheckpointFormat.adamMGroup, state.adamM),
                                      (CheckpointFormat.adamVGroup, state.adamV)] {
