@@ -127,7 +127,12 @@ public final class CheckpointWriter: @unchecked Sendable {
                 }
                 guard seen.insert(tensor.name).inserted else { throw fail("duplicate tensor \(where_)") }
                 guard tensor.shape.allSatisfy({ $0 >= 0 }) else { throw fail("tensor \(where_) has negative dimension in \(tensor.shape)") }
-                let count = tensor.shape.reduce(1, *)
+                var count = 1
+                for dim in tensor.shape {
+                    let (product, overflow) = count.multipliedReportingOverflow(by: dim)
+                    guard !overflow else { throw fail("tensor \(where_) has shape \(tensor.shape), too many values") }
+                    count = product
+                }
                 guard count == tensor.values.count else {
                     throw fail("tensor \(where_) has shape \(tensor.shape) (\(count) values) but \(tensor.values.count) values")
                 }
