@@ -1,0 +1,56 @@
+/// Why a checkpoint could not be written or loaded; always names the file.
+public struct CheckpointError: Error, Equatable, CustomStringConvertible {
+    /// The checkpoint file (or, for a failed write, the name it was going to get).
+    public let path: String
+    public let reason: Reason
+
+    public init(path: String, reason: Reason) {
+        self.path = path
+        self.reason = reason
+    }
+
+    public enum Reason: Equatable, Sendable, CustomStringConvertible {
+        /// No file at the path.
+        case notFound
+        /// The file has no HDF5 signature (empty, or some other kind of file).
+        case notHDF5(String)
+        /// The file is shorter than HDF5's own record of its end: a write that did not finish.
+        case truncated(String)
+        /// HDF5 could not open or read the file for another reason.
+        case unreadable(String)
+        /// A valid HDF5 file that is not a cerm checkpoint (`format` attribute missing or other).
+        case wrongFormat(String)
+        /// A cerm checkpoint of a format version this build does not read.
+        case unsupportedVersion(Int64)
+        /// A required dataset or attribute is absent (its path in the file).
+        case missing(String)
+        /// An object is present but its content is invalid (wrong shape, bad UTF-8 or JSON ...).
+        case malformed(String)
+        /// The stored checksum differs from the one computed over the loaded content.
+        case checksumMismatch(stored: UInt64, computed: UInt64)
+        /// The state to write is inconsistent (a tensor's shape and value count disagree ...).
+        case invalidState(String)
+        /// Writing failed; previous checkpoints are untouched.
+        case writeFailed(String)
+
+        public var description: String {
+            switch self {
+            case .notFound: return "no such file"
+            case let .notHDF5(detail): return "not an HDF5 file (\(detail))"
+            case let .truncated(detail): return "truncated file (\(detail))"
+            case let .unreadable(detail): return "unreadable: \(detail)"
+            case let .wrongFormat(detail): return "not a cerm checkpoint (\(detail))"
+            case let .unsupportedVersion(v):
+                return "unsupported format version \(v) (this build reads version \(CheckpointFormat.version))"
+            case let .missing(what): return "missing \(what)"
+            case let .malformed(detail): return "malformed: \(detail)"
+            case let .checksumMismatch(stored, computed):
+                return "checksum mismatch (stored \(CheckpointFormat.hex(stored)), computed \(CheckpointFormat.hex(computed)))"
+            case let .invalidState(detail): return "invalid training state: \(detail)"
+            case let .writeFailed(detail): return "write failed: \(detail)"
+            }
+        }
+    }
+
+    public var description: String { "checkpoint \(path): \(reason)" }
+}

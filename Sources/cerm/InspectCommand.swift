@@ -1,0 +1,70 @@
+import ArgumentParser
+import Coordinator
+import Foundation
+import Shared
+
+/// Prints an error and exits with status 2 (unreadable input), the convention of `cerm config`.
+func exitWithError(_ error: Error) -> ExitCode {
+    FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+    return ExitCode(2)
+}
+
+/// `cerm inspect FILE`: what a checkpoint holds and whether its checksum matches.
+struct InspectCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inspect",
+        abstract: "Show a checkpoint's format, step, tensors, checksum status and config.",
+        discussion: "Exits with status 1 when the checksum does not match, 2 when the file cannot be read.")
+
+    @Argument(help: "The checkpoint file (step_<N>.h5).")
+    var file: String
+
+    @Flag(help: "Also list the AdamW moment tensors.")
+    var optimizer = false
+
+    @Flag(help: "Do not print the config text.")
+    var noConfig = false
+
+    func run() throws {
+        let loaded: LoadedCheckpoint
+        do { loaded = try CheckpointReader.read(path: file) } catch { throw exitWithError(error) }
+        let state = loaded.state
+        let bytes = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? NSNumber)?.intValue ?? 0
+        print("file             \(file) (\(bytes) bytes)")
+        print("format           \(CheckpointFormat.name) version \(loaded.formatVersion)")
+        print("step             \(state.step)")
+        print("policy version   \(state.policyVersion)")
+        print("adam step        \(state.adamStep)")
+        print("data cursor      epoch \(state.dataCursor.epoch), position \(state.dataCursor.position), permutation seed \(state.dataCursor.permutationSeed)")
+        print("rng state        \(state.rngState.count) words")
+        let stored = CheckpointFormat.hex(loaded.storedChecksum)
+        print("checksum         \(stored) " + (loaded.checksumMatches ? "OK" : "MISMATCH (computed \(CheckpointFormat.hex(loaded.computedChecksum)))"))
+        printTensors("model", state.tensors)
+        if optimizer {
+            printTensors("optim/m", state.adamM)
+            printTensors("optim/v", state.adamV)
+        } else {
+            print("optimizer        \(state.adamM.count) first-moment, \(state.adamV.count) second-moment tensors (--optimizer lists them)")
+        }
+        print("tokenizer        \(state.tokenizerDescription)")
+        for (key, value) in state.extra.sorted(by: { $0.key < $1.key }) {
+            print("extra            \(CheckpointFormat.jsonString(key)) = \(CheckpointFormat.jsonString(value))")
+        }
+        print("model config     \(state.modelConfigJSON)")
+        if !noConfig {
+            print("config:")
+            print(state.configText, terminator: state.configText.hasSuffix("\n") ? "" : "\n")
+        }
+        if !loaded.checksumMatches { throw ExitCode(1) }
+    }
+
+    private func printTensors(_ group: String, _ tensors: [NamedTensor]) {
+        let total = tensors.reduce(0) { $0 + $1.values.count }
+        print("\(group) tensors".padding(toLength: 17, withPad: " ", startingAt: 0) + "\(tensors.count) (\(total) values)")
+        let width = min(64, tensors.map(\.name.count).max() ?? 0)
+        for tensor in tensors {
+            print("  " + tensor.name.padding(toLength: max(width, tensor.name.count), withPad: " ", startingAt: 0)
+                + "  [" + tensor.shape.map(String.init).joined(separator: ", ") + "]")
+        }
+    }
+}

@@ -1,0 +1,44 @@
+import ArgumentParser
+import Coordinator
+import Foundation
+import Shared
+
+/// `cerm status RUN_DIR`: latest checkpoint, last metrics, and whether the run is alive.
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Summarise a run directory: latest checkpoint, last step's metrics, log activity.")
+
+    @Argument(help: "The run directory (Checkpoints/<run>).")
+    var runDir: String
+
+    @Option(help: "Seconds to watch train.log for growth (0 to skip).")
+    var watch: Double = 2
+
+    @Flag(help: "Load checkpoints newest first and report which one a resume would use.")
+    var verify = false
+
+    func run() throws {
+        do {
+            let first = try RunStatus.collect(runDirectory: runDir)
+            var growth: Int?
+            if watch > 0, let before = first.trainLogBytes {
+                Thread.sleep(forTimeInterval: watch)
+                growth = (try RunStatus.collect(runDirectory: runDir).trainLogBytes ?? before) - before
+            }
+            print(first.render(now: Date(), trainLogGrowth: growth, watchedSeconds: watch))
+            if verify {
+                let found = CheckpointReader.findResumeCheckpoint(runDir: runDir) { skipped in
+                    print("skipped     \((skipped.path as NSString).lastPathComponent): \(skipped.reason)")
+                }
+                if let found {
+                    print("resume from \(found.path) (step \(found.state.step), checksum OK)")
+                } else {
+                    print("resume from nothing: no valid checkpoint")
+                }
+            }
+        } catch {
+            throw exitWithError(error)
+        }
+    }
+}

@@ -1,0 +1,177 @@
+import Foundation
+import Shared
+import Testing
+@testable import Coordinator
+
+/// The `metrics.jsonl` keys as documented in docs/MONITORING.md.
+private let documentedKeys: Set<String> = [
+    "step", "policy_version", "time", "reward_criteria_mean", "reward_evaluation_mean", "pairwise_accuracy",
+    "valid_format_rate", "kl", "loss", "clip_fraction", "entropy", "grad_norm", "frac_zero_std",
+    "generated_tokens", "tokens_per_second", "trajectories", "time_wait_rollouts_s", "time_update_s",
+    "time_weight_distribution_s", "time_checkpoint_s", "time_step_s", "workers_alive",
+]
+
+private func sampleMetrics(step: Int) -> StepMetrics {
+    StepMetrics(step: step, policyVersion: UInt64(step), time: 1_700_000_000.5, meanCriteriaReward: 0.412,
+                meanEvaluationReward: 0.533, pairwiseAccuracy: 0.78125, validFormatRate: 0.97, kl: 0.00123,
+                loss: -0.0123, clipFraction: 0.021, entropy: 1.5, gradNorm: 0.75, fracZeroStd: 0.25,
+                generatedTokens: 12345, tokensPerSecond: 1234.5, trajectories: 80, waitRolloutsSeconds: 12.3,
+                updateSeconds: 4.5, weightDistributionSeconds: 0.8, checkpointSeconds: 0, stepSeconds: 17.6,
+                workersAlive: 4)
+}
+
+private func lines(of path: String) throws -> [String] {
+    try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init)
+}
+
+@Suite("Monitoring")
+struct MonitoringTests {
+    @Test func metricsLineParsesAndHasEveryDocumentedKey() throws {
+        let line = try sampleMetrics(step: 12).jsonLine()
+        #expect(!line.contains("\n"))
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(Set(object.keys) == documentedKeys)
+        #expect(Set(StepMetrics.CodingKeys.allCases.map(\.rawValue)) == documentedKeys)
+        #expect(object["step"] as? Int == 12)
+        #expect(object["pairwise_accuracy"] as? Double == 0.78125)
+        #expect(object["generated_tokens"] as? Int == 12345)
+        #expect(try StepMetrics.parse(jsonLine: line) == sampleMetrics(step: 12))
+    }
+
+    @Test func nonFiniteNumbersAreWrittenAsStrings() throws {
+        var metrics = sampleMetrics(step: 1)
+        metrics.kl = .nan
+        metrics.gradNorm = .infinity
+        let line = try metrics.jsonLine()
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(object["kl"] as? String == "nan")
+        #expect(object["grad_norm"] as? String == "inf")
+        let back = try StepMetrics.parse(jsonLine: line)
+        #expect(back.kl.isNaN)
+        #expect(back.gradNorm == .infinity)
+        #expect(metrics.tailLine().contains("kl nan "))
+    }
+
+    @Test func tailLineIsFixedWidth() {
+        #expect(sampleMetrics(step: 12).tailLine()
+            == "step     12 v12     | rew C +0.412 E +0.533 | acc 0.781 fmt 0.970 | kl 1.23e-03 loss -0.0123 clip 0.021 |  1234.5 tok/s | wait   12.3s upd    4.5s dist   0.8s ckpt   0.0s | workers  4")
+        var later = sampleMetrics(step: 12_345)
+        later.policyVersion = 12_345
+        #expect(later.tailLine().count == sampleMetrics(step: 12).tailLine().count)
+    }
+
+    @Test func loggerAppendsJSONAndTailLinesAndEvents() throws {
+        let dir = try makeTemporaryDirectory("metrics")
+        let sink = LogSink()
+        defer { sink.detachFile() }
+        let logger = try MetricsLogger(runDirectory: dir, sink: sink)
+        var unstamped = sampleMetrics(step: 1)
+        unstamped.time = 0
+        try logger.record(unstamped)
+        try logger.record(sampleMetrics(step: 2))
+        logger.event(.workerJoined(worker: "w1", alive: 2))
+        logger.event(.workerDied(worker: "w2", silentSeconds: 12.5, requeuedTasks: 3, alive: 1))
+        logger.event(.tasksRequeued(count: 3, from: "w2"))
+        logger.close()
+        #expect(throws: CermError.self) { try logger.record(sampleMetrics(step: 3)) }
+
+        let jsonLines = try lines(of: logger.metricsPath)
+        #expect(jsonLines.count == 2)
+        let parsed = try jsonLines.map(StepMetrics.parse(jsonLine:))
+        #expect(parsed.map(\.step) == [1, 2])
+        #expect(parsed[0].time > 1_700_000_000)  // stamped by the logger
+        #expect(parsed[1] == sampleMetrics(step: 2))
+
+        let log = try lines(of: logger.trainLogPath)
+        #expect(log.count == 5)
+        #expect(log[1].hasSuffix("INFO  [train] " + sampleMetrics(step: 2).tailLine()))
+        #expect(log[2].hasSuffix("INFO  [train] event worker_joined worker=w1 alive=2"))
+        #expect(log[3].hasSuffix("WARN  [train] event worker_died worker=w2 silent=12.5s requeued=3 alive=1"))
+        #expect(log[4].hasSuffix("NOTE  [train] event tasks_requeued count=3 from=w2"))
+
+        // A resumed run appends to the same files.
+        let resumed = try MetricsLogger(runDirectory: dir, sink: sink)
+        try resumed.record(sampleMetrics(step: 2))
+        resumed.close()
+        #expect(try lines(of: logger.metricsPath).count == 3)
+        #expect(try lines(of: logger.trainLogPath).count == 6)
+    }
+
+    @Test func statusReadsLatestCheckpointAndLastCompleteLine() throws {
+        let dir = try makeTemporaryDirectory("status")
+        #expect(throws: CermError.self) { _ = try RunStatus.collect(runDirectory: dir + "/absent") }
+        let empty = try RunStatus.collect(runDirectory: dir)
+        #expect(empty.latestCheckpoint == nil && empty.lastMetrics == nil && empty.trainLogBytes == nil)
+        #expect(empty.render(now: Date(), trainLogGrowth: nil, watchedSeconds: 2)
+            == "run \(dir)\ncheckpoint  none\nlast step   none (no metrics.jsonl lines yet)\ntrain.log   missing")
+
+        let writer = CheckpointWriter(directory: dir, keepLast: 5)
+        for step in [2, 10, 4] { try writer.write(sampleState(step: step)) }
+        let metricsPath = (dir as NSString).appendingPathComponent("metrics.jsonl")
+        // The last line is still being written (no newline): status must use the one before.
+        let text = try sampleMetrics(step: 9).jsonLine() + "\n" + sampleMetrics(step: 10).jsonLine() + "\n{\"step\": 1"
+        try Data(text.utf8).write(to: URL(fileURLWithPath: metricsPath))
+        try Data("0123456789".utf8).write(to: URL(fileURLWithPath: (dir as NSString).appendingPathComponent("train.log")))
+
+        let status = try RunStatus.collect(runDirectory: dir)
+        #expect(status.checkpoints.map(\.step) == [2, 4, 10])
+        #expect(status.latestCheckpoint?.path == (dir as NSString).appendingPathComponent("step_10.h5"))
+        #expect(status.lastMetrics == sampleMetrics(step: 10))
+        #expect(status.trainLogBytes == 10)
+        let report = status.render(now: Date(), trainLogGrowth: 0, watchedSeconds: 2)
+        #expect(report.contains("checkpoint  step 10 (step_10.h5, "))
+        #expect(report.contains("last step   10 (policy v10)"))
+        #expect(report.contains("train.log   10 bytes") && report.contains("NOT growing over 2s"))
+        #expect(status.render(now: Date(), trainLogGrowth: 42, watchedSeconds: 2).contains("growing (+42 bytes in 2s)"))
+
+        try Data("not json\n".utf8).write(to: URL(fileURLWithPath: metricsPath))
+        let broken = try RunStatus.collect(runDirectory: dir)
+        #expect(broken.lastMetrics == nil)
+        #expect(broken.lastMetricsProblem?.hasPrefix(metricsPath + ": last line is not a metrics object") == true)
+    }
+
+    @Test func safetensorsExportParsesBack() throws {
+        let dir = try makeTemporaryDirectory("export")
+        let state = sampleState(step: 7)
+        let written = try HuggingFaceExport.export(state, to: dir, source: "step_7.h5")
+        #expect(written.map { ($0 as NSString).lastPathComponent } == ["model.safetensors", "config.json"])
+
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: written[0])))
+        let headerLength = bytes[0..<8].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+        #expect(headerLength % 8 == 0)
+        let headerBytes = Array(bytes[8..<(8 + headerLength)])
+        let header = try #require(try JSONSerialization.jsonObject(with: Data(headerBytes)) as? [String: Any])
+        #expect(header["__metadata__"] as? [String: String] == ["format": "pt", "cerm_step": "7", "cerm_policy_version": "107"])
+        let data = Array(bytes[(8 + headerLength)...])
+        var expectedOffset = 0
+        let sortedNames = state.tensors.map(\.name).sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+        #expect(Set(header.keys) == Set(sortedNames + ["__metadata__"]))
+        // Names appear in the header text in sorted order, and data follows the same order.
+        let headerText = String(decoding: headerBytes, as: UTF8.self)
+        let positions = sortedNames.map { headerText.range(of: "\"\($0)\"")!.lowerBound }
+        #expect(positions == positions.sorted())
+        for name in sortedNames {
+            let tensor = try #require(state.tensors.first { $0.name == name })
+            let entry = try #require(header[name] as? [String: Any])
+            #expect(entry["dtype"] as? String == "F32")
+            #expect(entry["shape"] as? [Int] == tensor.shape)
+            let offsets = try #require(entry["data_offsets"] as? [Int])
+            #expect(offsets == [expectedOffset, expectedOffset + 4 * tensor.values.count])
+            let stored = stride(from: offsets[0], to: offsets[1], by: 4).map { at in
+                UInt32(data[at]) | UInt32(data[at + 1]) << 8 | UInt32(data[at + 2]) << 16 | UInt32(data[at + 3]) << 24
+            }
+            #expect(stored == tensor.values.map(\.bitPattern))
+            expectedOffset = offsets[1]
+        }
+        #expect(expectedOffset == data.count)
+
+        let config = try String(contentsOfFile: written[1], encoding: .utf8)
+        #expect(config == #"{"torch_dtype": "float32", "hidden_size": 8, "model_type": "qwen3"}"# + "\n")
+        #expect(try HuggingFaceExport.configJSON(from: #" {"rms_norm_eps": 1e-06, "torch_dtype": "bfloat16"} "#, source: "x")
+            == #"{"rms_norm_eps": 1e-06, "torch_dtype": "bfloat16"}"# + "\n")
+        #expect(try HuggingFaceExport.configJSON(from: "{}", source: "x") == #"{"torch_dtype": "float32"}"# + "\n")
+        #expect(throws: CermError.io(path: "step_3.h5", reason: "stored model config is not a JSON object")) {
+            _ = try HuggingFaceExport.configJSON(from: "[1, 2]", source: "step_3.h5")
+        }
+    }
+}
