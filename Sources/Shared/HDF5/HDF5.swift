@@ -42,6 +42,8 @@ let hdf5Lock = NSRecursiveLock()
 @inline(__always)
 func withHDF5<T>(_ body: () throws -> T) rethrows -> T {
     hdf5Lock.lock(); defer { hdf5Lock.unlock() }
+    // HDF5 keeps its auto-print setting per thread; errors become Swift errors instead.
+    cerm_h5_silence_errors()
     return try body()
 }
 
