@@ -37,14 +37,9 @@ public enum CurveKeyFiles {
         "# cerm CURVE public key \"\(name)\"\n\(publicKey)\n"
     }
 
-    /// Generates a key pair whose public key does not start with `#`, so that it can never be
-    /// mistaken for a comment in an authorized-keys file.
-    public static func generate() throws -> CurveKeyPair {
-        while true {
-            let keys = try CurveKeyPair.generate()
-            if !keys.publicKey.hasPrefix("#") { return keys }
-        }
-    }
+    /// Generates a key pair. (A Z85 key never starts with `#`: its first 5-character group
+    /// would exceed 2^32, so key lines can never be mistaken for comments.)
+    public static func generate() throws -> CurveKeyPair { try CurveKeyPair.generate() }
 
     /// Writes `DIR/NAME.key` (mode 0600, created exclusively unless `overwrite`) and
     /// `DIR/NAME.pub`; returns the two paths.
@@ -95,7 +90,7 @@ public enum CurveKeyFiles {
     /// Parses the text of a `NAME.key` file (`file` names it in errors).
     public static func parseKeyPair(_ text: String, file: String) throws -> CurveKeyPair {
         var publicKey: (String, Int)?, secretKey: (String, Int)?
-        for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        for (index, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let line = raw.trimmingCharacters(in: .whitespaces)
             if line.isEmpty || line.hasPrefix("#") { continue }
             guard let eq = line.firstIndex(of: "=") else {
@@ -136,21 +131,19 @@ public enum CurveKeyFiles {
         try parseAuthorizedKeys(read(path), file: path)
     }
 
-    /// Parses authorized-keys text. Blank lines and `#` lines are comments; a line that is
-    /// exactly one valid key is a key even when the key starts with `#` (Z85 includes `#`); a key
-    /// may be followed by whitespace and a `#` comment.
+    /// Parses authorized-keys text: one key per line, optionally followed by whitespace and a
+    /// `#` comment; blank lines and lines starting with `#` are comments.
     public static func parseAuthorizedKeys(_ text: String, file: String) throws -> [String] {
         var keys: [String] = []
-        for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = raw.trimmingCharacters(in: .whitespaces.union(CharacterSet(charactersIn: "\r")))
-            if line.isEmpty { continue }
+        for (index, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line.hasPrefix("#") { continue }
             let token = String(line.prefix(while: { !$0.isWhitespace }))
             let rest = line.dropFirst(token.count).trimmingCharacters(in: .whitespaces)
             if CurveKeyPair.isValidKey(token) && (rest.isEmpty || rest.hasPrefix("#")) {
                 keys.append(token)
                 continue
             }
-            if line.hasPrefix("#") { continue }
             throw KeyFileError(file: file, line: index + 1, message: "expected a 40-character Z85 public key, found `\(token)`")
         }
         return keys
