@@ -333,3 +333,32 @@ extension TaskScheduler {
         ScheduledTask(taskID: id, step: 0, pairIDs: pairs, policyVersion: version)
     }
 }
+
+@Suite struct WorkerRegistryTests {
+    @Test func expiryHeartbeatsAndCreditFollowTheClock() {
+        let clock = ManualClock(start: 10)
+        var registry = WorkerRegistry(heartbeatInterval: 1, heartbeatTimeout: 3)
+        let a = RoutingID([1]), b = RoutingID([2])
+        registry.register(a, hello: HelloMessage(name: "a", capacity: 3, configHash: 0, kind: .cpu), now: clock.now())
+        clock.advance(by: 1)
+        registry.register(b, hello: HelloMessage(name: "b", capacity: 1, configHash: 0, kind: .gpu), now: clock.now())
+        #expect(registry.workers.map(\.name) == ["a", "b"])
+        #expect(registry.grantCredit(2, to: a) == 2)
+        #expect(registry.grantCredit(9, to: a) == 3)
+        #expect(registry.grantCredit(1, to: RoutingID([3])) == nil)
+        #expect(registry.nextWorkerWithCredit() == a)
+        #expect(registry.heartbeatsDue(now: clock.now()) == [a])
+        #expect(registry.heartbeatsDue(now: clock.now()) == [])
+        clock.advance(by: 2.5) // a silent 3.5 s, b 2.5 s
+        #expect(registry.heard(from: RoutingID([3]), at: clock.now()) == false)
+        let dead = registry.expire(now: clock.now())
+        #expect(dead.map(\.name) == ["a"])
+        #expect(registry.workers.map(\.name) == ["b"])
+        #expect(registry.heard(from: b, at: clock.now()) == true)
+        clock.advance(by: 3)
+        #expect(registry.expire(now: clock.now()).isEmpty)
+        clock.advance(by: 0.01)
+        #expect(registry.expire(now: clock.now()).map(\.kind) == [.gpu])
+        #expect(registry.count == 0)
+    }
+}

@@ -73,9 +73,9 @@ public struct ScheduledTask: Equatable, Sendable {
     public internal(set) var policyVersion: UInt64
 
     /// The TASK message for this task; `pairs` gives each pair's prompt material.
-    public func message(runSeed: UInt64, parameters: RolloutParameters, pairs: (UInt64) -> TaskPair) -> Message {
+    public func message(runSeed: UInt64, parameters: RolloutParameters, pairs: (UInt64) throws -> TaskPair) rethrows -> Message {
         .task(TaskMessage(taskID: taskID, step: step, policyVersion: policyVersion, runSeed: runSeed,
-                          parameters: parameters, pairs: pairIDs.map(pairs)))
+                          parameters: parameters, pairs: try pairIDs.map(pairs)))
     }
 }
 
