@@ -362,3 +362,13 @@ extension TaskScheduler {
         #expect(registry.count == 0)
     }
 }
+
+@Suite struct SchedulerWireValuesTests {
+    @Test func millisecondsNeverTrap() {
+        #expect(TaskScheduler.milliseconds(1.5) == 1500)
+        #expect(TaskScheduler.milliseconds(0) == 1)
+        #expect(TaskScheduler.milliseconds(.infinity) == .max)
+        #expect(TaskScheduler.milliseconds(.nan) == 1)
+        #expect(TaskScheduler.milliseconds(1e12) == .max)
+    }
+}

@@ -188,13 +188,13 @@ enum ProtocolSamples {
 
     /// A TASK body with overridable parameters and one pair.
     func taskBody(nc: UInt16 = 4, temperature: Double = 1, topP: Double = 1, pairs: UInt32 = 1, responses: UInt32 = 2,
-                  query: [UInt8] = Array("q".utf8)) -> [UInt8] {
+                  query: [UInt8] = Array("q".utf8), samePairIDs: Bool = false) -> [UInt8] {
         var w = ByteWriter()
         w.u64(1); w.u64(2); w.u64(3); w.u64(4)
         w.u16(nc); w.u16(2); w.u32(96); w.u32(64); w.f64(temperature); w.f64(topP)
         w.u32(pairs)
         for p in 0..<pairs {
-            w.u64(UInt64(p)); w.bytes(query); w.u32(responses)
+            w.u64(samePairIDs ? 0 : UInt64(p)); w.bytes(query); w.u32(responses)
             for _ in 0..<responses { w.string("r") }
         }
         return w.bytes
@@ -212,6 +212,7 @@ enum ProtocolSamples {
         expectError(.countOverLimit(field: "TASK.pairs", count: 3, limit: 2), .task, taskBody(pairs: 3), codec: limits)
         expectError(.countOverLimit(field: "TASK.pairs[0].responses", count: 3, limit: 2), .task, taskBody(responses: 3), codec: limits)
         expectError(.invalidUTF8(field: "TASK.pairs[0].query"), .task, taskBody(query: [0xED, 0xA0, 0x80])) // UTF-16 surrogate
+        expectError(.invalidValue(field: "TASK.pairs[1].pair_id", reason: "pair 0 appears twice in the task"), .task, taskBody(pairs: 2, samePairIDs: true))
     }
 
     @Test func smallMessageValidation() throws {
@@ -277,6 +278,16 @@ enum ProtocolSamples {
             }
         }
         #expect(decoded < 3000)
+    }
+
+    @Test func limitsFollowTheConfiguration() {
+        var config = Config()
+        config.cluster.maxMessageBytes = 8192
+        config.cluster.pairsPerTask = 3
+        config.model.vocabSize = 300
+        config.model.maxSeqLen = 128
+        #expect(ProtocolLimits(config: config) == ProtocolLimits(maxMessageBytes: 8192, maxPairsPerTask: 3,
+                                                                 maxTokensPerTrajectory: 128, vocabularySize: 300))
     }
 
     @Test func byteReaderReadsWhatWriterWrote() throws {

@@ -242,8 +242,8 @@ public struct TaskScheduler: Sendable {
             requeued = requeue(previous.inFlight)
         }
         registry.sent(to: peer, at: now)
-        let welcome = WelcomeMessage(heartbeatIntervalMs: UInt32(clamping: Int((settings.heartbeatInterval * 1000).rounded())),
-                                     heartbeatTimeoutMs: UInt32(clamping: Int((settings.heartbeatTimeout * 1000).rounded())),
+        let welcome = WelcomeMessage(heartbeatIntervalMs: Self.milliseconds(settings.heartbeatInterval),
+                                     heartbeatTimeoutMs: Self.milliseconds(settings.heartbeatTimeout),
                                      policyVersion: policyVersion, maxMessageBytes: UInt32(clamping: settings.maxMessageBytes))
         return .welcome(welcome, requeued: requeued)
     }
@@ -384,6 +384,13 @@ public struct TaskScheduler: Sendable {
     }
 
     // MARK: Internals
+
+    /// Seconds as whole milliseconds for the wire, clamped to 1...UInt32.max (never traps).
+    static func milliseconds(_ seconds: Double) -> UInt32 {
+        let ms = (seconds * 1000).rounded()
+        guard ms.isFinite else { return ms > 0 ? .max : 1 }
+        return UInt32(max(1, min(ms, Double(UInt32.max))))
+    }
 
     private mutating func makeTask(step: UInt64, pairIDs: [UInt64]) -> ScheduledTask {
         defer { nextTaskID += 1 }

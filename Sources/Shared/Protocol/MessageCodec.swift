@@ -221,8 +221,12 @@ public struct MessageCodec: Sendable {
         guard pairCount >= 1 else { throw .invalidValue(field: "TASK.pairs", reason: "a task has at least one pair") }
         var pairs: [TaskPair] = []
         pairs.reserveCapacity(pairCount)
+        var seenPairs = Set<UInt64>()
         for p in 0..<pairCount {
             let pairID = try r.u64("TASK.pairs[\(p)].pair_id")
+            guard seenPairs.insert(pairID).inserted else {
+                throw .invalidValue(field: "TASK.pairs[\(p)].pair_id", reason: "pair \(pairID) appears twice in the task")
+            }
             let query = try r.string("TASK.pairs[\(p)].query", limit: limits.maxStringBytes)
             let responseCount = try r.count("TASK.pairs[\(p)].responses", limit: limits.maxResponsesPerPair, minimumElementSize: 4)
             guard responseCount >= 1 else { throw .invalidValue(field: "TASK.pairs[\(p)].responses", reason: "a pair has at least one response") }

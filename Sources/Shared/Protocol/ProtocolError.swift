@@ -120,10 +120,12 @@ public struct ProtocolLimits: Sendable, Equatable {
         self.vocabularySize = vocabularySize
     }
 
-    /// The limits a run's configuration implies: message size from `cluster.max_message_bytes`,
-    /// token ids from `model.vocab_size`.
+    /// The limits a run's configuration implies (both sides run the same configuration, the
+    /// handshake checks its hash): message size from `cluster.max_message_bytes`, pairs per task
+    /// from `cluster.pairs_per_task`, generated tokens from `model.max_seq_len` (nothing
+    /// generated can outgrow the context), token ids from `model.vocab_size`.
     public init(config: Config) {
-        self.init(maxMessageBytes: config.cluster.maxMessageBytes,
-                  vocabularySize: UInt32(clamping: config.model.vocabSize))
+        self.init(maxMessageBytes: config.cluster.maxMessageBytes, maxPairsPerTask: config.cluster.pairsPerTask,
+                  maxTokensPerTrajectory: config.model.maxSeqLen, vocabularySize: UInt32(clamping: config.model.vocabSize))
     }
 }

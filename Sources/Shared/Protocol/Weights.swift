@@ -34,7 +34,7 @@ public struct WeightsPublisher: Sendable {
         }
         let start = Int(chunkIndex) * chunkBytes
         let data = Array(bytes[start..<min(start + chunkBytes, bytes.count)])
-        return .weightsChunk(WeightsChunk(version: version, chunkIndex: chunkIndex, chunkCount: UInt32(count),
+        return .weightsChunk(WeightsChunk(version: version, chunkIndex: chunkIndex, chunkCount: UInt32(clamping: count),
                                           totalBytes: UInt64(bytes.count), data: data))
     }
 }
