@@ -250,7 +250,8 @@ public final class ZAPAuthenticator: @unchecked Sendable {
         }
     }
 
-    /// Stops the handler thread and waits for it to close its socket.
+    /// Stops the handler thread and waits for it to close its socket (within ~50 ms). Call it
+    /// before releasing the authenticator: the running thread keeps the object alive.
     public func stop() {
         lock.lock()
         let wasRunning = running && !stopping
