@@ -1,0 +1,452 @@
+import Shared
+
+/// The trajectories a result must hold for each pair of its task, when known.
+public enum ExpectedRollout: Equatable, Sendable {
+    /// CE-RM's two-stage rollout: per pair, criteria trajectories (i, 0, 0) for i < nc and
+    /// evaluation trajectories (i, r, j) for i < nc, r < responses, j < ne.
+    case twoStage(nc: Int, ne: Int, responses: Int)
+
+    /// The exact trajectory ids of one pair.
+    func ids(pairID: UInt64) -> Set<TrajectoryID> {
+        switch self {
+        case let .twoStage(nc, ne, responses):
+            var ids = Set<TrajectoryID>()
+            for i in 0..<nc {
+                ids.insert(TrajectoryID(pairID: pairID, stage: .criteria, criteriaIndex: UInt16(clamping: i), responseIndex: 0, sampleIndex: 0))
+                for r in 0..<responses {
+                    for j in 0..<ne {
+                        ids.insert(TrajectoryID(pairID: pairID, stage: .evaluation, criteriaIndex: UInt16(clamping: i),
+                                                responseIndex: UInt16(clamping: r), sampleIndex: UInt16(clamping: j)))
+                    }
+                }
+            }
+            return ids
+        }
+    }
+}
+
+/// Settings of a ``TaskScheduler``, normally from the run's configuration.
+public struct SchedulerSettings: Equatable, Sendable {
+    public var mode: RolloutMode
+    /// Async mode: results sampled more than this many versions ago are dropped.
+    public var maxStaleness: UInt64
+    public var pairsPerTask: Int
+    public var heartbeatInterval: Double
+    public var heartbeatTimeout: Double
+    /// `Config.hash` workers must match.
+    public var configHash: UInt64
+    public var maxMessageBytes: Int
+    /// When set, each result must hold exactly these trajectories per pair.
+    public var expectedRollout: ExpectedRollout?
+
+    public init(mode: RolloutMode = .sync, maxStaleness: UInt64 = 1, pairsPerTask: Int = 1, heartbeatInterval: Double = 1,
+                heartbeatTimeout: Double = 10, configHash: UInt64 = 0, maxMessageBytes: Int = 64 << 20,
+                expectedRollout: ExpectedRollout? = nil) {
+        self.mode = mode
+        self.maxStaleness = maxStaleness
+        self.pairsPerTask = max(1, pairsPerTask)
+        self.heartbeatInterval = heartbeatInterval
+        self.heartbeatTimeout = heartbeatTimeout
+        self.configHash = configHash
+        self.maxMessageBytes = maxMessageBytes
+        self.expectedRollout = expectedRollout
+    }
+
+    /// The settings `[cluster]`, `[rollout]` and `[reward]` imply. The exact trajectory set is
+    /// checked for the two-stage `cerm` reward mode (preference pairs: 2 responses).
+    public init(config: Config) {
+        self.init(mode: config.cluster.mode, maxStaleness: UInt64(config.cluster.maxStaleness),
+                  pairsPerTask: config.cluster.pairsPerTask, heartbeatInterval: config.cluster.heartbeatInterval,
+                  heartbeatTimeout: config.cluster.heartbeatTimeout, configHash: config.hash,
+                  maxMessageBytes: config.cluster.maxMessageBytes,
+                  expectedRollout: config.reward.mode == .cerm ? .twoStage(nc: config.rollout.nc, ne: config.rollout.ne, responses: 2) : nil)
+    }
+}
+
+/// A unit of work: a few pairs of one step. Task ids are unique for the scheduler's life; a
+/// re-queued task gets a new id so that a late answer to the old one is recognisable.
+public struct ScheduledTask: Equatable, Sendable {
+    public let taskID: UInt64
+    public let step: UInt64
+    public let pairIDs: [UInt64]
+    /// The version the task was sent with (set when dispatched).
+    public internal(set) var policyVersion: UInt64
+
+    /// The TASK message for this task; `pairs` gives each pair's prompt material.
+    public func message(runSeed: UInt64, parameters: RolloutParameters, pairs: (UInt64) throws -> TaskPair) rethrows -> Message {
+        .task(TaskMessage(taskID: taskID, step: step, policyVersion: policyVersion, runSeed: runSeed,
+                          parameters: parameters, pairs: try pairIDs.map(pairs)))
+    }
+}
+
+/// A task sent to a worker by ``TaskScheduler/dispatch(now:)``.
+public struct Assignment: Equatable, Sendable {
+    public let worker: RoutingID
+    public let task: ScheduledTask
+}
+
+/// Why a result was not accepted.
+public enum ResultDropReason: Equatable, Sendable, CustomStringConvertible {
+    /// The sender is not registered (never said HELLO, or was declared dead).
+    case unknownWorker
+    /// The task id was never issued.
+    case unknownTask
+    /// The task was issued but is no longer in flight (already answered or re-queued).
+    case lateOrDuplicate
+    /// The task is in flight at another worker.
+    case notAssignedToSender
+    /// The result names another version than the task was sent with.
+    case versionMismatch(expected: UInt64, received: UInt64)
+    /// Sampled with a version the learner no longer accepts.
+    case stale(version: UInt64, current: UInt64)
+    /// The trajectories do not match the task.
+    case invalidTrajectories(String)
+
+    public var description: String {
+        switch self {
+        case .unknownWorker: "sender is not a registered worker"
+        case .unknownTask: "task id was never issued"
+        case .lateOrDuplicate: "task is no longer in flight (late or duplicate result)"
+        case .notAssignedToSender: "task is in flight at another worker"
+        case let .versionMismatch(expected, received): "result names policy version \(received), task was sent with \(expected)"
+        case let .stale(version, current): "sampled with version \(version), current version \(current) is beyond the staleness bound"
+        case let .invalidTrajectories(reason): "invalid trajectories: \(reason)"
+        }
+    }
+}
+
+/// What ``TaskScheduler/handle(result:from:now:)`` did.
+public enum ResultOutcome: Equatable, Sendable {
+    /// Stored under its step; `stepComplete` when every pair of the step now has rollouts.
+    case accepted(taskID: UInt64, step: UInt64, stepComplete: Bool)
+    /// Dropped; if the task was in flight at the sender its pairs were re-queued under `requeuedAs`.
+    case dropped(taskID: UInt64, reason: ResultDropReason, requeuedAs: UInt64?)
+}
+
+/// What the coordinator must do after a HELLO.
+public enum HelloOutcome: Equatable, Sendable {
+    /// Send this WELCOME; `requeued` lists tasks re-queued because the peer restarted.
+    case welcome(WelcomeMessage, requeued: [UInt64])
+    /// Send REFUSE with this reason (the worker prints it and exits).
+    case refuse(reason: String)
+}
+
+/// A worker declared dead by ``TaskScheduler/tick(now:)``.
+public struct ExpiredWorker: Equatable, Sendable {
+    public let peer: RoutingID
+    public let name: String
+    /// New ids of its re-queued tasks.
+    public let requeued: [UInt64]
+}
+
+/// What ``TaskScheduler/tick(now:)`` found.
+public struct TickOutcome: Equatable, Sendable {
+    public var expired: [ExpiredWorker] = []
+    /// Workers owed a HEARTBEAT now (already marked as sent).
+    public var heartbeatsDue: [RoutingID] = []
+}
+
+/// Counters for the step log and metrics.
+public struct SchedulerStatistics: Equatable, Sendable {
+    public var tasksCreated = 0
+    public var tasksDispatched = 0
+    public var resultsAccepted = 0
+    public var tasksRequeued = 0
+    public var workersExpired = 0
+    public var droppedStale = 0
+    public var droppedLateOrDuplicate = 0
+    public var droppedUnknown = 0
+    public var droppedInvalid = 0
+}
+
+/// A step's rollouts, complete.
+public struct StepRollouts: Equatable, Sendable {
+    public let step: UInt64
+    /// Every accepted trajectory in canonical order (``TrajectoryID`` order).
+    public let trajectories: [Trajectory]
+    /// Policy version each task's trajectories were sampled with, by pair.
+    public let versionByPair: [UInt64: UInt64]
+}
+
+/// Errors from misuse of the scheduler by the coordinator loop.
+public enum SchedulerError: Error, Equatable, CustomStringConvertible {
+    case stepAlreadyOpen(UInt64)
+    case syncModeStepStillOpen(open: UInt64, requested: UInt64)
+    case duplicatePair(step: UInt64, pairID: UInt64)
+    case emptyStep(UInt64)
+    case versionNotIncreasing(current: UInt64, requested: UInt64)
+
+    public var description: String {
+        switch self {
+        case let .stepAlreadyOpen(s): "step \(s) is already open"
+        case let .syncModeStepStillOpen(open, requested): "sync mode: cannot open step \(requested) while step \(open) is open"
+        case let .duplicatePair(step, pair): "step \(step) lists pair \(pair) twice"
+        case let .emptyStep(s): "step \(s) has no pairs"
+        case let .versionNotIncreasing(current, requested): "policy version must increase (current \(current), requested \(requested))"
+        }
+    }
+}
+
+/// Credit-based task dispatch with liveness, re-queueing and result acceptance (docs/PROTOCOL.md
+/// section 4). Pure logic for one coordinator loop: it owns no socket and reads no clock; each
+/// call gets `now`. Which worker gets which task may vary; results are keyed by task id and
+/// trajectories are handed out in canonical order, so nothing downstream depends on it.
+public struct TaskScheduler: Sendable {
+    public let settings: SchedulerSettings
+    public private(set) var registry: WorkerRegistry
+    /// The version new tasks are sent with.
+    public private(set) var policyVersion: UInt64
+    public private(set) var statistics = SchedulerStatistics()
+
+    private struct StepState: Sendable {
+        var pendingPairs: Set<UInt64>
+        var trajectories: [Trajectory] = []
+        var versionByPair: [UInt64: UInt64] = [:]
+    }
+
+    private var nextTaskID: UInt64 = 1
+    private var queue: [ScheduledTask] = []
+    private var inFlight: [UInt64: (task: ScheduledTask, worker: RoutingID)] = [:]
+    private var steps: [UInt64: StepState] = [:]
+
+    public init(settings: SchedulerSettings, policyVersion: UInt64 = 0) {
+        self.settings = settings
+        self.policyVersion = policyVersion
+        registry = WorkerRegistry(heartbeatInterval: settings.heartbeatInterval, heartbeatTimeout: settings.heartbeatTimeout)
+    }
+
+    /// Steps opened and not yet taken, ascending.
+    public var openSteps: [UInt64] { steps.keys.sorted() }
+    /// Tasks waiting for a worker with credit.
+    public var queuedTasks: [ScheduledTask] { queue }
+    /// Task ids sent and not yet answered.
+    public var inFlightTaskIDs: [UInt64] { inFlight.keys.sorted() }
+
+    /// Whether every pair of `step` has accepted rollouts.
+    public func isComplete(step: UInt64) -> Bool { steps[step]?.pendingPairs.isEmpty ?? false }
+
+    // MARK: Workers
+
+    /// Admits or refuses the sender of a HELLO.
+    public mutating func handle(hello: HelloMessage, from peer: RoutingID, now: Double) -> HelloOutcome {
+        if hello.protocolVersion != MessageCodec.version {
+            return .refuse(reason: "protocol version \(hello.protocolVersion) not supported: the coordinator speaks cerm protocol v\(MessageCodec.version)")
+        }
+        if hello.configHash != settings.configHash {
+            return .refuse(reason: "config hash mismatch: worker 0x\(String(hello.configHash, radix: 16)), coordinator 0x\(String(settings.configHash, radix: 16)) "
+                + "(compare `cerm config check` output on both machines)")
+        }
+        if hello.capacity == 0 { return .refuse(reason: "capacity must be at least 1") }
+        var requeued: [UInt64] = []
+        if let previous = registry.register(peer, hello: hello, now: now) {
+            requeued = requeue(previous.inFlight)
+        }
+        registry.sent(to: peer, at: now)
+        let welcome = WelcomeMessage(heartbeatIntervalMs: Self.milliseconds(settings.heartbeatInterval),
+                                     heartbeatTimeoutMs: Self.milliseconds(settings.heartbeatTimeout),
+                                     policyVersion: policyVersion, maxMessageBytes: UInt32(clamping: settings.maxMessageBytes))
+        return .welcome(welcome, requeued: requeued)
+    }
+
+    /// READY: adds credit. False (message dropped) if the sender is not registered.
+    @discardableResult
+    public mutating func handle(ready credit: Int, from peer: RoutingID, now: Double) -> Bool {
+        guard registry.heard(from: peer, at: now) else { return false }
+        registry.grantCredit(credit, to: peer)
+        return true
+    }
+
+    /// Any other message (HEARTBEAT, WEIGHTS_REQUEST, …) proves the sender alive. False if it
+    /// is not registered (the message should be dropped).
+    @discardableResult
+    public mutating func heard(from peer: RoutingID, now: Double) -> Bool { registry.heard(from: peer, at: now) }
+
+    /// Notes a message sent to `peer` (counts as a heartbeat).
+    public mutating func sent(to peer: RoutingID, now: Double) { registry.sent(to: peer, at: now) }
+
+    /// GOODBYE: forgets the worker and re-queues its tasks; returns their new ids.
+    @discardableResult
+    public mutating func handle(goodbyeFrom peer: RoutingID, now: Double) -> [UInt64] {
+        guard let record = registry.remove(peer) else { return [] }
+        return requeue(record.inFlight)
+    }
+
+    /// Declares silent workers dead (re-queueing their tasks) and lists heartbeats due.
+    public mutating func tick(now: Double) -> TickOutcome {
+        var outcome = TickOutcome()
+        for record in registry.expire(now: now) {
+            statistics.workersExpired += 1
+            outcome.expired.append(ExpiredWorker(peer: record.peer, name: record.name, requeued: requeue(record.inFlight)))
+        }
+        outcome.heartbeatsDue = registry.heartbeatsDue(now: now)
+        return outcome
+    }
+
+    // MARK: Steps and tasks
+
+    /// Opens a step: its pairs become tasks of `pairs_per_task` pairs, queued in order.
+    /// Sync mode allows one open step at a time; async mode several.
+    public mutating func openStep(_ step: UInt64, pairIDs: [UInt64]) throws(SchedulerError) {
+        if steps[step] != nil { throw .stepAlreadyOpen(step) }
+        if settings.mode == .sync, let open = steps.keys.min() { throw .syncModeStepStillOpen(open: open, requested: step) }
+        if pairIDs.isEmpty { throw .emptyStep(step) }
+        var seen = Set<UInt64>()
+        for pair in pairIDs where !seen.insert(pair).inserted { throw .duplicatePair(step: step, pairID: pair) }
+        steps[step] = StepState(pendingPairs: seen)
+        var start = 0
+        while start < pairIDs.count {
+            let end = min(start + settings.pairsPerTask, pairIDs.count)
+            queue.append(makeTask(step: step, pairIDs: Array(pairIDs[start..<end])))
+            start = end
+        }
+    }
+
+    /// The learner published `version`. Tasks dispatched from now on carry it; in-flight tasks
+    /// keep theirs and are judged by the staleness rule when they come back.
+    public mutating func advancePolicy(to version: UInt64) throws(SchedulerError) {
+        guard version > policyVersion else { throw .versionNotIncreasing(current: policyVersion, requested: version) }
+        policyVersion = version
+    }
+
+    /// Sends queued tasks to workers with credit, oldest first, each to the worker with credit
+    /// and the fewest tasks in flight. The caller sends each assignment's TASK message.
+    public mutating func dispatch(now: Double) -> [Assignment] {
+        var assignments: [Assignment] = []
+        while !queue.isEmpty, let worker = registry.nextWorkerWithCredit() {
+            var task = queue.removeFirst()
+            task.policyVersion = policyVersion
+            registry.assign(task.taskID, to: worker)
+            registry.sent(to: worker, at: now)
+            inFlight[task.taskID] = (task, worker)
+            statistics.tasksDispatched += 1
+            assignments.append(Assignment(worker: worker, task: task))
+        }
+        return assignments
+    }
+
+    /// Accepts or drops a RESULT (docs/PROTOCOL.md, "Coordinator's acceptance rules").
+    public mutating func handle(result: ResultMessage, from peer: RoutingID, now: Double) -> ResultOutcome {
+        let taskID = result.taskID
+        guard registry.heard(from: peer, at: now) else {
+            statistics.droppedUnknown += 1
+            return .dropped(taskID: taskID, reason: .unknownWorker, requeuedAs: nil)
+        }
+        guard let (task, worker) = inFlight[taskID] else {
+            if taskID != 0 && taskID < nextTaskID {
+                statistics.droppedLateOrDuplicate += 1
+                return .dropped(taskID: taskID, reason: .lateOrDuplicate, requeuedAs: nil)
+            }
+            statistics.droppedUnknown += 1
+            return .dropped(taskID: taskID, reason: .unknownTask, requeuedAs: nil)
+        }
+        guard worker == peer else {
+            statistics.droppedLateOrDuplicate += 1
+            return .dropped(taskID: taskID, reason: .notAssignedToSender, requeuedAs: nil)
+        }
+        // From here the task leaves the worker whatever happens: accepted, or re-queued.
+        inFlight[taskID] = nil
+        _ = registry.release(taskID, from: peer)
+
+        var rejection: ResultDropReason?
+        if result.policyVersion != task.policyVersion {
+            rejection = .versionMismatch(expected: task.policyVersion, received: result.policyVersion)
+        } else if isStale(task) {
+            rejection = .stale(version: task.policyVersion, current: policyVersion)
+        } else if let problem = validate(result.trajectories, for: task) {
+            rejection = .invalidTrajectories(problem)
+        }
+        if let rejection {
+            if case .stale = rejection { statistics.droppedStale += 1 } else { statistics.droppedInvalid += 1 }
+            let requeued = requeue(tasks: [task]).first
+            return .dropped(taskID: taskID, reason: rejection, requeuedAs: requeued)
+        }
+        guard var state = steps[task.step] else {
+            // The step was taken already (cannot happen while tasks of it are in flight).
+            statistics.droppedLateOrDuplicate += 1
+            return .dropped(taskID: taskID, reason: .lateOrDuplicate, requeuedAs: nil)
+        }
+        for pair in task.pairIDs {
+            state.pendingPairs.remove(pair)
+            state.versionByPair[pair] = task.policyVersion
+        }
+        state.trajectories.append(contentsOf: result.trajectories)
+        steps[task.step] = state
+        statistics.resultsAccepted += 1
+        return .accepted(taskID: taskID, step: task.step, stepComplete: state.pendingPairs.isEmpty)
+    }
+
+    /// Removes a complete step and returns its trajectories in canonical order; nil while the
+    /// step is incomplete or unknown.
+    public mutating func takeCompletedStep(_ step: UInt64) -> StepRollouts? {
+        guard let state = steps[step], state.pendingPairs.isEmpty else { return nil }
+        steps[step] = nil
+        return StepRollouts(step: step, trajectories: state.trajectories.sorted { $0.id < $1.id }, versionByPair: state.versionByPair)
+    }
+
+    // MARK: Internals
+
+    /// Seconds as whole milliseconds for the wire, clamped to 1...UInt32.max (never traps).
+    static func milliseconds(_ seconds: Double) -> UInt32 {
+        let ms = (seconds * 1000).rounded()
+        guard ms.isFinite else { return ms > 0 ? .max : 1 }
+        return UInt32(max(1, min(ms, Double(UInt32.max))))
+    }
+
+    private mutating func makeTask(step: UInt64, pairIDs: [UInt64]) -> ScheduledTask {
+        defer { nextTaskID += 1 }
+        statistics.tasksCreated += 1
+        return ScheduledTask(taskID: nextTaskID, step: step, pairIDs: pairIDs, policyVersion: policyVersion)
+    }
+
+    /// Sync: only the current version counts. Async: at most `max_staleness` versions behind.
+    private func isStale(_ task: ScheduledTask) -> Bool {
+        switch settings.mode {
+        case .sync: return task.policyVersion != policyVersion
+        case .async: return task.policyVersion > policyVersion || policyVersion - task.policyVersion > settings.maxStaleness
+        }
+    }
+
+    /// Re-queues the given tasks (at the front, oldest first, under new ids) if their step is
+    /// still open; returns the new ids.
+    private mutating func requeue(_ taskIDs: some Collection<UInt64>) -> [UInt64] {
+        var tasks: [ScheduledTask] = []
+        for id in taskIDs.sorted() {
+            guard let (task, worker) = inFlight.removeValue(forKey: id) else { continue }
+            _ = registry.release(id, from: worker)
+            tasks.append(task)
+        }
+        return requeue(tasks: tasks)
+    }
+
+    /// Re-queues tasks already out of `inFlight`.
+    private mutating func requeue(tasks: [ScheduledTask]) -> [UInt64] {
+        var fresh: [ScheduledTask] = []
+        for task in tasks where steps[task.step] != nil {
+            fresh.append(makeTask(step: task.step, pairIDs: task.pairIDs))
+        }
+        statistics.tasksRequeued += fresh.count
+        queue.insert(contentsOf: fresh, at: 0)
+        return fresh.map(\.taskID)
+    }
+
+    /// Nil when the trajectories fit the task; otherwise what is wrong.
+    private func validate(_ trajectories: [Trajectory], for task: ScheduledTask) -> String? {
+        let pairs = Set(task.pairIDs)
+        var byPair: [UInt64: Set<TrajectoryID>] = [:]
+        for t in trajectories {
+            guard pairs.contains(t.id.pairID) else { return "trajectory \(t.id) names a pair outside task \(task.taskID)" }
+            guard byPair[t.id.pairID, default: []].insert(t.id).inserted else { return "duplicate trajectory \(t.id)" }
+        }
+        for pair in task.pairIDs {
+            let got = byPair[pair] ?? []
+            if got.isEmpty { return "no trajectories for pair \(pair)" }
+            if let expected = settings.expectedRollout?.ids(pairID: pair), got != expected {
+                let missing = expected.subtracting(got).sorted()
+                let extra = got.subtracting(expected).sorted()
+                if let first = missing.first { return "pair \(pair): \(missing.count) expected trajectories missing (first: \(first))" }
+                if let first = extra.first { return "pair \(pair): \(extra.count) unexpected trajectories (first: \(first))" }
+            }
+        }
+        return nil
+    }
+}

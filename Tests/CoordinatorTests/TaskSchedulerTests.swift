@@ -1,0 +1,374 @@
+import Testing
+@testable import Coordinator
+import Shared
+
+@Suite struct TaskSchedulerTests {
+    static let alice = RoutingID([0xA1])
+    static let bob = RoutingID([0xB0])
+
+    static func settings(mode: RolloutMode = .sync, pairsPerTask: Int = 2, staleness: UInt64 = 1,
+                         expected: ExpectedRollout? = .twoStage(nc: 1, ne: 1, responses: 2)) -> SchedulerSettings {
+        SchedulerSettings(mode: mode, maxStaleness: staleness, pairsPerTask: pairsPerTask, heartbeatInterval: 1, heartbeatTimeout: 5,
+                          configHash: 0xC0FFEE, maxMessageBytes: 1 << 20, expectedRollout: expected)
+    }
+
+    static func hello(_ name: String, capacity: UInt16 = 4) -> HelloMessage {
+        HelloMessage(name: name, capacity: capacity, configHash: 0xC0FFEE, kind: .cpu)
+    }
+
+    /// The complete two-stage rollout (nc = 1, ne = 1, two responses) of `pairs`.
+    static func trajectories(_ pairs: [UInt64], tokenSeed: UInt32 = 0) -> [Trajectory] {
+        pairs.flatMap { pair -> [Trajectory] in
+            let ids = [TrajectoryID(pairID: pair, stage: .evaluation, criteriaIndex: 0, responseIndex: 1, sampleIndex: 0),
+                       TrajectoryID(pairID: pair, stage: .criteria, criteriaIndex: 0, responseIndex: 0, sampleIndex: 0),
+                       TrajectoryID(pairID: pair, stage: .evaluation, criteriaIndex: 0, responseIndex: 0, sampleIndex: 0)]
+            return ids.map { id in
+                Trajectory(id: id, promptTokenCount: 4, tokens: [UInt32(pair) + tokenSeed], behaviourLogprobs: [-1],
+                           referenceLogprobs: [-1], finishReason: .stop, text: "\(id)")
+            }
+        }
+    }
+
+    static func result(for task: ScheduledTask, version: UInt64? = nil) -> ResultMessage {
+        ResultMessage(taskID: task.taskID, policyVersion: version ?? task.policyVersion, trajectories: trajectories(task.pairIDs))
+    }
+
+    /// A scheduler with alice (and bob) registered and given `credit`.
+    static func scheduler(_ settings: SchedulerSettings = settings(), workers: [RoutingID] = [alice], credit: Int = 4,
+                          clock: ManualClock) -> TaskScheduler {
+        var s = TaskScheduler(settings: settings)
+        for (i, peer) in workers.enumerated() {
+            guard case .welcome = s.handle(hello: hello("w\(i)"), from: peer, now: clock.now()) else {
+                Issue.record("worker refused"); return s
+            }
+            s.handle(ready: credit, from: peer, now: clock.now())
+        }
+        return s
+    }
+
+    @Test func stepsBecomeTasksOfPairsPerTaskWithUniqueIDs() throws {
+        var s = TaskScheduler(settings: Self.settings(pairsPerTask: 2))
+        try s.openStep(0, pairIDs: [10, 11, 12, 13, 14])
+        #expect(s.queuedTasks.map(\.pairIDs) == [[10, 11], [12, 13], [14]])
+        #expect(s.queuedTasks.map(\.taskID) == [1, 2, 3])
+        #expect(s.statistics.tasksCreated == 3)
+        #expect(throws: SchedulerError.stepAlreadyOpen(0)) { try s.openStep(0, pairIDs: [1]) }
+        #expect(throws: SchedulerError.syncModeStepStillOpen(open: 0, requested: 1)) { try s.openStep(1, pairIDs: [1]) }
+        var a = TaskScheduler(settings: Self.settings(mode: .async))
+        #expect(throws: SchedulerError.duplicatePair(step: 0, pairID: 7)) { try a.openStep(0, pairIDs: [7, 8, 7]) }
+        #expect(throws: SchedulerError.emptyStep(1)) { try a.openStep(1, pairIDs: []) }
+    }
+
+    @Test func dispatchFollowsCreditClampedToCapacity() throws {
+        let clock = ManualClock()
+        var s = TaskScheduler(settings: Self.settings(pairsPerTask: 1))
+        #expect(s.handle(hello: Self.hello("a", capacity: 2), from: Self.alice, now: 0)
+            == .welcome(WelcomeMessage(heartbeatIntervalMs: 1000, heartbeatTimeoutMs: 5000, policyVersion: 0, maxMessageBytes: 1 << 20), requeued: []))
+        try s.openStep(0, pairIDs: [1, 2, 3, 4])
+        #expect(s.dispatch(now: clock.now()).isEmpty) // no credit yet
+        s.handle(ready: 5, from: Self.alice, now: clock.now())
+        #expect(s.registry.worker(Self.alice)?.credit == 2) // clamped to capacity
+        let first = s.dispatch(now: clock.now())
+        #expect(first.map(\.task.taskID) == [1, 2])
+        #expect(first.allSatisfy { $0.worker == Self.alice })
+        #expect(s.registry.worker(Self.alice)?.credit == 0)
+        s.handle(ready: 1, from: Self.alice, now: clock.now())
+        #expect(s.registry.worker(Self.alice)?.credit == 0) // two in flight already fill capacity 2
+        #expect(s.handle(result: Self.result(for: first[0].task), from: Self.alice, now: clock.now())
+            == .accepted(taskID: 1, step: 0, stepComplete: false))
+        s.handle(ready: 1, from: Self.alice, now: clock.now())
+        #expect(s.dispatch(now: clock.now()).map(\.task.taskID) == [3])
+        #expect(s.handle(ready: 1, from: Self.bob, now: clock.now()) == false) // never said HELLO
+    }
+
+    @Test func tasksGoToTheLeastLoadedWorkerWithCredit() throws {
+        let clock = ManualClock()
+        var s = Self.scheduler(Self.settings(pairsPerTask: 1), workers: [Self.alice, Self.bob], credit: 2, clock: clock)
+        try s.openStep(0, pairIDs: [1, 2, 3, 4, 5])
+        let assignments = s.dispatch(now: clock.now())
+        #expect(assignments.map(\.worker) == [Self.alice, Self.bob, Self.alice, Self.bob])
+        #expect(s.queuedTasks.map(\.pairIDs) == [[5]])
+        let message = assignments[0].task.message(runSeed: 7, parameters: RolloutParameters(config: RolloutConfig())) {
+            TaskPair(pairID: $0, query: "q\($0)", responses: ["a", "b"])
+        }
+        guard case let .task(task) = message else { Issue.record("not a task"); return }
+        #expect(task.taskID == 1 && task.step == 0 && task.runSeed == 7 && task.pairs.map(\.query) == ["q1"])
+        #expect(task.parameters.nc == 4 && task.parameters.criteriaMaxTokens == 96)
+    }
+
+    @Test func silentWorkerIsDeclaredDeadAndItsTasksAreRequeued() throws {
+        let clock = ManualClock(start: 1000)
+        var s = Self.scheduler(workers: [Self.alice, Self.bob], credit: 1, clock: clock)
+        try s.openStep(0, pairIDs: [1, 2, 3, 4])
+        let sent = s.dispatch(now: clock.now())
+        #expect(sent.map(\.worker) == [Self.alice, Self.bob])
+        let aliceTask = sent[0].task
+        // Bob keeps talking, Alice goes silent.
+        for _ in 0..<5 {
+            clock.advance(by: 1)
+            s.heard(from: Self.bob, now: clock.now())
+            #expect(s.tick(now: clock.now()).expired.isEmpty)
+        }
+        clock.advance(by: 1) // alice silent for 6 s > timeout 5 s
+        let tick = s.tick(now: clock.now())
+        #expect(tick.expired == [ExpiredWorker(peer: Self.alice, name: "w0", requeued: [3])])
+        #expect(s.registry.contains(Self.alice) == false)
+        #expect(s.statistics.workersExpired == 1)
+        #expect(s.queuedTasks.map(\.taskID) == [3])
+        #expect(s.queuedTasks.first?.pairIDs == aliceTask.pairIDs)
+
+        // Alice was only slow: her late answer to the old task id is dropped.
+        #expect(s.handle(result: Self.result(for: aliceTask), from: Self.alice, now: clock.now())
+            == .dropped(taskID: aliceTask.taskID, reason: .unknownWorker, requeuedAs: nil))
+        // After a new HELLO she is a fresh worker; the old task id is still late.
+        _ = s.handle(hello: Self.hello("w0"), from: Self.alice, now: clock.now())
+        #expect(s.handle(result: Self.result(for: aliceTask), from: Self.alice, now: clock.now())
+            == .dropped(taskID: aliceTask.taskID, reason: .lateOrDuplicate, requeuedAs: nil))
+
+        // Bob finishes his task and takes the re-queued one.
+        #expect(s.handle(result: Self.result(for: sent[1].task), from: Self.bob, now: clock.now())
+            == .accepted(taskID: 2, step: 0, stepComplete: false))
+        s.handle(ready: 1, from: Self.bob, now: clock.now())
+        let retry = s.dispatch(now: clock.now())
+        #expect(retry.map(\.task.taskID) == [3] && retry.map(\.worker) == [Self.bob])
+        #expect(s.handle(result: Self.result(for: retry[0].task), from: Self.bob, now: clock.now())
+            == .accepted(taskID: 3, step: 0, stepComplete: true))
+        #expect(s.isComplete(step: 0))
+    }
+
+    @Test func heartbeatsAreDueEveryIntervalAndTasksCountAsHeartbeats() throws {
+        let clock = ManualClock()
+        var s = Self.scheduler(Self.settings(pairsPerTask: 1), workers: [Self.alice, Self.bob], credit: 1, clock: clock)
+        #expect(s.tick(now: clock.now()).heartbeatsDue.isEmpty) // the WELCOME was just sent
+        clock.advance(by: 0.5)
+        try s.openStep(0, pairIDs: [1])
+        #expect(s.dispatch(now: clock.now()).map(\.worker) == [Self.alice])
+        clock.advance(by: 0.5)
+        #expect(s.tick(now: clock.now()).heartbeatsDue == [Self.bob]) // alice got a TASK 0.5 s ago
+        #expect(s.tick(now: clock.now()).heartbeatsDue.isEmpty)        // marked as sent
+        clock.advance(by: 0.5)
+        #expect(s.tick(now: clock.now()).heartbeatsDue == [Self.alice])
+    }
+
+    @Test func lateDuplicateForeignAndUnknownResultsAreDropped() throws {
+        let clock = ManualClock()
+        var s = Self.scheduler(workers: [Self.alice, Self.bob], credit: 1, clock: clock)
+        try s.openStep(0, pairIDs: [1, 2, 3, 4])
+        let sent = s.dispatch(now: clock.now())
+        let aliceTask = sent[0].task
+        #expect(s.handle(result: Self.result(for: aliceTask), from: Self.bob, now: 0)
+            == .dropped(taskID: 1, reason: .notAssignedToSender, requeuedAs: nil))
+        #expect(s.handle(result: Self.result(for: aliceTask), from: Self.alice, now: 0) == .accepted(taskID: 1, step: 0, stepComplete: false))
+        #expect(s.handle(result: Self.result(for: aliceTask), from: Self.alice, now: 0)
+            == .dropped(taskID: 1, reason: .lateOrDuplicate, requeuedAs: nil))
+        #expect(s.handle(result: ResultMessage(taskID: 99, policyVersion: 0, trajectories: []), from: Self.alice, now: 0)
+            == .dropped(taskID: 99, reason: .unknownTask, requeuedAs: nil))
+        #expect(s.statistics.droppedLateOrDuplicate == 2)
+        #expect(s.statistics.droppedUnknown == 1)
+        #expect(s.statistics.resultsAccepted == 1)
+    }
+
+    @Test func resultsThatDoNotFitTheTaskAreDroppedAndRequeued() throws {
+        let clock = ManualClock()
+        var s = Self.scheduler(workers: [Self.alice], credit: 4, clock: clock)
+        try s.openStep(0, pairIDs: [1, 2, 3, 4, 5, 6, 7, 8])
+        let sent = s.dispatch(now: clock.now()).map(\.task)
+        #expect(sent.map(\.taskID) == [1, 2, 3, 4])
+
+        var missing = Self.result(for: sent[0])
+        missing.trajectories.removeLast()
+        #expect(s.handle(result: missing, from: Self.alice, now: 0) == .dropped(taskID: 1, reason: .invalidTrajectories(
+            "pair 2: 1 expected trajectories missing (first: pair 2 evaluation c0 r0 s0)"), requeuedAs: 5))
+
+        var foreign = Self.result(for: sent[1])
+        foreign.trajectories[0].id.pairID = 1
+        #expect(s.handle(result: foreign, from: Self.alice, now: 0) == .dropped(taskID: 2, reason: .invalidTrajectories(
+            "trajectory pair 1 evaluation c0 r1 s0 names a pair outside task 2"), requeuedAs: 6))
+
+        var extra = Self.result(for: sent[2])
+        extra.trajectories.append(Trajectory(id: TrajectoryID(pairID: 5, stage: .evaluation, criteriaIndex: 1, responseIndex: 0, sampleIndex: 0),
+                                             promptTokenCount: 1, tokens: [], behaviourLogprobs: [], referenceLogprobs: [], finishReason: .stop, text: ""))
+        #expect(s.handle(result: extra, from: Self.alice, now: 0) == .dropped(taskID: 3, reason: .invalidTrajectories(
+            "pair 5: 1 unexpected trajectories (first: pair 5 evaluation c1 r0 s0)"), requeuedAs: 7))
+
+        #expect(s.handle(result: Self.result(for: sent[3], version: 9), from: Self.alice, now: 0)
+            == .dropped(taskID: 4, reason: .versionMismatch(expected: 0, received: 9), requeuedAs: 8))
+        #expect(s.statistics.droppedInvalid == 4)
+        #expect(s.queuedTasks.map(\.taskID) == [8, 7, 6, 5])
+        #expect(s.registry.worker(Self.alice)?.inFlight.isEmpty == true)
+    }
+
+    @Test func withoutAnExpectedShapeEveryPairStillNeedsTrajectories() throws {
+        let clock = ManualClock()
+        var s = Self.scheduler(Self.settings(expected: nil), clock: clock)
+        try s.openStep(0, pairIDs: [1, 2])
+        let task = s.dispatch(now: 0)[0].task
+        var partial = Self.result(for: task)
+        partial.trajectories.removeAll { $0.id.pairID == 2 }
+        #expect(s.handle(result: partial, from: Self.alice, now: 0)
+            == .dropped(taskID: 1, reason: .invalidTrajectories("no trajectories for pair 2"), requeuedAs: 2))
+        var one = Self.result(for: TaskScheduler.taskForTesting(id: 2, pairs: [1, 2]))
+        one.trajectories.removeAll { $0.id.stage == .criteria }
+        _ = s.dispatch(now: 0)
+        #expect(s.handle(result: one, from: Self.alice, now: 0) == .accepted(taskID: 2, step: 0, stepComplete: true))
+    }
+
+    @Test func syncModeAcceptsOnlyTheCurrentVersion() throws {
+        let clock = ManualClock()
+        var s = Self.scheduler(Self.settings(pairsPerTask: 1), credit: 2, clock: clock)
+        try s.openStep(0, pairIDs: [1, 2])
+        let sent = s.dispatch(now: 0).map(\.task)
+        #expect(sent.allSatisfy { $0.policyVersion == 0 })
+        try s.advancePolicy(to: 1) // misuse in sync mode: results of version 0 no longer count
+        #expect(throws: SchedulerError.versionNotIncreasing(current: 1, requested: 1)) { try s.advancePolicy(to: 1) }
+        #expect(s.handle(result: Self.result(for: sent[0]), from: Self.alice, now: 0)
+            == .dropped(taskID: 1, reason: .stale(version: 0, current: 1), requeuedAs: 3))
+        #expect(s.statistics.droppedStale == 1)
+        s.handle(ready: 1, from: Self.alice, now: 0)
+        let retry = s.dispatch(now: 0)
+        #expect(retry.map(\.task.policyVersion) == [1])
+        #expect(s.handle(result: Self.result(for: retry[0].task), from: Self.alice, now: 0)
+            == .accepted(taskID: 3, step: 0, stepComplete: false))
+    }
+
+    @Test func asyncModeAcceptsWithinStalenessAndCountsStaleDrops() throws {
+        let clock = ManualClock()
+        var s = Self.scheduler(Self.settings(mode: .async, pairsPerTask: 1, staleness: 1), credit: 4, clock: clock)
+        try s.openStep(0, pairIDs: [1, 2])
+        try s.openStep(1, pairIDs: [3, 4])
+        #expect(s.openSteps == [0, 1])
+        let sent = s.dispatch(now: 0).map(\.task)
+        #expect(sent.map(\.step) == [0, 0, 1, 1])
+        try s.advancePolicy(to: 1)
+        #expect(s.handle(result: Self.result(for: sent[0]), from: Self.alice, now: 0) == .accepted(taskID: 1, step: 0, stepComplete: false))
+        #expect(s.handle(result: Self.result(for: sent[1]), from: Self.alice, now: 0) == .accepted(taskID: 2, step: 0, stepComplete: true))
+        let taken = s.takeCompletedStep(0)
+        let step0 = try #require(taken)
+        #expect(step0.versionByPair == [1: 0, 2: 0])
+        try s.advancePolicy(to: 2)
+        #expect(s.handle(result: Self.result(for: sent[2]), from: Self.alice, now: 0)
+            == .dropped(taskID: 3, reason: .stale(version: 0, current: 2), requeuedAs: 5))
+        #expect(s.statistics.droppedStale == 1)
+        s.handle(ready: 1, from: Self.alice, now: 0)
+        let retry = s.dispatch(now: 0)
+        #expect(retry.map(\.task.policyVersion) == [2])
+        #expect(s.handle(result: Self.result(for: retry[0].task), from: Self.alice, now: 0) == .accepted(taskID: 5, step: 1, stepComplete: false))
+        #expect(s.openSteps == [1])
+    }
+
+    @Test func completedStepIsCanonicalWhateverTheArrivalOrder() throws {
+        func run(reversed: Bool) throws -> StepRollouts? {
+            let clock = ManualClock()
+            var s = Self.scheduler(Self.settings(pairsPerTask: 1), workers: [Self.alice, Self.bob], credit: 2, clock: clock)
+            try s.openStep(5, pairIDs: [30, 10, 20])
+            let sent = s.dispatch(now: 0)
+            #expect(s.takeCompletedStep(5) == nil)
+            for assignment in reversed ? sent.reversed() : sent {
+                _ = s.handle(result: Self.result(for: assignment.task), from: assignment.worker, now: 0)
+            }
+            let rollouts = s.takeCompletedStep(5)
+            #expect(s.openSteps.isEmpty)
+            return rollouts
+        }
+        let forward = try #require(try run(reversed: false))
+        let backward = try run(reversed: true)
+        #expect(forward == backward)
+        #expect(forward.trajectories.map(\.id.pairID) == [10, 10, 10, 20, 20, 20, 30, 30, 30])
+        #expect(forward.trajectories.prefix(3).map(\.id.stage) == [.criteria, .evaluation, .evaluation])
+        #expect(forward.trajectories.prefix(3).map(\.id.responseIndex) == [0, 0, 1])
+    }
+
+    @Test func helloIsRefusedOnVersionOrConfigMismatchAndRestartRequeues() throws {
+        let clock = ManualClock()
+        var s = Self.scheduler(credit: 1, clock: clock)
+        var wrongHash = Self.hello("x")
+        wrongHash.configHash = 0xBAD
+        #expect(s.handle(hello: wrongHash, from: Self.bob, now: 0)
+            == .refuse(reason: "config hash mismatch: worker 0xbad, coordinator 0xc0ffee (compare `cerm config check` output on both machines)"))
+        var wrongVersion = Self.hello("x")
+        wrongVersion.protocolVersion = 2
+        #expect(s.handle(hello: wrongVersion, from: Self.bob, now: 0)
+            == .refuse(reason: "protocol version 2 not supported: the coordinator speaks cerm protocol v1"))
+        #expect(!s.registry.contains(Self.bob))
+
+        try s.openStep(0, pairIDs: [1, 2])
+        #expect(s.dispatch(now: 0).map(\.task.taskID) == [1])
+        guard case let .welcome(_, requeued) = s.handle(hello: Self.hello("w0"), from: Self.alice, now: 0) else {
+            Issue.record("restart refused"); return
+        }
+        #expect(requeued == [2])
+        #expect(s.registry.worker(Self.alice)?.credit == 0)
+        #expect(s.handle(goodbyeFrom: Self.alice, now: 0) == [])
+        #expect(s.registry.count == 0)
+    }
+
+    @Test func goodbyeRequeuesInFlightTasks() throws {
+        let clock = ManualClock()
+        var s = Self.scheduler(Self.settings(pairsPerTask: 1), credit: 2, clock: clock)
+        try s.openStep(0, pairIDs: [1, 2])
+        #expect(s.dispatch(now: 0).count == 2)
+        #expect(s.handle(goodbyeFrom: Self.alice, now: 0) == [3, 4])
+        #expect(s.queuedTasks.map(\.pairIDs) == [[1], [2]])
+        #expect(s.statistics.tasksRequeued == 2)
+    }
+
+    @Test func settingsFromConfig() {
+        var config = Config()
+        config.cluster.mode = .async
+        config.cluster.maxStaleness = 3
+        config.cluster.pairsPerTask = 2
+        let settings = SchedulerSettings(config: config)
+        #expect(settings.mode == .async && settings.maxStaleness == 3 && settings.pairsPerTask == 2)
+        #expect(settings.configHash == config.hash)
+        #expect(settings.expectedRollout == .twoStage(nc: 4, ne: 2, responses: 2))
+        #expect(settings.expectedRollout?.ids(pairID: 0).count == 20) // 4 + 2·4·2, the paper's count
+        config.reward.mode = .par
+        #expect(SchedulerSettings(config: config).expectedRollout == nil)
+    }
+}
+
+extension TaskScheduler {
+    /// A task value for building results in tests.
+    static func taskForTesting(id: UInt64, pairs: [UInt64], version: UInt64 = 0) -> ScheduledTask {
+        ScheduledTask(taskID: id, step: 0, pairIDs: pairs, policyVersion: version)
+    }
+}
+
+@Suite struct WorkerRegistryTests {
+    @Test func expiryHeartbeatsAndCreditFollowTheClock() {
+        let clock = ManualClock(start: 10)
+        var registry = WorkerRegistry(heartbeatInterval: 1, heartbeatTimeout: 3)
+        let a = RoutingID([1]), b = RoutingID([2])
+        registry.register(a, hello: HelloMessage(name: "a", capacity: 3, configHash: 0, kind: .cpu), now: clock.now())
+        clock.advance(by: 1)
+        registry.register(b, hello: HelloMessage(name: "b", capacity: 1, configHash: 0, kind: .gpu), now: clock.now())
+        #expect(registry.workers.map(\.name) == ["a", "b"])
+        #expect(registry.grantCredit(2, to: a) == 2)
+        #expect(registry.grantCredit(9, to: a) == 3)
+        #expect(registry.grantCredit(1, to: RoutingID([3])) == nil)
+        #expect(registry.nextWorkerWithCredit() == a)
+        #expect(registry.heartbeatsDue(now: clock.now()) == [a])
+        #expect(registry.heartbeatsDue(now: clock.now()) == [])
+        clock.advance(by: 2.5) // a silent 3.5 s, b 2.5 s
+        #expect(registry.heard(from: RoutingID([3]), at: clock.now()) == false)
+        let dead = registry.expire(now: clock.now())
+        #expect(dead.map(\.name) == ["a"])
+        #expect(registry.workers.map(\.name) == ["b"])
+        #expect(registry.heard(from: b, at: clock.now()) == true)
+        clock.advance(by: 3)
+        #expect(registry.expire(now: clock.now()).isEmpty)
+        clock.advance(by: 0.01)
+        #expect(registry.expire(now: clock.now()).map(\.kind) == [.gpu])
+        #expect(registry.count == 0)
+    }
+}
+
+@Suite struct SchedulerWireValuesTests {
+    @Test func millisecondsNeverTrap() {
+        #expect(TaskScheduler.milliseconds(1.5) == 1500)
+        #expect(TaskScheduler.milliseconds(0) == 1)
+        #expect(TaskScheduler.milliseconds(.infinity) == .max)
+        #expect(TaskScheduler.milliseconds(.nan) == 1)
+        #expect(TaskScheduler.milliseconds(1e12) == .max)
+    }
+}
