@@ -186,17 +186,21 @@ public struct JSONParser {
             case UInt8(ascii: "r"): out.append(0x0D)
             case UInt8(ascii: "t"): out.append(0x09)
             case UInt8(ascii: "u"):
+                let escapeStart = position - 2
+                func surrogateError() -> JSONSyntaxError {
+                    JSONSyntaxError(offset: escapeStart + 1, message: "unpaired surrogate in \\u escape")
+                }
                 var scalar = try parseHex4()
                 if (0xD800...0xDBFF).contains(scalar) {
                     guard position + 6 <= bytes.count, bytes[position] == UInt8(ascii: "\\"), bytes[position + 1] == UInt8(ascii: "u") else {
-                        throw fail("unpaired surrogate in \\u escape")
+                        throw surrogateError()
                     }
                     position += 2
                     let low = try parseHex4()
-                    guard (0xDC00...0xDFFF).contains(low) else { throw fail("unpaired surrogate in \\u escape") }
+                    guard (0xDC00...0xDFFF).contains(low) else { throw surrogateError() }
                     scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
                 } else if (0xDC00...0xDFFF).contains(scalar) {
-                    throw fail("unpaired surrogate in \\u escape")
+                    throw surrogateError()
                 }
                 guard let u = Unicode.Scalar(scalar) else { throw fail("invalid \\u escape") }
                 out.append(contentsOf: Array(String(Character(u)).utf8))
@@ -217,7 +221,13 @@ public struct JSONParser {
             while p < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[p]) { p += 1 }
             return p - s
         }
-        guard digits(&position) > 0 else { throw fail("malformed number") }
+        let integerStart = position
+        let integerDigits = digits(&position)
+        guard integerDigits > 0 else { throw fail("malformed number") }
+        if integerDigits > 1, bytes[integerStart] == UInt8(ascii: "0") {
+            position = integerStart
+            throw fail("leading zero in number")
+        }
         if position < bytes.count, bytes[position] == UInt8(ascii: ".") {
             isInteger = false
             position += 1
