@@ -122,28 +122,10 @@ struct DataCommand: ParsableCommand {
 
         func run() throws {
             let teacher = Teacher(errorRate: errorRate, seed: seed)
-            var lines: [String] = []
-            var unsupported = 0
-            func add(id: String, query: String, response: String, label: String, taskType: String?) {
-                for sample in 0..<samples {
-                    guard let line = teacher.sftTraceLine(id: id, query: query, response: response, label: label,
-                                                          taskType: taskType, sample: UInt64(sample)) else { unsupported += 1; return }
-                    lines.append(line)
-                }
-            }
-            try loadOrExit {
-                try PreferenceLoader().stream(path: data) { record in
-                    switch record {
-                    case let .pair(p):
-                        add(id: p.id, query: p.query, response: p.chosen, label: "chosen", taskType: p.taskType)
-                        add(id: p.id, query: p.query, response: p.rejected, label: "rejected", taskType: p.taskType)
-                    case let .bestOfN(b):
-                        for (k, response) in b.responses.enumerated() {
-                            add(id: "\(b.id)/\(k)", query: b.query, response: response, label: k == b.best ? "best" : "other", taskType: b.taskType)
-                        }
-                    }
-                }
-            }
+            var records: [PreferenceRecord] = []
+            try loadOrExit { try PreferenceLoader().stream(path: data) { records.append($0) } }
+            let (traces, unsupported) = teacher.sftTraces(for: records, samples: samples)
+            let lines = traces.map(\.jsonLine)
             do {
                 try lines.map { $0 + "\n" }.joined().write(toFile: out, atomically: true, encoding: .utf8)
             } catch {

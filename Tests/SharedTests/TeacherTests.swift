@@ -200,4 +200,18 @@ enum CompactFormatCheck {
         let parsed = try JSONParser.parse(Array(line.utf8))
         #expect(parsed["evaluation"] == .string("1. 17+25=42, not 41: 1/5\n2. a number: 5/5\n=> 2.5/10"))
     }
+
+    @Test func sftTraceFilesRoundTrip() throws {
+        let data = SyntheticTask.generate(trainCount: 6, evalCount: 2, seed: 7)
+        let records = data.train.map(PreferenceRecord.pair) + data.bestOfN.map(PreferenceRecord.bestOfN)
+            + [.pair(PreferencePair(id: "x", query: "Tell me a joke.", chosen: "a", rejected: "b"))]
+        let (traces, unsupported) = Teacher(errorRate: 0.2, seed: 1).sftTraces(for: records, samples: 2)
+        #expect(traces.count == 2 * (6 * 2 + 2 * 4) && unsupported == 2)
+        #expect(traces[0].label == "chosen" && traces[2].label == "rejected" && traces[0].id == "train-0")
+        #expect(traces.filter { $0.id.hasPrefix("bo4-") && $0.label == "best" }.count == 2 * 2)
+        let path = try Scratch.file("sft.jsonl", lines: traces.map(\.jsonLine))
+        #expect(try SFTTrace.load(path: path) == traces)
+        let bad = try Scratch.file("sft-bad.jsonl", lines: [#"{"id":"a","query":"q","criteria":"c","response":"r","evaluation":"e","label":"l"}"#])
+        #expect(throws: DataError(file: bad, line: 1, field: "overall", message: "missing")) { try SFTTrace.load(path: bad) }
+    }
 }

@@ -83,18 +83,8 @@ extension Teacher {
         return report
     }
 
-    /// One SFT example: the teacher's criteria and evaluation for one response, as a JSON line
-    /// (docs/DATA.md, "SFT traces"); nil for an unknown query.
+    /// One SFT example as a JSON line (docs/DATA.md, "SFT traces"); nil for an unknown query.
     public func sftTraceLine(id: String, query: String, response: String, label: String, taskType: String?, sample: UInt64 = 0) -> String? {
-        guard let criteria = criteria(for: query),
-              let evaluation = evaluate(query: query, criteria: criteria, response: response, sample: sample) else { return nil }
-        var members: [(String, String)] = [("id", JSONWriter.quote(id))]
-        if let taskType { members.append(("task_type", JSONWriter.quote(taskType))) }
-        members += [
-            ("query", JSONWriter.quote(query)), ("criteria", JSONWriter.quote(criteria.text)),
-            ("response", JSONWriter.quote(response)), ("evaluation", JSONWriter.quote(evaluation.text)),
-            ("overall", formatScore(evaluation.overall)), ("label", JSONWriter.quote(label)),
-        ]
-        return JSONWriter.object(members)
+        sftTrace(id: id, query: query, response: response, label: label, taskType: taskType, sample: sample)?.jsonLine
     }
 }
