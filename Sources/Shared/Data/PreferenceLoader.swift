@@ -124,7 +124,7 @@ public struct PreferenceLoader: Sendable {
 
     /// One record of a known format.
     static func record(from object: JSONValue, format: DataFormat, file: String, line: Int, defaultID: String) throws(DataError) -> PreferenceRecord {
-        var fields = FieldReader(object: object, file: file, line: line)
+        let fields = FieldReader(object: object, file: file, line: line)
         switch format {
         case .auto:
             return try record(from: object, format: detect(object, file: file, line: line), file: file, line: line, defaultID: defaultID)
