@@ -75,6 +75,8 @@ struct DataCommand: ParsableCommand {
         var seed: UInt64 = 0
         @Option(help: "Teacher error rate (data.teacher_error_rate): 0 is a perfect teacher.")
         var errorRate: Double = DataConfig().teacherErrorRate
+        @Option(name: .customLong("kind-rate"), help: "Override one criterion kind's miss rate, e.g. count=0.5 (repeatable).")
+        var kindRates: [String] = []
         @Option(help: "auto, canonical, skywork, rewardbench or bon.")
         var format: DataFormat = .auto
 
@@ -94,7 +96,7 @@ struct DataCommand: ParsableCommand {
             if !bonPath.isEmpty, bonPath != data, bon != nil || FileManager.default.fileExists(atPath: bonPath) {
                 items += try loadOrExit { try PreferenceLoader(format: .auto).loadBestOfN(path: bonPath).items }
             }
-            let teacher = Teacher(errorRate: errorRate, seed: seed)
+            let teacher = Teacher(errors: try TeacherErrorProfile.scaled(errorRate).applying(overrides: kindRates), seed: seed)
             print("teacher (error rate \(errorRate), seed \(seed)) on \(data)\(items.isEmpty ? "" : " + \(bonPath)")")
             print(teacher.measure(pairs: pairs, bestOfN: items).summary)
         }
@@ -113,6 +115,8 @@ struct DataCommand: ParsableCommand {
         var seed: UInt64 = 0
         @Option(help: "Teacher error rate (data.teacher_error_rate).")
         var errorRate: Double = DataConfig().teacherErrorRate
+        @Option(name: .customLong("kind-rate"), help: "Override one criterion kind's miss rate, e.g. count=0.5 (repeatable).")
+        var kindRates: [String] = []
         @Option(help: "Evaluation samples per response (different mistakes, same criteria).")
         var samples: Int = 1
 
@@ -121,7 +125,7 @@ struct DataCommand: ParsableCommand {
         }
 
         func run() throws {
-            let teacher = Teacher(errorRate: errorRate, seed: seed)
+            let teacher = Teacher(errors: try TeacherErrorProfile.scaled(errorRate).applying(overrides: kindRates), seed: seed)
             var records: [PreferenceRecord] = []
             try loadOrExit { try PreferenceLoader().stream(path: data) { records.append($0) } }
             let (traces, unsupported) = teacher.sftTraces(for: records, samples: samples)

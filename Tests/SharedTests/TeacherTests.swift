@@ -214,4 +214,19 @@ enum CompactFormatCheck {
         let bad = try Scratch.file("sft-bad.jsonl", lines: [#"{"id":"a","query":"q","criteria":"c","response":"r","evaluation":"e","label":"l"}"#])
         #expect(throws: DataError(file: bad, line: 1, field: "overall", message: "missing")) { try SFTTrace.load(path: bad) }
     }
+
+    @Test func errorRatesAreConfigurablePerKind() throws {
+        let profile = try TeacherErrorProfile.scaled(0.2).applying(overrides: ["count=0", "arithmetic=1"])
+        #expect(profile.missRate(.count) == 0 && profile.missRate(.arithmetic) == 1 && profile.missRate(.letterCase) == 0.2)
+        #expect(throws: CermError.invalid("error-rate override \"speed=0.1\": expected KIND=RATE with KIND one of count, case, separator, topic, distinct, arithmetic, format, transform, length")) {
+            try TeacherErrorProfile.scaled(0.2).applying(overrides: ["speed=0.1"])
+        }
+        #expect(throws: CermError.invalid("error-rate override \"count=2\": the rate must be a number in 0…1")) {
+            try TeacherErrorProfile.scaled(0.2).applying(overrides: ["count=2"])
+        }
+        // A teacher that always misses off-by-one sums (difficulty 1.25 × rate 1) ties them.
+        let blind = Teacher(errors: TeacherErrorProfile(missRates: [.arithmetic: 1], falseAlarmFactor: 0), seed: 0)
+        #expect(blind.evaluate(query: "What is 17+25?", response: "41")?.text == "1. 17+25=41: 5/5\n2. a number: 5/5\n=> 10/10")
+        #expect(blind.pairwiseCredit(PreferencePair(id: "p", query: "What is 17+25?", chosen: "42", rejected: "41")) == 0.5)
+    }
 }

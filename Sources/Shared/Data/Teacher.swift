@@ -107,6 +107,24 @@ public struct TeacherErrorProfile: Sendable, Equatable {
         TeacherErrorProfile(missRates: kindWeights.mapValues { min(1, max(0, errorRate) * $0) })
     }
 
+    /// This profile with `kind=rate` overrides (e.g. `count=0.5`, rate in 0…1), as the
+    /// `--kind-rate` options of `cerm data teacher|sft-traces` give them.
+    public func applying(overrides: [String]) throws -> TeacherErrorProfile {
+        var profile = self
+        for text in overrides {
+            let parts = text.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let kind = CriterionKind(rawValue: parts[0]) else {
+                let kinds = CriterionKind.allCases.map(\.rawValue).joined(separator: ", ")
+                throw CermError.invalid("error-rate override \"\(text)\": expected KIND=RATE with KIND one of \(kinds)")
+            }
+            guard let rate = Double(parts[1]), (0...1).contains(rate) else {
+                throw CermError.invalid("error-rate override \"\(text)\": the rate must be a number in 0…1")
+            }
+            profile.missRates[kind] = rate
+        }
+        return profile
+    }
+
     /// The base miss rate of `kind`.
     public func missRate(_ kind: CriterionKind) -> Double { missRates[kind] ?? 0 }
 }
