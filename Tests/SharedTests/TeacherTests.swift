@@ -82,6 +82,8 @@ enum CompactFormatCheck {
             == "1. 4 items, not 3: 1/5\n2. all lowercase: 5/5\n3. uses ;: 5/5\n4. all fruits: 5/5\n=> 3/10")
         #expect(perfect.evaluate(query: list, response: "apple;pear,plum")?.text
             == "1. 3 items: 5/5\n2. all lowercase: 5/5\n3. uses ,: 1/5\n4. all fruits: 5/5\n=> 3/10")
+        #expect(perfect.evaluate(query: #"List 2 animals in lowercase, separated by "|"."#, response: "cat|pear")?.text
+            == "1. 2 items: 5/5\n2. all lowercase: 5/5\n3. uses |: 5/5\n4. pear not an animal: 1/5\n=> 3/10")
         #expect(perfect.evaluate(query: list, response: "apple;lion;plum")?.text
             == "1. 3 items: 5/5\n2. all lowercase: 5/5\n3. uses ;: 5/5\n4. lion not a fruit: 1/5\n=> 3/10")
         // A repeat is outside the criteria: the `+.` line; mean (5+5+5+5+1)/5 = 4.2 → 3.36 → 3.5.

@@ -294,11 +294,12 @@ public struct Teacher: Sendable {
             let items = ListResponse(response).items
             let off = items.filter { !category.words.contains($0.lowercased()) }
             let allName = "all \(category.plural)"
+            let article = "aeiou".contains(category.singular.prefix(1)) ? "an" : "a"
             let alarm: ((UInt64) -> EvaluationLine)? = items.isEmpty ? nil : { detail in
-                EvaluationLine(analysis: "\(quote(items[Int(detail % UInt64(items.count))])) not a \(category.singular)", score: 1)
+                EvaluationLine(analysis: "\(quote(items[Int(detail % UInt64(items.count))])) not \(article) \(category.singular)", score: 1)
             }
             return Check(passed: !items.isEmpty && off.isEmpty, passAnalysis: allName,
-                         failAnalysis: off.first.map { "\(quote($0)) not a \(category.singular)" } ?? "no items",
+                         failAnalysis: off.first.map { "\(quote($0)) not \(article) \(category.singular)" } ?? "no items",
                          failScore: off.count == 1 ? 1 : 0, missAnalysis: allName, falseAlarm: alarm)
         case (.distinct, .list):
             var seen = Set<String>()
