@@ -123,7 +123,7 @@ public struct RolloutConfig: ConfigSection {
     public var nc = 4
     public var ne = 2
     public var criteriaMaxTokens = 96
-    public var evaluationMaxTokens = 64
+    public var evaluationMaxTokens = 128
     public var temperature = 1.0
     public var topP = 1.0
     public init() {}

@@ -1,0 +1,90 @@
+import Foundation
+
+/// Accumulated accuracy: `credit` sums 1 per correct judgement, ½ per tie.
+public struct AccuracyTally: Sendable, Equatable {
+    public var count = 0
+    public var credit = 0.0
+
+    public init(count: Int = 0, credit: Double = 0) {
+        self.count = count
+        self.credit = credit
+    }
+
+    /// credit / count, 0 when empty.
+    public var accuracy: Double { count == 0 ? 0 : credit / Double(count) }
+
+    mutating func add(_ value: Double) {
+        count += 1
+        credit += value
+    }
+}
+
+/// The teacher's accuracy on a split: pairwise and Best-of-N, overall and per task type.
+public struct TeacherAccuracyReport: Sendable, Equatable {
+    public var pairwise = AccuracyTally()
+    public var pairwiseByType: [String: AccuracyTally] = [:]
+    public var bestOfN = AccuracyTally()
+    public var bestOfNByType: [String: AccuracyTally] = [:]
+    /// Records whose query the teacher does not know (not synthetic); not counted above.
+    public var unsupported = 0
+
+    public init() {}
+
+    /// A human-readable table, one line per figure.
+    public var summary: String {
+        func pct(_ t: AccuracyTally) -> String { String(format: "%.1f%% (%d)", 100 * t.accuracy, t.count) }
+        var lines = ["pairwise accuracy: \(pct(pairwise))"]
+        for (type, tally) in pairwiseByType.sorted(by: { $0.key < $1.key }) { lines.append("  \(type): \(pct(tally))") }
+        if bestOfN.count > 0 {
+            lines.append("best-of-n accuracy: \(pct(bestOfN))")
+            for (type, tally) in bestOfNByType.sorted(by: { $0.key < $1.key }) { lines.append("  \(type): \(pct(tally))") }
+        }
+        if unsupported > 0 { lines.append("unsupported queries (skipped): \(unsupported)") }
+        return lines.joined(separator: "\n")
+    }
+}
+
+extension Teacher {
+    /// 1 when the teacher scores `chosen` above `rejected`, ½ on a tie, 0 otherwise; nil for
+    /// an unknown query.
+    public func pairwiseCredit(_ pair: PreferencePair) -> Double? {
+        guard let chosen = evaluate(query: pair.query, response: pair.chosen),
+              let rejected = evaluate(query: pair.query, response: pair.rejected) else { return nil }
+        if chosen.overall > rejected.overall { return 1 }
+        return chosen.overall == rejected.overall ? 0.5 : 0
+    }
+
+    /// 1/m when the best response is among the m responses with the top score, else 0; nil for
+    /// an unknown query.
+    public func bestOfNCredit(_ item: BestOfNItem) -> Double? {
+        var scores: [Double] = []
+        for response in item.responses {
+            guard let evaluation = evaluate(query: item.query, response: response) else { return nil }
+            scores.append(evaluation.overall)
+        }
+        guard let top = scores.max(), item.responses.indices.contains(item.best), scores[item.best] == top else { return 0 }
+        return 1 / Double(scores.filter { $0 == top }.count)
+    }
+
+    /// Pairwise accuracy on `pairs` and Best-of-N accuracy on `bestOfN`, with per-type splits
+    /// (records without a type count under `(none)`).
+    public func measure(pairs: [PreferencePair], bestOfN: [BestOfNItem] = []) -> TeacherAccuracyReport {
+        var report = TeacherAccuracyReport()
+        for pair in pairs {
+            guard let credit = pairwiseCredit(pair) else { report.unsupported += 1; continue }
+            report.pairwise.add(credit)
+            report.pairwiseByType[pair.taskType ?? "(none)", default: AccuracyTally()].add(credit)
+        }
+        for item in bestOfN {
+            guard let credit = bestOfNCredit(item) else { report.unsupported += 1; continue }
+            report.bestOfN.add(credit)
+            report.bestOfNByType[item.taskType ?? "(none)", default: AccuracyTally()].add(credit)
+        }
+        return report
+    }
+
+    /// One SFT example as a JSON line (docs/DATA.md, "SFT traces"); nil for an unknown query.
+    public func sftTraceLine(id: String, query: String, response: String, label: String, taskType: String?, sample: UInt64 = 0) -> String? {
+        sftTrace(id: id, query: query, response: response, label: label, taskType: taskType, sample: sample)?.jsonLine
+    }
+}

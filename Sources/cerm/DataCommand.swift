@@ -1,0 +1,152 @@
+import ArgumentParser
+import Foundation
+import Shared
+
+extension DataFormat: ExpressibleByArgument {}
+
+/// `cerm data …`: the synthetic task, file checks and the programmatic teacher (docs/DATA.md).
+struct DataCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "data",
+        abstract: "Preference data: generate the synthetic task, check files, run the teacher.",
+        subcommands: [Synth.self, Check.self, TeacherCommand.self, SFTTraces.self])
+
+    struct Synth: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write the synthetic task: train.jsonl, eval.jsonl (held-out queries) and bo<N>.jsonl.")
+
+        @Option(help: "Output directory.")
+        var out: String = DataConfig().dir
+        @Option(help: "Training pairs.")
+        var train: Int = DataConfig().synthTrain
+        @Option(help: "Held-out evaluation pairs (and Best-of-N items).")
+        var eval: Int = DataConfig().synthEval
+        @Option(help: "Generation seed.")
+        var seed: UInt64 = DataConfig().synthSeed
+        @Option(name: .customLong("bon-n"), help: "Responses per Best-of-N item (0 or 1: no Best-of-N file).")
+        var bestOfN: Int = 4
+
+        func validate() throws {
+            guard train >= 0, eval >= 0 else { throw ValidationError("--train and --eval must be ≥ 0") }
+            guard (0...16).contains(bestOfN) else { throw ValidationError("--bon-n must be in 0…16") }
+        }
+
+        func run() throws {
+            let dataset = SyntheticTask.generate(trainCount: train, evalCount: eval, seed: seed, bestOfN: bestOfN)
+            let paths = try SyntheticTask.write(dataset, to: out, bestOfN: bestOfN)
+            print("train: \(dataset.train.count) pairs, eval: \(dataset.eval.count) pairs, best-of-\(bestOfN): \(dataset.bestOfN.count) items (seed \(seed))")
+            paths.forEach { print("wrote \($0)") }
+        }
+    }
+
+    struct Check: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Validate a preference file and print counts per task type.")
+
+        @Argument(help: "The JSON Lines file.")
+        var file: String
+        @Option(help: "auto, canonical, skywork, rewardbench or bon.")
+        var format: DataFormat = .auto
+        @Flag(help: "Report and count bad lines instead of stopping at the first.")
+        var skipBad = false
+
+        func run() throws {
+            let report = try loadOrExit { try PreferenceLoader(format: format, skipBad: skipBad).stream(path: file) { _ in } }
+            print("\(file): format \(report.format?.rawValue ?? "none"), \(report.records) records, \(report.skipped.count) skipped, \(report.blankLines) blank lines")
+            for (type, count) in report.countsByTaskType.sorted(by: { $0.key < $1.key }) { print("  \(type): \(count)") }
+            for error in report.skipped { print("skipped \(error)") }
+            if report.records == 0 {
+                FileHandle.standardError.write(Data("error: \(file): no records\n".utf8))
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    struct TeacherCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "teacher",
+            abstract: "Accuracy of the programmatic teacher: pairwise and Best-of-N, overall and per task type.")
+
+        @Option(help: "Pairs (or Best-of-N items) to judge, e.g. the eval split.")
+        var data: String = DataConfig().eval
+        @Option(help: "Best-of-N file (default: bo4.jsonl beside --data, when it exists; '' for none).")
+        var bon: String?
+        @Option(help: "Teacher seed (fixes its mistakes).")
+        var seed: UInt64 = 0
+        @Option(help: "Teacher error rate (data.teacher_error_rate): 0 is a perfect teacher.")
+        var errorRate: Double = DataConfig().teacherErrorRate
+        @Option(name: .customLong("kind-rate"), help: "Override one criterion kind's miss rate, e.g. count=0.5 (repeatable).")
+        var kindRates: [String] = []
+        @Option(help: "auto, canonical, skywork, rewardbench or bon.")
+        var format: DataFormat = .auto
+
+        func run() throws {
+            let loader = PreferenceLoader(format: format)
+            var pairs: [PreferencePair] = []
+            var items: [BestOfNItem] = []
+            try loadOrExit {
+                try loader.stream(path: data) { record in
+                    switch record {
+                    case let .pair(p): pairs.append(p)
+                    case let .bestOfN(b): items.append(b)
+                    }
+                }
+            }
+            let bonPath = bon ?? ((data as NSString).deletingLastPathComponent as NSString).appendingPathComponent("bo4.jsonl")
+            if !bonPath.isEmpty, bonPath != data, bon != nil || FileManager.default.fileExists(atPath: bonPath) {
+                items += try loadOrExit { try PreferenceLoader(format: .auto).loadBestOfN(path: bonPath).items }
+            }
+            let teacher = Teacher(errors: try TeacherErrorProfile.scaled(errorRate).applying(overrides: kindRates), seed: seed)
+            print("teacher (error rate \(errorRate), seed \(seed)) on \(data)\(items.isEmpty ? "" : " + \(bonPath)")")
+            print(teacher.measure(pairs: pairs, bestOfN: items).summary)
+        }
+    }
+
+    struct SFTTraces: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "sft-traces",
+            abstract: "Write the teacher's SFT examples (query, criteria, response, evaluation) for every response.")
+
+        @Option(help: "Pairs or Best-of-N items, e.g. the train split.")
+        var data: String = DataConfig().train
+        @Option(help: "Output JSON Lines file.")
+        var out: String
+        @Option(help: "Teacher seed (fixes its mistakes).")
+        var seed: UInt64 = 0
+        @Option(help: "Teacher error rate (data.teacher_error_rate).")
+        var errorRate: Double = DataConfig().teacherErrorRate
+        @Option(name: .customLong("kind-rate"), help: "Override one criterion kind's miss rate, e.g. count=0.5 (repeatable).")
+        var kindRates: [String] = []
+        @Option(help: "Evaluation samples per response (different mistakes, same criteria).")
+        var samples: Int = 1
+
+        func validate() throws {
+            guard samples >= 1 else { throw ValidationError("--samples must be ≥ 1") }
+        }
+
+        func run() throws {
+            let teacher = Teacher(errors: try TeacherErrorProfile.scaled(errorRate).applying(overrides: kindRates), seed: seed)
+            var records: [PreferenceRecord] = []
+            try loadOrExit { try PreferenceLoader().stream(path: data) { records.append($0) } }
+            let (traces, unsupported) = teacher.sftTraces(for: records, samples: samples)
+            let lines = traces.map(\.jsonLine)
+            do {
+                try lines.map { $0 + "\n" }.joined().write(toFile: out, atomically: true, encoding: .utf8)
+            } catch {
+                throw CermError.io(path: out, reason: "cannot write (\(error.localizedDescription))")
+            }
+            print("wrote \(lines.count) SFT traces to \(out)\(unsupported > 0 ? " (\(unsupported) responses with unknown queries skipped)" : "")")
+        }
+    }
+}
+
+/// Runs a load, printing a ``DataError`` as `error: FILE:LINE: FIELD: message` and exiting with status 1.
+@discardableResult
+func loadOrExit<T>(_ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let error as DataError {
+        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+        throw ExitCode(1)
+    }
+}

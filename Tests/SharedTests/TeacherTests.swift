@@ -1,0 +1,234 @@
+import Foundation
+import Testing
+@testable import Shared
+
+/// An independent check of the `compact` format rules (docs/FORMATS.md) for the teacher's
+/// output; returns the problems found, empty when the text is valid.
+enum CompactFormatCheck {
+    struct Problem: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    static func isHalfStep(_ text: String, max: Double) -> Double? {
+        guard let value = Double(text), value >= 0, value <= max, (value * 2).rounded() == value * 2,
+              text.allSatisfy({ $0.isNumber || $0 == "." }), !text.hasSuffix("."), !text.hasPrefix(".") else { return nil }
+        if text.contains(".") && !text.hasSuffix(".5") { return nil }
+        return value
+    }
+
+    /// The criteria count, or a problem.
+    static func criteria(_ text: String) -> Result<Int, Problem> {
+        let lines = text.components(separatedBy: "\n")
+        guard lines.count >= 4, !lines[0].contains("[C]") else { return .failure(Problem(description: "no analysis line before [C]")) }
+        guard lines[1] == "[C]" else { return .failure(Problem(description: "missing_start_marker")) }
+        guard lines.last == "[/C]" else { return .failure(Problem(description: "missing_end_marker")) }
+        let items = lines[2..<(lines.count - 1)]
+        for (k, line) in items.enumerated() {
+            guard line.hasPrefix("\(k + 1). ") else { return .failure(Problem(description: "bad_item_numbering at \(line)")) }
+            guard line.count > "\(k + 1). ".count else { return .failure(Problem(description: "empty_item")) }
+        }
+        return .success(items.count)
+    }
+
+    /// The stated scores (items, other, overall), or a problem.
+    static func evaluation(_ text: String, criteriaCount: Int) -> Result<(items: [Double], other: Double?, overall: Double), Problem> {
+        var lines = text.components(separatedBy: "\n")
+        guard let last = lines.popLast(), last.hasPrefix("=> "), last.hasSuffix("/10"),
+              let overall = isHalfStep(String(last.dropFirst(3).dropLast(3)), max: 10) else { return .failure(Problem(description: "no_score")) }
+        var other: Double?
+        func score(_ line: Substring) -> Double? {
+            guard line.hasSuffix("/5"), let colon = line.range(of: ": ", options: .backwards) else { return nil }
+            return isHalfStep(String(line[colon.upperBound...].dropLast(2)), max: 5)
+        }
+        if let plus = lines.last, plus.hasPrefix("+. ") {
+            guard let s = score(plus.dropFirst(3)) else { return .failure(Problem(description: "malformed_score in \(plus)")) }
+            other = s
+            lines.removeLast()
+        }
+        guard lines.count == criteriaCount else { return .failure(Problem(description: "item_count_mismatch")) }
+        var items: [Double] = []
+        for (k, line) in lines.enumerated() {
+            let prefix = "\(k + 1). "
+            guard line.hasPrefix(prefix) else { return .failure(Problem(description: "item_count_mismatch (numbering) at \(line)")) }
+            guard let s = score(line.dropFirst(prefix.count)) else { return .failure(Problem(description: "malformed_score in \(line)")) }
+            items.append(s)
+        }
+        return .success((items, other, overall))
+    }
+}
+
+@Suite struct TeacherTests {
+    let perfect = Teacher(errorRate: 0, seed: 1)
+
+    @Test func writesQueryDerivedCriteria() throws {
+        let criteria = try #require(perfect.criteria(for: #"List 3 fruits in lowercase, separated by ";"."#))
+        #expect(criteria.text == "list task\n[C]\n1. exactly 3 items\n2. all lowercase\n3. separated by ;\n4. only fruits\n[/C]")
+        #expect(perfect.criteria(for: "What is 17+25?")?.text == "math task\n[C]\n1. correct value of 17+25\n2. only a number\n[/C]")
+        #expect(perfect.criteria(for: #"Reverse the word "stone"."#)?.text
+            == "string task\n[C]\n1. \"stone\" reversed\n2. exactly 5 letters\n[/C]")
+        #expect(perfect.criteria(for: "Tell me a joke.") == nil)
+        // Criteria depend on the query only: a teacher with another seed and error rate writes the same.
+        #expect(Teacher(errorRate: 0.9, seed: 99).criteria(for: "What is 17+25?") == perfect.criteria(for: "What is 17+25?"))
+    }
+
+    @Test func perfectTeacherScoresWhatItChecks() {
+        let list = #"List 3 fruits in lowercase, separated by ";"."#
+        #expect(perfect.evaluate(query: list, response: "apple;pear;plum")?.text
+            == "1. 3 items: 5/5\n2. all lowercase: 5/5\n3. uses ;: 5/5\n4. all fruits: 5/5\n=> 10/10")
+        // docs/FORMATS.md's example: mean 4 → 0.8·4 = 3.2 → 3.
+        #expect(perfect.evaluate(query: list, response: "apple;Pear;plum")?.text
+            == "1. 3 items: 5/5\n2. Pear not lowercase: 1/5\n3. uses ;: 5/5\n4. all fruits: 5/5\n=> 3/10")
+        #expect(perfect.evaluate(query: list, response: "apple;pear;plum;fig")?.text
+            == "1. 4 items, not 3: 1/5\n2. all lowercase: 5/5\n3. uses ;: 5/5\n4. all fruits: 5/5\n=> 3/10")
+        #expect(perfect.evaluate(query: list, response: "apple;pear,plum")?.text
+            == "1. 3 items: 5/5\n2. all lowercase: 5/5\n3. uses ,: 1/5\n4. all fruits: 5/5\n=> 3/10")
+        #expect(perfect.evaluate(query: #"List 2 animals in lowercase, separated by "|"."#, response: "cat|pear")?.text
+            == "1. 2 items: 5/5\n2. all lowercase: 5/5\n3. uses |: 5/5\n4. pear not an animal: 1/5\n=> 3/10")
+        #expect(perfect.evaluate(query: list, response: "apple;lion;plum")?.text
+            == "1. 3 items: 5/5\n2. all lowercase: 5/5\n3. uses ;: 5/5\n4. lion not a fruit: 1/5\n=> 3/10")
+        // A repeat is outside the criteria: the `+.` line; mean (5+5+5+5+1)/5 = 4.2 → 3.36 → 3.5.
+        #expect(perfect.evaluate(query: list, response: "apple;pear;apple")?.text
+            == "1. 3 items: 5/5\n2. all lowercase: 5/5\n3. uses ;: 5/5\n4. all fruits: 5/5\n+. repeats apple: 1/5\n=> 3.5/10")
+        #expect(perfect.evaluate(query: "What is 17+25?", response: "42")?.text == "1. 17+25=42: 5/5\n2. a number: 5/5\n=> 10/10")
+        #expect(perfect.evaluate(query: "What is 17+25?", response: "41")?.text == "1. 17+25=42, not 41: 1/5\n2. a number: 5/5\n=> 2.5/10")
+        #expect(perfect.evaluate(query: "What is 17+25?", response: "44")?.text == "1. 17+25=42, not 44: 0.5/5\n2. a number: 5/5\n=> 2/10")
+        #expect(perfect.evaluate(query: "What is 17+25?", response: "forty")?.text == "1. no number: 0/5\n2. not a number: 0/5\n=> 0/10")
+        #expect(perfect.evaluate(query: #"Reverse the word "stone"."#, response: "enost")?.text
+            == "1. enost, want enots: 1/5\n2. 5 letters: 5/5\n=> 2.5/10")
+        #expect(perfect.evaluate(query: #"Reverse the word "stone"."#, response: "enos")?.text
+            == "1. enos, want enots: 0/5\n2. 4 letters, not 5: 1/5\n=> 0.5/10")
+        #expect(perfect.evaluate(query: "Tell me a joke.", response: "no") == nil)
+    }
+
+    @Test func overallScoreSeparatesPassingFromFailing() {
+        #expect(TeacherEvaluation.overall(of: [5, 5, 5, 5]) == 10)
+        #expect(TeacherEvaluation.overall(of: [5, 1]) == 2.5)
+        #expect(TeacherEvaluation.overall(of: [4.5, 5]) == 4)
+        #expect(TeacherEvaluation.overall(of: [0, 0]) == 0)
+        #expect(TeacherEvaluation.overall(of: []) == 0)
+        #expect(formatScore(3.5) == "3.5" && formatScore(10) == "10" && formatScore(0.5) == "0.5")
+    }
+
+    @Test func evaluatesAgainstAGivenCriteriaSubset() throws {
+        let query = #"List 3 fruits in lowercase, separated by ";"."#
+        let full = try #require(perfect.criteria(for: query))
+        let subset = TeacherCriteria(analysis: "list task", items: [full.items[3], full.items[0]])
+        #expect(perfect.evaluate(query: query, criteria: subset, response: "apple;lion;plum")?.text
+            == "1. lion not a fruit: 1/5\n2. 3 items: 5/5\n=> 2.5/10")
+        let mathCriteria = try #require(perfect.criteria(for: "What is 1+2?"))
+        #expect(perfect.evaluate(query: query, criteria: mathCriteria, response: "apple;pear;plum") == nil)
+    }
+
+    @Test func tracesAreValidCompactFormat() throws {
+        let data = SyntheticTask.generate(trainCount: 600, evalCount: 0, seed: 11)
+        let teacher = Teacher(errorRate: 0.2, seed: 3)
+        var longest = 0
+        for pair in data.train {
+            let criteria = try #require(teacher.criteria(for: pair.query))
+            guard case let .success(count) = CompactFormatCheck.criteria(criteria.text) else {
+                Issue.record("bad criteria for \(pair.query): \(CompactFormatCheck.criteria(criteria.text))")
+                continue
+            }
+            #expect(count == criteria.items.count)
+            #expect(criteria.text.utf8.count < 96, "criteria must fit rollout.criteria_max_tokens with ⟨eos⟩")
+            for response in [pair.chosen, pair.rejected] {
+                let evaluation = try #require(teacher.evaluate(query: pair.query, criteria: criteria, response: response))
+                switch CompactFormatCheck.evaluation(evaluation.text, criteriaCount: count) {
+                case let .success(parsed):
+                    #expect(parsed.items == evaluation.items.map(\.score))
+                    #expect(parsed.other == evaluation.other?.score)
+                    #expect(parsed.overall == TeacherEvaluation.overall(of: parsed.items + (parsed.other.map { [$0] } ?? [])))
+                case let .failure(problem):
+                    Issue.record("bad evaluation \(problem): \(evaluation.text)")
+                }
+                // ⟨bos⟩⟨user⟩Q: …\nCriteria?⟨assistant⟩ criteria⟨eos⟩ ⟨user⟩R: …\nEvaluate.⟨assistant⟩ evaluation⟨eos⟩
+                let total = 3 + 3 + pair.query.utf8.count + 10 + criteria.text.utf8.count + 1
+                    + 1 + 3 + response.utf8.count + 10 + 1 + evaluation.text.utf8.count + 1
+                longest = max(longest, total)
+            }
+        }
+        #expect(longest <= 320)
+    }
+
+    @Test func mistakesAreDeterministicPerTraceAndSeed() {
+        let data = SyntheticTask.generate(trainCount: 0, evalCount: 150, seed: 7)
+        let a = Teacher(errorRate: 0.2, seed: 5), b = Teacher(errorRate: 0.2, seed: 6)
+        var differing = 0
+        for pair in data.eval {
+            let first = a.evaluate(query: pair.query, response: pair.rejected)
+            // Same seed, same trace, whatever was evaluated in between.
+            _ = a.evaluate(query: pair.query, response: pair.chosen)
+            #expect(a.evaluate(query: pair.query, response: pair.rejected) == first)
+            if b.evaluate(query: pair.query, response: pair.rejected) != first { differing += 1 }
+            // Another sample index is another trace.
+            _ = a.evaluate(query: pair.query, response: pair.rejected, sample: 1)
+        }
+        #expect(differing > 10)
+    }
+
+    @Test func perfectTeacherIsAlwaysRightOnTheEvalSplit() {
+        let data = SyntheticTask.generate(trainCount: 0, evalCount: 300, seed: 7)
+        let report = perfect.measure(pairs: data.eval, bestOfN: data.bestOfN)
+        #expect(report.pairwise == AccuracyTally(count: 300, credit: 300))
+        #expect(report.bestOfN == AccuracyTally(count: 300, credit: 300))
+        #expect(report.pairwiseByType.mapValues(\.accuracy) == ["list": 1, "math": 1, "string": 1])
+        #expect(report.unsupported == 0)
+    }
+
+    @Test func defaultTeacherIsGoodButImperfect() {
+        // The default run's eval split (seed 7, 200 pairs, Best-of-4 per query); docs/DATA.md
+        // documents the bands: pairwise 75–90 %, Best-of-4 50–75 %.
+        let data = SyntheticTask.generate(trainCount: 0, evalCount: 200, seed: 7)
+        let report = Teacher(errorRate: DataConfig().teacherErrorRate, seed: 0).measure(pairs: data.eval, bestOfN: data.bestOfN)
+        #expect((0.75...0.90).contains(report.pairwise.accuracy), "\(report.summary)")
+        #expect((0.50...0.75).contains(report.bestOfN.accuracy), "\(report.summary)")
+        for type in SyntheticTask.taskTypes {
+            #expect((0.65...0.95).contains(report.pairwiseByType[type]?.accuracy ?? 0), "\(report.summary)")
+        }
+        // More error means less accuracy.
+        let sloppy = Teacher(errorRate: 0.45, seed: 0).measure(pairs: data.eval)
+        #expect(sloppy.pairwise.accuracy < report.pairwise.accuracy)
+    }
+
+    @Test func unknownQueriesAreCountedNotScored() {
+        let pairs = [PreferencePair(id: "x", query: "Tell me a joke.", chosen: "a", rejected: "b")]
+        let report = perfect.measure(pairs: pairs, bestOfN: [BestOfNItem(id: "y", query: "Hi", responses: ["a", "b"], best: 0)])
+        #expect(report.unsupported == 2 && report.pairwise.count == 0 && report.bestOfN.count == 0)
+    }
+
+    @Test func sftTraceLinesCarryQueryCriteriaResponseAndEvaluation() throws {
+        let line = try #require(perfect.sftTraceLine(id: "p1", query: "What is 17+25?", response: "41", label: "rejected", taskType: "math"))
+        #expect(line == #"{"id":"p1","task_type":"math","query":"What is 17+25?","criteria":"math task\n[C]\n1. correct value of 17+25\n2. only a number\n[/C]","response":"41","evaluation":"1. 17+25=42, not 41: 1/5\n2. a number: 5/5\n=> 2.5/10","overall":2.5,"label":"rejected"}"#)
+        let parsed = try JSONParser.parse(Array(line.utf8))
+        #expect(parsed["evaluation"] == .string("1. 17+25=42, not 41: 1/5\n2. a number: 5/5\n=> 2.5/10"))
+    }
+
+    @Test func sftTraceFilesRoundTrip() throws {
+        let data = SyntheticTask.generate(trainCount: 6, evalCount: 2, seed: 7)
+        let records = data.train.map(PreferenceRecord.pair) + data.bestOfN.map(PreferenceRecord.bestOfN)
+            + [.pair(PreferencePair(id: "x", query: "Tell me a joke.", chosen: "a", rejected: "b"))]
+        let (traces, unsupported) = Teacher(errorRate: 0.2, seed: 1).sftTraces(for: records, samples: 2)
+        #expect(traces.count == 2 * (6 * 2 + 2 * 4) && unsupported == 2)
+        #expect(traces[0].label == "chosen" && traces[2].label == "rejected" && traces[0].id == "train-0")
+        #expect(traces.filter { $0.id.hasPrefix("bo4-") && $0.label == "best" }.count == 2 * 2)
+        let path = try Scratch.file("sft.jsonl", lines: traces.map(\.jsonLine))
+        #expect(try SFTTrace.load(path: path) == traces)
+        let bad = try Scratch.file("sft-bad.jsonl", lines: [#"{"id":"a","query":"q","criteria":"c","response":"r","evaluation":"e","label":"l"}"#])
+        #expect(throws: DataError(file: bad, line: 1, field: "overall", message: "missing")) { try SFTTrace.load(path: bad) }
+    }
+
+    @Test func errorRatesAreConfigurablePerKind() throws {
+        let profile = try TeacherErrorProfile.scaled(0.2).applying(overrides: ["count=0", "arithmetic=1"])
+        #expect(profile.missRate(.count) == 0 && profile.missRate(.arithmetic) == 1 && profile.missRate(.letterCase) == 0.2)
+        #expect(throws: CermError.invalid("error-rate override \"speed=0.1\": expected KIND=RATE with KIND one of count, case, separator, topic, distinct, arithmetic, format, transform, length")) {
+            try TeacherErrorProfile.scaled(0.2).applying(overrides: ["speed=0.1"])
+        }
+        #expect(throws: CermError.invalid("error-rate override \"count=2\": the rate must be a number in 0…1")) {
+            try TeacherErrorProfile.scaled(0.2).applying(overrides: ["count=2"])
+        }
+        // A teacher that always misses off-by-one sums (difficulty 1.25 × rate 1) ties them.
+        let blind = Teacher(errors: TeacherErrorProfile(missRates: [.arithmetic: 1], falseAlarmFactor: 0), seed: 0)
+        #expect(blind.evaluate(query: "What is 17+25?", response: "41")?.text == "1. 17+25=41: 5/5\n2. a number: 5/5\n=> 10/10")
+        #expect(blind.pairwiseCredit(PreferencePair(id: "p", query: "What is 17+25?", chosen: "42", rejected: "41")) == 0.5)
+    }
+}
