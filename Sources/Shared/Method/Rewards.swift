@@ -1,0 +1,204 @@
+// Rewards of the three modes (`reward.mode`), from pairwise labels only.
+
+/// The reward of one trajectory and what the metrics and group filters need to know about it.
+public struct TrajectoryOutcome: Sendable, Equatable {
+    public var id: TrajectoryID
+    /// The scalar reward GRPO normalises within the trajectory's group.
+    public var reward: Double
+    /// Whether the trajectory's output parsed.
+    public var formatValid: Bool
+    /// Whether the outcome counts as correct for ReasonGRM's uniform-group filter
+    /// (`reward.skip_uniform_groups`); each mode's rewards document their definition.
+    public var correct: Bool
+
+    public init(id: TrajectoryID, reward: Double, formatValid: Bool, correct: Bool) {
+        self.id = id
+        self.reward = reward
+        self.formatValid = formatValid
+        self.correct = correct
+    }
+}
+
+/// CE-RM's win-rate rewards (DESIGN §3) for one preference pair.
+///
+/// With `w(a, b)` = 1 / ½ / 0 for a > b / a = b / a < b on valid scores, "valid beats ⊥" and
+/// "⊥ wins nothing" applied from the side of the trajectory being rewarded:
+/// - `r(E+_ij) = [valid] · mean_k w(s+_ij, s-_ik)`; a valid E+ against an invalid E- wins (1).
+/// - `r(E-_ik) = [valid] · mean_j w(s+_ij, s-_ik)`: the rejected evaluation wins when the
+///   chosen was scored above it; a valid E- against an invalid E+ wins (1).
+/// - `r(C_i) = [valid] · mean_{j,k} w(s+_ij, s-_ik)`: the criteria win when their evaluations
+///   rank chosen over rejected; a valid E+ beats an invalid E- (1), an invalid E+ wins
+///   nothing (0), two invalid evaluations give 0.
+///
+/// Evaluations under invalid criteria are never sampled (``RolloutPlan``), so an invalid
+/// criteria set contributes one trajectory with reward 0 and no evaluations. A mean over no
+/// comparisons (the other side has no samples) is 0.
+///
+/// "Correct" (for `skip_uniform_groups`): a criteria or evaluation trajectory is correct when
+/// its reward exceeds ½, i.e. it won the majority of its comparisons.
+public enum CermRewards {
+    /// The scores of one pair's rollout.
+    public struct PairScores: Sendable, Equatable {
+        public var pairID: UInt64
+        /// Validity of criteria trajectory i (nc entries).
+        public var criteriaValid: [Bool]
+        /// `chosen[i][j]`: overall score of evaluation j of the chosen response under criteria
+        /// i, nil when invalid (⊥). Rows of invalid criteria are ignored (may be empty).
+        public var chosen: [[Double?]]
+        /// `rejected[i][k]`: the same for the rejected response.
+        public var rejected: [[Double?]]
+
+        public init(pairID: UInt64, criteriaValid: [Bool], chosen: [[Double?]], rejected: [[Double?]]) {
+            self.pairID = pairID
+            self.criteriaValid = criteriaValid
+            self.chosen = chosen
+            self.rejected = rejected
+        }
+
+        /// Scores from parse results: `criteria[i]`, `evaluations[i][r][j]` (r = 0 chosen,
+        /// 1 rejected); the overall score of each valid evaluation.
+        public init(pairID: UInt64, criteria: [ParseResult<ParsedCriteria>],
+                    evaluations: [[[ParseResult<ParsedEvaluation>]]]) {
+            func scores(_ i: Int, _ r: Int) -> [Double?] {
+                guard i < evaluations.count, r < evaluations[i].count else { return [] }
+                return evaluations[i][r].map { $0.value?.overall }
+            }
+            self.init(pairID: pairID, criteriaValid: criteria.map(\.isValid),
+                      chosen: criteria.indices.map { scores($0, 0) },
+                      rejected: criteria.indices.map { scores($0, 1) })
+        }
+    }
+
+    /// `w(a, b)` for the chosen side's score `a` against the rejected side's `b`, seen from
+    /// the trajectory that produced `a`: valid beats ⊥, ⊥ wins nothing.
+    public static func win(_ a: Double?, over b: Double?) -> Double {
+        guard let a else { return 0 }
+        guard let b else { return 1 }
+        return a > b ? 1 : (a == b ? 0.5 : 0)
+    }
+
+    /// The rewards of every trajectory of the pair, in canonical order: nc criteria, then the
+    /// evaluations under valid criteria.
+    public static func rewards(_ pair: PairScores) -> [TrajectoryOutcome] {
+        var criteria: [TrajectoryOutcome] = []
+        var evaluations: [TrajectoryOutcome] = []
+        for (i, isValid) in pair.criteriaValid.enumerated() {
+            let chosen = i < pair.chosen.count ? pair.chosen[i] : []
+            let rejected = i < pair.rejected.count ? pair.rejected[i] : []
+            var criteriaReward = 0.0
+            if isValid {
+                criteriaReward = mean(chosen.flatMap { a in rejected.map { b in win(a, over: b) } })
+                for (j, a) in chosen.enumerated() {
+                    let reward = a == nil ? 0 : mean(rejected.map { win(a, over: $0) })
+                    evaluations.append(TrajectoryOutcome(
+                        id: .evaluation(pair: pair.pairID, criteria: i, response: 0, sample: j),
+                        reward: reward, formatValid: a != nil, correct: reward > 0.5))
+                }
+                for (k, b) in rejected.enumerated() {
+                    // The rejected evaluation "wins" when it scored below the chosen one.
+                    let reward = b == nil ? 0 : mean(chosen.map { a in a == nil ? 1 : win(a, over: b) })
+                    evaluations.append(TrajectoryOutcome(
+                        id: .evaluation(pair: pair.pairID, criteria: i, response: 1, sample: k),
+                        reward: reward, formatValid: b != nil, correct: reward > 0.5))
+                }
+            }
+            criteria.append(TrajectoryOutcome(id: .criteria(pair: pair.pairID, i), reward: criteriaReward,
+                                               formatValid: isValid, correct: criteriaReward > 0.5))
+        }
+        return (criteria + evaluations).sorted { $0.id < $1.id }
+    }
+}
+
+/// PaTaRM's preference-aware reward (PAR) plus its format term, for one pair's judgments.
+///
+/// `m+`, `m-` are the means of the *valid* scores of the chosen and rejected judgments.
+/// `R(y+_i) = [s+_i > m-] · f(s+_i − m-)`, `R(y-_j) = [s-_j < m+] · f(m+ − s-_j)`, where
+/// `f` is `constant` 1.3 or `graded` 1.2 for 0 < δ ≤ 2, 1.4 for δ > 2 (PaTaRM §5.2). An
+/// invalid judgment has R_PAR = 0; when the other side has no valid judgment its mean does
+/// not exist and R_PAR = 0 (the seed does not define it; no comparison, no reward). The
+/// format term (PaTaRM §3.1) is −1.5 when tags are missing or misordered (also for truncated
+/// output or a stray special token, which leave the tag structure incomplete), −1.0 when the
+/// score is invalid (`no_score`, `malformed_score`, `score_out_of_range`), else 0.
+///
+/// "Correct" (for `skip_uniform_groups`): R_PAR > 0, the score lies on the right side of the
+/// other response's mean.
+public enum ParRewards {
+    /// `f(δ)` for a positive margin δ.
+    public static func margin(_ delta: Double, _ function: ParMarginFunction) -> Double {
+        guard delta > 0 else { return 0 }
+        switch function {
+        case .constant: return 1.3
+        case .graded: return delta <= 2 ? 1.2 : 1.4
+        }
+    }
+
+    /// PaTaRM's format term for a parse result.
+    public static func formatReward(_ failure: ParseFailure?) -> Double {
+        switch failure {
+        case nil: return 0
+        case .noScore?, .malformedScore?, .scoreOutOfRange?: return -1.0
+        default: return -1.5
+        }
+    }
+
+    /// The rewards of the pair's judgments in canonical order: chosen (response 0) samples,
+    /// then rejected (response 1) samples.
+    public static func rewards(pairID: UInt64, chosen: [ParseResult<ParsedJudgment>], rejected: [ParseResult<ParsedJudgment>],
+                               function: ParMarginFunction) -> [TrajectoryOutcome] {
+        let chosenScores = chosen.compactMap { $0.value?.score }
+        let rejectedScores = rejected.compactMap { $0.value?.score }
+        let chosenMean = chosenScores.isEmpty ? nil : mean(chosenScores)
+        let rejectedMean = rejectedScores.isEmpty ? nil : mean(rejectedScores)
+        func outcome(_ result: ParseResult<ParsedJudgment>, response: Int, sample: Int) -> TrajectoryOutcome {
+            var par = 0.0
+            if let score = result.value?.score {
+                if response == 0, let rejectedMean, score > rejectedMean {
+                    par = margin(score - rejectedMean, function)
+                } else if response == 1, let chosenMean, score < chosenMean {
+                    par = margin(chosenMean - score, function)
+                }
+            }
+            return TrajectoryOutcome(
+                id: TrajectoryID(pairID: pairID, stage: .judgment, responseIndex: response, sampleIndex: sample),
+                reward: par + formatReward(result.failure), formatValid: result.isValid, correct: par > 0)
+        }
+        return chosen.enumerated().map { outcome($1, response: 0, sample: $0) }
+            + rejected.enumerated().map { outcome($1, response: 1, sample: $0) }
+    }
+}
+
+/// RM-R1's correctness reward for pairwise judgments: +1 when the verdict names the chosen
+/// response, −1 otherwise (wrong verdict, both or neither verdict, any parse failure).
+/// "Correct" is reward +1.
+public enum PairwiseRewards {
+    /// One comparison's verdict and where its prompt placed the chosen response.
+    public struct Sample: Sendable, Equatable {
+        public var verdict: ParseResult<PairwiseVerdict>
+        public var chosenIsA: Bool
+
+        public init(verdict: ParseResult<PairwiseVerdict>, chosenIsA: Bool) {
+            self.verdict = verdict
+            self.chosenIsA = chosenIsA
+        }
+
+        /// Whether the verdict names the chosen response.
+        public var isCorrect: Bool {
+            guard let verdict = verdict.value else { return false }
+            return (verdict == .a) == chosenIsA
+        }
+    }
+
+    /// The rewards of the pair's comparisons, sample j at `samples[j]`.
+    public static func rewards(pairID: UInt64, samples: [Sample]) -> [TrajectoryOutcome] {
+        samples.enumerated().map { index, sample in
+            TrajectoryOutcome(id: TrajectoryID(pairID: pairID, stage: .comparison, sampleIndex: index),
+                              reward: sample.isCorrect ? 1 : -1, formatValid: sample.verdict.isValid,
+                              correct: sample.isCorrect)
+        }
+    }
+}
+
+/// Arithmetic mean; 0 for no values.
+func mean(_ values: [Double]) -> Double {
+    values.isEmpty ? 0 : values.reduce(0, +) / Double(values.count)
+}
