@@ -295,3 +295,28 @@ private func generated(_ text: String) -> [TokenID] { tokenizer.encode(text) + [
         ])
     }
 }
+
+@Suite struct DocumentedPromptTextTests {
+    /// The cerm criteria prompt as docs/FORMATS.md shows it; keeps code and documentation in step.
+    @Test func cermCriteriaPromptMatchesTheDocumentation() {
+        let documented = """
+            You are an impartial evaluator. Before seeing any response, decide what a good answer to the query below must achieve.
+
+            [Start of Query]
+            Q
+            [End of Query]
+
+            First analyse briefly what the query asks for. Then list concise, non-overlapping criteria, most important first, numbered 1., 2., 3., … between [Start of Criteria] and [End of Criteria].
+            """
+        #expect(CermFormat().criteriaPrompt(query: "Q") == [bos, user] + tokenizer.encode(documented) + [assistant])
+    }
+
+    @Test func scoresAreWrittenAsIntegersOrHalves() {
+        #expect(ScoreFormatting.half(3) == "3")
+        #expect(ScoreFormatting.half(3.5) == "3.5")
+        #expect(ScoreFormatting.half(3.26) == "3.5")
+        #expect(ScoreFormatting.half(-0.5) == "-0.5")
+        #expect(ScoreFormatting.half(.nan) == "0")
+        #expect(ScoreFormatting.half(1e300) == "0")
+    }
+}

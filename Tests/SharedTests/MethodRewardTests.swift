@@ -128,3 +128,21 @@ private func rewards(_ outcomes: [TrajectoryOutcome]) -> [Double] { outcomes.map
         #expect(outcomes[6].id == TrajectoryID(pairID: 5, stage: .comparison, sampleIndex: 6))
     }
 }
+
+@Suite struct ResponseScoringTests {
+    @Test func meanOfValidScoresAndBest() {
+        let scores: [[Double?]] = [[6, 8], [nil, 9], [nil, nil], [7, 9]]
+        #expect(ResponseScoring.meanScores(scores) == [7, 9, nil, 8])
+        #expect(ResponseScoring.best(scores) == 1)
+        #expect(ResponseScoring.best([[5], [5]]) == 0)
+        #expect(ResponseScoring.best([[nil], []]) == nil)
+    }
+
+    @Test func pairAccuracyPoolsValidCriteria() {
+        // Valid C0: chosen [7, 5] vs rejected [5, ⊥] → means 6 vs 5 → 1. C1 invalid is ignored.
+        let pair = CermRewards.PairScores(pairID: 0, criteriaValid: [true, false], chosen: [[7, 5], [0]], rejected: [[5, nil], [9]])
+        #expect(CermRewards.impliedAccuracy(pair) == 1)
+        let tie = CermRewards.PairScores(pairID: 0, criteriaValid: [true, true], chosen: [[4], [6]], rejected: [[5], [5]])
+        #expect(CermRewards.impliedAccuracy(tie) == 0.5)
+    }
+}

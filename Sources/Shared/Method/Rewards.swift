@@ -69,6 +69,15 @@ public enum CermRewards {
         }
     }
 
+    /// The pair's implied accuracy: chosen vs rejected mean score over all evaluations under
+    /// valid criteria (``MethodMetrics/impliedAccuracy(chosen:rejected:)``).
+    public static func impliedAccuracy(_ pair: PairScores) -> Double {
+        let valid = pair.criteriaValid.indices.filter { pair.criteriaValid[$0] }
+        let chosen = valid.flatMap { $0 < pair.chosen.count ? pair.chosen[$0] : [] }
+        let rejected = valid.flatMap { $0 < pair.rejected.count ? pair.rejected[$0] : [] }
+        return MethodMetrics.impliedAccuracy(chosen: chosen, rejected: rejected)
+    }
+
     /// `w(a, b)` for the chosen side's score `a` against the rejected side's `b`, seen from
     /// the trajectory that produced `a`: valid beats ⊥, ⊥ wins nothing.
     public static func win(_ a: Double?, over b: Double?) -> Double {
@@ -195,6 +204,29 @@ public enum PairwiseRewards {
                               reward: sample.isCorrect ? 1 : -1, formatValid: sample.verdict.isValid,
                               correct: sample.isCorrect)
         }
+    }
+}
+
+/// Scoring responses at inference (Best-of-N, test-time scaling over k criteria samples).
+public enum ResponseScoring {
+    /// Each response's score: the mean of its valid overall scores, `scores[r]` holding the
+    /// scores of response r under the k criteria samples (nil = invalid); nil when none is valid.
+    public static func meanScores(_ scores: [[Double?]]) -> [Double?] {
+        scores.map { values in
+            let valid = values.compactMap { $0 }
+            return valid.isEmpty ? nil : mean(valid)
+        }
+    }
+
+    /// The index of the best response by ``meanScores(_:)``: the highest mean, the lowest index
+    /// on ties; responses without a valid score never win; nil when no response has one.
+    public static func best(_ scores: [[Double?]]) -> Int? {
+        var best: (index: Int, score: Double)?
+        for (index, score) in meanScores(scores).enumerated() {
+            guard let score else { continue }
+            if score > (best?.score ?? -Double.infinity) { best = (index, score) }
+        }
+        return best?.index
     }
 }
 
