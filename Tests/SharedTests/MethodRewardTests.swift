@@ -146,3 +146,65 @@ private func rewards(_ outcomes: [TrajectoryOutcome]) -> [Double] { outcomes.map
         #expect(CermRewards.impliedAccuracy(tie) == 0.5)
     }
 }
+
+@Suite struct PairRewarderTests {
+    let tokenizer = ByteTokenizer()
+    func out(_ text: String) -> [TokenID] { tokenizer.encode(text) + [ByteTokenizer.Special.eos.rawValue] }
+
+    @Test func cermFromRawOutputs() {
+        let rewarder = PairRewarder(mode: .cerm, parFunction: .graded, format: CompactFormat(), nc: 2, ne: 1, runSeed: 1, step: 0)
+        var outputs: [TrajectoryID: [TokenID]] = [
+            .criteria(pair: 8, 0): out("t\n[C]\n1. a\n2. b\n[/C]"),
+            .evaluation(pair: 8, criteria: 0, response: 0, sample: 0): out("1. a: 5/5\n2. b: 4/5\n=> 8/10"),
+            .evaluation(pair: 8, criteria: 0, response: 1, sample: 0): out("1. a: 2/5\n2. b: 1/5\n=> 3/10"),
+            .evaluation(pair: 8, criteria: 1, response: 0, sample: 0): out("ignored: criteria 1 is missing"),
+        ]
+        // C0 ranks 8 over 3 → 1 everywhere under it; C1 is missing → truncated, reward 0.
+        let scoring = rewarder.score(pairID: 8, outputs: outputs)
+        #expect(scoring.outcomes.map(\.id) == [
+            .criteria(pair: 8, 0), .criteria(pair: 8, 1),
+            .evaluation(pair: 8, criteria: 0, response: 0, sample: 0), .evaluation(pair: 8, criteria: 0, response: 1, sample: 0),
+        ])
+        #expect(scoring.outcomes.map(\.reward) == [1, 0, 1, 1])
+        #expect(scoring.failures == [.criteria(pair: 8, 1): .truncated])
+        #expect(scoring.impliedAccuracy == 1)
+        // The rejected evaluation scores one item only: ⊥. E+ beats ⊥ (1), E- gets 0, C0 gets 1.
+        outputs[.evaluation(pair: 8, criteria: 0, response: 1, sample: 0)] = out("1. a: 2/5\n=> 3/10")
+        let broken = rewarder.score(pairID: 8, outputs: outputs)
+        #expect(broken.outcomes.map(\.reward) == [1, 0, 1, 0])
+        #expect(broken.failures[.evaluation(pair: 8, criteria: 0, response: 1, sample: 0)] == .itemCountMismatch)
+        var metrics = MethodMetrics()
+        metrics.add(scoring: broken)
+        #expect(metrics.summary.parseFailures == [.truncated: 1, .itemCountMismatch: 1])
+        #expect(metrics.summary.pairwiseAccuracy == 1)
+    }
+
+    @Test func parFromRawOutputs() {
+        let rewarder = PairRewarder(mode: .par, parFunction: .graded, format: CompactFormat(), nc: 1, ne: 2, runSeed: 1, step: 0)
+        let par = ParFormat()
+        func judged(_ score: Double) -> [TokenID] { out(par.outputText(thought: "", rubric: "", evaluation: "", score: score)) }
+        let outputs: [TrajectoryID: [TokenID]] = [
+            TrajectoryID(pairID: 1, stage: .judgment, responseIndex: 0, sampleIndex: 0): judged(8),
+            TrajectoryID(pairID: 1, stage: .judgment, responseIndex: 0, sampleIndex: 1): judged(6),
+            TrajectoryID(pairID: 1, stage: .judgment, responseIndex: 1, sampleIndex: 0): judged(5),
+            TrajectoryID(pairID: 1, stage: .judgment, responseIndex: 1, sampleIndex: 1): out("<think></think><rubric></rubric><eval></eval><answer>x</answer>"),
+        ]
+        // m+ = 7, m- = 5: 8 → δ 3 → 1.4; 6 → δ 1 → 1.2; 5 < 7 → δ 2 → 1.2; malformed → −1.0.
+        let scoring = rewarder.score(pairID: 1, outputs: outputs)
+        #expect(scoring.outcomes.map(\.reward) == [1.4, 1.2, 1.2, -1.0])
+        #expect(scoring.impliedAccuracy == 1)
+    }
+
+    @Test func pairwiseFromRawOutputs() {
+        // Run 1234, step 7, pair 42: sample 0 has the chosen response at A, sample 1 at B.
+        let rewarder = PairRewarder(mode: .pairwise, parFunction: .graded, format: CompactFormat(), nc: 1, ne: 2, runSeed: 1234, step: 7)
+        let outputs: [TrajectoryID: [TokenID]] = [
+            TrajectoryID(pairID: 42, stage: .comparison, sampleIndex: 0): out("<answer>[[A]]</answer>"),
+            TrajectoryID(pairID: 42, stage: .comparison, sampleIndex: 1): out("<answer>[[A]]</answer>"),
+        ]
+        let scoring = rewarder.score(pairID: 42, outputs: outputs)
+        #expect(scoring.outcomes.map(\.reward) == [1, -1])
+        #expect(scoring.impliedAccuracy == 0.5)
+        #expect(scoring.failures.isEmpty)
+    }
+}

@@ -38,6 +38,13 @@ public struct MethodMetrics: Sendable, Equatable {
         }
     }
 
+    /// Adds one pair's scoring: its outcomes, parse failures and implied accuracy.
+    public mutating func add(scoring: PairScoring) {
+        add(outcomes: scoring.outcomes)
+        for failure in scoring.failures.values { add(failure: failure) }
+        add(pairAccuracy: scoring.impliedAccuracy)
+    }
+
     /// Counts one parse failure.
     public mutating func add(failure: ParseFailure) { parseFailures[failure, default: 0] += 1 }
 

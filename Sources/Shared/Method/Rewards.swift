@@ -234,3 +234,106 @@ public enum ResponseScoring {
 func mean(_ values: [Double]) -> Double {
     values.isEmpty ? 0 : values.reduce(0, +) / Double(values.count)
 }
+
+/// Everything the learner needs from one pair's generated outputs.
+public struct PairScoring: Sendable, Equatable {
+    /// One outcome per trajectory, in canonical order.
+    public var outcomes: [TrajectoryOutcome]
+    /// The parse failure of each invalid trajectory.
+    public var failures: [TrajectoryID: ParseFailure]
+    /// The pair's implied accuracy: `cerm` and `par` compare the mean valid scores of chosen and
+    /// rejected (``MethodMetrics/impliedAccuracy(chosen:rejected:)``); `pairwise` is the
+    /// fraction of comparisons whose verdict names the chosen response.
+    public var impliedAccuracy: Double
+}
+
+/// Parses and rewards one pair's outputs under the run's `reward.mode`: the one entry point
+/// the learner needs per pair.
+///
+/// Expected trajectories follow ``RolloutPlan``: `cerm` — nc criteria, and for each valid
+/// criteria set ne evaluations of response 0 (chosen) and 1 (rejected); `par` — nc·ne
+/// judgments of each response; `pairwise` — nc·ne comparisons. An expected output that is
+/// absent from `outputs` counts as `truncated`; outputs of unexpected ids are ignored.
+public struct PairRewarder: Sendable {
+    public var mode: RewardMode
+    public var parFunction: ParMarginFunction
+    public var format: any PromptFormat
+    public var nc: Int
+    public var ne: Int
+    public var runSeed: UInt64
+    public var step: UInt64
+
+    public init(mode: RewardMode, parFunction: ParMarginFunction, format: any PromptFormat, nc: Int, ne: Int,
+                runSeed: UInt64, step: UInt64) {
+        self.mode = mode
+        self.parFunction = parFunction
+        self.format = format
+        self.nc = nc
+        self.ne = ne
+        self.runSeed = runSeed
+        self.step = step
+    }
+
+    /// The rewarder of a run's configuration at `step`.
+    public init(reward: RewardConfig, rollout: RolloutConfig, runSeed: UInt64, step: UInt64) {
+        self.init(mode: reward.mode, parFunction: reward.parF, format: makePromptFormat(rollout.format),
+                  nc: rollout.nc, ne: rollout.ne, runSeed: runSeed, step: step)
+    }
+
+    /// Parses `outputs` (generated tokens by trajectory, each ending in `⟨eos⟩` unless
+    /// truncated) and rewards them.
+    public func score(pairID: UInt64, outputs: [TrajectoryID: [TokenID]]) -> PairScoring {
+        var failures: [TrajectoryID: ParseFailure] = [:]
+        func note<V>(_ id: TrajectoryID, _ result: ParseResult<V>) -> ParseResult<V> {
+            if let failure = result.failure { failures[id] = failure }
+            return result
+        }
+        let samples = max(nc, 0) * max(ne, 0)
+        switch mode {
+        case .cerm:
+            var criteria: [ParseResult<ParsedCriteria>] = []
+            var evaluations: [[[ParseResult<ParsedEvaluation>]]] = []
+            for i in 0..<max(nc, 0) {
+                let id = TrajectoryID.criteria(pair: pairID, i)
+                let parsed = note(id, format.parseCriteria(tokens: outputs[id] ?? []))
+                criteria.append(parsed)
+                guard let items = parsed.value?.items else {
+                    evaluations.append([[], []])
+                    continue
+                }
+                evaluations.append((0..<2).map { r in
+                    (0..<max(ne, 0)).map { j in
+                        let id = TrajectoryID.evaluation(pair: pairID, criteria: i, response: r, sample: j)
+                        return note(id, format.parseEvaluation(tokens: outputs[id] ?? [], criteriaCount: items.count))
+                    }
+                })
+            }
+            let scores = CermRewards.PairScores(pairID: pairID, criteria: criteria, evaluations: evaluations)
+            return PairScoring(outcomes: CermRewards.rewards(scores), failures: failures,
+                               impliedAccuracy: CermRewards.impliedAccuracy(scores))
+        case .par:
+            let par = ParFormat()
+            let judgments = (0..<2).map { r in
+                (0..<samples).map { j in
+                    let id = TrajectoryID(pairID: pairID, stage: .judgment, responseIndex: r, sampleIndex: j)
+                    return note(id, par.parseJudgment(tokens: outputs[id] ?? []))
+                }
+            }
+            let accuracy = MethodMetrics.impliedAccuracy(chosen: judgments[0].map { $0.value?.score },
+                                                         rejected: judgments[1].map { $0.value?.score })
+            return PairScoring(outcomes: ParRewards.rewards(pairID: pairID, chosen: judgments[0], rejected: judgments[1],
+                                                            function: parFunction),
+                               failures: failures, impliedAccuracy: accuracy)
+        case .pairwise:
+            let pairwise = PairwiseFormat()
+            let comparisons = (0..<samples).map { j in
+                let id = TrajectoryID(pairID: pairID, stage: .comparison, sampleIndex: j)
+                return PairwiseRewards.Sample(verdict: note(id, pairwise.parseVerdict(tokens: outputs[id] ?? [])),
+                                              chosenIsA: PairwiseFormat.chosenIsA(seed: id.seed(runSeed: runSeed, step: step)))
+            }
+            let correct = comparisons.filter(\.isCorrect).count
+            return PairScoring(outcomes: PairwiseRewards.rewards(pairID: pairID, samples: comparisons), failures: failures,
+                               impliedAccuracy: comparisons.isEmpty ? 0 : Double(correct) / Double(comparisons.count))
+        }
+    }
+}
