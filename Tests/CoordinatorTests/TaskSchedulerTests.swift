@@ -178,7 +178,7 @@ import Shared
         var missing = Self.result(for: sent[0])
         missing.trajectories.removeLast()
         #expect(s.handle(result: missing, from: Self.alice, now: 0) == .dropped(taskID: 1, reason: .invalidTrajectories(
-            "pair 2: 1 expected trajectories missing (first: pair 2 evaluation c0 r0 s0)"), requeuedAs: 5))
+            "pair 2: criteria set 0 has 1 of its 2 evaluations"), requeuedAs: 5))
 
         var foreign = Self.result(for: sent[1])
         foreign.trajectories[0].id.pairID = 1
@@ -312,7 +312,7 @@ import Shared
         #expect(s.statistics.tasksRequeued == 2)
     }
 
-    @Test func settingsFromConfig() {
+    @Test func settingsFromConfig() throws {
         var config = Config()
         config.cluster.mode = .async
         config.cluster.maxStaleness = 3
@@ -321,7 +321,23 @@ import Shared
         #expect(settings.mode == .async && settings.maxStaleness == 3 && settings.pairsPerTask == 2)
         #expect(settings.configHash == config.hash)
         #expect(settings.expectedRollout == .twoStage(nc: 4, ne: 2, responses: 2))
-        #expect(settings.expectedRollout?.ids(pairID: 0).count == 20) // 4 + 2·4·2, the paper's count
+        let rollout = try #require(settings.expectedRollout)
+        // The paper's count: 4 criteria + 2·4·2 evaluations.
+        var full = Set((0..<4).map { TrajectoryID.criteria(pair: 0, $0) })
+        for i in 0..<4 { for r in 0..<2 { for j in 0..<2 { full.insert(.evaluation(pair: 0, criteria: i, response: r, sample: j)) } } }
+        #expect(full.count == 20)
+        #expect(rollout.problem(with: full, pairID: 0) == nil)
+        // Criteria set 2 failed to parse: none of its evaluations were sampled.
+        let withoutSet2 = full.filter { !($0.stage == .evaluation && $0.criteriaIndex == 2) }
+        #expect(rollout.problem(with: withoutSet2, pairID: 0) == nil)
+        var partial = withoutSet2
+        partial.insert(.evaluation(pair: 0, criteria: 2, response: 1, sample: 0))
+        #expect(rollout.problem(with: partial, pairID: 0) == "pair 0: criteria set 2 has 1 of its 4 evaluations")
+        #expect(rollout.problem(with: full.subtracting([.criteria(pair: 0, 3)]), pairID: 0)
+                == "pair 0: criteria trajectory pair 0 criteria c3 r0 s0 missing")
+        var extra = full
+        extra.insert(.evaluation(pair: 0, criteria: 4, response: 0, sample: 0))
+        #expect(rollout.problem(with: extra, pairID: 0) == "pair 0: 1 unexpected trajectories (first: pair 0 evaluation c4 r0 s0)")
         config.reward.mode = .par
         #expect(SchedulerSettings(config: config).expectedRollout == nil)
     }

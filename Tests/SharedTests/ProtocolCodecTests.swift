@@ -105,7 +105,7 @@ enum ProtocolSamples {
     /// else and never by trapping.
     @Test func everyTruncationIsDetected() throws {
         for message in ProtocolSamples.all {
-            let body = MessageCodec.encodeBody(message)
+            let body = try MessageCodec.encodeBody(message)
             for cut in 0..<body.count {
                 do {
                     _ = try decode(message.type, Array(body.prefix(cut)))
@@ -171,7 +171,7 @@ enum ProtocolSamples {
         expectError(.nonFinite(field: "\(t).reference_logprobs", index: 0, value: -.infinity), .result, resultBody(reference: [-.infinity, -1]))
         expectError(.positiveLogprob(field: "\(t).behaviour_logprobs", index: 0, value: 0.5), .result, resultBody(behaviour: [0.5, -1]))
         _ = try decode(.result, resultBody(behaviour: [1e-6, -1])) // rounding above 0 is tolerated
-        expectError(.invalidEnumValue(field: "\(t).stage", value: 3), .result, resultBody(stage: 3))
+        expectError(.invalidEnumValue(field: "\(t).stage", value: 4), .result, resultBody(stage: 4))
         expectError(.invalidEnumValue(field: "\(t).finish_reason", value: 9), .result, resultBody(finish: 9))
         expectError(.invalidUTF8(field: "\(t).text"), .result, resultBody(text: [0x66, 0xFF, 0xFE]))
         expectError(.invalidUTF8(field: "\(t).text"), .result, resultBody(text: [0xC3])) // cut multi-byte sequence

@@ -6,21 +6,41 @@ public enum ExpectedRollout: Equatable, Sendable {
     /// evaluation trajectories (i, r, j) for i < nc, r < responses, j < ne.
     case twoStage(nc: Int, ne: Int, responses: Int)
 
-    /// The exact trajectory ids of one pair.
-    func ids(pairID: UInt64) -> Set<TrajectoryID> {
+    /// Nil when `got` is a complete rollout of pair `pairID`; otherwise what is wrong.
+    ///
+    /// Every criteria trajectory must be present. Evaluations come per criteria set: all
+    /// `responses · ne` of them, or none when that criteria set failed to parse (nothing can be
+    /// evaluated against criteria that do not exist).
+    func problem(with got: Set<TrajectoryID>, pairID: UInt64) -> String? {
         switch self {
         case let .twoStage(nc, ne, responses):
-            var ids = Set<TrajectoryID>()
+            var expectedCount = 0
             for i in 0..<nc {
-                ids.insert(TrajectoryID(pairID: pairID, stage: .criteria, criteriaIndex: UInt16(clamping: i), responseIndex: 0, sampleIndex: 0))
+                let criteria = TrajectoryID.criteria(pair: pairID, i)
+                guard got.contains(criteria) else { return "pair \(pairID): criteria trajectory \(criteria) missing" }
+                expectedCount += 1
+                var present = 0
                 for r in 0..<responses {
-                    for j in 0..<ne {
-                        ids.insert(TrajectoryID(pairID: pairID, stage: .evaluation, criteriaIndex: UInt16(clamping: i),
-                                                responseIndex: UInt16(clamping: r), sampleIndex: UInt16(clamping: j)))
+                    for j in 0..<ne where got.contains(.evaluation(pair: pairID, criteria: i, response: r, sample: j)) {
+                        present += 1
                     }
                 }
+                if present != 0 && present != responses * ne {
+                    return "pair \(pairID): criteria set \(i) has \(present) of its \(responses * ne) evaluations"
+                }
+                expectedCount += present
             }
-            return ids
+            if got.count != expectedCount {
+                let extra = got.filter { id in
+                    switch id.stage {
+                    case .criteria: return !(0..<nc).contains(id.criteriaIndex) || id.responseIndex != 0 || id.sampleIndex != 0
+                    case .evaluation: return !(0..<nc).contains(id.criteriaIndex) || !(0..<responses).contains(id.responseIndex) || !(0..<ne).contains(id.sampleIndex)
+                    case .judgment, .comparison: return true
+                    }
+                }.sorted()
+                return "pair \(pairID): \(got.count - expectedCount) unexpected trajectories (first: \(extra.first.map(String.init(describing:)) ?? "?"))"
+            }
+            return nil
         }
     }
 }
@@ -440,12 +460,7 @@ public struct TaskScheduler: Sendable {
         for pair in task.pairIDs {
             let got = byPair[pair] ?? []
             if got.isEmpty { return "no trajectories for pair \(pair)" }
-            if let expected = settings.expectedRollout?.ids(pairID: pair), got != expected {
-                let missing = expected.subtracting(got).sorted()
-                let extra = got.subtracting(expected).sorted()
-                if let first = missing.first { return "pair \(pair): \(missing.count) expected trajectories missing (first: \(first))" }
-                if let first = extra.first { return "pair \(pair): \(extra.count) unexpected trajectories (first: \(first))" }
-            }
+            if let problem = settings.expectedRollout?.problem(with: got, pairID: pair) { return problem }
         }
         return nil
     }

@@ -4,18 +4,6 @@ public enum WorkerKind: UInt8, Sendable, CaseIterable {
     case gpu = 1
 }
 
-/// Which turn of the rollout a trajectory is.
-public enum TrajectoryStage: UInt8, Sendable, CaseIterable, Comparable {
-    /// Stage 1: a criteria set written from the query alone.
-    case criteria = 0
-    /// Stage 2: an evaluation of one response under one criteria set.
-    case evaluation = 1
-    /// Single-stage judgment (PaTaRM pointwise `par`, RM-R1 `pairwise`).
-    case judgment = 2
-
-    public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
-}
-
 /// Why generation of a trajectory stopped.
 public enum FinishReason: UInt8, Sendable, CaseIterable {
     /// The model emitted end-of-sequence.
@@ -26,34 +14,8 @@ public enum FinishReason: UInt8, Sendable, CaseIterable {
     case context = 2
 }
 
-/// Identifies one trajectory of a step; ordering is the canonical order the learner consumes.
-public struct TrajectoryID: Hashable, Comparable, Sendable, CustomStringConvertible {
-    public var pairID: UInt64
-    public var stage: TrajectoryStage
-    /// Criteria set i: own index (criteria), the set judged under (evaluation), 0 (judgment).
-    public var criteriaIndex: UInt16
-    /// Response index into the pair's responses (0 for criteria trajectories).
-    public var responseIndex: UInt16
-    /// Evaluation j, judgment sample number, 0 for criteria.
-    public var sampleIndex: UInt16
-
-    public init(pairID: UInt64, stage: TrajectoryStage, criteriaIndex: UInt16, responseIndex: UInt16, sampleIndex: UInt16) {
-        self.pairID = pairID
-        self.stage = stage
-        self.criteriaIndex = criteriaIndex
-        self.responseIndex = responseIndex
-        self.sampleIndex = sampleIndex
-    }
-
-    public static func < (a: Self, b: Self) -> Bool {
-        (a.pairID, a.stage.rawValue, a.criteriaIndex, a.responseIndex, a.sampleIndex)
-            < (b.pairID, b.stage.rawValue, b.criteriaIndex, b.responseIndex, b.sampleIndex)
-    }
-
-    public var description: String {
-        "pair \(pairID) \(stage) c\(criteriaIndex) r\(responseIndex) s\(sampleIndex)"
-    }
-}
+// `TrajectoryID` and `TrajectoryStage` are the method's (Sources/Shared/Method/RolloutPlan.swift):
+// the wire carries exactly the ids the rollout plan assigns.
 
 /// One sampled trajectory as a worker reports it.
 public struct Trajectory: Equatable, Sendable {

@@ -22,7 +22,7 @@ public struct MessageCodec: Sendable {
     /// The header and body frames of `message`. Throws ``ProtocolError/messageTooLarge(bytes:limit:)``
     /// when the message would exceed `max_message_bytes` (the peer would drop it).
     public func encode(_ message: Message) throws(ProtocolError) -> [[UInt8]] {
-        let body = Self.encodeBody(message)
+        let body = try Self.encodeBody(message)
         let total = Self.headerSize + body.count
         guard total <= limits.maxMessageBytes, body.count <= Int(UInt32.max) else {
             throw .messageTooLarge(bytes: total, limit: limits.maxMessageBytes)
@@ -41,7 +41,7 @@ public struct MessageCodec: Sendable {
         return w.bytes
     }
 
-    static func encodeBody(_ message: Message) -> [UInt8] {
+    static func encodeBody(_ message: Message) throws(ProtocolError) -> [UInt8] {
         var w = ByteWriter()
         switch message {
         case let .hello(h):
@@ -81,12 +81,16 @@ public struct MessageCodec: Sendable {
             w.u64(r.taskID)
             w.u64(r.policyVersion)
             w.u32(UInt32(truncatingIfNeeded: r.trajectories.count))
-            for t in r.trajectories {
+            for (index, t) in r.trajectories.enumerated() {
+                let indices = [t.id.criteriaIndex, t.id.responseIndex, t.id.sampleIndex]
+                guard indices.allSatisfy({ (0...Int(UInt16.max)).contains($0) }) else {
+                    throw .invalidValue(field: "RESULT.trajectories[\(index)]", reason: "trajectory indices must fit u16 (\(t.id))")
+                }
                 w.u64(t.id.pairID)
                 w.u8(t.id.stage.rawValue)
-                w.u16(t.id.criteriaIndex)
-                w.u16(t.id.responseIndex)
-                w.u16(t.id.sampleIndex)
+                w.u16(UInt16(t.id.criteriaIndex))
+                w.u16(UInt16(t.id.responseIndex))
+                w.u16(UInt16(t.id.sampleIndex))
                 w.u32(t.promptTokenCount)
                 w.u32Array(t.tokens)
                 w.f32Array(t.behaviourLogprobs)
@@ -266,7 +270,7 @@ public struct MessageCodec: Sendable {
             let reference = try logprobs("\(field).reference_logprobs", tokenCount: tokens.count, &r)
             let finish = try enumValue(FinishReason.self, "\(field).finish_reason", &r)
             let text = try r.string("\(field).text", limit: limits.maxStringBytes)
-            let id = TrajectoryID(pairID: pairID, stage: stage, criteriaIndex: criteriaIndex, responseIndex: responseIndex, sampleIndex: sampleIndex)
+            let id = TrajectoryID(pairID: pairID, stage: stage, criteriaIndex: Int(criteriaIndex), responseIndex: Int(responseIndex), sampleIndex: Int(sampleIndex))
             guard seen.insert(id).inserted else { throw .invalidValue(field: field, reason: "duplicate trajectory id (\(id))") }
             trajectories.append(Trajectory(id: id, promptTokenCount: promptTokens, tokens: tokens, behaviourLogprobs: behaviour,
                                            referenceLogprobs: reference, finishReason: finish, text: text))
