@@ -107,3 +107,19 @@ import Shared
         }
     }
 }
+
+@Suite struct ParameterLayoutTensorTests {
+    @Test func tensorsAndFlattenRoundTrip() throws {
+        let w = ModelWeights(config: TestData.qwenTinyAllFeatures, seed: 1, initStd: 0.1)
+        let tensors = try w.layout.tensors(of: w.values)
+        #expect(tensors.map(\.name) == w.layout.specs.map(\.name))
+        #expect(tensors[0].shape == [32, 16])
+        #expect(try w.layout.flatten(tensors.reversed()) == w.values)
+        #expect(throws: CermError.invalid("ParameterLayout.flatten: missing tensor model.norm.weight")) {
+            try w.layout.flatten(tensors.filter { $0.name != "model.norm.weight" })
+        }
+        #expect(throws: CermError.invalid("ParameterLayout.flatten: unknown tensor extra")) {
+            try w.layout.flatten(tensors + [("extra", [1], [0])])
+        }
+    }
+}
