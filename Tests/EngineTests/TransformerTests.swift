@@ -97,6 +97,18 @@ import Shared
         var g = ModelGradients(config: m.config)
         try m.backward(dLogprobs: [[], [1, 1]], into: &g)
         #expect(g.l2Norm > 0)
+
+        let nothing = try m.forward(TokenBatch(inputs: [[]], targets: [[]]))
+        #expect(nothing.logprobs == [[]])
+        var untouched = ModelGradients(config: m.config)
+        try m.backward(dLogprobs: [[]], into: &untouched)
+        #expect(untouched.l2Norm == 0)
+    }
+
+    @Test func weightsOfAnotherConfigAreRejected() throws {
+        let m = Self.model()
+        m.weights = ModelWeights(config: TestData.llamaTiny)
+        #expect(throws: CermError.self) { try m.forward(TokenBatch(inputs: [[1]], targets: [[2]])) }
     }
 
     @Test func invalidInputsAreRejectedWithTheirPosition() throws {

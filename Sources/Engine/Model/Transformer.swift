@@ -28,12 +28,11 @@ import Shared
 public final class Transformer {
     /// The weights used by the next ``forward(_:temperature:returnLogits:)``. Optimizers
     /// update them in place (`adam.step(weights: &model.weights, ...)`).
-    ///
-    /// Replacing them with weights of a different config is a programming error (trap).
-    public var weights: ModelWeights {
-        didSet { precondition(weights.config == oldValue.config, "Transformer.weights replaced by weights of another config") }
-    }
-    public var config: TransformerConfig { weights.config }
+    /// (A stored property without observers, so in-place updates do not copy the buffer.)
+    /// Replacing them with weights of another config makes the next forward throw.
+    public var weights: ModelWeights
+    /// The architecture this instance was built for.
+    public let config: TransformerConfig
     /// RoPE angles for positions `0 ..< config.maxSeqLen`.
     public let rope: RoPETable
 
@@ -42,6 +41,7 @@ public final class Transformer {
 
     public init(weights: ModelWeights) {
         self.weights = weights
+        self.config = weights.config
         let c = weights.config
         self.rope = RoPETable(headDim: c.headDim, theta: c.ropeTheta, positions: c.maxSeqLen)
         self.offsets = ParameterOffsets(weights.layout, config: c)
@@ -106,6 +106,9 @@ public final class Transformer {
     /// Validates the batch and fills the workspace's packed geometry.
     private func prepare(_ batch: TokenBatch, temperature: Float) throws {
         let c = config
+        guard weights.config == c else {
+            throw CermError.invalid("Transformer.forward: weights were replaced by weights of another config (\(weights.config.jsonString())); this instance is built for \(c.jsonString())")
+        }
         guard temperature.isFinite, temperature > 0 else {
             throw CermError.invalid("Transformer.forward: temperature must be positive and finite, got \(temperature)")
         }
