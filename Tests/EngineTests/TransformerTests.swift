@@ -105,6 +105,18 @@ import Shared
         #expect(untouched.l2Norm == 0)
     }
 
+    @Test(arguments: [TestData.qwenTinyAllFeatures, TestData.llamaTiny])
+    func workspaceEstimateIsExact(config: TransformerConfig) throws {
+        // A fresh instance allocates each buffer exactly once at its first size.
+        let m = Transformer(weights: ModelWeights(config: config, seed: 1, initStd: 0.1))
+        let batch = TestData.batch(vocab: config.vocabSize, seed: 1)
+        var g = ModelGradients(config: config)
+        _ = try m.forward(batch)
+        try m.backward(dLogprobs: TestData.lossWeights(for: batch, seed: 2), into: &g)
+        // Buffers never used by this architecture keep their 0 capacity.
+        #expect(m.workspace.allocatedFloats == Transformer.workspaceFloats(config: config, lengths: batch.inputs.map(\.count)))
+    }
+
     @Test func weightsOfAnotherConfigAreRejected() throws {
         let m = Self.model()
         m.weights = ModelWeights(config: TestData.llamaTiny)

@@ -37,7 +37,7 @@ public final class Transformer {
     public let rope: RoPETable
 
     private let offsets: ParameterOffsets
-    private let workspace: TrainingWorkspace
+    let workspace: TrainingWorkspace
 
     public init(weights: ModelWeights) {
         self.weights = weights
@@ -46,6 +46,25 @@ public final class Transformer {
         self.rope = RoPETable(headDim: c.headDim, theta: c.ropeTheta, positions: c.maxSeqLen)
         self.offsets = ParameterOffsets(weights.layout, config: c)
         self.workspace = TrainingWorkspace(layers: c.layers)
+    }
+
+    /// Floats of workspace a forward + backward over rows of `lengths` needs (multiply by 4
+    /// for bytes), so learners can split large batches into micro-batches that fit in memory
+    /// and accumulate their gradients. It grows with tokens `N` and with `Σ heads·len²`:
+    ///
+    ///     (layers+1)·N·H + layers·(N·(3H + 2Q + 2K + 3F + 2) + Σ heads·len² [+ N·(Q + K + heads + kvHeads)])
+    ///     + N·(3H + 2V + 2F + 2Q + 2K + 5) + max len² [+ N·(Q + K)]        (brackets: QK-norm)
+    public static func workspaceFloats(config c: TransformerConfig, lengths: [Int]) -> Int {
+        let n = lengths.reduce(0, +)
+        let h = c.hiddenSize, q = c.qDim, k = c.kvDim, f = c.ffnSize, v = c.vocabSize
+        let probs = lengths.reduce(0) { $0 + c.heads * $1 * $1 }
+        var perBlock = n * (3 * h + 2 * q + 2 * k + 3 * f + 2) + probs
+        if c.qkNorm { perBlock += n * (q + k + c.heads + c.kvHeads) }
+        var total = (c.layers + 1) * n * h + c.layers * perBlock
+        total += n * (3 * h + 2 * v + 2 * f + 2 * q + 2 * k + 5)
+        total += lengths.map { $0 * $0 }.max() ?? 0
+        if c.qkNorm { total += n * (q + k) }
+        return total
     }
 
     /// Whether a forward pass is retained and awaiting ``backward(dLogprobs:into:)``.

@@ -101,4 +101,14 @@ final class TrainingWorkspace {
         residual = (0...layers).map { _ in ScratchBuffer() }
         blocks = (0..<layers).map { _ in BlockActivations() }
     }
+
+    /// Floats currently allocated by all buffers (for tests of the memory estimate).
+    var allocatedFloats: Int {
+        let blockBuffers = blocks.flatMap { a in
+            [a.xn1, a.rstd1, a.qPre, a.kPre, a.qRstd, a.kRstd, a.q, a.k, a.v, a.probs, a.attn, a.xMid, a.xn2, a.rstd2, a.gate, a.up, a.act]
+        }
+        let others = [xnFinal, rstdFinal, logits, lse, logprobs, entropy, dx, dxn, dFFN, dUp, dAttn, dq, dk, dv, dqPre, dkPre,
+                      dScores, dLogits, dLogprobs]
+        return (residual + blockBuffers + others).reduce(0) { $0 + $1.capacity }
+    }
 }
