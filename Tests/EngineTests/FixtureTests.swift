@@ -61,7 +61,7 @@ import Shared
             tgts.append((0..<len).map { TokenID(targets[b * width + $0]) })
             dLogprobs.append((0..<len).map { -lossWeights[b * width + $0] })
         }
-        let model = Transformer(weights: weights)
+        let model = try Transformer(weights: weights)
         let pass = try model.forward(TokenBatch(inputs: inputs, targets: tgts), temperature: 1, returnLogits: true)
         let logits = try #require(pass.logits)
 

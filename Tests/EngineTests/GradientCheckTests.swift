@@ -19,7 +19,7 @@ import Shared
     /// `|fd − analytic| ≤ 1e-2·|analytic| + 1e-3·max|grad of tensor| + 1e-4`; eps 3e-3 (with init std 0.5
     /// the loss is curved enough that 1e-2 leaves a few-percent truncation error).
     static func check(config: TransformerConfig, temperature: Float, seed: UInt64) throws {
-        let model = Transformer(weights: ModelWeights(config: config, seed: seed, initStd: 0.5))
+        let model = try Transformer(weights: ModelWeights(config: config, seed: seed, initStd: 0.5))
         let batch = TestData.batch(vocab: config.vocabSize, seed: seed)
         let lossWeights = TestData.lossWeights(for: batch, seed: seed + 100)
         _ = try model.forward(batch, temperature: temperature)
@@ -68,7 +68,7 @@ import Shared
 
     @Test func backwardAccumulatesAndIsLinearInTheWeights() throws {
         let config = TestData.qwenTinyAllFeatures
-        let model = Transformer(weights: ModelWeights(config: config, seed: 9, initStd: 0.3))
+        let model = try Transformer(weights: ModelWeights(config: config, seed: 9, initStd: 0.3))
         let batch = TestData.batch(vocab: config.vocabSize, seed: 9)
         let w = TestData.lossWeights(for: batch, seed: 10)
         var once = ModelGradients(config: config)

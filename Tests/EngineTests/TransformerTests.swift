@@ -5,12 +5,12 @@ import Shared
 
 /// Batch semantics, validation and the forward/backward protocol of ``Transformer``.
 @Suite struct TransformerTests {
-    static func model(_ config: TransformerConfig = TestData.qwenTinyAllFeatures, seed: UInt64 = 1) -> Transformer {
-        Transformer(weights: ModelWeights(config: config, seed: seed, initStd: 0.3))
+    static func model(_ config: TransformerConfig = TestData.qwenTinyAllFeatures, seed: UInt64 = 1) throws -> Transformer {
+        try Transformer(weights: ModelWeights(config: config, seed: seed, initStd: 0.3))
     }
 
     @Test func packedRowsDoNotInfluenceEachOther() throws {
-        let m = Self.model()
+        let m = try Self.model()
         let batch = TestData.batch(vocab: 32, seed: 2)
         let together = try m.forward(batch)
         for b in 0..<batch.count {
@@ -23,7 +23,7 @@ import Shared
     }
 
     @Test func attentionIsCausal() throws {
-        let m = Self.model()
+        let m = try Self.model()
         let tokens: [TokenID] = [1, 5, 9, 2, 7, 30]
         let targets: [TokenID] = [5, 9, 2, 7, 30, 4]
         var changed = tokens
@@ -35,7 +35,7 @@ import Shared
     }
 
     @Test func logprobsAreTemperedLogSoftmaxOfReturnedLogits() throws {
-        let m = Self.model()
+        let m = try Self.model()
         let batch = TestData.batch(vocab: 32, seed: 3)
         for temperature: Float in [1, 0.5] {
             let pass = try m.forward(batch, temperature: temperature, returnLogits: true)
@@ -53,7 +53,7 @@ import Shared
     }
 
     @Test func repeatedPassesAreBitIdentical() throws {
-        let m = Self.model()
+        let m = try Self.model()
         let batch = TestData.batch(vocab: 32, seed: 4)
         let w = TestData.lossWeights(for: batch, seed: 5)
         var g1 = ModelGradients(config: m.config), g2 = ModelGradients(config: m.config)
@@ -66,7 +66,7 @@ import Shared
     }
 
     @Test func backwardUsesTheWeightsOfItsForwardPass() throws {
-        let m = Self.model()
+        let m = try Self.model()
         let batch = TestData.batch(vocab: 32, seed: 6)
         let w = TestData.lossWeights(for: batch, seed: 7)
         var expected = ModelGradients(config: m.config)
@@ -91,7 +91,7 @@ import Shared
     }
 
     @Test func emptyRowsAreAllowed() throws {
-        let m = Self.model()
+        let m = try Self.model()
         let pass = try m.forward(TokenBatch(inputs: [[], [3, 4]], targets: [[], [4, 5]]))
         #expect(pass.logprobs[0].isEmpty && pass.logprobs[1].count == 2)
         var g = ModelGradients(config: m.config)
@@ -108,7 +108,7 @@ import Shared
     @Test(arguments: [TestData.qwenTinyAllFeatures, TestData.llamaTiny])
     func workspaceEstimateIsExact(config: TransformerConfig) throws {
         // A fresh instance allocates each buffer exactly once at its first size.
-        let m = Transformer(weights: ModelWeights(config: config, seed: 1, initStd: 0.1))
+        let m = try Transformer(weights: ModelWeights(config: config, seed: 1, initStd: 0.1))
         let batch = TestData.batch(vocab: config.vocabSize, seed: 1)
         var g = ModelGradients(config: config)
         _ = try m.forward(batch)
@@ -118,13 +118,13 @@ import Shared
     }
 
     @Test func weightsOfAnotherConfigAreRejected() throws {
-        let m = Self.model()
+        let m = try Self.model()
         m.weights = ModelWeights(config: TestData.llamaTiny)
         #expect(throws: CermError.self) { try m.forward(TokenBatch(inputs: [[1]], targets: [[2]])) }
     }
 
     @Test func invalidInputsAreRejectedWithTheirPosition() throws {
-        let m = Self.model()
+        let m = try Self.model()
         #expect(throws: CermError.invalid("Transformer.forward: row 1 position 2: token 32 outside vocabulary 0..<32")) {
             try m.forward(TokenBatch(inputs: [[1], [1, 2, 32]], targets: [[1], [1, 2, 3]]))
         }
@@ -160,7 +160,7 @@ import Shared
     /// SFT end to end: a few AdamW steps on one sequence must raise its log-likelihood a lot.
     @Test func supervisedStepsLearnASequence() throws {
         let config = TestData.llamaTiny
-        let m = Transformer(weights: ModelWeights(config: config, seed: 11, initStd: 0.02))
+        let m = try Transformer(weights: ModelWeights(config: config, seed: 11, initStd: 0.02))
         var adam = AdamW(layout: m.weights.layout, weightDecay: 0)
         var grads = ModelGradients(config: config)
         let batch = TokenBatch(sequences: [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]], scoredFrom: [1])
@@ -177,5 +177,25 @@ import Shared
         }
         let after = try meanNLL()
         #expect(after < 0.25 * before, "mean NLL \(before) → \(after)")
+    }
+}
+
+@Suite struct ConfigValidationTests {
+    @Test func unrunnableConfigsAreRejectedByName() throws {
+        var odd = TestData.llamaTiny
+        odd.headDim = 5
+        #expect(throws: CermError.invalid("model config: head_dim must be even for RoPE, got 5")) {
+            try Transformer(weights: ModelWeights(config: odd))
+        }
+        var gqa = TestData.llamaTiny
+        gqa.kvHeads = 3
+        #expect(throws: CermError.invalid("model config: heads (4) must be a multiple of kv_heads (3)")) { try gqa.validate() }
+        var empty = TestData.llamaTiny
+        empty.ffnSize = 0
+        #expect(throws: CermError.invalid("model config: ffn_size must be at least 1, got 0")) { try empty.validate() }
+        var eps = TestData.llamaTiny
+        eps.rmsNormEps = 0
+        #expect(throws: CermError.invalid("model config: rms_norm_eps must be positive, got 0.0")) { try eps.validate() }
+        try TestData.qwenTinyAllFeatures.validate()
     }
 }

@@ -99,7 +99,7 @@ public enum EngineBenchmark {
         }
 
         // (2) forward + backward.
-        let model = Transformer(weights: ModelWeights(config: config, seed: 1, initStd: 0.02))
+        let model = try Transformer(weights: ModelWeights(config: config, seed: 1, initStd: 0.02))
         var noise = ParameterInitNoise.splitMix64(seed: 99, counter: 0)
         var inputs: [[TokenID]] = [], targets: [[TokenID]] = []
         for _ in 0..<batchSize {

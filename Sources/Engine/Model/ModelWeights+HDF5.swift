@@ -56,6 +56,11 @@ extension ModelWeights {
     /// `model/` or an engine fixture's `weights/`). Missing tensors and shape mismatches are
     /// errors naming the tensor; extra datasets in the group are ignored.
     public static func read(config: TransformerConfig, from group: HDF5Group) throws -> ModelWeights {
+        do {
+            try config.validate()
+        } catch {
+            throw CermError.io(path: group.file.path, reason: "\(error)")
+        }
         var weights = ModelWeights(config: config)
         try weights.layout.read(into: &weights.values, from: group)
         return weights

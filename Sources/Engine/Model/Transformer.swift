@@ -8,7 +8,7 @@ import Shared
 /// Typical learner step (SFT: `dLogprobs = −1/N` on scored tokens; GRPO: the per-token
 /// derivative of the surrogate loss with respect to `logπθ`):
 ///
-///     let model = Transformer(weights: ModelWeights(config: cfg, seed: 1, initStd: 0.02))
+///     let model = try Transformer(weights: ModelWeights(config: cfg, seed: 1, initStd: 0.02))
 ///     var grads = ModelGradients(config: cfg)
 ///     var adam = AdamW(layout: model.weights.layout)
 ///     let pass = try model.forward(batch, temperature: 1)       // phase 1: log-probs
@@ -39,7 +39,9 @@ public final class Transformer {
     private let offsets: ParameterOffsets
     let workspace: TrainingWorkspace
 
-    public init(weights: ModelWeights) {
+    /// Throws if the weights' config is not runnable (see ``TransformerConfig/validate()``).
+    public init(weights: ModelWeights) throws {
+        try weights.config.validate()
         self.weights = weights
         self.config = weights.config
         let c = weights.config
