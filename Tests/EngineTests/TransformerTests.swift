@@ -82,6 +82,19 @@ import Shared
         #expect(!m.hasRetainedPass)
     }
 
+    @Test func forwardBackwardEqualsTheTwoPhases() throws {
+        let m = try Self.model()
+        let batch = TestData.batch(vocab: 32, seed: 8)
+        var separate = ModelGradients(config: m.config), combined = ModelGradients(config: m.config)
+        let pass = try m.forward(batch, temperature: 0.8)
+        let weights = pass.logprobs.map { $0.map { exp($0) } }  // weights that depend on the pass
+        try m.backward(dLogprobs: weights, into: &separate)
+        let again = try m.forwardBackward(batch, temperature: 0.8, into: &combined) { p in p.logprobs.map { $0.map { exp($0) } } }
+        #expect(again.logprobs == pass.logprobs)
+        #expect(combined == separate)
+        #expect(combined.l2Norm > 0)
+    }
+
     @Test func scoredFromBatchShiftsTargets() {
         let batch = TokenBatch(sequences: [[10, 11, 12, 13], [5], [7, 8]], scoredFrom: [2, 0, 1])
         #expect(batch.inputs == [[10, 11, 12], [], [7]])

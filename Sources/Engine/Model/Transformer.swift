@@ -262,6 +262,19 @@ public final class Transformer {
 
     // MARK: Backward
 
+    /// Both phases in one call: runs ``forward(_:temperature:returnLogits:)``, asks
+    /// `dLogprobs` for ∂L/∂logprobs given the forward result (e.g. GRPO's per-token weights,
+    /// which depend on the new log-probs), then ``backward(dLogprobs:into:)``. Returns the
+    /// forward result.
+    @discardableResult
+    public func forwardBackward(_ batch: TokenBatch, temperature: Float = 1, into gradients: inout ModelGradients,
+                                dLogprobs: (ForwardResult) throws -> [[Float]]) throws -> ForwardResult {
+        let pass = try forward(batch, temperature: temperature)
+        let weightsPerToken = try dLogprobs(pass)
+        try backward(dLogprobs: weightsPerToken, into: &gradients)
+        return pass
+    }
+
     /// Back-propagates per-token weights on the retained pass's log-probs and *adds* ∂L/∂θ for
     /// every parameter to `gradients`, where `L = Σ_{b,t} dLogprobs[b][t] · logprobs[b][t]`.
     ///
