@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Engine
+import Shared
 
 @Suite struct BenchmarkTests {
     @Test func flopCountOfATinyConfigMatchesHandCount() {
@@ -25,7 +26,10 @@ import Testing
     @Test(.enabled(if: ProcessInfo.processInfo.environment["CERM_ENGINE_BENCH"] != nil))
     func referenceConfigThroughput() throws {
         let threads = Int(ProcessInfo.processInfo.environment["CERM_ENGINE_BENCH_THREADS"] ?? "") ?? 1
-        let r = try EngineBenchmark.run(threads: threads)
+        // CERM_ENGINE_BENCH_CONFIG=default measures the [model] default (hidden 128) at length 512.
+        let r = ProcessInfo.processInfo.environment["CERM_ENGINE_BENCH_CONFIG"] == "default"
+            ? try EngineBenchmark.run(config: TransformerConfig(ModelSection()), batchSize: 8, sequenceLength: 512, threads: threads)
+            : try EngineBenchmark.run(threads: threads)
         print(r.summary)
         #expect(r.trainGFLOPS > 0)
     }

@@ -20,8 +20,9 @@ import Shared
         return names.map { directory.appendingPathComponent($0 + ".h5").path }
     }
 
-    @Test(arguments: names)
-    func matchesTransformersReference(name: String) throws {
+    /// Each fixture with the default attention blocks and with blocks of 2 query rows.
+    @Test(arguments: names, [Transformer.defaultAttentionBlockRows, 2])
+    func matchesTransformersReference(name: String, attentionBlockRows: Int) throws {
         guard Self.fixturePaths() != nil else {
             // Before the fixtures branch is merged the directory holds no .h5 at all; once any
             // fixture is present, every expected file must be (a missing one fails below).
@@ -61,7 +62,7 @@ import Shared
             tgts.append((0..<len).map { TokenID(targets[b * width + $0]) })
             dLogprobs.append((0..<len).map { -lossWeights[b * width + $0] })
         }
-        let model = try Transformer(weights: weights)
+        let model = try Transformer(weights: weights, attentionBlockRows: attentionBlockRows)
         let pass = try model.forward(TokenBatch(inputs: inputs, targets: tgts), temperature: 1, returnLogits: true)
         let logits = try #require(pass.logits)
 

@@ -155,3 +155,35 @@ import Testing
         #expect(abs(u2[0] - log(8)) < 1e-6)
     }
 }
+
+@Suite struct VectorExpTests {
+    @Test func vectorExpIsWithinTwoUlpOfLibm() {
+        var worst: Float = 0
+        var x: Float = -87
+        while x < 88 {
+            let lanes = SIMD8<Float>((0..<8).map { x + Float($0) * 0.001 })
+            let got = VectorMath.exp(lanes)
+            for j in 0..<8 {
+                let ref = Float(Foundation.exp(Double(lanes[j])))
+                worst = max(worst, abs(got[j] - ref) / ref.ulp)
+            }
+            x += 0.0137
+        }
+        #expect(worst <= 2, "worst error \(worst) ulp")
+        #expect(VectorMath.exp(SIMD8(repeating: 0)) == SIMD8(repeating: 1))
+        // Below the clamp: tiny but positive, never NaN.
+        let low = VectorMath.exp(SIMD8(repeating: -1000))
+        #expect(low[0] > 0 && low[0] < 1e-37)
+    }
+
+    @Test func shiftedExpSumsTheWrittenValues() {
+        for n in [1, 7, 8, 13, 64] {
+            var v = TestData.floats(n, seed: UInt64(n), scale: 3)
+            let ref = v.map { Foundation.exp(Double($0) - 1) }
+            let sum = v.withUnsafeMutableBufferPointer { VectorMath.expShiftedInPlace($0.baseAddress!, n, shift: 1) }
+            #expect(abs(Double(sum) - ref.reduce(0, +)) < 1e-5 * ref.reduce(0, +))
+            #expect(abs(Double(sum) - v.reduce(0.0) { $0 + Double($1) }) < 1e-5 * Double(sum))
+            for i in 0..<n { #expect(abs(Double(v[i]) - ref[i]) < 1e-6 * ref[i]) }
+        }
+    }
+}

@@ -95,6 +95,37 @@ import Shared
         #expect(combined.l2Norm > 0)
     }
 
+    @Test func attentionBlockingDoesNotChangeResults() throws {
+        let config = TestData.qwenTinyAllFeatures
+        let weights = ModelWeights(config: config, seed: 12, initStd: 0.3)
+        let batch = TestData.batch(vocab: 32, seed: 12)
+        let w = TestData.lossWeights(for: batch, seed: 13)
+        var results: [(ForwardResult, ModelGradients)] = []
+        for blockRows in [1, 3, 64] {
+            let m = try Transformer(weights: weights, attentionBlockRows: blockRows)
+            var g = ModelGradients(config: config)
+            let pass = try m.forward(batch)
+            try m.backward(dLogprobs: w, into: &g)
+            results.append((pass, g))
+        }
+        let (refPass, refGrads) = results[2]
+        let scale = refGrads.values.map { abs($0) }.max() ?? 1
+        for (pass, grads) in results.prefix(2) {
+            for b in 0..<batch.count {
+                for t in 0..<batch.inputs[b].count { #expect(abs(pass.logprobs[b][t] - refPass.logprobs[b][t]) <= 1e-5) }
+            }
+            for i in grads.values.indices { #expect(abs(grads.values[i] - refGrads.values[i]) <= 1e-5 * scale) }
+        }
+        #expect(throws: CermError.self) { try Transformer(weights: weights, attentionBlockRows: 0) }
+    }
+
+    @Test func attentionScoreEntriesCountTheCausalBlocks() {
+        #expect(Transformer.attentionScoreEntries(length: 100) == 64 * 64 + 36 * 100)
+        #expect(Transformer.attentionScoreEntries(length: 7, blockRows: 3) == 3 * 3 + 3 * 6 + 1 * 7)
+        #expect(Transformer.attentionScoreEntries(length: 5, blockRows: 1) == 1 + 2 + 3 + 4 + 5)
+        #expect(Transformer.attentionScoreEntries(length: 0) == 0)
+    }
+
     @Test func scoredFromBatchShiftsTargets() {
         let batch = TokenBatch(sequences: [[10, 11, 12, 13], [5], [7, 8]], scoredFrom: [2, 0, 1])
         #expect(batch.inputs == [[10, 11, 12], [], [7]])
@@ -118,16 +149,17 @@ import Shared
         #expect(untouched.l2Norm == 0)
     }
 
-    @Test(arguments: [TestData.qwenTinyAllFeatures, TestData.llamaTiny])
-    func workspaceEstimateIsExact(config: TransformerConfig) throws {
+    @Test(arguments: [(TestData.qwenTinyAllFeatures, 64), (TestData.llamaTiny, 64), (TestData.qwenTinyAllFeatures, 5)])
+    func workspaceEstimateIsExact(config: TransformerConfig, blockRows: Int) throws {
         // A fresh instance allocates each buffer exactly once at its first size.
-        let m = try Transformer(weights: ModelWeights(config: config, seed: 1, initStd: 0.1))
+        let m = try Transformer(weights: ModelWeights(config: config, seed: 1, initStd: 0.1), attentionBlockRows: blockRows)
         let batch = TestData.batch(vocab: config.vocabSize, seed: 1)
         var g = ModelGradients(config: config)
         _ = try m.forward(batch)
         try m.backward(dLogprobs: TestData.lossWeights(for: batch, seed: 2), into: &g)
         // Buffers never used by this architecture keep their 0 capacity.
-        #expect(m.workspace.allocatedFloats == Transformer.workspaceFloats(config: config, lengths: batch.inputs.map(\.count)))
+        #expect(m.workspace.allocatedFloats == Transformer.workspaceFloats(config: config, lengths: batch.inputs.map(\.count),
+                                                                           attentionBlockRows: blockRows))
     }
 
     @Test func weightsOfAnotherConfigAreRejected() throws {

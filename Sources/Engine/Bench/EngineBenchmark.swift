@@ -7,7 +7,7 @@ import Shared
 /// linear layer, N = batch · seqLen tokens), aggregated as total flops / total time, and
 /// (2) a full forward + backward over a random batch: tokens/s and achieved GFLOP/s, counting
 /// the flops of every matrix product the pass performs (projections, LM head, attention
-/// scores and values; backward = 2 × forward). `fractionOfSgemm` = (2) / (1): how much of the
+/// scores and values over the causal blocks; backward = 2 × forward). `fractionOfSgemm` = (2) / (1): how much of the
 /// machine's matmul speed the engine keeps after its own kernels and small attention products.
 public enum EngineBenchmark {
     /// The benchmark's reference architecture: hidden 512, 4 layers, 8 heads over 4 KV heads
@@ -60,7 +60,10 @@ public enum EngineBenchmark {
         let n = Double(lengths.reduce(0, +))
         let h = Double(c.hiddenSize), q = Double(c.qDim), kv = Double(c.kvDim), f = Double(c.ffnSize)
         let perLayerLinear = 2 * n * (h * q + 2 * h * kv + q * h + 3 * h * f)
-        let attention = lengths.reduce(0.0) { $0 + 4 * Double($1 * $1) * Double(c.headDim) * Double(c.heads) }
+        // Scores and values over the causal blocks the engine computes.
+        let attention = lengths.reduce(0.0) {
+            $0 + 4 * Double(Transformer.attentionScoreEntries(length: $1)) * Double(c.headDim) * Double(c.heads)
+        }
         return Double(c.layers) * (perLayerLinear + attention) + 2 * n * h * Double(c.vocabSize)
     }
 

@@ -51,7 +51,15 @@ public enum LogProbKernel {
             }
             let scale = g * invT
             let l = lse[r]
-            for j in 0..<vocab { out[j] = -scale * Foundation.exp(row[j] * invT - l) }
+            var j = 0
+            while j + 8 <= vocab {
+                VectorMath.store8(-scale * VectorMath.exp(VectorMath.load8(row + j) * invT - l), out + j)
+                j += 8
+            }
+            if j < vocab {
+                let rest = vocab - j
+                VectorMath.storePartial(-scale * VectorMath.exp(VectorMath.loadPartial(row + j, rest) * invT - l), out + j, rest)
+            }
             out[t] += scale
         }
     }

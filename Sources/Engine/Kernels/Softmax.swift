@@ -13,13 +13,7 @@ public enum CausalSoftmaxKernel {
             let row = s + i * ld
             let valid = min(cols, i + offset + 1)
             let m = VectorMath.max(row, valid)
-            var sum: Float = 0
-            for j in 0..<valid {
-                let e = Foundation.exp(row[j] - m)
-                row[j] = e
-                sum += e
-            }
-            let inv = 1 / sum
+            let inv = 1 / VectorMath.expShiftedInPlace(row, valid, shift: m)
             for j in 0..<valid { row[j] *= inv }
             for j in valid..<cols { row[j] = 0 }
         }

@@ -4,9 +4,17 @@ import Foundation
 public enum SwiGLUKernel {
     /// `act[i] = silu(gate[i]) · up[i]` over `count` elements.
     public static func forward(gate: UnsafePointer<Float>, up: UnsafePointer<Float>, act: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count {
-            let g = gate[i]
-            act[i] = g / (1 + Foundation.exp(-g)) * up[i]
+        @inline(__always) func lanes(_ g: SIMD8<Float>, _ u: SIMD8<Float>) -> SIMD8<Float> {
+            g / (1 + VectorMath.exp(-g)) * u
+        }
+        var i = 0
+        while i + 8 <= count {
+            VectorMath.store8(lanes(VectorMath.load8(gate + i), VectorMath.load8(up + i)), act + i)
+            i += 8
+        }
+        if i < count {
+            let rest = count - i
+            VectorMath.storePartial(lanes(VectorMath.loadPartial(gate + i, rest), VectorMath.loadPartial(up + i, rest)), act + i, rest)
         }
     }
 
@@ -16,12 +24,22 @@ public enum SwiGLUKernel {
         dAct: UnsafePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>,
         dGate: UnsafeMutablePointer<Float>, dUp: UnsafeMutablePointer<Float>, count: Int
     ) {
-        for i in 0..<count {
-            let g = gate[i]
-            let d = dAct[i]
-            let sig = 1 / (1 + Foundation.exp(-g))
-            dUp[i] = d * g * sig
-            dGate[i] = d * up[i] * sig * (1 + g * (1 - sig))
+        @inline(__always) func lanes(_ d: SIMD8<Float>, _ g: SIMD8<Float>, _ u: SIMD8<Float>) -> (SIMD8<Float>, SIMD8<Float>) {
+            let sig = 1 / (1 + VectorMath.exp(-g))
+            return (d * u * sig * (1 + g * (1 - sig)), d * g * sig)
+        }
+        var i = 0
+        while i + 8 <= count {
+            let (dg, du) = lanes(VectorMath.load8(dAct + i), VectorMath.load8(gate + i), VectorMath.load8(up + i))
+            VectorMath.store8(du, dUp + i)
+            VectorMath.store8(dg, dGate + i)
+            i += 8
+        }
+        if i < count {
+            let rest = count - i
+            let (dg, du) = lanes(VectorMath.loadPartial(dAct + i, rest), VectorMath.loadPartial(gate + i, rest), VectorMath.loadPartial(up + i, rest))
+            VectorMath.storePartial(du, dUp + i, rest)
+            VectorMath.storePartial(dg, dGate + i, rest)
         }
     }
 

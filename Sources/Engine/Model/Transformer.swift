@@ -24,7 +24,8 @@ import Shared
 ///
 /// Internally all rows of the batch are packed into one `[N, hidden]` matrix (no padding), all
 /// projections are single `BLAS.sgemm` calls over N rows, and attention runs per (row, head)
-/// as two sgemms around a causal softmax.
+/// in blocks of 64 query rows, each two sgemms around a causal softmax over only the keys the
+/// block can see.
 public final class Transformer {
     /// The weights used by the next ``forward(_:temperature:returnLogits:)``. Optimizers
     /// update them in place (`adam.step(weights: &model.weights, ...)`).
@@ -39,9 +40,19 @@ public final class Transformer {
     private let offsets: ParameterOffsets
     let workspace: TrainingWorkspace
 
-    /// Throws if the weights' config is not runnable (see ``TransformerConfig/validate()``).
-    public init(weights: ModelWeights) throws {
+    /// Query rows per causal attention block: scores are computed for `[rows, r0 + rows]`
+    /// blocks, so about half of the masked triangle is skipped. Results do not depend on it
+    /// beyond float rounding; tests use small blocks to exercise the blocking.
+    public let attentionBlockRows: Int
+
+    /// Throws if the weights' config is not runnable (see ``TransformerConfig/validate()``) or
+    /// `attentionBlockRows < 1`.
+    public init(weights: ModelWeights, attentionBlockRows: Int = Transformer.defaultAttentionBlockRows) throws {
         try weights.config.validate()
+        guard attentionBlockRows >= 1 else {
+            throw CermError.invalid("Transformer: attentionBlockRows must be at least 1, got \(attentionBlockRows)")
+        }
+        self.attentionBlockRows = attentionBlockRows
         self.weights = weights
         self.config = weights.config
         let c = weights.config
@@ -55,8 +66,9 @@ public final class Transformer {
     /// and accumulate their gradients. It grows with tokens `N` and with `Σ heads·len²`:
     ///
     ///     (layers+1)·N·H + layers·(N·(3H + 2Q + 2K + 3F + 2) + Σ heads·len² [+ N·(Q + K + heads + kvHeads)])
-    ///     + N·(3H + 2V + 2F + 2Q + 2K + 5) + max len² [+ N·(Q + K)]        (brackets: QK-norm)
-    public static func workspaceFloats(config c: TransformerConfig, lengths: [Int]) -> Int {
+    ///     + N·(3H + 2V + 2F + 2Q + 2K + 5) + max(min(len, 64)·len) [+ N·(Q + K)]   (brackets: QK-norm)
+    public static func workspaceFloats(config c: TransformerConfig, lengths: [Int],
+                                       attentionBlockRows: Int = defaultAttentionBlockRows) -> Int {
         let n = lengths.reduce(0, +)
         let h = c.hiddenSize, q = c.qDim, k = c.kvDim, f = c.ffnSize, v = c.vocabSize
         let probs = lengths.reduce(0) { $0 + c.heads * $1 * $1 }
@@ -64,9 +76,21 @@ public final class Transformer {
         if c.qkNorm { perBlock += n * (q + k + c.heads + c.kvHeads) }
         var total = (c.layers + 1) * n * h + c.layers * perBlock
         total += n * (3 * h + 2 * v + 2 * f + 2 * q + 2 * k + 5)
-        total += lengths.map { $0 * $0 }.max() ?? 0
+        total += lengths.map { min($0, attentionBlockRows) * $0 }.max() ?? 0
         if c.qkNorm { total += n * (q + k) }
         return total
+    }
+
+    /// Default query rows per causal attention block.
+    public static let defaultAttentionBlockRows = 64
+
+    /// `Σ rows·cols` over the causal attention blocks of a sequence of `length` tokens: the
+    /// score entries computed per head (about `length²/2` for long sequences).
+    public static func attentionScoreEntries(length: Int, blockRows: Int = defaultAttentionBlockRows) -> Int {
+        stride(from: 0, to: length, by: blockRows).reduce(0) { acc, r0 in
+            let rows = min(blockRows, length - r0)
+            return acc + rows * (r0 + rows)
+        }
     }
 
     /// Whether a forward pass is retained and awaiting ``backward(dLogprobs:into:)``.
@@ -193,6 +217,7 @@ public final class Transformer {
     ///     q, k = rmsnorm_per_head(q), rmsnorm_per_head(k)     (Qwen3 QK-norm, before RoPE)
     ///     q, k = rope(q), rope(k)
     ///     attn = causal_softmax(q·kᵀ/√d)·v  per row and head, GQA head h uses kv head h/(heads/kvHeads)
+    ///            (in blocks of `attentionBlockRows` query rows against the keys they can see)
     ///     xMid = x + attn·Woᵀ                                 [N, H]
     ///     xn2 = post_attention_layernorm(xMid)
     ///     act = silu(xn2·Wgᵀ) ⊙ (xn2·Wuᵀ)                     [N, F]
@@ -237,12 +262,19 @@ public final class Transformer {
                 let qh = a.q.pointer + start * qd + head * hd
                 let kh = a.k.pointer + start * kd + kvHead * hd
                 let vh = a.v.pointer + start * kd + kvHead * hd
-                // scores [len, len] = q_h · k_hᵀ · scale
-                BLAS.sgemm(transB: .transpose, m: len, n: len, k: hd, alpha: scale, a: qh, lda: qd, b: kh, ldb: kd, c: probs, ldc: len)
-                CausalSoftmaxKernel.forward(probs, rows: len, cols: len, ld: len)
-                // attn_h [len, d] = probs · v_h
-                BLAS.sgemm(m: len, n: hd, k: len, a: probs, lda: len, b: vh, ldb: kd,
-                           c: a.attn.pointer + start * qd + head * hd, ldc: qd)
+                // Causal blocks: query rows [r0, r0+rows) only see keys [0, r0+rows), so the
+                // products skip (most of) the masked upper triangle.
+                for r0 in stride(from: 0, to: len, by: attentionBlockRows) {
+                    let rows = min(attentionBlockRows, len - r0), cols = r0 + rows
+                    let block = probs + r0 * len  // [rows, cols] with row stride len
+                    // scores = q_h[r0..] · k_h[..cols]ᵀ · scale
+                    BLAS.sgemm(transB: .transpose, m: rows, n: cols, k: hd, alpha: scale, a: qh + r0 * qd, lda: qd,
+                               b: kh, ldb: kd, c: block, ldc: len)
+                    CausalSoftmaxKernel.forward(block, rows: rows, cols: cols, ld: len, offset: r0)
+                    // attn_h[r0..] [rows, d] = probs · v_h[..cols]
+                    BLAS.sgemm(m: rows, n: hd, k: cols, a: block, lda: len, b: vh, ldb: kd,
+                               c: a.attn.pointer + (start + r0) * qd + head * hd, ldc: qd)
+                }
             }
         }
 
@@ -372,22 +404,29 @@ public final class Transformer {
         for b in 0..<ws.rowOffsets.count {
             let start = ws.rowOffsets[b], len = ws.rowLengths[b]
             if len == 0 { continue }
-            let dS = ws.dScores.reserve(len * len)
+            let dS = ws.dScores.reserve(min(len, attentionBlockRows) * len)  // one block, row stride len
             for head in 0..<c.heads {
                 let kvHead = head / group
                 let probs = a.probs.pointer + ws.probOffsets[b] + head * len * len
                 let qh = a.q.pointer + start * qd + head * hd
                 let kh = a.k.pointer + start * kd + kvHead * hd
                 let vh = a.v.pointer + start * kd + kvHead * hd
-                let dOut = dAttn + start * qd + head * hd
-                BLAS.sgemm(transB: .transpose, m: len, n: len, k: hd, a: dOut, lda: qd, b: vh, ldb: kd, c: dS, ldc: len)
-                BLAS.sgemm(transA: .transpose, m: len, n: hd, k: len, a: probs, lda: len, b: dOut, ldb: qd,
-                           beta: 1, c: dv + start * kd + kvHead * hd, ldc: kd)
-                CausalSoftmaxKernel.backward(p: probs, dp: dS, rows: len, cols: len, ld: len)
-                BLAS.sgemm(m: len, n: hd, k: len, alpha: scale, a: dS, lda: len, b: kh, ldb: kd,
-                           c: dq + start * qd + head * hd, ldc: qd)
-                BLAS.sgemm(transA: .transpose, m: len, n: hd, k: len, alpha: scale, a: dS, lda: len, b: qh, ldb: qd,
-                           beta: 1, c: dk + start * kd + kvHead * hd, ldc: kd)
+                let dvh = dv + start * kd + kvHead * hd, dkh = dk + start * kd + kvHead * hd
+                for r0 in stride(from: 0, to: len, by: attentionBlockRows) {
+                    let rows = min(attentionBlockRows, len - r0), cols = r0 + rows
+                    let block = probs + r0 * len
+                    let dOut = dAttn + (start + r0) * qd + head * hd
+                    // dP [rows, cols] = dAttn_h[r0..] · v_h[..cols]ᵀ;  dv_h[..cols] += Pᵀ · dAttn_h[r0..]
+                    BLAS.sgemm(transB: .transpose, m: rows, n: cols, k: hd, a: dOut, lda: qd, b: vh, ldb: kd, c: dS, ldc: len)
+                    BLAS.sgemm(transA: .transpose, m: cols, n: hd, k: rows, a: block, lda: len, b: dOut, ldb: qd,
+                               beta: 1, c: dvh, ldc: kd)
+                    CausalSoftmaxKernel.backward(p: block, dp: dS, rows: rows, cols: cols, ld: len, offset: r0)
+                    // dq_h[r0..] = scale · dS · k_h[..cols];  dk_h[..cols] += scale · dSᵀ · q_h[r0..]
+                    BLAS.sgemm(m: rows, n: hd, k: cols, alpha: scale, a: dS, lda: len, b: kh, ldb: kd,
+                               c: dq + (start + r0) * qd + head * hd, ldc: qd)
+                    BLAS.sgemm(transA: .transpose, m: cols, n: hd, k: rows, alpha: scale, a: dS, lda: len, b: qh + r0 * qd, ldb: qd,
+                               beta: 1, c: dkh, ldc: kd)
+                }
             }
         }
 
