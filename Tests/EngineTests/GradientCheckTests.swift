@@ -20,8 +20,8 @@ import Shared
     /// the loss is curved enough that 1e-2 leaves a few-percent truncation error).
     static func check(config: TransformerConfig, temperature: Float, seed: UInt64, attentionBlockRows: Int) throws {
         let model = try Transformer(weights: ModelWeights(config: config, seed: seed, initStd: 0.5), attentionBlockRows: attentionBlockRows)
-        let batch = TestData.batch(vocab: config.vocabSize, seed: seed)
-        let lossWeights = TestData.lossWeights(for: batch, seed: seed + 100)
+        let batch = TrainingTestData.batch(vocab: config.vocabSize, seed: seed)
+        let lossWeights = TrainingTestData.lossWeights(for: batch, seed: seed + 100)
         _ = try model.forward(batch, temperature: temperature)
         var grads = ModelGradients(config: config)
         try model.backward(dLogprobs: lossWeights, into: &grads)
@@ -56,22 +56,22 @@ import Shared
 
     /// Blocks of 3 query rows: rows of 6, 3 and 8 tokens use full, single and partial blocks.
     @Test func everyTensorOfQwenStyleModelWithQKNormBiasAndUntiedHead() throws {
-        try Self.check(config: TestData.qwenTinyAllFeatures, temperature: 1, seed: 3, attentionBlockRows: 3)
+        try Self.check(config: TrainingTestData.qwenTinyAllFeatures, temperature: 1, seed: 3, attentionBlockRows: 3)
     }
 
     @Test func everyTensorOfLlamaStyleModelWithTiedEmbeddings() throws {
-        try Self.check(config: TestData.llamaTiny, temperature: 1, seed: 4, attentionBlockRows: 64)
+        try Self.check(config: TrainingTestData.llamaTiny, temperature: 1, seed: 4, attentionBlockRows: 64)
     }
 
     @Test func everyTensorAtSamplingTemperature() throws {
-        try Self.check(config: TestData.tinyConfig(family: .qwen2, qkNorm: false, qkvBias: true, tied: true), temperature: 0.7, seed: 5, attentionBlockRows: 2)
+        try Self.check(config: TrainingTestData.tinyConfig(family: .qwen2, qkNorm: false, qkvBias: true, tied: true), temperature: 0.7, seed: 5, attentionBlockRows: 2)
     }
 
     @Test func backwardAccumulatesAndIsLinearInTheWeights() throws {
-        let config = TestData.qwenTinyAllFeatures
+        let config = TrainingTestData.qwenTinyAllFeatures
         let model = try Transformer(weights: ModelWeights(config: config, seed: 9, initStd: 0.3))
-        let batch = TestData.batch(vocab: config.vocabSize, seed: 9)
-        let w = TestData.lossWeights(for: batch, seed: 10)
+        let batch = TrainingTestData.batch(vocab: config.vocabSize, seed: 9)
+        let w = TrainingTestData.lossWeights(for: batch, seed: 10)
         var once = ModelGradients(config: config)
         _ = try model.forward(batch)
         try model.backward(dLogprobs: w, into: &once)

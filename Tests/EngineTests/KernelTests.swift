@@ -13,9 +13,9 @@ import Testing
     @Test(arguments: [(1, 1), (3, 4), (5, 13), (2, 64), (7, 37)])
     func rmsNormForwardAndBackwardMatchReference(shape: (Int, Int)) {
         let (rows, dim) = shape
-        let x = TestData.floats(rows * dim, seed: 1, scale: 2)
-        let w = TestData.floats(dim, seed: 2)
-        let dy = TestData.floats(rows * dim, seed: 3)
+        let x = TrainingTestData.floats(rows * dim, seed: 1, scale: 2)
+        let w = TrainingTestData.floats(dim, seed: 2)
+        let dy = TrainingTestData.floats(rows * dim, seed: 3)
         let eps: Float = 1e-5
         var out = [Float](repeating: 0, count: rows * dim), rstd = [Float](repeating: 0, count: rows)
         RMSNormKernel.forward(x: x, weight: w, out: &out, rstd: &rstd, rows: rows, dim: dim, eps: eps)
@@ -24,7 +24,7 @@ import Testing
         #expect(Self.maxRelError(rstd, ref.rstd) < 1e-5)
 
         // Backward accumulates into dx and dWeight: start both from known non-zero values.
-        let dx0 = TestData.floats(rows * dim, seed: 4), dw0 = TestData.floats(dim, seed: 5)
+        let dx0 = TrainingTestData.floats(rows * dim, seed: 4), dw0 = TrainingTestData.floats(dim, seed: 5)
         var dx = dx0, dw = dw0
         RMSNormKernel.backward(dOut: dy, x: x, weight: w, rstd: rstd, dx: &dx, dWeight: &dw, rows: rows, dim: dim, accumulate: true)
         let refB = RMSNormKernel.referenceBackward(dOut: dy, x: x, weight: w, rows: rows, dim: dim, eps: eps)
@@ -41,7 +41,7 @@ import Testing
         let rows = 6, heads = 3, theta = 10000.0
         let positions = [0, 1, 2, 5, 9, 15]
         let table = RoPETable(headDim: headDim, theta: theta, positions: 16)
-        let x = TestData.floats(rows * heads * headDim, seed: 11)
+        let x = TrainingTestData.floats(rows * heads * headDim, seed: 11)
         var y = x
         let pos32 = positions.map { Int32($0) }
         RoPEKernel.forward(&y, rows: rows, heads: heads, headDim: headDim, rowStride: heads * headDim,
@@ -51,7 +51,7 @@ import Testing
         // Position 0 is the identity.
         #expect(Array(y[0..<(heads * headDim)]) == Array(x[0..<(heads * headDim)]))
 
-        let dy = TestData.floats(rows * heads * headDim, seed: 12)
+        let dy = TrainingTestData.floats(rows * heads * headDim, seed: 12)
         var dx = dy
         RoPEKernel.backward(&dx, rows: rows, heads: heads, headDim: headDim, rowStride: heads * headDim,
                             positions: pos32, cos: table.cos, sin: table.sin)
@@ -80,7 +80,7 @@ import Testing
 
     @Test(arguments: [1, 3, 9, 17])
     func causalSoftmaxMatchesReference(size: Int) {
-        let s = TestData.floats(size * size, seed: UInt64(size), scale: 5)
+        let s = TrainingTestData.floats(size * size, seed: UInt64(size), scale: 5)
         var p = s
         CausalSoftmaxKernel.forward(&p, rows: size, cols: size, ld: size)
         let ref = CausalSoftmaxKernel.referenceForward(s, rows: size, cols: size)
@@ -89,7 +89,7 @@ import Testing
             for j in (i + 1)..<max(i + 1, size) { #expect(p[i * size + j] == 0) }
             #expect(abs(p[(i * size)..<(i * size + size)].reduce(0, +) - 1) < 1e-5)
         }
-        let dp = TestData.floats(size * size, seed: 99)
+        let dp = TrainingTestData.floats(size * size, seed: 99)
         var ds = dp
         CausalSoftmaxKernel.backward(p: p, dp: &ds, rows: size, cols: size, ld: size)
         let refB = CausalSoftmaxKernel.referenceBackward(p: ref, dp: dp, rows: size, cols: size)
@@ -98,7 +98,7 @@ import Testing
 
     @Test func causalSoftmaxWithOffsetSeesCachedColumns() {
         // 2 query rows after 3 cached positions: row 0 sees 4 columns, row 1 all 5.
-        let s = TestData.floats(10, seed: 5)
+        let s = TrainingTestData.floats(10, seed: 5)
         var p = s
         CausalSoftmaxKernel.forward(&p, rows: 2, cols: 5, ld: 5, offset: 3)
         #expect(p[4] == 0)
@@ -108,7 +108,7 @@ import Testing
 
     @Test func swigluMatchesReference() {
         let n = 29
-        let g = TestData.floats(n, seed: 1, scale: 6), u = TestData.floats(n, seed: 2, scale: 3)
+        let g = TrainingTestData.floats(n, seed: 1, scale: 6), u = TrainingTestData.floats(n, seed: 2, scale: 3)
         var act = [Float](repeating: 0, count: n)
         SwiGLUKernel.forward(gate: g, up: u, act: &act, count: n)
         #expect(Self.maxRelError(act, SwiGLUKernel.referenceForward(gate: g, up: u)) < 1e-6)
@@ -117,7 +117,7 @@ import Testing
         SwiGLUKernel.forward(gate: [0, 30], up: [1, 1], act: &probe, count: 2)
         #expect(probe == [0, 30])
 
-        let d = TestData.floats(n, seed: 3)
+        let d = TrainingTestData.floats(n, seed: 3)
         var dGate = d, dUp = [Float](repeating: 0, count: n)
         SwiGLUKernel.backward(dAct: dGate, gate: g, up: u, dGate: &dGate, dUp: &dUp, count: n)  // in place on dGate
         let ref = SwiGLUKernel.referenceBackward(dAct: d, gate: g, up: u)
@@ -128,7 +128,7 @@ import Testing
     @Test(arguments: [Float(1), 0.6, 2.5])
     func logProbsEntropyAndBackwardMatchReference(temperature: Float) {
         let rows = 5, vocab = 37
-        let logits = TestData.floats(rows * vocab, seed: 8, scale: 4)
+        let logits = TrainingTestData.floats(rows * vocab, seed: 8, scale: 4)
         let targets: [Int32] = [3, -1, 36, 0, 17]
         let g: [Float] = [0.5, 2, -1.5, 1, 0]
         var lp = [Float](repeating: 0, count: rows), ent = lp, lse = lp
@@ -178,7 +178,7 @@ import Testing
 
     @Test func shiftedExpSumsTheWrittenValues() {
         for n in [1, 7, 8, 13, 64] {
-            var v = TestData.floats(n, seed: UInt64(n), scale: 3)
+            var v = TrainingTestData.floats(n, seed: UInt64(n), scale: 3)
             let ref = v.map { Foundation.exp(Double($0) - 1) }
             let sum = v.withUnsafeMutableBufferPointer { VectorMath.expShiftedInPlace($0.baseAddress!, n, shift: 1) }
             #expect(abs(Double(sum) - ref.reduce(0, +)) < 1e-5 * ref.reduce(0, +))

@@ -11,7 +11,7 @@ import Shared
     }
 
     @Test func initialisationFollowsTheDocumentedRecipe() throws {
-        let config = TestData.qwenTinyAllFeatures
+        let config = TrainingTestData.qwenTinyAllFeatures
         let w = ModelWeights(config: config, seed: 42, initStd: 0.02)
         #expect(try w.tensor("model.norm.weight") == [Float](repeating: 1, count: 16))
         #expect(try w.tensor("model.layers.1.self_attn.q_norm.weight") == [Float](repeating: 1, count: 4))
@@ -28,7 +28,7 @@ import Shared
     }
 
     @Test func sameSeedIsBitIdenticalAndOtherSeedsDiffer() {
-        let config = TestData.llamaTiny
+        let config = TrainingTestData.llamaTiny
         let a = ModelWeights(config: config, seed: 7, initStd: 0.02)
         let b = ModelWeights(config: config, seed: 7, initStd: 0.02)
         let c = ModelWeights(config: config, seed: 8, initStd: 0.02)
@@ -39,7 +39,7 @@ import Shared
     }
 
     @Test func equalityAndChecksumAreBitExact() {
-        var a = ModelWeights(config: TestData.llamaTiny)
+        var a = ModelWeights(config: TrainingTestData.llamaTiny)
         let zero = a
         a.values[3] = -0.0
         #expect(a != zero)  // -0 == +0 numerically, but not bitwise
@@ -51,7 +51,7 @@ import Shared
     }
 
     @Test func namedTensorAccessChecksNamesAndSizes() throws {
-        var w = ModelWeights(config: TestData.llamaTiny)
+        var w = ModelWeights(config: TrainingTestData.llamaTiny)
         try w.setTensor("model.norm.weight", [Float](repeating: 2, count: 16))
         #expect(try w.tensor("model.norm.weight") == [Float](repeating: 2, count: 16))
         #expect(throws: CermError.invalid("ModelWeights: model.norm.weight has 16 elements, got 3")) {
@@ -67,7 +67,7 @@ import Shared
     }
 
     @Test func saveLoadRoundTripIsBitExact() throws {
-        for config in [TestData.qwenTinyAllFeatures, TestData.llamaTiny] {
+        for config in [TrainingTestData.qwenTinyAllFeatures, TrainingTestData.llamaTiny] {
             var w = ModelWeights(config: config, seed: 3, initStd: 0.5)
             w.values[1] = -0.0
             w.values[2] = .leastNonzeroMagnitude
@@ -87,7 +87,7 @@ import Shared
     }
 
     @Test func loadRejectsCorruptAndIncompleteFiles() throws {
-        let w = ModelWeights(config: TestData.llamaTiny, seed: 3, initStd: 0.5)
+        let w = ModelWeights(config: TrainingTestData.llamaTiny, seed: 3, initStd: 0.5)
         let path = Self.temporaryPath("corrupt")
         defer { try? FileManager.default.removeItem(atPath: path) }
         try w.save(to: path)
@@ -110,7 +110,7 @@ import Shared
 
 @Suite struct ParameterLayoutTensorTests {
     @Test func tensorsAndFlattenRoundTrip() throws {
-        let w = ModelWeights(config: TestData.qwenTinyAllFeatures, seed: 1, initStd: 0.1)
+        let w = ModelWeights(config: TrainingTestData.qwenTinyAllFeatures, seed: 1, initStd: 0.1)
         let tensors = try w.layout.tensors(of: w.values)
         #expect(tensors.map(\.name) == w.layout.specs.map(\.name))
         #expect(tensors[0].shape == [32, 16])

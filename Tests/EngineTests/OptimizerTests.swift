@@ -6,15 +6,15 @@ import Shared
 @Suite struct OptimizerTests {
     /// Two AdamW steps against the formulas evaluated by hand in Double.
     @Test func adamWMatchesHandComputedSteps() throws {
-        let config = TestData.llamaTiny
+        let config = TrainingTestData.llamaTiny
         var weights = ModelWeights(config: config, seed: 1, initStd: 0.1)
         let start = weights
         var adam = AdamW(layout: weights.layout, beta1: 0.9, beta2: 0.99, epsilon: 1e-8, weightDecay: 0.1)
         var grads = ModelGradients(config: config)
-        grads.values = TestData.floats(grads.values.count, seed: 2)
+        grads.values = TrainingTestData.floats(grads.values.count, seed: 2)
         let g1 = grads.values
         try adam.step(weights: &weights, gradients: grads, learningRate: 0.01)
-        grads.values = TestData.floats(grads.values.count, seed: 3)
+        grads.values = TrainingTestData.floats(grads.values.count, seed: 3)
         let g2 = grads.values
         try adam.step(weights: &weights, gradients: grads, learningRate: 0.02)
         #expect(adam.step == 2)
@@ -33,13 +33,13 @@ import Shared
             #expect(abs(Double(weights.values[i]) - theta) < 1e-6, "element \(i)")
         }
         #expect(throws: CermError.self) {
-            var other = ModelWeights(config: TestData.qwenTinyAllFeatures)
+            var other = ModelWeights(config: TrainingTestData.qwenTinyAllFeatures)
             try adam.step(weights: &other, gradients: grads, learningRate: 0.01)
         }
     }
 
     @Test func decayMaskCoversMatricesOnly() throws {
-        let layout = ParameterLayout(TestData.qwenTinyAllFeatures)
+        let layout = ParameterLayout(TrainingTestData.qwenTinyAllFeatures)
         let mask = AdamW.decayMask(layout: layout)
         for spec in layout.specs {
             let expected: Float = spec.shape.count >= 2 ? 1 : 0
@@ -48,7 +48,7 @@ import Shared
     }
 
     @Test func globalNormClippingReturnsThePreClipNorm() {
-        var g = ModelGradients(config: TestData.llamaTiny)
+        var g = ModelGradients(config: TrainingTestData.llamaTiny)
         g.values[0] = 3
         g.values[g.values.count - 1] = 4
         #expect(g.clipGlobalNorm(maxNorm: 10) == 5)

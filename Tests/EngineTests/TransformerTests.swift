@@ -5,13 +5,13 @@ import Shared
 
 /// Batch semantics, validation and the forward/backward protocol of ``Transformer``.
 @Suite struct TransformerTests {
-    static func model(_ config: TransformerConfig = TestData.qwenTinyAllFeatures, seed: UInt64 = 1) throws -> Transformer {
+    static func model(_ config: TransformerConfig = TrainingTestData.qwenTinyAllFeatures, seed: UInt64 = 1) throws -> Transformer {
         try Transformer(weights: ModelWeights(config: config, seed: seed, initStd: 0.3))
     }
 
     @Test func packedRowsDoNotInfluenceEachOther() throws {
         let m = try Self.model()
-        let batch = TestData.batch(vocab: 32, seed: 2)
+        let batch = TrainingTestData.batch(vocab: 32, seed: 2)
         let together = try m.forward(batch)
         for b in 0..<batch.count {
             let alone = try m.forward(TokenBatch(inputs: [batch.inputs[b]], targets: [batch.targets[b]]))
@@ -36,7 +36,7 @@ import Shared
 
     @Test func logprobsAreTemperedLogSoftmaxOfReturnedLogits() throws {
         let m = try Self.model()
-        let batch = TestData.batch(vocab: 32, seed: 3)
+        let batch = TrainingTestData.batch(vocab: 32, seed: 3)
         for temperature: Float in [1, 0.5] {
             let pass = try m.forward(batch, temperature: temperature, returnLogits: true)
             let logits = try #require(pass.logits)
@@ -54,8 +54,8 @@ import Shared
 
     @Test func repeatedPassesAreBitIdentical() throws {
         let m = try Self.model()
-        let batch = TestData.batch(vocab: 32, seed: 4)
-        let w = TestData.lossWeights(for: batch, seed: 5)
+        let batch = TrainingTestData.batch(vocab: 32, seed: 4)
+        let w = TrainingTestData.lossWeights(for: batch, seed: 5)
         var g1 = ModelGradients(config: m.config), g2 = ModelGradients(config: m.config)
         let p1 = try m.forward(batch)
         try m.backward(dLogprobs: w, into: &g1)
@@ -67,8 +67,8 @@ import Shared
 
     @Test func backwardUsesTheWeightsOfItsForwardPass() throws {
         let m = try Self.model()
-        let batch = TestData.batch(vocab: 32, seed: 6)
-        let w = TestData.lossWeights(for: batch, seed: 7)
+        let batch = TrainingTestData.batch(vocab: 32, seed: 6)
+        let w = TrainingTestData.lossWeights(for: batch, seed: 7)
         var expected = ModelGradients(config: m.config)
         _ = try m.forward(batch)
         try m.backward(dLogprobs: w, into: &expected)
@@ -84,7 +84,7 @@ import Shared
 
     @Test func forwardBackwardEqualsTheTwoPhases() throws {
         let m = try Self.model()
-        let batch = TestData.batch(vocab: 32, seed: 8)
+        let batch = TrainingTestData.batch(vocab: 32, seed: 8)
         var separate = ModelGradients(config: m.config), combined = ModelGradients(config: m.config)
         let pass = try m.forward(batch, temperature: 0.8)
         let weights = pass.logprobs.map { $0.map { exp($0) } }  // weights that depend on the pass
@@ -96,10 +96,10 @@ import Shared
     }
 
     @Test func attentionBlockingDoesNotChangeResults() throws {
-        let config = TestData.qwenTinyAllFeatures
+        let config = TrainingTestData.qwenTinyAllFeatures
         let weights = ModelWeights(config: config, seed: 12, initStd: 0.3)
-        let batch = TestData.batch(vocab: 32, seed: 12)
-        let w = TestData.lossWeights(for: batch, seed: 13)
+        let batch = TrainingTestData.batch(vocab: 32, seed: 12)
+        let w = TrainingTestData.lossWeights(for: batch, seed: 13)
         var results: [(ForwardResult, ModelGradients)] = []
         for blockRows in [1, 3, 64] {
             let m = try Transformer(weights: weights, attentionBlockRows: blockRows)
@@ -149,14 +149,14 @@ import Shared
         #expect(untouched.l2Norm == 0)
     }
 
-    @Test(arguments: [(TestData.qwenTinyAllFeatures, 64), (TestData.llamaTiny, 64), (TestData.qwenTinyAllFeatures, 5)])
+    @Test(arguments: [(TrainingTestData.qwenTinyAllFeatures, 64), (TrainingTestData.llamaTiny, 64), (TrainingTestData.qwenTinyAllFeatures, 5)])
     func workspaceEstimateIsExact(config: TransformerConfig, blockRows: Int) throws {
         // A fresh instance allocates each buffer exactly once at its first size.
         let m = try Transformer(weights: ModelWeights(config: config, seed: 1, initStd: 0.1), attentionBlockRows: blockRows)
-        let batch = TestData.batch(vocab: config.vocabSize, seed: 1)
+        let batch = TrainingTestData.batch(vocab: config.vocabSize, seed: 1)
         var g = ModelGradients(config: config)
         _ = try m.forward(batch)
-        try m.backward(dLogprobs: TestData.lossWeights(for: batch, seed: 2), into: &g)
+        try m.backward(dLogprobs: TrainingTestData.lossWeights(for: batch, seed: 2), into: &g)
         // Buffers never used by this architecture keep their 0 capacity.
         #expect(m.workspace.allocatedFloats == Transformer.workspaceFloats(config: config, lengths: batch.inputs.map(\.count),
                                                                            attentionBlockRows: blockRows))
@@ -164,7 +164,7 @@ import Shared
 
     @Test func weightsOfAnotherConfigAreRejected() throws {
         let m = try Self.model()
-        m.weights = ModelWeights(config: TestData.llamaTiny)
+        m.weights = ModelWeights(config: TrainingTestData.llamaTiny)
         #expect(throws: CermError.self) { try m.forward(TokenBatch(inputs: [[1]], targets: [[2]])) }
     }
 
@@ -196,7 +196,7 @@ import Shared
         #expect(throws: CermError.invalid("Transformer.backward: dLogprobs[0][1] is not finite (nan)")) {
             try m.backward(dLogprobs: [[1, .nan]], into: &g)
         }
-        var otherGrads = ModelGradients(config: TestData.llamaTiny)
+        var otherGrads = ModelGradients(config: TrainingTestData.llamaTiny)
         #expect(throws: CermError.invalid("Transformer.backward: gradients were made for a different model config")) {
             try m.backward(dLogprobs: [[1, 1]], into: &otherGrads)
         }
@@ -204,7 +204,7 @@ import Shared
 
     /// SFT end to end: a few AdamW steps on one sequence must raise its log-likelihood a lot.
     @Test func supervisedStepsLearnASequence() throws {
-        let config = TestData.llamaTiny
+        let config = TrainingTestData.llamaTiny
         let m = try Transformer(weights: ModelWeights(config: config, seed: 11, initStd: 0.02))
         var adam = AdamW(layout: m.weights.layout, weightDecay: 0)
         var grads = ModelGradients(config: config)
@@ -227,20 +227,20 @@ import Shared
 
 @Suite struct ConfigValidationTests {
     @Test func unrunnableConfigsAreRejectedByName() throws {
-        var odd = TestData.llamaTiny
+        var odd = TrainingTestData.llamaTiny
         odd.headDim = 5
         #expect(throws: CermError.invalid("model config: head_dim must be even for RoPE, got 5")) {
             try Transformer(weights: ModelWeights(config: odd))
         }
-        var gqa = TestData.llamaTiny
+        var gqa = TrainingTestData.llamaTiny
         gqa.kvHeads = 3
         #expect(throws: CermError.invalid("model config: heads (4) must be a multiple of kv_heads (3)")) { try gqa.validate() }
-        var empty = TestData.llamaTiny
+        var empty = TrainingTestData.llamaTiny
         empty.ffnSize = 0
         #expect(throws: CermError.invalid("model config: ffn_size must be at least 1, got 0")) { try empty.validate() }
-        var eps = TestData.llamaTiny
+        var eps = TrainingTestData.llamaTiny
         eps.rmsNormEps = 0
         #expect(throws: CermError.invalid("model config: rms_norm_eps must be positive, got 0.0")) { try eps.validate() }
-        try TestData.qwenTinyAllFeatures.validate()
+        try TrainingTestData.qwenTinyAllFeatures.validate()
     }
 }

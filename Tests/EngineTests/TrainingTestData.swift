@@ -3,7 +3,7 @@ import Foundation
 import Shared
 
 /// Deterministic test data.
-enum TestData {
+enum TrainingTestData {
     /// Uniform floats in [-scale, scale] from an LCG, so failures reproduce.
     static func floats(_ n: Int, seed: UInt64, scale: Float = 1) -> [Float] {
         var state = seed &* 0x9E37_79B9_7F4A_7C15 &+ 1
