@@ -63,15 +63,16 @@ public final class Transformer {
 
     /// Floats of workspace a forward + backward over rows of `lengths` needs (multiply by 4
     /// for bytes), so learners can split large batches into micro-batches that fit in memory
-    /// and accumulate their gradients. It grows with tokens `N` and with `Σ heads·len²`:
+    /// and accumulate their gradients. It grows with tokens `N` and with the attention
+    /// probabilities, `heads · attentionScoreEntries(len)` (≈ heads·len²/2) per row:
     ///
-    ///     (layers+1)·N·H + layers·(N·(3H + 2Q + 2K + 3F + 2) + Σ heads·len² [+ N·(Q + K + heads + kvHeads)])
+    ///     (layers+1)·N·H + layers·(N·(3H + 2Q + 2K + 3F + 2) + Σ heads·entries(len) [+ N·(Q + K + heads + kvHeads)])
     ///     + N·(3H + 2V + 2F + 2Q + 2K + 5) + max(min(len, 64)·len) [+ N·(Q + K)]   (brackets: QK-norm)
     public static func workspaceFloats(config c: TransformerConfig, lengths: [Int],
                                        attentionBlockRows: Int = defaultAttentionBlockRows) -> Int {
         let n = lengths.reduce(0, +)
         let h = c.hiddenSize, q = c.qDim, k = c.kvDim, f = c.ffnSize, v = c.vocabSize
-        let probs = lengths.reduce(0) { $0 + c.heads * $1 * $1 }
+        let probs = lengths.reduce(0) { $0 + c.heads * attentionScoreEntries(length: $1, blockRows: attentionBlockRows) }
         var perBlock = n * (3 * h + 2 * q + 2 * k + 3 * f + 2) + probs
         if c.qkNorm { perBlock += n * (q + k + c.heads + c.kvHeads) }
         var total = (c.layers + 1) * n * h + c.layers * perBlock
@@ -180,7 +181,7 @@ public final class Transformer {
             ws.rowOffsets.append(ws.tokens.count)
             ws.rowLengths.append(row.count)
             ws.probOffsets.append(probTotal)
-            probTotal += c.heads * row.count * row.count
+            probTotal += c.heads * Self.attentionScoreEntries(length: row.count, blockRows: attentionBlockRows)
             for t in 0..<row.count {
                 guard row[t] >= 0, Int(row[t]) < c.vocabSize else {
                     throw CermError.invalid("Transformer.forward: row \(b) position \(t): token \(row[t]) outside vocabulary 0..<\(c.vocabSize)")
@@ -258,7 +259,8 @@ public final class Transformer {
             if len == 0 { continue }
             for head in 0..<c.heads {
                 let kvHead = head / group
-                let probs = a.probs.pointer + ws.probOffsets[b] + head * len * len
+                let entries = Self.attentionScoreEntries(length: len, blockRows: attentionBlockRows)
+                var block = a.probs.pointer + ws.probOffsets[b] + head * entries
                 let qh = a.q.pointer + start * qd + head * hd
                 let kh = a.k.pointer + start * kd + kvHead * hd
                 let vh = a.v.pointer + start * kd + kvHead * hd
@@ -266,14 +268,15 @@ public final class Transformer {
                 // products skip (most of) the masked upper triangle.
                 for r0 in stride(from: 0, to: len, by: attentionBlockRows) {
                     let rows = min(attentionBlockRows, len - r0), cols = r0 + rows
-                    let block = probs + r0 * len  // [rows, cols] with row stride len
+                    // Blocks are stored packed, one dense [rows, cols] matrix after another.
                     // scores = q_h[r0..] · k_h[..cols]ᵀ · scale
                     BLAS.sgemm(transB: .transpose, m: rows, n: cols, k: hd, alpha: scale, a: qh + r0 * qd, lda: qd,
-                               b: kh, ldb: kd, c: block, ldc: len)
-                    CausalSoftmaxKernel.forward(block, rows: rows, cols: cols, ld: len, offset: r0)
+                               b: kh, ldb: kd, c: block, ldc: cols)
+                    CausalSoftmaxKernel.forward(block, rows: rows, cols: cols, ld: cols, offset: r0)
                     // attn_h[r0..] [rows, d] = probs · v_h[..cols]
-                    BLAS.sgemm(m: rows, n: hd, k: cols, a: block, lda: len, b: vh, ldb: kd,
+                    BLAS.sgemm(m: rows, n: hd, k: cols, a: block, lda: cols, b: vh, ldb: kd,
                                c: a.attn.pointer + (start + r0) * qd + head * hd, ldc: qd)
+                    block += rows * cols
                 }
             }
         }
@@ -404,28 +407,29 @@ public final class Transformer {
         for b in 0..<ws.rowOffsets.count {
             let start = ws.rowOffsets[b], len = ws.rowLengths[b]
             if len == 0 { continue }
-            let dS = ws.dScores.reserve(min(len, attentionBlockRows) * len)  // one block, row stride len
+            let dS = ws.dScores.reserve(min(len, attentionBlockRows) * len)  // the largest block
             for head in 0..<c.heads {
                 let kvHead = head / group
-                let probs = a.probs.pointer + ws.probOffsets[b] + head * len * len
+                let entries = Self.attentionScoreEntries(length: len, blockRows: attentionBlockRows)
+                var block = a.probs.pointer + ws.probOffsets[b] + head * entries
                 let qh = a.q.pointer + start * qd + head * hd
                 let kh = a.k.pointer + start * kd + kvHead * hd
                 let vh = a.v.pointer + start * kd + kvHead * hd
                 let dvh = dv + start * kd + kvHead * hd, dkh = dk + start * kd + kvHead * hd
                 for r0 in stride(from: 0, to: len, by: attentionBlockRows) {
                     let rows = min(attentionBlockRows, len - r0), cols = r0 + rows
-                    let block = probs + r0 * len
                     let dOut = dAttn + (start + r0) * qd + head * hd
                     // dP [rows, cols] = dAttn_h[r0..] · v_h[..cols]ᵀ;  dv_h[..cols] += Pᵀ · dAttn_h[r0..]
-                    BLAS.sgemm(transB: .transpose, m: rows, n: cols, k: hd, a: dOut, lda: qd, b: vh, ldb: kd, c: dS, ldc: len)
-                    BLAS.sgemm(transA: .transpose, m: cols, n: hd, k: rows, a: block, lda: len, b: dOut, ldb: qd,
+                    BLAS.sgemm(transB: .transpose, m: rows, n: cols, k: hd, a: dOut, lda: qd, b: vh, ldb: kd, c: dS, ldc: cols)
+                    BLAS.sgemm(transA: .transpose, m: cols, n: hd, k: rows, a: block, lda: cols, b: dOut, ldb: qd,
                                beta: 1, c: dvh, ldc: kd)
-                    CausalSoftmaxKernel.backward(p: block, dp: dS, rows: rows, cols: cols, ld: len, offset: r0)
+                    CausalSoftmaxKernel.backward(p: block, dp: dS, rows: rows, cols: cols, ld: cols, offset: r0)
                     // dq_h[r0..] = scale · dS · k_h[..cols];  dk_h[..cols] += scale · dSᵀ · q_h[r0..]
-                    BLAS.sgemm(m: rows, n: hd, k: cols, alpha: scale, a: dS, lda: len, b: kh, ldb: kd,
+                    BLAS.sgemm(m: rows, n: hd, k: cols, alpha: scale, a: dS, lda: cols, b: kh, ldb: kd,
                                c: dq + (start + r0) * qd + head * hd, ldc: qd)
-                    BLAS.sgemm(transA: .transpose, m: cols, n: hd, k: rows, alpha: scale, a: dS, lda: len, b: qh + r0 * qd, ldb: qd,
+                    BLAS.sgemm(transA: .transpose, m: cols, n: hd, k: rows, alpha: scale, a: dS, lda: cols, b: qh + r0 * qd, ldb: qd,
                                beta: 1, c: dkh, ldc: kd)
+                    block += rows * cols
                 }
             }
         }

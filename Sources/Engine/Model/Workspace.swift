@@ -35,7 +35,7 @@ final class ScratchBuffer {
 
 /// Activations of one transformer block saved by the forward pass for the backward pass.
 /// Shapes in comments: N = tokens in the batch (all rows packed), H = hidden, Q = heads·headDim,
-/// K = kvHeads·headDim, F = ffn, P = Σ_b heads·len_b².
+/// K = kvHeads·headDim, F = ffn, P = Σ_b heads·attentionScoreEntries(len_b).
 final class BlockActivations {
     let xn1 = ScratchBuffer()     // [N, H]  input_layernorm(x)
     let rstd1 = ScratchBuffer()   // [N]
@@ -46,7 +46,7 @@ final class BlockActivations {
     let q = ScratchBuffer()       // [N, Q]  after QK-norm and RoPE
     let k = ScratchBuffer()       // [N, K]  after QK-norm and RoPE
     let v = ScratchBuffer()       // [N, K]
-    let probs = ScratchBuffer()   // [P]     attention probabilities per (row, head), len×len each
+    let probs = ScratchBuffer()   // [P]     attention probabilities per (row, head): packed causal blocks
     let attn = ScratchBuffer()    // [N, Q]  attention output before o_proj
     let xMid = ScratchBuffer()    // [N, H]  residual after attention
     let xn2 = ScratchBuffer()     // [N, H]  post_attention_layernorm(xMid)
