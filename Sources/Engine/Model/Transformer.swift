@@ -113,7 +113,8 @@ public final class Transformer {
         let n = ws.tokenCount
         let h = c.hiddenSize, vocab = c.vocabSize
         let o = offsets
-        weights.values.withUnsafeBufferPointer { wbuf in
+        // An all-empty batch has nothing to compute (and empty arrays need not have storage).
+        if n > 0 { weights.values.withUnsafeBufferPointer { wbuf in
             let w = wbuf.baseAddress!
             // Embedding lookup: residual[0][r] = embed[token r].
             let x0 = ws.residual[0].reserve(n * h)
@@ -134,7 +135,7 @@ public final class Transformer {
                 LogProbKernel.forward(logits: logits, targets: t.baseAddress!, rows: n, vocab: vocab, temperature: temperature,
                                       logprobs: ws.logprobs.reserve(n), entropy: ws.entropy.reserve(n), lse: ws.lse.reserve(n))
             }
-        }
+        } }
         ws.passWeights = weights
         ws.passTemperature = temperature
 
@@ -345,7 +346,7 @@ public final class Transformer {
         let c = passWeights.config
         let h = c.hiddenSize, vocab = c.vocabSize
         let o = offsets
-        passWeights.values.withUnsafeBufferPointer { wbuf in
+        if n > 0 { passWeights.values.withUnsafeBufferPointer { wbuf in
             gradients.values.withUnsafeMutableBufferPointer { gbuf in
                 let w = wbuf.baseAddress!, g = gbuf.baseAddress!
                 // LM head and final norm.
@@ -368,7 +369,7 @@ public final class Transformer {
                     VectorMath.add(dx + r * h, into: g + o.embed + Int(ws.tokens[r]) * h, h)
                 }
             }
-        }
+        } }
         ws.passWeights = nil
     }
 
