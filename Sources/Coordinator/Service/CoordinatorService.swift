@@ -243,12 +243,13 @@ final class CoordinatorMailbox: @unchecked Sendable {
         return finalChunkServedAt[version]
     }
 
-    /// Waits until `step` is complete (its rollouts) or a stop is requested (nil).
+    /// Waits until `step` is complete (its rollouts) or a stop is requested (nil). A stop wins
+    /// over a step completing at the same moment: once requested, no further update starts.
     func waitForStep(_ step: UInt64, stop: StopSignal) -> StepRollouts? {
         condition.lock(); defer { condition.unlock() }
         while true {
-            if let rollouts = completed.removeValue(forKey: step) { return rollouts }
             if stop.isRequested { return nil }
+            if let rollouts = completed.removeValue(forKey: step) { return rollouts }
             _ = condition.wait(until: Date().addingTimeInterval(0.05))
         }
     }
