@@ -302,10 +302,15 @@ struct WorkerSession {
     let clock: any Clock
     let logger: Logger
 
-    /// Sends and notes it (any message counts as a heartbeat); false when the socket failed.
+    /// Sends and notes it (any message counts as a heartbeat); false when the socket failed or
+    /// has no connection to queue on. Never blocks: a DEALER whose handshake failed (a CURVE key
+    /// the coordinator does not list) has no pipe, and a blocking send would wait forever.
     func send(_ message: Message, state: inout State) -> Bool {
         do {
-            try channel.send(message)
+            guard try channel.socket.send(try channel.codec.encode(message), dontWait: true) else {
+                logger.debug("cannot queue \(message.type): no connection to the coordinator")
+                return false
+            }
             state.liveness.sent(at: clock.now())
             return true
         } catch {

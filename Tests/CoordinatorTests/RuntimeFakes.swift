@@ -102,8 +102,13 @@ final class FakeLearner: Learner, @unchecked Sendable {
     let reference: [UInt8]
     /// Checksum of the bytes handed out per version.
     private var published: [UInt64: UInt64] = [:]
+    /// Policy versions the rollouts of each step were sampled with.
+    private var sampledVersions: [Int: Set<UInt64>] = [:]
+    /// Seconds each update takes (to test that workers stay alive meanwhile).
+    let updateDelay: Double
 
-    init(seed: UInt64 = 7, size: Int = 48) {
+    init(seed: UInt64 = 7, size: Int = 48, updateDelay: Double = 0) {
+        self.updateDelay = updateDelay
         weights = FakeModel.expand(seed, count: size)
         reference = FakeModel.expand(seed ^ 0xabc, count: size)
     }
@@ -119,8 +124,12 @@ final class FakeLearner: Learner, @unchecked Sendable {
 
     func referenceWeights() throws -> [UInt8] { reference }
 
+    var versionsByStep: [Int: Set<UInt64>] { lock.withLock { sampledVersions } }
+
     func update(step: Int, pairs: [TaskPair], rollouts: StepRollouts) throws -> StepMetrics {
-        lock.withLock {
+        if updateDelay > 0 { Thread.sleep(forTimeInterval: updateDelay) }
+        return lock.withLock {
+            sampledVersions[step] = Set(rollouts.versionByPair.values)
             var h = Checksum.fnv1a64(weights)
             FakeModel.mix(&h, UInt64(step))
             for t in rollouts.trajectories {

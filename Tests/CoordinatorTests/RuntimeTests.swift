@@ -251,4 +251,68 @@ import Worker
         #expect(throws: CermError.self) { try service.run() }
         #expect(service.waitForEndpoint(timeout: 1) == nil)
     }
+
+    @Test func workersStayAliveThroughALongUpdate() throws {
+        // Each update takes 0.8 s, well past the 0.3 s heartbeat timeout.
+        let learner = FakeLearner(updateDelay: 0.8)
+        let service = CoordinatorService(settings: Self.coordinatorSettings(steps: 2), learner: learner, pairs: FakePairs(count: Self.pairCount),
+                                         logger: Self.quiet("coordinator"))
+        let (coordinator, endpoint) = try Self.startCoordinator(service)
+        let client = WorkerClient(settings: Self.workerSettings(endpoint, name: "patient"), executor: FakeExecutor(), logger: Self.quiet("worker"))
+        let worker = Background("worker-patient") { try client.run() }
+        let report = try coordinator.value()
+        #expect(report.outcome == .finished(steps: 2))
+        #expect(report.statistics.workersExpired == 0)
+        #expect(try worker.value() == .goodbye(reason: "run finished after 2 steps"))
+        #expect(client.sessions == 1)
+        #expect(learner.weights == (try Self.expectedWeights(steps: 2)))
+    }
+
+    @Test func asyncModeKeepsOneStepAheadWithinTheStalenessBound() throws {
+        var settings = Self.coordinatorSettings(steps: 4)
+        settings.scheduler.mode = .async
+        settings.scheduler.maxStaleness = 1
+        let learner = FakeLearner(updateDelay: 0.05)
+        let service = CoordinatorService(settings: settings, learner: learner, pairs: FakePairs(count: Self.pairCount), logger: Self.quiet("coordinator"))
+        let (coordinator, endpoint) = try Self.startCoordinator(service)
+        let workers = (0..<2).map { Self.startWorker(endpoint, name: "w\($0)", executor: FakeExecutor(delay: 0.005)) }
+        let report = try coordinator.value()
+        #expect(report.outcome == .finished(steps: 4))
+        #expect(report.policyVersion == 4)
+        #expect(report.statistics.resultsAccepted == 20)
+        // Step k is sampled with version k-1, or k-2 when it was dispatched during update k-1.
+        let versions = learner.versionsByStep
+        for step in 1...4 {
+            let allowed = Set([UInt64(max(0, step - 2)), UInt64(step - 1)])
+            #expect(versions[step].map { $0.isSubset(of: allowed) } == true, "step \(step): \(versions[step] ?? [])")
+        }
+        for worker in workers { #expect(try worker.value().exitCode == 0) }
+    }
+
+    @Test func curveAdmitsOnlyListedWorkers() throws {
+        try #require(ZMQContext.has("curve"))
+        let server = try CurveKeyPair.generate(), member = try CurveKeyPair.generate(), stranger = try CurveKeyPair.generate()
+        var settings = Self.coordinatorSettings(steps: 1)
+        settings.curve = CoordinatorCurve(secretKey: server.secretKey, authorizedKeys: [member.publicKey])
+        let learner = FakeLearner()
+        let service = CoordinatorService(settings: settings, learner: learner, pairs: FakePairs(count: Self.pairCount), logger: Self.quiet("coordinator"))
+        let (coordinator, endpoint) = try Self.startCoordinator(service)
+
+        func client(_ name: String, _ keys: CurveKeyPair, _ executor: FakeExecutor, stop: StopSignal = StopSignal()) -> Background<WorkerOutcome> {
+            var workerSettings = Self.workerSettings(endpoint, name: name)
+            workerSettings.security = .curveClient(serverKey: server.publicKey, keys: keys)
+            let client = WorkerClient(settings: workerSettings, executor: executor, stop: stop, logger: Self.quiet("worker.\(name)"))
+            return Background("worker-\(name)") { try client.run() }
+        }
+        let strangerStop = StopSignal()
+        let strangerExecutor = FakeExecutor()
+        let strangerRun = client("stranger", stranger, strangerExecutor, stop: strangerStop)
+        let memberRun = client("member", member, FakeExecutor())
+        #expect(try coordinator.value().outcome == .finished(steps: 1))
+        #expect(try memberRun.value() == .goodbye(reason: "run finished after 1 steps"))
+        strangerStop.request()
+        #expect(try strangerRun.value() == .stopped)
+        #expect(strangerExecutor.runs == 0)
+        #expect(learner.weights == (try Self.expectedWeights(steps: 1)))
+    }
 }
