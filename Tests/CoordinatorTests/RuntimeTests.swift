@@ -316,3 +316,35 @@ import Worker
         #expect(learner.weights == (try Self.expectedWeights(steps: 1)))
     }
 }
+
+@Suite struct RuntimeSettingsTests {
+    @Test func settingsComeFromTheConfigAndLoadKeyFiles() throws {
+        var config = Config()
+        config.run.steps = 6
+        config.run.saveEvery = 4
+        config.grpo.pairsPerBatch = 3
+        config.cluster.weightChunkBytes = 4096
+        let plain = try CoordinatorSettings(config: config)
+        #expect(plain.steps == 6 && plain.pairsPerBatch == 3 && plain.weightChunkBytes == 4096 && plain.runSeed == config.run.seed)
+        #expect(plain.scheduler.configHash == config.hash)
+        #expect(plain.curve == nil)
+        #expect((1...6).filter(plain.isSaveDue) == [4, 6])
+
+        let directory = NSTemporaryDirectory() + "cerm-keys-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let server = try CurveKeyPair.generate(), worker = try CurveKeyPair.generate()
+        let serverFiles = try CurveKeyFiles.write(name: "coordinator", keys: server, directory: directory)
+        let workerFiles = try CurveKeyFiles.write(name: "worker", keys: worker, directory: directory)
+        config.cluster.curveSecretKeyFile = serverFiles.secret
+        #expect(throws: CermError.self) { try CoordinatorSettings(config: config) }
+        config.cluster.authorizedKeysFile = workerFiles.public
+        config.cluster.workerSecretKeyFile = workerFiles.secret
+        config.cluster.serverPublicKeyFile = serverFiles.public
+        #expect(try CoordinatorSettings(config: config).curve == CoordinatorCurve(secretKey: server.secretKey, authorizedKeys: [worker.publicKey]))
+        let workerSettings = try WorkerSettings(config: config, name: "w")
+        #expect(workerSettings.configHash == config.hash)
+        guard case let .curveClient(serverKey, keys) = workerSettings.security else { Issue.record("expected a CURVE client"); return }
+        #expect(serverKey == server.publicKey && keys == worker)
+    }
+}

@@ -171,6 +171,20 @@ final class CoordinatorMailbox: @unchecked Sendable {
     private var driverEnd: DriverEnd?
     private var endpoint: String?
     private var bindFinished = false
+    private var aborted = false
+
+    /// The socket thread cannot serve any more: the learner thread stops as if signalled.
+    func abort() {
+        condition.lock(); defer { condition.unlock() }
+        aborted = true
+        condition.broadcast()
+    }
+
+    /// Whether the run must stop: a stop was requested or the socket thread failed.
+    func shouldStop(_ stop: StopSignal) -> Bool {
+        condition.lock(); defer { condition.unlock() }
+        return aborted || stop.isRequested
+    }
 
     // Binding (socket thread → starter).
     func bound(_ endpoint: String) {
@@ -248,7 +262,7 @@ final class CoordinatorMailbox: @unchecked Sendable {
     func waitForStep(_ step: UInt64, stop: StopSignal) -> StepRollouts? {
         condition.lock(); defer { condition.unlock() }
         while true {
-            if stop.isRequested { return nil }
+            if aborted || stop.isRequested { return nil }
             if let rollouts = completed.removeValue(forKey: step) { return rollouts }
             _ = condition.wait(until: Date().addingTimeInterval(0.05))
         }
@@ -331,7 +345,7 @@ private final class StepDriver: @unchecked Sendable {
         var stopped = false
 
         while completedSteps < settings.steps {
-            if stop.isRequested { stopped = true; break }
+            if mailbox.shouldStop(stop) { stopped = true; break }
             while nextToOpen <= min(settings.steps, completedSteps + 1 + lookahead) {
                 let cursorBefore = pairs.cursor
                 let batch = try pairs.nextBatch(count: settings.pairsPerBatch)
@@ -449,10 +463,16 @@ private final class SocketLoop {
                     handle(message, from: peer)
                 }
             } catch {
-                // Only a dead socket or context fails here; the learner cannot continue without workers.
-                logger.critical("router receive failed: \(error)")
-                let failed = DriverEnd(result: .failure(error), checkpoints: mailbox.end?.checkpoints ?? [])
-                return failed
+                // Only a dead socket or context fails here. The learner thread stops as on a
+                // signal (abandoning the step, saving a checkpoint); the run then fails.
+                logger.critical("router receive failed: \(error); stopping the run")
+                mailbox.abort()
+                var end = mailbox.end
+                while end == nil {
+                    Thread.sleep(forTimeInterval: 0.01)
+                    end = mailbox.end
+                }
+                return DriverEnd(result: .failure(error), checkpoints: end?.checkpoints ?? [])
             }
             housekeeping()
         }
