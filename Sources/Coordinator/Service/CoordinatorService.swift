@@ -379,7 +379,7 @@ private final class StepDriver: @unchecked Sendable {
             line.generatedTokens = tokens
             line.trajectories = rollouts.trajectories.count
             line.waitRolloutsSeconds = waited - fetching
-            line.tokensPerSecond = waited > 0 ? Double(tokens) / waited : 0
+            line.tokensPerSecond = waited - fetching > 0 ? Double(tokens) / (waited - fetching) : 0
             line.updateSeconds = updateSeconds
             line.weightDistributionSeconds = handover + fetching
             line.checkpointSeconds = checkpointSeconds
