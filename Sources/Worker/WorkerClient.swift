@@ -129,7 +129,7 @@ public final class WorkerClient: @unchecked Sendable {
     public private(set) var sessions = 0
 
     /// Connects, works and reconnects until GOODBYE, a stop, a refusal or an executor failure.
-    /// Blocks the calling thread, which becomes the socket thread. Throws only when no socket
+    /// Blocks the calling thread, which becomes the socket thread. Call it once per client. Throws only when no socket
     /// can be made at all (bad endpoint, ZeroMQ failure).
     public func run() throws -> WorkerOutcome {
         defer { compute.shutdown() }

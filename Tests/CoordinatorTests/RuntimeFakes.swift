@@ -58,9 +58,12 @@ final class FakeExecutor: RolloutExecutor, @unchecked Sendable {
     private(set) var tasksRun = 0
     let onRun: (@Sendable (TaskMessage) -> Void)?
     let delay: Double
+    /// Throws on tasks of this step (an engine failure).
+    let failOnStep: UInt64?
 
-    init(delay: Double = 0, onRun: (@Sendable (TaskMessage) -> Void)? = nil) {
+    init(delay: Double = 0, failOnStep: UInt64? = nil, onRun: (@Sendable (TaskMessage) -> Void)? = nil) {
         self.delay = delay
+        self.failOnStep = failOnStep
         self.onRun = onRun
     }
 
@@ -84,6 +87,7 @@ final class FakeExecutor: RolloutExecutor, @unchecked Sendable {
 
     func run(task: TaskMessage) throws -> [Trajectory] {
         onRun?(task)
+        if task.step == failOnStep { throw CermError.invalid("engine failure on step \(task.step)") }
         if delay > 0 { Thread.sleep(forTimeInterval: delay) }
         return try lock.withLock {
             guard let weights, let reference else { throw CermError.invalid("run before prepare") }

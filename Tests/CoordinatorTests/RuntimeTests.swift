@@ -134,6 +134,23 @@ import Worker
         #expect(try survivorRun.value().exitCode == 0)
     }
 
+    @Test func aFailingEngineEndsItsWorkerAndItsTaskRunsElsewhere() throws {
+        let learner = FakeLearner()
+        let service = CoordinatorService(settings: Self.coordinatorSettings(steps: 3), learner: learner, pairs: FakePairs(count: Self.pairCount),
+                                         logger: Self.quiet("coordinator"))
+        let (coordinator, endpoint) = try Self.startCoordinator(service)
+        let fragile = Self.startWorker(endpoint, name: "fragile", executor: FakeExecutor(failOnStep: 2))
+        let sturdy = Self.startWorker(endpoint, name: "sturdy", executor: FakeExecutor(delay: 0.02))
+        let outcome = try fragile.value()
+        #expect(outcome == .executorFailed("engine failure on step 2"))
+        #expect(outcome.exitCode == 1)
+        let report = try coordinator.value()
+        #expect(report.outcome == .finished(steps: 3))
+        #expect(report.statistics.tasksRequeued >= 1)
+        #expect(learner.weights == (try Self.expectedWeights(steps: 3)))
+        #expect(try sturdy.value().exitCode == 0)
+    }
+
     @Test func aWorkerWithAnotherConfigIsRefusedAndTheCoordinatorCarriesOn() throws {
         let learner = FakeLearner()
         let service = CoordinatorService(settings: Self.coordinatorSettings(steps: 1), learner: learner, pairs: FakePairs(count: Self.pairCount),

@@ -92,7 +92,7 @@ public final class CoordinatorService: @unchecked Sendable {
     public func waitForEndpoint(timeout: Double) -> String? { mailbox.waitForEndpoint(timeout: timeout) }
 
     /// Binds, serves and trains until `run.steps` or a stop; blocks the calling thread, which
-    /// becomes the socket thread. Throws when the endpoint may not or cannot be bound, or when
+    /// becomes the socket thread. Call it once per service. Throws when the endpoint may not or cannot be bound, or when
     /// the learner, the data or a checkpoint write fails (workers are told GOODBYE first).
     public func run() throws -> CoordinatorReport {
         let router: RouterChannel
@@ -362,8 +362,12 @@ private final class StepDriver: @unchecked Sendable {
             let fetching = mailbox.finalChunkServed(version: sampledWith).map { min(max(0, $0 - stepStarted), waited) } ?? 0
 
             let updateStarted = clock.now()
+            let versionBefore = learner.policyVersion
             var line = try learner.update(step: step, pairs: opened.pairs, rollouts: rollouts)
             let updateSeconds = clock.now() - updateStarted
+            guard learner.policyVersion > versionBefore else {
+                throw CermError.invalid("learner update of step \(step) left policy version \(learner.policyVersion) (was \(versionBefore)); it must increase")
+            }
             let handover = try publishPolicy()
             open[step] = nil
             completedSteps = step
@@ -484,16 +488,26 @@ private final class SocketLoop {
         if let metrics { metrics.event(event) } else { logger.info("\(event.line)") }
     }
 
+    /// Sends and notes it (any message counts as a heartbeat).
     private func send(_ message: Message, to peer: RoutingID) {
+        if deliver(message, to: peer) { scheduler.sent(to: peer, now: clock.now()) }
+    }
+
+    /// Queues `message` for `peer` without ever blocking the socket thread: a peer that is gone
+    /// or has a full queue (it stopped reading) loses the message, it does not stall heartbeats
+    /// and weights for everyone else. Liveness and re-requests recover the loss.
+    @discardableResult
+    private func deliver(_ message: Message, to peer: RoutingID) -> Bool {
         do {
-            if try router.send(message, to: peer) {
-                scheduler.sent(to: peer, now: clock.now())
-            } else {
-                logger.debug("peer \(peer) is gone; \(message.type) not delivered")
-            }
+            let frames = try router.codec.encode(message)
+            if try router.socket.send([peer.bytes] + frames, dontWait: true) { return true }
+            logger.warning("queue to \(name(peer)) is full; \(message.type) dropped")
+        } catch let error as ZMQError where error.code == EHOSTUNREACH {
+            logger.debug("peer \(peer) is gone; \(message.type) not delivered")
         } catch {
             logger.error("cannot send \(message.type) to \(name(peer)): \(error)")
         }
+        return false
     }
 
     private func applyCommands() {
@@ -532,7 +546,7 @@ private final class SocketLoop {
                 if !requeued.isEmpty { event(.tasksRequeued(count: requeued.count, from: "\(hello.name) (restarted)")) }
             case let .refuse(reason):
                 logger.warning("refused worker \(hello.name) at \(peer): \(reason)")
-                do { try router.send(.refuse(reason: reason), to: peer) } catch { logger.error("cannot send REFUSE: \(error)") }
+                deliver(.refuse(reason: reason), to: peer)
             }
         case let .ready(credit):
             if !scheduler.handle(ready: Int(credit), from: peer, now: now) { dropUnregistered(message, from: peer) }
@@ -602,9 +616,7 @@ private final class SocketLoop {
         }
         for peer in tick.heartbeatsDue {
             // tick already marked these as sent.
-            do { _ = try router.send(.heartbeat(policyVersion: scheduler.policyVersion), to: peer) } catch {
-                logger.error("cannot send HEARTBEAT to \(name(peer)): \(error)")
-            }
+            deliver(.heartbeat(policyVersion: scheduler.policyVersion), to: peer)
         }
         if scheduler.registry.count != lastAlive {
             lastAlive = scheduler.registry.count
@@ -620,9 +632,7 @@ private final class SocketLoop {
         case let .failure(error): reason = "coordinator failed: \(error)"
         }
         for worker in scheduler.registry.workers {
-            do { _ = try router.send(.goodbye(reason: String(reason.utf8.prefix(settings.limits.maxReasonBytes)) ?? "goodbye"), to: worker.peer) } catch {
-                logger.error("cannot send GOODBYE to \(worker.name): \(error)")
-            }
+            deliver(.goodbye(reason: String(reason.utf8.prefix(settings.limits.maxReasonBytes)) ?? "goodbye"), to: worker.peer)
         }
         // Linger so the GOODBYEs leave before the socket closes (sockets default to 0).
         try? router.socket.setLinger(milliseconds: 500)

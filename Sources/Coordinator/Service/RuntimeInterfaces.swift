@@ -20,7 +20,8 @@ public protocol Learner: AnyObject, Sendable {
     /// step, timings, token counts and workers alive.
     func update(step: Int, pairs: [TaskPair], rollouts: StepRollouts) throws -> StepMetrics
     /// Everything needed to continue after `step` optimizer steps; `dataCursor` is where the
-    /// next step's pairs start.
+    /// next step's pairs start. The learner fills in the rest (tensors, AdamW state, RNG, config
+    /// text, model config, tokenizer); the runtime writes it as `step_<step>.h5`.
     func trainingState(step: Int, dataCursor: DataCursor) throws -> TrainingState
     /// Continues from a checkpoint (model, optimizer, policy version, RNG).
     func restore(from state: TrainingState) throws
