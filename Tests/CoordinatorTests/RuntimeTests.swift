@@ -6,7 +6,8 @@ import Testing
 import Worker
 
 /// Coordinator and workers as threads of this process over TCP loopback, with fake engines.
-/// Heartbeats are short (50 ms / 300 ms) so a killed worker is noticed quickly; assertions
+/// Heartbeats are short (50 ms; 300 ms timeout where expiry matters) so a killed worker is
+/// noticed quickly; assertions
 /// never depend on timing, only on what the runs produce.
 @Suite(.serialized) struct RuntimeTests {
     static let configHash: UInt64 = 0xC0FFEE
@@ -20,10 +21,15 @@ import Worker
         return logger
     }
 
-    static func coordinatorSettings(steps: Int, saveEvery: Int = 100, chunkBytes: Int = 1 << 16, pairsPerTask: Int = 1) -> CoordinatorSettings {
+    /// Heartbeat timeout of tests that do not exercise expiry: long enough that a loaded machine
+    /// does not starve a healthy peer into a spurious death.
+    static let relaxedTimeout = 1.0
+
+    static func coordinatorSettings(steps: Int, saveEvery: Int = 100, chunkBytes: Int = 1 << 16, pairsPerTask: Int = 1,
+                                    heartbeatTimeout: Double = relaxedTimeout) -> CoordinatorSettings {
         CoordinatorSettings(
             endpoint: "tcp://127.0.0.1:*",
-            scheduler: SchedulerSettings(mode: .sync, pairsPerTask: pairsPerTask, heartbeatInterval: 0.05, heartbeatTimeout: 0.3,
+            scheduler: SchedulerSettings(mode: .sync, pairsPerTask: pairsPerTask, heartbeatInterval: 0.05, heartbeatTimeout: heartbeatTimeout,
                                          configHash: configHash, maxMessageBytes: 1 << 20,
                                          expectedRollout: .twoStage(nc: 2, ne: 1, responses: 2)),
             limits: ProtocolLimits(maxMessageBytes: 1 << 20, vocabularySize: UInt32(FakeModel.vocabulary)),
@@ -34,7 +40,7 @@ import Worker
     static func workerSettings(_ endpoint: String, name: String, configHash: UInt64 = configHash) -> WorkerSettings {
         WorkerSettings(endpoint: endpoint, name: name, configHash: configHash,
                        limits: ProtocolLimits(maxMessageBytes: 1 << 20, vocabularySize: UInt32(FakeModel.vocabulary)),
-                       heartbeatInterval: 0.05, heartbeatTimeout: 0.3)
+                       heartbeatInterval: 0.05, heartbeatTimeout: relaxedTimeout)
     }
 
     /// The weights a run must end with, computed without any network: every pair of every step
@@ -115,8 +121,8 @@ import Worker
 
     @Test func aWorkerKilledMidStepHasItsTasksRerunAndTheResultIsUnchanged() throws {
         let learner = FakeLearner()
-        let service = CoordinatorService(settings: Self.coordinatorSettings(steps: 3), learner: learner, pairs: FakePairs(count: Self.pairCount),
-                                         logger: Self.quiet("coordinator"))
+        let service = CoordinatorService(settings: Self.coordinatorSettings(steps: 3, heartbeatTimeout: 0.3), learner: learner,
+                                         pairs: FakePairs(count: Self.pairCount), logger: Self.quiet("coordinator"))
         let (coordinator, endpoint) = try Self.startCoordinator(service)
         let crash = StopSignal()
         // The victim dies while holding a task of step 2: it never answers it.
@@ -241,6 +247,9 @@ import Worker
         metrics.close()
         let lines = try String(contentsOfFile: directory + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
         #expect(try lines.map { try StepMetrics.parse(jsonLine: String($0)).step } == [1, 2])
+        let trainLog = try String(contentsOfFile: directory + "/train.log", encoding: .utf8)
+        #expect(trainLog.contains("event worker_joined worker=w alive=1"))
+        #expect(trainLog.contains("event checkpoint_saved path=\(directory)/step_2.h5"))
 
         let saved = try CheckpointReader.resume(from: directory)
         #expect(saved.state.step == 2)
@@ -272,8 +281,8 @@ import Worker
     @Test func workersStayAliveThroughALongUpdate() throws {
         // Each update takes 0.8 s, well past the 0.3 s heartbeat timeout.
         let learner = FakeLearner(updateDelay: 0.8)
-        let service = CoordinatorService(settings: Self.coordinatorSettings(steps: 2), learner: learner, pairs: FakePairs(count: Self.pairCount),
-                                         logger: Self.quiet("coordinator"))
+        let service = CoordinatorService(settings: Self.coordinatorSettings(steps: 2, heartbeatTimeout: 0.3), learner: learner,
+                                         pairs: FakePairs(count: Self.pairCount), logger: Self.quiet("coordinator"))
         let (coordinator, endpoint) = try Self.startCoordinator(service)
         let client = WorkerClient(settings: Self.workerSettings(endpoint, name: "patient"), executor: FakeExecutor(), logger: Self.quiet("worker"))
         let worker = Background("worker-patient") { try client.run() }
