@@ -171,7 +171,7 @@ public final class WorkerClient: @unchecked Sendable {
 
     /// One connection: HELLO, then work until it ends or goes silent.
     private func serve(_ channel: DealerChannel, session state: inout WorkerSession.State, backoff: inout ReconnectBackoff) -> SessionEnding {
-        let s = WorkerSession(channel: channel, settings: settings, clock: clock, logger: logger)
+        let s = WorkerSession(channel: channel, clock: clock, logger: logger)
         state.beginSession(interval: settings.heartbeatInterval, timeout: settings.heartbeatTimeout, now: clock.now())
         // Work of an earlier session is void: its task ids were re-queued by the coordinator.
         compute.abandonCurrent()
@@ -298,7 +298,6 @@ struct WorkerSession {
     }
 
     let channel: DealerChannel
-    let settings: WorkerSettings
     let clock: any Clock
     let logger: Logger
 
