@@ -1,0 +1,640 @@
+import Foundation
+import Logging
+import Shared
+
+/// How a coordinator run ended.
+public enum CoordinatorOutcome: Sendable, Equatable {
+    /// `run.steps` optimizer steps are done (counting steps restored from a checkpoint).
+    case finished(steps: Int)
+    /// A ``StopSignal`` arrived; steps after `completedSteps` were abandoned and a checkpoint of
+    /// `completedSteps` exists.
+    case stopped(completedSteps: Int)
+
+    /// The process exit status: both endings are clean.
+    public var exitCode: Int32 { 0 }
+}
+
+/// What a coordinator run did, for the command's last log line and for tests.
+public struct CoordinatorReport: Sendable {
+    public var outcome: CoordinatorOutcome
+    public var policyVersion: UInt64
+    public var statistics: SchedulerStatistics
+    /// Messages dropped because they failed protocol validation.
+    public var droppedMalformed: Int
+    /// Checkpoint files written by this run, in order.
+    public var checkpoints: [String]
+}
+
+/// The coordinator's runtime: a ROUTER socket served by the thread that calls ``run()`` and a
+/// learner thread that drives the steps (docs/PROTOCOL.md, DESIGN.md §5–7).
+///
+/// The socket thread handles handshakes, READY credit, task dispatch, results, heartbeats both
+/// ways, dead-worker expiry and weight chunks; it never waits for the learner, so a long GRPO
+/// update never makes workers think the coordinator died. The learner thread opens a step with
+/// `pairs_per_batch` pairs, waits until the socket thread reports it complete, runs
+/// ``Learner/update(step:pairs:rollouts:)``, publishes the new version, writes a checkpoint
+/// when due and the metrics line, until `run.steps`. The two threads meet only in a locked
+/// mailbox (commands one way, completed steps the other).
+///
+/// Graceful stop (``StopSignal``): the step in progress is *abandoned* — its rollouts are
+/// discarded and the data cursor rewinds to its start — because finishing it can take minutes
+/// while a SIGTERM usually comes with a short grace period. An update already running finishes
+/// first. Then a checkpoint of the last completed step is written (unless one exists), every
+/// worker gets GOODBYE and ``run()`` returns ``CoordinatorOutcome/stopped(completedSteps:)``.
+/// Resuming from that checkpoint gives the same weights as a run that never stopped.
+///
+/// Async mode (`cluster.mode = "async"`, `max_staleness` ≥ 1) keeps one step ahead: step k+1
+/// is open (and sampled with the version of the moment) while step k's rollouts finish and the
+/// learner updates; the scheduler drops results beyond the staleness bound. Async runs are not
+/// bitwise reproducible (which version samples a task depends on timing); with
+/// `max_staleness = 0` async behaves as sync.
+public final class CoordinatorService: @unchecked Sendable {
+    public let settings: CoordinatorSettings
+    private let learner: any Learner
+    private let pairSource: any PairSource
+    private let resume: ResumePoint?
+    private let stop: StopSignal
+    private let clock: any Clock
+    private let checkpoints: CheckpointWriter?
+    private let metrics: MetricsLogger?
+    private let onStep: (@Sendable (StepMetrics) -> Void)?
+    private let logger: Logger
+    private let mailbox = CoordinatorMailbox()
+
+    /// - Parameters:
+    ///   - learner: called from the learner thread only.
+    ///   - pairs: the data; restored to the checkpoint's cursor when resuming.
+    ///   - resume: continue after `resume.state.step` steps (learner, data cursor, version).
+    ///   - stop: polled by both threads; request it (or install it for SIGINT/SIGTERM) to stop.
+    ///   - clock: times liveness and the metrics' time split (``SystemClock`` in production).
+    ///   - checkpoints: nil writes no checkpoints.
+    ///   - metrics: step lines and cluster events; nil logs events through `logger` only.
+    ///   - onStep: called on the learner thread after each step's metrics line.
+    public init(settings: CoordinatorSettings, learner: any Learner, pairs: any PairSource, resume: ResumePoint? = nil,
+                stop: StopSignal = StopSignal(), clock: any Clock = SystemClock(), checkpoints: CheckpointWriter? = nil,
+                metrics: MetricsLogger? = nil, onStep: (@Sendable (StepMetrics) -> Void)? = nil,
+                logger: Logger = Logger(label: "cerm.coordinator")) {
+        self.settings = settings
+        self.learner = learner
+        self.pairSource = pairs
+        self.resume = resume
+        self.stop = stop
+        self.clock = clock
+        self.checkpoints = checkpoints
+        self.metrics = metrics
+        self.onStep = onStep
+        self.logger = logger
+    }
+
+    /// The endpoint actually bound (a `*` port resolved), once ``run()`` has bound it; nil if
+    /// binding failed or `timeout` seconds passed. For callers that start ``run()`` on another
+    /// thread (tests, `cerm launch`).
+    public func waitForEndpoint(timeout: Double) -> String? { mailbox.waitForEndpoint(timeout: timeout) }
+
+    /// Binds, serves and trains until `run.steps` or a stop; blocks the calling thread, which
+    /// becomes the socket thread. Call it once per service. Throws when the endpoint may not or cannot be bound, or when
+    /// the learner, the data or a checkpoint write fails (workers are told GOODBYE first).
+    public func run() throws -> CoordinatorReport {
+        let router: RouterChannel
+        let authenticator: ZAPAuthenticator?
+        do {
+            if settings.curve == nil {
+                try EndpointSecurity.checkInsecureBind(settings.endpoint, allowInsecure: settings.allowInsecure)
+            }
+            let context = try ZMQContext()
+            if let curve = settings.curve {
+                let log = logger
+                let zap = try ZAPAuthenticator(context: context, authorizedKeys: curve.authorizedKeys) { key, address, admitted in
+                    if !admitted { log.warning("CURVE client refused", metadata: ["key": "\(key)", "address": "\(address)"]) }
+                }
+                // libzmq admits every client while no ZAP handler is bound: start it first.
+                try zap.start()
+                authenticator = zap
+            } else {
+                authenticator = nil
+            }
+            do {
+                router = try RouterChannel(context: context, bind: settings.endpoint, codec: MessageCodec(limits: settings.limits),
+                                           security: settings.curve.map { .curveServer(secretKey: $0.secretKey) } ?? .none,
+                                           logger: logger)
+            } catch {
+                authenticator?.stop()
+                throw error
+            }
+        } catch {
+            mailbox.bindFailed()
+            throw error
+        }
+        defer { authenticator?.stop() }
+        mailbox.bound(router.endpoint)
+        logger.info("coordinator listening", metadata: ["endpoint": "\(router.endpoint)", "curve": "\(settings.curve != nil)"])
+
+        let driver = StepDriver(settings: settings, learner: learner, pairs: pairSource, resume: resume, stop: stop, clock: clock,
+                                checkpoints: checkpoints, metrics: metrics, onStep: onStep, mailbox: mailbox, logger: logger)
+        let learnerThread = Thread { driver.run() }
+        learnerThread.name = "cerm-learner"
+        learnerThread.stackSize = 8 << 20
+        learnerThread.start()
+
+        let loop = SocketLoop(settings: settings, router: router, mailbox: mailbox, clock: clock, metrics: metrics, logger: logger)
+        let end = loop.serve()
+        router.socket.close()
+
+        switch end.result {
+        case let .failure(error): throw error
+        case let .success(outcome):
+            return CoordinatorReport(outcome: outcome, policyVersion: loop.scheduler.policyVersion,
+                                     statistics: loop.scheduler.statistics, droppedMalformed: router.droppedMalformed,
+                                     checkpoints: end.checkpoints)
+        }
+    }
+}
+
+/// How the learner thread ended, handed to the socket thread.
+struct DriverEnd: Sendable {
+    var result: Result<CoordinatorOutcome, any Error>
+    var checkpoints: [String]
+}
+
+/// The only state the socket thread and the learner thread share.
+final class CoordinatorMailbox: @unchecked Sendable {
+    enum Command: Sendable {
+        case open(step: UInt64, pairs: [TaskPair])
+        case publish(version: UInt64, weights: [UInt8])
+    }
+
+    private let condition = NSCondition()
+    private var commands: [Command] = []
+    private var completed: [UInt64: StepRollouts] = [:]
+    private var workersAlive = 0
+    private var finalChunkServedAt: [UInt64: Double] = [:]
+    private var driverEnd: DriverEnd?
+    private var endpoint: String?
+    private var bindFinished = false
+    private var aborted = false
+
+    /// The socket thread cannot serve any more: the learner thread stops as if signalled.
+    func abort() {
+        condition.lock(); defer { condition.unlock() }
+        aborted = true
+        condition.broadcast()
+    }
+
+    /// Whether the run must stop: a stop was requested or the socket thread failed.
+    func shouldStop(_ stop: StopSignal) -> Bool {
+        condition.lock(); defer { condition.unlock() }
+        return aborted || stop.isRequested
+    }
+
+    // Binding (socket thread → starter).
+    func bound(_ endpoint: String) {
+        condition.lock(); defer { condition.unlock() }
+        self.endpoint = endpoint
+        bindFinished = true
+        condition.broadcast()
+    }
+
+    func bindFailed() {
+        condition.lock(); defer { condition.unlock() }
+        bindFinished = true
+        condition.broadcast()
+    }
+
+    func waitForEndpoint(timeout: Double) -> String? {
+        let deadline = Date().addingTimeInterval(timeout)
+        condition.lock(); defer { condition.unlock() }
+        while !bindFinished { if !condition.wait(until: deadline) { break } }
+        return endpoint
+    }
+
+    // Learner thread → socket thread.
+    func post(_ command: Command) {
+        condition.lock(); defer { condition.unlock() }
+        commands.append(command)
+    }
+
+    func takeCommands() -> [Command] {
+        condition.lock(); defer { condition.unlock() }
+        defer { commands = [] }
+        return commands
+    }
+
+    func finish(_ end: DriverEnd) {
+        condition.lock(); defer { condition.unlock() }
+        driverEnd = end
+        condition.broadcast()
+    }
+
+    var end: DriverEnd? {
+        condition.lock(); defer { condition.unlock() }
+        return driverEnd
+    }
+
+    // Socket thread → learner thread.
+    func complete(_ rollouts: StepRollouts) {
+        condition.lock(); defer { condition.unlock() }
+        completed[rollouts.step] = rollouts
+        condition.broadcast()
+    }
+
+    func setWorkersAlive(_ count: Int) {
+        condition.lock(); defer { condition.unlock() }
+        workersAlive = count
+    }
+
+    var aliveWorkers: Int {
+        condition.lock(); defer { condition.unlock() }
+        return workersAlive
+    }
+
+    func servedFinalChunk(version: UInt64, at time: Double) {
+        condition.lock(); defer { condition.unlock() }
+        finalChunkServedAt[version] = time
+    }
+
+    func finalChunkServed(version: UInt64) -> Double? {
+        condition.lock(); defer { condition.unlock() }
+        return finalChunkServedAt[version]
+    }
+
+    /// Waits until `step` is complete (its rollouts) or a stop is requested (nil). A stop wins
+    /// over a step completing at the same moment: once requested, no further update starts.
+    func waitForStep(_ step: UInt64, stop: StopSignal) -> StepRollouts? {
+        condition.lock(); defer { condition.unlock() }
+        while true {
+            if aborted || stop.isRequested { return nil }
+            if let rollouts = completed.removeValue(forKey: step) { return rollouts }
+            _ = condition.wait(until: Date().addingTimeInterval(0.05))
+        }
+    }
+}
+
+/// The learner thread: steps, updates, publishing, checkpoints and metrics.
+private final class StepDriver: @unchecked Sendable {
+    private struct OpenStep {
+        var pairs: [TaskPair]
+        /// The data cursor before this step's pairs were drawn (where a rewind goes).
+        var cursorBefore: DataCursor
+    }
+
+    let settings: CoordinatorSettings
+    let learner: any Learner
+    var pairs: any PairSource
+    let resume: ResumePoint?
+    let stop: StopSignal
+    let clock: any Clock
+    let checkpoints: CheckpointWriter?
+    let metrics: MetricsLogger?
+    let onStep: (@Sendable (StepMetrics) -> Void)?
+    let mailbox: CoordinatorMailbox
+    let logger: Logger
+    private var written: [String] = []
+
+    init(settings: CoordinatorSettings, learner: any Learner, pairs: any PairSource, resume: ResumePoint?, stop: StopSignal,
+         clock: any Clock, checkpoints: CheckpointWriter?, metrics: MetricsLogger?, onStep: (@Sendable (StepMetrics) -> Void)?,
+         mailbox: CoordinatorMailbox, logger: Logger) {
+        self.settings = settings
+        self.learner = learner
+        self.pairs = pairs
+        self.resume = resume
+        self.stop = stop
+        self.clock = clock
+        self.checkpoints = checkpoints
+        self.metrics = metrics
+        self.onStep = onStep
+        self.mailbox = mailbox
+        self.logger = logger
+    }
+
+    func run() {
+        let result: Result<CoordinatorOutcome, any Error>
+        do { result = .success(try drive()) } catch {
+            logger.error("training failed: \(error)")
+            result = .failure(error)
+        }
+        mailbox.finish(DriverEnd(result: result, checkpoints: written))
+    }
+
+    /// Serializes the learner's current weights and hands them to the socket thread; seconds spent.
+    private func publishPolicy() throws -> Double {
+        let started = clock.now()
+        let version = learner.policyVersion
+        guard version != WeightsVersion.reference else {
+            throw CermError.invalid("learner policy version \(version) collides with the reference weights version")
+        }
+        mailbox.post(.publish(version: version, weights: try learner.currentWeights()))
+        return clock.now() - started
+    }
+
+    private func drive() throws -> CoordinatorOutcome {
+        var completedSteps = 0
+        var lastSaved: Int?
+        if let resume {
+            try learner.restore(from: resume.state)
+            try pairs.restore(cursor: resume.state.dataCursor)
+            completedSteps = resume.state.step
+            lastSaved = resume.state.step
+            event(.resumed(path: resume.path, step: completedSteps))
+        }
+        mailbox.post(.publish(version: WeightsVersion.reference, weights: try learner.referenceWeights()))
+        _ = try publishPolicy()
+
+        let lookahead = settings.scheduler.mode == .async && settings.scheduler.maxStaleness >= 1 ? 1 : 0
+        var open: [Int: OpenStep] = [:]
+        var nextToOpen = completedSteps + 1
+        var stopped = false
+
+        while completedSteps < settings.steps {
+            if mailbox.shouldStop(stop) { stopped = true; break }
+            while nextToOpen <= min(settings.steps, completedSteps + 1 + lookahead) {
+                let cursorBefore = pairs.cursor
+                let batch = try pairs.nextBatch(count: settings.pairsPerBatch)
+                open[nextToOpen] = OpenStep(pairs: batch, cursorBefore: cursorBefore)
+                mailbox.post(.open(step: UInt64(nextToOpen), pairs: batch))
+                nextToOpen += 1
+            }
+            let step = completedSteps + 1
+            let stepStarted = clock.now()
+            guard let rollouts = mailbox.waitForStep(UInt64(step), stop: stop), let opened = open[step] else { stopped = true; break }
+            let waited = clock.now() - stepStarted
+            // Weight fetches by workers happen inside the wait; count them as distribution.
+            let sampledWith = rollouts.versionByPair.values.max() ?? learner.policyVersion
+            let fetching = mailbox.finalChunkServed(version: sampledWith).map { min(max(0, $0 - stepStarted), waited) } ?? 0
+
+            let updateStarted = clock.now()
+            let versionBefore = learner.policyVersion
+            var line = try learner.update(step: step, pairs: opened.pairs, rollouts: rollouts)
+            let updateSeconds = clock.now() - updateStarted
+            guard learner.policyVersion > versionBefore else {
+                throw CermError.invalid("learner update of step \(step) left policy version \(learner.policyVersion) (was \(versionBefore)); it must increase")
+            }
+            let handover = try publishPolicy()
+            open[step] = nil
+            completedSteps = step
+
+            var checkpointSeconds = 0.0
+            if settings.isSaveDue(step: step) {
+                checkpointSeconds = try save(step: step, cursor: cursorAfterCompleted(open: open))
+                lastSaved = step
+            }
+            let tokens = rollouts.trajectories.reduce(0) { $0 + $1.tokens.count }
+            line.step = step
+            line.policyVersion = sampledWith
+            line.generatedTokens = tokens
+            line.trajectories = rollouts.trajectories.count
+            line.waitRolloutsSeconds = waited - fetching
+            line.tokensPerSecond = waited - fetching > 0 ? Double(tokens) / (waited - fetching) : 0
+            line.updateSeconds = updateSeconds
+            line.weightDistributionSeconds = handover + fetching
+            line.checkpointSeconds = checkpointSeconds
+            line.stepSeconds = clock.now() - stepStarted
+            line.workersAlive = mailbox.aliveWorkers
+            if let metrics { try metrics.record(line) } else { logger.info("\(line.tailLine())") }
+            onStep?(line)
+        }
+
+        if stopped {
+            // Abandoned steps leave no trace: the next run draws their pairs again.
+            if let earliest = open.keys.min(), let cursor = open[earliest]?.cursorBefore { try pairs.restore(cursor: cursor) }
+            logger.notice("stop requested: abandoned \(open.count) open step(s) after \(completedSteps) completed")
+            if lastSaved != completedSteps { _ = try save(step: completedSteps, cursor: pairs.cursor) }
+            return .stopped(completedSteps: completedSteps)
+        }
+        return .finished(steps: completedSteps)
+    }
+
+    /// The cursor a checkpoint after the completed steps stores: before the earliest step still
+    /// open (async look-ahead), else the source's own.
+    private func cursorAfterCompleted(open: [Int: OpenStep]) -> DataCursor {
+        if let earliest = open.keys.min(), let step = open[earliest] { return step.cursorBefore }
+        return pairs.cursor
+    }
+
+    private func save(step: Int, cursor: DataCursor) throws -> Double {
+        guard let checkpoints else { return 0 }
+        let started = clock.now()
+        let state = try learner.trainingState(step: step, dataCursor: cursor)
+        let result = try checkpoints.write(state)
+        written.append(result.path)
+        let seconds = clock.now() - started
+        event(.checkpointSaved(path: result.path, seconds: seconds))
+        return seconds
+    }
+
+    private func event(_ event: ClusterEvent) {
+        if let metrics { metrics.event(event) } else { logger.info("\(event.line)") }
+    }
+}
+
+/// The socket thread's state: the ROUTER, the scheduler, the weights and the pairs of open steps.
+private final class SocketLoop {
+    let settings: CoordinatorSettings
+    let router: RouterChannel
+    let mailbox: CoordinatorMailbox
+    let clock: any Clock
+    let metrics: MetricsLogger?
+    let logger: Logger
+    private(set) var scheduler: TaskScheduler
+    private var policyWeights: WeightsPublisher
+    private var referenceWeights: WeightsPublisher
+    private var pairsByStep: [UInt64: [UInt64: TaskPair]] = [:]
+    private var lastAlive = -1
+
+    init(settings: CoordinatorSettings, router: RouterChannel, mailbox: CoordinatorMailbox, clock: any Clock,
+         metrics: MetricsLogger?, logger: Logger) {
+        self.settings = settings
+        self.router = router
+        self.mailbox = mailbox
+        self.clock = clock
+        self.metrics = metrics
+        self.logger = logger
+        scheduler = TaskScheduler(settings: settings.scheduler)
+        policyWeights = WeightsPublisher(chunkBytes: settings.weightChunkBytes, retain: settings.retainedVersions)
+        referenceWeights = WeightsPublisher(chunkBytes: settings.weightChunkBytes, retain: 1)
+    }
+
+    /// Serves until the learner thread ends, then says GOODBYE to every worker.
+    func serve() -> DriverEnd {
+        while true {
+            applyCommands()
+            if let end = mailbox.end {
+                applyCommands()
+                sayGoodbye(end)
+                return end
+            }
+            do {
+                if let (peer, message) = try router.receive(timeoutMs: settings.pollMilliseconds) {
+                    handle(message, from: peer)
+                }
+            } catch {
+                // Only a dead socket or context fails here. The learner thread stops as on a
+                // signal (abandoning the step, saving a checkpoint); the run then fails.
+                logger.critical("router receive failed: \(error); stopping the run")
+                mailbox.abort()
+                var end = mailbox.end
+                while end == nil {
+                    Thread.sleep(forTimeInterval: 0.01)
+                    end = mailbox.end
+                }
+                return DriverEnd(result: .failure(error), checkpoints: end?.checkpoints ?? [])
+            }
+            housekeeping()
+        }
+    }
+
+    private func name(_ peer: RoutingID) -> String { scheduler.registry.worker(peer)?.name ?? peer.description }
+
+    private func event(_ event: ClusterEvent) {
+        if let metrics { metrics.event(event) } else { logger.info("\(event.line)") }
+    }
+
+    /// Sends and notes it (any message counts as a heartbeat).
+    private func send(_ message: Message, to peer: RoutingID) {
+        if deliver(message, to: peer) { scheduler.sent(to: peer, now: clock.now()) }
+    }
+
+    /// Queues `message` for `peer` without ever blocking the socket thread: a peer that is gone
+    /// or has a full queue (it stopped reading) loses the message, it does not stall heartbeats
+    /// and weights for everyone else. Liveness and re-requests recover the loss.
+    @discardableResult
+    private func deliver(_ message: Message, to peer: RoutingID) -> Bool {
+        do {
+            let frames = try router.codec.encode(message)
+            if try router.socket.send([peer.bytes] + frames, dontWait: true) { return true }
+            logger.warning("queue to \(name(peer)) is full; \(message.type) dropped")
+        } catch let error as ZMQError where error.code == EHOSTUNREACH {
+            logger.debug("peer \(peer) is gone; \(message.type) not delivered")
+        } catch {
+            logger.error("cannot send \(message.type) to \(name(peer)): \(error)")
+        }
+        return false
+    }
+
+    private func applyCommands() {
+        for command in mailbox.takeCommands() {
+            switch command {
+            case let .publish(version, weights):
+                if version == WeightsVersion.reference {
+                    referenceWeights.publish(version: version, bytes: weights)
+                    continue
+                }
+                policyWeights.publish(version: version, bytes: weights)
+                if version > scheduler.policyVersion {
+                    do { try scheduler.advancePolicy(to: version) } catch { logger.error("\(error)") }
+                }
+            case let .open(step, pairs):
+                do {
+                    try scheduler.openStep(step, pairIDs: pairs.map(\.pairID))
+                    pairsByStep[step] = Dictionary(pairs.map { ($0.pairID, $0) }, uniquingKeysWith: { first, _ in first })
+                } catch {
+                    // The learner thread opens steps in order with unique pairs; this is a bug.
+                    logger.critical("cannot open step \(step): \(error)")
+                }
+            }
+        }
+    }
+
+    private func handle(_ message: Message, from peer: RoutingID) {
+        let now = clock.now()
+        switch message {
+        case let .hello(hello):
+            switch scheduler.handle(hello: hello, from: peer, now: now) {
+            case let .welcome(welcome, requeued):
+                send(.welcome(welcome), to: peer)
+                logger.info("worker \(hello.name) (\(hello.kind)) joined", metadata: ["peer": "\(peer)", "capacity": "\(hello.capacity)"])
+                event(.workerJoined(worker: hello.name, alive: scheduler.registry.count))
+                if !requeued.isEmpty { event(.tasksRequeued(count: requeued.count, from: "\(hello.name) (restarted)")) }
+            case let .refuse(reason):
+                logger.warning("refused worker \(hello.name) at \(peer): \(reason)")
+                deliver(.refuse(reason: reason), to: peer)
+            }
+        case let .ready(credit):
+            if !scheduler.handle(ready: Int(credit), from: peer, now: now) { dropUnregistered(message, from: peer) }
+        case let .result(result):
+            let worker = name(peer)
+            switch scheduler.handle(result: result, from: peer, now: now) {
+            case let .accepted(_, step, stepComplete):
+                if stepComplete, let rollouts = scheduler.takeCompletedStep(step) {
+                    pairsByStep[step] = nil
+                    mailbox.complete(rollouts)
+                }
+            case let .dropped(taskID, reason, requeuedAs):
+                logger.notice("dropped RESULT of task \(taskID) from \(worker): \(reason)")
+                switch reason {
+                case .lateOrDuplicate, .notAssignedToSender: event(.lateResultDropped(task: taskID, worker: worker))
+                default: break
+                }
+                if requeuedAs != nil { event(.tasksRequeued(count: 1, from: "\(worker) (\(reason))")) }
+            }
+        case .heartbeat:
+            if !scheduler.heard(from: peer, now: now) { dropUnregistered(message, from: peer) }
+        case let .weightsRequest(version, chunkIndex):
+            guard scheduler.heard(from: peer, now: now) else { return dropUnregistered(message, from: peer) }
+            let publisher = version == WeightsVersion.reference ? referenceWeights : policyWeights
+            let reply = publisher.reply(version: version, chunkIndex: chunkIndex)
+            send(reply, to: peer)
+            if case let .weightsChunk(chunk) = reply, chunk.chunkIndex + 1 == chunk.chunkCount {
+                mailbox.servedFinalChunk(version: version, at: clock.now())
+            }
+        case let .goodbye(reason):
+            let worker = name(peer)
+            guard scheduler.registry.contains(peer) else { return dropUnregistered(message, from: peer) }
+            let requeued = scheduler.handle(goodbyeFrom: peer, now: now)
+            logger.info("worker \(worker) said goodbye: \(reason)")
+            event(.workerLeft(worker: worker, alive: scheduler.registry.count))
+            if !requeued.isEmpty { event(.tasksRequeued(count: requeued.count, from: worker)) }
+        case .welcome, .refuse, .task, .weightsChunk, .weightsUnavailable:
+            logger.warning("dropped \(message.type) from \(name(peer)): only the coordinator sends it")
+        }
+    }
+
+    private func dropUnregistered(_ message: Message, from peer: RoutingID) {
+        logger.debug("dropped \(message.type) from unregistered peer \(peer) (HELLO first)")
+    }
+
+    private func housekeeping() {
+        let now = clock.now()
+        for assignment in scheduler.dispatch(now: now) {
+            let pairs = pairsByStep[assignment.task.step] ?? [:]
+            do {
+                let message = try assignment.task.message(runSeed: settings.runSeed, parameters: settings.rollout) { id in
+                    guard let pair = pairs[id] else { throw CermError.invalid("pair \(id) of step \(assignment.task.step) is unknown") }
+                    return pair
+                }
+                send(message, to: assignment.worker)
+            } catch {
+                logger.error("cannot build task \(assignment.task.taskID): \(error)")
+            }
+        }
+        let lastHeard = Dictionary(scheduler.registry.workers.map { ($0.peer, $0.liveness.lastHeard) }, uniquingKeysWith: { a, _ in a })
+        let tick = scheduler.tick(now: now)
+        for dead in tick.expired {
+            let silent = now - (lastHeard[dead.peer] ?? now)
+            logger.warning("worker \(dead.name) silent for \(String(format: "%.2f", silent)) s: declared dead")
+            event(.workerDied(worker: dead.name, silentSeconds: silent, requeuedTasks: dead.requeued.count, alive: scheduler.registry.count))
+            if !dead.requeued.isEmpty { event(.tasksRequeued(count: dead.requeued.count, from: dead.name)) }
+        }
+        for peer in tick.heartbeatsDue {
+            // tick already marked these as sent.
+            deliver(.heartbeat(policyVersion: scheduler.policyVersion), to: peer)
+        }
+        if scheduler.registry.count != lastAlive {
+            lastAlive = scheduler.registry.count
+            mailbox.setWorkersAlive(lastAlive)
+        }
+    }
+
+    private func sayGoodbye(_ end: DriverEnd) {
+        let reason: String
+        switch end.result {
+        case let .success(.finished(steps)): reason = "run finished after \(steps) steps"
+        case let .success(.stopped(steps)): reason = "coordinator stopping after \(steps) steps (stop requested)"
+        case let .failure(error): reason = "coordinator failed: \(error)"
+        }
+        for worker in scheduler.registry.workers {
+            deliver(.goodbye(reason: String(reason.utf8.prefix(settings.limits.maxReasonBytes)) ?? "goodbye"), to: worker.peer)
+        }
+        // Linger so the GOODBYEs leave before the socket closes (sockets default to 0).
+        try? router.socket.setLinger(milliseconds: 500)
+    }
+}

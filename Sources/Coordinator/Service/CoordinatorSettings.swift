@@ -1,0 +1,81 @@
+import Shared
+
+/// CURVE material of a coordinator: its secret key and the worker public keys it admits.
+public struct CoordinatorCurve: Sendable, Equatable {
+    public var secretKey: String
+    public var authorizedKeys: [String]
+
+    public init(secretKey: String, authorizedKeys: [String]) {
+        self.secretKey = secretKey
+        self.authorizedKeys = authorizedKeys
+    }
+}
+
+/// Everything ``CoordinatorService`` needs from the configuration, as plain values so tests can
+/// use sizes the config schema would not accept (tiny weight chunks, sub-second heartbeats).
+public struct CoordinatorSettings: Sendable {
+    /// `cluster.endpoint` (a `*` port is resolved at bind, see ``CoordinatorService/waitForEndpoint(timeout:)``).
+    public var endpoint: String
+    public var scheduler: SchedulerSettings
+    public var limits: ProtocolLimits
+    public var rollout: RolloutParameters
+    /// `run.seed`: sampling seeds derive from it.
+    public var runSeed: UInt64
+    /// `run.steps`: the run ends after this many optimizer steps.
+    public var steps: Int
+    /// `grpo.pairs_per_batch`.
+    public var pairsPerBatch: Int
+    /// `run.save_every`; a checkpoint is also written at the last step and on a graceful stop.
+    public var saveEvery: Int
+    /// `cluster.weight_chunk_bytes`.
+    public var weightChunkBytes: Int
+    /// CURVE server with ZAP, or nil for a plain socket (loopback only unless `allowInsecure`).
+    public var curve: CoordinatorCurve?
+    /// `cluster.allow_insecure`.
+    public var allowInsecure: Bool
+    /// Longest the socket thread blocks in one receive; bounds the latency of step hand-overs.
+    public var pollMilliseconds: Int
+
+    public init(endpoint: String, scheduler: SchedulerSettings, limits: ProtocolLimits, rollout: RolloutParameters,
+                runSeed: UInt64, steps: Int, pairsPerBatch: Int, saveEvery: Int, weightChunkBytes: Int,
+                curve: CoordinatorCurve? = nil, allowInsecure: Bool = false, pollMilliseconds: Int = 10) {
+        self.endpoint = endpoint
+        self.scheduler = scheduler
+        self.limits = limits
+        self.rollout = rollout
+        self.runSeed = runSeed
+        self.steps = max(0, steps)
+        self.pairsPerBatch = max(1, pairsPerBatch)
+        self.saveEvery = max(1, saveEvery)
+        self.weightChunkBytes = max(1, weightChunkBytes)
+        self.curve = curve
+        self.allowInsecure = allowInsecure
+        self.pollMilliseconds = max(1, pollMilliseconds)
+    }
+
+    /// The settings of a run's configuration. Loads the CURVE key files when
+    /// `cluster.curve_secret_key_file` is set (then `cluster.authorized_keys_file` is required);
+    /// errors name the file and line at fault.
+    public init(config: Config) throws {
+        var curve: CoordinatorCurve?
+        let cluster = config.cluster
+        if !cluster.curveSecretKeyFile.isEmpty {
+            guard !cluster.authorizedKeysFile.isEmpty else {
+                throw CermError.invalid("cluster.curve_secret_key_file is set but cluster.authorized_keys_file is empty: no worker could be admitted")
+            }
+            let keys = try CurveKeyFiles.loadKeyPair(path: cluster.curveSecretKeyFile)
+            curve = CoordinatorCurve(secretKey: keys.secretKey,
+                                     authorizedKeys: try CurveKeyFiles.loadAuthorizedKeys(path: cluster.authorizedKeysFile))
+        }
+        self.init(endpoint: cluster.endpoint, scheduler: SchedulerSettings(config: config), limits: ProtocolLimits(config: config),
+                  rollout: RolloutParameters(config: config.rollout), runSeed: config.run.seed, steps: config.run.steps,
+                  pairsPerBatch: config.grpo.pairsPerBatch, saveEvery: config.run.saveEvery,
+                  weightChunkBytes: cluster.weightChunkBytes, curve: curve, allowInsecure: cluster.allowInsecure)
+    }
+
+    /// Whether step `step` (1-based count of optimizer steps) gets a checkpoint.
+    public func isSaveDue(step: Int) -> Bool { step > 0 && (step % saveEvery == 0 || step == steps) }
+
+    /// Policy versions the publisher keeps: the current one, plus those async results may still name.
+    var retainedVersions: Int { scheduler.mode == .async ? Int(min(scheduler.maxStaleness, 1000)) + 2 : 2 }
+}

@@ -1,0 +1,50 @@
+import Shared
+
+/// The coordinator's learner: turns a completed step's trajectories into new policy weights.
+///
+/// ``CoordinatorService`` calls every method from its learner thread only, one call at a time,
+/// never from the socket thread, so an implementation needs no locking of its own (hence
+/// `@unchecked Sendable` is acceptable for a class holding mutable model state).
+public protocol Learner: AnyObject, Sendable {
+    /// Version of the current policy weights. Must increase with every ``update(step:pairs:rollouts:)``
+    /// and stay below ``WeightsVersion/reference``.
+    var policyVersion: UInt64 { get }
+    /// Serialized weights of ``policyVersion`` (the bytes workers receive in
+    /// ``RolloutExecutor``-side `prepare`).
+    func currentWeights() throws -> [UInt8]
+    /// Serialized weights of the frozen reference model (served as ``WeightsVersion/reference``).
+    func referenceWeights() throws -> [UInt8]
+    /// One GRPO update from step `step`'s rollouts (canonical trajectory order); bumps
+    /// ``policyVersion``. `pairs` are the step's pairs as sent to workers (labels stay with the
+    /// learner's data). The returned metrics' reward/loss fields are kept; the runtime fills in
+    /// step, timings, token counts and workers alive.
+    func update(step: Int, pairs: [TaskPair], rollouts: StepRollouts) throws -> StepMetrics
+    /// Everything needed to continue after `step` optimizer steps; `dataCursor` is where the
+    /// next step's pairs start. The learner fills in the rest (tensors, AdamW state, RNG, config
+    /// text, model config, tokenizer); the runtime writes it as `step_<step>.h5`.
+    func trainingState(step: Int, dataCursor: DataCursor) throws -> TrainingState
+    /// Continues from a checkpoint (model, optimizer, policy version, RNG).
+    func restore(from state: TrainingState) throws
+}
+
+/// Where a step's pairs come from. Used from the learner thread only.
+public protocol PairSource: Sendable {
+    /// Where the next batch starts (epoch, position, permutation seed); stored in checkpoints.
+    var cursor: DataCursor { get }
+    /// The next `count` pairs, advancing ``cursor``. Pair ids must be unique within one batch.
+    mutating func nextBatch(count: Int) throws -> [TaskPair]
+    /// Moves to a cursor taken from ``cursor`` earlier (resume, or rewinding an abandoned step).
+    mutating func restore(cursor: DataCursor) throws
+}
+
+/// A checkpoint to continue from.
+public struct ResumePoint: Sendable {
+    public var state: TrainingState
+    /// The file it was read from (for the `resumed` event).
+    public var path: String
+
+    public init(state: TrainingState, path: String) {
+        self.state = state
+        self.path = path
+    }
+}

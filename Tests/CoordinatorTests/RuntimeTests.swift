@@ -1,0 +1,376 @@
+import Foundation
+import Logging
+import Testing
+@testable import Coordinator
+@testable import Shared
+import Worker
+
+/// Coordinator and workers as threads of this process over TCP loopback, with fake engines.
+/// Heartbeats are short (50 ms; 300 ms timeout where expiry matters) so a killed worker is
+/// noticed quickly; assertions
+/// never depend on timing, only on what the runs produce.
+@Suite(.serialized) struct RuntimeTests {
+    static let configHash: UInt64 = 0xC0FFEE
+    static let rollout = RolloutParameters(nc: 2, ne: 1, criteriaMaxTokens: 8, evaluationMaxTokens: 8, temperature: 1, topP: 1)
+    static let pairCount = 7
+    static let pairsPerBatch = 5
+
+    static func quiet(_ label: String) -> Logger {
+        var logger = Logger(label: label)
+        logger.logLevel = .warning
+        return logger
+    }
+
+    /// Heartbeat timeout of tests that do not exercise expiry: long enough that a loaded machine
+    /// does not starve a healthy peer into a spurious death.
+    static let relaxedTimeout = 1.0
+
+    static func coordinatorSettings(steps: Int, saveEvery: Int = 100, chunkBytes: Int = 1 << 16, pairsPerTask: Int = 1,
+                                    heartbeatTimeout: Double = relaxedTimeout) -> CoordinatorSettings {
+        CoordinatorSettings(
+            endpoint: "tcp://127.0.0.1:*",
+            scheduler: SchedulerSettings(mode: .sync, pairsPerTask: pairsPerTask, heartbeatInterval: 0.05, heartbeatTimeout: heartbeatTimeout,
+                                         configHash: configHash, maxMessageBytes: 1 << 20,
+                                         expectedRollout: .twoStage(nc: 2, ne: 1, responses: 2)),
+            limits: ProtocolLimits(maxMessageBytes: 1 << 20, vocabularySize: UInt32(FakeModel.vocabulary)),
+            rollout: rollout, runSeed: 99, steps: steps, pairsPerBatch: pairsPerBatch, saveEvery: saveEvery,
+            weightChunkBytes: chunkBytes)
+    }
+
+    static func workerSettings(_ endpoint: String, name: String, configHash: UInt64 = configHash) -> WorkerSettings {
+        WorkerSettings(endpoint: endpoint, name: name, configHash: configHash,
+                       limits: ProtocolLimits(maxMessageBytes: 1 << 20, vocabularySize: UInt32(FakeModel.vocabulary)),
+                       heartbeatInterval: 0.05, heartbeatTimeout: relaxedTimeout)
+    }
+
+    /// The weights a run must end with, computed without any network: every pair of every step
+    /// sampled with the version the learner had when the step opened.
+    static func expectedWeights(steps: Int, learnerSize: Int = 48) throws -> [UInt8] {
+        let learner = FakeLearner(size: learnerSize)
+        var pairs = FakePairs(count: pairCount)
+        for step in 1...steps {
+            let batch = try pairs.nextBatch(count: pairsPerBatch)
+            let task = TaskMessage(taskID: 1, step: UInt64(step), policyVersion: learner.policyVersion, runSeed: 99, parameters: rollout, pairs: batch)
+            let trajectories = FakeModel.trajectories(task: task, weights: try learner.currentWeights(), reference: learner.reference)
+            let rollouts = StepRollouts(step: UInt64(step), trajectories: trajectories.sorted { $0.id < $1.id },
+                                        versionByPair: Dictionary(uniqueKeysWithValues: batch.map { ($0.pairID, learner.policyVersion) }))
+            _ = try learner.update(step: step, pairs: batch, rollouts: rollouts)
+        }
+        return learner.weights
+    }
+
+    static func temporaryDirectory() -> String {
+        let path = NSTemporaryDirectory() + "cerm-runtime-\(UUID().uuidString)"
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    /// A coordinator on its own thread; returns it, its run and the bound endpoint.
+    static func startCoordinator(_ service: CoordinatorService) throws -> (Background<CoordinatorReport>, String) {
+        let run = Background("coordinator") { try service.run() }
+        guard let endpoint = service.waitForEndpoint(timeout: 10) else {
+            _ = run.wait(timeout: 1)
+            throw CermError.invalid("coordinator did not bind")
+        }
+        return (run, endpoint)
+    }
+
+    static func startWorker(_ endpoint: String, name: String, executor: FakeExecutor, configHash: UInt64 = configHash,
+                            stop: StopSignal = StopSignal(), crash: StopSignal? = nil) -> Background<WorkerOutcome> {
+        let client = WorkerClient(settings: workerSettings(endpoint, name: name, configHash: configHash), executor: executor,
+                                  stop: stop, crash: crash, logger: quiet("worker.\(name)"))
+        return Background("worker-\(name)") { try client.run() }
+    }
+
+    // MARK: Tests
+
+    @Test func twoWorkersRunThreeStepsAndEveryVersionArrivesIntact() throws {
+        let learner = FakeLearner()
+        let service = CoordinatorService(settings: Self.coordinatorSettings(steps: 3), learner: learner, pairs: FakePairs(count: Self.pairCount),
+                                         logger: Self.quiet("coordinator"))
+        let (coordinator, endpoint) = try Self.startCoordinator(service)
+        let executors = [FakeExecutor(), FakeExecutor()]
+        let workers = executors.enumerated().map { Self.startWorker(endpoint, name: "w\($0.offset)", executor: $0.element) }
+
+        let report = try coordinator.value()
+        #expect(report.outcome == .finished(steps: 3))
+        #expect(report.policyVersion == 3)
+        #expect(report.statistics.resultsAccepted == 15)
+        #expect(learner.weights == (try Self.expectedWeights(steps: 3)))
+        for worker in workers {
+            #expect(try worker.value() == .goodbye(reason: "run finished after 3 steps"))
+        }
+        #expect(executors.map(\.runs).reduce(0, +) == 15)
+        let published = learner.publishedChecksums
+        for executor in executors where executor.runs > 0 {
+            #expect(executor.references == 1)
+            for (version, checksum) in executor.prepared { #expect(published[version] == checksum, "version \(version)") }
+        }
+    }
+
+    @Test(arguments: [1, 3]) func finalWeightsDoNotDependOnTheNumberOfWorkers(workerCount: Int) throws {
+        let learner = FakeLearner()
+        let service = CoordinatorService(settings: Self.coordinatorSettings(steps: 3, pairsPerTask: 2), learner: learner,
+                                         pairs: FakePairs(count: Self.pairCount), logger: Self.quiet("coordinator"))
+        let (coordinator, endpoint) = try Self.startCoordinator(service)
+        let workers = (0..<workerCount).map { Self.startWorker(endpoint, name: "w\($0)", executor: FakeExecutor()) }
+        #expect(try coordinator.value().outcome == .finished(steps: 3))
+        #expect(learner.weights == (try Self.expectedWeights(steps: 3)))
+        for worker in workers { #expect(try worker.value().exitCode == 0) }
+    }
+
+    @Test func aWorkerKilledMidStepHasItsTasksRerunAndTheResultIsUnchanged() throws {
+        let learner = FakeLearner()
+        let service = CoordinatorService(settings: Self.coordinatorSettings(steps: 3, heartbeatTimeout: 0.3), learner: learner,
+                                         pairs: FakePairs(count: Self.pairCount), logger: Self.quiet("coordinator"))
+        let (coordinator, endpoint) = try Self.startCoordinator(service)
+        let crash = StopSignal()
+        // The victim dies while holding a task of step 2: it never answers it.
+        let victim = FakeExecutor(delay: 0.2) { task in if task.step == 2 { crash.request() } }
+        let survivor = FakeExecutor(delay: 0.01)
+        let victimRun = Self.startWorker(endpoint, name: "victim", executor: victim, crash: crash)
+        let survivorRun = Self.startWorker(endpoint, name: "survivor", executor: survivor)
+
+        #expect(try victimRun.value() == .crashed)
+        let report = try coordinator.value()
+        #expect(report.outcome == .finished(steps: 3))
+        #expect(report.statistics.workersExpired >= 1)
+        #expect(report.statistics.tasksRequeued >= 1)
+        #expect(learner.weights == (try Self.expectedWeights(steps: 3)))
+        #expect(try survivorRun.value().exitCode == 0)
+    }
+
+    @Test func aFailingEngineEndsItsWorkerAndItsTaskRunsElsewhere() throws {
+        let learner = FakeLearner()
+        let service = CoordinatorService(settings: Self.coordinatorSettings(steps: 3), learner: learner, pairs: FakePairs(count: Self.pairCount),
+                                         logger: Self.quiet("coordinator"))
+        let (coordinator, endpoint) = try Self.startCoordinator(service)
+        let fragile = Self.startWorker(endpoint, name: "fragile", executor: FakeExecutor(failOnStep: 2))
+        let sturdy = Self.startWorker(endpoint, name: "sturdy", executor: FakeExecutor(delay: 0.02))
+        let outcome = try fragile.value()
+        #expect(outcome == .executorFailed("engine failure on step 2"))
+        #expect(outcome.exitCode == 1)
+        let report = try coordinator.value()
+        #expect(report.outcome == .finished(steps: 3))
+        #expect(report.statistics.tasksRequeued >= 1)
+        #expect(learner.weights == (try Self.expectedWeights(steps: 3)))
+        #expect(try sturdy.value().exitCode == 0)
+    }
+
+    @Test func aWorkerWithAnotherConfigIsRefusedAndTheCoordinatorCarriesOn() throws {
+        let learner = FakeLearner()
+        let service = CoordinatorService(settings: Self.coordinatorSettings(steps: 1), learner: learner, pairs: FakePairs(count: Self.pairCount),
+                                         logger: Self.quiet("coordinator"))
+        let (coordinator, endpoint) = try Self.startCoordinator(service)
+        let wrong = try Self.startWorker(endpoint, name: "stranger", executor: FakeExecutor(), configHash: Self.configHash + 1).value()
+        guard case let .refused(reason) = wrong else { Issue.record("expected a refusal, got \(wrong)"); return }
+        #expect(reason.hasPrefix("config hash mismatch: worker 0xc0ffef, coordinator 0xc0ffee"))
+        #expect(wrong.exitCode == 2)
+
+        let good = Self.startWorker(endpoint, name: "good", executor: FakeExecutor())
+        #expect(try coordinator.value().outcome == .finished(steps: 1))
+        #expect(try good.value() == .goodbye(reason: "run finished after 1 steps"))
+        #expect(learner.weights == (try Self.expectedWeights(steps: 1)))
+    }
+
+    @Test func garbageFromARawSocketIsDroppedAndTheRunCompletes() throws {
+        let learner = FakeLearner()
+        let service = CoordinatorService(settings: Self.coordinatorSettings(steps: 2), learner: learner, pairs: FakePairs(count: Self.pairCount),
+                                         logger: Self.quiet("coordinator"))
+        let (coordinator, endpoint) = try Self.startCoordinator(service)
+
+        let context = try ZMQContext()
+        let raw = try ZMQSocket(context: context, type: .dealer)
+        try raw.connect(endpoint)
+        let hello = try MessageCodec().encode(.hello(HelloMessage(name: "raw", capacity: 1, configHash: Self.configHash, kind: .cpu)))
+        let garbage: [[[UInt8]]] = [
+            [[1, 2, 3]],                                                  // one frame
+            [Array("JUNK".utf8) + hello[0].dropFirst(4), hello[1]],       // bad magic
+            [hello[0], Array(hello[1].dropLast(3))],                      // body shorter than declared
+            [hello[0], hello[1], [0]],                                    // three frames
+            [MessageCodec.header(type: 200, bodyLength: 0), []],          // unknown type
+        ]
+        for frames in garbage { try raw.send(frames) }
+        // Valid but from a peer that never said HELLO: dropped without a reply.
+        try raw.send(try MessageCodec().encode(.ready(credit: 1)))
+        // Same connection, so the WELCOME proves everything above was processed first.
+        try raw.send(hello)
+        let reply = try #require(try raw.receive(timeoutMs: 10_000))
+        guard case .welcome = try MessageCodec().decode(reply) else { Issue.record("expected WELCOME"); return }
+        raw.close()
+
+        let good = Self.startWorker(endpoint, name: "good", executor: FakeExecutor())
+        let report = try coordinator.value()
+        #expect(report.outcome == .finished(steps: 2))
+        #expect(report.droppedMalformed == garbage.count)
+        #expect(learner.weights == (try Self.expectedWeights(steps: 2)))
+        #expect(try good.value().exitCode == 0)
+    }
+
+    @Test func weightsTravelInManySmallChunks() throws {
+        // 3000-byte weights in 64-byte chunks: 47 requests per version.
+        let learner = FakeLearner(size: 3000)
+        let service = CoordinatorService(settings: Self.coordinatorSettings(steps: 2, chunkBytes: 64), learner: learner,
+                                         pairs: FakePairs(count: Self.pairCount), logger: Self.quiet("coordinator"))
+        let (coordinator, endpoint) = try Self.startCoordinator(service)
+        let executor = FakeExecutor()
+        let worker = Self.startWorker(endpoint, name: "w", executor: executor)
+        #expect(try coordinator.value().outcome == .finished(steps: 2))
+        #expect(try worker.value().exitCode == 0)
+        let published = learner.publishedChecksums
+        #expect(executor.prepared.map(\.version) == [0, 1])
+        #expect(executor.prepared.map { Optional($0.checksum) } == [published[0], published[1]])
+        #expect(executor.references == 1)
+        #expect(learner.weights == (try Self.expectedWeights(steps: 2, learnerSize: 3000)))
+    }
+
+    @Test func aStopAbandonsTheStepSavesAndResumingMatchesAnUninterruptedRun() throws {
+        let directory = Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let stop = StopSignal()
+        let learner = FakeLearner()
+        let sink = LogSink()
+        let metrics = try MetricsLogger(runDirectory: directory, sink: sink)
+        defer { sink.detachFile() }
+        let service = CoordinatorService(settings: Self.coordinatorSettings(steps: 4, saveEvery: 3), learner: learner,
+                                         pairs: FakePairs(count: Self.pairCount), stop: stop,
+                                         checkpoints: CheckpointWriter(directory: directory, keepLast: 3), metrics: metrics,
+                                         logger: Self.quiet("coordinator"))
+        let (coordinator, endpoint) = try Self.startCoordinator(service)
+        // The stop arrives while step 3 is being sampled: step 3 must be abandoned.
+        let worker = Self.startWorker(endpoint, name: "w", executor: FakeExecutor { task in if task.step == 3 { stop.request() } })
+        let report = try coordinator.value()
+        #expect(report.outcome == .stopped(completedSteps: 2))
+        #expect(report.checkpoints == [directory + "/step_2.h5"])
+        guard case let .goodbye(reason) = try worker.value() else { Issue.record("worker did not get GOODBYE"); return }
+        #expect(reason == "coordinator stopping after 2 steps (stop requested)")
+        metrics.close()
+        let lines = try String(contentsOfFile: directory + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+        #expect(try lines.map { try StepMetrics.parse(jsonLine: String($0)).step } == [1, 2])
+        let trainLog = try String(contentsOfFile: directory + "/train.log", encoding: .utf8)
+        #expect(trainLog.contains("event worker_joined worker=w alive=1"))
+        #expect(trainLog.contains("event checkpoint_saved path=\(directory)/step_2.h5"))
+
+        let saved = try CheckpointReader.resume(from: directory)
+        #expect(saved.state.step == 2)
+        #expect(saved.state.policyVersion == 2)
+        // Two batches of 5 from 7 pairs: epoch 1, position 3 — step 3's pairs were given back.
+        #expect(saved.state.dataCursor == DataCursor(epoch: 1, position: 3, permutationSeed: 3))
+
+        let resumed = FakeLearner()   // step-0 weights: restore must replace them with step 2's
+        let second = CoordinatorService(settings: Self.coordinatorSettings(steps: 4, saveEvery: 3), learner: resumed,
+                                        pairs: FakePairs(count: Self.pairCount), resume: ResumePoint(state: saved.state, path: saved.path),
+                                        checkpoints: CheckpointWriter(directory: directory, keepLast: 3), logger: Self.quiet("coordinator"))
+        let (secondRun, secondEndpoint) = try Self.startCoordinator(second)
+        let secondWorker = Self.startWorker(secondEndpoint, name: "w2", executor: FakeExecutor())
+        let secondReport = try secondRun.value()
+        #expect(secondReport.outcome == .finished(steps: 4))
+        #expect(secondReport.checkpoints == [directory + "/step_3.h5", directory + "/step_4.h5"])
+        #expect(resumed.weights == (try Self.expectedWeights(steps: 4)))
+        #expect(try secondWorker.value().exitCode == 0)
+    }
+
+    @Test func anInsecureNonLoopbackBindIsRefused() throws {
+        var settings = Self.coordinatorSettings(steps: 1)
+        settings.endpoint = "tcp://0.0.0.0:*"
+        let service = CoordinatorService(settings: settings, learner: FakeLearner(), pairs: FakePairs(count: 3), logger: Self.quiet("coordinator"))
+        #expect(throws: CermError.self) { try service.run() }
+        #expect(service.waitForEndpoint(timeout: 1) == nil)
+    }
+
+    @Test func workersStayAliveThroughALongUpdate() throws {
+        // Each update takes 0.8 s, well past the 0.3 s heartbeat timeout.
+        let learner = FakeLearner(updateDelay: 0.8)
+        let service = CoordinatorService(settings: Self.coordinatorSettings(steps: 2, heartbeatTimeout: 0.3), learner: learner,
+                                         pairs: FakePairs(count: Self.pairCount), logger: Self.quiet("coordinator"))
+        let (coordinator, endpoint) = try Self.startCoordinator(service)
+        let client = WorkerClient(settings: Self.workerSettings(endpoint, name: "patient"), executor: FakeExecutor(), logger: Self.quiet("worker"))
+        let worker = Background("worker-patient") { try client.run() }
+        let report = try coordinator.value()
+        #expect(report.outcome == .finished(steps: 2))
+        #expect(report.statistics.workersExpired == 0)
+        #expect(try worker.value() == .goodbye(reason: "run finished after 2 steps"))
+        #expect(client.sessions == 1)
+        #expect(learner.weights == (try Self.expectedWeights(steps: 2)))
+    }
+
+    @Test func asyncModeKeepsOneStepAheadWithinTheStalenessBound() throws {
+        var settings = Self.coordinatorSettings(steps: 4)
+        settings.scheduler.mode = .async
+        settings.scheduler.maxStaleness = 1
+        let learner = FakeLearner(updateDelay: 0.05)
+        let service = CoordinatorService(settings: settings, learner: learner, pairs: FakePairs(count: Self.pairCount), logger: Self.quiet("coordinator"))
+        let (coordinator, endpoint) = try Self.startCoordinator(service)
+        let workers = (0..<2).map { Self.startWorker(endpoint, name: "w\($0)", executor: FakeExecutor(delay: 0.005)) }
+        let report = try coordinator.value()
+        #expect(report.outcome == .finished(steps: 4))
+        #expect(report.policyVersion == 4)
+        #expect(report.statistics.resultsAccepted == 20)
+        // Step k is sampled with version k-1, or k-2 when it was dispatched during update k-1.
+        let versions = learner.versionsByStep
+        for step in 1...4 {
+            let allowed = Set([UInt64(max(0, step - 2)), UInt64(step - 1)])
+            #expect(versions[step].map { $0.isSubset(of: allowed) } == true, "step \(step): \(versions[step] ?? [])")
+        }
+        for worker in workers { #expect(try worker.value().exitCode == 0) }
+    }
+
+    @Test func curveAdmitsOnlyListedWorkers() throws {
+        try #require(ZMQContext.has("curve"))
+        let server = try CurveKeyPair.generate(), member = try CurveKeyPair.generate(), stranger = try CurveKeyPair.generate()
+        var settings = Self.coordinatorSettings(steps: 1)
+        settings.curve = CoordinatorCurve(secretKey: server.secretKey, authorizedKeys: [member.publicKey])
+        let learner = FakeLearner()
+        let service = CoordinatorService(settings: settings, learner: learner, pairs: FakePairs(count: Self.pairCount), logger: Self.quiet("coordinator"))
+        let (coordinator, endpoint) = try Self.startCoordinator(service)
+
+        func client(_ name: String, _ keys: CurveKeyPair, _ executor: FakeExecutor, stop: StopSignal = StopSignal()) -> Background<WorkerOutcome> {
+            var workerSettings = Self.workerSettings(endpoint, name: name)
+            workerSettings.security = .curveClient(serverKey: server.publicKey, keys: keys)
+            let client = WorkerClient(settings: workerSettings, executor: executor, stop: stop, logger: Self.quiet("worker.\(name)"))
+            return Background("worker-\(name)") { try client.run() }
+        }
+        let strangerStop = StopSignal()
+        let strangerExecutor = FakeExecutor()
+        let strangerRun = client("stranger", stranger, strangerExecutor, stop: strangerStop)
+        let memberRun = client("member", member, FakeExecutor())
+        #expect(try coordinator.value().outcome == .finished(steps: 1))
+        #expect(try memberRun.value() == .goodbye(reason: "run finished after 1 steps"))
+        strangerStop.request()
+        #expect(try strangerRun.value() == .stopped)
+        #expect(strangerExecutor.runs == 0)
+        #expect(learner.weights == (try Self.expectedWeights(steps: 1)))
+    }
+}
+
+@Suite struct RuntimeSettingsTests {
+    @Test func settingsComeFromTheConfigAndLoadKeyFiles() throws {
+        var config = Config()
+        config.run.steps = 6
+        config.run.saveEvery = 4
+        config.grpo.pairsPerBatch = 3
+        config.cluster.weightChunkBytes = 4096
+        let plain = try CoordinatorSettings(config: config)
+        #expect(plain.steps == 6 && plain.pairsPerBatch == 3 && plain.weightChunkBytes == 4096 && plain.runSeed == config.run.seed)
+        #expect(plain.scheduler.configHash == config.hash)
+        #expect(plain.curve == nil)
+        #expect((1...6).filter(plain.isSaveDue) == [4, 6])
+
+        let directory = NSTemporaryDirectory() + "cerm-keys-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let server = try CurveKeyPair.generate(), worker = try CurveKeyPair.generate()
+        let serverFiles = try CurveKeyFiles.write(name: "coordinator", keys: server, directory: directory)
+        let workerFiles = try CurveKeyFiles.write(name: "worker", keys: worker, directory: directory)
+        config.cluster.curveSecretKeyFile = serverFiles.secret
+        #expect(throws: CermError.self) { try CoordinatorSettings(config: config) }
+        config.cluster.authorizedKeysFile = workerFiles.public
+        config.cluster.workerSecretKeyFile = workerFiles.secret
+        config.cluster.serverPublicKeyFile = serverFiles.public
+        #expect(try CoordinatorSettings(config: config).curve == CoordinatorCurve(secretKey: server.secretKey, authorizedKeys: [worker.publicKey]))
+        let workerSettings = try WorkerSettings(config: config, name: "w")
+        #expect(workerSettings.configHash == config.hash)
+        guard case let .curveClient(serverKey, keys) = workerSettings.security else { Issue.record("expected a CURVE client"); return }
+        #expect(serverKey == server.publicKey && keys == worker)
+    }
+}

@@ -1,0 +1,165 @@
+import Foundation
+import Logging
+import Testing
+@testable import Shared
+@testable import Worker
+
+/// An executor that records what it was given and answers one criteria trajectory per pair.
+final class RecordingExecutor: RolloutExecutor, @unchecked Sendable {
+    private let lock = NSLock()
+    private var log: [String] = []
+
+    var calls: [String] { lock.withLock { log } }
+
+    func prepare(policyVersion: UInt64, weights: [UInt8]) throws {
+        lock.withLock { log.append("prepare v\(policyVersion) \(weights.count)B \(Checksum.fnv1a64(weights))") }
+    }
+
+    func prepareReference(weights: [UInt8]) throws {
+        lock.withLock { log.append("reference \(weights.count)B \(Checksum.fnv1a64(weights))") }
+    }
+
+    func run(task: TaskMessage) throws -> [Trajectory] {
+        lock.withLock { log.append("run task \(task.taskID)") }
+        return Self.trajectories(task.pairs)
+    }
+
+    static func trajectories(_ pairs: [TaskPair]) -> [Trajectory] {
+        pairs.map {
+            Trajectory(id: TrajectoryID(pairID: $0.pairID, stage: .criteria, criteriaIndex: 0, responseIndex: 0, sampleIndex: 0),
+                       promptTokenCount: 1, tokens: [7], behaviourLogprobs: [-1], referenceLogprobs: [-1], finishReason: .stop, text: "x")
+        }
+    }
+}
+
+/// Runs `body` on its own thread; `value` waits for it.
+final class WorkerThread: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private var result: Result<WorkerOutcome, any Error>?
+
+    init(_ client: WorkerClient) {
+        let thread = Thread { [self] in
+            result = Result { try client.run() }
+            done.signal()
+        }
+        thread.start()
+    }
+
+    func value(timeout: Double = 20) throws -> WorkerOutcome {
+        guard done.wait(timeout: .now() + timeout) == .success, let result else { throw CermError.invalid("worker did not finish") }
+        return try result.get()
+    }
+}
+
+/// The worker against a scripted coordinator: a bare ROUTER driven by the test.
+@Suite(.serialized) struct WorkerClientTests {
+    static let limits = ProtocolLimits(maxMessageBytes: 1 << 20)
+    static let welcome = WelcomeMessage(heartbeatIntervalMs: 50, heartbeatTimeoutMs: 300, policyVersion: 0, maxMessageBytes: 1 << 20)
+
+    static func quiet() -> Logger {
+        var logger = Logger(label: "worker-test")
+        logger.logLevel = .critical
+        return logger
+    }
+
+    static func settings(_ endpoint: String) -> WorkerSettings {
+        WorkerSettings(endpoint: endpoint, name: "solo", configHash: 5, limits: limits, heartbeatInterval: 0.05, heartbeatTimeout: 0.3)
+    }
+
+    /// Next message from the router that is not a HEARTBEAT, within 10 s.
+    static func next(_ router: RouterChannel) throws -> (RoutingID, Message)? {
+        let deadline = SystemClock().now() + 10
+        while SystemClock().now() < deadline {
+            guard let (peer, message) = try router.receive(timeoutMs: 100) else { continue }
+            if case .heartbeat = message { continue }
+            return (peer, message)
+        }
+        return nil
+    }
+
+    @Test func fetchesReferenceAndPolicyWeightsInChunksRunsTheTaskAndAsksForMore() throws {
+        let context = try ZMQContext()
+        let router = try RouterChannel(context: context, bind: "tcp://127.0.0.1:*", codec: MessageCodec(limits: Self.limits), security: .none)
+        let executor = RecordingExecutor()
+        let client = WorkerClient(settings: Self.settings(router.endpoint), executor: executor, logger: Self.quiet())
+        let worker = WorkerThread(client)
+
+        let (peer, hello) = try #require(try Self.next(router))
+        #expect(hello == .hello(HelloMessage(name: "solo", capacity: 1, configHash: 5, kind: .cpu)))
+        try router.send(.welcome(Self.welcome), to: peer)
+        #expect(try Self.next(router)?.1 == .ready(credit: 1))
+
+        var publisher = WeightsPublisher(chunkBytes: 10, retain: 4)
+        let reference = (0..<25).map { UInt8($0) }, policy = (0..<31).map { UInt8(200 - $0) }
+        publisher.publish(version: WeightsVersion.reference, bytes: reference)
+        publisher.publish(version: 5, bytes: policy)
+        let pairs = [TaskPair(pairID: 3, query: "q", responses: ["a", "b"])]
+        let parameters = RolloutParameters(nc: 1, ne: 1, criteriaMaxTokens: 4, evaluationMaxTokens: 4, temperature: 1, topP: 1)
+        try router.send(.task(TaskMessage(taskID: 11, step: 1, policyVersion: 5, runSeed: 1, parameters: parameters, pairs: pairs)), to: peer)
+
+        // Reference first (3 chunks), then version 5 (4 chunks), one request at a time.
+        var requested: [String] = []
+        while true {
+            let (_, message) = try #require(try Self.next(router))
+            guard case let .weightsRequest(version, index) = message else {
+                #expect(message == .result(ResultMessage(taskID: 11, policyVersion: 5, trajectories: RecordingExecutor.trajectories(pairs))))
+                break
+            }
+            requested.append("\(version == WeightsVersion.reference ? "ref" : "v\(version)")#\(index)")
+            try router.send(publisher.reply(version: version, chunkIndex: index), to: peer)
+        }
+        #expect(requested == ["ref#0", "ref#1", "ref#2", "v5#0", "v5#1", "v5#2", "v5#3"])
+        #expect(try Self.next(router)?.1 == .ready(credit: 1))
+        #expect(Array(executor.calls.prefix(3)) == ["reference 25B \(Checksum.fnv1a64(reference))",
+                                                   "prepare v5 31B \(Checksum.fnv1a64(policy))", "run task 11"])
+
+        // A version the coordinator no longer holds: the task is dropped and credit returned.
+        try router.send(.task(TaskMessage(taskID: 12, step: 2, policyVersion: 6, runSeed: 1, parameters: parameters, pairs: pairs)), to: peer)
+        #expect(try Self.next(router)?.1 == .weightsRequest(version: 6, chunkIndex: 0))
+        try router.send(.weightsUnavailable(version: 6, latestVersion: 7), to: peer)
+        #expect(try Self.next(router)?.1 == .ready(credit: 1))
+
+        try router.send(.goodbye(reason: "done"), to: peer)
+        #expect(try worker.value() == .goodbye(reason: "done"))
+        #expect(executor.calls.count == 3)
+    }
+
+    @Test func aSilentCoordinatorMakesTheWorkerReconnectWithANewHello() throws {
+        let context = try ZMQContext()
+        let router = try RouterChannel(context: context, bind: "tcp://127.0.0.1:*", codec: MessageCodec(limits: Self.limits), security: .none)
+        let client = WorkerClient(settings: Self.settings(router.endpoint), executor: RecordingExecutor(), logger: Self.quiet())
+        let worker = WorkerThread(client)
+
+        let (first, hello) = try #require(try Self.next(router))
+        guard case .hello = hello else { Issue.record("expected HELLO, got \(hello)"); return }
+        try router.send(.welcome(Self.welcome), to: first)
+        #expect(try Self.next(router)?.1 == .ready(credit: 1))
+        // Say nothing more: after 300 ms of silence the worker must come back as a new peer.
+        let (second, again) = try #require(try Self.next(router))
+        #expect(again == hello)
+        #expect(second != first)
+        try router.send(.goodbye(reason: "bye"), to: second)
+        #expect(try worker.value() == .goodbye(reason: "bye"))
+        #expect(client.sessions == 2)
+    }
+
+    @Test func aStopSendsGoodbyeAndARefusalEndsWithItsReason() throws {
+        let context = try ZMQContext()
+        let router = try RouterChannel(context: context, bind: "tcp://127.0.0.1:*", codec: MessageCodec(limits: Self.limits), security: .none)
+        let stop = StopSignal()
+        let worker = WorkerThread(WorkerClient(settings: Self.settings(router.endpoint), executor: RecordingExecutor(), stop: stop, logger: Self.quiet()))
+        let (peer, _) = try #require(try Self.next(router))
+        try router.send(.welcome(Self.welcome), to: peer)
+        #expect(try Self.next(router)?.1 == .ready(credit: 1))
+        stop.request()
+        #expect(try Self.next(router)?.1 == .goodbye(reason: "worker solo stopping (stop requested)"))
+        #expect(try worker.value() == .stopped)
+
+        let refused = WorkerThread(WorkerClient(settings: Self.settings(router.endpoint), executor: RecordingExecutor(), logger: Self.quiet()))
+        let (other, _) = try #require(try Self.next(router))
+        try router.send(.refuse(reason: "config hash mismatch"), to: other)
+        let outcome = try refused.value()
+        #expect(outcome == .refused(reason: "config hash mismatch"))
+        #expect(outcome.exitCode == 2)
+    }
+}
