@@ -31,12 +31,19 @@ enum FakeModel {
         let weightsHash = Checksum.fnv1a64(weights), referenceHash = Checksum.fnv1a64(reference)
         var out: [Trajectory] = []
         for pair in task.pairs {
-            let ids = ExpectedRollout.twoStage(nc: Int(task.parameters.nc), ne: Int(task.parameters.ne), responses: pair.responses.count)
-                .ids(pairID: pair.pairID).sorted()
-            for id in ids {
+            let nc = Int(task.parameters.nc), ne = Int(task.parameters.ne)
+            var ids: [TrajectoryID] = []
+            for i in 0..<nc {
+                ids.append(.criteria(pair: pair.pairID, i))
+                for r in 0..<pair.responses.count {
+                    for j in 0..<ne { ids.append(.evaluation(pair: pair.pairID, criteria: i, response: r, sample: j)) }
+                }
+            }
+            for id in ids.sorted() {
                 var h = weightsHash
-                for v in [task.runSeed, task.step, id.pairID, UInt64(id.stage.rawValue), UInt64(id.criteriaIndex),
-                          UInt64(id.responseIndex), UInt64(id.sampleIndex), UInt64(pair.query.utf8.count)] { mix(&h, v) }
+                let fields: [UInt64] = [task.runSeed, task.step, id.pairID, UInt64(id.stage.rawValue), UInt64(id.criteriaIndex),
+                                        UInt64(id.responseIndex), UInt64(id.sampleIndex), UInt64(pair.query.utf8.count)]
+                for v in fields { mix(&h, v) }
                 let tokens = (0..<3).map { UInt32((h >> (8 * UInt64($0))) % vocabulary) }
                 let ref = -Float(referenceHash % 7 + 1) / 10
                 out.append(Trajectory(id: id, promptTokenCount: 5, tokens: tokens, behaviourLogprobs: [Float](repeating: -0.5, count: 3),
