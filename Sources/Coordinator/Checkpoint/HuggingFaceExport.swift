@@ -17,7 +17,7 @@ public enum HuggingFaceExport {
         let config = try configJSON(from: state.modelConfigJSON, source: source)
         try atomicWrite(configPath) { try $0.write(contentsOf: Data(config.utf8)) }
         let weightsPath = (directory as NSString).appendingPathComponent("model.safetensors")
-        try writeSafetensors(state.tensors, metadata: ["format": "pt", "cerm_step": "\(state.step)",
+        try writeSafetensors(state.policyTensors, metadata: ["format": "pt", "cerm_step": "\(state.step)",
                                                        "cerm_policy_version": "\(state.policyVersion)"], to: weightsPath)
         return [weightsPath, configPath]
     }

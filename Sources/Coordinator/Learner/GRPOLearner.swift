@@ -1,0 +1,466 @@
+import Engine
+import Foundation
+import Logging
+import Shared
+
+/// What ``GRPOLearner`` refuses, naming the step and trajectory at fault.
+public enum GRPOLearnerError: Error, Equatable, CustomStringConvertible {
+    /// The rollouts are of another step than the one being updated.
+    case stepMismatch(expected: Int, rollouts: UInt64)
+    /// A trajectory names a pair the step does not hold.
+    case unknownPair(step: Int, trajectory: TrajectoryID)
+    /// The same trajectory id arrived twice.
+    case duplicateTrajectory(step: Int, trajectory: TrajectoryID)
+    /// The rollout plan never asks for this trajectory (e.g. an evaluation under criteria that
+    /// do not parse, or a stage of another reward mode).
+    case unexpectedTrajectory(step: Int, trajectory: TrajectoryID)
+    /// The prompt the rollout plan rebuilds differs in length from the one the worker used.
+    case promptLengthMismatch(step: Int, trajectory: TrajectoryID, reported: Int, rebuilt: Int)
+    /// Behaviour or reference log-probs are not one per generated token.
+    case logprobCountMismatch(step: Int, trajectory: TrajectoryID, tokens: Int, behaviour: Int, reference: Int)
+    /// A generated token id outside the model's vocabulary.
+    case tokenOutOfVocabulary(step: Int, trajectory: TrajectoryID, index: Int, token: UInt32, vocabSize: Int)
+    /// Prompt + output do not fit the model's context.
+    case sequenceTooLong(step: Int, trajectory: TrajectoryID, length: Int, maxSeqLen: Int)
+    /// Initial weights or a checkpoint of a different architecture than `[model]`.
+    case modelConfigMismatch(source: String, expected: String, found: String)
+
+    public var description: String {
+        switch self {
+        case let .stepMismatch(expected, rollouts):
+            return "learner update of step \(expected) was given the rollouts of step \(rollouts)"
+        case let .unknownPair(step, id):
+            return "step \(step), \(id): the step has no such pair"
+        case let .duplicateTrajectory(step, id):
+            return "step \(step), \(id): trajectory received twice"
+        case let .unexpectedTrajectory(step, id):
+            return "step \(step), \(id): the rollout plan has no such trajectory"
+        case let .promptLengthMismatch(step, id, reported, rebuilt):
+            return "step \(step), \(id): the worker generated after a \(reported)-token prompt but the rollout plan rebuilds \(rebuilt) tokens; refusing to train on a different context"
+        case let .logprobCountMismatch(step, id, tokens, behaviour, reference):
+            return "step \(step), \(id): \(tokens) generated tokens but \(behaviour) behaviour and \(reference) reference log-probs"
+        case let .tokenOutOfVocabulary(step, id, index, token, vocab):
+            return "step \(step), \(id): generated token \(index) is \(token), outside the vocabulary of \(vocab)"
+        case let .sequenceTooLong(step, id, length, maxSeqLen):
+            return "step \(step), \(id): prompt + output is \(length) tokens, model.max_seq_len is \(maxSeqLen)"
+        case let .modelConfigMismatch(source, expected, found):
+            return "\(source): model config \(found) differs from [model] \(expected)"
+        }
+    }
+}
+
+/// One trajectory ready for the loss: the whole token sequence, where the output starts, and
+/// one behaviour / reference log-prob per output token.
+public struct PreparedTrajectory: Sendable, Equatable {
+    public var id: TrajectoryID
+    /// Prompt + generated tokens.
+    public var sequence: [TokenID]
+    /// Number of prompt tokens (≥ 1: prompts start with `⟨bos⟩`).
+    public var promptLength: Int
+    public var behaviourLogprobs: [Double]
+    public var referenceLogprobs: [Double]
+    public var advantage: Double
+    /// False leaves it out of the loss and its denominator (see ``AdvantagedTrajectory/inLoss``).
+    public var included: Bool
+
+    public init(id: TrajectoryID, sequence: [TokenID], promptLength: Int, behaviourLogprobs: [Double],
+                referenceLogprobs: [Double], advantage: Double, included: Bool = true) {
+        self.id = id
+        self.sequence = sequence
+        self.promptLength = promptLength
+        self.behaviourLogprobs = behaviourLogprobs
+        self.referenceLogprobs = referenceLogprobs
+        self.advantage = advantage
+        self.included = included
+    }
+
+    /// Number of generated tokens.
+    public var outputCount: Int { sequence.count - promptLength }
+}
+
+/// What one mini-batch's forward (and backward) measured.
+public struct MiniBatchPass: Sendable {
+    public var loss: GRPOLossResult
+    /// Σ entropy over the generated tokens, and their count.
+    public var entropySum: Double
+    public var tokens: Int
+    /// Forward passes the mini-batch was split into (memory budget).
+    public var microBatches: Int
+}
+
+/// CE-RM's GRPO learner (reward modes `cerm`, `par` and `pairwise`): the policy, the frozen
+/// reference model and AdamW, driven by ``CoordinatorService`` from its learner thread.
+///
+/// An update re-derives every trajectory's prompt with the step's ``RolloutPlan`` (so the
+/// gradient is taken in exactly the context the worker sampled in; only the length travels,
+/// and a different length is an error), rewards each pair with ``PairRewarder``, computes
+/// group advantages, splits the pairs into `grpo.mini_batches` mini-batches and takes one
+/// AdamW step per mini-batch on the clipped GRPO loss with the KL penalty. The policy version
+/// increases by one per update. Everything runs in canonical trajectory order on one thread,
+/// so the same inputs give bit-identical weights whatever order trajectories arrived in.
+///
+/// Responses of a pair are read as `[chosen, rejected]` (``DatasetPairSource`` sends them so).
+public final class GRPOLearner: Learner, @unchecked Sendable {
+    public let config: Config
+    public let modelConfig: TransformerConfig
+    /// Largest forward + backward workspace (floats) one micro-batch may use; a mini-batch
+    /// above it is split and its gradients accumulated.
+    public var workspaceBudgetFloats: Int
+    public private(set) var policyVersion: UInt64 = 0
+    /// The frozen reference model (the initial weights).
+    public private(set) var reference: ModelWeights
+    /// AdamW state (moments, step counter).
+    public private(set) var optimizer: AdamW
+
+    private let model: Transformer
+    private var gradients: ModelGradients
+    private let lossOptions: GRPOLossOptions
+    private let schedule: LearningRateSchedule
+    private let temperature: Float
+    private let logger: Logger
+
+    /// The current policy weights.
+    public var policy: ModelWeights { model.weights }
+
+    /// Default micro-batch budget: 2^28 floats (1 GiB).
+    public static let defaultWorkspaceBudgetFloats = 1 << 28
+
+    /// Tensor-name prefix of the reference weights inside a checkpoint's `/model` group.
+    public static let referencePrefix = "reference."
+
+    /// A learner whose policy and reference both start at `initialWeights`, or at a random
+    /// init from `model.init_std` and `run.seed` when nil. `source` names the weights in errors.
+    public init(config: Config, initialWeights: ModelWeights? = nil, source: String = "initial weights",
+                workspaceBudgetFloats: Int = GRPOLearner.defaultWorkspaceBudgetFloats,
+                logger: Logger = Logger(label: "cerm.learner")) throws {
+        let modelConfig = TransformerConfig(config.model)
+        let weights: ModelWeights
+        if let initialWeights {
+            guard initialWeights.config == modelConfig else {
+                throw GRPOLearnerError.modelConfigMismatch(source: source, expected: modelConfig.jsonString(),
+                                                           found: initialWeights.config.jsonString())
+            }
+            weights = initialWeights
+        } else {
+            weights = ModelWeights(config: modelConfig, seed: config.run.seed, initStd: Float(config.model.initStd))
+        }
+        self.config = config
+        self.modelConfig = modelConfig
+        self.workspaceBudgetFloats = max(1, workspaceBudgetFloats)
+        self.reference = weights
+        self.model = try Transformer(weights: weights)
+        self.gradients = ModelGradients(config: modelConfig)
+        let grpo = config.grpo
+        self.optimizer = AdamW(layout: weights.layout, beta1: Float(grpo.adamBeta1), beta2: Float(grpo.adamBeta2),
+                               epsilon: Float(grpo.adamEps), weightDecay: Float(grpo.weightDecay))
+        self.lossOptions = GRPOLossOptions(config: grpo)
+        // Linear warmup to the peak, then constant (minRatio 1 makes the cosine part flat).
+        self.schedule = grpo.warmupSteps > 0
+            ? .warmupCosine(peak: Float(grpo.learningRate), warmupSteps: grpo.warmupSteps,
+                            totalSteps: grpo.warmupSteps + 1, minRatio: 1)
+            : .constant(Float(grpo.learningRate))
+        self.temperature = config.rollout.temperature > 0 ? Float(config.rollout.temperature) : 1
+        self.logger = logger
+    }
+
+    /// A learner starting from the SFT weights file at `initPath` (``ModelWeights/load(path:)``),
+    /// or from a random init when nil.
+    public convenience init(config: Config, initPath: String?, logger: Logger = Logger(label: "cerm.learner")) throws {
+        let weights = try initPath.map { try ModelWeights.load(path: $0) }
+        try self.init(config: config, initialWeights: weights, source: initPath ?? "initial weights", logger: logger)
+    }
+
+    // MARK: Learner
+
+    public func currentWeights() throws -> [UInt8] { model.weights.wireBytes }
+
+    public func referenceWeights() throws -> [UInt8] { reference.wireBytes }
+
+    public func update(step: Int, pairs: [TaskPair], rollouts: StepRollouts) throws -> StepMetrics {
+        guard rollouts.step == UInt64(step) else { throw GRPOLearnerError.stepMismatch(expected: step, rollouts: rollouts.step) }
+        var metrics = MethodMetrics()
+        let scored = try score(step: step, pairs: pairs, trajectories: rollouts.trajectories, metrics: &metrics)
+        let advantages = Advantages.compute(scored.outcomes, options: AdvantageOptions(reward: config.reward, grpo: config.grpo))
+        metrics.add(advantages: advantages)
+
+        var advantageByID: [TrajectoryID: AdvantagedTrajectory] = [:]
+        for entry in advantages.trajectories { advantageByID[entry.id] = entry }
+        var prepared: [PreparedTrajectory] = []
+        for (trajectory, prompt) in scored.trajectories {
+            guard let advantage = advantageByID[trajectory.id] else {
+                throw GRPOLearnerError.unexpectedTrajectory(step: step, trajectory: trajectory.id)
+            }
+            prepared.append(try prepare(step: step, trajectory, prompt: prompt, advantage: advantage))
+        }
+
+        let miniBatches = MiniBatches.partition(prepared, pairIDs: pairs.map(\.pairID), count: config.grpo.miniBatches, id: \.id)
+        var entropySum = 0.0, entropyTokens = 0
+        var gradNormSum = 0.0
+        for batch in miniBatches {
+            let pass = try runMiniBatch(batch, backward: true)
+            metrics.add(loss: pass.loss.metrics, value: pass.loss.loss)
+            entropySum += pass.entropySum
+            entropyTokens += pass.tokens
+            let norm = gradients.clipGlobalNorm(maxNorm: config.grpo.maxGradNorm)
+            gradNormSum += norm
+            if norm.isFinite {
+                try optimizer.step(weights: &model.weights, gradients: gradients,
+                                   learningRate: schedule.rate(at: optimizer.step))
+            } else {
+                logger.warning("non-finite gradient norm: optimizer step skipped", metadata: ["step": "\(step)"])
+            }
+            gradients.zero()
+        }
+        if entropyTokens > 0 { metrics.entropy = entropySum / Double(entropyTokens) }
+        if !miniBatches.isEmpty { metrics.gradNorm = gradNormSum / Double(miniBatches.count) }
+        policyVersion += 1
+
+        let summary = metrics.summary
+        let singleStage = summary.rewardMean[.judgment] ?? summary.rewardMean[.comparison]
+        return StepMetrics(
+            step: step, policyVersion: policyVersion,
+            meanCriteriaReward: summary.rewardMean[.criteria] ?? 0,
+            meanEvaluationReward: summary.rewardMean[.evaluation] ?? singleStage ?? 0,
+            pairwiseAccuracy: summary.pairwiseAccuracy ?? 0, validFormatRate: summary.validFormatRate ?? 0,
+            kl: summary.kl ?? 0, loss: summary.loss ?? 0, clipFraction: summary.clipFraction ?? 0,
+            entropy: summary.entropy ?? 0, gradNorm: summary.gradNorm ?? 0, fracZeroStd: summary.fracZeroStd ?? 0,
+            generatedTokens: rollouts.trajectories.reduce(0) { $0 + $1.tokens.count },
+            trajectories: rollouts.trajectories.count)
+    }
+
+    public func trainingState(step: Int, dataCursor: DataCursor) throws -> TrainingState {
+        let layout = model.weights.layout
+        func named(_ values: [Float], prefix: String = "") throws -> [NamedTensor] {
+            try layout.tensors(of: values).map { NamedTensor(name: prefix + $0.name, shape: $0.shape, values: $0.values) }
+        }
+        return TrainingState(
+            step: step, policyVersion: policyVersion,
+            tensors: try named(model.weights.values) + named(reference.values, prefix: Self.referencePrefix),
+            adamM: try named(optimizer.m), adamV: try named(optimizer.v), adamStep: optimizer.step,
+            dataCursor: dataCursor, rngState: [], configText: config.renderTOML(),
+            modelConfigJSON: modelConfig.jsonString(), tokenizerDescription: ByteTokenizer().description,
+            extra: ["learner": "grpo", "reward_mode": config.reward.mode.rawValue])
+    }
+
+    /// Restores policy, AdamW state and version. The reference weights come from the
+    /// checkpoint's `reference.` tensors; a checkpoint without them keeps this learner's
+    /// reference (the `--init` weights), with a warning.
+    public func restore(from state: TrainingState) throws {
+        let found: TransformerConfig
+        do { found = try TransformerConfig.fromJSON(state.modelConfigJSON) } catch {
+            throw CermError.invalid("checkpoint model config is not readable: \(error)")
+        }
+        guard found == modelConfig else {
+            throw GRPOLearnerError.modelConfigMismatch(source: "checkpoint of step \(state.step)",
+                                                       expected: modelConfig.jsonString(), found: found.jsonString())
+        }
+        let layout = model.weights.layout
+        func plain(_ tensors: [NamedTensor]) -> [(name: String, shape: [Int], values: [Float])] {
+            tensors.map { ($0.name, $0.shape, $0.values) }
+        }
+        let policyTensors = state.policyTensors
+        let referenceTensors = state.referenceTensors
+        let policy = try ModelWeights(config: modelConfig, values: layout.flatten(plain(policyTensors)))
+        let m = try layout.flatten(plain(state.adamM))
+        let v = try layout.flatten(plain(state.adamV))
+        if referenceTensors.isEmpty {
+            logger.warning("checkpoint has no reference weights: keeping the initial weights as the reference",
+                           metadata: ["step": "\(state.step)"])
+        } else {
+            reference = try ModelWeights(config: modelConfig, values: layout.flatten(plain(referenceTensors)))
+        }
+        model.weights = policy
+        optimizer.m = m
+        optimizer.v = v
+        optimizer.step = state.adamStep
+        policyVersion = state.policyVersion
+        gradients.zero()
+    }
+
+    // MARK: Update pieces
+
+    /// Checks every trajectory against the step's rollout plan and rewards each pair. Returns
+    /// the outcomes (every expected trajectory of every pair) and the received trajectories in
+    /// canonical order with their rebuilt prompts.
+    func score(step: Int, pairs: [TaskPair], trajectories: [Trajectory], metrics: inout MethodMetrics) throws
+        -> (outcomes: [TrajectoryOutcome], trajectories: [(Trajectory, [TokenID])]) {
+        let sorted = trajectories.sorted { $0.id < $1.id }
+        var byPair: [UInt64: [Trajectory]] = [:]
+        for (index, trajectory) in sorted.enumerated() {
+            if index > 0, sorted[index - 1].id == trajectory.id {
+                throw GRPOLearnerError.duplicateTrajectory(step: step, trajectory: trajectory.id)
+            }
+            byPair[trajectory.id.pairID, default: []].append(trajectory)
+        }
+        let known = Set(pairs.map(\.pairID))
+        if let stray = sorted.first(where: { !known.contains($0.id.pairID) }) {
+            throw GRPOLearnerError.unknownPair(step: step, trajectory: stray.id)
+        }
+
+        let plan = RolloutPlan(config: config.rollout, runSeed: config.run.seed, step: UInt64(step))
+        let rewarder = PairRewarder(reward: config.reward, rollout: config.rollout, runSeed: config.run.seed, step: UInt64(step))
+        var outcomes: [TrajectoryOutcome] = []
+        var checked: [(Trajectory, [TokenID])] = []
+        // Pairs in id order: canonical order does not depend on the order of `pairs`.
+        for pair in pairs.sorted(by: { $0.pairID < $1.pairID }) {
+            let received = byPair[pair.pairID] ?? []
+            var outputs: [TrajectoryID: [TokenID]] = [:]
+            for trajectory in received { outputs[trajectory.id] = trajectory.tokens.map { TokenID(truncatingIfNeeded: $0) } }
+            let prompts = expectedPrompts(plan: plan, pair: pair, outputs: outputs)
+            for trajectory in received {
+                guard let prompt = prompts[trajectory.id] else {
+                    throw GRPOLearnerError.unexpectedTrajectory(step: step, trajectory: trajectory.id)
+                }
+                guard prompt.count == Int(trajectory.promptTokenCount) else {
+                    throw GRPOLearnerError.promptLengthMismatch(step: step, trajectory: trajectory.id,
+                                                                reported: Int(trajectory.promptTokenCount), rebuilt: prompt.count)
+                }
+                checked.append((trajectory, prompt))
+            }
+            let scoring = rewarder.score(pairID: pair.pairID, outputs: outputs)
+            metrics.add(scoring: scoring)
+            outcomes.append(contentsOf: scoring.outcomes)
+        }
+        return (outcomes, checked)
+    }
+
+    /// The prompt of every trajectory the plan asks for, for the reward mode of the run.
+    private func expectedPrompts(plan: RolloutPlan, pair: TaskPair, outputs: [TrajectoryID: [TokenID]]) -> [TrajectoryID: [TokenID]] {
+        let item = RolloutItem(pairID: pair.pairID, query: pair.query, responses: pair.responses)
+        let requests: [RolloutRequest]
+        switch config.reward.mode {
+        case .cerm:
+            let criteria = plan.criteriaRequests(for: item)
+            let criteriaOutputs = (0..<max(plan.nc, 0)).map { outputs[.criteria(pair: pair.pairID, $0)] ?? [] }
+            requests = criteria + plan.evaluationRequests(for: item, criteriaOutputs: criteriaOutputs).requests
+        case .par:
+            requests = plan.judgmentRequests(for: item)
+        case .pairwise:
+            requests = plan.comparisonRequests(for: item)
+        }
+        var prompts: [TrajectoryID: [TokenID]] = [:]
+        for request in requests { prompts[request.id] = request.promptTokens }
+        return prompts
+    }
+
+    /// Validates one trajectory's tokens and log-probs and joins prompt and output.
+    func prepare(step: Int, _ trajectory: Trajectory, prompt: [TokenID], advantage: AdvantagedTrajectory) throws -> PreparedTrajectory {
+        let id = trajectory.id
+        let n = trajectory.tokens.count
+        guard trajectory.behaviourLogprobs.count == n, trajectory.referenceLogprobs.count == n else {
+            throw GRPOLearnerError.logprobCountMismatch(step: step, trajectory: id, tokens: n,
+                                                        behaviour: trajectory.behaviourLogprobs.count,
+                                                        reference: trajectory.referenceLogprobs.count)
+        }
+        for (index, token) in trajectory.tokens.enumerated() where Int(token) >= modelConfig.vocabSize {
+            throw GRPOLearnerError.tokenOutOfVocabulary(step: step, trajectory: id, index: index, token: token,
+                                                        vocabSize: modelConfig.vocabSize)
+        }
+        // The forward reads every token but the last.
+        guard prompt.count + n - 1 <= modelConfig.maxSeqLen else {
+            throw GRPOLearnerError.sequenceTooLong(step: step, trajectory: id, length: prompt.count + n, maxSeqLen: modelConfig.maxSeqLen)
+        }
+        return PreparedTrajectory(
+            id: id, sequence: prompt + trajectory.tokens.map { TokenID(truncatingIfNeeded: $0) }, promptLength: prompt.count,
+            behaviourLogprobs: trajectory.behaviourLogprobs.map(Double.init),
+            referenceLogprobs: trajectory.referenceLogprobs.map(Double.init),
+            advantage: advantage.advantage, included: advantage.inLoss)
+    }
+
+    /// Rows of `batch` split into micro-batches whose workspace fits the budget, in order (at
+    /// least one row each).
+    func microBatches(_ rows: [PreparedTrajectory]) -> [[PreparedTrajectory]] {
+        var result: [[PreparedTrajectory]] = []
+        var current: [PreparedTrajectory] = []
+        var lengths: [Int] = []
+        for row in rows {
+            let candidate = lengths + [row.sequence.count - 1]
+            if !current.isEmpty, Transformer.workspaceFloats(config: modelConfig, lengths: candidate) > workspaceBudgetFloats {
+                result.append(current)
+                current = [row]
+                lengths = [row.sequence.count - 1]
+            } else {
+                current.append(row)
+                lengths = candidate
+            }
+        }
+        if !current.isEmpty { result.append(current) }
+        return result
+    }
+
+    /// The GRPO loss of one mini-batch under the current policy and, with `backward`, its
+    /// gradient *added* to the learner's gradient buffer. Trajectories without output tokens
+    /// take no part. A mini-batch over the workspace budget is forwarded in micro-batches to
+    /// collect log-probs, then each micro-batch is forwarded again and back-propagated with
+    /// its share of the loss weights (the loss needs every log-prob of the mini-batch first).
+    func runMiniBatch(_ batch: [PreparedTrajectory], backward: Bool) throws -> MiniBatchPass {
+        let rows = batch.filter { $0.outputCount > 0 }
+        let micro = microBatches(rows)
+        func tokenBatch(_ part: [PreparedTrajectory]) -> TokenBatch {
+            TokenBatch(sequences: part.map(\.sequence), scoredFrom: part.map(\.promptLength))
+        }
+        var logprobs: [[Double]] = []
+        var entropySum = 0.0, tokens = 0
+        for part in micro {
+            let pass = try model.forward(tokenBatch(part), temperature: temperature)
+            for (row, trajectory) in part.enumerated() {
+                let first = trajectory.promptLength - 1
+                let range = first..<(first + trajectory.outputCount)
+                logprobs.append(pass.logprobs[row][range].map(Double.init))
+                entropySum += pass.entropy[row][range].reduce(0.0) { $0 + Double($1) }
+                tokens += range.count
+            }
+        }
+        let lossInput = zip(rows, logprobs).map { trajectory, current in
+            LossTrajectory(advantage: trajectory.advantage, logProbs: current, oldLogProbs: trajectory.behaviourLogprobs,
+                           refLogProbs: trajectory.referenceLogprobs, included: trajectory.included)
+        }
+        let loss: GRPOLossResult
+        do { loss = try GRPOLoss.compute(lossInput, options: lossOptions) } catch {
+            // The loss names the row; name the trajectory instead.
+            let row: Int = switch error {
+            case let .lengthMismatch(trajectory, _, _, _): trajectory
+            case let .nonFinite(trajectory, _): trajectory
+            }
+            throw CermError.invalid("\(rows[row].id): \(error)")
+        }
+        if backward, !micro.isEmpty {
+            var offset = 0
+            for (index, part) in micro.enumerated() {
+                // The last forward is still retained; earlier micro-batches are run again.
+                if micro.count > 1 || index != micro.count - 1 { _ = try model.forward(tokenBatch(part), temperature: temperature) }
+                var dLogprobs: [[Float]] = []
+                for (row, trajectory) in part.enumerated() {
+                    var weights = [Float](repeating: 0, count: trajectory.sequence.count - 1)
+                    let first = trajectory.promptLength - 1
+                    for (t, w) in loss.tokenWeights[offset + row].enumerated() { weights[first + t] = Float(w) }
+                    dLogprobs.append(weights)
+                }
+                try model.backward(dLogprobs: dLogprobs, into: &gradients)
+                offset += part.count
+            }
+        }
+        return MiniBatchPass(loss: loss, entropySum: entropySum, tokens: tokens, microBatches: micro.count)
+    }
+
+    /// The accumulated gradients (tests).
+    var accumulatedGradients: ModelGradients { gradients }
+
+    /// Clears the accumulated gradients (tests).
+    func zeroGradients() { gradients.zero() }
+
+    /// Replaces the policy weights without touching the optimizer (tests, finite differences).
+    func setPolicy(_ weights: ModelWeights) { model.weights = weights }
+}
+
+extension TrainingState {
+    /// The policy's tensors: every `/model` tensor not named with ``GRPOLearner/referencePrefix``.
+    public var policyTensors: [NamedTensor] { tensors.filter { !$0.name.hasPrefix(GRPOLearner.referencePrefix) } }
+
+    /// The frozen reference model's tensors, their names without the `reference.` prefix.
+    public var referenceTensors: [NamedTensor] {
+        tensors.filter { $0.name.hasPrefix(GRPOLearner.referencePrefix) }.map {
+            NamedTensor(name: String($0.name.dropFirst(GRPOLearner.referencePrefix.count)), shape: $0.shape, values: $0.values)
+        }
+    }
+}

@@ -1,0 +1,78 @@
+import ArgumentParser
+import Coordinator
+import Foundation
+import Logging
+import Shared
+
+/// `cerm coordinator`: serves rollout tasks to workers and trains the policy with GRPO
+/// (docs/PROTOCOL.md §7). Stops after `run.steps` or on SIGINT/SIGTERM (abandoning the step in
+/// progress and saving a checkpoint of the last completed one); both exit with status 0.
+struct CoordinatorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coordinator",
+        abstract: "Run the coordinator: schedule rollouts over ZeroMQ and train with GRPO.",
+        discussion: """
+            --resume alone continues from the newest valid checkpoint of Checkpoints/<run.name>; \
+            --resume PATH continues from that checkpoint file or run directory.
+            """)
+
+    @Option(help: "The run's config file.")
+    var config: String = "cluster.toml"
+
+    @Option(name: .customLong("init"), help: "SFT weights file (HDF5) the policy and reference start from; random init from [model] when absent.")
+    var initPath: String?
+
+    @Flag(help: "Continue from a checkpoint (the newest of the run directory, or the PATH given after it).")
+    var resume = false
+
+    @Argument(help: "With --resume: a checkpoint file or run directory.")
+    var resumePath: String?
+
+    @Option(help: "Override run.steps (total optimizer steps, counting restored ones).")
+    var steps: Int?
+
+    func validate() throws {
+        if resumePath != nil, !resume { throw ValidationError("a checkpoint path is only accepted after --resume") }
+        if let steps, steps < 0 { throw ValidationError("--steps must be ≥ 0") }
+    }
+
+    func run() throws {
+        var config = try loadConfigOrExit(self.config)
+        if let steps { config.run.steps = steps }
+        let logger = Logger(label: "cerm.coordinator")
+        let report: CoordinatorReport
+        do {
+            let resumePoint = try loadResumePoint(config: config, logger: logger)
+            let learner = try GRPOLearner(config: config, initPath: initPath)
+            let pairs = try DatasetPairSource(config: config)
+            let metrics = try MetricsLogger(runDirectory: config.run.runDirectory)
+            defer { metrics.close() }
+            let service = CoordinatorService(
+                settings: try CoordinatorSettings(config: config), learner: learner, pairs: pairs, resume: resumePoint,
+                stop: StopSignal.install(), clock: SystemClock(), checkpoints: CheckpointWriter(config: config),
+                metrics: metrics, logger: logger)
+            logger.info("coordinator starting", metadata: [
+                "run": "\(config.run.name)", "steps": "\(config.run.steps)", "pairs": "\(pairs.pairs.count)",
+                "init": "\(initPath ?? "random")", "resume": "\(resumePoint?.path ?? "no")",
+            ])
+            report = try service.run()
+        } catch {
+            throw exitWithError(error)
+        }
+        switch report.outcome {
+        case let .finished(steps):
+            logger.info("run finished", metadata: ["steps": "\(steps)", "policy_version": "\(report.policyVersion)"])
+        case let .stopped(completed):
+            logger.notice("run stopped", metadata: ["completed_steps": "\(completed)", "policy_version": "\(report.policyVersion)"])
+        }
+        if report.outcome.exitCode != 0 { throw ExitCode(report.outcome.exitCode) }
+    }
+
+    /// The checkpoint `--resume` names, or nil without `--resume`.
+    private func loadResumePoint(config: Config, logger: Logger) throws -> ResumePoint? {
+        guard resume else { return nil }
+        let path = resumePath ?? config.run.runDirectory
+        let loaded = try CheckpointReader.resume(from: path, logger: logger)
+        return ResumePoint(state: loaded.state, path: loaded.path)
+    }
+}
