@@ -193,7 +193,8 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
             prepared.append(try prepare(step: step, trajectory, prompt: prompt, advantage: advantage))
         }
 
-        let miniBatches = MiniBatches.partition(prepared, pairIDs: pairs.map(\.pairID), count: config.grpo.miniBatches, id: \.id)
+        // Pair-id order, like the trajectories: the split does not depend on how pairs were listed.
+        let miniBatches = MiniBatches.partition(prepared, pairIDs: pairs.map(\.pairID).sorted(), count: config.grpo.miniBatches, id: \.id)
         var entropySum = 0.0, entropyTokens = 0
         var gradNormSum = 0.0
         for batch in miniBatches {

@@ -1,0 +1,108 @@
+import Foundation
+import Testing
+@testable import Coordinator
+@testable import Shared
+
+@Suite struct DatasetPairSourceTests {
+    static func pairs(_ count: Int) -> [PreferencePair] {
+        (0..<count).map { PreferencePair(id: "p\($0)", query: "q\($0)", chosen: "good \($0)", rejected: "bad \($0)") }
+    }
+
+    /// Fisher–Yates written out independently of the source: i from n−1 down to 1, j uniform in 0...i.
+    static func expectedPermutation(count: Int, seed: UInt64) -> [Int] {
+        var order = Array(0..<count)
+        var generator = SplitMix64(seed: seed)
+        var i = count - 1
+        while i > 0 {
+            order.swapAt(i, generator.below(i + 1))
+            i -= 1
+        }
+        return order
+    }
+
+    @Test func epochsArePermutationsSeededByRunSeedAndEpoch() throws {
+        var source = try DatasetPairSource(pairs: Self.pairs(10), runSeed: 11)
+        let seed0 = DatasetPairSource.permutationSeed(runSeed: 11, epoch: 0)
+        #expect(source.cursor == DataCursor(epoch: 0, position: 0, permutationSeed: seed0))
+        let epoch0 = try source.nextBatch(count: 10)
+        #expect(epoch0.map { Int($0.pairID) } == Self.expectedPermutation(count: 10, seed: seed0))
+        #expect(Set(epoch0.map(\.pairID)) == Set(0..<10))
+        let first = try #require(epoch0.first)
+        #expect(first.query == "q\(first.pairID)")
+        #expect(first.responses == ["good \(first.pairID)", "bad \(first.pairID)"])
+
+        let epoch1 = try source.nextBatch(count: 10)
+        let seed1 = DatasetPairSource.permutationSeed(runSeed: 11, epoch: 1)
+        #expect(seed1 != seed0)
+        #expect(epoch1.map { Int($0.pairID) } == Self.expectedPermutation(count: 10, seed: seed1))
+        #expect(epoch1.map(\.pairID) != epoch0.map(\.pairID))
+        #expect(source.cursor == DataCursor(epoch: 1, position: 10, permutationSeed: seed1))
+
+        var again = try DatasetPairSource(pairs: Self.pairs(10), runSeed: 11)
+        #expect(try again.nextBatch(count: 10) == epoch0)
+        var otherSeed = try DatasetPairSource(pairs: Self.pairs(10), runSeed: 12)
+        #expect(try otherSeed.nextBatch(count: 10).map(\.pairID) != epoch0.map(\.pairID))
+    }
+
+    @Test func batchesSpanEpochBoundariesWithoutRepeatingAPair() throws {
+        let count = 5
+        var source = try DatasetPairSource(pairs: Self.pairs(count), runSeed: 3)
+        let p0 = Self.expectedPermutation(count: count, seed: DatasetPairSource.permutationSeed(runSeed: 3, epoch: 0))
+        let seed1 = DatasetPairSource.permutationSeed(runSeed: 3, epoch: 1)
+        let p1 = Self.expectedPermutation(count: count, seed: seed1)
+        #expect(try source.nextBatch(count: 4).map { Int($0.pairID) } == Array(p0[0..<4]))
+        // The last pair of epoch 0, then epoch 1 from its start, skipping that pair if it comes up.
+        var expected = [p0[4]]
+        var position = 0
+        while expected.count < 4 {
+            if !expected.contains(p1[position]) { expected.append(p1[position]) }
+            position += 1
+        }
+        let spanning = try source.nextBatch(count: 4)
+        #expect(spanning.map { Int($0.pairID) } == expected)
+        #expect(Set(spanning.map(\.pairID)).count == 4)
+        #expect(source.cursor == DataCursor(epoch: 1, position: position, permutationSeed: seed1))
+    }
+
+    @Test func restoreMidEpochContinuesIdentically() throws {
+        var source = try DatasetPairSource(pairs: Self.pairs(7), runSeed: 21)
+        _ = try source.nextBatch(count: 3)
+        _ = try source.nextBatch(count: 3)
+        let saved = source.cursor
+        #expect(saved.epoch == 0 && saved.position == 6)
+        let continuation = try (0..<4).map { _ in try source.nextBatch(count: 3) }
+
+        var resumed = try DatasetPairSource(pairs: Self.pairs(7), runSeed: 21)
+        try resumed.restore(cursor: saved)
+        #expect(resumed.cursor == saved)
+        #expect(try (0..<4).map { _ in try resumed.nextBatch(count: 3) } == continuation)
+        #expect(resumed.cursor == source.cursor)
+    }
+
+    @Test func refusesImpossibleRequestsAndCursors() throws {
+        var source = try DatasetPairSource(pairs: Self.pairs(3), runSeed: 1, source: "train.jsonl")
+        #expect(throws: CermError.io(path: "train.jsonl", reason: "grpo.pairs_per_batch = 4 exceeds the 3 pairs of the file; a batch cannot hold a pair twice")) {
+            _ = try source.nextBatch(count: 4)
+        }
+        #expect(throws: CermError.io(path: "train.jsonl", reason: "data cursor epoch 0 position 4 does not fit the 3 pairs of the file (was the data changed?)")) {
+            try source.restore(cursor: DataCursor(epoch: 0, position: 4, permutationSeed: 9))
+        }
+        #expect(throws: CermError.io(path: "empty.jsonl", reason: "data.train holds no preference pairs")) {
+            _ = try DatasetPairSource(pairs: [], runSeed: 1, source: "empty.jsonl")
+        }
+    }
+
+    @Test func loadsTheConfiguredFile() throws {
+        let directory = try makeTemporaryDirectory("pairs")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = (directory as NSString).appendingPathComponent("train.jsonl")
+        let pairs = Self.pairs(4)
+        try (pairs.map(\.jsonLine).joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        var config = Config()
+        config.data.train = path
+        config.run.seed = 5
+        let source = try DatasetPairSource(config: config)
+        #expect(source.pairs == pairs)
+        #expect(source.runSeed == 5)
+    }
+}

@@ -1,0 +1,268 @@
+import Foundation
+import Testing
+@testable import Coordinator
+@testable import Engine
+@testable import Shared
+
+/// A tiny model and a hand-built CE-RM step whose outputs all parse.
+enum LearnerFixture {
+    static func config(initStd: Double = 0.1) -> Config {
+        var config = Config()
+        config.run.seed = 99
+        config.run.name = "learner-test"
+        config.model.family = .qwen3
+        config.model.hiddenSize = 16
+        config.model.layers = 1
+        config.model.heads = 2
+        config.model.kvHeads = 1
+        config.model.ffnSize = 32
+        config.model.vocabSize = 264
+        config.model.maxSeqLen = 256
+        config.model.initStd = initStd
+        config.rollout.format = .compact
+        config.rollout.nc = 2
+        config.rollout.ne = 2
+        config.rollout.temperature = 0.8
+        config.grpo.pairsPerBatch = 2
+        config.grpo.miniBatches = 2
+        config.grpo.learningRate = 1e-2
+        config.grpo.klCoef = 0.05
+        return config
+    }
+
+    static let pairs = [
+        TaskPair(pairID: 3, query: "add 2 3", responses: ["5", "6"]),
+        TaskPair(pairID: 8, query: "upper x", responses: ["X", "x!"]),
+    ]
+
+    /// The overall score evaluation j of response r under criteria i writes: varied, so groups
+    /// have non-zero std and the step has a signal.
+    static func overall(pair: UInt64, criteria i: Int, response r: Int, sample j: Int) -> Double {
+        r == 0 ? Double(5 + (i * 2 + j + Int(pair)) % 4) : Double(2 + (i + 2 * j + Int(pair)) % 5)
+    }
+
+    /// Every trajectory of the step under `config`, in canonical order, with behaviour log-probs
+    /// from `policy` at the rollout temperature and reference log-probs slightly below them.
+    static func rollouts(config: Config, policy: ModelWeights, step: Int, pairs: [TaskPair] = pairs) throws -> StepRollouts {
+        let format = CompactFormat()
+        let plan = RolloutPlan(config: config.rollout, runSeed: config.run.seed, step: UInt64(step))
+        var requests: [(RolloutRequest, [TokenID])] = []
+        for pair in pairs {
+            let item = RolloutItem(pairID: pair.pairID, query: pair.query, responses: pair.responses)
+            var criteriaOutputs: [[TokenID]] = []
+            for request in plan.criteriaRequests(for: item) {
+                let i = request.id.criteriaIndex
+                let output = format.outputTokens(text: format.criteriaText(analysis: "a\(i)", items: ["c1", "c2"]))
+                criteriaOutputs.append(output)
+                requests.append((request, output))
+            }
+            for request in plan.evaluationRequests(for: item, criteriaOutputs: criteriaOutputs).requests {
+                let id = request.id
+                let text = format.evaluationText(items: [ScoredItem(analysis: "ok", score: 3), ScoredItem(analysis: "fine", score: 4)],
+                                                 otherPoint: nil,
+                                                 overall: overall(pair: id.pairID, criteria: id.criteriaIndex, response: id.responseIndex, sample: id.sampleIndex))
+                requests.append((request, format.outputTokens(text: text)))
+            }
+        }
+        let model = try Transformer(weights: policy)
+        let temperature = Float(config.rollout.temperature)
+        let pass = try model.forward(TokenBatch(sequences: requests.map { $0.0.promptTokens + $0.1 },
+                                                scoredFrom: requests.map { $0.0.promptTokens.count }), temperature: temperature)
+        let trajectories = requests.enumerated().map { row, entry in
+            let (request, output) = entry
+            let first = request.promptTokens.count - 1
+            let behaviour = Array(pass.logprobs[row][first..<(first + output.count)])
+            return Trajectory(id: request.id, promptTokenCount: UInt32(request.promptTokens.count), tokens: output.map { UInt32($0) },
+                              behaviourLogprobs: behaviour, referenceLogprobs: behaviour.map { $0 - 0.05 },
+                              finishReason: .stop, text: "")
+        }.sorted { $0.id < $1.id }
+        return StepRollouts(step: UInt64(step), trajectories: trajectories,
+                            versionByPair: Dictionary(uniqueKeysWithValues: pairs.map { ($0.pairID, UInt64(0)) }))
+    }
+
+    static func bitsEqual(_ a: [Float], _ b: [Float]) -> Bool {
+        a.count == b.count && zip(a, b).allSatisfy { $0.bitPattern == $1.bitPattern }
+    }
+}
+
+@Suite struct GRPOLearnerTests {
+    /// The GRPO loss's gradient through the engine (forward → log-probs → GRPOLoss weights →
+    /// backward) against central finite differences of the loss value, with and without
+    /// micro-batching.
+    @Test func lossGradientMatchesFiniteDifferences() throws {
+        let config = LearnerFixture.config(initStd: 0.5)
+        let learner = try GRPOLearner(config: config)
+        var noise = SplitMix64(seed: 5)
+        let rows: [(prompt: Int, total: Int, advantage: Double, included: Bool)] = [
+            (4, 11, 1.0, true), (6, 9, -0.7, true), (3, 8, 0.4, true), (5, 7, 2.0, false),
+        ]
+        let initial = learner.policy
+        let scorer = try Transformer(weights: initial)
+        var batch: [PreparedTrajectory] = []
+        for (index, row) in rows.enumerated() {
+            let sequence = (0..<row.total).map { _ in TokenID(noise.below(264)) }
+            let pass = try scorer.forward(TokenBatch(sequences: [sequence], scoredFrom: [row.prompt]), temperature: 0.8)
+            let current = pass.logprobs[0][(row.prompt - 1)...].map(Double.init)
+            // Ratios within the clip range (no kink near the evaluation point), KL ≠ 0.
+            let behaviour = current.map { $0 + (noise.unit() - 0.5) * 0.1 }
+            let reference = current.map { $0 - 0.1 - noise.unit() * 0.1 }
+            batch.append(PreparedTrajectory(id: .criteria(pair: 1, index), sequence: sequence, promptLength: row.prompt,
+                                            behaviourLogprobs: behaviour, referenceLogprobs: reference,
+                                            advantage: row.advantage, included: row.included))
+        }
+
+        let whole = try learner.runMiniBatch(batch, backward: true)
+        #expect(whole.microBatches == 1)
+        let analytic = learner.accumulatedGradients
+        learner.zeroGradients()
+        learner.workspaceBudgetFloats = 1  // one row per micro-batch
+        let split = try learner.runMiniBatch(batch, backward: true)
+        #expect(split.microBatches == 4)
+        // Row results depend on the batch's shape only through float rounding.
+        #expect(abs(split.loss.loss - whole.loss.loss) <= 1e-5 * abs(whole.loss.loss))
+        let accumulated = learner.accumulatedGradients
+        let maxGrad = analytic.values.map { abs($0) }.max() ?? 0
+        #expect(maxGrad > 0)
+        for (a, b) in zip(analytic.values, accumulated.values) { #expect(abs(a - b) <= 1e-5 * maxGrad) }
+
+        let eps: Float = 3e-3
+        var checked = 0
+        for spec in initial.layout.specs {
+            let grads = Array(analytic.values[spec.offset..<(spec.offset + spec.count)])
+            let tensorMax = grads.map { abs($0) }.max() ?? 0
+            let largest = grads.indices.max { abs(grads[$0]) < abs(grads[$1]) } ?? 0
+            for local in [largest, spec.count / 3, (2 * spec.count) / 3] {
+                let index = spec.offset + local
+                var plus = initial, minus = initial
+                plus.values[index] += eps
+                minus.values[index] -= eps
+                learner.setPolicy(plus)
+                let lossPlus = try learner.runMiniBatch(batch, backward: false).loss.loss
+                learner.setPolicy(minus)
+                let lossMinus = try learner.runMiniBatch(batch, backward: false).loss.loss
+                let numeric = (lossPlus - lossMinus) / (Double(plus.values[index]) - Double(minus.values[index]))
+                let exact = Double(analytic.values[index])
+                #expect(abs(numeric - exact) <= 1e-2 * abs(exact) + 1e-3 * Double(tensorMax) + 1e-4,
+                        "\(spec.name)[\(local)]: finite difference \(numeric), backward \(exact)")
+                checked += 1
+            }
+        }
+        #expect(checked == 3 * initial.layout.specs.count)
+    }
+
+    @Test func updateChangesWeightsAndIsDeterministic() throws {
+        let config = LearnerFixture.config()
+        let first = try GRPOLearner(config: config)
+        let initial = first.policy
+        let reference = try first.referenceWeights()
+        let rollouts = try LearnerFixture.rollouts(config: config, policy: initial, step: 1)
+        #expect(rollouts.trajectories.count == 20)
+        let metrics = try first.update(step: 1, pairs: LearnerFixture.pairs, rollouts: rollouts)
+        #expect(first.policyVersion == 1)
+        #expect(!LearnerFixture.bitsEqual(first.policy.values, initial.values))
+        #expect(try first.referenceWeights() == reference)
+        #expect(first.optimizer.step == 2)  // one AdamW step per mini-batch
+        #expect(metrics.trajectories == 20)
+        #expect(metrics.generatedTokens == rollouts.trajectories.reduce(0) { $0 + $1.tokens.count })
+        #expect(metrics.validFormatRate == 1)
+        #expect(metrics.gradNorm > 0 && metrics.gradNorm.isFinite)
+        #expect(metrics.loss.isFinite && metrics.entropy > 0)
+        #expect(metrics.kl > 0)  // reference log-probs sit 0.05 below the policy's
+        // Chosen scores 5…8 beat rejected 2…6 mostly: accuracy is the chosen-mean-wins rate.
+        #expect(metrics.pairwiseAccuracy == 1)
+        #expect(metrics.meanCriteriaReward > 0.5)
+
+        // Same inputs, trajectories and pairs in another order: the same bits.
+        let second = try GRPOLearner(config: config)
+        let shuffled = StepRollouts(step: 1, trajectories: rollouts.trajectories.reversed(), versionByPair: rollouts.versionByPair)
+        let secondMetrics = try second.update(step: 1, pairs: LearnerFixture.pairs.reversed(), rollouts: shuffled)
+        #expect(try second.currentWeights() == first.currentWeights())
+        #expect(secondMetrics == metrics)
+
+        // A second step bumps the version again.
+        let next = try LearnerFixture.rollouts(config: config, policy: first.policy, step: 2)
+        _ = try first.update(step: 2, pairs: LearnerFixture.pairs, rollouts: next)
+        #expect(first.policyVersion == 2)
+    }
+
+    @Test func promptLengthMismatchIsRefused() throws {
+        let config = LearnerFixture.config()
+        let learner = try GRPOLearner(config: config)
+        let rollouts = try LearnerFixture.rollouts(config: config, policy: learner.policy, step: 1)
+        var trajectories = rollouts.trajectories
+        let target = trajectories.firstIndex { $0.id == .evaluation(pair: 8, criteria: 1, response: 0, sample: 1) }!
+        let rebuilt = Int(trajectories[target].promptTokenCount)
+        trajectories[target].promptTokenCount += 1
+        let bad = StepRollouts(step: 1, trajectories: trajectories, versionByPair: rollouts.versionByPair)
+        let before = try learner.currentWeights()
+        let expected = GRPOLearnerError.promptLengthMismatch(step: 1, trajectory: .evaluation(pair: 8, criteria: 1, response: 0, sample: 1),
+                                                             reported: rebuilt + 1, rebuilt: rebuilt)
+        #expect(throws: expected) { try learner.update(step: 1, pairs: LearnerFixture.pairs, rollouts: bad) }
+        #expect(expected.description == "step 1, pair 8 evaluation c1 r0 s1: the worker generated after a \(rebuilt + 1)-token prompt but the rollout plan rebuilds \(rebuilt) tokens; refusing to train on a different context")
+        #expect(learner.policyVersion == 0)
+        #expect(try learner.currentWeights() == before)
+
+        // An evaluation the plan never asks for (sample index beyond ne) is refused too.
+        var extra = rollouts.trajectories
+        var stray = extra[1]
+        stray.id.sampleIndex = 7
+        extra.append(stray)
+        let unexpected = StepRollouts(step: 1, trajectories: extra, versionByPair: rollouts.versionByPair)
+        #expect(throws: GRPOLearnerError.unexpectedTrajectory(step: 1, trajectory: stray.id)) {
+            try learner.update(step: 1, pairs: LearnerFixture.pairs, rollouts: unexpected)
+        }
+    }
+
+    @Test func checkpointRoundTripGivesTheSameNextUpdate() throws {
+        let config = LearnerFixture.config()
+        let original = try GRPOLearner(config: config)
+        _ = try original.update(step: 1, pairs: LearnerFixture.pairs,
+                                rollouts: LearnerFixture.rollouts(config: config, policy: original.policy, step: 1))
+        let cursor = DataCursor(epoch: 1, position: 3, permutationSeed: 42)
+        let state = try original.trainingState(step: 1, dataCursor: cursor)
+        #expect(state.referenceTensors.count == state.policyTensors.count)
+
+        let directory = try makeTemporaryDirectory("learner")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let written = try CheckpointWriter(directory: directory, keepLast: 2).write(state)
+        let loaded = try CheckpointReader.load(path: written.path)
+        #expect(loaded.isBitIdentical(to: state))
+        #expect(loaded.dataCursor == cursor)
+
+        // A learner from other initial weights: restore must replace policy, reference, AdamW.
+        var otherConfig = config
+        otherConfig.run.seed = 7
+        let restored = try GRPOLearner(config: config, initialWeights: ModelWeights(config: TransformerConfig(otherConfig.model), seed: 7, initStd: 0.1))
+        try restored.restore(from: loaded)
+        #expect(restored.policyVersion == 1)
+        #expect(try restored.currentWeights() == original.currentWeights())
+        #expect(try restored.referenceWeights() == original.referenceWeights())
+        #expect(restored.optimizer == original.optimizer)
+
+        let next = try LearnerFixture.rollouts(config: config, policy: original.policy, step: 2)
+        let a = try original.update(step: 2, pairs: LearnerFixture.pairs, rollouts: next)
+        let b = try restored.update(step: 2, pairs: LearnerFixture.pairs, rollouts: next)
+        #expect(try restored.currentWeights() == original.currentWeights())
+        #expect(restored.optimizer == original.optimizer)
+        #expect(a == b)
+        #expect(restored.policyVersion == 2)
+
+        // Export keeps only the policy.
+        let exported = try makeTemporaryDirectory("learner-export")
+        defer { try? FileManager.default.removeItem(atPath: exported) }
+        try HuggingFaceExport.export(loaded, to: exported, source: written.path)
+        let header = try Data(contentsOf: URL(fileURLWithPath: (exported as NSString).appendingPathComponent("model.safetensors")))
+        #expect(!String(decoding: header, as: UTF8.self).contains("reference."))
+    }
+
+    @Test func initialWeightsOfAnotherArchitectureAreRefused() throws {
+        let config = LearnerFixture.config()
+        var other = config.model
+        other.hiddenSize = 8
+        let weights = ModelWeights(config: TransformerConfig(other), seed: 1, initStd: 0.1)
+        #expect(throws: GRPOLearnerError.modelConfigMismatch(source: "sft.h5", expected: TransformerConfig(config.model).jsonString(),
+                                                             found: TransformerConfig(other).jsonString())) {
+            _ = try GRPOLearner(config: config, initialWeights: weights, source: "sft.h5")
+        }
+    }
+}
