@@ -166,7 +166,17 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
     /// A learner starting from the SFT weights file at `initPath` (``ModelWeights/load(path:)``),
     /// or from a random init when nil.
     public convenience init(config: Config, initPath: String?, logger: Logger = Logger(label: "cerm.learner")) throws {
-        let weights = try initPath.map { try ModelWeights.load(path: $0) }
+        var weights: ModelWeights?
+        if let initPath {
+            guard FileManager.default.fileExists(atPath: initPath) else {
+                throw CermError.io(path: initPath, reason: "no such SFT weights file (--init)")
+            }
+            do { weights = try ModelWeights.load(path: initPath) } catch let error as CermError {
+                throw error
+            } catch {
+                throw CermError.io(path: initPath, reason: "cannot load SFT weights (--init): \(error)")
+            }
+        }
         try self.init(config: config, initialWeights: weights, source: initPath ?? "initial weights", logger: logger)
     }
 
