@@ -42,42 +42,47 @@ enum LearnerFixture {
     }
 
     /// Every trajectory of the step under `config`, in canonical order, with behaviour log-probs
-    /// from `policy` at the rollout temperature and reference log-probs slightly below them.
-    static func rollouts(config: Config, policy: ModelWeights, step: Int, pairs: [TaskPair] = pairs) throws -> StepRollouts {
+    /// from `policy` at the rollout temperature and reference log-probs from `reference` (or
+    /// 0.05 below the behaviour ones). One forward per pair, as a worker with one pair per task.
+    static func rollouts(config: Config, policy: ModelWeights, reference: ModelWeights? = nil, step: Int,
+                         pairs: [TaskPair] = pairs) throws -> StepRollouts {
+        let trajectories = try pairs.flatMap { try self.trajectories(config: config, policy: policy, reference: reference, step: step, pair: $0) }
+        return StepRollouts(step: UInt64(step), trajectories: trajectories.sorted { $0.id < $1.id },
+                            versionByPair: Dictionary(uniqueKeysWithValues: pairs.map { ($0.pairID, UInt64(0)) }))
+    }
+
+    /// The trajectories of one pair (see ``rollouts(config:policy:reference:step:pairs:)``).
+    static func trajectories(config: Config, policy: ModelWeights, reference: ModelWeights?, step: Int, pair: TaskPair) throws -> [Trajectory] {
         let format = CompactFormat()
         let plan = RolloutPlan(config: config.rollout, runSeed: config.run.seed, step: UInt64(step))
         var requests: [(RolloutRequest, [TokenID])] = []
-        for pair in pairs {
-            let item = RolloutItem(pairID: pair.pairID, query: pair.query, responses: pair.responses)
-            var criteriaOutputs: [[TokenID]] = []
-            for request in plan.criteriaRequests(for: item) {
-                let i = request.id.criteriaIndex
-                let output = format.outputTokens(text: format.criteriaText(analysis: "a\(i)", items: ["c1", "c2"]))
-                criteriaOutputs.append(output)
-                requests.append((request, output))
-            }
-            for request in plan.evaluationRequests(for: item, criteriaOutputs: criteriaOutputs).requests {
-                let id = request.id
-                let text = format.evaluationText(items: [ScoredItem(analysis: "ok", score: 3), ScoredItem(analysis: "fine", score: 4)],
-                                                 otherPoint: nil,
-                                                 overall: overall(pair: id.pairID, criteria: id.criteriaIndex, response: id.responseIndex, sample: id.sampleIndex))
-                requests.append((request, format.outputTokens(text: text)))
-            }
+        let item = RolloutItem(pairID: pair.pairID, query: pair.query, responses: pair.responses)
+        var criteriaOutputs: [[TokenID]] = []
+        for request in plan.criteriaRequests(for: item) {
+            let i = request.id.criteriaIndex
+            let output = format.outputTokens(text: format.criteriaText(analysis: "a\(i)", items: ["c1", "c2"]))
+            criteriaOutputs.append(output)
+            requests.append((request, output))
         }
-        let model = try Transformer(weights: policy)
+        for request in plan.evaluationRequests(for: item, criteriaOutputs: criteriaOutputs).requests {
+            let id = request.id
+            let text = format.evaluationText(items: [ScoredItem(analysis: "ok", score: 3), ScoredItem(analysis: "fine", score: 4)],
+                                             otherPoint: nil,
+                                             overall: overall(pair: id.pairID, criteria: id.criteriaIndex, response: id.responseIndex, sample: id.sampleIndex))
+            requests.append((request, format.outputTokens(text: text)))
+        }
         let temperature = Float(config.rollout.temperature)
-        let pass = try model.forward(TokenBatch(sequences: requests.map { $0.0.promptTokens + $0.1 },
-                                                scoredFrom: requests.map { $0.0.promptTokens.count }), temperature: temperature)
-        let trajectories = requests.enumerated().map { row, entry in
+        let batch = TokenBatch(sequences: requests.map { $0.0.promptTokens + $0.1 }, scoredFrom: requests.map { $0.0.promptTokens.count })
+        let pass = try Transformer(weights: policy).forward(batch, temperature: temperature)
+        let referencePass = try reference.map { try Transformer(weights: $0).forward(batch, temperature: temperature) }
+        return requests.enumerated().map { row, entry in
             let (request, output) = entry
-            let first = request.promptTokens.count - 1
-            let behaviour = Array(pass.logprobs[row][first..<(first + output.count)])
+            let range = (request.promptTokens.count - 1)..<(request.promptTokens.count - 1 + output.count)
+            let behaviour = Array(pass.logprobs[row][range])
+            let referenceLogprobs = referencePass.map { Array($0.logprobs[row][range]) } ?? behaviour.map { $0 - 0.05 }
             return Trajectory(id: request.id, promptTokenCount: UInt32(request.promptTokens.count), tokens: output.map { UInt32($0) },
-                              behaviourLogprobs: behaviour, referenceLogprobs: behaviour.map { $0 - 0.05 },
-                              finishReason: .stop, text: "")
-        }.sorted { $0.id < $1.id }
-        return StepRollouts(step: UInt64(step), trajectories: trajectories,
-                            versionByPair: Dictionary(uniqueKeysWithValues: pairs.map { ($0.pairID, UInt64(0)) }))
+                              behaviourLogprobs: behaviour, referenceLogprobs: referenceLogprobs, finishReason: .stop, text: "")
+        }
     }
 
     static func bitsEqual(_ a: [Float], _ b: [Float]) -> Bool {
