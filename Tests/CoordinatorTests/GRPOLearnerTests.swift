@@ -207,6 +207,15 @@ enum LearnerFixture {
         #expect(learner.policyVersion == 0)
         #expect(try learner.currentWeights() == before)
 
+        // A NaN behaviour log-prob is refused before any mini-batch steps.
+        var poisoned = rollouts.trajectories
+        poisoned[target].behaviourLogprobs[2] = .nan
+        #expect(throws: GRPOLearnerError.nonFiniteLogprob(step: 1, trajectory: poisoned[target].id, index: 2)) {
+            try learner.update(step: 1, pairs: LearnerFixture.pairs,
+                               rollouts: StepRollouts(step: 1, trajectories: poisoned, versionByPair: rollouts.versionByPair))
+        }
+        #expect(try learner.currentWeights() == before)
+
         // An evaluation the plan never asks for (sample index beyond ne) is refused too.
         var extra = rollouts.trajectories
         var stray = extra[1]
@@ -258,6 +267,54 @@ enum LearnerFixture {
         try HuggingFaceExport.export(loaded, to: exported, source: written.path)
         let header = try Data(contentsOf: URL(fileURLWithPath: (exported as NSString).appendingPathComponent("model.safetensors")))
         #expect(!String(decoding: header, as: UTF8.self).contains("reference."))
+    }
+
+    /// `par` and `pairwise`: single-stage prompts are rebuilt and rewarded; the step trains.
+    @Test(arguments: [RewardMode.par, .pairwise]) func singleStageModesTrain(mode: RewardMode) throws {
+        var config = LearnerFixture.config()
+        config.reward.mode = mode
+        config.model.maxSeqLen = 512  // the single-stage prompts carry long instructions
+        config.rollout.nc = 2
+        config.rollout.ne = 1
+        let learner = try GRPOLearner(config: config)
+        let plan = RolloutPlan(config: config.rollout, runSeed: config.run.seed, step: 1)
+        let eos = ByteTokenizer.Special.eos.rawValue
+        var requests: [(RolloutRequest, [TokenID])] = []
+        for pair in LearnerFixture.pairs {
+            let item = RolloutItem(pairID: pair.pairID, query: pair.query, responses: pair.responses)
+            switch mode {
+            case .par:
+                for request in plan.judgmentRequests(for: item) {
+                    let id = request.id
+                    let score = Double((id.sampleIndex * 3 + id.responseIndex * 5 + Int(id.pairID)) % 10)
+                    let text = ParFormat().outputText(thought: "t", rubric: "r", evaluation: "e", score: score)
+                    requests.append((request, ByteTokenizer().encode(text) + [eos]))
+                }
+            default:
+                for request in plan.comparisonRequests(for: item) {
+                    let verdict: PairwiseVerdict = request.id.sampleIndex == 0 ? .a : .b
+                    let text = PairwiseFormat().outputText(rubric: "r", evaluation: "e", verdict: verdict)
+                    requests.append((request, ByteTokenizer().encode(text) + [eos]))
+                }
+            }
+        }
+        let pass = try Transformer(weights: learner.policy).forward(
+            TokenBatch(sequences: requests.map { $0.0.promptTokens + $0.1 }, scoredFrom: requests.map { $0.0.promptTokens.count }),
+            temperature: Float(config.rollout.temperature))
+        let trajectories = requests.enumerated().map { row, entry in
+            let range = (entry.0.promptTokens.count - 1)..<(entry.0.promptTokens.count - 1 + entry.1.count)
+            let behaviour = Array(pass.logprobs[row][range])
+            return Trajectory(id: entry.0.id, promptTokenCount: UInt32(entry.0.promptTokens.count), tokens: entry.1.map { UInt32($0) },
+                              behaviourLogprobs: behaviour, referenceLogprobs: behaviour, finishReason: .stop, text: "")
+        }
+        #expect(trajectories.count == (mode == .par ? 8 : 4))
+        let rollouts = StepRollouts(step: 1, trajectories: trajectories, versionByPair: [3: 0, 8: 0])
+        let before = learner.policy
+        let metrics = try learner.update(step: 1, pairs: LearnerFixture.pairs, rollouts: rollouts)
+        #expect(learner.policyVersion == 1)
+        #expect(metrics.validFormatRate == 1)
+        #expect(metrics.gradNorm > 0)
+        #expect(!LearnerFixture.bitsEqual(learner.policy.values, before.values))
     }
 
     @Test func initialWeightsOfAnotherArchitectureAreRefused() throws {

@@ -18,6 +18,8 @@ public enum GRPOLearnerError: Error, Equatable, CustomStringConvertible {
     case promptLengthMismatch(step: Int, trajectory: TrajectoryID, reported: Int, rebuilt: Int)
     /// Behaviour or reference log-probs are not one per generated token.
     case logprobCountMismatch(step: Int, trajectory: TrajectoryID, tokens: Int, behaviour: Int, reference: Int)
+    /// A behaviour or reference log-prob is NaN or infinite.
+    case nonFiniteLogprob(step: Int, trajectory: TrajectoryID, index: Int)
     /// A generated token id outside the model's vocabulary.
     case tokenOutOfVocabulary(step: Int, trajectory: TrajectoryID, index: Int, token: UInt32, vocabSize: Int)
     /// Prompt + output do not fit the model's context.
@@ -39,6 +41,8 @@ public enum GRPOLearnerError: Error, Equatable, CustomStringConvertible {
             return "step \(step), \(id): the worker generated after a \(reported)-token prompt but the rollout plan rebuilds \(rebuilt) tokens; refusing to train on a different context"
         case let .logprobCountMismatch(step, id, tokens, behaviour, reference):
             return "step \(step), \(id): \(tokens) generated tokens but \(behaviour) behaviour and \(reference) reference log-probs"
+        case let .nonFiniteLogprob(step, id, index):
+            return "step \(step), \(id): behaviour or reference log-prob of token \(index) is not finite"
         case let .tokenOutOfVocabulary(step, id, index, token, vocab):
             return "step \(step), \(id): generated token \(index) is \(token), outside the vocabulary of \(vocab)"
         case let .sequenceTooLong(step, id, length, maxSeqLen):
@@ -362,6 +366,11 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
             throw GRPOLearnerError.logprobCountMismatch(step: step, trajectory: id, tokens: n,
                                                         behaviour: trajectory.behaviourLogprobs.count,
                                                         reference: trajectory.referenceLogprobs.count)
+        }
+        // Checked here, before any mini-batch steps, so a bad trajectory leaves the model untouched.
+        for (index, (behaviour, reference)) in zip(trajectory.behaviourLogprobs, trajectory.referenceLogprobs).enumerated()
+        where !(behaviour.isFinite && reference.isFinite) {
+            throw GRPOLearnerError.nonFiniteLogprob(step: step, trajectory: id, index: index)
         }
         for (index, token) in trajectory.tokens.enumerated() where Int(token) >= modelConfig.vocabSize {
             throw GRPOLearnerError.tokenOutOfVocabulary(step: step, trajectory: id, index: index, token: token,
