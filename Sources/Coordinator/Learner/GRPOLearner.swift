@@ -192,6 +192,8 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
 
     public func update(step: Int, pairs: [TaskPair], rollouts: StepRollouts) throws -> StepMetrics {
         guard rollouts.step == UInt64(step) else { throw GRPOLearnerError.stepMismatch(expected: step, rollouts: rollouts.step) }
+        // A failed update must not leak partial gradients into the next one.
+        defer { gradients.zero() }
         var metrics = MethodMetrics()
         let scored = try score(step: step, pairs: pairs, trajectories: rollouts.trajectories, metrics: &metrics)
         let advantages = Advantages.compute(scored.outcomes, options: AdvantageOptions(reward: config.reward, grpo: config.grpo))
@@ -412,7 +414,8 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
     /// gradient *added* to the learner's gradient buffer. Trajectories without output tokens
     /// take no part. A mini-batch over the workspace budget is forwarded in micro-batches to
     /// collect log-probs, then each micro-batch is forwarded again and back-propagated with
-    /// its share of the loss weights (the loss needs every log-prob of the mini-batch first).
+    /// its share of the loss weights (the loss needs every log-prob of the mini-batch first;
+    /// the last micro-batch's retained pass is reused).
     func runMiniBatch(_ batch: [PreparedTrajectory], backward: Bool) throws -> MiniBatchPass {
         let rows = batch.filter { $0.outputCount > 0 }
         let micro = microBatches(rows)
@@ -445,19 +448,25 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
             throw CermError.invalid("\(rows[row].id): \(error)")
         }
         if backward, !micro.isEmpty {
+            var starts: [Int] = []
             var offset = 0
-            for (index, part) in micro.enumerated() {
-                // The last forward is still retained; earlier micro-batches are run again.
-                if micro.count > 1 || index != micro.count - 1 { _ = try model.forward(tokenBatch(part), temperature: temperature) }
+            for part in micro {
+                starts.append(offset)
+                offset += part.count
+            }
+            // The last micro-batch's forward is still retained: back-propagate it first, then
+            // run the earlier ones again (a fixed order, so the accumulated sum is deterministic).
+            for index in micro.indices.reversed() {
+                let part = micro[index]
+                if index != micro.count - 1 { _ = try model.forward(tokenBatch(part), temperature: temperature) }
                 var dLogprobs: [[Float]] = []
                 for (row, trajectory) in part.enumerated() {
                     var weights = [Float](repeating: 0, count: trajectory.sequence.count - 1)
                     let first = trajectory.promptLength - 1
-                    for (t, w) in loss.tokenWeights[offset + row].enumerated() { weights[first + t] = Float(w) }
+                    for (t, w) in loss.tokenWeights[starts[index] + row].enumerated() { weights[first + t] = Float(w) }
                     dLogprobs.append(weights)
                 }
                 try model.backward(dLogprobs: dLogprobs, into: &gradients)
-                offset += part.count
             }
         }
         return MiniBatchPass(loss: loss, entropySum: entropySum, tokens: tokens, microBatches: micro.count)
