@@ -83,6 +83,8 @@ public struct ScoringRequest: Sendable, Equatable {
 /// Invalid generator input; every case names the offending request or parameter.
 public enum GenerationError: Error, Equatable, CustomStringConvertible {
     case parameterCount(expected: Int, actual: Int)
+    /// Heads not divisible by KV heads, odd head dimension, or an empty vocabulary/context.
+    case unsupportedConfig(String)
     case missingParameter(name: String)
     case emptyPrompt(request: Int)
     case invalidToken(request: Int, position: Int, token: TokenID, vocabSize: Int)
@@ -94,6 +96,8 @@ public enum GenerationError: Error, Equatable, CustomStringConvertible {
         switch self {
         case let .parameterCount(expected, actual):
             return "generator: parameter buffer has \(actual) floats, the config needs \(expected)"
+        case let .unsupportedConfig(json):
+            return "generator: unsupported transformer config \(json)"
         case let .missingParameter(name):
             return "generator: parameter layout has no tensor \(name)"
         case let .emptyPrompt(request):

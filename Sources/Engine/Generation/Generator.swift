@@ -21,14 +21,21 @@ import Shared
 /// ``prefillChunkRows`` token rows, then every decode step runs one `sgemm` per weight matrix over
 /// the still-active sequences (`[active, in] · Wᵀ`); finished sequences drop out.
 ///
-/// **Determinism and batch invariance.** A sequence's tokens depend only on the weights, its
-/// prompt (and prefix) and its seed: the random number for generated token `i` is
-/// ``CounterRNG/uniform(seed:index:)``(seed, i); every per-row kernel (norms, RoPE, attention,
-/// softmax, sampling) reduces in an order fixed by the vector length; and the matrix products
-/// use OpenBLAS `sgemm`, whose per-row results do not depend on the number of rows `M` in the
-/// supported OpenBLAS builds — `BatchInvarianceTests` pins this bitwise for every projection shape
-/// and batch sizes 1…33, so a change of BLAS that breaks it fails the tests. The same holds for
-/// the thread count (OpenBLAS partitions rows/columns, never the reduction).
+/// **Determinism and batch invariance.** A sequence's tokens and log-probabilities are bitwise
+/// functions of the weights, its prompt (and prefix) and its seed only — not of its batch
+/// companions, its position in the batch, prefill chunking or thread count:
+/// - the random number for generated token `i` is ``CounterRNG/uniform(seed:index:)``(seed, i);
+/// - every matrix product goes through ``InvariantMatmul`` (each element is one dot product in an
+///   order fixed by the inner dimension). OpenBLAS `sgemm` is *not* used here: measured on
+///   OpenBLAS 0.3.21, a row's bits change with the number of rows and the row's position in the
+///   call, for every projection shape of the engine and for 1 or 2 threads;
+/// - every per-row kernel (norms, RoPE, attention, softmax, sampling) reduces in an order fixed
+///   by the vector length.
+/// Consequently a prompt row computes the same bits in prefill as in decode, so continuing a
+/// ``SharedPrefix`` equals generating from the concatenated prompt bitwise, and ``score(_:continuing:)``
+/// reproduces behaviour log-probabilities bitwise. Across machines the bits are the same whenever
+/// the same kernel variant runs (``InvariantMatmul/kernelVariant``; the AVX-512, AVX2 and scalar
+/// variants are designed to agree) and libm's `expf` agrees.
 ///
 /// **Memory.** Each call preallocates a ``KVCache`` with one slot per request (positions
 /// `prompt + maxNewTokens`) and grows the reusable workspace once; the per-token decode loop does
@@ -63,7 +70,7 @@ public final class Generator {
         }
         guard config.heads > 0, config.kvHeads > 0, config.heads % config.kvHeads == 0, config.headDim % 2 == 0,
               config.maxSeqLen > 0, config.vocabSize > 0 else {
-            throw GenerationError.invalidSampling(request: -1, detail: "unsupported config \(config.jsonString())")
+            throw GenerationError.unsupportedConfig(config.jsonString())
         }
         self.config = config
         self.layout = layout

@@ -15,7 +15,8 @@ public enum InvariantMatmul {
     /// Which kernel runs on this machine: 2 = AVX-512F, 1 = AVX2+FMA, 0 = portable scalar.
     public static var kernelVariant: Int { Int(cerm_rowgemm_variant()) }
 
-    /// Threads used for large products (columns are split; results do not depend on it).
+    /// Threads used for large products (columns are split; results do not depend on it). Set it
+    /// once at start-up (e.g. to 1 when several workers share a machine), not while generating.
     nonisolated(unsafe) public static var threads = 2
 
     /// `c[i, j] = (accumulate ? c[i, j] : 0) + Σ_p a[i, p] · b[j, p]`, row-major with leading
