@@ -1,3 +1,4 @@
+import COpenBLAS
 import Foundation
 import Shared
 import Testing
@@ -120,6 +121,36 @@ struct GenerationTests {
                 worst = max(worst, abs(Float(sum) - expected[j]))
             }
             #expect(worst < 1e-3 * Float(shape.k).squareRoot() / 10)
+        }
+    }
+
+    @Test("attention kernel variants agree bitwise, with and without a prefix segment")
+    func attentionVariantsAgree() {
+        for headDim in [8, 64, 40] {
+            let heads = 4, kvHeads = 2, kvDim = kvHeads * headDim, keys = 23, prefixLength = 9
+            let q = (0 ..< heads * headDim).map { Float(sin(Double($0) * 0.7)) }
+            let k = (0 ..< keys * kvDim).map { Float(cos(Double($0) * 0.37)) }
+            let v = (0 ..< keys * kvDim).map { Float(sin(Double($0) * 0.19 + 1)) }
+            func run(variant: Int, split: Bool) -> [Float] {
+                var out = [Float](repeating: .nan, count: heads * headDim)
+                var scores = [Float](repeating: 0, count: 2 * 32)
+                k.withUnsafeBufferPointer { kp in
+                    v.withUnsafeBufferPointer { vp in
+                        let pk = kp.baseAddress!, pv = vp.baseAddress!
+                        let cut = split ? prefixLength : 0
+                        cerm_attend_row(Int32(heads), Int32(kvHeads), Int32(headDim), Int32(keys), q, &out,
+                                        split ? pk : nil, split ? pv : nil, Int32(cut),
+                                        pk + cut * kvDim, pv + cut * kvDim, Int32(kvDim), 0.3, &scores, 32, Int32(variant))
+                    }
+                }
+                return out
+            }
+            let expected = run(variant: 0, split: false)
+            #expect(!expected.contains { $0.isNaN })
+            for variant in 0...InvariantMatmul.kernelVariant {
+                #expect(run(variant: variant, split: false) == expected, "headDim \(headDim) variant \(variant)")
+                #expect(run(variant: variant, split: true) == expected, "headDim \(headDim) variant \(variant) split")
+            }
         }
     }
 

@@ -1,3 +1,4 @@
+import COpenBLAS
 import Foundation
 import Shared
 
@@ -447,7 +448,6 @@ public final class Generator {
         let hidden = config.hiddenSize, qDim = config.qDim, kvDim = config.kvDim, ffn = config.ffnSize
         let headDim = config.headDim, heads = config.heads, kvHeads = config.kvHeads, half = headDim / 2
         let eps = Float(config.rmsNormEps)
-        let scale = 1 / Float(headDim).squareRoot()
         let prefixLength = prefix?.length ?? 0
         let rows = ws.rows
         let x = ws.residual, normed = ws.normed
@@ -482,17 +482,7 @@ public final class Generator {
                 (cache.values(layer: layer, sequence: slot) + cacheRow).update(from: v, count: kvDim)
             }
 
-            let prefixKeys = prefix.map { UnsafePointer($0.cache.keys(layer: layer, sequence: 0)) }
-            let prefixValues = prefix.map { UnsafePointer($0.cache.values(layer: layer, sequence: 0)) }
-            for r in 0..<rowCount {
-                let slot = rows[r].slot
-                InferenceKernels.attendRow(
-                    query: ws.queries + r * qDim, out: ws.attention + r * qDim, keyCount: rows[r].position + 1,
-                    prefixKeys: prefixKeys, prefixValues: prefixValues, prefixLength: prefixLength,
-                    ownKeys: cache.keys(layer: layer, sequence: slot), ownValues: cache.values(layer: layer, sequence: slot),
-                    heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale,
-                    scores: ws.scores, scoreStride: ws.scoreStride)
-            }
+            attend(rowCount: rowCount, layer: layer, cache: cache, prefix: prefix)
             project(ws.attention, rows: rowCount, weight: params + w.o, out: x, outDim: hidden, inDim: qDim, accumulate: true)
 
             for r in 0..<rowCount {
@@ -511,6 +501,42 @@ public final class Generator {
         }
         project(ws.logitInput, rows: logitRowCount, weight: params + offsets.lmHead, out: ws.logits,
                 outDim: config.vocabSize, inDim: hidden)
+    }
+
+    /// Attention of every row over its cache (see `cerm_attend_row` in
+    /// `Sources/COpenBLAS/cerm_rowgemm.h` for the fixed arithmetic). Rows are independent, so they
+    /// are spread over ``InvariantMatmul/threads`` without changing any bit.
+    private func attend(rowCount: Int, layer: Int, cache: KVCache, prefix: SharedPrefix?) {
+        let ws = workspace
+        let heads = Int32(config.heads), kvHeads = Int32(config.kvHeads), headDim = Int32(config.headDim)
+        let qDim = config.qDim, kvDim = Int32(config.kvDim)
+        let scale = 1 / Float(config.headDim).squareRoot()
+        let prefixLength = prefix?.length ?? 0
+        let prefixKeys = UInt(bitPattern: prefix?.cache.keys(layer: layer, sequence: 0))
+        let prefixValues = UInt(bitPattern: prefix?.cache.values(layer: layer, sequence: 0))
+        let rowsAddress = UInt(bitPattern: ws.rows), queries = UInt(bitPattern: ws.queries)
+        let outputs = UInt(bitPattern: ws.attention), scores = UInt(bitPattern: ws.scores)
+        let scoreStride = ws.scoreStride, scorePartSize = ws.scorePartSize
+        var work = 0
+        for r in 0..<rowCount { work += ws.rows[r].position + 1 }
+        let parts = work * config.qDim >= 1 << 17 ? max(1, min(InvariantMatmul.threads, rowCount, ws.scoreParts)) : 1
+        let body = { @Sendable (part: Int) in
+            guard let rows = UnsafePointer<InferenceRow>(bitPattern: rowsAddress),
+                  let q = UnsafePointer<Float>(bitPattern: queries), let out = UnsafeMutablePointer<Float>(bitPattern: outputs),
+                  let partScores = UnsafeMutablePointer<Float>(bitPattern: scores)?.advanced(by: part * scorePartSize)
+            else { return }
+            var r = part
+            while r < rowCount {
+                let row = rows[r]
+                cerm_attend_row(heads, kvHeads, headDim, Int32(row.position + 1), q + r * qDim, out + r * qDim,
+                                UnsafePointer(bitPattern: prefixKeys), UnsafePointer(bitPattern: prefixValues),
+                                Int32(prefixLength), cache.keys(layer: layer, sequence: row.slot),
+                                cache.values(layer: layer, sequence: row.slot), kvDim, scale, partScores,
+                                Int32(scoreStride), -1)
+                r += parts
+            }
+        }
+        if parts == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: body) }
     }
 
     /// `out[rows, outDim] (+)= input[rows, inDim] · weightᵀ` for an HF `[out, in]` weight.
