@@ -12,7 +12,7 @@ struct GenerationBenchmarkRun {
         // CERM_BENCH_THREADS=1 measures one core (OpenBLAS and the engine's matmul alike).
         if let threads = ProcessInfo.processInfo.environment["CERM_BENCH_THREADS"].flatMap(Int.init) {
             BLAS.setThreads(threads)
-            InvariantMatmul.threads = threads
+            InvariantMatmul.threadOverride = threads
         }
         let report = try GenerationBenchmark.run()
         print(report)
