@@ -179,6 +179,31 @@ struct GenerationTests {
         }
     }
 
+    @Test("groups with different prefixes batch together and equal their separate runs")
+    func prefixGroups() throws {
+        let generator = try Models.generator(.qwen3)
+        let first = try generator.prefill(prefix: Models.tokens("Criteria set one: brevity."))
+        let second = try generator.prefill(prefix: Models.tokens("Set two"))
+        let requestsA = (0..<3).map { GenerationRequest(prompt: Models.tokens("R\($0):"), seed: UInt64($0), maxNewTokens: 6 + $0) }
+        let requestsB = (0..<2).map { GenerationRequest(prompt: $0 == 0 ? [] : [65], seed: UInt64(9 + $0), maxNewTokens: 7, topP: 0.9) }
+        let requestsC = [GenerationRequest(prompt: Models.tokens("no prefix"), seed: 4, maxNewTokens: 5, temperature: 0)]
+        let grouped = try generator.generate(groups: [
+            PrefixedGenerations(prefix: first, requests: requestsA), PrefixedGenerations(prefix: second, requests: requestsB),
+            PrefixedGenerations(prefix: nil, requests: requestsC),
+        ])
+        #expect(grouped.map(\.count) == [3, 2, 1])
+        #expect(grouped[0] == (try generator.generate(continuing: first, requests: requestsA)))
+        #expect(grouped[1] == (try generator.generate(continuing: second, requests: requestsB)))
+        #expect(grouped[2] == (try generator.generate(requests: requestsC)))
+
+        let scored = try generator.score(groups: [
+            PrefixedScorings(prefix: first, requests: zip(requestsA, grouped[0]).map { ScoringRequest(prompt: $0.prompt, tokens: $1.tokens) }),
+            PrefixedScorings(prefix: second, requests: zip(requestsB, grouped[1]).map { ScoringRequest(prompt: $0.prompt, tokens: $1.tokens) }),
+        ])
+        #expect(scored[0] == grouped[0].map(\.logProbs))
+        #expect(scored[1] == grouped[1].map(\.logProbs))
+    }
+
     @Test("teacher-forced scores reproduce behaviour log-probabilities and the reference", arguments: families)
     func scoring(family: ModelFamily) throws {
         let generator = try Models.generator(family)

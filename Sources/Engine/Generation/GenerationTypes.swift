@@ -80,6 +80,29 @@ public struct ScoringRequest: Sendable, Equatable {
     }
 }
 
+/// Requests that continue one shared prefix (or none), for ``Generator/generate(groups:)``.
+public struct PrefixedGenerations: Sendable {
+    /// The prefix every request continues, or nil for requests with complete prompts.
+    public var prefix: SharedPrefix?
+    public var requests: [GenerationRequest]
+
+    public init(prefix: SharedPrefix?, requests: [GenerationRequest]) {
+        self.prefix = prefix
+        self.requests = requests
+    }
+}
+
+/// Scoring requests that continue one shared prefix (or none), for ``Generator/score(groups:)``.
+public struct PrefixedScorings: Sendable {
+    public var prefix: SharedPrefix?
+    public var requests: [ScoringRequest]
+
+    public init(prefix: SharedPrefix?, requests: [ScoringRequest]) {
+        self.prefix = prefix
+        self.requests = requests
+    }
+}
+
 /// Invalid generator input; every case names the offending request or parameter.
 public enum GenerationError: Error, Equatable, CustomStringConvertible {
     case parameterCount(expected: Int, actual: Int)
