@@ -311,24 +311,35 @@ static inline void NAME(int heads, int kvHeads, int headDim, const float *q, flo
         for (int s = 0; s < nsegs; s++) {                                                                             \
             const cerm_kv_segment seg = segs[s];                                                                      \
             int t = seg.begin;                                                                                        \
+            /* Four key blocks per pass: four independent multiply-add chains per head. */                            \
+            for (; t + 4 * LANES <= seg.end; t += 4 * LANES) {                                                        \
+                const float *kcol = seg.kt + (int64_t)(g * headDim) * seg.capacity + (t - seg.begin);                 \
+                for (int j = 0; j < group; j++) {                                                                     \
+                    const float *qj = q + (h0 + j) * headDim;                                                         \
+                    VEC acc0 = ZERO(), acc1 = ZERO(), acc2 = ZERO(), acc3 = ZERO();                                   \
+                    for (int d = 0; d < headDim; d++) {                                                               \
+                        const float *kd = kcol + (int64_t)d * seg.capacity;                                           \
+                        const VEC qd = SET1(qj[d]);                                                                   \
+                        acc0 = FMADD(qd, LOAD(kd), acc0);                                                             \
+                        acc1 = FMADD(qd, LOAD(kd + LANES), acc1);                                                     \
+                        acc2 = FMADD(qd, LOAD(kd + 2 * LANES), acc2);                                                 \
+                        acc3 = FMADD(qd, LOAD(kd + 3 * LANES), acc3);                                                 \
+                    }                                                                                                 \
+                    float *row = scores + (int64_t)j * scoreStride + t;                                               \
+                    STORE(row, MUL(acc0, vscale));                                                                    \
+                    STORE(row + LANES, MUL(acc1, vscale));                                                            \
+                    STORE(row + 2 * LANES, MUL(acc2, vscale));                                                        \
+                    STORE(row + 3 * LANES, MUL(acc3, vscale));                                                        \
+                }                                                                                                     \
+            }                                                                                                         \
             for (; t + LANES <= seg.end; t += LANES) {                                                                \
                 const float *kcol = seg.kt + (int64_t)(g * headDim) * seg.capacity + (t - seg.begin);                 \
-                for (int j0 = 0; j0 < group; j0 += 4) {                                                               \
-                    const int nh = group - j0 < 4 ? group - j0 : 4;                                                   \
-                    VEC acc0 = ZERO(), acc1 = ZERO(), acc2 = ZERO(), acc3 = ZERO();                                   \
-                    const float *q0 = q + (h0 + j0) * headDim;                                                        \
-                    for (int d = 0; d < headDim; d++) {                                                               \
-                        const VEC k = LOAD(kcol + (int64_t)d * seg.capacity);                                         \
-                        acc0 = FMADD(SET1(q0[d]), k, acc0);                                                           \
-                        if (nh > 1) acc1 = FMADD(SET1(q0[headDim + d]), k, acc1);                                     \
-                        if (nh > 2) acc2 = FMADD(SET1(q0[2 * headDim + d]), k, acc2);                                 \
-                        if (nh > 3) acc3 = FMADD(SET1(q0[3 * headDim + d]), k, acc3);                                 \
-                    }                                                                                                 \
-                    float *row = scores + (int64_t)j0 * scoreStride + t;                                              \
-                    STORE(row, MUL(acc0, vscale));                                                                    \
-                    if (nh > 1) STORE(row + scoreStride, MUL(acc1, vscale));                                          \
-                    if (nh > 2) STORE(row + 2 * (int64_t)scoreStride, MUL(acc2, vscale));                             \
-                    if (nh > 3) STORE(row + 3 * (int64_t)scoreStride, MUL(acc3, vscale));                             \
+                for (int j = 0; j < group; j++) {                                                                     \
+                    const float *qj = q + (h0 + j) * headDim;                                                         \
+                    VEC acc0 = ZERO();                                                                                \
+                    for (int d = 0; d < headDim; d++)                                                                 \
+                        acc0 = FMADD(SET1(qj[d]), LOAD(kcol + (int64_t)d * seg.capacity), acc0);                      \
+                    STORE(scores + (int64_t)j * scoreStride + t, MUL(acc0, vscale));                                  \
                 }                                                                                                     \
             }                                                                                                         \
             cerm_scores_scalar(q, h0, group, g, headDim, seg, t, scale, scores, scoreStride);                         \
