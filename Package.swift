@@ -26,6 +26,9 @@ let package = Package(
             providers: [.apt(["libopenblas-dev"])]),
         // Process-level calls Swift's Glibc module lacks (prctl).
         .target(name: "CSystemShims"),
+        // Batch-invariant matrix kernels (AVX-512 / AVX2 / scalar with identical bits) for the
+        // inference path: OpenBLAS's sgemm rounds a row differently depending on the batch.
+        .target(name: "CKernels"),
 
         // Shared: config, logging, safe wrappers over the C libraries, the CE-RM method
         // (formats, rewards, GRPO), the wire protocol and data formats.
@@ -37,7 +40,7 @@ let package = Package(
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]),
         // Engine: the Llama/Qwen-family transformer (forward, backward, generation, AdamW).
-        .target(name: "Engine", dependencies: ["Shared"]),
+        .target(name: "Engine", dependencies: ["Shared", "COpenBLAS", "CKernels"]),
         // Coordinator: scheduler, learner (GRPO), checkpoints, monitoring.
         .target(name: "Coordinator", dependencies: ["Shared", "Engine"]),
         // Worker: two-stage rollout on the engine, weight fetching, reconnects.
@@ -52,7 +55,7 @@ let package = Package(
             ]),
 
         .testTarget(name: "SharedTests", dependencies: ["Shared"]),
-        .testTarget(name: "EngineTests", dependencies: ["Engine", "Shared"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Shared", "CKernels"], resources: [.copy("Fixtures")]),
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Worker", "Engine", "Shared"]),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "Engine", "Shared"]),
     ],

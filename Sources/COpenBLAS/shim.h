@@ -1,5 +1,4 @@
 #ifndef CERM_COPENBLAS_SHIM_H
 #define CERM_COPENBLAS_SHIM_H
 #include <cblas.h>
-#include "cerm_rowgemm.h"
 #endif

@@ -1,3 +1,4 @@
+import CKernels
 import COpenBLAS
 import Foundation
 import Shared

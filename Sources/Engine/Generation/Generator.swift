@@ -1,4 +1,4 @@
-import COpenBLAS
+import CKernels
 import Foundation
 import Shared
 
@@ -549,7 +549,7 @@ public final class Generator {
     }
 
     /// Attention of every row over its cache (see `cerm_attend_row` in
-    /// `Sources/COpenBLAS/cerm_rowgemm.h` for the fixed arithmetic). Rows are independent, so they
+    /// `Sources/CKernels/include/cerm_rowgemm.h` for the fixed arithmetic). Rows are independent, so they
     /// are spread over ``InvariantMatmul/threads`` without changing any bit.
     private func attend(rowCount: Int, layer: Int, cache: KVCache, prefixes: [SharedPrefix?]) {
         let ws = workspace

@@ -1,4 +1,4 @@
-import COpenBLAS
+import CKernels
 import Dispatch
 import Shared
 
@@ -10,7 +10,7 @@ import Shared
 /// engine uses, 1 and 2 threads), so tokens would
 /// depend on which sequences share a batch. Here each element is one dot product in a fixed order
 /// that depends only on `k` (16 fused-multiply-add lanes, a fixed reduction tree, a sequential
-/// tail; see `Sources/COpenBLAS/cerm_rowgemm.h`), computed by AVX-512, AVX2+FMA or portable code
+/// tail; see `Sources/CKernels/include/cerm_rowgemm.h`), computed by AVX-512, AVX2+FMA or portable code
 /// with identical bits. Columns are split across threads, which cannot change any element.
 public enum InvariantMatmul {
     /// Which kernel runs on this machine: 2 = AVX-512F, 1 = AVX2+FMA, 0 = portable scalar.
