@@ -78,16 +78,24 @@ CERM_AVX512 static inline void cerm_tile512(int R, int C, int k, const float *a,
                                             float *c, int ldc, int accumulate) {
     const int k16 = k - k % 16;
     __m512 acc[4][4];
+    _Pragma("clang loop unroll(full)")
     for (int r = 0; r < R; r++)
+        _Pragma("clang loop unroll(full)")
         for (int q = 0; q < C; q++) acc[r][q] = _mm512_setzero_ps();
     for (int p = 0; p < k16; p += 16) {
         __m512 x[4], y[4];
+        _Pragma("clang loop unroll(full)")
         for (int r = 0; r < R; r++) x[r] = _mm512_loadu_ps(a + (int64_t)r * lda + p);
+        _Pragma("clang loop unroll(full)")
         for (int q = 0; q < C; q++) y[q] = _mm512_loadu_ps(b + (int64_t)q * ldb + p);
+        _Pragma("clang loop unroll(full)")
         for (int r = 0; r < R; r++)
+            _Pragma("clang loop unroll(full)")
             for (int q = 0; q < C; q++) acc[r][q] = _mm512_fmadd_ps(x[r], y[q], acc[r][q]);
     }
+    _Pragma("clang loop unroll(full)")
     for (int r = 0; r < R; r++)
+        _Pragma("clang loop unroll(full)")
         for (int q = 0; q < C; q++) {
             float s = cerm_rowgemm_tail(a + (int64_t)r * lda, b + (int64_t)q * ldb, k16, k, cerm_reduce512(acc[r][q]));
             float *out = c + (int64_t)r * ldc + q;
@@ -101,18 +109,24 @@ CERM_AVX2 static inline void cerm_tile256(int R, int C, int k, const float *a, i
                                           float *c, int ldc, int accumulate) {
     const int k16 = k - k % 16;
     __m256 lo[4][4], hi[4][4];
+    _Pragma("clang loop unroll(full)")
     for (int r = 0; r < R; r++)
+        _Pragma("clang loop unroll(full)")
         for (int q = 0; q < C; q++) { lo[r][q] = _mm256_setzero_ps(); hi[r][q] = _mm256_setzero_ps(); }
     for (int p = 0; p < k16; p += 16) {
+        _Pragma("clang loop unroll(full)")
         for (int r = 0; r < R; r++) {
             __m256 xl = _mm256_loadu_ps(a + (int64_t)r * lda + p), xh = _mm256_loadu_ps(a + (int64_t)r * lda + p + 8);
+            _Pragma("clang loop unroll(full)")
             for (int q = 0; q < C; q++) {
                 lo[r][q] = _mm256_fmadd_ps(xl, _mm256_loadu_ps(b + (int64_t)q * ldb + p), lo[r][q]);
                 hi[r][q] = _mm256_fmadd_ps(xh, _mm256_loadu_ps(b + (int64_t)q * ldb + p + 8), hi[r][q]);
             }
         }
     }
+    _Pragma("clang loop unroll(full)")
     for (int r = 0; r < R; r++)
+        _Pragma("clang loop unroll(full)")
         for (int q = 0; q < C; q++) {
             float s = cerm_rowgemm_tail(a + (int64_t)r * lda, b + (int64_t)q * ldb, k16, k,
                                         cerm_reduce_halves(lo[r][q], hi[r][q]));

@@ -53,6 +53,9 @@ struct InferenceWeightOffsets {
 
 /// Row kernels of the inference path. Every reduction has a fixed order that depends only on the
 /// vector length (never on the batch), which is what keeps generation batch-invariant.
+///
+/// Products and sums are separate operations (no `addProduct`): Swift compiles for baseline
+/// x86-64 here, where a vector fused multiply-add becomes a libm call per lane.
 enum InferenceKernels {
     typealias Vector = SIMD8<Float>
 
@@ -72,12 +75,12 @@ enum InferenceKernels {
         var acc0 = Vector(), acc1 = Vector()
         var i = 0
         while i + 16 <= n {
-            acc0.addProduct(load(a + i), load(b + i))
-            acc1.addProduct(load(a + i + 8), load(b + i + 8))
+            acc0 += load(a + i) * load(b + i)
+            acc1 += load(a + i + 8) * load(b + i + 8)
             i += 16
         }
         if i + 8 <= n {
-            acc0.addProduct(load(a + i), load(b + i))
+            acc0 += load(a + i) * load(b + i)
             i += 8
         }
         var sum = (acc0 + acc1).sum()
@@ -94,9 +97,7 @@ enum InferenceKernels {
         let a = Vector(repeating: alpha)
         var i = 0
         while i + 8 <= n {
-            var acc = load(y + i)
-            acc.addProduct(a, load(x + i))
-            store(acc, y + i)
+            store(load(y + i) + a * load(x + i), y + i)
             i += 8
         }
         while i < n {
