@@ -168,7 +168,14 @@ enum ExecutorFixture {
     @Test func threadCountDoesNotChangeTrajectories() throws {
         let saved = InvariantMatmul.threads
         defer { InvariantMatmul.threads = saved }
-        let executor = try F.executor()
+        // Wide enough that the prefill products (about 150 rows · 128 · 64) are split across threads.
+        var wide = F.model()
+        wide.hiddenSize = 64
+        wide.ffnSize = 128
+        wide.heads = 4
+        wide.kvHeads = 2
+        wide.headDim = 16
+        let executor = try F.executor(model: wide)
         InvariantMatmul.threads = 1
         let single = try executor.run(task: F.task())
         InvariantMatmul.threads = 3
