@@ -1,4 +1,5 @@
 import Foundation
+import Shared
 import Testing
 @testable import Engine
 
@@ -8,6 +9,11 @@ import Testing
 struct GenerationBenchmarkRun {
     @Test("generation throughput at batch 1, 8, 32, 128")
     func benchmark() throws {
+        // CERM_BENCH_THREADS=1 measures one core (OpenBLAS and the engine's matmul alike).
+        if let threads = ProcessInfo.processInfo.environment["CERM_BENCH_THREADS"].flatMap(Int.init) {
+            BLAS.setThreads(threads)
+            InvariantMatmul.threadOverride = threads
+        }
         let report = try GenerationBenchmark.run()
         print(report)
         #expect(report.measurements.count == 4)

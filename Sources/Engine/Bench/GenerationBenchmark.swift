@@ -32,11 +32,14 @@ public enum GenerationBenchmark {
         public let invariantMatmulGFLOPS: Double
         public let kernelVariant: Int
         public let measurements: [Measurement]
+        /// ``Generator/prefill(prefix:)`` of a 1024-token prefix, tokens per second.
+        public let longPrefillTokensPerSecond: Double
 
         public var description: String {
             var lines = [String(format: "sgemm 1024^3: %.1f GFLOP/s (OpenBLAS threads %d); invariant matmul [32x512]x[512x1376]: %.1f GFLOP/s (kernel variant %d)",
                                 sgemmGFLOPS, BLAS.threads, invariantMatmulGFLOPS, kernelVariant)]
             lines += measurements.map(\.description)
+            lines.append(String(format: "prefill of a 1024-token shared prefix: %.0f tokens/s", longPrefillTokensPerSecond))
             return lines.joined(separator: "\n")
         }
     }
@@ -92,8 +95,15 @@ public enum GenerationBenchmark {
             measurements.append(Measurement(batch: batch, generatedTokens: results.reduce(0) { $0 + $1.tokens.count },
                                             seconds: seconds, gflops: gflops, fractionOfSgemm: gflops / sgemm))
         }
+        let longConfig = benchmarkConfig(maxSeqLen: 1024)
+        let longGenerator = try Generator(config: longConfig, parameters: randomParameters(longConfig, seed: 1))
+        var prefix: [TokenID] = []
+        for position in 0..<1024 { prefix.append(TokenID(position * 31 % 256)) }
+        let start = DispatchTime.now().uptimeNanoseconds
+        _ = try longGenerator.prefill(prefix: prefix)
+        let prefillSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         return Report(sgemmGFLOPS: sgemm, invariantMatmulGFLOPS: invariant, kernelVariant: InvariantMatmul.kernelVariant,
-                      measurements: measurements)
+                      measurements: measurements, longPrefillTokensPerSecond: 1024 / prefillSeconds)
     }
 
     /// Multiply-adds ×2 of one token row: projections, attention over `contextLength` keys, LM head.
