@@ -41,8 +41,7 @@ struct WorkerCommand: ParsableCommand {
         if let parentPid { ParentDeathSignal.arm(expectedParent: parentPid) }
         let config = try loadConfigOrExit(configPath)
         let threadCount = threads ?? max(1, config.cluster.workerThreads)
-        BLAS.setThreads(threadCount)
-        InvariantMatmul.threads = threadCount
+        BLAS.setThreads(threadCount)  // also sizes the engine's batch-invariant kernels
         let workerName = name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
         let logger = Logger(label: "worker \(workerName)")
         let outcome: WorkerOutcome

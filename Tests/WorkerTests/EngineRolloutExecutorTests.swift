@@ -166,8 +166,8 @@ enum ExecutorFixture {
     }
 
     @Test func threadCountDoesNotChangeTrajectories() throws {
-        let saved = InvariantMatmul.threads
-        defer { InvariantMatmul.threads = saved }
+        let saved = InvariantMatmul.threadOverride
+        defer { InvariantMatmul.threadOverride = saved }
         // Wide enough that the prefill products (about 150 rows · 128 · 64) are split across threads.
         var wide = F.model()
         wide.hiddenSize = 64
@@ -176,9 +176,9 @@ enum ExecutorFixture {
         wide.kvHeads = 2
         wide.headDim = 16
         let executor = try F.executor(model: wide)
-        InvariantMatmul.threads = 1
+        InvariantMatmul.threadOverride = 1
         let single = try executor.run(task: F.task())
-        InvariantMatmul.threads = 3
+        InvariantMatmul.threadOverride = 3
         let multi = try executor.run(task: F.task())
         #expect(single == multi)
     }
