@@ -53,13 +53,8 @@ struct WorkerCommand: ParsableCommand {
         } catch {
             throw exitWithError(error)
         }
-        switch outcome {
-        case let .goodbye(reason): logger.info("coordinator said goodbye: \(reason)")
-        case .stopped: logger.info("stopped")
-        case let .refused(reason): logger.error("refused by the coordinator: \(reason)")
-        case let .executorFailed(reason): logger.error("engine failed: \(reason)")
-        case .crashed: logger.error("crashed")
-        }
+        // WorkerClient already logged the goodbye, refusal or engine failure.
+        logger.info("worker exits with status \(outcome.exitCode)")
         if outcome.exitCode != 0 { throw ExitCode(outcome.exitCode) }
     }
 }
