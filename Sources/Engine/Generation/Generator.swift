@@ -17,10 +17,17 @@ import Shared
 ///     zip(evaluations, results).map { ScoringRequest(prompt: $0.suffixTokens, tokens: $1.tokens) },
 ///     continuing: referencePrefix)
 /// ```
+/// To batch the evaluations of several prefixes (criteria sets) together, prefill each and call
+/// ``generate(groups:)`` / ``score(groups:)`` with one ``PrefixedGenerations`` per prefix: larger
+/// decode batches are markedly faster (see ``GenerationBenchmark``).
 ///
 /// **Batching.** All requests of one call run together: prompts are prefilled in chunks of up to
-/// ``prefillChunkRows`` token rows, then every decode step runs one `sgemm` per weight matrix over
-/// the still-active sequences (`[active, in] · Wᵀ`); finished sequences drop out.
+/// ``prefillChunkRows`` token rows, then every decode step runs one matrix product per weight
+/// matrix over the still-active sequences (`[active, in] · Wᵀ`); finished sequences drop out.
+///
+/// **Stopping.** A sequence stops after ``endOfSequence`` (kept as its last token, reason
+/// ``FinishReason/eos``), after a stop sequence (``FinishReason/stop``), or after `maxNewTokens`
+/// or when its context would exceed `maxSeqLen` (``FinishReason/length``).
 ///
 /// **Determinism and batch invariance.** A sequence's tokens and log-probabilities are bitwise
 /// functions of the weights, its prompt (and prefix) and its seed only — not of its batch
@@ -54,6 +61,8 @@ public final class Generator {
     /// Maximum token rows per prefill forward pass (bounds workspace memory; larger is faster
     /// for long prompts).
     public var prefillChunkRows = 512
+    /// The token that ends a sequence (the byte tokenizer's `<|eos|>`, 258, by default).
+    public var endOfSequence: TokenID = ByteTokenizer.Special.eos.rawValue
 
     private(set) var parametersVersion = 0
     private let offsets: InferenceWeightOffsets
@@ -94,6 +103,12 @@ public final class Generator {
                 ropeSines[position * half + i] = Float(Foundation.sin(angle))
             }
         }
+    }
+
+    /// Same as the array initializer, copying the parameters out of a buffer
+    /// (e.g. the trainer's flat weight storage).
+    public convenience init(config: TransformerConfig, parameters: UnsafeBufferPointer<Float>) throws {
+        try self.init(config: config, parameters: Array(parameters))
     }
 
     deinit {
@@ -362,7 +377,7 @@ public final class Generator {
                                       temperature: request.temperature, topP: request.topP, uniform: uniform)
             states[sequence].tokens.append(pick.token)
             states[sequence].logProbs.append(pick.logProb)
-            if pick.token == ByteTokenizer.Special.eos.rawValue {
+            if pick.token == endOfSequence {
                 states[sequence].finish = .eos
             } else if Self.endsWithStopSequence(states[sequence].tokens, request.stopSequences) {
                 states[sequence].finish = .stop
