@@ -127,7 +127,10 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
             try generator.setParameters(weights.values)
             return generator
         }
-        return try Generator(config: weights.config, parameters: weights.values)
+        let generator = try Generator(config: weights.config, parameters: weights.values)
+        // The formats end every turn with the byte tokenizer's ⟨eos⟩ (the plan parses up to it).
+        generator.endOfSequence = ByteTokenizer.Special.eos.rawValue
+        return generator
     }
 
     // MARK: - Tasks
