@@ -42,7 +42,7 @@ struct WorkerCommand: ParsableCommand {
         let config = try loadConfigOrExit(configPath)
         let threadCount = threads ?? max(1, config.cluster.workerThreads)
         BLAS.setThreads(threadCount)  // also sizes the engine's batch-invariant kernels
-        let workerName = name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
+        let workerName = name ?? "\(Self.hostName())-\(getpid())"
         let logger = Logger(label: "worker \(workerName)")
         let outcome: WorkerOutcome
         do {
@@ -56,5 +56,12 @@ struct WorkerCommand: ParsableCommand {
         // WorkerClient already logged the goodbye, refusal or engine failure.
         logger.info("worker exits with status \(outcome.exitCode)")
         if outcome.exitCode != 0 { throw ExitCode(outcome.exitCode) }
+    }
+
+    /// The kernel's host name (no DNS lookup, unlike `ProcessInfo.hostName`).
+    static func hostName() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "worker" }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }
