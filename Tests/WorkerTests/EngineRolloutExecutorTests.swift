@@ -328,6 +328,21 @@ enum ExecutorFixture {
         #expect(try executor.run(task: task) == before)
     }
 
+    @Test func referenceEqualToPolicyGivesEqualLogprobsInBothStages() throws {
+        let config = F.model()
+        let executor = try EngineRolloutExecutor(model: config, format: CompactFormat())
+        try executor.load(policy: F.weights(config, seed: 1))
+        try executor.load(reference: F.weights(config, seed: 1))
+        let task = F.task()
+        let criteria = try executor.run(task: task)
+        let evaluations = try executor.evaluationStage(item: F.item(F.pairs[0]), criteriaOutputs: [F.validCriteria, F.validCriteria],
+                                                       plan: F.plan(task), sampling: RolloutSampling(parameters: task.parameters))
+        #expect(evaluations.count == 4)
+        for t in criteria + evaluations {
+            #expect(t.referenceLogprobs.map(\.bitPattern) == t.behaviourLogprobs.map(\.bitPattern), "\(t.id)")
+        }
+    }
+
     @Test func commonPrefixLength() {
         #expect(EngineRolloutExecutor.commonPrefixLength([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2)
         #expect(EngineRolloutExecutor.commonPrefixLength([[5], [6]]) == 0)
