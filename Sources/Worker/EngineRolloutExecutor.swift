@@ -1,5 +1,6 @@
 import Engine
 import Foundation
+import Logging
 import Shared
 
 /// Sampling settings of one task, as the engine takes them.
@@ -53,25 +54,29 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
     /// Which rollout the tasks ask for (`reward.mode`).
     public let mode: RewardMode
 
+    private let logger: Logger
     private let lock = NSLock()
     private var policy: Generator?
     private var reference: Generator?
     private var loadedPolicyVersion: UInt64?
 
     /// An executor for the model, format and reward mode of `config`.
-    public convenience init(config: Config) throws {
+    public convenience init(config: Config, logger: Logger = Logger(label: "cerm.executor")) throws {
         try self.init(model: TransformerConfig(config.model), format: makePromptFormat(config.rollout.format),
-                      mode: config.reward.mode)
+                      mode: config.reward.mode, logger: logger)
     }
 
+    /// - Parameter logger: one info line per task (trajectories, tokens, valid criteria, time).
     /// - Throws: when the model's vocabulary cannot hold the byte tokenizer's tokens.
-    public init(model: TransformerConfig, format: any PromptFormat, mode: RewardMode = .cerm) throws {
+    public init(model: TransformerConfig, format: any PromptFormat, mode: RewardMode = .cerm,
+                logger: Logger = Logger(label: "cerm.executor")) throws {
         guard model.vocabSize >= ByteTokenizer.vocabularySize else {
             throw CermError.invalid("model.vocab_size \(model.vocabSize) is smaller than the byte tokenizer's \(ByteTokenizer.vocabularySize) tokens")
         }
         self.model = model
         self.format = format
         self.mode = mode
+        self.logger = logger
     }
 
     /// The policy version loaded by ``prepare(policyVersion:weights:)``, if any.
@@ -150,7 +155,8 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
         let plan = plan(for: task)
         let sampling = RolloutSampling(parameters: task.parameters)
         let items = task.pairs.map { RolloutItem(pairID: $0.pairID, query: $0.query, responses: $0.responses) }
-        return try lock.withLock {
+        let started = Date()
+        let result: [Trajectory] = try lock.withLock {
             let models = try loadedModels()
             var trajectories: [Trajectory]
             switch mode {
@@ -172,6 +178,16 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
             }
             return trajectories.sorted { $0.id < $1.id }
         }
+        let seconds = Date().timeIntervalSince(started)
+        let tokens = result.reduce(0) { $0 + $1.tokens.count }
+        var summary = "task \(task.taskID) step \(task.step) v\(task.policyVersion): \(task.pairs.count) pairs, \(result.count) trajectories, "
+            + "\(tokens) tokens in \(String(format: "%.2f", seconds)) s (\(String(format: "%.0f", Double(tokens) / max(seconds, 1e-9))) tok/s)"
+        if mode == .cerm {
+            let evaluated = Set(result.filter { $0.id.stage == .evaluation }.map { "\($0.id.pairID)/\($0.id.criteriaIndex)" }).count
+            summary += ", criteria sets evaluated \(evaluated)/\(task.pairs.count * plan.nc)"
+        }
+        logger.info("\(summary)")
+        return result
     }
 
     /// Stage 1 alone: the criteria trajectories of `items` (one batched generation).

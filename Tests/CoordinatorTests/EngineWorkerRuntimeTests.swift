@@ -81,7 +81,8 @@ final class RecordingWeightsLearner: Learner, @unchecked Sendable {
             let client = WorkerClient(
                 settings: WorkerSettings(endpoint: endpoint, name: "engine\(index)", configHash: 0xE5, limits: Self.limits,
                                          heartbeatInterval: 0.05, heartbeatTimeout: 2),
-                executor: try EngineRolloutExecutor(model: Self.model, format: CompactFormat()), logger: Self.quiet("worker"))
+                executor: try EngineRolloutExecutor(model: Self.model, format: CompactFormat(), logger: Self.quiet("executor")),
+                logger: Self.quiet("worker"))
             return Background("worker\(index)") { try client.run() }
         }
         #expect(try coordinator.value(timeout: 60).outcome == .finished(steps: 2))
@@ -89,7 +90,7 @@ final class RecordingWeightsLearner: Learner, @unchecked Sendable {
 
         // Whatever the split into tasks and workers, each step's rollouts are those of one local
         // executor running the whole step as a single task.
-        let local = try EngineRolloutExecutor(model: Self.model, format: CompactFormat())
+        let local = try EngineRolloutExecutor(model: Self.model, format: CompactFormat(), logger: Self.quiet("executor"))
         try local.load(policy: policy)
         try local.load(reference: reference)
         let steps = learner.steps

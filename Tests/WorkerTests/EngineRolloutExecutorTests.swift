@@ -1,11 +1,18 @@
 import Engine
 import Foundation
+import Logging
 import Testing
 @testable import Shared
 @testable import Worker
 
 /// Tiny models, tasks and re-scoring helpers for the executor tests.
 enum ExecutorFixture {
+    static let quiet: Logger = {
+        var logger = Logger(label: "executor-test")
+        logger.logLevel = .warning
+        return logger
+    }()
+
     static func model(maxSeqLen: Int = 256) -> TransformerConfig {
         TransformerConfig(family: .qwen3, hiddenSize: 16, layers: 2, heads: 2, kvHeads: 1, headDim: 8, ffnSize: 32,
                           vocabSize: ByteTokenizer.vocabularySize, maxSeqLen: maxSeqLen, ropeTheta: 10_000, rmsNormEps: 1e-6,
@@ -35,7 +42,7 @@ enum ExecutorFixture {
 
     /// An executor loaded through the wire form, as a worker is.
     static func executor(model config: TransformerConfig = model(), mode: RewardMode = .cerm) throws -> EngineRolloutExecutor {
-        let executor = try EngineRolloutExecutor(model: config, format: CompactFormat(), mode: mode)
+        let executor = try EngineRolloutExecutor(model: config, format: CompactFormat(), mode: mode, logger: quiet)
         try executor.prepareReference(weights: weights(config, seed: 2).wireBytes)
         try executor.prepare(policyVersion: 2, weights: weights(config, seed: 1).wireBytes)
         return executor
@@ -293,7 +300,7 @@ enum ExecutorFixture {
 
     @Test func weightsAndOrderErrorsNameTheProblem() throws {
         let config = F.model()
-        let executor = try EngineRolloutExecutor(model: config, format: CompactFormat())
+        let executor = try EngineRolloutExecutor(model: config, format: CompactFormat(), logger: F.quiet)
         #expect(throws: CermError.invalid("executor: no policy weights loaded (prepare was not called)")) {
             try executor.run(task: F.task())
         }
@@ -330,7 +337,7 @@ enum ExecutorFixture {
 
     @Test func referenceEqualToPolicyGivesEqualLogprobsInBothStages() throws {
         let config = F.model()
-        let executor = try EngineRolloutExecutor(model: config, format: CompactFormat())
+        let executor = try EngineRolloutExecutor(model: config, format: CompactFormat(), logger: F.quiet)
         try executor.load(policy: F.weights(config, seed: 1))
         try executor.load(reference: F.weights(config, seed: 1))
         let task = F.task()
