@@ -31,12 +31,19 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Override run.steps (total optimizer steps, counting restored ones).")
     var steps: Int?
 
+    /// Set by `cerm launch`: the coordinator stops (gracefully, with a checkpoint) when the launcher dies.
+    @Option(help: .hidden)
+    var parentPid: Int32?
+
     func validate() throws {
         if resumePath != nil, !resume { throw ValidationError("a checkpoint path is only accepted after --resume") }
         if let steps, steps < 0 { throw ValidationError("--steps must be ≥ 0") }
     }
 
     func run() throws {
+        // Handlers first: the parent-death SIGTERM then becomes a graceful stop.
+        let stop = StopSignal.install()
+        if let parentPid { ParentDeathSignal.arm(expectedParent: parentPid) }
         var config = try loadConfigOrExit(self.config)
         if let steps { config.run.steps = steps }
         let logger = Logger(label: "cerm.coordinator")
@@ -49,7 +56,7 @@ struct CoordinatorCommand: ParsableCommand {
             defer { metrics.close() }
             let service = CoordinatorService(
                 settings: try CoordinatorSettings(config: config), learner: learner, pairs: pairs, resume: resumePoint,
-                stop: StopSignal.install(), clock: SystemClock(), checkpoints: CheckpointWriter(config: config),
+                stop: stop, clock: SystemClock(), checkpoints: CheckpointWriter(config: config),
                 metrics: metrics, logger: logger)
             logger.info("coordinator starting", metadata: [
                 "run": "\(config.run.name)", "steps": "\(config.run.steps)", "pairs": "\(pairs.pairs.count)",

@@ -1,0 +1,327 @@
+import Engine
+import Foundation
+import Logging
+import Shared
+
+/// Sampling settings of one task, as the engine takes them.
+public struct RolloutSampling: Sendable, Equatable {
+    /// Softmax temperature; 0 is greedy (log-probs are then those of temperature 1).
+    public var temperature: Float
+    /// Nucleus mass in (0, 1].
+    public var topP: Float
+
+    public init(temperature: Float, topP: Float) {
+        self.temperature = temperature
+        self.topP = topP
+    }
+
+    /// The settings of a task's rollout parameters.
+    public init(parameters: RolloutParameters) {
+        self.init(temperature: Float(parameters.temperature), topP: Float(parameters.topP))
+    }
+}
+
+/// The worker's ``RolloutExecutor`` on the engine: CE-RM's two-stage rollout (or the single-stage
+/// `par` / `pairwise` modes) with a policy ``Generator`` and a frozen reference ``Generator``.
+///
+/// What is sampled comes only from the method's ``RolloutPlan`` (ids, seeds, prompts, token
+/// budgets), so the learner can rebuild every prompt from the same plan. For `cerm` mode:
+/// - **Stage 1**: the nc criteria requests of every pair of the task in one batched `generate`.
+/// - **Stage 2**: per pair, the plan turns the criteria outputs into evaluation requests (none
+///   under a criteria set that does not parse). The requests of one criteria set share a prefix
+///   (the criteria prompt, the criteria output through its `⟨eos⟩`, and whatever else all of
+///   them share); it is prefilled once per generator and its 2·ne evaluations are generated as
+///   one batch continuing it. The engine takes one prefix per call, so criteria sets run one
+///   after another.
+///
+/// Every trajectory carries the policy's behaviour log-probs (at the task's temperature) and the
+/// reference model's teacher-forced log-probs of the same tokens after the same prompt, at the
+/// same temperature. Generation stops at `⟨eos⟩` (finish `stop`), at the plan's budget
+/// (`length`) or when the context reaches `model.max_seq_len` (`context`); a prompt longer than
+/// the context yields an empty trajectory with finish `context` (its output does not parse).
+///
+/// Determinism: a trajectory depends only on its request (prompt, seed, budget), the sampling
+/// settings and the weights: the engine's kernels are batch-invariant and its random stream is
+/// keyed by the request seed, so neither the other pairs of a task nor the thread count change
+/// a single bit. Results are returned in canonical ``TrajectoryID`` order.
+///
+/// Calls are serialised by a lock (``WorkerClient`` makes them from one compute thread anyway).
+public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
+    /// The architecture both models share (from `[model]`).
+    public let model: TransformerConfig
+    /// The CE-RM prompt format (`rollout.format`).
+    public let format: any PromptFormat
+    /// Which rollout the tasks ask for (`reward.mode`).
+    public let mode: RewardMode
+
+    private let logger: Logger
+    private let lock = NSLock()
+    private var policy: Generator?
+    private var reference: Generator?
+    private var loadedPolicyVersion: UInt64?
+
+    /// An executor for the model, format and reward mode of `config`.
+    public convenience init(config: Config, logger: Logger = Logger(label: "cerm.executor")) throws {
+        try self.init(model: TransformerConfig(config.model), format: makePromptFormat(config.rollout.format),
+                      mode: config.reward.mode, logger: logger)
+    }
+
+    /// - Parameter logger: one info line per task (trajectories, tokens, valid criteria, time).
+    /// - Throws: when the model's vocabulary cannot hold the byte tokenizer's tokens.
+    public init(model: TransformerConfig, format: any PromptFormat, mode: RewardMode = .cerm,
+                logger: Logger = Logger(label: "cerm.executor")) throws {
+        guard model.vocabSize >= ByteTokenizer.vocabularySize else {
+            throw CermError.invalid("model.vocab_size \(model.vocabSize) is smaller than the byte tokenizer's \(ByteTokenizer.vocabularySize) tokens")
+        }
+        self.model = model
+        self.format = format
+        self.mode = mode
+        self.logger = logger
+    }
+
+    /// The policy version loaded by ``prepare(policyVersion:weights:)``, if any.
+    public var policyVersion: UInt64? { lock.withLock { loadedPolicyVersion } }
+
+    // MARK: - Weights
+
+    public func prepare(policyVersion: UInt64, weights: [UInt8]) throws {
+        let decoded = try decode(weights, what: "policy version \(policyVersion)")
+        try lock.withLock {
+            policy = try Self.load(decoded, into: policy)
+            loadedPolicyVersion = policyVersion
+        }
+    }
+
+    public func prepareReference(weights: [UInt8]) throws {
+        let decoded = try decode(weights, what: "reference")
+        try lock.withLock { reference = try Self.load(decoded, into: reference) }
+    }
+
+    /// Loads policy weights directly (tests, local evaluation); the version is recorded as given.
+    public func load(policy weights: ModelWeights, version: UInt64 = 0) throws {
+        try checkArchitecture(weights, what: "policy")
+        try lock.withLock {
+            policy = try Self.load(weights, into: policy)
+            loadedPolicyVersion = version
+        }
+    }
+
+    /// Loads reference weights directly (tests, local evaluation).
+    public func load(reference weights: ModelWeights) throws {
+        try checkArchitecture(weights, what: "reference")
+        try lock.withLock { reference = try Self.load(weights, into: reference) }
+    }
+
+    private func decode(_ bytes: [UInt8], what: String) throws -> ModelWeights {
+        do {
+            return try ModelWeights(config: model, wireBytes: bytes)
+        } catch {
+            throw CermError.invalid("\(what) weights: \(error)")
+        }
+    }
+
+    private func checkArchitecture(_ weights: ModelWeights, what: String) throws {
+        guard weights.config == model else {
+            throw CermError.invalid("\(what) weights are for \(weights.config.jsonString()), the executor runs \(model.jsonString())")
+        }
+    }
+
+    /// Reuses the existing generator (its workspace) when there is one.
+    private static func load(_ weights: ModelWeights, into generator: Generator?) throws -> Generator {
+        if let generator {
+            try generator.setParameters(weights.values)
+            return generator
+        }
+        let generator = try Generator(config: weights.config, parameters: weights.values)
+        // The formats end every turn with the byte tokenizer's ⟨eos⟩ (the plan parses up to it).
+        generator.endOfSequence = ByteTokenizer.Special.eos.rawValue
+        return generator
+    }
+
+    // MARK: - Tasks
+
+    /// The rollout plan of `task`: the configured format, the task's nc/ne/budgets, run seed and step.
+    public func plan(for task: TaskMessage) -> RolloutPlan {
+        let p = task.parameters
+        return RolloutPlan(format: format, nc: Int(p.nc), ne: Int(p.ne), criteriaMaxTokens: Int(p.criteriaMaxTokens),
+                           evaluationMaxTokens: Int(p.evaluationMaxTokens), runSeed: task.runSeed, step: task.step)
+    }
+
+    public func run(task: TaskMessage) throws -> [Trajectory] {
+        var seen = Set<UInt64>()
+        for pair in task.pairs where !seen.insert(pair.pairID).inserted {
+            throw CermError.invalid("task \(task.taskID): pair \(pair.pairID) appears twice")
+        }
+        let plan = plan(for: task)
+        let sampling = RolloutSampling(parameters: task.parameters)
+        let items = task.pairs.map { RolloutItem(pairID: $0.pairID, query: $0.query, responses: $0.responses) }
+        let started = Date()
+        let result: [Trajectory] = try lock.withLock {
+            let models = try loadedModels()
+            var trajectories: [Trajectory]
+            switch mode {
+            case .cerm:
+                trajectories = try Self.sample(items.flatMap(plan.criteriaRequests(for:)), sampling, models)
+                var outputs: [UInt64: [Int: [TokenID]]] = [:]
+                for t in trajectories {
+                    outputs[t.id.pairID, default: [:]][t.id.criteriaIndex] = t.tokens.map { TokenID(truncatingIfNeeded: $0) }
+                }
+                for item in items {
+                    let byIndex = outputs[item.pairID] ?? [:]
+                    let criteriaOutputs = (0..<plan.nc).map { byIndex[$0] ?? [] }
+                    trajectories += try Self.evaluate(item: item, criteriaOutputs: criteriaOutputs, plan: plan, sampling, models)
+                }
+            case .par:
+                trajectories = try Self.sample(items.flatMap { plan.judgmentRequests(for: $0) }, sampling, models)
+            case .pairwise:
+                trajectories = try Self.sample(items.flatMap { plan.comparisonRequests(for: $0) }, sampling, models)
+            }
+            return trajectories.sorted { $0.id < $1.id }
+        }
+        let seconds = Date().timeIntervalSince(started)
+        let tokens = result.reduce(0) { $0 + $1.tokens.count }
+        var summary = "task \(task.taskID) step \(task.step) v\(task.policyVersion): \(task.pairs.count) pairs, \(result.count) trajectories, "
+            + "\(tokens) tokens in \(String(format: "%.2f", seconds)) s (\(String(format: "%.0f", Double(tokens) / max(seconds, 1e-9))) tok/s)"
+        if mode == .cerm {
+            let evaluated = Set(result.filter { $0.id.stage == .evaluation }.map { "\($0.id.pairID)/\($0.id.criteriaIndex)" }).count
+            summary += ", criteria sets evaluated \(evaluated)/\(task.pairs.count * plan.nc)"
+        }
+        logger.info("\(summary)")
+        return result
+    }
+
+    /// Stage 1 alone: the criteria trajectories of `items` (one batched generation).
+    public func criteriaStage(items: [RolloutItem], plan: RolloutPlan, sampling: RolloutSampling) throws -> [Trajectory] {
+        try lock.withLock {
+            try Self.sample(items.flatMap(plan.criteriaRequests(for:)), sampling, try loadedModels())
+        }
+    }
+
+    /// Stage 2 alone: the evaluation trajectories of `item` given the generated tokens of its
+    /// criteria trajectories (`criteriaOutputs[i]` for criteria index i, as the plan takes them),
+    /// in canonical order. Criteria sets that do not parse get no evaluations.
+    public func evaluationStage(item: RolloutItem, criteriaOutputs: [[TokenID]], plan: RolloutPlan,
+                                sampling: RolloutSampling) throws -> [Trajectory] {
+        try lock.withLock {
+            try Self.evaluate(item: item, criteriaOutputs: criteriaOutputs, plan: plan, sampling, try loadedModels())
+        }
+    }
+
+    // MARK: - Sampling
+
+    private struct Models {
+        let policy: Generator
+        let reference: Generator
+        var maxSeqLen: Int { policy.config.maxSeqLen }
+    }
+
+    /// Call with the lock held.
+    private func loadedModels() throws -> Models {
+        guard let policy else { throw CermError.invalid("executor: no policy weights loaded (prepare was not called)") }
+        guard let reference else { throw CermError.invalid("executor: no reference weights loaded (prepareReference was not called)") }
+        return Models(policy: policy, reference: reference)
+    }
+
+    private static func evaluate(item: RolloutItem, criteriaOutputs: [[TokenID]], plan: RolloutPlan,
+                                 _ sampling: RolloutSampling, _ models: Models) throws -> [Trajectory] {
+        let requests = plan.evaluationRequests(for: item, criteriaOutputs: criteriaOutputs).requests
+        // Requests of one criteria set are contiguous in the plan's canonical order.
+        var trajectories: [Trajectory] = []
+        var start = requests.startIndex
+        while start < requests.endIndex {
+            let criteriaIndex = requests[start].id.criteriaIndex
+            var end = start
+            while end < requests.endIndex && requests[end].id.criteriaIndex == criteriaIndex { end += 1 }
+            trajectories += try sampleSharingPrefix(Array(requests[start..<end]), sampling, models)
+            start = end
+        }
+        return trajectories
+    }
+
+    /// The requests whose prompt fits the context, and empty `context` trajectories for the rest.
+    private static func splitByContext(_ requests: [RolloutRequest], maxSeqLen: Int) -> (fitting: [RolloutRequest], overflow: [Trajectory]) {
+        var fitting: [RolloutRequest] = []
+        var overflow: [Trajectory] = []
+        for request in requests {
+            if request.promptTokens.count <= maxSeqLen {
+                fitting.append(request)
+            } else {
+                overflow.append(Trajectory(id: request.id, promptTokenCount: UInt32(clamping: request.promptTokens.count), tokens: [],
+                                           behaviourLogprobs: [], referenceLogprobs: [], finishReason: .context, text: ""))
+            }
+        }
+        return (fitting, overflow)
+    }
+
+    /// Generates `requests` as one batch from their whole prompts and scores the outputs with the reference.
+    private static func sample(_ requests: [RolloutRequest], _ sampling: RolloutSampling, _ models: Models) throws -> [Trajectory] {
+        let (fitting, overflow) = splitByContext(requests, maxSeqLen: models.maxSeqLen)
+        guard !fitting.isEmpty else { return overflow }
+        let results = try models.policy.generate(requests: fitting.map {
+            GenerationRequest(prompt: $0.promptTokens, seed: $0.seed, maxNewTokens: $0.maxTokens,
+                              temperature: sampling.temperature, topP: sampling.topP)
+        })
+        let referenceLogprobs = try models.reference.score(zip(fitting, results).map {
+            ScoringRequest(prompt: $0.promptTokens, tokens: $1.tokens, temperature: sampling.temperature)
+        })
+        return try assemble(fitting, results, referenceLogprobs) + overflow
+    }
+
+    /// Generates `requests` continuing their longest common prompt prefix, prefilled once on each
+    /// model; falls back to ``sample(_:_:_:)`` when they share nothing.
+    private static func sampleSharingPrefix(_ requests: [RolloutRequest], _ sampling: RolloutSampling,
+                                            _ models: Models) throws -> [Trajectory] {
+        let (fitting, overflow) = splitByContext(requests, maxSeqLen: models.maxSeqLen)
+        guard !fitting.isEmpty else { return overflow }
+        // Each continuation keeps at least one prompt token of its own.
+        let prefixLength = min(commonPrefixLength(fitting.map(\.promptTokens)), (fitting.map(\.promptTokens.count).min() ?? 0) - 1)
+        guard prefixLength > 0 else { return try sample(fitting, sampling, models) + overflow }
+        let prefix = Array(fitting[0].promptTokens[..<prefixLength])
+        let policyPrefix = try models.policy.prefill(prefix: prefix)
+        let results = try models.policy.generate(continuing: policyPrefix, requests: fitting.map {
+            GenerationRequest(prompt: Array($0.promptTokens[prefixLength...]), seed: $0.seed, maxNewTokens: $0.maxTokens,
+                              temperature: sampling.temperature, topP: sampling.topP)
+        })
+        let referencePrefix = try models.reference.prefill(prefix: prefix)
+        let referenceLogprobs = try models.reference.score(zip(fitting, results).map {
+            ScoringRequest(prompt: Array($0.promptTokens[prefixLength...]), tokens: $1.tokens, temperature: sampling.temperature)
+        }, continuing: referencePrefix)
+        return try assemble(fitting, results, referenceLogprobs) + overflow
+    }
+
+    static func commonPrefixLength(_ sequences: [[TokenID]]) -> Int {
+        guard var length = sequences.first?.count else { return 0 }
+        for sequence in sequences.dropFirst() {
+            length = min(length, sequence.count)
+            var i = 0
+            while i < length && sequence[i] == sequences[0][i] { i += 1 }
+            length = i
+        }
+        return length
+    }
+
+    private static func assemble(_ requests: [RolloutRequest], _ results: [GenerationResult],
+                                 _ referenceLogprobs: [[Float]]) throws -> [Trajectory] {
+        let tokenizer = ByteTokenizer()
+        return try zip(requests, zip(results, referenceLogprobs)).map { request, output in
+            let (result, reference) = output
+            guard result.tokens.count == result.logProbs.count, reference.count == result.tokens.count else {
+                throw CermError.invalid("executor: \(request.id): \(result.tokens.count) tokens, \(result.logProbs.count) behaviour and \(reference.count) reference log-probs")
+            }
+            return Trajectory(id: request.id, promptTokenCount: UInt32(clamping: request.promptTokens.count),
+                              tokens: result.tokens.map { UInt32(truncatingIfNeeded: $0) },
+                              behaviourLogprobs: result.logProbs, referenceLogprobs: reference,
+                              finishReason: finishReason(result, maxTokens: request.maxTokens),
+                              text: tokenizer.decode(result.tokens))
+        }
+    }
+
+    /// The engine reports both a spent budget and a full context as `length`; only a sequence cut
+    /// short of its budget ran out of context.
+    static func finishReason(_ result: GenerationResult, maxTokens: Int) -> Shared.FinishReason {
+        switch result.finishReason {
+        case .eos, .stop: .stop
+        case .length: result.tokens.count >= maxTokens ? .length : .context
+        }
+    }
+}

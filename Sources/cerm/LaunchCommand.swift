@@ -1,0 +1,90 @@
+import ArgumentParser
+import Coordinator
+import Foundation
+import Logging
+import Shared
+
+/// `cerm launch`: a local cluster, one coordinator and N workers, as supervised child processes.
+struct LaunchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "launch",
+        abstract: "Start a coordinator and N workers on this machine and supervise them.",
+        discussion: """
+            SIGINT/SIGTERM reach every child as SIGTERM (the coordinator stops gracefully and saves). \
+            When the coordinator exits the workers get a grace period, then SIGTERM, then SIGKILL; \
+            children also die with the launcher. Exits with the coordinator's status.
+            """)
+
+    @Option(help: "The run's config file.")
+    var config: String = "cluster.toml"
+
+    @Option(help: "Number of workers (default: cluster.workers).")
+    var workers: Int?
+
+    @Option(help: "Stop after this many steps (passed to the coordinator).")
+    var steps: Int?
+
+    @Option(name: .customLong("init"), help: "Initial weights for the policy (passed to the coordinator).")
+    var initPath: String?
+
+    @Flag(help: "Resume from the run directory's latest checkpoint (passed to the coordinator).")
+    var resume = false
+
+    func validate() throws {
+        if let workers, workers < 0 { throw ValidationError("--workers must not be negative, got \(workers)") }
+        if let steps, steps < 1 { throw ValidationError("--steps must be at least 1, got \(steps)") }
+    }
+
+    func run() throws {
+        let stop = StopSignal.install()
+        let cfg = try loadConfigOrExit(config)
+        let workerCount = workers ?? cfg.cluster.workers
+        let launcher = getpid()
+        let logger = Logger(label: "launch")
+        let supervisor = ProcessSupervisor(logger: logger)
+        do {
+            let executable = try Self.currentExecutable()
+            let endpoint = try Self.localEndpoint(cfg.cluster.endpoint)
+            var coordinator = ["coordinator", "--config", config]
+            if let steps { coordinator += ["--steps", String(steps)] }
+            if let initPath { coordinator += ["--init", initPath] }
+            if resume { coordinator.append("--resume") }
+            coordinator += ["--parent-pid", String(launcher)]
+            try supervisor.spawn(name: "coordinator", executable: executable, arguments: coordinator)
+            for index in 0..<workerCount {
+                let name = "worker-\(index)"
+                try supervisor.spawn(name: name, executable: executable, arguments: [
+                    "worker", "--connect", endpoint, "--config", config, "--name", name,
+                    "--threads", String(max(1, cfg.cluster.workerThreads)), "--parent-pid", String(launcher),
+                ])
+            }
+        } catch {
+            supervisor.forward(signal: SIGTERM)
+            supervisor.stopAll(grace: 5)
+            throw exitWithError(error)
+        }
+        let status = supervisor.waitForPrimary("coordinator", stop: stop)
+        logger.info("coordinator exited with status \(status)")
+        if status != 0 { throw ExitCode(status) }
+    }
+
+    /// The absolute path of the running `cerm` binary (children run the same build).
+    static func currentExecutable() throws -> String {
+        if let resolved = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") { return resolved }
+        if let path = Bundle.main.executablePath { return path }
+        throw CermError.invalid("cannot determine the path of the running executable")
+    }
+
+    /// Where local workers connect for the coordinator's bind endpoint: a wildcard host becomes
+    /// loopback; a wildcard port cannot be known in advance.
+    static func localEndpoint(_ endpoint: String) throws -> String {
+        guard endpoint.hasPrefix("tcp://") else { return endpoint }
+        let address = endpoint.dropFirst("tcp://".count)
+        guard let colon = address.lastIndex(of: ":") else { return endpoint }
+        let host = address[..<colon], port = address[address.index(after: colon)...]
+        guard port != "*" && port != "0" else {
+            throw CermError.invalid("cluster.endpoint \(endpoint): cerm launch needs a fixed port for its workers")
+        }
+        return (host == "*" || host == "0.0.0.0") ? "tcp://127.0.0.1:\(port)" : endpoint
+    }
+}

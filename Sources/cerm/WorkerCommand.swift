@@ -1,0 +1,67 @@
+import ArgumentParser
+import Engine
+import Foundation
+import Logging
+import Shared
+import Worker
+
+/// `cerm worker --connect ENDPOINT`: a rollout worker on the engine (docs/PROTOCOL.md §7).
+struct WorkerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Run a rollout worker: fetch weights from the coordinator, sample CE-RM rollouts, send them back.",
+        discussion: """
+            The config must be the coordinator's (the handshake compares hashes). Exits 0 after the \
+            coordinator's goodbye or SIGINT/SIGTERM, 2 when refused, 1 when the engine fails.
+            """)
+
+    @Option(help: "The coordinator's endpoint, e.g. tcp://127.0.0.1:5557.")
+    var connect: String
+
+    @Option(name: .customLong("config"), help: "The run's config file (the same as the coordinator's).")
+    var configPath: String = "cluster.toml"
+
+    @Option(help: "Compute threads (default: cluster.worker_threads).")
+    var threads: Int?
+
+    @Option(help: "Name shown in the coordinator's logs (default: host-pid).")
+    var name: String?
+
+    @Option(help: .hidden)
+    var parentPid: Int32?
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        if let name, name.isEmpty { throw ValidationError("--name must not be empty") }
+    }
+
+    func run() throws {
+        // Handlers first: the parent-death SIGTERM then becomes a graceful stop (GOODBYE).
+        let stop = StopSignal.install()
+        if let parentPid { ParentDeathSignal.arm(expectedParent: parentPid) }
+        let config = try loadConfigOrExit(configPath)
+        let threadCount = threads ?? max(1, config.cluster.workerThreads)
+        BLAS.setThreads(threadCount)  // also sizes the engine's batch-invariant kernels
+        let workerName = name ?? "\(Self.hostName())-\(getpid())"
+        let logger = Logger(label: "worker \(workerName)")
+        let outcome: WorkerOutcome
+        do {
+            let settings = try WorkerSettings(config: config, name: workerName, endpoint: connect)
+            let executor = try EngineRolloutExecutor(config: config, logger: logger)
+            logger.info("connecting to \(connect) with \(threadCount) threads (config hash \(String(config.hash, radix: 16)))")
+            outcome = try WorkerClient(settings: settings, executor: executor, stop: stop, logger: logger).run()
+        } catch {
+            throw exitWithError(error)
+        }
+        // WorkerClient already logged the goodbye, refusal or engine failure.
+        logger.info("worker exits with status \(outcome.exitCode)")
+        if outcome.exitCode != 0 { throw ExitCode(outcome.exitCode) }
+    }
+
+    /// The kernel's host name (no DNS lookup, unlike `ProcessInfo.hostName`).
+    static func hostName() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "worker" }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
