@@ -63,7 +63,7 @@ struct LaunchCommand: ParsableCommand {
             supervisor.stopAll(grace: 5)
             throw exitWithError(error)
         }
-        let status = supervisor.waitForPrimary("coordinator", stop: stop)
+        let status = supervisor.waitForPrimary("coordinator", stop: stop, stopWhenOthersFail: workerCount > 0)
         logger.info("coordinator exited with status \(status)")
         if status != 0 { throw ExitCode(status) }
     }

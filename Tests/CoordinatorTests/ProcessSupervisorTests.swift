@@ -33,6 +33,16 @@ import Testing
         #expect(supervisor.running.isEmpty)
     }
 
+    @Test func failedWorkersStopThePrimaryWhenAsked() throws {
+        let supervisor = ProcessSupervisor()
+        try supervisor.spawn(name: "coordinator", executable: "/bin/sleep", arguments: ["30"])
+        try supervisor.spawn(name: "worker-0", executable: "/bin/sh", arguments: ["-c", "exit 2"])
+        try supervisor.spawn(name: "worker-1", executable: "/bin/sh", arguments: ["-c", "exit 0"])
+        let status = supervisor.waitForPrimary("coordinator", grace: 0.2, stopWhenOthersFail: true)
+        #expect(status == 2)
+        #expect(supervisor.running.isEmpty)
+    }
+
     @Test func missingExecutableIsNamed() {
         let supervisor = ProcessSupervisor()
         #expect(throws: CermError.self) { try supervisor.spawn(name: "x", executable: "/nonexistent/cerm", arguments: []) }

@@ -48,6 +48,21 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         #expect(Config().hash != config.hash)
     }
 
+    @Test func hashCoversWhatWorkersSampleWithOnly() {
+        let base = Config()
+        var other = base
+        other.run.steps = 3
+        other.run.checkpointDir = "/elsewhere"
+        other.grpo.learningRate = 1
+        other.cluster.workers = 7
+        #expect(other.hash == base.hash, "run length, paths, learner and cluster settings do not change what a worker samples")
+        for change in [{ (c: inout Config) in c.model.layers = 2 }, { $0.rollout.temperature = 0.5 }, { $0.reward.mode = .par }] {
+            var changed = base
+            change(&changed)
+            #expect(changed.hash != base.hash)
+        }
+    }
+
     @Test func missingSectionsTakeDefaults() throws {
         let config = try Config.parse("[rollout]\nnc = 2\n")
         #expect(config.rollout.nc == 2)

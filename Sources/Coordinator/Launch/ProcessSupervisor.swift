@@ -90,19 +90,31 @@ public final class ProcessSupervisor: @unchecked Sendable {
 
     /// Waits for child `primary` to exit, then stops the others: `grace` seconds to exit on
     /// their own (workers leave on the coordinator's goodbye), SIGTERM, `grace` more, SIGKILL.
-    /// A stop request on `stop` is forwarded as SIGTERM. Returns the primary's exit status
-    /// (128 + signal if it was killed by one), or 1 if there is no such child.
-    public func waitForPrimary(_ primary: String, grace: Double = 5, stop: StopSignal? = nil) -> Int32 {
+    /// A stop request on `stop` is forwarded as SIGTERM. With `stopWhenOthersFail`, once every
+    /// other child has exited and one of them failed (a refused or crashed worker), the primary
+    /// is stopped too instead of waiting forever for workers that will not come back.
+    /// Returns the primary's exit status (128 + signal if it was killed by one), the first
+    /// failed child's status when the others' failure ended the run, or 1 if there is no such child.
+    public func waitForPrimary(_ primary: String, grace: Double = 5, stop: StopSignal? = nil,
+                               stopWhenOthersFail: Bool = false) -> Int32 {
         var forwarded = false
+        var othersFailed: Int32?
         while true {
             reap()
             lock.lock()
             let entry = entries.first { $0.name == primary }
+            let others = entries.filter { $0.name != primary }
             lock.unlock()
             guard let entry else { return 1 }
             if let status = entry.exitStatus {
                 stopAll(grace: grace)
-                return status
+                return othersFailed ?? status
+            }
+            if stopWhenOthersFail, othersFailed == nil, !others.isEmpty, others.allSatisfy({ $0.exitStatus != nil }),
+               let failure = others.first(where: { $0.exitStatus != 0 }), let failed = failure.exitStatus {
+                othersFailed = failed
+                logger.error("every worker has exited (\(failure.name) with status \(failed)); stopping \(primary)")
+                kill(entry.pid, SIGTERM)
             }
             if let stop, stop.isRequested, !forwarded {
                 forwarded = true

@@ -436,9 +436,22 @@ public struct Config: Sendable, Equatable {
         return keys
     }
 
-    /// A stable 64-bit hash of the effective configuration (FNV-1a of ``renderTOML()``); workers
-    /// compare it with the coordinator's at handshake.
-    public var hash: UInt64 { Checksum.fnv1a64(Array(renderTOML().utf8)) }
+    /// A stable 64-bit hash of what a worker's behaviour depends on: the `[model]`, `[rollout]`
+    /// and `[reward]` sections (FNV-1a of their rendered TOML). Workers compare it with the
+    /// coordinator's at handshake. Run length, paths, cluster and learner settings are left out
+    /// on purpose: `--steps` on the coordinator or a worker's own checkpoint directory must not
+    /// refuse an otherwise identical worker.
+    public var hash: UInt64 {
+        var copy = self
+        var text = ""
+        copy.visitSections { name, box in
+            guard ["model", "rollout", "reward"].contains(name) else { return }
+            var renderer = TOMLRenderingVisitor()
+            try? box.visit(&renderer)
+            text += "[\(name)]\n" + renderer.lines.joined(separator: "\n") + "\n"
+        }
+        return Checksum.fnv1a64(Array(text.utf8))
+    }
 }
 
 /// Type-erased section so that one loop can walk sections of different types.
