@@ -1,0 +1,246 @@
+import Foundation
+import Testing
+@testable import Engine
+import Shared
+
+/// Batch semantics, validation and the forward/backward protocol of ``Transformer``.
+@Suite struct TransformerTests {
+    static func model(_ config: TransformerConfig = TrainingTestData.qwenTinyAllFeatures, seed: UInt64 = 1) throws -> Transformer {
+        try Transformer(weights: ModelWeights(config: config, seed: seed, initStd: 0.3))
+    }
+
+    @Test func packedRowsDoNotInfluenceEachOther() throws {
+        let m = try Self.model()
+        let batch = TrainingTestData.batch(vocab: 32, seed: 2)
+        let together = try m.forward(batch)
+        for b in 0..<batch.count {
+            let alone = try m.forward(TokenBatch(inputs: [batch.inputs[b]], targets: [batch.targets[b]]))
+            for t in 0..<batch.inputs[b].count {
+                #expect(abs(alone.logprobs[0][t] - together.logprobs[b][t]) <= 1e-6, "row \(b) pos \(t)")
+                #expect(abs(alone.entropy[0][t] - together.entropy[b][t]) <= 1e-6, "row \(b) pos \(t)")
+            }
+        }
+    }
+
+    @Test func attentionIsCausal() throws {
+        let m = try Self.model()
+        let tokens: [TokenID] = [1, 5, 9, 2, 7, 30]
+        let targets: [TokenID] = [5, 9, 2, 7, 30, 4]
+        var changed = tokens
+        changed[4] = 11
+        let a = try m.forward(TokenBatch(inputs: [tokens], targets: [targets]))
+        let b = try m.forward(TokenBatch(inputs: [changed], targets: [targets]))
+        for t in 0..<4 { #expect(abs(a.logprobs[0][t] - b.logprobs[0][t]) <= 1e-6) }
+        #expect(abs(a.logprobs[0][4] - b.logprobs[0][4]) > 1e-4)
+    }
+
+    @Test func logprobsAreTemperedLogSoftmaxOfReturnedLogits() throws {
+        let m = try Self.model()
+        let batch = TrainingTestData.batch(vocab: 32, seed: 3)
+        for temperature: Float in [1, 0.5] {
+            let pass = try m.forward(batch, temperature: temperature, returnLogits: true)
+            let logits = try #require(pass.logits)
+            for b in 0..<batch.count {
+                for t in 0..<batch.inputs[b].count {
+                    let row = Array(logits[b][(t * 32)..<((t + 1) * 32)])
+                    let ref = LogProbKernel.reference(logits: row, target: Int(batch.targets[b][t]), temperature: temperature)
+                    #expect(abs(pass.logprobs[b][t] - ref.logprob) <= 1e-5)
+                    #expect(abs(pass.entropy[b][t] - ref.entropy) <= 1e-5)
+                    if batch.targets[b][t] < 0 { #expect(pass.logprobs[b][t] == 0) }
+                }
+            }
+        }
+    }
+
+    @Test func repeatedPassesAreBitIdentical() throws {
+        let m = try Self.model()
+        let batch = TrainingTestData.batch(vocab: 32, seed: 4)
+        let w = TrainingTestData.lossWeights(for: batch, seed: 5)
+        var g1 = ModelGradients(config: m.config), g2 = ModelGradients(config: m.config)
+        let p1 = try m.forward(batch)
+        try m.backward(dLogprobs: w, into: &g1)
+        let p2 = try m.forward(batch)
+        try m.backward(dLogprobs: w, into: &g2)
+        #expect(p1.logprobs == p2.logprobs)
+        #expect(g1 == g2)
+    }
+
+    @Test func backwardUsesTheWeightsOfItsForwardPass() throws {
+        let m = try Self.model()
+        let batch = TrainingTestData.batch(vocab: 32, seed: 6)
+        let w = TrainingTestData.lossWeights(for: batch, seed: 7)
+        var expected = ModelGradients(config: m.config)
+        _ = try m.forward(batch)
+        try m.backward(dLogprobs: w, into: &expected)
+
+        var got = ModelGradients(config: m.config)
+        _ = try m.forward(batch)
+        #expect(m.hasRetainedPass)
+        m.weights.values[0] += 1  // e.g. an optimizer step between the phases
+        try m.backward(dLogprobs: w, into: &got)
+        #expect(got == expected)
+        #expect(!m.hasRetainedPass)
+    }
+
+    @Test func forwardBackwardEqualsTheTwoPhases() throws {
+        let m = try Self.model()
+        let batch = TrainingTestData.batch(vocab: 32, seed: 8)
+        var separate = ModelGradients(config: m.config), combined = ModelGradients(config: m.config)
+        let pass = try m.forward(batch, temperature: 0.8)
+        let weights = pass.logprobs.map { $0.map { exp($0) } }  // weights that depend on the pass
+        try m.backward(dLogprobs: weights, into: &separate)
+        let again = try m.forwardBackward(batch, temperature: 0.8, into: &combined) { p in p.logprobs.map { $0.map { exp($0) } } }
+        #expect(again.logprobs == pass.logprobs)
+        #expect(combined == separate)
+        #expect(combined.l2Norm > 0)
+    }
+
+    @Test func attentionBlockingDoesNotChangeResults() throws {
+        let config = TrainingTestData.qwenTinyAllFeatures
+        let weights = ModelWeights(config: config, seed: 12, initStd: 0.3)
+        let batch = TrainingTestData.batch(vocab: 32, seed: 12)
+        let w = TrainingTestData.lossWeights(for: batch, seed: 13)
+        var results: [(ForwardResult, ModelGradients)] = []
+        for blockRows in [1, 3, 64] {
+            let m = try Transformer(weights: weights, attentionBlockRows: blockRows)
+            var g = ModelGradients(config: config)
+            let pass = try m.forward(batch)
+            try m.backward(dLogprobs: w, into: &g)
+            results.append((pass, g))
+        }
+        let (refPass, refGrads) = results[2]
+        let scale = refGrads.values.map { abs($0) }.max() ?? 1
+        for (pass, grads) in results.prefix(2) {
+            for b in 0..<batch.count {
+                for t in 0..<batch.inputs[b].count { #expect(abs(pass.logprobs[b][t] - refPass.logprobs[b][t]) <= 1e-5) }
+            }
+            for i in grads.values.indices { #expect(abs(grads.values[i] - refGrads.values[i]) <= 1e-5 * scale) }
+        }
+        #expect(throws: CermError.self) { try Transformer(weights: weights, attentionBlockRows: 0) }
+    }
+
+    @Test func attentionScoreEntriesCountTheCausalBlocks() {
+        #expect(Transformer.attentionScoreEntries(length: 100) == 64 * 64 + 36 * 100)
+        #expect(Transformer.attentionScoreEntries(length: 7, blockRows: 3) == 3 * 3 + 3 * 6 + 1 * 7)
+        #expect(Transformer.attentionScoreEntries(length: 5, blockRows: 1) == 1 + 2 + 3 + 4 + 5)
+        #expect(Transformer.attentionScoreEntries(length: 0) == 0)
+    }
+
+    @Test func scoredFromBatchShiftsTargets() {
+        let batch = TokenBatch(sequences: [[10, 11, 12, 13], [5], [7, 8]], scoredFrom: [2, 0, 1])
+        #expect(batch.inputs == [[10, 11, 12], [], [7]])
+        #expect(batch.targets == [[-1, 12, 13], [], [8]])
+        #expect(batch.tokenCount == 4)
+        #expect(batch.scoredCount == 3)
+    }
+
+    @Test func emptyRowsAreAllowed() throws {
+        let m = try Self.model()
+        let pass = try m.forward(TokenBatch(inputs: [[], [3, 4]], targets: [[], [4, 5]]))
+        #expect(pass.logprobs[0].isEmpty && pass.logprobs[1].count == 2)
+        var g = ModelGradients(config: m.config)
+        try m.backward(dLogprobs: [[], [1, 1]], into: &g)
+        #expect(g.l2Norm > 0)
+
+        let nothing = try m.forward(TokenBatch(inputs: [[]], targets: [[]]))
+        #expect(nothing.logprobs == [[]])
+        var untouched = ModelGradients(config: m.config)
+        try m.backward(dLogprobs: [[]], into: &untouched)
+        #expect(untouched.l2Norm == 0)
+    }
+
+    @Test(arguments: [(TrainingTestData.qwenTinyAllFeatures, 64), (TrainingTestData.llamaTiny, 64), (TrainingTestData.qwenTinyAllFeatures, 5)])
+    func workspaceEstimateIsExact(config: TransformerConfig, blockRows: Int) throws {
+        // A fresh instance allocates each buffer exactly once at its first size.
+        let m = try Transformer(weights: ModelWeights(config: config, seed: 1, initStd: 0.1), attentionBlockRows: blockRows)
+        let batch = TrainingTestData.batch(vocab: config.vocabSize, seed: 1)
+        var g = ModelGradients(config: config)
+        _ = try m.forward(batch)
+        try m.backward(dLogprobs: TrainingTestData.lossWeights(for: batch, seed: 2), into: &g)
+        // Buffers never used by this architecture keep their 0 capacity.
+        #expect(m.workspace.allocatedFloats == Transformer.workspaceFloats(config: config, lengths: batch.inputs.map(\.count),
+                                                                           attentionBlockRows: blockRows))
+    }
+
+    @Test func weightsOfAnotherConfigAreRejected() throws {
+        let m = try Self.model()
+        m.weights = ModelWeights(config: TrainingTestData.llamaTiny)
+        #expect(throws: CermError.self) { try m.forward(TokenBatch(inputs: [[1]], targets: [[2]])) }
+    }
+
+    @Test func invalidInputsAreRejectedWithTheirPosition() throws {
+        let m = try Self.model()
+        #expect(throws: CermError.invalid("Transformer.forward: row 1 position 2: token 32 outside vocabulary 0..<32")) {
+            try m.forward(TokenBatch(inputs: [[1], [1, 2, 32]], targets: [[1], [1, 2, 3]]))
+        }
+        #expect(throws: CermError.invalid("Transformer.forward: row 0 position 0: target 40 outside vocabulary 0..<32")) {
+            try m.forward(TokenBatch(inputs: [[1]], targets: [[40]]))
+        }
+        #expect(throws: CermError.invalid("Transformer.forward: row 0 has 17 tokens, max_seq_len is 16")) {
+            try m.forward(TokenBatch(inputs: [[TokenID](repeating: 1, count: 17)], targets: [[TokenID](repeating: 1, count: 17)]))
+        }
+        #expect(throws: CermError.invalid("Transformer.forward: row 0 has 2 inputs but 1 targets")) {
+            try m.forward(TokenBatch(inputs: [[1, 2]], targets: [[1]]))
+        }
+        #expect(throws: CermError.invalid("Transformer.forward: temperature must be positive and finite, got 0.0")) {
+            try m.forward(TokenBatch(inputs: [[1]], targets: [[1]]), temperature: 0)
+        }
+        var g = ModelGradients(config: m.config)
+        #expect(throws: CermError.invalid("Transformer.backward: no retained forward pass (call forward first; backward consumes it)")) {
+            try m.backward(dLogprobs: [[1]], into: &g)
+        }
+        _ = try m.forward(TokenBatch(inputs: [[1, 2]], targets: [[2, 3]]))
+        #expect(throws: CermError.invalid("Transformer.backward: dLogprobs row 0 has 1 entries, the pass row has 2")) {
+            try m.backward(dLogprobs: [[1]], into: &g)
+        }
+        #expect(throws: CermError.invalid("Transformer.backward: dLogprobs[0][1] is not finite (nan)")) {
+            try m.backward(dLogprobs: [[1, .nan]], into: &g)
+        }
+        var otherGrads = ModelGradients(config: TrainingTestData.llamaTiny)
+        #expect(throws: CermError.invalid("Transformer.backward: gradients were made for a different model config")) {
+            try m.backward(dLogprobs: [[1, 1]], into: &otherGrads)
+        }
+    }
+
+    /// SFT end to end: a few AdamW steps on one sequence must raise its log-likelihood a lot.
+    @Test func supervisedStepsLearnASequence() throws {
+        let config = TrainingTestData.llamaTiny
+        let m = try Transformer(weights: ModelWeights(config: config, seed: 11, initStd: 0.02))
+        var adam = AdamW(layout: m.weights.layout, weightDecay: 0)
+        var grads = ModelGradients(config: config)
+        let batch = TokenBatch(sequences: [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]], scoredFrom: [1])
+        let n = Float(batch.scoredCount)
+        func meanNLL() throws -> Float { -(try m.forward(batch).logprobs[0].reduce(0, +)) / n }
+        let before = try meanNLL()
+        #expect(abs(before - log(32)) < 0.05)  // near-uniform at init
+        for _ in 0..<30 {
+            _ = try m.forward(batch)
+            try m.backward(dLogprobs: [[Float](repeating: -1 / n, count: 9)], into: &grads)
+            grads.clipGlobalNorm(maxNorm: 1)
+            try adam.step(weights: &m.weights, gradients: grads, learningRate: 1e-2)
+            grads.zero()
+        }
+        let after = try meanNLL()
+        #expect(after < 0.25 * before, "mean NLL \(before) → \(after)")
+    }
+}
+
+@Suite struct ConfigValidationTests {
+    @Test func unrunnableConfigsAreRejectedByName() throws {
+        var odd = TrainingTestData.llamaTiny
+        odd.headDim = 5
+        #expect(throws: CermError.invalid("model config: head_dim must be even for RoPE, got 5")) {
+            try Transformer(weights: ModelWeights(config: odd))
+        }
+        var gqa = TrainingTestData.llamaTiny
+        gqa.kvHeads = 3
+        #expect(throws: CermError.invalid("model config: heads (4) must be a multiple of kv_heads (3)")) { try gqa.validate() }
+        var empty = TrainingTestData.llamaTiny
+        empty.ffnSize = 0
+        #expect(throws: CermError.invalid("model config: ffn_size must be at least 1, got 0")) { try empty.validate() }
+        var eps = TrainingTestData.llamaTiny
+        eps.rmsNormEps = 0
+        #expect(throws: CermError.invalid("model config: rms_norm_eps must be positive, got 0.0")) { try eps.validate() }
+        try TrainingTestData.qwenTinyAllFeatures.validate()
+    }
+}
