@@ -1,0 +1,496 @@
+import Foundation
+import Shared
+
+/// Batched autoregressive generation, shared-prefix reuse and teacher-forced scoring for a
+/// Llama/Qwen-family transformer on a flat float32 parameter buffer (``ParameterLayout`` order).
+///
+/// Typical rollout use:
+/// ```swift
+/// let generator = try Generator(config: config, parameters: weights)
+/// let prefix = try generator.prefill(prefix: queryAndCriteriaTokens)
+/// let results = try generator.generate(continuing: prefix, requests: evaluations.map {
+///     GenerationRequest(prompt: $0.suffixTokens, seed: $0.seed, maxNewTokens: 256,
+///                       temperature: 1, topP: 1, stop: ["</answer>"])
+/// })
+/// let referenceLogProbs = try referenceGenerator.score(
+///     zip(evaluations, results).map { ScoringRequest(prompt: $0.suffixTokens, tokens: $1.tokens) },
+///     continuing: referencePrefix)
+/// ```
+///
+/// **Batching.** All requests of one call run together: prompts are prefilled in chunks of up to
+/// ``prefillChunkRows`` token rows, then every decode step runs one `sgemm` per weight matrix over
+/// the still-active sequences (`[active, in] · Wᵀ`); finished sequences drop out.
+///
+/// **Determinism and batch invariance.** A sequence's tokens depend only on the weights, its
+/// prompt (and prefix) and its seed: the random number for generated token `i` is
+/// ``CounterRNG/uniform(seed:index:)``(seed, i); every per-row kernel (norms, RoPE, attention,
+/// softmax, sampling) reduces in an order fixed by the vector length; and the matrix products
+/// use OpenBLAS `sgemm`, whose per-row results do not depend on the number of rows `M` in the
+/// supported OpenBLAS builds — `BatchInvarianceTests` pins this bitwise for every projection shape
+/// and batch sizes 1…33, so a change of BLAS that breaks it fails the tests. The same holds for
+/// the thread count (OpenBLAS partitions rows/columns, never the reduction).
+///
+/// **Memory.** Each call preallocates a ``KVCache`` with one slot per request (positions
+/// `prompt + maxNewTokens`) and grows the reusable workspace once; the per-token decode loop does
+/// no heap allocation (buffers are reserved up front, result arrays have reserved capacity).
+///
+/// Not thread-safe: use one generator per thread. A generator keeps a private copy-on-write
+/// reference to the parameter array.
+public final class Generator {
+    /// The architecture.
+    public let config: TransformerConfig
+    /// The parameter layout of ``config``.
+    public let layout: ParameterLayout
+    /// The flat parameters (``ParameterLayout`` order).
+    public private(set) var parameters: [Float]
+    /// Maximum token rows per prefill forward pass (bounds workspace memory; larger is faster
+    /// for long prompts).
+    public var prefillChunkRows = 512
+
+    private(set) var parametersVersion = 0
+    private let offsets: InferenceWeightOffsets
+    private let ropeCosines: UnsafeMutablePointer<Float>
+    private let ropeSines: UnsafeMutablePointer<Float>
+    let workspace: InferenceWorkspace
+    private let sampler: TokenSampler
+
+    /// A generator for `config` over `parameters` (exactly `ParameterLayout(config).totalCount`
+    /// floats). The array is not copied unless the caller mutates its own copy later.
+    public init(config: TransformerConfig, parameters: [Float]) throws {
+        let layout = ParameterLayout(config)
+        guard parameters.count == layout.totalCount else {
+            throw GenerationError.parameterCount(expected: layout.totalCount, actual: parameters.count)
+        }
+        guard config.heads > 0, config.kvHeads > 0, config.heads % config.kvHeads == 0, config.headDim % 2 == 0,
+              config.maxSeqLen > 0, config.vocabSize > 0 else {
+            throw GenerationError.invalidSampling(request: -1, detail: "unsupported config \(config.jsonString())")
+        }
+        self.config = config
+        self.layout = layout
+        self.parameters = parameters
+        offsets = try InferenceWeightOffsets(config: config, layout: layout)
+        workspace = InferenceWorkspace(config: config)
+        sampler = TokenSampler(vocabSize: config.vocabSize)
+
+        // RoPE tables computed as Hugging Face does in float32: inv_freq_i = 1 / theta^(2i/d),
+        // angle = float(pos) · inv_freq_i; cos/sin of the float32 angle.
+        let half = config.headDim / 2
+        ropeCosines = .allocate(capacity: config.maxSeqLen * half)
+        ropeSines = .allocate(capacity: config.maxSeqLen * half)
+        let theta = Float(config.ropeTheta)
+        for i in 0..<half {
+            let inverseFrequency = 1 / Foundation.pow(theta, Float(2 * i) / Float(config.headDim))
+            for position in 0..<config.maxSeqLen {
+                let angle = Double(Float(position) * inverseFrequency)
+                ropeCosines[position * half + i] = Float(Foundation.cos(angle))
+                ropeSines[position * half + i] = Float(Foundation.sin(angle))
+            }
+        }
+    }
+
+    deinit {
+        ropeCosines.deallocate()
+        ropeSines.deallocate()
+    }
+
+    /// Replaces the weights (same layout). Shared prefixes computed before become invalid.
+    public func setParameters(_ parameters: [Float]) throws {
+        guard parameters.count == layout.totalCount else {
+            throw GenerationError.parameterCount(expected: layout.totalCount, actual: parameters.count)
+        }
+        self.parameters = parameters
+        parametersVersion += 1
+    }
+
+    // MARK: - Public entry points
+
+    /// Computes the keys/values of `prefix` once, for many continuations.
+    ///
+    /// - Throws: ``GenerationError`` if `prefix` is empty, has out-of-vocabulary tokens, or is
+    ///   longer than `maxSeqLen`.
+    public func prefill(prefix: [TokenID]) throws -> SharedPrefix {
+        guard !prefix.isEmpty else { throw GenerationError.emptyPrompt(request: 0) }
+        try validate(tokens: prefix, request: 0)
+        guard prefix.count <= config.maxSeqLen else {
+            throw GenerationError.contextTooLong(request: 0, length: prefix.count, maxSeqLen: config.maxSeqLen)
+        }
+        let cache = KVCache(config: config, sequences: 1, capacity: prefix.count)
+        var lastLogits = [Float](repeating: 0, count: config.vocabSize)
+        let vocab = config.vocabSize
+        withParameters { params in
+            runPrefill(sequences: [prefix], cache: cache, prefix: nil, params: params,
+                       wantsLogits: { _, index in index == prefix.count - 1 }) { _, _, logits in
+                lastLogits.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: logits, count: vocab) }
+            }
+        }
+        return SharedPrefix(tokens: prefix, cache: cache, lastLogits: lastLogits,
+                            owner: ObjectIdentifier(self), parametersVersion: parametersVersion)
+    }
+
+    /// Generates a continuation for every request, batched together.
+    ///
+    /// - Returns: one result per request, in request order.
+    /// - Throws: ``GenerationError`` on an empty prompt, an out-of-vocabulary token, a prompt
+    ///   longer than `maxSeqLen`, `maxNewTokens < 0`, a negative/non-finite temperature or
+    ///   `topP` outside `(0, 1]`. Generation stops early with ``FinishReason/length`` when the
+    ///   context reaches `maxSeqLen`.
+    public func generate(requests: [GenerationRequest]) throws -> [GenerationResult] {
+        try runGeneration(requests: requests, prefix: nil)
+    }
+
+    /// Generates continuations of a shared prefix: request `i` sees `prefix.tokens + prompt_i`,
+    /// and the prefix's keys/values are read in place, not recomputed. Results equal those of
+    /// ``generate(requests:)`` on the concatenated prompts (up to float rounding of the prompt
+    /// rows; bitwise in practice with a batch-invariant BLAS). Requests may have empty prompts.
+    public func generate(continuing prefix: SharedPrefix, requests: [GenerationRequest]) throws -> [GenerationResult] {
+        try check(prefix)
+        return try runGeneration(requests: requests, prefix: prefix)
+    }
+
+    /// Teacher-forced log-probabilities: for each request, `log_softmax(logits / T)[tokens[j]]`
+    /// at the position of `tokens[j]` given `prefix + prompt + tokens[..<j]` (`T = 0` → `1`),
+    /// the same arithmetic as the behaviour log-probabilities of ``generate(requests:)``.
+    /// All requests are batched into the same prefill passes.
+    public func score(_ requests: [ScoringRequest], continuing prefix: SharedPrefix? = nil) throws -> [[Float]] {
+        if let prefix { try check(prefix) }
+        let prefixLength = prefix?.length ?? 0
+        var contexts: [[TokenID]] = []
+        contexts.reserveCapacity(requests.count)
+        for (index, request) in requests.enumerated() {
+            try validate(tokens: request.prompt, request: index)
+            try validate(tokens: request.tokens, request: index)
+            guard request.temperature >= 0, request.temperature.isFinite else {
+                throw GenerationError.invalidSampling(request: index, detail: "temperature \(request.temperature)")
+            }
+            if prefix == nil && request.prompt.isEmpty && !request.tokens.isEmpty {
+                throw GenerationError.emptyPrompt(request: index)
+            }
+            let length = prefixLength + request.prompt.count + request.tokens.count - 1
+            guard length <= config.maxSeqLen else {
+                throw GenerationError.contextTooLong(request: index, length: length, maxSeqLen: config.maxSeqLen)
+            }
+            // The last scored token is never fed: its logits would predict the token after it.
+            contexts.append(Array((request.prompt + request.tokens).dropLast()))
+        }
+        var scores = requests.map { [Float](repeating: 0, count: $0.tokens.count) }
+        if let prefix {
+            for (index, request) in requests.enumerated() where request.prompt.isEmpty && !request.tokens.isEmpty {
+                scores[index][0] = prefix.lastLogits.withUnsafeBufferPointer {
+                    sampler.logProbability(of: request.tokens[0], logits: $0, temperature: request.temperature)
+                }
+            }
+        }
+        let capacity = max(1, contexts.map(\.count).max() ?? 1)
+        let cache = KVCache(config: config, sequences: requests.count, capacity: capacity)
+        let vocab = config.vocabSize
+        withParameters { params in
+            runPrefill(sequences: contexts, cache: cache, prefix: prefix, params: params,
+                       wantsLogits: { sequence, index in index >= requests[sequence].prompt.count - 1 }) {
+                sequence, index, logits in
+                let request = requests[sequence]
+                let target = index - (request.prompt.count - 1)
+                scores[sequence][target] = sampler.logProbability(
+                    of: request.tokens[target], logits: UnsafeBufferPointer(start: logits, count: vocab),
+                    temperature: request.temperature)
+            }
+        }
+        return scores
+    }
+
+    /// Single-sequence convenience for ``score(_:continuing:)``.
+    public func scoreContinuation(prompt: [TokenID], tokens: [TokenID], temperature: Float,
+                                  continuing prefix: SharedPrefix? = nil) throws -> [Float] {
+        try score([ScoringRequest(prompt: prompt, tokens: tokens, temperature: temperature)], continuing: prefix)[0]
+    }
+
+    /// Logits at every position of `tokens` through the cached inference path (`[count][vocab]`);
+    /// for diagnostics and tests.
+    public func logits(tokens: [TokenID]) throws -> [[Float]] {
+        guard !tokens.isEmpty else { throw GenerationError.emptyPrompt(request: 0) }
+        try validate(tokens: tokens, request: 0)
+        guard tokens.count <= config.maxSeqLen else {
+            throw GenerationError.contextTooLong(request: 0, length: tokens.count, maxSeqLen: config.maxSeqLen)
+        }
+        var result = [[Float]](repeating: [], count: tokens.count)
+        let cache = KVCache(config: config, sequences: 1, capacity: tokens.count)
+        let vocab = config.vocabSize
+        withParameters { params in
+            runPrefill(sequences: [tokens], cache: cache, prefix: nil, params: params, wantsLogits: { _, _ in true }) {
+                _, index, logits in
+                result[index] = Array(UnsafeBufferPointer(start: logits, count: vocab))
+            }
+        }
+        return result
+    }
+
+    /// Times the inference workspace was (re)allocated; constant across calls whose batch and
+    /// prompt sizes do not exceed earlier ones (used by tests to show the decode loop reuses it).
+    public var workspaceAllocationCount: Int { workspace.allocationCount }
+
+    // MARK: - Validation
+
+    private func validate(tokens: [TokenID], request: Int) throws {
+        for (position, token) in tokens.enumerated() where token < 0 || Int(token) >= config.vocabSize {
+            throw GenerationError.invalidToken(request: request, position: position, token: token,
+                                               vocabSize: config.vocabSize)
+        }
+    }
+
+    private func check(_ prefix: SharedPrefix) throws {
+        guard prefix.ownerIdentity == ObjectIdentifier(self) else {
+            throw GenerationError.foreignPrefix(detail: "computed by another generator")
+        }
+        guard prefix.parametersVersion == parametersVersion else {
+            throw GenerationError.foreignPrefix(detail: "computed with weights replaced since (version "
+                                                + "\(prefix.parametersVersion), now \(parametersVersion))")
+        }
+    }
+
+    private func withParameters<R>(_ body: (UnsafePointer<Float>) throws -> R) rethrows -> R {
+        try parameters.withUnsafeBufferPointer { buffer in
+            // `init` checked the count against the layout, which is never empty.
+            try body(buffer.baseAddress!)
+        }
+    }
+
+    // MARK: - Generation
+
+    /// Per-request decoding state; arrays have capacity reserved for `limit` tokens.
+    private struct SequenceState {
+        var tokens: [TokenID]
+        var logProbs: [Float]
+        var limit: Int
+        var finish: FinishReason?
+    }
+
+    private func runGeneration(requests: [GenerationRequest], prefix: SharedPrefix?) throws -> [GenerationResult] {
+        let prefixLength = prefix?.length ?? 0
+        var states: [SequenceState] = []
+        states.reserveCapacity(requests.count)
+        var capacity = 1
+        for (index, request) in requests.enumerated() {
+            if prefix == nil && request.prompt.isEmpty { throw GenerationError.emptyPrompt(request: index) }
+            try validate(tokens: request.prompt, request: index)
+            guard request.maxNewTokens >= 0 else {
+                throw GenerationError.invalidSampling(request: index, detail: "maxNewTokens \(request.maxNewTokens)")
+            }
+            guard request.temperature >= 0, request.temperature.isFinite else {
+                throw GenerationError.invalidSampling(request: index, detail: "temperature \(request.temperature)")
+            }
+            guard request.topP > 0, request.topP <= 1 else {
+                throw GenerationError.invalidSampling(request: index, detail: "topP \(request.topP) not in (0, 1]")
+            }
+            let context = prefixLength + request.prompt.count
+            guard context <= config.maxSeqLen else {
+                throw GenerationError.contextTooLong(request: index, length: context, maxSeqLen: config.maxSeqLen)
+            }
+            // Generated token j is fed at position context + j, so the last one fed is at
+            // maxSeqLen - 1 and at most maxSeqLen - context + 1 tokens can be produced.
+            let limit = min(request.maxNewTokens, config.maxSeqLen - context + 1)
+            states.append(SequenceState(tokens: [], logProbs: [], limit: limit,
+                                        finish: limit == 0 ? .length : nil))
+            states[index].tokens.reserveCapacity(limit)
+            states[index].logProbs.reserveCapacity(limit)
+            capacity = max(capacity, request.prompt.count + limit - 1)
+        }
+        guard !requests.isEmpty else { return [] }
+
+        let cache = KVCache(config: config, sequences: requests.count, capacity: capacity)
+        let vocab = config.vocabSize
+        workspace.reserve(rows: requests.count)
+
+        func accept(_ sequence: Int, logits: UnsafePointer<Float>) {
+            let request = requests[sequence]
+            let uniform = CounterRNG.uniform(seed: request.seed, index: UInt64(states[sequence].tokens.count))
+            let pick = sampler.sample(logits: UnsafeBufferPointer(start: logits, count: vocab),
+                                      temperature: request.temperature, topP: request.topP, uniform: uniform)
+            states[sequence].tokens.append(pick.token)
+            states[sequence].logProbs.append(pick.logProb)
+            if pick.token == ByteTokenizer.Special.eos.rawValue {
+                states[sequence].finish = .eos
+            } else if Self.endsWithStopSequence(states[sequence].tokens, request.stopSequences) {
+                states[sequence].finish = .stop
+            } else if states[sequence].tokens.count >= states[sequence].limit {
+                states[sequence].finish = .length
+            }
+        }
+
+        try withParameters { params in
+            // First token of each sequence: from its prompt's last logits (or the prefix's).
+            var prompts: [[TokenID]] = []
+            prompts.reserveCapacity(requests.count)
+            for (index, request) in requests.enumerated() {
+                prompts.append(states[index].finish == nil ? request.prompt : [])
+            }
+            runPrefill(sequences: prompts, cache: cache, prefix: prefix, params: params,
+                       wantsLogits: { sequence, index in index == prompts[sequence].count - 1 }) {
+                sequence, _, logits in
+                accept(sequence, logits: logits)
+            }
+            if let prefix {
+                for (index, request) in requests.enumerated() where request.prompt.isEmpty && states[index].finish == nil {
+                    prefix.lastLogits.withUnsafeBufferPointer { accept(index, logits: $0.baseAddress!) }
+                }
+            }
+
+            // Decode: one row per active sequence per step. No allocation below: `active` and the
+            // state arrays have reserved capacity, all row buffers are in the workspace.
+            var active: [Int] = []
+            active.reserveCapacity(requests.count)
+            for index in requests.indices where states[index].finish == nil { active.append(index) }
+            while !active.isEmpty {
+                try Task.checkCancellation()
+                let rows = workspace.rows
+                for (row, sequence) in active.enumerated() {
+                    let position = prefixLength + requests[sequence].prompt.count + states[sequence].tokens.count - 1
+                    rows[row] = InferenceRow(slot: sequence, position: position,
+                                             token: states[sequence].tokens[states[sequence].tokens.count - 1])
+                    workspace.logitRows[row] = row
+                }
+                forward(rowCount: active.count, logitRowCount: active.count, cache: cache, prefix: prefix, params: params)
+                for (row, sequence) in active.enumerated() {
+                    accept(sequence, logits: workspace.logits + row * vocab)
+                }
+                active.removeAll { states[$0].finish != nil }
+            }
+        }
+        return states.map { GenerationResult(tokens: $0.tokens, logProbs: $0.logProbs, finishReason: $0.finish ?? .length) }
+    }
+
+    static func endsWithStopSequence(_ tokens: [TokenID], _ stops: [[UInt8]]) -> Bool {
+        for stop in stops where !stop.isEmpty && stop.count <= tokens.count {
+            var matches = true
+            let start = tokens.count - stop.count
+            for (offset, byte) in stop.enumerated() where tokens[start + offset] != TokenID(byte) {
+                matches = false
+                break
+            }
+            if matches { return true }
+        }
+        return false
+    }
+
+    // MARK: - Forward passes
+
+    /// Feeds every token of `sequences[s]` into cache slot `s` (positions after the prefix), in
+    /// chunks of at most ``prefillChunkRows`` rows across sequences, and calls `consume(s, i,
+    /// logits)` for each token `i` of sequence `s` for which `wantsLogits(s, i)` holds, in order.
+    private func runPrefill(
+        sequences: [[TokenID]], cache: KVCache, prefix: SharedPrefix?, params: UnsafePointer<Float>,
+        wantsLogits: (Int, Int) -> Bool, consume: (Int, Int, UnsafePointer<Float>) -> Void
+    ) {
+        let totalRows = sequences.reduce(0) { $0 + $1.count }
+        guard totalRows > 0 else { return }
+        let chunk = max(1, min(prefillChunkRows, totalRows))
+        workspace.reserve(rows: chunk)
+        let prefixLength = prefix?.length ?? 0
+        let vocab = config.vocabSize
+        var pending: [(sequence: Int, index: Int)] = []
+        pending.reserveCapacity(chunk)
+        var rowCount = 0
+        func flush() {
+            guard rowCount > 0 else { return }
+            forward(rowCount: rowCount, logitRowCount: pending.count, cache: cache, prefix: prefix, params: params)
+            for (i, item) in pending.enumerated() {
+                consume(item.sequence, item.index, workspace.logits + i * vocab)
+            }
+            pending.removeAll(keepingCapacity: true)
+            rowCount = 0
+        }
+        for (sequence, tokens) in sequences.enumerated() {
+            for (index, token) in tokens.enumerated() {
+                workspace.rows[rowCount] = InferenceRow(slot: sequence, position: prefixLength + index, token: token)
+                if wantsLogits(sequence, index) {
+                    workspace.logitRows[pending.count] = rowCount
+                    pending.append((sequence, index))
+                }
+                rowCount += 1
+                if rowCount == chunk { flush() }
+            }
+        }
+        flush()
+    }
+
+    /// One forward pass over `workspace.rows[0..<rowCount]`: writes each row's keys/values into
+    /// its cache slot, and leaves logits of `workspace.logitRows[0..<logitRowCount]` in
+    /// `workspace.logits` (compacted, in that order).
+    private func forward(rowCount: Int, logitRowCount: Int, cache: KVCache, prefix: SharedPrefix?,
+                         params: UnsafePointer<Float>) {
+        let ws = workspace
+        let hidden = config.hiddenSize, qDim = config.qDim, kvDim = config.kvDim, ffn = config.ffnSize
+        let headDim = config.headDim, heads = config.heads, kvHeads = config.kvHeads, half = headDim / 2
+        let eps = Float(config.rmsNormEps)
+        let scale = 1 / Float(headDim).squareRoot()
+        let prefixLength = prefix?.length ?? 0
+        let rows = ws.rows
+        let x = ws.residual, normed = ws.normed
+
+        for r in 0..<rowCount {
+            (x + r * hidden).update(from: params + offsets.embed + Int(rows[r].token) * hidden, count: hidden)
+        }
+
+        for (layer, w) in offsets.layers.enumerated() {
+            for r in 0..<rowCount {
+                InferenceKernels.rmsNorm(x + r * hidden, params + w.inputNorm, normed + r * hidden, hidden, eps: eps)
+            }
+            project(normed, rows: rowCount, weight: params + w.q, out: ws.queries, outDim: qDim, inDim: hidden)
+            project(normed, rows: rowCount, weight: params + w.k, out: ws.keys, outDim: kvDim, inDim: hidden)
+            project(normed, rows: rowCount, weight: params + w.v, out: ws.values, outDim: kvDim, inDim: hidden)
+
+            for r in 0..<rowCount {
+                let q = ws.queries + r * qDim, k = ws.keys + r * kvDim, v = ws.values + r * kvDim
+                if let b = w.qBias { InferenceKernels.axpy(1, params + b, q, qDim) }
+                if let b = w.kBias { InferenceKernels.axpy(1, params + b, k, kvDim) }
+                if let b = w.vBias { InferenceKernels.axpy(1, params + b, v, kvDim) }
+                if let qn = w.qNorm, let kn = w.kNorm {
+                    for h in 0..<heads { InferenceKernels.rmsNorm(q + h * headDim, params + qn, q + h * headDim, headDim, eps: eps) }
+                    for h in 0..<kvHeads { InferenceKernels.rmsNorm(k + h * headDim, params + kn, k + h * headDim, headDim, eps: eps) }
+                }
+                let position = rows[r].position
+                let cosines = ropeCosines + position * half, sines = ropeSines + position * half
+                for h in 0..<heads { InferenceKernels.rope(q + h * headDim, cosines, sines, half: half) }
+                for h in 0..<kvHeads { InferenceKernels.rope(k + h * headDim, cosines, sines, half: half) }
+                let slot = rows[r].slot, cacheRow = (position - prefixLength) * kvDim
+                (cache.keys(layer: layer, sequence: slot) + cacheRow).update(from: k, count: kvDim)
+                (cache.values(layer: layer, sequence: slot) + cacheRow).update(from: v, count: kvDim)
+            }
+
+            let prefixKeys = prefix.map { UnsafePointer($0.cache.keys(layer: layer, sequence: 0)) }
+            let prefixValues = prefix.map { UnsafePointer($0.cache.values(layer: layer, sequence: 0)) }
+            for r in 0..<rowCount {
+                let slot = rows[r].slot
+                InferenceKernels.attendRow(
+                    query: ws.queries + r * qDim, out: ws.attention + r * qDim, keyCount: rows[r].position + 1,
+                    prefixKeys: prefixKeys, prefixValues: prefixValues, prefixLength: prefixLength,
+                    ownKeys: cache.keys(layer: layer, sequence: slot), ownValues: cache.values(layer: layer, sequence: slot),
+                    heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale,
+                    scores: ws.scores, scoreStride: ws.scoreStride)
+            }
+            project(ws.attention, rows: rowCount, weight: params + w.o, out: x, outDim: hidden, inDim: qDim, accumulate: true)
+
+            for r in 0..<rowCount {
+                InferenceKernels.rmsNorm(x + r * hidden, params + w.postNorm, normed + r * hidden, hidden, eps: eps)
+            }
+            project(normed, rows: rowCount, weight: params + w.gate, out: ws.gate, outDim: ffn, inDim: hidden)
+            project(normed, rows: rowCount, weight: params + w.up, out: ws.up, outDim: ffn, inDim: hidden)
+            for r in 0..<rowCount { InferenceKernels.swiglu(ws.gate + r * ffn, ws.up + r * ffn, ffn) }
+            project(ws.gate, rows: rowCount, weight: params + w.down, out: x, outDim: hidden, inDim: ffn, accumulate: true)
+        }
+
+        guard logitRowCount > 0 else { return }
+        for i in 0..<logitRowCount {
+            let r = ws.logitRows[i]
+            InferenceKernels.rmsNorm(x + r * hidden, params + offsets.finalNorm, ws.logitInput + i * hidden, hidden, eps: eps)
+        }
+        project(ws.logitInput, rows: logitRowCount, weight: params + offsets.lmHead, out: ws.logits,
+                outDim: config.vocabSize, inDim: hidden)
+    }
+
+    /// `out[rows, outDim] (+)= input[rows, inDim] · weightᵀ` for an HF `[out, in]` weight.
+    @inline(__always)
+    private func project(_ input: UnsafePointer<Float>, rows: Int, weight: UnsafePointer<Float>,
+                         out: UnsafeMutablePointer<Float>, outDim: Int, inDim: Int, accumulate: Bool = false) {
+        BLAS.sgemm(transA: .none, transB: .transpose, m: rows, n: outDim, k: inDim,
+                   a: input, lda: inDim, b: weight, ldb: inDim, beta: accumulate ? 1 : 0, c: out, ldc: outDim)
+    }
+}

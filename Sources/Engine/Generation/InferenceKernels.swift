@@ -1,0 +1,200 @@
+import Foundation
+import Shared
+
+/// Offsets of one layer's tensors in the flat parameter buffer.
+struct InferenceLayerOffsets {
+    var inputNorm = 0, q = 0, k = 0, v = 0, o = 0, postNorm = 0, gate = 0, up = 0, down = 0
+    var qBias: Int?, kBias: Int?, vBias: Int?, qNorm: Int?, kNorm: Int?
+}
+
+/// Where every tensor the generator reads lives in the flat parameter buffer.
+struct InferenceWeightOffsets {
+    let embed: Int
+    let layers: [InferenceLayerOffsets]
+    let finalNorm: Int
+    /// `lm_head.weight`, or `embed_tokens.weight` when embeddings are tied.
+    let lmHead: Int
+
+    init(config: TransformerConfig, layout: ParameterLayout) throws {
+        func offset(_ name: String) throws -> Int {
+            guard let spec = layout.spec(name) else { throw GenerationError.missingParameter(name: name) }
+            return spec.offset
+        }
+        embed = try offset("model.embed_tokens.weight")
+        var layers: [InferenceLayerOffsets] = []
+        for l in 0..<config.layers {
+            let p = "model.layers.\(l)."
+            var o = InferenceLayerOffsets()
+            o.inputNorm = try offset(p + "input_layernorm.weight")
+            o.q = try offset(p + "self_attn.q_proj.weight")
+            o.k = try offset(p + "self_attn.k_proj.weight")
+            o.v = try offset(p + "self_attn.v_proj.weight")
+            if config.qkvBias {
+                o.qBias = try offset(p + "self_attn.q_proj.bias")
+                o.kBias = try offset(p + "self_attn.k_proj.bias")
+                o.vBias = try offset(p + "self_attn.v_proj.bias")
+            }
+            if config.qkNorm {
+                o.qNorm = try offset(p + "self_attn.q_norm.weight")
+                o.kNorm = try offset(p + "self_attn.k_norm.weight")
+            }
+            o.o = try offset(p + "self_attn.o_proj.weight")
+            o.postNorm = try offset(p + "post_attention_layernorm.weight")
+            o.gate = try offset(p + "mlp.gate_proj.weight")
+            o.up = try offset(p + "mlp.up_proj.weight")
+            o.down = try offset(p + "mlp.down_proj.weight")
+            layers.append(o)
+        }
+        self.layers = layers
+        finalNorm = try offset("model.norm.weight")
+        lmHead = config.tieEmbeddings ? embed : try offset("lm_head.weight")
+    }
+}
+
+/// Row kernels of the inference path. Every reduction has a fixed order that depends only on the
+/// vector length (never on the batch), which is what keeps generation batch-invariant.
+enum InferenceKernels {
+    typealias Vector = SIMD8<Float>
+
+    @inline(__always)
+    static func load(_ p: UnsafePointer<Float>) -> Vector {
+        UnsafeRawPointer(p).loadUnaligned(as: Vector.self)
+    }
+
+    @inline(__always)
+    static func store(_ v: Vector, _ p: UnsafeMutablePointer<Float>) {
+        UnsafeMutableRawPointer(p).storeBytes(of: v, as: Vector.self)
+    }
+
+    /// `Σ a[i]·b[i]` with two SIMD accumulators, then a scalar tail.
+    @inline(__always)
+    static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+        var acc0 = Vector(), acc1 = Vector()
+        var i = 0
+        while i + 16 <= n {
+            acc0.addProduct(load(a + i), load(b + i))
+            acc1.addProduct(load(a + i + 8), load(b + i + 8))
+            i += 16
+        }
+        if i + 8 <= n {
+            acc0.addProduct(load(a + i), load(b + i))
+            i += 8
+        }
+        var sum = (acc0 + acc1).sum()
+        while i < n {
+            sum += a[i] * b[i]
+            i += 1
+        }
+        return sum
+    }
+
+    /// `y[i] += alpha · x[i]`.
+    @inline(__always)
+    static func axpy(_ alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+        let a = Vector(repeating: alpha)
+        var i = 0
+        while i + 8 <= n {
+            var acc = load(y + i)
+            acc.addProduct(a, load(x + i))
+            store(acc, y + i)
+            i += 8
+        }
+        while i < n {
+            y[i] += alpha * x[i]
+            i += 1
+        }
+    }
+
+    /// HF RMSNorm of one row: `out = (x · 1/sqrt(mean(x²) + eps)) · weight`.
+    @inline(__always)
+    static func rmsNorm(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+                        _ n: Int, eps: Float) {
+        let meanSquare = dot(x, x, n) / Float(n)
+        let scale = 1 / (meanSquare + eps).squareRoot()
+        let s = Vector(repeating: scale)
+        var i = 0
+        while i + 8 <= n {
+            store(load(x + i) * s * load(weight + i), out + i)
+            i += 8
+        }
+        while i < n {
+            out[i] = x[i] * scale * weight[i]
+            i += 1
+        }
+    }
+
+    /// Rotate-half RoPE of one head vector in place; `cosines`/`sines` hold `headDim/2` entries.
+    @inline(__always)
+    static func rope(_ v: UnsafeMutablePointer<Float>, _ cosines: UnsafePointer<Float>, _ sines: UnsafePointer<Float>,
+                     half: Int) {
+        for i in 0..<half {
+            let x1 = v[i], x2 = v[i + half]
+            v[i] = x1 * cosines[i] - x2 * sines[i]
+            v[i + half] = x2 * cosines[i] + x1 * sines[i]
+        }
+    }
+
+    /// `gate[i] = silu(gate[i]) · up[i]`.
+    @inline(__always)
+    static func swiglu(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, _ n: Int) {
+        for i in 0..<n {
+            let g = gate[i]
+            gate[i] = g / (1 + Foundation.exp(-g)) * up[i]
+        }
+    }
+
+    /// Causal attention of one query row (all heads) over cache positions `0..<keyCount`.
+    ///
+    /// Positions below `prefixLength` are read from the prefix cache, the rest from the
+    /// sequence's own cache (its row `t - prefixLength`). `scores` holds
+    /// `groupSize · scoreStride` floats.
+    @inline(__always)
+    static func attendRow(
+        query: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, keyCount: Int,
+        prefixKeys: UnsafePointer<Float>?, prefixValues: UnsafePointer<Float>?, prefixLength: Int,
+        ownKeys: UnsafePointer<Float>, ownValues: UnsafePointer<Float>,
+        heads: Int, kvHeads: Int, headDim: Int, scale: Float,
+        scores: UnsafeMutablePointer<Float>, scoreStride: Int
+    ) {
+        let kvDim = kvHeads * headDim
+        let group = heads / kvHeads
+        let sharedCount = min(prefixLength, keyCount)
+        @inline(__always) func keyRow(_ t: Int) -> UnsafePointer<Float> {
+            if t < sharedCount, let prefixKeys { return prefixKeys + t * kvDim }
+            return ownKeys + (t - prefixLength) * kvDim
+        }
+        @inline(__always) func valueRow(_ t: Int) -> UnsafePointer<Float> {
+            if t < sharedCount, let prefixValues { return prefixValues + t * kvDim }
+            return ownValues + (t - prefixLength) * kvDim
+        }
+        for g in 0..<kvHeads {
+            let headOffset = g * headDim
+            for t in 0..<keyCount {
+                let key = keyRow(t) + headOffset
+                for j in 0..<group {
+                    scores[j * scoreStride + t] = dot(query + (g * group + j) * headDim, key, headDim) * scale
+                }
+            }
+            for j in 0..<group {
+                let row = scores + j * scoreStride
+                var maximum = -Float.infinity
+                for t in 0..<keyCount where row[t] > maximum { maximum = row[t] }
+                var total: Float = 0
+                for t in 0..<keyCount {
+                    let e = Foundation.exp(row[t] - maximum)
+                    row[t] = e
+                    total += e
+                }
+                let inverse = 1 / total
+                for t in 0..<keyCount { row[t] *= inverse }
+                (out + (g * group + j) * headDim).update(repeating: 0, count: headDim)
+            }
+            for t in 0..<keyCount {
+                let value = valueRow(t) + headOffset
+                for j in 0..<group {
+                    axpy(scores[j * scoreStride + t], value, out + (g * group + j) * headDim, headDim)
+                }
+            }
+        }
+    }
+}
