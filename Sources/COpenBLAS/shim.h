@@ -1,4 +1,5 @@
 #ifndef CERM_COPENBLAS_SHIM_H
 #define CERM_COPENBLAS_SHIM_H
 #include <cblas.h>
+#include "cerm_rowgemm.h"
 #endif

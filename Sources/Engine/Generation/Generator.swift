@@ -223,6 +223,26 @@ public final class Generator {
         return result
     }
 
+    /// Logits at every position of `tokens` computed the way decoding does: one forward row per
+    /// step, each attending to the cache written by the previous steps.
+    func stepwiseLogits(tokens: [TokenID]) throws -> [[Float]] {
+        try validate(tokens: tokens, request: 0)
+        guard tokens.count <= config.maxSeqLen else {
+            throw GenerationError.contextTooLong(request: 0, length: tokens.count, maxSeqLen: config.maxSeqLen)
+        }
+        let cache = KVCache(config: config, sequences: 1, capacity: max(1, tokens.count))
+        workspace.reserve(rows: 1)
+        let vocab = config.vocabSize
+        return withParameters { params in
+            tokens.enumerated().map { position, token in
+                workspace.rows[0] = InferenceRow(slot: 0, position: position, token: token)
+                workspace.logitRows[0] = 0
+                forward(rowCount: 1, logitRowCount: 1, cache: cache, prefix: nil, params: params)
+                return Array(UnsafeBufferPointer(start: workspace.logits, count: vocab))
+            }
+        }
+    }
+
     /// Times the inference workspace was (re)allocated; constant across calls whose batch and
     /// prompt sizes do not exceed earlier ones (used by tests to show the decode loop reuses it).
     public var workspaceAllocationCount: Int { workspace.allocationCount }
@@ -490,7 +510,7 @@ public final class Generator {
     @inline(__always)
     private func project(_ input: UnsafePointer<Float>, rows: Int, weight: UnsafePointer<Float>,
                          out: UnsafeMutablePointer<Float>, outDim: Int, inDim: Int, accumulate: Bool = false) {
-        BLAS.sgemm(transA: .none, transB: .transpose, m: rows, n: outDim, k: inDim,
-                   a: input, lda: inDim, b: weight, ldb: inDim, beta: accumulate ? 1 : 0, c: out, ldc: outDim)
+        InvariantMatmul.multiply(m: rows, n: outDim, k: inDim, a: input, lda: inDim, b: weight, ldb: inDim,
+                                 c: out, ldc: outDim, accumulate: accumulate)
     }
 }
