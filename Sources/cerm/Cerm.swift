@@ -5,5 +5,5 @@ struct Cerm: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cerm",
         abstract: "Distributed trainer for generative reward models (CE-RM) over ZeroMQ.",
-        subcommands: [ConfigCommand.self, DataCommand.self, KeygenCommand.self, InspectCommand.self, ExportCommand.self, StatusCommand.self])
+        subcommands: [ConfigCommand.self, DataCommand.self, SFTCommand.self, EvalCommand.self, KeygenCommand.self, InspectCommand.self, ExportCommand.self, StatusCommand.self])
 }
