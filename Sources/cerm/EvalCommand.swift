@@ -43,6 +43,8 @@ struct EvalCommand: ParsableCommand {
     var threads: Int = min(2, ProcessInfo.processInfo.activeProcessorCount)
     @Flag(help: "Print one JSON object with all numbers instead of the table.")
     var json = false
+    @Option(help: "Print the generated criteria and evaluations of the first N items to stderr.")
+    var show: Int = 0
 
     func validate() throws {
         let sources = [checkpoint != nil, random, teacher].filter { $0 }.count
@@ -78,7 +80,7 @@ struct EvalCommand: ParsableCommand {
             if !bonFile.isEmpty, !files.contains(bonFile) { files.append(bonFile) }
             if data == nil { try SFTData.ensureSynthetic(cfg.data) }
             let report = try runEvaluation(judge: judge, files: files, config: cfg, eval: evalConfig, limit: limit,
-                                           threads: threads, quiet: false)
+                                           threads: threads, quiet: false, show: show)
             if json {
                 print(JSONWriter.object([("judge", JSONWriter.quote(label)), ("files", JSONWriter.stringArray(files)),
                                          ("k", String(evalConfig.k)), ("criteria", JSONWriter.quote(evalConfig.criteria.rawValue)),
@@ -102,7 +104,7 @@ enum JudgeSource: Sendable {
 
 /// Loads `files`, judges their items and returns the report; a progress line goes to stderr.
 func runEvaluation(judge: JudgeSource, files: [String], config: Config, eval: EvalConfig, limit: Int?,
-                   threads: Int, quiet: Bool) throws -> EvaluationReport {
+                   threads: Int, quiet: Bool, show: Int = 0) throws -> EvaluationReport {
     var items: [EvaluationItem] = []
     for file in files {
         var fileItems = EvaluationItem.items(try SFTData.records(path: file, data: config.data).records)
@@ -110,7 +112,16 @@ func runEvaluation(judge: JudgeSource, files: [String], config: Config, eval: Ev
         items += fileItems
     }
     let format = makePromptFormat(config.rollout.format)
-    let evaluator = Evaluator(format: format, options: EvaluationOptions(eval: eval, seed: config.run.seed))
+    var evaluator = Evaluator(format: format, options: EvaluationOptions(eval: eval, seed: config.run.seed))
+    if show > 0 {
+        let shown = Set(items.prefix(show).map(\.id))
+        evaluator.transcript = { item, sample, response, text in
+            guard shown.contains(item.id) else { return }
+            let label = response.map { "response \($0)\(item.kind == .pair ? ($0 == 0 ? " (chosen)" : " (rejected)") : "")" } ?? "criteria"
+            let responseText = response.map { ": " + item.responses[$0].debugDescription } ?? ": " + item.query.debugDescription
+            FileHandle.standardError.write(Data("[\(item.id) k\(sample)] \(label)\(responseText)\n\(text)\n".utf8))
+        }
+    }
     let rollout = config.rollout
     let makeBackend: @Sendable () throws -> any JudgeBackend
     switch judge {

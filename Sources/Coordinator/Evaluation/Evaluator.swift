@@ -44,10 +44,29 @@ public struct EvaluationOptions: Sendable, Equatable {
 public struct Evaluator: Sendable {
     public var format: any PromptFormat
     public var options: EvaluationOptions
+    /// Receives every generated output as text (for inspection, e.g. `cerm eval --show`):
+    /// the item, the criteria sample, the response index (nil for the criteria turn) and the
+    /// output decoded as bytes (special tokens as `⟨id⟩`).
+    public var transcript: (@Sendable (EvaluationItem, Int, Int?, String) -> Void)?
 
     public init(format: any PromptFormat, options: EvaluationOptions) {
         self.format = format
         self.options = options
+    }
+
+    /// Generated tokens as readable text: bytes decoded as UTF-8, other ids as `⟨id⟩`.
+    public static func readable(_ tokens: [TokenID]) -> String {
+        var out = ""
+        var bytes: [UInt8] = []
+        func flush() {
+            out += String(decoding: bytes, as: UTF8.self)
+            bytes.removeAll()
+        }
+        for token in tokens {
+            if (0..<256).contains(Int(token)) { bytes.append(UInt8(token)) } else { flush(); out += "⟨\(token)⟩" }
+        }
+        flush()
+        return out
     }
 
     /// The per-response, per-sample overall scores of `items` (`[item][response][sample]`,
@@ -87,6 +106,11 @@ public struct Evaluator: Sendable {
         for (job, (output, owner)) in zip(jobs, zip(criteriaOutputs, owners)) {
             let parsed = format.parseCriteria(tokens: output)
             report.recordCriteria(parsed.failure)
+            if let transcript {
+                for response in owner.responses.prefix(options.criteriaMode == .unified ? 1 : owner.responses.count) {
+                    transcript(items[owner.item], owner.sample, options.criteriaMode == .unified ? nil : response, "criteria: " + Self.readable(output))
+                }
+            }
             // Invalid criteria: no evaluation is generated under them; their responses keep no score for this sample.
             guard let criteria = parsed.value else { continue }
             let item = items[owner.item]
@@ -107,6 +131,7 @@ public struct Evaluator: Sendable {
                 let tokens = position < outputs.count ? outputs[position] : []
                 let parsed = format.parseEvaluation(tokens: tokens, criteriaCount: owner.criteriaCount)
                 report.recordEvaluation(parsed.failure)
+                transcript?(items[owner.item], owner.sample, response, Self.readable(tokens))
                 scores[owner.item][response][owner.sample] = parsed.value?.overall
             }
         }
