@@ -78,16 +78,24 @@ CERM_AVX512 static inline void cerm_tile512(int R, int C, int k, const float *a,
                                             float *c, int ldc, int accumulate) {
     const int k16 = k - k % 16;
     __m512 acc[4][4];
+    _Pragma("clang loop unroll(full)")
     for (int r = 0; r < R; r++)
+        _Pragma("clang loop unroll(full)")
         for (int q = 0; q < C; q++) acc[r][q] = _mm512_setzero_ps();
     for (int p = 0; p < k16; p += 16) {
         __m512 x[4], y[4];
+        _Pragma("clang loop unroll(full)")
         for (int r = 0; r < R; r++) x[r] = _mm512_loadu_ps(a + (int64_t)r * lda + p);
+        _Pragma("clang loop unroll(full)")
         for (int q = 0; q < C; q++) y[q] = _mm512_loadu_ps(b + (int64_t)q * ldb + p);
+        _Pragma("clang loop unroll(full)")
         for (int r = 0; r < R; r++)
+            _Pragma("clang loop unroll(full)")
             for (int q = 0; q < C; q++) acc[r][q] = _mm512_fmadd_ps(x[r], y[q], acc[r][q]);
     }
+    _Pragma("clang loop unroll(full)")
     for (int r = 0; r < R; r++)
+        _Pragma("clang loop unroll(full)")
         for (int q = 0; q < C; q++) {
             float s = cerm_rowgemm_tail(a + (int64_t)r * lda, b + (int64_t)q * ldb, k16, k, cerm_reduce512(acc[r][q]));
             float *out = c + (int64_t)r * ldc + q;
@@ -101,18 +109,24 @@ CERM_AVX2 static inline void cerm_tile256(int R, int C, int k, const float *a, i
                                           float *c, int ldc, int accumulate) {
     const int k16 = k - k % 16;
     __m256 lo[4][4], hi[4][4];
+    _Pragma("clang loop unroll(full)")
     for (int r = 0; r < R; r++)
+        _Pragma("clang loop unroll(full)")
         for (int q = 0; q < C; q++) { lo[r][q] = _mm256_setzero_ps(); hi[r][q] = _mm256_setzero_ps(); }
     for (int p = 0; p < k16; p += 16) {
+        _Pragma("clang loop unroll(full)")
         for (int r = 0; r < R; r++) {
             __m256 xl = _mm256_loadu_ps(a + (int64_t)r * lda + p), xh = _mm256_loadu_ps(a + (int64_t)r * lda + p + 8);
+            _Pragma("clang loop unroll(full)")
             for (int q = 0; q < C; q++) {
                 lo[r][q] = _mm256_fmadd_ps(xl, _mm256_loadu_ps(b + (int64_t)q * ldb + p), lo[r][q]);
                 hi[r][q] = _mm256_fmadd_ps(xh, _mm256_loadu_ps(b + (int64_t)q * ldb + p + 8), hi[r][q]);
             }
         }
     }
+    _Pragma("clang loop unroll(full)")
     for (int r = 0; r < R; r++)
+        _Pragma("clang loop unroll(full)")
         for (int q = 0; q < C; q++) {
             float s = cerm_rowgemm_tail(a + (int64_t)r * lda, b + (int64_t)q * ldb, k16, k,
                                         cerm_reduce_halves(lo[r][q], hi[r][q]));
@@ -212,5 +226,161 @@ static inline void cerm_rowgemm_columns(int m, int n0, int n1, int k, const floa
     if (variant >= 1 && cerm_rowgemm_variant() >= 1) { cerm_rowgemm_avx2(m, n0, n1, k, a, lda, b, ldb, c, ldc, accumulate); return; }
 #endif
     cerm_rowgemm_scalar(m, n0, n1, k, a, lda, b, ldb, c, ldc, accumulate);
+}
+/*
+ * Causal attention of one query row (all heads) over keyCount cached positions; positions below
+ * prefixLen come from the prefix cache, the rest from the sequence's own cache (row t - prefixLen).
+ * Arithmetic (identical in every variant, and the same for prefill and decode rows):
+ *   s[j,t] = dot(q_j, k_t) * scale      (dot: the 16-lane order of cerm_rowgemm, over headDim)
+ *   m = max_t s; e = expf(s - m); total = sequential sum over t; p = e * (1 / total)
+ *   out_j[d] = fmaf(p[j,t], v_t[d], out_j[d]) for t = 0, 1, ... starting from 0.
+ * `scores` holds group * scoreStride floats (group = heads / kvHeads).
+ */
+static inline float cerm_dot16_scalar(const float *x, const float *y, int k) {
+    const int k16 = k - k % 16;
+    float lanes[16] = {0};
+    for (int p = 0; p < k16; p += 16)
+        for (int l = 0; l < 16; l++) lanes[l] = fmaf(x[p + l], y[p + l], lanes[l]);
+    for (int l = 0; l < 8; l++) lanes[l] = lanes[l] + lanes[l + 8];
+    for (int l = 0; l < 4; l++) lanes[l] = lanes[l] + lanes[l + 4];
+    for (int l = 0; l < 2; l++) lanes[l] = lanes[l] + lanes[l + 2];
+    return cerm_rowgemm_tail(x, y, k16, k, lanes[0] + lanes[1]);
+}
+
+static inline void cerm_softmax_rows(float *scores, int group, int scoreStride, int keyCount) {
+    for (int j = 0; j < group; j++) {
+        float *row = scores + (int64_t)j * scoreStride;
+        float maximum = -INFINITY;
+        for (int t = 0; t < keyCount; t++) if (row[t] > maximum) maximum = row[t];
+        float total = 0;
+        for (int t = 0; t < keyCount; t++) { float e = expf(row[t] - maximum); row[t] = e; total = total + e; }
+        float inverse = 1.0f / total;
+        for (int t = 0; t < keyCount; t++) row[t] = row[t] * inverse;
+    }
+}
+
+#define CERM_KEY_ROW(base_prefix, base_own, t) \
+    ((t) < prefixLen ? (base_prefix) + (int64_t)(t) * kvDim : (base_own) + (int64_t)((t) - prefixLen) * kvDim)
+
+static inline void cerm_attend_row_scalar(int heads, int kvHeads, int headDim, int keyCount, const float *q, float *out,
+                                          const float *prefixK, const float *prefixV, int prefixLen, const float *ownK,
+                                          const float *ownV, int kvDim, float scale, float *scores, int scoreStride) {
+    const int group = heads / kvHeads;
+    for (int g = 0; g < kvHeads; g++) {
+        const int h0 = g * group;
+        for (int t = 0; t < keyCount; t++) {
+            const float *key = CERM_KEY_ROW(prefixK, ownK, t) + g * headDim;
+            for (int j = 0; j < group; j++)
+                scores[(int64_t)j * scoreStride + t] = cerm_dot16_scalar(q + (h0 + j) * headDim, key, headDim) * scale;
+        }
+        cerm_softmax_rows(scores, group, scoreStride, keyCount);
+        for (int j = 0; j < group; j++)
+            for (int d = 0; d < headDim; d++) out[(h0 + j) * headDim + d] = 0;
+        for (int t = 0; t < keyCount; t++) {
+            const float *value = CERM_KEY_ROW(prefixV, ownV, t) + g * headDim;
+            for (int j = 0; j < group; j++) {
+                float p = scores[(int64_t)j * scoreStride + t];
+                float *o = out + (h0 + j) * headDim;
+                for (int d = 0; d < headDim; d++) o[d] = fmaf(p, value[d], o[d]);
+            }
+        }
+    }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f,avx2,fma")))
+static inline void cerm_attend_row_avx512(int heads, int kvHeads, int headDim, int keyCount, const float *q, float *out,
+                                          const float *prefixK, const float *prefixV, int prefixLen, const float *ownK,
+                                          const float *ownV, int kvDim, float scale, float *scores, int scoreStride) {
+    const int group = heads / kvHeads;
+    const int k16 = headDim - headDim % 16;
+    for (int g = 0; g < kvHeads; g++) {
+        const int h0 = g * group;
+        for (int t = 0; t < keyCount; t++) {
+            const float *key = CERM_KEY_ROW(prefixK, ownK, t) + g * headDim;
+            for (int j = 0; j < group; j++) {
+                const float *qj = q + (h0 + j) * headDim;
+                __m512 acc = _mm512_setzero_ps();
+                for (int p = 0; p < k16; p += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(qj + p), _mm512_loadu_ps(key + p), acc);
+                float s = cerm_rowgemm_tail(qj, key, k16, headDim, cerm_reduce512(acc));
+                scores[(int64_t)j * scoreStride + t] = s * scale;
+            }
+        }
+        cerm_softmax_rows(scores, group, scoreStride, keyCount);
+        for (int j = 0; j < group; j++)
+            for (int d = 0; d < headDim; d++) out[(h0 + j) * headDim + d] = 0;
+        for (int t = 0; t < keyCount; t++) {
+            const float *value = CERM_KEY_ROW(prefixV, ownV, t) + g * headDim;
+            for (int j = 0; j < group; j++) {
+                __m512 p = _mm512_set1_ps(scores[(int64_t)j * scoreStride + t]);
+                float *o = out + (h0 + j) * headDim;
+                int d = 0;
+                for (; d + 16 <= headDim; d += 16)
+                    _mm512_storeu_ps(o + d, _mm512_fmadd_ps(p, _mm512_loadu_ps(value + d), _mm512_loadu_ps(o + d)));
+                for (; d < headDim; d++) o[d] = fmaf(scores[(int64_t)j * scoreStride + t], value[d], o[d]);
+            }
+        }
+    }
+}
+
+__attribute__((target("avx2,fma")))
+static inline void cerm_attend_row_avx2(int heads, int kvHeads, int headDim, int keyCount, const float *q, float *out,
+                                        const float *prefixK, const float *prefixV, int prefixLen, const float *ownK,
+                                        const float *ownV, int kvDim, float scale, float *scores, int scoreStride) {
+    const int group = heads / kvHeads;
+    const int k16 = headDim - headDim % 16;
+    for (int g = 0; g < kvHeads; g++) {
+        const int h0 = g * group;
+        for (int t = 0; t < keyCount; t++) {
+            const float *key = CERM_KEY_ROW(prefixK, ownK, t) + g * headDim;
+            for (int j = 0; j < group; j++) {
+                const float *qj = q + (h0 + j) * headDim;
+                __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+                for (int p = 0; p < k16; p += 16) {
+                    lo = _mm256_fmadd_ps(_mm256_loadu_ps(qj + p), _mm256_loadu_ps(key + p), lo);
+                    hi = _mm256_fmadd_ps(_mm256_loadu_ps(qj + p + 8), _mm256_loadu_ps(key + p + 8), hi);
+                }
+                float s = cerm_rowgemm_tail(qj, key, k16, headDim, cerm_reduce_halves(lo, hi));
+                scores[(int64_t)j * scoreStride + t] = s * scale;
+            }
+        }
+        cerm_softmax_rows(scores, group, scoreStride, keyCount);
+        for (int j = 0; j < group; j++)
+            for (int d = 0; d < headDim; d++) out[(h0 + j) * headDim + d] = 0;
+        for (int t = 0; t < keyCount; t++) {
+            const float *value = CERM_KEY_ROW(prefixV, ownV, t) + g * headDim;
+            for (int j = 0; j < group; j++) {
+                __m256 p = _mm256_set1_ps(scores[(int64_t)j * scoreStride + t]);
+                float *o = out + (h0 + j) * headDim;
+                int d = 0;
+                for (; d + 8 <= headDim; d += 8)
+                    _mm256_storeu_ps(o + d, _mm256_fmadd_ps(p, _mm256_loadu_ps(value + d), _mm256_loadu_ps(o + d)));
+                for (; d < headDim; d++) o[d] = fmaf(scores[(int64_t)j * scoreStride + t], value[d], o[d]);
+            }
+        }
+    }
+}
+#endif
+
+/* Dispatches like cerm_rowgemm_columns (`force_variant` < 0 = best available). */
+static inline void cerm_attend_row(int heads, int kvHeads, int headDim, int keyCount, const float *q, float *out,
+                                   const float *prefixK, const float *prefixV, int prefixLen, const float *ownK,
+                                   const float *ownV, int kvDim, float scale, float *scores, int scoreStride,
+                                   int force_variant) {
+    int variant = force_variant >= 0 ? force_variant : cerm_rowgemm_variant();
+#if defined(__x86_64__)
+    if (variant >= 2 && cerm_rowgemm_variant() >= 2) {
+        cerm_attend_row_avx512(heads, kvHeads, headDim, keyCount, q, out, prefixK, prefixV, prefixLen, ownK, ownV, kvDim,
+                               scale, scores, scoreStride);
+        return;
+    }
+    if (variant >= 1 && cerm_rowgemm_variant() >= 1) {
+        cerm_attend_row_avx2(heads, kvHeads, headDim, keyCount, q, out, prefixK, prefixV, prefixLen, ownK, ownV, kvDim,
+                             scale, scores, scoreStride);
+        return;
+    }
+#endif
+    cerm_attend_row_scalar(heads, kvHeads, headDim, keyCount, q, out, prefixK, prefixV, prefixLen, ownK, ownV, kvDim,
+                           scale, scores, scoreStride);
 }
 #endif

@@ -1,3 +1,4 @@
+import COpenBLAS
 import Foundation
 import Shared
 import Testing
@@ -123,6 +124,36 @@ struct GenerationTests {
         }
     }
 
+    @Test("attention kernel variants agree bitwise, with and without a prefix segment")
+    func attentionVariantsAgree() {
+        for headDim in [8, 64, 40] {
+            let heads = 4, kvHeads = 2, kvDim = kvHeads * headDim, keys = 23, prefixLength = 9
+            let q = (0 ..< heads * headDim).map { Float(sin(Double($0) * 0.7)) }
+            let k = (0 ..< keys * kvDim).map { Float(cos(Double($0) * 0.37)) }
+            let v = (0 ..< keys * kvDim).map { Float(sin(Double($0) * 0.19 + 1)) }
+            func run(variant: Int, split: Bool) -> [Float] {
+                var out = [Float](repeating: .nan, count: heads * headDim)
+                var scores = [Float](repeating: 0, count: 2 * 32)
+                k.withUnsafeBufferPointer { kp in
+                    v.withUnsafeBufferPointer { vp in
+                        let pk = kp.baseAddress!, pv = vp.baseAddress!
+                        let cut = split ? prefixLength : 0
+                        cerm_attend_row(Int32(heads), Int32(kvHeads), Int32(headDim), Int32(keys), q, &out,
+                                        split ? pk : nil, split ? pv : nil, Int32(cut),
+                                        pk + cut * kvDim, pv + cut * kvDim, Int32(kvDim), 0.3, &scores, 32, Int32(variant))
+                    }
+                }
+                return out
+            }
+            let expected = run(variant: 0, split: false)
+            #expect(!expected.contains { $0.isNaN })
+            for variant in 0...InvariantMatmul.kernelVariant {
+                #expect(run(variant: variant, split: false) == expected, "headDim \(headDim) variant \(variant)")
+                #expect(run(variant: variant, split: true) == expected, "headDim \(headDim) variant \(variant) split")
+            }
+        }
+    }
+
     @Test("continuing a shared prefix equals generating from the full prompt", arguments: families)
     func sharedPrefixEquivalence(family: ModelFamily) throws {
         let generator = try Models.generator(family)
@@ -143,7 +174,34 @@ struct GenerationTests {
             #expect(a.tokens == b.tokens)
             #expect(a.finishReason == b.finishReason)
             #expect(Models.maxAbsDifference(a.logProbs, b.logProbs) < 1e-5)
+            // Stronger, by construction of the batch-invariant kernels: identical bits.
+            #expect(a.logProbs == b.logProbs)
         }
+    }
+
+    @Test("groups with different prefixes batch together and equal their separate runs")
+    func prefixGroups() throws {
+        let generator = try Models.generator(.qwen3)
+        let first = try generator.prefill(prefix: Models.tokens("Criteria set one: brevity."))
+        let second = try generator.prefill(prefix: Models.tokens("Set two"))
+        let requestsA = (0..<3).map { GenerationRequest(prompt: Models.tokens("R\($0):"), seed: UInt64($0), maxNewTokens: 6 + $0) }
+        let requestsB = (0..<2).map { GenerationRequest(prompt: $0 == 0 ? [] : [65], seed: UInt64(9 + $0), maxNewTokens: 7, topP: 0.9) }
+        let requestsC = [GenerationRequest(prompt: Models.tokens("no prefix"), seed: 4, maxNewTokens: 5, temperature: 0)]
+        let grouped = try generator.generate(groups: [
+            PrefixedGenerations(prefix: first, requests: requestsA), PrefixedGenerations(prefix: second, requests: requestsB),
+            PrefixedGenerations(prefix: nil, requests: requestsC),
+        ])
+        #expect(grouped.map(\.count) == [3, 2, 1])
+        #expect(grouped[0] == (try generator.generate(continuing: first, requests: requestsA)))
+        #expect(grouped[1] == (try generator.generate(continuing: second, requests: requestsB)))
+        #expect(grouped[2] == (try generator.generate(requests: requestsC)))
+
+        let scored = try generator.score(groups: [
+            PrefixedScorings(prefix: first, requests: zip(requestsA, grouped[0]).map { ScoringRequest(prompt: $0.prompt, tokens: $1.tokens) }),
+            PrefixedScorings(prefix: second, requests: zip(requestsB, grouped[1]).map { ScoringRequest(prompt: $0.prompt, tokens: $1.tokens) }),
+        ])
+        #expect(scored[0] == grouped[0].map(\.logProbs))
+        #expect(scored[1] == grouped[1].map(\.logProbs))
     }
 
     @Test("teacher-forced scores reproduce behaviour log-probabilities and the reference", arguments: families)

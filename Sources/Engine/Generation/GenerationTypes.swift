@@ -80,9 +80,34 @@ public struct ScoringRequest: Sendable, Equatable {
     }
 }
 
+/// Requests that continue one shared prefix (or none), for ``Generator/generate(groups:)``.
+public struct PrefixedGenerations: Sendable {
+    /// The prefix every request continues, or nil for requests with complete prompts.
+    public var prefix: SharedPrefix?
+    public var requests: [GenerationRequest]
+
+    public init(prefix: SharedPrefix?, requests: [GenerationRequest]) {
+        self.prefix = prefix
+        self.requests = requests
+    }
+}
+
+/// Scoring requests that continue one shared prefix (or none), for ``Generator/score(groups:)``.
+public struct PrefixedScorings: Sendable {
+    public var prefix: SharedPrefix?
+    public var requests: [ScoringRequest]
+
+    public init(prefix: SharedPrefix?, requests: [ScoringRequest]) {
+        self.prefix = prefix
+        self.requests = requests
+    }
+}
+
 /// Invalid generator input; every case names the offending request or parameter.
 public enum GenerationError: Error, Equatable, CustomStringConvertible {
     case parameterCount(expected: Int, actual: Int)
+    /// Heads not divisible by KV heads, odd head dimension, or an empty vocabulary/context.
+    case unsupportedConfig(String)
     case missingParameter(name: String)
     case emptyPrompt(request: Int)
     case invalidToken(request: Int, position: Int, token: TokenID, vocabSize: Int)
@@ -94,6 +119,8 @@ public enum GenerationError: Error, Equatable, CustomStringConvertible {
         switch self {
         case let .parameterCount(expected, actual):
             return "generator: parameter buffer has \(actual) floats, the config needs \(expected)"
+        case let .unsupportedConfig(json):
+            return "generator: unsupported transformer config \(json)"
         case let .missingParameter(name):
             return "generator: parameter layout has no tensor \(name)"
         case let .emptyPrompt(request):

@@ -1,3 +1,4 @@
+import COpenBLAS
 import Foundation
 import Shared
 
@@ -16,19 +17,33 @@ import Shared
 ///     zip(evaluations, results).map { ScoringRequest(prompt: $0.suffixTokens, tokens: $1.tokens) },
 ///     continuing: referencePrefix)
 /// ```
+/// To batch the evaluations of several prefixes (criteria sets) together, prefill each and call
+/// ``generate(groups:)`` / ``score(groups:)`` with one ``PrefixedGenerations`` per prefix: larger
+/// decode batches are markedly faster (see ``GenerationBenchmark``).
 ///
 /// **Batching.** All requests of one call run together: prompts are prefilled in chunks of up to
-/// ``prefillChunkRows`` token rows, then every decode step runs one `sgemm` per weight matrix over
-/// the still-active sequences (`[active, in] · Wᵀ`); finished sequences drop out.
+/// ``prefillChunkRows`` token rows, then every decode step runs one matrix product per weight
+/// matrix over the still-active sequences (`[active, in] · Wᵀ`); finished sequences drop out.
 ///
-/// **Determinism and batch invariance.** A sequence's tokens depend only on the weights, its
-/// prompt (and prefix) and its seed: the random number for generated token `i` is
-/// ``CounterRNG/uniform(seed:index:)``(seed, i); every per-row kernel (norms, RoPE, attention,
-/// softmax, sampling) reduces in an order fixed by the vector length; and the matrix products
-/// use OpenBLAS `sgemm`, whose per-row results do not depend on the number of rows `M` in the
-/// supported OpenBLAS builds — `BatchInvarianceTests` pins this bitwise for every projection shape
-/// and batch sizes 1…33, so a change of BLAS that breaks it fails the tests. The same holds for
-/// the thread count (OpenBLAS partitions rows/columns, never the reduction).
+/// **Stopping.** A sequence stops after ``endOfSequence`` (kept as its last token, reason
+/// ``FinishReason/eos``), after a stop sequence (``FinishReason/stop``), or after `maxNewTokens`
+/// or when its context would exceed `maxSeqLen` (``FinishReason/length``).
+///
+/// **Determinism and batch invariance.** A sequence's tokens and log-probabilities are bitwise
+/// functions of the weights, its prompt (and prefix) and its seed only — not of its batch
+/// companions, its position in the batch, prefill chunking or thread count:
+/// - the random number for generated token `i` is ``CounterRNG/uniform(seed:index:)``(seed, i);
+/// - every matrix product goes through ``InvariantMatmul`` (each element is one dot product in an
+///   order fixed by the inner dimension). OpenBLAS `sgemm` is *not* used here: measured on
+///   OpenBLAS 0.3.21, a row's bits change with the number of rows and the row's position in the
+///   call, for every projection shape of the engine and for 1 or 2 threads;
+/// - every per-row kernel (norms, RoPE, attention, softmax, sampling) reduces in an order fixed
+///   by the vector length.
+/// Consequently a prompt row computes the same bits in prefill as in decode, so continuing a
+/// ``SharedPrefix`` equals generating from the concatenated prompt bitwise, and ``score(_:continuing:)``
+/// reproduces behaviour log-probabilities bitwise. Across machines the bits are the same whenever
+/// the same kernel variant runs (``InvariantMatmul/kernelVariant``; the AVX-512, AVX2 and scalar
+/// variants are designed to agree) and libm's `expf` agrees.
 ///
 /// **Memory.** Each call preallocates a ``KVCache`` with one slot per request (positions
 /// `prompt + maxNewTokens`) and grows the reusable workspace once; the per-token decode loop does
@@ -46,6 +61,8 @@ public final class Generator {
     /// Maximum token rows per prefill forward pass (bounds workspace memory; larger is faster
     /// for long prompts).
     public var prefillChunkRows = 512
+    /// The token that ends a sequence (the byte tokenizer's `<|eos|>`, 258, by default).
+    public var endOfSequence: TokenID = ByteTokenizer.Special.eos.rawValue
 
     private(set) var parametersVersion = 0
     private let offsets: InferenceWeightOffsets
@@ -63,7 +80,7 @@ public final class Generator {
         }
         guard config.heads > 0, config.kvHeads > 0, config.heads % config.kvHeads == 0, config.headDim % 2 == 0,
               config.maxSeqLen > 0, config.vocabSize > 0 else {
-            throw GenerationError.invalidSampling(request: -1, detail: "unsupported config \(config.jsonString())")
+            throw GenerationError.unsupportedConfig(config.jsonString())
         }
         self.config = config
         self.layout = layout
@@ -86,6 +103,12 @@ public final class Generator {
                 ropeSines[position * half + i] = Float(Foundation.sin(angle))
             }
         }
+    }
+
+    /// Same as the array initializer, copying the parameters out of a buffer
+    /// (e.g. the trainer's flat weight storage).
+    public convenience init(config: TransformerConfig, parameters: UnsafeBufferPointer<Float>) throws {
+        try self.init(config: config, parameters: Array(parameters))
     }
 
     deinit {
@@ -118,7 +141,7 @@ public final class Generator {
         var lastLogits = [Float](repeating: 0, count: config.vocabSize)
         let vocab = config.vocabSize
         withParameters { params in
-            runPrefill(sequences: [prefix], cache: cache, prefix: nil, params: params,
+            runPrefill(sequences: [prefix], cache: cache, prefixes: [nil], params: params,
                        wantsLogits: { _, index in index == prefix.count - 1 }) { _, _, logits in
                 lastLogits.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: logits, count: vocab) }
             }
@@ -135,16 +158,36 @@ public final class Generator {
     ///   `topP` outside `(0, 1]`. Generation stops early with ``FinishReason/length`` when the
     ///   context reaches `maxSeqLen`.
     public func generate(requests: [GenerationRequest]) throws -> [GenerationResult] {
-        try runGeneration(requests: requests, prefix: nil)
+        try runGeneration(requests: requests, prefixes: Array(repeating: nil, count: requests.count))
     }
 
     /// Generates continuations of a shared prefix: request `i` sees `prefix.tokens + prompt_i`,
     /// and the prefix's keys/values are read in place, not recomputed. Results equal those of
-    /// ``generate(requests:)`` on the concatenated prompts (up to float rounding of the prompt
-    /// rows; bitwise in practice with a batch-invariant BLAS). Requests may have empty prompts.
+    /// ``generate(requests:)`` on the concatenated prompts, bit for bit. Requests may have empty
+    /// prompts (the first token then comes from the prefix's last logits).
     public func generate(continuing prefix: SharedPrefix, requests: [GenerationRequest]) throws -> [GenerationResult] {
-        try check(prefix)
-        return try runGeneration(requests: requests, prefix: prefix)
+        try generate(groups: [PrefixedGenerations(prefix: prefix, requests: requests)])[0]
+    }
+
+    /// Generates several groups in ONE batch, each group continuing its own shared prefix (or none):
+    /// e.g. the evaluations of several criteria sets at once, so decode steps run over all of them.
+    /// Results are per group, in request order; each is bitwise what the group would get alone.
+    /// Error request indices count requests across groups in order.
+    public func generate(groups: [PrefixedGenerations]) throws -> [[GenerationResult]] {
+        for group in groups { if let prefix = group.prefix { try check(prefix) } }
+        let flat = try runGeneration(requests: groups.flatMap(\.requests),
+                                     prefixes: groups.flatMap { g in g.requests.map { _ in g.prefix } })
+        return Self.split(flat, by: groups.map(\.requests.count))
+    }
+
+    private static func split<T>(_ flat: [T], by counts: [Int]) -> [[T]] {
+        var groups: [[T]] = []
+        var start = 0
+        for count in counts {
+            groups.append(Array(flat[start ..< start + count]))
+            start += count
+        }
+        return groups
     }
 
     /// Teacher-forced log-probabilities: for each request, `log_softmax(logits / T)[tokens[j]]`
@@ -152,8 +195,15 @@ public final class Generator {
     /// the same arithmetic as the behaviour log-probabilities of ``generate(requests:)``.
     /// All requests are batched into the same prefill passes.
     public func score(_ requests: [ScoringRequest], continuing prefix: SharedPrefix? = nil) throws -> [[Float]] {
-        if let prefix { try check(prefix) }
-        let prefixLength = prefix?.length ?? 0
+        try score(groups: [PrefixedScorings(prefix: prefix, requests: requests)])[0]
+    }
+
+    /// ``score(_:continuing:)`` for several groups with different prefixes, batched together.
+    /// Scores are per group and request; error request indices count across groups in order.
+    public func score(groups: [PrefixedScorings]) throws -> [[[Float]]] {
+        for group in groups { if let prefix = group.prefix { try check(prefix) } }
+        let requests = groups.flatMap(\.requests)
+        let prefixes = groups.flatMap { g in g.requests.map { _ in g.prefix } }
         var contexts: [[TokenID]] = []
         contexts.reserveCapacity(requests.count)
         for (index, request) in requests.enumerated() {
@@ -162,10 +212,10 @@ public final class Generator {
             guard request.temperature >= 0, request.temperature.isFinite else {
                 throw GenerationError.invalidSampling(request: index, detail: "temperature \(request.temperature)")
             }
-            if prefix == nil && request.prompt.isEmpty && !request.tokens.isEmpty {
+            if prefixes[index] == nil && request.prompt.isEmpty && !request.tokens.isEmpty {
                 throw GenerationError.emptyPrompt(request: index)
             }
-            let length = prefixLength + request.prompt.count + request.tokens.count - 1
+            let length = (prefixes[index]?.length ?? 0) + request.prompt.count + request.tokens.count - 1
             guard length <= config.maxSeqLen else {
                 throw GenerationError.contextTooLong(request: index, length: length, maxSeqLen: config.maxSeqLen)
             }
@@ -173,8 +223,8 @@ public final class Generator {
             contexts.append(Array((request.prompt + request.tokens).dropLast()))
         }
         var scores = requests.map { [Float](repeating: 0, count: $0.tokens.count) }
-        if let prefix {
-            for (index, request) in requests.enumerated() where request.prompt.isEmpty && !request.tokens.isEmpty {
+        for (index, request) in requests.enumerated() where request.prompt.isEmpty && !request.tokens.isEmpty {
+            if let prefix = prefixes[index] {
                 scores[index][0] = prefix.lastLogits.withUnsafeBufferPointer {
                     sampler.logProbability(of: request.tokens[0], logits: $0, temperature: request.temperature)
                 }
@@ -184,7 +234,7 @@ public final class Generator {
         let cache = KVCache(config: config, sequences: requests.count, capacity: capacity)
         let vocab = config.vocabSize
         withParameters { params in
-            runPrefill(sequences: contexts, cache: cache, prefix: prefix, params: params,
+            runPrefill(sequences: contexts, cache: cache, prefixes: prefixes, params: params,
                        wantsLogits: { sequence, index in index >= requests[sequence].prompt.count - 1 }) {
                 sequence, index, logits in
                 let request = requests[sequence]
@@ -194,7 +244,7 @@ public final class Generator {
                     temperature: request.temperature)
             }
         }
-        return scores
+        return Self.split(scores, by: groups.map(\.requests.count))
     }
 
     /// Single-sequence convenience for ``score(_:continuing:)``.
@@ -215,7 +265,7 @@ public final class Generator {
         let cache = KVCache(config: config, sequences: 1, capacity: tokens.count)
         let vocab = config.vocabSize
         withParameters { params in
-            runPrefill(sequences: [tokens], cache: cache, prefix: nil, params: params, wantsLogits: { _, _ in true }) {
+            runPrefill(sequences: [tokens], cache: cache, prefixes: [nil], params: params, wantsLogits: { _, _ in true }) {
                 _, index, logits in
                 result[index] = Array(UnsafeBufferPointer(start: logits, count: vocab))
             }
@@ -237,7 +287,7 @@ public final class Generator {
             tokens.enumerated().map { position, token in
                 workspace.rows[0] = InferenceRow(slot: 0, position: position, token: token)
                 workspace.logitRows[0] = 0
-                forward(rowCount: 1, logitRowCount: 1, cache: cache, prefix: nil, params: params)
+                forward(rowCount: 1, logitRowCount: 1, cache: cache, prefixes: [nil], params: params)
                 return Array(UnsafeBufferPointer(start: workspace.logits, count: vocab))
             }
         }
@@ -283,13 +333,14 @@ public final class Generator {
         var finish: FinishReason?
     }
 
-    private func runGeneration(requests: [GenerationRequest], prefix: SharedPrefix?) throws -> [GenerationResult] {
-        let prefixLength = prefix?.length ?? 0
+    /// `prefixes[i]` is request `i`'s shared prefix (checked by the caller) or nil.
+    private func runGeneration(requests: [GenerationRequest], prefixes: [SharedPrefix?]) throws -> [GenerationResult] {
+        let prefixLengths = prefixes.map { $0?.length ?? 0 }
         var states: [SequenceState] = []
         states.reserveCapacity(requests.count)
         var capacity = 1
         for (index, request) in requests.enumerated() {
-            if prefix == nil && request.prompt.isEmpty { throw GenerationError.emptyPrompt(request: index) }
+            if prefixes[index] == nil && request.prompt.isEmpty { throw GenerationError.emptyPrompt(request: index) }
             try validate(tokens: request.prompt, request: index)
             guard request.maxNewTokens >= 0 else {
                 throw GenerationError.invalidSampling(request: index, detail: "maxNewTokens \(request.maxNewTokens)")
@@ -300,7 +351,7 @@ public final class Generator {
             guard request.topP > 0, request.topP <= 1 else {
                 throw GenerationError.invalidSampling(request: index, detail: "topP \(request.topP) not in (0, 1]")
             }
-            let context = prefixLength + request.prompt.count
+            let context = prefixLengths[index] + request.prompt.count
             guard context <= config.maxSeqLen else {
                 throw GenerationError.contextTooLong(request: index, length: context, maxSeqLen: config.maxSeqLen)
             }
@@ -326,7 +377,7 @@ public final class Generator {
                                       temperature: request.temperature, topP: request.topP, uniform: uniform)
             states[sequence].tokens.append(pick.token)
             states[sequence].logProbs.append(pick.logProb)
-            if pick.token == ByteTokenizer.Special.eos.rawValue {
+            if pick.token == endOfSequence {
                 states[sequence].finish = .eos
             } else if Self.endsWithStopSequence(states[sequence].tokens, request.stopSequences) {
                 states[sequence].finish = .stop
@@ -342,13 +393,13 @@ public final class Generator {
             for (index, request) in requests.enumerated() {
                 prompts.append(states[index].finish == nil ? request.prompt : [])
             }
-            runPrefill(sequences: prompts, cache: cache, prefix: prefix, params: params,
+            runPrefill(sequences: prompts, cache: cache, prefixes: prefixes, params: params,
                        wantsLogits: { sequence, index in index == prompts[sequence].count - 1 }) {
                 sequence, _, logits in
                 accept(sequence, logits: logits)
             }
-            if let prefix {
-                for (index, request) in requests.enumerated() where request.prompt.isEmpty && states[index].finish == nil {
+            for (index, request) in requests.enumerated() where request.prompt.isEmpty && states[index].finish == nil {
+                if let prefix = prefixes[index] {
                     prefix.lastLogits.withUnsafeBufferPointer { accept(index, logits: $0.baseAddress!) }
                 }
             }
@@ -362,12 +413,12 @@ public final class Generator {
                 try Task.checkCancellation()
                 let rows = workspace.rows
                 for (row, sequence) in active.enumerated() {
-                    let position = prefixLength + requests[sequence].prompt.count + states[sequence].tokens.count - 1
+                    let position = prefixLengths[sequence] + requests[sequence].prompt.count + states[sequence].tokens.count - 1
                     rows[row] = InferenceRow(slot: sequence, position: position,
                                              token: states[sequence].tokens[states[sequence].tokens.count - 1])
                     workspace.logitRows[row] = row
                 }
-                forward(rowCount: active.count, logitRowCount: active.count, cache: cache, prefix: prefix, params: params)
+                forward(rowCount: active.count, logitRowCount: active.count, cache: cache, prefixes: prefixes, params: params)
                 for (row, sequence) in active.enumerated() {
                     accept(sequence, logits: workspace.logits + row * vocab)
                 }
@@ -396,21 +447,20 @@ public final class Generator {
     /// chunks of at most ``prefillChunkRows`` rows across sequences, and calls `consume(s, i,
     /// logits)` for each token `i` of sequence `s` for which `wantsLogits(s, i)` holds, in order.
     private func runPrefill(
-        sequences: [[TokenID]], cache: KVCache, prefix: SharedPrefix?, params: UnsafePointer<Float>,
+        sequences: [[TokenID]], cache: KVCache, prefixes: [SharedPrefix?], params: UnsafePointer<Float>,
         wantsLogits: (Int, Int) -> Bool, consume: (Int, Int, UnsafePointer<Float>) -> Void
     ) {
         let totalRows = sequences.reduce(0) { $0 + $1.count }
         guard totalRows > 0 else { return }
         let chunk = max(1, min(prefillChunkRows, totalRows))
         workspace.reserve(rows: chunk)
-        let prefixLength = prefix?.length ?? 0
         let vocab = config.vocabSize
         var pending: [(sequence: Int, index: Int)] = []
         pending.reserveCapacity(chunk)
         var rowCount = 0
         func flush() {
             guard rowCount > 0 else { return }
-            forward(rowCount: rowCount, logitRowCount: pending.count, cache: cache, prefix: prefix, params: params)
+            forward(rowCount: rowCount, logitRowCount: pending.count, cache: cache, prefixes: prefixes, params: params)
             for (i, item) in pending.enumerated() {
                 consume(item.sequence, item.index, workspace.logits + i * vocab)
             }
@@ -418,6 +468,7 @@ public final class Generator {
             rowCount = 0
         }
         for (sequence, tokens) in sequences.enumerated() {
+            let prefixLength = prefixes[sequence]?.length ?? 0
             for (index, token) in tokens.enumerated() {
                 workspace.rows[rowCount] = InferenceRow(slot: sequence, position: prefixLength + index, token: token)
                 if wantsLogits(sequence, index) {
@@ -434,14 +485,12 @@ public final class Generator {
     /// One forward pass over `workspace.rows[0..<rowCount]`: writes each row's keys/values into
     /// its cache slot, and leaves logits of `workspace.logitRows[0..<logitRowCount]` in
     /// `workspace.logits` (compacted, in that order).
-    private func forward(rowCount: Int, logitRowCount: Int, cache: KVCache, prefix: SharedPrefix?,
+    private func forward(rowCount: Int, logitRowCount: Int, cache: KVCache, prefixes: [SharedPrefix?],
                          params: UnsafePointer<Float>) {
         let ws = workspace
         let hidden = config.hiddenSize, qDim = config.qDim, kvDim = config.kvDim, ffn = config.ffnSize
         let headDim = config.headDim, heads = config.heads, kvHeads = config.kvHeads, half = headDim / 2
         let eps = Float(config.rmsNormEps)
-        let scale = 1 / Float(headDim).squareRoot()
-        let prefixLength = prefix?.length ?? 0
         let rows = ws.rows
         let x = ws.residual, normed = ws.normed
 
@@ -470,22 +519,12 @@ public final class Generator {
                 let cosines = ropeCosines + position * half, sines = ropeSines + position * half
                 for h in 0..<heads { InferenceKernels.rope(q + h * headDim, cosines, sines, half: half) }
                 for h in 0..<kvHeads { InferenceKernels.rope(k + h * headDim, cosines, sines, half: half) }
-                let slot = rows[r].slot, cacheRow = (position - prefixLength) * kvDim
+                let slot = rows[r].slot, cacheRow = (position - (prefixes[slot]?.length ?? 0)) * kvDim
                 (cache.keys(layer: layer, sequence: slot) + cacheRow).update(from: k, count: kvDim)
                 (cache.values(layer: layer, sequence: slot) + cacheRow).update(from: v, count: kvDim)
             }
 
-            let prefixKeys = prefix.map { UnsafePointer($0.cache.keys(layer: layer, sequence: 0)) }
-            let prefixValues = prefix.map { UnsafePointer($0.cache.values(layer: layer, sequence: 0)) }
-            for r in 0..<rowCount {
-                let slot = rows[r].slot
-                InferenceKernels.attendRow(
-                    query: ws.queries + r * qDim, out: ws.attention + r * qDim, keyCount: rows[r].position + 1,
-                    prefixKeys: prefixKeys, prefixValues: prefixValues, prefixLength: prefixLength,
-                    ownKeys: cache.keys(layer: layer, sequence: slot), ownValues: cache.values(layer: layer, sequence: slot),
-                    heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale,
-                    scores: ws.scores, scoreStride: ws.scoreStride)
-            }
+            attend(rowCount: rowCount, layer: layer, cache: cache, prefixes: prefixes)
             project(ws.attention, rows: rowCount, weight: params + w.o, out: x, outDim: hidden, inDim: qDim, accumulate: true)
 
             for r in 0..<rowCount {
@@ -504,6 +543,41 @@ public final class Generator {
         }
         project(ws.logitInput, rows: logitRowCount, weight: params + offsets.lmHead, out: ws.logits,
                 outDim: config.vocabSize, inDim: hidden)
+    }
+
+    /// Attention of every row over its cache (see `cerm_attend_row` in
+    /// `Sources/COpenBLAS/cerm_rowgemm.h` for the fixed arithmetic). Rows are independent, so they
+    /// are spread over ``InvariantMatmul/threads`` without changing any bit.
+    private func attend(rowCount: Int, layer: Int, cache: KVCache, prefixes: [SharedPrefix?]) {
+        let ws = workspace
+        let heads = Int32(config.heads), kvHeads = Int32(config.kvHeads), headDim = Int32(config.headDim)
+        let qDim = config.qDim, kvDim = Int32(config.kvDim)
+        let scale = 1 / Float(config.headDim).squareRoot()
+        let rowsAddress = UInt(bitPattern: ws.rows), queries = UInt(bitPattern: ws.queries)
+        let outputs = UInt(bitPattern: ws.attention), scores = UInt(bitPattern: ws.scores)
+        let scoreStride = ws.scoreStride, scorePartSize = ws.scorePartSize
+        var work = 0
+        for r in 0..<rowCount { work += ws.rows[r].position + 1 }
+        let parts = work * config.qDim >= 1 << 17 ? max(1, min(InvariantMatmul.threads, rowCount, ws.scoreParts)) : 1
+        let body = { @Sendable (part: Int) in
+            guard let rows = UnsafePointer<InferenceRow>(bitPattern: rowsAddress),
+                  let q = UnsafePointer<Float>(bitPattern: queries), let out = UnsafeMutablePointer<Float>(bitPattern: outputs),
+                  let partScores = UnsafeMutablePointer<Float>(bitPattern: scores)?.advanced(by: part * scorePartSize)
+            else { return }
+            var r = part
+            while r < rowCount {
+                let row = rows[r]
+                let prefix = prefixes[row.slot]
+                cerm_attend_row(heads, kvHeads, headDim, Int32(row.position + 1), q + r * qDim, out + r * qDim,
+                                prefix.map { UnsafePointer($0.cache.keys(layer: layer, sequence: 0)) },
+                                prefix.map { UnsafePointer($0.cache.values(layer: layer, sequence: 0)) },
+                                Int32(prefix?.length ?? 0), cache.keys(layer: layer, sequence: row.slot),
+                                cache.values(layer: layer, sequence: row.slot), kvDim, scale, partScores,
+                                Int32(scoreStride), -1)
+                r += parts
+            }
+        }
+        if parts == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: body) }
     }
 
     /// `out[rows, outDim] (+)= input[rows, inDim] · weightᵀ` for an HF `[out, in]` weight.

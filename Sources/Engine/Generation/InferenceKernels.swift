@@ -53,6 +53,9 @@ struct InferenceWeightOffsets {
 
 /// Row kernels of the inference path. Every reduction has a fixed order that depends only on the
 /// vector length (never on the batch), which is what keeps generation batch-invariant.
+///
+/// Products and sums are separate operations (no `addProduct`): Swift compiles for baseline
+/// x86-64 here, where a vector fused multiply-add becomes a libm call per lane.
 enum InferenceKernels {
     typealias Vector = SIMD8<Float>
 
@@ -72,12 +75,12 @@ enum InferenceKernels {
         var acc0 = Vector(), acc1 = Vector()
         var i = 0
         while i + 16 <= n {
-            acc0.addProduct(load(a + i), load(b + i))
-            acc1.addProduct(load(a + i + 8), load(b + i + 8))
+            acc0 += load(a + i) * load(b + i)
+            acc1 += load(a + i + 8) * load(b + i + 8)
             i += 16
         }
         if i + 8 <= n {
-            acc0.addProduct(load(a + i), load(b + i))
+            acc0 += load(a + i) * load(b + i)
             i += 8
         }
         var sum = (acc0 + acc1).sum()
@@ -94,9 +97,7 @@ enum InferenceKernels {
         let a = Vector(repeating: alpha)
         var i = 0
         while i + 8 <= n {
-            var acc = load(y + i)
-            acc.addProduct(a, load(x + i))
-            store(acc, y + i)
+            store(load(y + i) + a * load(x + i), y + i)
             i += 8
         }
         while i < n {
@@ -140,61 +141,6 @@ enum InferenceKernels {
         for i in 0..<n {
             let g = gate[i]
             gate[i] = g / (1 + Foundation.exp(-g)) * up[i]
-        }
-    }
-
-    /// Causal attention of one query row (all heads) over cache positions `0..<keyCount`.
-    ///
-    /// Positions below `prefixLength` are read from the prefix cache, the rest from the
-    /// sequence's own cache (its row `t - prefixLength`). `scores` holds
-    /// `groupSize · scoreStride` floats.
-    @inline(__always)
-    static func attendRow(
-        query: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, keyCount: Int,
-        prefixKeys: UnsafePointer<Float>?, prefixValues: UnsafePointer<Float>?, prefixLength: Int,
-        ownKeys: UnsafePointer<Float>, ownValues: UnsafePointer<Float>,
-        heads: Int, kvHeads: Int, headDim: Int, scale: Float,
-        scores: UnsafeMutablePointer<Float>, scoreStride: Int
-    ) {
-        let kvDim = kvHeads * headDim
-        let group = heads / kvHeads
-        let sharedCount = min(prefixLength, keyCount)
-        @inline(__always) func keyRow(_ t: Int) -> UnsafePointer<Float> {
-            if t < sharedCount, let prefixKeys { return prefixKeys + t * kvDim }
-            return ownKeys + (t - prefixLength) * kvDim
-        }
-        @inline(__always) func valueRow(_ t: Int) -> UnsafePointer<Float> {
-            if t < sharedCount, let prefixValues { return prefixValues + t * kvDim }
-            return ownValues + (t - prefixLength) * kvDim
-        }
-        for g in 0..<kvHeads {
-            let headOffset = g * headDim
-            for t in 0..<keyCount {
-                let key = keyRow(t) + headOffset
-                for j in 0..<group {
-                    scores[j * scoreStride + t] = dot(query + (g * group + j) * headDim, key, headDim) * scale
-                }
-            }
-            for j in 0..<group {
-                let row = scores + j * scoreStride
-                var maximum = -Float.infinity
-                for t in 0..<keyCount where row[t] > maximum { maximum = row[t] }
-                var total: Float = 0
-                for t in 0..<keyCount {
-                    let e = Foundation.exp(row[t] - maximum)
-                    row[t] = e
-                    total += e
-                }
-                let inverse = 1 / total
-                for t in 0..<keyCount { row[t] *= inverse }
-                (out + (g * group + j) * headDim).update(repeating: 0, count: headDim)
-            }
-            for t in 0..<keyCount {
-                let value = valueRow(t) + headOffset
-                for j in 0..<group {
-                    axpy(scores[j * scoreStride + t], value, out + (g * group + j) * headDim, headDim)
-                }
-            }
         }
     }
 }

@@ -39,8 +39,11 @@ final class InferenceWorkspace {
     private(set) var rows: UnsafeMutablePointer<InferenceRow>
     /// Indices into ``rows`` whose logits are computed.
     private(set) var logitRows: UnsafeMutablePointer<Int>
-    /// Attention scores of one query row: `[heads per kv head, scoreStride]`.
+    /// Attention scores: ``scoreParts`` thread-private blocks of ``scorePartSize`` floats, each
+    /// `[heads per kv head, scoreStride]`.
     let scores: UnsafeMutablePointer<Float>
+    let scoreParts = 8
+    let scorePartSize: Int
 
     init(config: TransformerConfig) {
         hidden = config.hiddenSize
@@ -50,7 +53,8 @@ final class InferenceWorkspace {
         vocab = config.vocabSize
         group = max(1, config.heads / max(1, config.kvHeads))
         scoreStride = max(1, config.maxSeqLen)
-        scores = .allocate(capacity: group * scoreStride)
+        scorePartSize = group * scoreStride
+        scores = .allocate(capacity: scoreParts * scorePartSize)
         residual = .allocate(capacity: 1)
         normed = .allocate(capacity: 1)
         queries = .allocate(capacity: 1)

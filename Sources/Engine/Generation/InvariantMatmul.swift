@@ -1,5 +1,6 @@
 import COpenBLAS
 import Dispatch
+import Shared
 
 /// The engine's batch-invariant matrix product `C[m, n] (+)= A[m, k] · Bᵀ` (`B` stored `[n, k]`,
 /// the Hugging Face `[out, in]` weight layout), used for every projection of the inference path.
@@ -15,8 +16,13 @@ public enum InvariantMatmul {
     /// Which kernel runs on this machine: 2 = AVX-512F, 1 = AVX2+FMA, 0 = portable scalar.
     public static var kernelVariant: Int { Int(cerm_rowgemm_variant()) }
 
-    /// Threads used for large products (columns are split; results do not depend on it).
-    nonisolated(unsafe) public static var threads = 2
+    /// Threads used for large products and for attention rows: ``threadOverride`` if set, else
+    /// OpenBLAS's thread count (`BLAS.setThreads`), so one knob sizes both. Results never depend
+    /// on it (columns and rows are split, never a reduction).
+    public static var threads: Int { max(1, threadOverride ?? BLAS.threads) }
+
+    /// Overrides ``threads``. Set it once at start-up, not while a generator is running.
+    nonisolated(unsafe) public static var threadOverride: Int?
 
     /// `c[i, j] = (accumulate ? c[i, j] : 0) + Σ_p a[i, p] · b[j, p]`, row-major with leading
     /// dimensions `lda`, `ldb`, `ldc`. `requested` overrides ``threads``; `forceVariant` (tests only)
