@@ -159,8 +159,9 @@ public struct Evaluator: Sendable {
     }
 
     /// Judges `items` on `threads` threads, each with its own backend from `makeBackend`
-    /// (items are split into contiguous shares; results do not depend on the split, since
-    /// every seed derives from the item). `progress` is called with the total items done.
+    /// (thread t takes items t, t + threads, …, so pairs and the costlier Best-of-N items are
+    /// spread evenly; results do not depend on the split, since every seed derives from the
+    /// item). `progress` is called with the total items done.
     public func evaluate(_ items: [EvaluationItem], threads: Int,
                          makeBackend: @Sendable () throws -> any JudgeBackend,
                          progress: @escaping @Sendable (Int) -> Void = { _ in }) throws -> EvaluationReport {
@@ -171,11 +172,10 @@ public struct Evaluator: Sendable {
             report.seconds = Date().timeIntervalSince(start)
             return report
         }
-        let bounds = (0...shares).map { $0 * items.count / shares }
         let state = EvaluationShareState(count: shares)
         let evaluator = self
         DispatchQueue.concurrentPerform(iterations: shares) { share in
-            let slice = Array(items[bounds[share]..<bounds[share + 1]])
+            let slice = stride(from: share, to: items.count, by: shares).map { items[$0] }
             do {
                 let backend = try makeBackend()
                 let report = try evaluator.evaluate(slice, backend: backend) { done in

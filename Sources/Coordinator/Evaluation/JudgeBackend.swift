@@ -40,8 +40,8 @@ public protocol JudgeBackend: AnyObject {
 /// A transformer judge on the generation engine.
 ///
 /// Criteria prompts of many queries are generated in one batched call; the evaluations under a
-/// criteria set share its prefix (prefilled once, `Generator.prefill`), and all responses under
-/// it are decoded together (`generate(continuing:)`).
+/// criteria set share its prefix (prefilled once, `Generator.prefill`), and the evaluations of
+/// all criteria sets of a call are decoded together (`Generator.generate(groups:)`).
 public final class ModelJudge: JudgeBackend {
     public let generator: Generator
     public var criteriaMaxTokens: Int
@@ -77,12 +77,15 @@ public final class ModelJudge: JudgeBackend {
     public func evaluations(_ jobs: [EvaluationJob]) throws -> [[[TokenID]]] {
         let limit = generator.config.maxSeqLen
         let eos = ByteTokenizer.Special.eos.rawValue
-        return try jobs.map { job in
-            var outputs = [[TokenID]](repeating: [], count: job.prompts.count)
+        var outputs = jobs.map { [[TokenID]](repeating: [], count: $0.prompts.count) }
+        var groups: [PrefixedGenerations] = []
+        var owners: [(job: Int, positions: [Int])] = []
+        for (jobIndex, job) in jobs.enumerated() {
             let turn = job.criteriaOutput.firstIndex(of: eos).map { Array(job.criteriaOutput[...$0]) } ?? job.criteriaOutput + [eos]
             let prefixTokens = job.criteriaPrompt + turn
             var requests: [GenerationRequest] = []
             var positions: [Int] = []
+            // A prompt that leaves no room to generate yields no output: it parses as truncated.
             for (index, prompt) in job.prompts.enumerated() where prompt.count < limit && prompt.count > prefixTokens.count {
                 guard prompt.starts(with: prefixTokens) else {
                     throw CermError.invalid("evaluation prompt of response \(index) for query \(job.query.debugDescription) does not start with its criteria turn")
@@ -92,13 +95,19 @@ public final class ModelJudge: JudgeBackend {
                                                   temperature: job.temperature, topP: topP))
                 positions.append(index)
             }
-            guard !requests.isEmpty else { return outputs }
-            let prefix = try generator.prefill(prefix: prefixTokens)
-            for (position, result) in zip(positions, try generator.generate(continuing: prefix, requests: requests)) {
-                outputs[position] = result.tokens
-            }
-            return outputs
+            guard !requests.isEmpty else { continue }
+            // The criteria turn is computed once per criteria set and read by all its responses.
+            groups.append(PrefixedGenerations(prefix: try generator.prefill(prefix: prefixTokens), requests: requests))
+            owners.append((jobIndex, positions))
         }
+        guard !groups.isEmpty else { return outputs }
+        // One batch over every criteria set: decode steps run over all responses of the chunk.
+        for (results, owner) in zip(try generator.generate(groups: groups), owners) {
+            for (position, result) in zip(owner.positions, results) {
+                outputs[owner.job][position] = result.tokens
+            }
+        }
+        return outputs
     }
 }
 
