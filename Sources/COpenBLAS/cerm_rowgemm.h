@@ -228,24 +228,23 @@ static inline void cerm_rowgemm_columns(int m, int n0, int n1, int k, const floa
     cerm_rowgemm_scalar(m, n0, n1, k, a, lda, b, ldb, c, ldc, accumulate);
 }
 /*
- * Causal attention of one query row (all heads) over keyCount cached positions; positions below
- * prefixLen come from the prefix cache, the rest from the sequence's own cache (row t - prefixLen).
+ * Causal attention of one query row (all heads) over keyCount cached positions.
+ *
+ * Cache layout: keys are stored TRANSPOSED, `kt[f * capacity + c]` for feature f = g*headDim + d
+ * and cache column c, so the scores of consecutive positions are plain vertical multiply-adds;
+ * values are row-major `v[c * kvDim + f]`. Positions t < prefixLen are column t of the prefix
+ * cache; the others are column t - prefixLen of the sequence's own cache.
+ *
  * Arithmetic (identical in every variant, and the same for prefill and decode rows):
- *   s[j,t] = dot(q_j, k_t) * scale      (dot: the 16-lane order of cerm_rowgemm, over headDim)
+ *   s[j,t] = (fmaf over d = 0, 1, ... of q_j[d] * k_t[d], starting from 0) * scale
  *   m = max_t s; e = expf(s - m); total = sequential sum over t; p = e * (1 / total)
  *   out_j[d] = fmaf(p[j,t], v_t[d], out_j[d]) for t = 0, 1, ... starting from 0.
  * `scores` holds group * scoreStride floats (group = heads / kvHeads).
  */
-static inline float cerm_dot16_scalar(const float *x, const float *y, int k) {
-    const int k16 = k - k % 16;
-    float lanes[16] = {0};
-    for (int p = 0; p < k16; p += 16)
-        for (int l = 0; l < 16; l++) lanes[l] = fmaf(x[p + l], y[p + l], lanes[l]);
-    for (int l = 0; l < 8; l++) lanes[l] = lanes[l] + lanes[l + 8];
-    for (int l = 0; l < 4; l++) lanes[l] = lanes[l] + lanes[l + 4];
-    for (int l = 0; l < 2; l++) lanes[l] = lanes[l] + lanes[l + 2];
-    return cerm_rowgemm_tail(x, y, k16, k, lanes[0] + lanes[1]);
-}
+typedef struct {
+    const float *kt, *v;
+    int begin, end, capacity; /* positions [begin, end) live in columns [0, end - begin) */
+} cerm_kv_segment;
 
 static inline void cerm_softmax_rows(float *scores, int group, int scoreStride, int keyCount) {
     for (int j = 0; j < group; j++) {
@@ -259,128 +258,159 @@ static inline void cerm_softmax_rows(float *scores, int group, int scoreStride, 
     }
 }
 
-#define CERM_KEY_ROW(base_prefix, base_own, t) \
-    ((t) < prefixLen ? (base_prefix) + (int64_t)(t) * kvDim : (base_own) + (int64_t)((t) - prefixLen) * kvDim)
+/* Scores of positions [from, seg.end) for heads h0 .. h0+group-1, one position at a time. */
+static inline void cerm_scores_scalar(const float *q, int h0, int group, int g, int headDim, cerm_kv_segment seg,
+                                      int from, float scale, float *scores, int scoreStride) {
+    for (int t = from; t < seg.end; t++) {
+        const int col = t - seg.begin;
+        for (int j = 0; j < group; j++) {
+            const float *qj = q + (h0 + j) * headDim;
+            float s = 0;
+            for (int d = 0; d < headDim; d++) s = fmaf(qj[d], seg.kt[(int64_t)(g * headDim + d) * seg.capacity + col], s);
+            scores[(int64_t)j * scoreStride + t] = s * scale;
+        }
+    }
+}
 
-static inline void cerm_attend_row_scalar(int heads, int kvHeads, int headDim, int keyCount, const float *q, float *out,
-                                          const float *prefixK, const float *prefixV, int prefixLen, const float *ownK,
-                                          const float *ownV, int kvDim, float scale, float *scores, int scoreStride) {
+/* out_j[d0 .. headDim) for one head over all segments, one element at a time. */
+static inline void cerm_values_scalar(const float *p, float *o, int g, int headDim, int kvDim, int d0,
+                                      const cerm_kv_segment *segs, int nsegs) {
+    for (int d = d0; d < headDim; d++) {
+        float acc = 0;
+        for (int s = 0; s < nsegs; s++)
+            for (int t = segs[s].begin; t < segs[s].end; t++)
+                acc = fmaf(p[t], segs[s].v[(int64_t)(t - segs[s].begin) * kvDim + g * headDim + d], acc);
+        o[d] = acc;
+    }
+}
+
+static inline void cerm_attend_row_scalar(int heads, int kvHeads, int headDim, const float *q, float *out,
+                                          const cerm_kv_segment *segs, int nsegs, int keyCount, int kvDim,
+                                          float scale, float *scores, int scoreStride) {
     const int group = heads / kvHeads;
     for (int g = 0; g < kvHeads; g++) {
         const int h0 = g * group;
-        for (int t = 0; t < keyCount; t++) {
-            const float *key = CERM_KEY_ROW(prefixK, ownK, t) + g * headDim;
-            for (int j = 0; j < group; j++)
-                scores[(int64_t)j * scoreStride + t] = cerm_dot16_scalar(q + (h0 + j) * headDim, key, headDim) * scale;
-        }
+        for (int s = 0; s < nsegs; s++)
+            cerm_scores_scalar(q, h0, group, g, headDim, segs[s], segs[s].begin, scale, scores, scoreStride);
         cerm_softmax_rows(scores, group, scoreStride, keyCount);
         for (int j = 0; j < group; j++)
-            for (int d = 0; d < headDim; d++) out[(h0 + j) * headDim + d] = 0;
-        for (int t = 0; t < keyCount; t++) {
-            const float *value = CERM_KEY_ROW(prefixV, ownV, t) + g * headDim;
-            for (int j = 0; j < group; j++) {
-                float p = scores[(int64_t)j * scoreStride + t];
-                float *o = out + (h0 + j) * headDim;
-                for (int d = 0; d < headDim; d++) o[d] = fmaf(p, value[d], o[d]);
-            }
-        }
+            cerm_values_scalar(scores + (int64_t)j * scoreStride, out + (h0 + j) * headDim, g, headDim, kvDim, 0, segs, nsegs);
     }
 }
 
 #if defined(__x86_64__)
-__attribute__((target("avx512f,avx2,fma")))
-static inline void cerm_attend_row_avx512(int heads, int kvHeads, int headDim, int keyCount, const float *q, float *out,
-                                          const float *prefixK, const float *prefixV, int prefixLen, const float *ownK,
-                                          const float *ownV, int kvDim, float scale, float *scores, int scoreStride) {
-    const int group = heads / kvHeads;
-    const int k16 = headDim - headDim % 16;
-    for (int g = 0; g < kvHeads; g++) {
-        const int h0 = g * group;
-        for (int t = 0; t < keyCount; t++) {
-            const float *key = CERM_KEY_ROW(prefixK, ownK, t) + g * headDim;
-            for (int j = 0; j < group; j++) {
-                const float *qj = q + (h0 + j) * headDim;
-                __m512 acc = _mm512_setzero_ps();
-                for (int p = 0; p < k16; p += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(qj + p), _mm512_loadu_ps(key + p), acc);
-                float s = cerm_rowgemm_tail(qj, key, k16, headDim, cerm_reduce512(acc));
-                scores[(int64_t)j * scoreStride + t] = s * scale;
-            }
-        }
-        cerm_softmax_rows(scores, group, scoreStride, keyCount);
-        for (int j = 0; j < group; j++)
-            for (int d = 0; d < headDim; d++) out[(h0 + j) * headDim + d] = 0;
-        for (int t = 0; t < keyCount; t++) {
-            const float *value = CERM_KEY_ROW(prefixV, ownV, t) + g * headDim;
-            for (int j = 0; j < group; j++) {
-                __m512 p = _mm512_set1_ps(scores[(int64_t)j * scoreStride + t]);
-                float *o = out + (h0 + j) * headDim;
-                int d = 0;
-                for (; d + 16 <= headDim; d += 16)
-                    _mm512_storeu_ps(o + d, _mm512_fmadd_ps(p, _mm512_loadu_ps(value + d), _mm512_loadu_ps(o + d)));
-                for (; d < headDim; d++) o[d] = fmaf(scores[(int64_t)j * scoreStride + t], value[d], o[d]);
-            }
-        }
-    }
+#define CERM_ATTN_VARIANT(NAME, TARGET, VEC, LANES, ZERO, SET1, LOAD, STORE, FMADD, MUL)                               \
+__attribute__((target(TARGET)))                                                                                       \
+static inline void NAME(int heads, int kvHeads, int headDim, const float *q, float *out,                              \
+                        const cerm_kv_segment *segs, int nsegs, int keyCount, int kvDim,                              \
+                        float scale, float *scores, int scoreStride) {                                                \
+    const int group = heads / kvHeads;                                                                                \
+    const VEC vscale = SET1(scale);                                                                                   \
+    for (int g = 0; g < kvHeads; g++) {                                                                               \
+        const int h0 = g * group;                                                                                     \
+        for (int s = 0; s < nsegs; s++) {                                                                             \
+            const cerm_kv_segment seg = segs[s];                                                                      \
+            int t = seg.begin;                                                                                        \
+            /* Four key blocks per pass: four independent multiply-add chains per head. */                            \
+            for (; t + 4 * LANES <= seg.end; t += 4 * LANES) {                                                        \
+                const float *kcol = seg.kt + (int64_t)(g * headDim) * seg.capacity + (t - seg.begin);                 \
+                for (int j = 0; j < group; j++) {                                                                     \
+                    const float *qj = q + (h0 + j) * headDim;                                                         \
+                    VEC acc0 = ZERO(), acc1 = ZERO(), acc2 = ZERO(), acc3 = ZERO();                                   \
+                    for (int d = 0; d < headDim; d++) {                                                               \
+                        const float *kd = kcol + (int64_t)d * seg.capacity;                                           \
+                        const VEC qd = SET1(qj[d]);                                                                   \
+                        acc0 = FMADD(qd, LOAD(kd), acc0);                                                             \
+                        acc1 = FMADD(qd, LOAD(kd + LANES), acc1);                                                     \
+                        acc2 = FMADD(qd, LOAD(kd + 2 * LANES), acc2);                                                 \
+                        acc3 = FMADD(qd, LOAD(kd + 3 * LANES), acc3);                                                 \
+                    }                                                                                                 \
+                    float *row = scores + (int64_t)j * scoreStride + t;                                               \
+                    STORE(row, MUL(acc0, vscale));                                                                    \
+                    STORE(row + LANES, MUL(acc1, vscale));                                                            \
+                    STORE(row + 2 * LANES, MUL(acc2, vscale));                                                        \
+                    STORE(row + 3 * LANES, MUL(acc3, vscale));                                                        \
+                }                                                                                                     \
+            }                                                                                                         \
+            for (; t + LANES <= seg.end; t += LANES) {                                                                \
+                const float *kcol = seg.kt + (int64_t)(g * headDim) * seg.capacity + (t - seg.begin);                 \
+                for (int j = 0; j < group; j++) {                                                                     \
+                    const float *qj = q + (h0 + j) * headDim;                                                         \
+                    VEC acc0 = ZERO();                                                                                \
+                    for (int d = 0; d < headDim; d++)                                                                 \
+                        acc0 = FMADD(SET1(qj[d]), LOAD(kcol + (int64_t)d * seg.capacity), acc0);                      \
+                    STORE(scores + (int64_t)j * scoreStride + t, MUL(acc0, vscale));                                  \
+                }                                                                                                     \
+            }                                                                                                         \
+            cerm_scores_scalar(q, h0, group, g, headDim, seg, t, scale, scores, scoreStride);                         \
+        }                                                                                                             \
+        cerm_softmax_rows(scores, group, scoreStride, keyCount);                                                      \
+        for (int j = 0; j < group; j++) {                                                                             \
+            const float *p = scores + (int64_t)j * scoreStride;                                                       \
+            float *o = out + (h0 + j) * headDim;                                                                      \
+            int d0 = 0;                                                                                               \
+            for (; d0 + 4 * LANES <= headDim; d0 += 4 * LANES) {                                                      \
+                VEC a0 = ZERO(), a1 = ZERO(), a2 = ZERO(), a3 = ZERO();                                               \
+                for (int s = 0; s < nsegs; s++) {                                                                     \
+                    const float *vrow = segs[s].v + g * headDim + d0;                                                 \
+                    for (int t = segs[s].begin; t < segs[s].end; t++, vrow += kvDim) {                                \
+                        const VEC pt = SET1(p[t]);                                                                    \
+                        a0 = FMADD(pt, LOAD(vrow), a0);                                                               \
+                        a1 = FMADD(pt, LOAD(vrow + LANES), a1);                                                       \
+                        a2 = FMADD(pt, LOAD(vrow + 2 * LANES), a2);                                                   \
+                        a3 = FMADD(pt, LOAD(vrow + 3 * LANES), a3);                                                   \
+                    }                                                                                                 \
+                }                                                                                                     \
+                STORE(o + d0, a0); STORE(o + d0 + LANES, a1);                                                         \
+                STORE(o + d0 + 2 * LANES, a2); STORE(o + d0 + 3 * LANES, a3);                                         \
+            }                                                                                                         \
+            for (; d0 + LANES <= headDim; d0 += LANES) {                                                              \
+                VEC a0 = ZERO();                                                                                      \
+                for (int s = 0; s < nsegs; s++) {                                                                     \
+                    const float *vrow = segs[s].v + g * headDim + d0;                                                 \
+                    for (int t = segs[s].begin; t < segs[s].end; t++, vrow += kvDim) a0 = FMADD(SET1(p[t]), LOAD(vrow), a0); \
+                }                                                                                                     \
+                STORE(o + d0, a0);                                                                                    \
+            }                                                                                                         \
+            cerm_values_scalar(p, o, g, headDim, kvDim, d0, segs, nsegs);                                             \
+        }                                                                                                             \
+    }                                                                                                                 \
 }
 
-__attribute__((target("avx2,fma")))
-static inline void cerm_attend_row_avx2(int heads, int kvHeads, int headDim, int keyCount, const float *q, float *out,
-                                        const float *prefixK, const float *prefixV, int prefixLen, const float *ownK,
-                                        const float *ownV, int kvDim, float scale, float *scores, int scoreStride) {
-    const int group = heads / kvHeads;
-    const int k16 = headDim - headDim % 16;
-    for (int g = 0; g < kvHeads; g++) {
-        const int h0 = g * group;
-        for (int t = 0; t < keyCount; t++) {
-            const float *key = CERM_KEY_ROW(prefixK, ownK, t) + g * headDim;
-            for (int j = 0; j < group; j++) {
-                const float *qj = q + (h0 + j) * headDim;
-                __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
-                for (int p = 0; p < k16; p += 16) {
-                    lo = _mm256_fmadd_ps(_mm256_loadu_ps(qj + p), _mm256_loadu_ps(key + p), lo);
-                    hi = _mm256_fmadd_ps(_mm256_loadu_ps(qj + p + 8), _mm256_loadu_ps(key + p + 8), hi);
-                }
-                float s = cerm_rowgemm_tail(qj, key, k16, headDim, cerm_reduce_halves(lo, hi));
-                scores[(int64_t)j * scoreStride + t] = s * scale;
-            }
-        }
-        cerm_softmax_rows(scores, group, scoreStride, keyCount);
-        for (int j = 0; j < group; j++)
-            for (int d = 0; d < headDim; d++) out[(h0 + j) * headDim + d] = 0;
-        for (int t = 0; t < keyCount; t++) {
-            const float *value = CERM_KEY_ROW(prefixV, ownV, t) + g * headDim;
-            for (int j = 0; j < group; j++) {
-                __m256 p = _mm256_set1_ps(scores[(int64_t)j * scoreStride + t]);
-                float *o = out + (h0 + j) * headDim;
-                int d = 0;
-                for (; d + 8 <= headDim; d += 8)
-                    _mm256_storeu_ps(o + d, _mm256_fmadd_ps(p, _mm256_loadu_ps(value + d), _mm256_loadu_ps(o + d)));
-                for (; d < headDim; d++) o[d] = fmaf(scores[(int64_t)j * scoreStride + t], value[d], o[d]);
-            }
-        }
-    }
-}
+CERM_ATTN_VARIANT(cerm_attend_row_avx512, "avx512f,avx2,fma", __m512, 16, _mm512_setzero_ps, _mm512_set1_ps,
+                  _mm512_loadu_ps, _mm512_storeu_ps, _mm512_fmadd_ps, _mm512_mul_ps)
+CERM_ATTN_VARIANT(cerm_attend_row_avx2, "avx2,fma", __m256, 8, _mm256_setzero_ps, _mm256_set1_ps,
+                  _mm256_loadu_ps, _mm256_storeu_ps, _mm256_fmadd_ps, _mm256_mul_ps)
 #endif
 
-/* Dispatches like cerm_rowgemm_columns (`force_variant` < 0 = best available). */
+/* Attention of one query row; see the layout and arithmetic above. `prefixKT`/`prefixV` may be
+ * NULL when prefixLen is 0. Dispatches like cerm_rowgemm_columns (`force_variant` < 0 = best). */
 static inline void cerm_attend_row(int heads, int kvHeads, int headDim, int keyCount, const float *q, float *out,
-                                   const float *prefixK, const float *prefixV, int prefixLen, const float *ownK,
-                                   const float *ownV, int kvDim, float scale, float *scores, int scoreStride,
-                                   int force_variant) {
+                                   const float *prefixKT, const float *prefixV, int prefixLen, int prefixCapacity,
+                                   const float *ownKT, const float *ownV, int ownCapacity, int kvDim, float scale,
+                                   float *scores, int scoreStride, int force_variant) {
+    cerm_kv_segment segs[2];
+    int nsegs = 0;
+    const int shared = prefixLen < keyCount ? prefixLen : keyCount;
+    if (shared > 0) {
+        segs[nsegs].kt = prefixKT; segs[nsegs].v = prefixV; segs[nsegs].begin = 0; segs[nsegs].end = shared;
+        segs[nsegs].capacity = prefixCapacity; nsegs++;
+    }
+    if (keyCount > prefixLen) {
+        segs[nsegs].kt = ownKT; segs[nsegs].v = ownV; segs[nsegs].begin = prefixLen; segs[nsegs].end = keyCount;
+        segs[nsegs].capacity = ownCapacity; nsegs++;
+    }
     int variant = force_variant >= 0 ? force_variant : cerm_rowgemm_variant();
 #if defined(__x86_64__)
     if (variant >= 2 && cerm_rowgemm_variant() >= 2) {
-        cerm_attend_row_avx512(heads, kvHeads, headDim, keyCount, q, out, prefixK, prefixV, prefixLen, ownK, ownV, kvDim,
-                               scale, scores, scoreStride);
+        cerm_attend_row_avx512(heads, kvHeads, headDim, q, out, segs, nsegs, keyCount, kvDim, scale, scores, scoreStride);
         return;
     }
     if (variant >= 1 && cerm_rowgemm_variant() >= 1) {
-        cerm_attend_row_avx2(heads, kvHeads, headDim, keyCount, q, out, prefixK, prefixV, prefixLen, ownK, ownV, kvDim,
-                             scale, scores, scoreStride);
+        cerm_attend_row_avx2(heads, kvHeads, headDim, q, out, segs, nsegs, keyCount, kvDim, scale, scores, scoreStride);
         return;
     }
 #endif
-    cerm_attend_row_scalar(heads, kvHeads, headDim, keyCount, q, out, prefixK, prefixV, prefixLen, ownK, ownV, kvDim,
-                           scale, scores, scoreStride);
+    cerm_attend_row_scalar(heads, kvHeads, headDim, q, out, segs, nsegs, keyCount, kvDim, scale, scores, scoreStride);
 }
 #endif

@@ -126,27 +126,53 @@ struct GenerationTests {
 
     @Test("attention kernel variants agree bitwise, with and without a prefix segment")
     func attentionVariantsAgree() {
-        for headDim in [8, 64, 40] {
-            let heads = 4, kvHeads = 2, kvDim = kvHeads * headDim, keys = 23, prefixLength = 9
+        for headDim in [8, 64, 40, 80] {
+            let heads = 4, kvHeads = 2, kvDim = kvHeads * headDim, keys = 151, prefixLength = 70
             let q = (0 ..< heads * headDim).map { Float(sin(Double($0) * 0.7)) }
             let k = (0 ..< keys * kvDim).map { Float(cos(Double($0) * 0.37)) }
             let v = (0 ..< keys * kvDim).map { Float(sin(Double($0) * 0.19 + 1)) }
+            // Keys transposed per segment: [kvDim, capacity] with capacity = segment length + 3.
+            func transposedKeys(_ range: Range<Int>) -> [Float] {
+                let capacity = range.count + 3
+                var kt = [Float](repeating: .nan, count: kvDim * capacity)
+                for (column, t) in range.enumerated() {
+                    for f in 0..<kvDim { kt[f * capacity + column] = k[t * kvDim + f] }
+                }
+                return kt
+            }
             func run(variant: Int, split: Bool) -> [Float] {
                 var out = [Float](repeating: .nan, count: heads * headDim)
-                var scores = [Float](repeating: 0, count: 2 * 32)
-                k.withUnsafeBufferPointer { kp in
-                    v.withUnsafeBufferPointer { vp in
-                        let pk = kp.baseAddress!, pv = vp.baseAddress!
-                        let cut = split ? prefixLength : 0
-                        cerm_attend_row(Int32(heads), Int32(kvHeads), Int32(headDim), Int32(keys), q, &out,
-                                        split ? pk : nil, split ? pv : nil, Int32(cut),
-                                        pk + cut * kvDim, pv + cut * kvDim, Int32(kvDim), 0.3, &scores, 32, Int32(variant))
-                    }
-                }
+                var scores = [Float](repeating: 0, count: 2 * 160)
+                let cut = split ? prefixLength : 0
+                let prefixKT = transposedKeys(0 ..< cut), ownKT = transposedKeys(cut ..< keys)
+                let prefixV = Array(v[0 ..< cut * kvDim]), ownV = Array(v[cut * kvDim ..< keys * kvDim])
+                cerm_attend_row(Int32(heads), Int32(kvHeads), Int32(headDim), Int32(keys), q, &out,
+                                split ? prefixKT : nil, split ? prefixV : nil, Int32(cut), Int32(cut + 3),
+                                ownKT, ownV, Int32(keys - cut + 3), Int32(kvDim), 0.3, &scores, 160, Int32(variant))
                 return out
             }
             let expected = run(variant: 0, split: false)
             #expect(!expected.contains { $0.isNaN })
+            // Against a Double computation of the same attention (no split).
+            var worst = 0.0
+            for head in 0..<heads {
+                let g = head / (heads / kvHeads)
+                var logits = [Double](repeating: 0, count: keys)
+                for t in 0..<keys {
+                    var dot = 0.0
+                    for d in 0..<headDim { dot += Double(q[head * headDim + d]) * Double(k[t * kvDim + g * headDim + d]) }
+                    logits[t] = dot * 0.3
+                }
+                let maximum = logits.max()!
+                let weights = logits.map { Foundation.exp($0 - maximum) }
+                let total = weights.reduce(0, +)
+                for d in 0..<headDim {
+                    var sum = 0.0
+                    for t in 0..<keys { sum += weights[t] / total * Double(v[t * kvDim + g * headDim + d]) }
+                    worst = max(worst, abs(sum - Double(expected[head * headDim + d])))
+                }
+            }
+            #expect(worst < 1e-5)
             for variant in 0...InvariantMatmul.kernelVariant {
                 #expect(run(variant: variant, split: false) == expected, "headDim \(headDim) variant \(variant)")
                 #expect(run(variant: variant, split: true) == expected, "headDim \(headDim) variant \(variant) split")

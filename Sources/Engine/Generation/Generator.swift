@@ -519,9 +519,12 @@ public final class Generator {
                 let cosines = ropeCosines + position * half, sines = ropeSines + position * half
                 for h in 0..<heads { InferenceKernels.rope(q + h * headDim, cosines, sines, half: half) }
                 for h in 0..<kvHeads { InferenceKernels.rope(k + h * headDim, cosines, sines, half: half) }
-                let slot = rows[r].slot, cacheRow = (position - (prefixes[slot]?.length ?? 0)) * kvDim
-                (cache.keys(layer: layer, sequence: slot) + cacheRow).update(from: k, count: kvDim)
-                (cache.values(layer: layer, sequence: slot) + cacheRow).update(from: v, count: kvDim)
+                let slot = rows[r].slot, cacheColumn = position - (prefixes[slot]?.length ?? 0)
+                // Keys are cached transposed (`[kvDim, capacity]`) so attention scores of consecutive
+                // positions are vertical multiply-adds; values stay row-major.
+                let keysT = cache.keys(layer: layer, sequence: slot), capacity = cache.capacity
+                for feature in 0..<kvDim { keysT[feature * capacity + cacheColumn] = k[feature] }
+                (cache.values(layer: layer, sequence: slot) + cacheColumn * kvDim).update(from: v, count: kvDim)
             }
 
             attend(rowCount: rowCount, layer: layer, cache: cache, prefixes: prefixes)
@@ -555,7 +558,7 @@ public final class Generator {
         let scale = 1 / Float(config.headDim).squareRoot()
         let rowsAddress = UInt(bitPattern: ws.rows), queries = UInt(bitPattern: ws.queries)
         let outputs = UInt(bitPattern: ws.attention), scores = UInt(bitPattern: ws.scores)
-        let scoreStride = ws.scoreStride, scorePartSize = ws.scorePartSize
+        let scoreStride = ws.scoreStride, scorePartSize = ws.scorePartSize, ownCapacity = Int32(cache.capacity)
         var work = 0
         for r in 0..<rowCount { work += ws.rows[r].position + 1 }
         let parts = work * config.qDim >= 1 << 17 ? max(1, min(InvariantMatmul.threads, rowCount, ws.scoreParts)) : 1
@@ -571,9 +574,9 @@ public final class Generator {
                 cerm_attend_row(heads, kvHeads, headDim, Int32(row.position + 1), q + r * qDim, out + r * qDim,
                                 prefix.map { UnsafePointer($0.cache.keys(layer: layer, sequence: 0)) },
                                 prefix.map { UnsafePointer($0.cache.values(layer: layer, sequence: 0)) },
-                                Int32(prefix?.length ?? 0), cache.keys(layer: layer, sequence: row.slot),
-                                cache.values(layer: layer, sequence: row.slot), kvDim, scale, partScores,
-                                Int32(scoreStride), -1)
+                                Int32(prefix?.length ?? 0), Int32(prefix?.cache.capacity ?? 0),
+                                cache.keys(layer: layer, sequence: row.slot), cache.values(layer: layer, sequence: row.slot),
+                                ownCapacity, kvDim, scale, partScores, Int32(scoreStride), -1)
                 r += parts
             }
         }

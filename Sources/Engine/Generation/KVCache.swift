@@ -2,9 +2,10 @@ import Shared
 
 /// Preallocated keys and values of the attention layers for a fixed set of sequences.
 ///
-/// Layout: one contiguous allocation, `[sequence][layer][K|V][capacity][kvDim]`, so a sequence's
-/// keys of one layer are a dense `[capacity, kvDim]` matrix (row `t` = cache position `t`). The
-/// keys are stored after QK-norm and RoPE, exactly as attention consumes them. Slots are written
+/// Layout: one contiguous allocation, `[sequence][layer][K|V][capacity · kvDim]`. Per sequence and
+/// layer, keys are stored TRANSPOSED as `[kvDim, capacity]` (column `t` = cache position `t`, so
+/// attention scores of consecutive positions are vertical SIMD multiply-adds) and values
+/// row-major as `[capacity, kvDim]`. Keys are stored after QK-norm and RoPE, as attention uses them. Slots are written
 /// by the generator only; the class is `@unchecked Sendable` because it is immutable once a
 /// ``SharedPrefix`` owns it.
 public final class KVCache: @unchecked Sendable {
@@ -40,7 +41,7 @@ public final class KVCache: @unchecked Sendable {
 
     deinit { storage.deallocate() }
 
-    /// Keys of `layer` for slot `sequence`: `[capacity, kvDim]`, row-major.
+    /// Keys of `layer` for slot `sequence`: `[kvDim, capacity]` (transposed), row-major.
     @inline(__always)
     public func keys(layer: Int, sequence: Int) -> UnsafeMutablePointer<Float> {
         storage + sequence * sequenceStride + (2 * layer) * matrixStride
