@@ -1,0 +1,58 @@
+import Foundation
+import Shared
+
+extension EvaluationReport {
+    /// A plain-text table: accuracy overall and per task type, then output validity.
+    public func table(title: String) -> String {
+        func pct(_ tally: AccuracyTally) -> String {
+            tally.count == 0 ? "—" : String(format: "%5.1f%% (n=%d)", 100 * tally.accuracy, tally.count)
+        }
+        let bonLabel = "best-of-\(bestOfNSize == 0 ? "N" : String(bestOfNSize))"
+        var lines = [title, "subset".padding(toLength: 12, withPad: " ", startingAt: 0) + " "
+                     + "pairwise".padding(toLength: 18, withPad: " ", startingAt: 0) + " " + bonLabel]
+        func row(_ name: String, _ pair: AccuracyTally, _ bon: AccuracyTally) {
+            lines.append(name.padding(toLength: 12, withPad: " ", startingAt: 0) + " "
+                         + pct(pair).padding(toLength: 18, withPad: " ", startingAt: 0) + " " + pct(bon))
+        }
+        row("overall", pairwise, bestOfN)
+        for type in Set(pairwiseByType.keys).union(bestOfNByType.keys).sorted() {
+            row("  " + type, pairwiseByType[type] ?? AccuracyTally(), bestOfNByType[type] ?? AccuracyTally())
+        }
+        lines.append(String(format: "valid format: %.1f%% (criteria %d/%d, evaluations %d/%d); responses without a score: %d/%d",
+                            100 * validFormatRate, criteriaValid, criteriaGenerated, evaluationsValid, evaluationsGenerated,
+                            responsesWithoutScore, responses))
+        if !criteriaFailures.isEmpty {
+            lines.append("criteria parse failures: " + criteriaFailures.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        }
+        if !evaluationFailures.isEmpty {
+            lines.append("evaluation parse failures: " + evaluationFailures.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        }
+        lines.append(String(format: "time: %.1f s", seconds))
+        return lines.joined(separator: "\n")
+    }
+
+    /// Every number as JSON members (to embed in a larger object).
+    public var jsonMembers: [(String, String)] {
+        func number(_ value: Double) -> String { value.isFinite ? String(value) : "null" }
+        func tally(_ t: AccuracyTally) -> String {
+            JSONWriter.object([("accuracy", t.count == 0 ? "null" : number(t.accuracy)), ("count", String(t.count)),
+                               ("credit", number(t.credit))])
+        }
+        func byType(_ map: [String: AccuracyTally]) -> String {
+            JSONWriter.object(map.sorted { $0.key < $1.key }.map { ($0.key, tally($0.value)) })
+        }
+        func counts(_ map: [String: Int]) -> String {
+            JSONWriter.object(map.sorted { $0.key < $1.key }.map { ($0.key, String($0.value)) })
+        }
+        return [
+            ("pairwise", tally(pairwise)), ("pairwise_by_type", byType(pairwiseByType)),
+            ("best_of_n", tally(bestOfN)), ("best_of_n_by_type", byType(bestOfNByType)), ("best_of_n_size", String(bestOfNSize)),
+            ("valid_format_rate", number(validFormatRate)),
+            ("criteria_generated", String(criteriaGenerated)), ("criteria_valid", String(criteriaValid)),
+            ("evaluations_generated", String(evaluationsGenerated)), ("evaluations_valid", String(evaluationsValid)),
+            ("criteria_failures", counts(criteriaFailures)), ("evaluation_failures", counts(evaluationFailures)),
+            ("responses", String(responses)), ("responses_without_score", String(responsesWithoutScore)),
+            ("seconds", number(seconds)),
+        ]
+    }
+}

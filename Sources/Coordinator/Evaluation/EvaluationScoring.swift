@@ -1,0 +1,178 @@
+import Shared
+
+/// The arithmetic of held-out evaluation, separate from generation so it can be checked by hand.
+///
+/// A response without a valid score ranks below every response with one; two responses without
+/// one tie. Scores under several criteria samples are averaged over the valid ones
+/// (``ResponseScoring/meanScores(_:)``).
+public enum EvaluationScoring {
+    /// 1 when `chosen` beats `rejected`, ½ on a tie (equal scores, or both invalid), else 0.
+    public static func pairwiseCredit(chosen: Double?, rejected: Double?) -> Double {
+        let c = chosen ?? -.infinity
+        let r = rejected ?? -.infinity
+        if c > r { return 1 }
+        return c == r ? 0.5 : 0
+    }
+
+    /// 1 when response `best` has the strictly highest score; 1/(t+1) when it ties at the top
+    /// with t others; 0 when another response scores higher (or `best` is out of range).
+    public static func bestOfNCredit(scores: [Double?], best: Int) -> Double {
+        guard scores.indices.contains(best) else { return 0 }
+        let ranked = scores.map { $0 ?? -.infinity }
+        let top = ranked.max() ?? -.infinity
+        guard ranked[best] == top else { return 0 }
+        return 1 / Double(ranked.filter { $0 == top }.count)
+    }
+
+    /// Each response's score from its per-sample scores (`perSample[r][k]`, nil = invalid).
+    public static func responseScores(_ perSample: [[Double?]]) -> [Double?] {
+        ResponseScoring.meanScores(perSample)
+    }
+}
+
+/// A pair or Best-of-N item to judge.
+public struct EvaluationItem: Sendable, Equatable {
+    public enum Kind: Sendable, Equatable {
+        /// Responses are `[chosen, rejected]`.
+        case pair
+        /// `best` indexes the best of the responses.
+        case bestOfN(best: Int)
+    }
+
+    public var id: String
+    public var query: String
+    public var responses: [String]
+    public var kind: Kind
+    /// The task type or subset the accuracy is split by (`(none)` when absent).
+    public var taskType: String
+    /// Position of the item in its file: with ``isBestOfN`` it keys the item's sampling seeds.
+    public var index: Int
+
+    public init(id: String, query: String, responses: [String], kind: Kind, taskType: String?, index: Int) {
+        self.id = id
+        self.query = query
+        self.responses = responses
+        self.kind = kind
+        self.taskType = taskType ?? "(none)"
+        self.index = index
+    }
+
+    public init(pair: PreferencePair, index: Int) {
+        self.init(id: pair.id, query: pair.query, responses: [pair.chosen, pair.rejected], kind: .pair,
+                  taskType: pair.taskType, index: index)
+    }
+
+    public init(bestOfN item: BestOfNItem, index: Int) {
+        self.init(id: item.id, query: item.query, responses: item.responses, kind: .bestOfN(best: item.best),
+                  taskType: item.taskType, index: index)
+    }
+
+    public var isBestOfN: Bool { if case .bestOfN = kind { return true } else { return false } }
+
+    /// Items of a record list, pairs and Best-of-N items numbered separately.
+    public static func items(_ records: [PreferenceRecord]) -> [EvaluationItem] {
+        var pairIndex = 0, bonIndex = 0
+        return records.map { record in
+            switch record {
+            case let .pair(p):
+                defer { pairIndex += 1 }
+                return EvaluationItem(pair: p, index: pairIndex)
+            case let .bestOfN(b):
+                defer { bonIndex += 1 }
+                return EvaluationItem(bestOfN: b, index: bonIndex)
+            }
+        }
+    }
+}
+
+/// Held-out accuracy and output validity of one evaluation.
+public struct EvaluationReport: Sendable, Equatable {
+    public var pairwise = AccuracyTally()
+    public var pairwiseByType: [String: AccuracyTally] = [:]
+    public var bestOfN = AccuracyTally()
+    public var bestOfNByType: [String: AccuracyTally] = [:]
+    /// Largest N among the Best-of-N items.
+    public var bestOfNSize = 0
+    public var criteriaGenerated = 0
+    public var criteriaValid = 0
+    public var evaluationsGenerated = 0
+    public var evaluationsValid = 0
+    /// Parse failures by reason (`ParseFailure.rawValue`) per stage.
+    public var criteriaFailures: [String: Int] = [:]
+    public var evaluationFailures: [String: Int] = [:]
+    /// Responses judged and those left without any valid score.
+    public var responses = 0
+    public var responsesWithoutScore = 0
+    public var seconds = 0.0
+
+    public init() {}
+
+    /// Valid outputs over generated outputs, both stages together (0 when nothing was generated).
+    public var validFormatRate: Double {
+        let total = criteriaGenerated + evaluationsGenerated
+        return total == 0 ? 0 : Double(criteriaValid + evaluationsValid) / Double(total)
+    }
+
+    /// Adds the credit of one judged item from its responses' final scores.
+    public mutating func record(_ item: EvaluationItem, scores: [Double?]) {
+        responses += scores.count
+        responsesWithoutScore += scores.filter { $0 == nil }.count
+        switch item.kind {
+        case .pair:
+            let credit = EvaluationScoring.pairwiseCredit(chosen: scores.first ?? nil, rejected: scores.count > 1 ? scores[1] : nil)
+            pairwise.tally(credit)
+            pairwiseByType[item.taskType, default: AccuracyTally()].tally(credit)
+        case let .bestOfN(best):
+            let credit = EvaluationScoring.bestOfNCredit(scores: scores, best: best)
+            bestOfN.tally(credit)
+            bestOfNByType[item.taskType, default: AccuracyTally()].tally(credit)
+            bestOfNSize = max(bestOfNSize, item.responses.count)
+        }
+    }
+
+    /// Counts one parsed criteria output.
+    public mutating func recordCriteria(_ failure: ParseFailure?) {
+        criteriaGenerated += 1
+        if let failure { criteriaFailures[failure.rawValue, default: 0] += 1 } else { criteriaValid += 1 }
+    }
+
+    /// Counts one parsed evaluation output.
+    public mutating func recordEvaluation(_ failure: ParseFailure?) {
+        evaluationsGenerated += 1
+        if let failure { evaluationFailures[failure.rawValue, default: 0] += 1 } else { evaluationsValid += 1 }
+    }
+
+    /// Sums two reports of disjoint items (seconds: the longer one, as they ran side by side).
+    public mutating func merge(_ other: EvaluationReport) {
+        func add(_ a: inout [String: AccuracyTally], _ b: [String: AccuracyTally]) {
+            for (key, tally) in b {
+                a[key, default: AccuracyTally()].count += tally.count
+                a[key, default: AccuracyTally()].credit += tally.credit
+            }
+        }
+        pairwise.count += other.pairwise.count
+        pairwise.credit += other.pairwise.credit
+        add(&pairwiseByType, other.pairwiseByType)
+        bestOfN.count += other.bestOfN.count
+        bestOfN.credit += other.bestOfN.credit
+        add(&bestOfNByType, other.bestOfNByType)
+        bestOfNSize = max(bestOfNSize, other.bestOfNSize)
+        criteriaGenerated += other.criteriaGenerated
+        criteriaValid += other.criteriaValid
+        evaluationsGenerated += other.evaluationsGenerated
+        evaluationsValid += other.evaluationsValid
+        criteriaFailures.merge(other.criteriaFailures, uniquingKeysWith: +)
+        evaluationFailures.merge(other.evaluationFailures, uniquingKeysWith: +)
+        responses += other.responses
+        responsesWithoutScore += other.responsesWithoutScore
+        seconds = max(seconds, other.seconds)
+    }
+}
+
+extension AccuracyTally {
+    /// Adds one judgement's credit (1, ½, 1/(t+1) or 0).
+    mutating func tally(_ credit: Double) {
+        count += 1
+        self.credit += credit
+    }
+}

@@ -1,0 +1,232 @@
+import Foundation
+import Shared
+
+/// How responses are judged at evaluation.
+public struct EvaluationOptions: Sendable, Equatable {
+    /// Criteria samples per query (test-time scaling); scores are averaged over them.
+    public var k: Int
+    public var criteriaMode: CriteriaMode
+    /// Temperature of greedy-by-default decoding (0 = greedy). With `k > 1` the criteria are
+    /// sampled at temperature 1 instead, so that the k sets differ.
+    public var temperature: Float
+    public var seed: UInt64
+    /// Items whose criteria are generated in one batched call.
+    public var chunkSize: Int
+
+    public init(k: Int = 1, criteriaMode: CriteriaMode = .unified, temperature: Float = 0, seed: UInt64, chunkSize: Int = 32) {
+        self.k = k
+        self.criteriaMode = criteriaMode
+        self.temperature = temperature
+        self.seed = seed
+        self.chunkSize = chunkSize
+    }
+
+    /// The options of a run's `[eval]` section.
+    public init(eval: EvalConfig, seed: UInt64) {
+        self.init(k: eval.k, criteriaMode: eval.criteria, temperature: Float(eval.temperature), seed: seed)
+    }
+
+    /// Temperature of the criteria samples.
+    public var criteriaTemperature: Float { k > 1 ? 1 : temperature }
+
+    /// The seed of criteria sample `sample` of `item` (for response `response` in per-response
+    /// mode, −1 otherwise) and, with `evaluationOf`, of that response's evaluation under it.
+    public func seed(item: EvaluationItem, sample: Int, response: Int, evaluationOf: Int? = nil) -> UInt64 {
+        var rng = SplitMix64(seed: seed, streams: item.isBestOfN ? 1 : 0, UInt64(item.index), UInt64(sample),
+                             UInt64(bitPattern: Int64(response)), UInt64(bitPattern: Int64(evaluationOf ?? -1)))
+        return rng.next()
+    }
+}
+
+/// Pointwise held-out evaluation of a judge with CE-RM's two-stage format: criteria per query
+/// (or per response, the ablation), then one evaluation per response under each criteria set;
+/// a response's score is the mean of its valid overall scores over the k criteria sets.
+public struct Evaluator: Sendable {
+    public var format: any PromptFormat
+    public var options: EvaluationOptions
+    /// Receives every generated output as text (for inspection, e.g. `cerm eval --show`):
+    /// the item, the criteria sample, the response index (nil for the criteria turn) and the
+    /// output decoded as bytes (special tokens as `⟨id⟩`).
+    public var transcript: (@Sendable (EvaluationItem, Int, Int?, String) -> Void)?
+
+    public init(format: any PromptFormat, options: EvaluationOptions) {
+        self.format = format
+        self.options = options
+    }
+
+    /// Generated tokens as readable text: bytes decoded as UTF-8, other ids as `⟨id⟩`.
+    public static func readable(_ tokens: [TokenID]) -> String {
+        var out = ""
+        var bytes: [UInt8] = []
+        func flush() {
+            out += String(decoding: bytes, as: UTF8.self)
+            bytes.removeAll()
+        }
+        for token in tokens {
+            if (0..<256).contains(Int(token)) { bytes.append(UInt8(token)) } else { flush(); out += "⟨\(token)⟩" }
+        }
+        flush()
+        return out
+    }
+
+    /// The per-response, per-sample overall scores of `items` (`[item][response][sample]`,
+    /// nil = no valid score), counting parse outcomes into `report`.
+    public func scores(of items: [EvaluationItem], backend: any JudgeBackend,
+                       report: inout EvaluationReport) throws -> [[[Double?]]] {
+        let k = max(1, options.k)
+        // Criteria sets: one per (item, sample) in unified mode, per (item, response, sample) in
+        // the per-response ablation. `owner` maps each set to the responses it judges.
+        var jobs: [CriteriaJob] = []
+        var owners: [(item: Int, responses: [Int], sample: Int)] = []
+        for (itemIndex, item) in items.enumerated() {
+            let prompt = format.criteriaPrompt(query: item.query)
+            for sample in 0..<k {
+                switch options.criteriaMode {
+                case .unified:
+                    jobs.append(CriteriaJob(query: item.query, prompt: prompt, seed: options.seed(item: item, sample: sample, response: -1),
+                                            temperature: options.criteriaTemperature, sample: sample))
+                    owners.append((itemIndex, Array(item.responses.indices), sample))
+                case .perResponse:
+                    for response in item.responses.indices {
+                        jobs.append(CriteriaJob(query: item.query, prompt: prompt,
+                                                seed: options.seed(item: item, sample: sample, response: response),
+                                                temperature: options.criteriaTemperature, sample: sample))
+                        owners.append((itemIndex, [response], sample))
+                    }
+                }
+            }
+        }
+        let criteriaOutputs = try backend.criteria(jobs)
+        guard criteriaOutputs.count == jobs.count else {
+            throw CermError.invalid("judge returned \(criteriaOutputs.count) criteria outputs for \(jobs.count) prompts")
+        }
+        var scores = items.map { [[Double?]](repeating: [Double?](repeating: nil, count: k), count: $0.responses.count) }
+        var evaluationJobs: [EvaluationJob] = []
+        var evaluationOwners: [(item: Int, responses: [Int], sample: Int, criteriaCount: Int)] = []
+        for (job, (output, owner)) in zip(jobs, zip(criteriaOutputs, owners)) {
+            let parsed = format.parseCriteria(tokens: output)
+            report.recordCriteria(parsed.failure)
+            if let transcript {
+                for response in owner.responses.prefix(options.criteriaMode == .unified ? 1 : owner.responses.count) {
+                    transcript(items[owner.item], owner.sample, options.criteriaMode == .unified ? nil : response, "criteria: " + Self.readable(output))
+                }
+            }
+            // Invalid criteria: no evaluation is generated under them; their responses keep no score for this sample.
+            guard let criteria = parsed.value else { continue }
+            let item = items[owner.item]
+            let responses = owner.responses.map { item.responses[$0] }
+            evaluationJobs.append(EvaluationJob(
+                query: item.query, criteriaPrompt: job.prompt, criteriaOutput: output, responses: responses,
+                prompts: responses.map { format.evaluationPrompt(criteriaPrompt: job.prompt, criteriaOutput: output, response: $0) },
+                seeds: owner.responses.map { options.seed(item: item, sample: owner.sample, response: -1, evaluationOf: $0) },
+                temperature: options.temperature, sample: owner.sample))
+            evaluationOwners.append((owner.item, owner.responses, owner.sample, criteria.items.count))
+        }
+        let evaluationOutputs = try backend.evaluations(evaluationJobs)
+        guard evaluationOutputs.count == evaluationJobs.count else {
+            throw CermError.invalid("judge returned \(evaluationOutputs.count) evaluation groups for \(evaluationJobs.count)")
+        }
+        for (outputs, owner) in zip(evaluationOutputs, evaluationOwners) {
+            for (position, response) in owner.responses.enumerated() {
+                let tokens = position < outputs.count ? outputs[position] : []
+                let parsed = format.parseEvaluation(tokens: tokens, criteriaCount: owner.criteriaCount)
+                report.recordEvaluation(parsed.failure)
+                transcript?(items[owner.item], owner.sample, response, Self.readable(tokens))
+                scores[owner.item][response][owner.sample] = parsed.value?.overall
+            }
+        }
+        return scores
+    }
+
+    /// Judges every item, `options.chunkSize` items per batched backend call, and tallies the
+    /// accuracies. `progress` receives the number of items done after each chunk.
+    public func evaluate(_ items: [EvaluationItem], backend: any JudgeBackend,
+                         progress: (Int) -> Void = { _ in }) throws -> EvaluationReport {
+        let start = Date()
+        var report = EvaluationReport()
+        var done = 0
+        for chunkStart in stride(from: 0, to: items.count, by: max(1, options.chunkSize)) {
+            let chunk = Array(items[chunkStart..<min(items.count, chunkStart + max(1, options.chunkSize))])
+            let perSample = try scores(of: chunk, backend: backend, report: &report)
+            for (item, itemScores) in zip(chunk, perSample) {
+                report.record(item, scores: EvaluationScoring.responseScores(itemScores))
+            }
+            done += chunk.count
+            progress(done)
+        }
+        report.seconds = Date().timeIntervalSince(start)
+        return report
+    }
+
+    /// Judges `items` on `threads` threads, each with its own backend from `makeBackend`
+    /// (items are split into contiguous shares; results do not depend on the split, since
+    /// every seed derives from the item). `progress` is called with the total items done.
+    public func evaluate(_ items: [EvaluationItem], threads: Int,
+                         makeBackend: @Sendable () throws -> any JudgeBackend,
+                         progress: @escaping @Sendable (Int) -> Void = { _ in }) throws -> EvaluationReport {
+        let start = Date()
+        let shares = max(1, min(threads, items.count))
+        if shares == 1 {
+            var report = try evaluate(items, backend: makeBackend(), progress: progress)
+            report.seconds = Date().timeIntervalSince(start)
+            return report
+        }
+        let bounds = (0...shares).map { $0 * items.count / shares }
+        let state = EvaluationShareState(count: shares)
+        let evaluator = self
+        DispatchQueue.concurrentPerform(iterations: shares) { share in
+            let slice = Array(items[bounds[share]..<bounds[share + 1]])
+            do {
+                let backend = try makeBackend()
+                let report = try evaluator.evaluate(slice, backend: backend) { done in
+                    progress(state.update(share: share, done: done))
+                }
+                state.finish(share: share, .success(report))
+            } catch {
+                state.finish(share: share, .failure(error))
+            }
+        }
+        var total = EvaluationReport()
+        for result in state.results() {
+            switch result {
+            case let .success(report): total.merge(report)
+            case let .failure(error): throw error
+            case nil: throw CermError.invalid("evaluation share did not finish")
+            }
+        }
+        total.seconds = Date().timeIntervalSince(start)
+        return total
+    }
+}
+
+
+/// Results and progress of the evaluation threads, behind a lock.
+private final class EvaluationShareState: @unchecked Sendable {
+    private let lock = NSLock()
+    private var done: [Int]
+    private var outcomes: [Result<EvaluationReport, any Error>?]
+
+    init(count: Int) {
+        done = Array(repeating: 0, count: count)
+        outcomes = Array(repeating: nil, count: count)
+    }
+
+    func update(share: Int, done count: Int) -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        done[share] = count
+        return done.reduce(0, +)
+    }
+
+    func finish(share: Int, _ outcome: Result<EvaluationReport, any Error>) {
+        lock.lock()
+        outcomes[share] = outcome
+        lock.unlock()
+    }
+
+    func results() -> [Result<EvaluationReport, any Error>?] {
+        lock.lock()
+        defer { lock.unlock() }
+        return outcomes
+    }
+}

@@ -1,0 +1,130 @@
+import Engine
+import Shared
+
+/// One criteria turn to produce.
+public struct CriteriaJob: Sendable, Equatable {
+    public var query: String
+    /// The format's criteria prompt for `query`.
+    public var prompt: [TokenID]
+    public var seed: UInt64
+    /// 0 = greedy.
+    public var temperature: Float
+    /// Criteria sample index (0..<k).
+    public var sample: Int
+}
+
+/// The evaluation turns of several responses under one criteria set: they share the prefix
+/// `criteriaPrompt + criteriaOutput (through ⟨eos⟩)`.
+public struct EvaluationJob: Sendable, Equatable {
+    public var query: String
+    public var criteriaPrompt: [TokenID]
+    public var criteriaOutput: [TokenID]
+    public var responses: [String]
+    /// The full evaluation prompt of each response (the format's `evaluationPrompt`).
+    public var prompts: [[TokenID]]
+    public var seeds: [UInt64]
+    public var temperature: Float
+    /// Criteria sample index the evaluations belong to.
+    public var sample: Int
+}
+
+/// Something that writes criteria and evaluations: a model or the programmatic teacher. Both
+/// go through the same parsing and scoring, so their accuracies compare like with like.
+public protocol JudgeBackend: AnyObject {
+    /// The generated criteria tokens of each job (ending in `⟨eos⟩` unless truncated).
+    func criteria(_ jobs: [CriteriaJob]) throws -> [[TokenID]]
+    /// The generated evaluation tokens of each job's responses, `[job][response]`.
+    func evaluations(_ jobs: [EvaluationJob]) throws -> [[[TokenID]]]
+}
+
+/// A transformer judge on the generation engine.
+///
+/// Criteria prompts of many queries are generated in one batched call; the evaluations under a
+/// criteria set share its prefix (prefilled once, `Generator.prefill`), and all responses under
+/// it are decoded together (`generate(continuing:)`).
+public final class ModelJudge: JudgeBackend {
+    public let generator: Generator
+    public var criteriaMaxTokens: Int
+    public var evaluationMaxTokens: Int
+    public var topP: Float
+
+    public init(weights: ModelWeights, criteriaMaxTokens: Int, evaluationMaxTokens: Int, topP: Float = 1) throws {
+        generator = try Generator(config: weights.config, parameters: weights.values)
+        self.criteriaMaxTokens = criteriaMaxTokens
+        self.evaluationMaxTokens = evaluationMaxTokens
+        self.topP = topP
+    }
+
+    public func criteria(_ jobs: [CriteriaJob]) throws -> [[TokenID]] {
+        let limit = generator.config.maxSeqLen
+        var outputs = [[TokenID]](repeating: [], count: jobs.count)
+        var requests: [GenerationRequest] = []
+        var positions: [Int] = []
+        // A prompt that leaves no room to generate yields no output: it parses as truncated.
+        for (index, job) in jobs.enumerated() where job.prompt.count < limit {
+            requests.append(GenerationRequest(prompt: job.prompt, seed: job.seed,
+                                              maxNewTokens: min(criteriaMaxTokens, limit - job.prompt.count),
+                                              temperature: job.temperature, topP: topP))
+            positions.append(index)
+        }
+        guard !requests.isEmpty else { return outputs }
+        for (position, result) in zip(positions, try generator.generate(requests: requests)) {
+            outputs[position] = result.tokens
+        }
+        return outputs
+    }
+
+    public func evaluations(_ jobs: [EvaluationJob]) throws -> [[[TokenID]]] {
+        let limit = generator.config.maxSeqLen
+        let eos = ByteTokenizer.Special.eos.rawValue
+        return try jobs.map { job in
+            var outputs = [[TokenID]](repeating: [], count: job.prompts.count)
+            let turn = job.criteriaOutput.firstIndex(of: eos).map { Array(job.criteriaOutput[...$0]) } ?? job.criteriaOutput + [eos]
+            let prefixTokens = job.criteriaPrompt + turn
+            var requests: [GenerationRequest] = []
+            var positions: [Int] = []
+            for (index, prompt) in job.prompts.enumerated() where prompt.count < limit && prompt.count > prefixTokens.count {
+                guard prompt.starts(with: prefixTokens) else {
+                    throw CermError.invalid("evaluation prompt of response \(index) for query \(job.query.debugDescription) does not start with its criteria turn")
+                }
+                requests.append(GenerationRequest(prompt: Array(prompt[prefixTokens.count...]), seed: job.seeds[index],
+                                                  maxNewTokens: min(evaluationMaxTokens, limit - prompt.count),
+                                                  temperature: job.temperature, topP: topP))
+                positions.append(index)
+            }
+            guard !requests.isEmpty else { return outputs }
+            let prefix = try generator.prefill(prefix: prefixTokens)
+            for (position, result) in zip(positions, try generator.generate(continuing: prefix, requests: requests)) {
+                outputs[position] = result.tokens
+            }
+            return outputs
+        }
+    }
+}
+
+/// The programmatic teacher as a judge: its criteria for the query and its evaluation of each
+/// response, as the tokens a model would emit (text + `⟨eos⟩`). An unknown query gets no
+/// output (parsed as truncated). The teacher's criteria depend on the query alone, so its
+/// evaluations are written against exactly the criteria it output.
+public final class TeacherJudge: JudgeBackend {
+    public let teacher: Teacher
+    public let format: any PromptFormat
+
+    public init(teacher: Teacher, format: any PromptFormat) {
+        self.teacher = teacher
+        self.format = format
+    }
+
+    public func criteria(_ jobs: [CriteriaJob]) throws -> [[TokenID]] {
+        jobs.map { job in teacher.criteria(for: job.query).map { format.outputTokens(text: $0.text) } ?? [] }
+    }
+
+    public func evaluations(_ jobs: [EvaluationJob]) throws -> [[[TokenID]]] {
+        jobs.map { job in
+            job.responses.map { response in
+                teacher.evaluate(query: job.query, response: response, sample: UInt64(job.sample))
+                    .map { format.outputTokens(text: $0.text) } ?? []
+            }
+        }
+    }
+}

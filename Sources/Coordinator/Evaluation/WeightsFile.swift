@@ -1,0 +1,68 @@
+import Foundation
+import Engine
+import Shared
+
+/// Loads model weights from either file kind the trainer writes.
+public enum WeightsFile {
+    /// What a weights file turned out to be.
+    public enum Kind: String, Sendable {
+        /// `ModelWeights.save` (SFT output): tensors under `model/`, config attribute.
+        case modelWeights = "model-weights"
+        /// An RL checkpoint (`format = "cerm-checkpoint"`).
+        case checkpoint
+    }
+
+    /// The file's kind, by its root `format` attribute (present only on RL checkpoints).
+    public static func kind(path: String) throws -> Kind {
+        let file = try HDF5File(path: path, mode: .readOnly)
+        defer { try? file.close() }
+        let root = file.root
+        guard root.hasAttribute("format") else { return .modelWeights }
+        let format = try root.stringAttribute("format")
+        guard format == CheckpointFormat.name else {
+            throw CermError.io(path: path, reason: "root attribute 'format' is \(format.debugDescription); expected \(CheckpointFormat.name.debugDescription) or a model weights file")
+        }
+        return .checkpoint
+    }
+
+    /// The weights stored in `path`: an SFT weights file or the policy of an RL checkpoint
+    /// (verified against its checksum).
+    public static func load(path: String) throws -> (weights: ModelWeights, kind: Kind) {
+        switch try kind(path: path) {
+        case .modelWeights:
+            return (try ModelWeights.load(path: path), .modelWeights)
+        case .checkpoint:
+            let state = try CheckpointReader.load(path: path)
+            let config: TransformerConfig
+            do {
+                config = try TransformerConfig.fromJSON(state.modelConfigJSON)
+            } catch {
+                throw CermError.io(path: path, reason: "model config is not valid: \(error)")
+            }
+            let layout = ParameterLayout(config)
+            let values = try layout.flatten(state.policyTensors.map { ($0.name, $0.shape, $0.values) })
+            return (try ModelWeights(config: config, values: values), .checkpoint)
+        }
+    }
+
+    /// Writes `weights` to `path` atomically: to a hidden temporary name in the same directory,
+    /// then renamed over `path`, so a reader never sees a half-written file.
+    public static func saveAtomically(_ weights: ModelWeights, to path: String) throws {
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty {
+            do {
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            } catch {
+                throw CermError.io(path: directory, reason: "cannot create directory (\(error.localizedDescription))")
+            }
+        }
+        let name = (path as NSString).lastPathComponent
+        let temporary = (directory.isEmpty ? "" : directory + "/") + ".\(name).tmp"
+        try weights.save(to: temporary)
+        guard rename(temporary, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            try? FileManager.default.removeItem(atPath: temporary)
+            throw CermError.io(path: path, reason: "cannot rename \(temporary) to it (\(reason))")
+        }
+    }
+}

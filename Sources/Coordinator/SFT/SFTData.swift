@@ -1,0 +1,43 @@
+import Foundation
+import Shared
+
+/// The inputs of a cold-start SFT run, from a run's configuration.
+public enum SFTData {
+    /// Writes the synthetic task (`data.synth_*` keys) into `data.dir` when any of the files
+    /// the config reads from that directory is missing. Returns the paths written (empty when
+    /// nothing was missing). Files outside `data.dir` are never generated: a missing external
+    /// file is the user's to provide, and loading it reports the error.
+    @discardableResult
+    public static func ensureSynthetic(_ data: DataConfig) throws -> [String] {
+        let directory = (data.dir as NSString).standardizingPath
+        let wanted = [data.train, data.eval, data.bestOfN].filter { !$0.isEmpty }
+        let generated = wanted.filter { ((($0 as NSString).deletingLastPathComponent) as NSString).standardizingPath == directory }
+        guard generated.contains(where: { !FileManager.default.fileExists(atPath: $0) }) else { return [] }
+        let dataset = SyntheticTask.generate(trainCount: data.synthTrain, evalCount: data.synthEval, seed: data.synthSeed, bestOfN: 4)
+        return try SyntheticTask.write(dataset, to: data.dir, bestOfN: 4)
+    }
+
+    /// All records of a preference file (pairs and Best-of-N items) under the config's format rules.
+    public static func records(path: String, data: DataConfig) throws -> (records: [PreferenceRecord], report: LoadReport) {
+        var records: [PreferenceRecord] = []
+        let report = try PreferenceLoader(format: data.format, skipBad: data.skipBad).stream(path: path) { records.append($0) }
+        return (records, report)
+    }
+
+    /// The teacher of a run: `data.teacher_error_rate`, seeded by the run seed so its mistakes
+    /// are fixed for the run.
+    public static func teacher(_ config: Config) -> Teacher {
+        Teacher(errorRate: config.data.teacherErrorRate, seed: config.run.seed)
+    }
+
+    /// The teacher's traces for every response of `data.train`; throws when the file has no
+    /// query the teacher knows.
+    public static func traces(_ config: Config) throws -> (traces: [SFTTrace], unsupported: Int) {
+        let (records, _) = try records(path: config.data.train, data: config.data)
+        let result = teacher(config).sftTraces(for: records)
+        guard !result.traces.isEmpty else {
+            throw CermError.invalid("\(config.data.train): no record has a query the synthetic-task teacher knows (\(result.unsupported) unsupported); SFT needs teacher traces")
+        }
+        return result
+    }
+}

@@ -1,0 +1,244 @@
+import Foundation
+import Engine
+import Shared
+
+/// Hyper-parameters of one SFT run (the `[sft]` section plus the run seed and a time cap).
+public struct SFTOptions: Sendable, Equatable {
+    public var learningRate: Float
+    public var batchSize: Int
+    public var epochs: Int
+    public var schedule: LRSchedule
+    public var warmupSteps: Int
+    public var weightDecay: Float
+    public var maxGradNorm: Double
+    /// Seeds the per-epoch shuffles.
+    public var seed: UInt64
+    /// Wall-clock cap in seconds; training stops before the first step that starts later.
+    public var maxSeconds: Double?
+    /// Upper bound on the floats of one forward/backward workspace; larger batches are split
+    /// into micro-batches whose gradients are accumulated (same result, bounded memory).
+    public var microBatchFloatBudget: Int
+
+    public init(learningRate: Float, batchSize: Int, epochs: Int, schedule: LRSchedule = .warmupCosine,
+                warmupSteps: Int = 0, weightDecay: Float = 0, maxGradNorm: Double = 1, seed: UInt64,
+                maxSeconds: Double? = nil, microBatchFloatBudget: Int = 96 << 20) {
+        self.learningRate = learningRate
+        self.batchSize = batchSize
+        self.epochs = epochs
+        self.schedule = schedule
+        self.warmupSteps = warmupSteps
+        self.weightDecay = weightDecay
+        self.maxGradNorm = maxGradNorm
+        self.seed = seed
+        self.maxSeconds = maxSeconds
+        self.microBatchFloatBudget = microBatchFloatBudget
+    }
+
+    /// The options of a run's `[sft]` section.
+    public init(sft: SFTConfig, seed: UInt64, maxSeconds: Double? = nil) {
+        self.init(learningRate: Float(sft.learningRate), batchSize: sft.batchSize, epochs: sft.epochs,
+                  schedule: sft.schedule, warmupSteps: sft.warmupSteps, weightDecay: Float(sft.weightDecay),
+                  maxGradNorm: sft.maxGradNorm, seed: seed, maxSeconds: maxSeconds)
+    }
+}
+
+/// A snapshot of training progress, reported after every optimizer step.
+public struct SFTProgress: Sendable, Equatable {
+    /// 1-based epoch.
+    public var epoch: Int
+    public var epochs: Int
+    /// Optimizer steps done.
+    public var step: Int
+    public var totalSteps: Int
+    /// The mean target-token NLL of the last batch.
+    public var loss: Double
+    /// Exponential moving average of the batch losses (α = 0.05, started at the first loss).
+    public var lossEMA: Double
+    public var learningRate: Float
+    /// Tokens (prompt and target) processed per second since the start.
+    public var tokensPerSecond: Double
+    public var elapsedSeconds: Double
+    /// Projected seconds to the last step at the average pace so far.
+    public var etaSeconds: Double
+}
+
+/// What an SFT run produced.
+public struct SFTResult: Sendable {
+    public var weights: ModelWeights
+    public var steps: Int
+    public var totalSteps: Int
+    /// Loss of the very first batch (before any update).
+    public var firstLoss: Double?
+    /// Loss EMA at the end.
+    public var finalLossEMA: Double?
+    /// Mean loss of each completed or partial epoch.
+    public var epochLosses: [Double]
+    /// True when the time cap ended training before `totalSteps`.
+    public var stoppedEarly: Bool
+    public var elapsedSeconds: Double
+    public var tokens: Int
+    /// Steps whose gradient norm was not finite (skipped).
+    public var skippedSteps: Int
+}
+
+/// Cold-start supervised fine-tuning: token-mean negative log-likelihood of the target tokens,
+/// AdamW with global-norm clipping and the configured learning-rate schedule, one seeded
+/// shuffle per epoch.
+public final class SFTTrainer {
+    public let options: SFTOptions
+    public let model: Transformer
+    private var optimizer: AdamW
+    private var gradients: ModelGradients
+
+    public init(weights: ModelWeights, options: SFTOptions) throws {
+        guard options.batchSize > 0, options.epochs > 0 else {
+            throw CermError.invalid("SFT: batch_size and epochs must be positive (got \(options.batchSize), \(options.epochs))")
+        }
+        self.options = options
+        model = try Transformer(weights: weights)
+        optimizer = AdamW(layout: weights.layout, weightDecay: options.weightDecay)
+        gradients = ModelGradients(config: weights.config)
+    }
+
+    /// Optimizer steps of a run over `sequenceCount` sequences.
+    public static func totalSteps(sequenceCount: Int, batchSize: Int, epochs: Int) -> Int {
+        guard batchSize > 0 else { return 0 }
+        return (sequenceCount + batchSize - 1) / batchSize * max(0, epochs)
+    }
+
+    /// The order of the sequences in `epoch` (0-based): a Fisher–Yates permutation drawn from
+    /// SplitMix64(seed, epoch), so it depends on nothing but the seed.
+    public static func epochOrder(count: Int, seed: UInt64, epoch: Int) -> [Int] {
+        var rng = SplitMix64(seed: seed, streams: 0x5346_5453_4855_4646, UInt64(epoch))
+        var order = Array(0..<count)
+        if count > 1 {
+            for i in stride(from: count - 1, to: 0, by: -1) {
+                order.swapAt(i, rng.below(i + 1))
+            }
+        }
+        return order
+    }
+
+    /// The learning rate of optimizer step `step` (0-based) in a run of `totalSteps`.
+    public func learningRate(at step: Int, totalSteps: Int) -> Float {
+        switch options.schedule {
+        case .constant:
+            return LearningRateSchedule.constant(options.learningRate).rate(at: step)
+        case .warmupCosine:
+            return LearningRateSchedule.warmupCosine(peak: options.learningRate, warmupSteps: options.warmupSteps,
+                                                     totalSteps: totalSteps, minRatio: 0.1).rate(at: step)
+        }
+    }
+
+    /// Mean negative log-probability of the target tokens of `sequences` under the current
+    /// weights, without updating them.
+    public func loss(of sequences: [SFTSequence]) throws -> Double {
+        var total = 0.0
+        var count = 0
+        for micro in microBatches(sequences) {
+            let batch = SFTSequenceBuilder.batch(micro)
+            let pass = try model.forward(batch)
+            for (row, targets) in batch.targets.enumerated() {
+                for (t, target) in targets.enumerated() where target >= 0 {
+                    total -= Double(pass.logprobs[row][t])
+                    count += 1
+                }
+            }
+        }
+        return count == 0 ? 0 : total / Double(count)
+    }
+
+    /// One optimizer step on `sequences`: returns the batch's loss before the update and
+    /// whether the update was applied (not when the gradient norm is not finite).
+    func step(_ sequences: [SFTSequence], learningRate: Float) throws -> (loss: Double, applied: Bool) {
+        let scored = sequences.reduce(0) { $0 + $1.targetCount }
+        guard scored > 0 else { return (0, false) }
+        let weight = -1 / Float(scored)
+        var total = 0.0
+        for micro in microBatches(sequences) {
+            let batch = SFTSequenceBuilder.batch(micro)
+            try model.forwardBackward(batch, into: &gradients) { pass in
+                var dL: [[Float]] = []
+                dL.reserveCapacity(batch.count)
+                for (row, targets) in batch.targets.enumerated() {
+                    var rowWeights = [Float](repeating: 0, count: targets.count)
+                    for (t, target) in targets.enumerated() where target >= 0 {
+                        rowWeights[t] = weight
+                        total -= Double(pass.logprobs[row][t])
+                    }
+                    dL.append(rowWeights)
+                }
+                return dL
+            }
+        }
+        let norm = gradients.clipGlobalNorm(maxNorm: options.maxGradNorm)
+        defer { gradients.zero() }
+        guard norm.isFinite else { return (total / Double(scored), false) }
+        try optimizer.step(weights: &model.weights, gradients: gradients, learningRate: learningRate)
+        return (total / Double(scored), true)
+    }
+
+    /// Splits `sequences` into consecutive groups whose workspace fits the float budget.
+    func microBatches(_ sequences: [SFTSequence]) -> [[SFTSequence]] {
+        var groups: [[SFTSequence]] = []
+        var current: [SFTSequence] = []
+        for sequence in sequences {
+            let candidate = current + [sequence]
+            let floats = Transformer.workspaceFloats(config: model.config, lengths: candidate.map { max(0, $0.tokens.count - 1) })
+            if !current.isEmpty, floats > options.microBatchFloatBudget {
+                groups.append(current)
+                current = [sequence]
+            } else {
+                current = candidate
+            }
+        }
+        if !current.isEmpty { groups.append(current) }
+        return groups
+    }
+
+    /// Trains on `sequences` for the configured epochs (or until the time cap), calling
+    /// `progress` after every step.
+    public func train(_ sequences: [SFTSequence], progress: (SFTProgress) -> Void = { _ in }) throws -> SFTResult {
+        let start = Date()
+        let batchesPerEpoch = (sequences.count + options.batchSize - 1) / options.batchSize
+        let totalSteps = batchesPerEpoch * options.epochs
+        var step = 0
+        var tokens = 0
+        var ema: Double?
+        var firstLoss: Double?
+        var epochLosses: [Double] = []
+        var skipped = 0
+        var stoppedEarly = false
+        training: for epoch in 0..<options.epochs {
+            let order = Self.epochOrder(count: sequences.count, seed: options.seed, epoch: epoch)
+            var epochLoss = 0.0
+            var epochBatches = 0
+            defer { if epochBatches > 0 { epochLosses.append(epochLoss / Double(epochBatches)) } }
+            for batchIndex in 0..<batchesPerEpoch {
+                if let cap = options.maxSeconds, Date().timeIntervalSince(start) >= cap {
+                    stoppedEarly = true
+                    break training
+                }
+                let range = (batchIndex * options.batchSize)..<min(sequences.count, (batchIndex + 1) * options.batchSize)
+                let batch = range.map { sequences[order[$0]] }
+                let rate = learningRate(at: step, totalSteps: totalSteps)
+                let (loss, applied) = try self.step(batch, learningRate: rate)
+                if !applied { skipped += 1 }
+                step += 1
+                tokens += batch.reduce(0) { $0 + $1.tokens.count }
+                if firstLoss == nil { firstLoss = loss }
+                ema = ema.map { 0.95 * $0 + 0.05 * loss } ?? loss
+                epochLoss += loss
+                epochBatches += 1
+                let elapsed = Date().timeIntervalSince(start)
+                progress(SFTProgress(epoch: epoch + 1, epochs: options.epochs, step: step, totalSteps: totalSteps,
+                                     loss: loss, lossEMA: ema ?? loss, learningRate: rate,
+                                     tokensPerSecond: elapsed > 0 ? Double(tokens) / elapsed : 0, elapsedSeconds: elapsed,
+                                     etaSeconds: elapsed / Double(step) * Double(totalSteps - step)))
+            }
+        }
+        return SFTResult(weights: model.weights, steps: step, totalSteps: totalSteps, firstLoss: firstLoss,
+                         finalLossEMA: ema, epochLosses: epochLosses, stoppedEarly: stoppedEarly,
+                         elapsedSeconds: Date().timeIntervalSince(start), tokens: tokens, skippedSteps: skipped)
+    }
+}

@@ -1,0 +1,172 @@
+import ArgumentParser
+import Coordinator
+import Engine
+import Foundation
+import Shared
+
+extension CriteriaMode: ExpressibleByArgument {}
+
+/// `cerm eval`: held-out pairwise and Best-of-N accuracy of a judge (a trained model, a random
+/// model or the programmatic teacher) through the same two-stage scoring path.
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Held-out pairwise and Best-of-N accuracy of a model (SFT weights or RL checkpoint), a random model or the teacher.",
+        discussion: """
+        Pointwise CE-RM evaluation: per query K criteria sets (greedy when K = 1, sampled at \
+        temperature 1 when K > 1), every response evaluated under each; a response's score is \
+        the mean of its valid overall scores. A response without a valid score loses to one \
+        with a score; two without tie.
+        """)
+
+    @Option(help: "Weights: an SFT weights file (sft.output) or an RL checkpoint (step_<N>.h5).")
+    var checkpoint: String?
+    @Flag(help: "Evaluate a randomly initialised model of the config's [model] (seed run.seed).")
+    var random = false
+    @Flag(help: "Evaluate the programmatic teacher (data.teacher_error_rate, seed run.seed).")
+    var teacher = false
+    @Option(help: "Pairs and/or Best-of-N items (default: data.eval of the config).")
+    var data: String?
+    @Option(help: "An additional Best-of-N file (default: data.best_of_n when --data is not given; '' for none).")
+    var bon: String?
+    @Option(help: "The run configuration (defaults when omitted).")
+    var config: String?
+    @Option(help: "Criteria samples per query (default eval.k).")
+    var k: Int?
+    @Option(help: "unified or per-response (default eval.criteria).")
+    var criteria: CriteriaMode?
+    @Option(help: "Decoding temperature, 0 = greedy (default eval.temperature).")
+    var temperature: Double?
+    @Option(help: "Evaluate only the first N items of each file.")
+    var limit: Int?
+    @Option(help: "Evaluation threads (one generator each).")
+    var threads: Int = min(2, ProcessInfo.processInfo.activeProcessorCount)
+    @Flag(help: "Print one JSON object with all numbers instead of the table.")
+    var json = false
+    @Option(help: "Print the generated criteria and evaluations of the first N items to stderr.")
+    var show: Int = 0
+
+    func validate() throws {
+        let sources = [checkpoint != nil, random, teacher].filter { $0 }.count
+        guard sources == 1 else { throw ValidationError("give exactly one of --checkpoint FILE, --random, --teacher") }
+        if let k, k < 1 { throw ValidationError("--k must be ≥ 1") }
+        if let limit, limit < 1 { throw ValidationError("--limit must be ≥ 1") }
+        if let temperature, !(temperature >= 0 && temperature.isFinite) { throw ValidationError("--temperature must be ≥ 0") }
+        guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1") }
+    }
+
+    func run() throws {
+        do {
+            let cfg = try config.map { try Config.load(path: $0) } ?? Config()
+            var evalConfig = cfg.eval
+            if let k { evalConfig.k = k }
+            if let criteria { evalConfig.criteria = criteria }
+            if let temperature { evalConfig.temperature = temperature }
+            let judge: JudgeSource
+            let label: String
+            if let checkpoint {
+                let (weights, kind) = try WeightsFile.load(path: checkpoint)
+                judge = .model(weights)
+                label = "\(checkpoint) (\(kind.rawValue))"
+            } else if random {
+                judge = .model(ModelWeights(config: TransformerConfig(cfg.model), seed: cfg.run.seed, initStd: Float(cfg.model.initStd)))
+                label = "random model (seed \(cfg.run.seed))"
+            } else {
+                judge = .teacher(SFTData.teacher(cfg))
+                label = "teacher (error rate \(cfg.data.teacherErrorRate), seed \(cfg.run.seed))"
+            }
+            var files: [String] = [data ?? cfg.data.eval]
+            let bonFile = bon ?? (data == nil ? cfg.data.bestOfN : "")
+            if !bonFile.isEmpty, !files.contains(bonFile) { files.append(bonFile) }
+            if data == nil { try SFTData.ensureSynthetic(cfg.data) }
+            let report = try runEvaluation(judge: judge, files: files, config: cfg, eval: evalConfig, limit: limit,
+                                           threads: threads, quiet: false, show: show)
+            if json {
+                print(JSONWriter.object([("judge", JSONWriter.quote(label)), ("files", JSONWriter.stringArray(files)),
+                                         ("k", String(evalConfig.k)), ("criteria", JSONWriter.quote(evalConfig.criteria.rawValue)),
+                                         ("temperature", String(evalConfig.temperature))] + report.jsonMembers))
+            } else {
+                print(report.table(title: "\(label) on \(files.joined(separator: " + ")) (k \(evalConfig.k), \(evalConfig.criteria.rawValue) criteria, temperature \(evalConfig.temperature))"))
+            }
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            throw exitWithError(error)
+        }
+    }
+}
+
+/// Who judges.
+enum JudgeSource: Sendable {
+    case model(ModelWeights)
+    case teacher(Teacher)
+}
+
+/// Loads `files`, judges their items and returns the report; a progress line goes to stderr.
+func runEvaluation(judge: JudgeSource, files: [String], config: Config, eval: EvalConfig, limit: Int?,
+                   threads: Int, quiet: Bool, show: Int = 0) throws -> EvaluationReport {
+    var items: [EvaluationItem] = []
+    for file in files {
+        var fileItems = EvaluationItem.items(try SFTData.records(path: file, data: config.data).records)
+        if let limit { fileItems = Array(fileItems.prefix(limit)) }
+        items += fileItems
+    }
+    let format = makePromptFormat(config.rollout.format)
+    var evaluator = Evaluator(format: format, options: EvaluationOptions(eval: eval, seed: config.run.seed))
+    if show > 0 {
+        let shown = Set(items.prefix(show).map(\.id))
+        evaluator.transcript = { item, sample, response, text in
+            guard shown.contains(item.id) else { return }
+            let label = response.map { "response \($0)\(item.kind == .pair ? ($0 == 0 ? " (chosen)" : " (rejected)") : "")" } ?? "criteria"
+            let responseText = response.map { ": " + item.responses[$0].debugDescription } ?? ": " + item.query.debugDescription
+            FileHandle.standardError.write(Data("[\(item.id) k\(sample)] \(label)\(responseText)\n\(text)\n".utf8))
+        }
+    }
+    let rollout = config.rollout
+    let makeBackend: @Sendable () throws -> any JudgeBackend
+    switch judge {
+    case let .model(weights):
+        makeBackend = {
+            try ModelJudge(weights: weights, criteriaMaxTokens: rollout.criteriaMaxTokens,
+                           evaluationMaxTokens: rollout.evaluationMaxTokens, topP: 1)
+        }
+        // Each evaluation thread runs its own generator; keep BLAS from oversubscribing the cores.
+        BLAS.setThreads(1)
+    case let .teacher(teacher):
+        makeBackend = { TeacherJudge(teacher: teacher, format: format) }
+    }
+    let line = ProgressLineBox(ProgressLine(), total: items.count, quiet: quiet)
+    let report = try evaluator.evaluate(items, threads: threads, makeBackend: makeBackend) { done in line.show(done) }
+    line.finish()
+    return report
+}
+
+/// Thread-safe progress reporting for the evaluation threads.
+final class ProgressLineBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private let line: ProgressLine
+    private let total: Int
+    private let quiet: Bool
+    private let start = Date()
+
+    init(_ line: ProgressLine, total: Int, quiet: Bool) {
+        self.line = line
+        self.total = total
+        self.quiet = quiet
+    }
+
+    func show(_ done: Int) {
+        guard !quiet else { return }
+        lock.lock()
+        defer { lock.unlock() }
+        let elapsed = Date().timeIntervalSince(start)
+        let eta = done > 0 ? elapsed / Double(done) * Double(total - done) : .infinity
+        line.update("eval \(done)/\(total) items, \(formatDuration(elapsed)) elapsed, ETA \(formatDuration(eta))", force: done == total)
+    }
+
+    func finish() {
+        lock.lock()
+        defer { lock.unlock() }
+        line.finish()
+    }
+}

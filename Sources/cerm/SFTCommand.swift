@@ -1,0 +1,101 @@
+import ArgumentParser
+import Coordinator
+import Engine
+import Foundation
+import Shared
+
+/// `cerm sft`: cold-start supervised fine-tuning of a fresh model on the teacher's traces,
+/// then held-out evaluation, then the weights at `sft.output`.
+struct SFTCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sft",
+        abstract: "Cold-start SFT of a fresh model on the teacher's criteria and evaluation traces for data.train.",
+        discussion: """
+        Generates the synthetic task into data.dir when its files are missing. Each trace gives \
+        two sequences (criteria turn, evaluation turn; identical criteria turns kept once); the \
+        loss is the mean negative log-probability of the target tokens. Ends with a held-out \
+        evaluation on data.eval and data.best_of_n and writes the weights (atomically) to \
+        sft.output or --out.
+        """)
+
+    @Option(help: "The run configuration.")
+    var config: String
+    @Option(help: "Where to write the weights (default sft.output).")
+    var out: String?
+    @Option(name: .customLong("max-minutes"), help: "Wall-time cap for training; stops early, still evaluates and saves.")
+    var maxMinutes: Double?
+    @Option(help: "BLAS threads for training.")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Flag(help: "Skip the held-out evaluation at the end.")
+    var skipEval = false
+
+    func validate() throws {
+        if let maxMinutes, !(maxMinutes > 0 && maxMinutes.isFinite) { throw ValidationError("--max-minutes must be > 0") }
+        guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1") }
+    }
+
+    func run() throws {
+        do {
+            try runSFT()
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            throw exitWithError(error)
+        }
+    }
+
+    private func log(_ text: String) {
+        FileHandle.standardError.write(Data((text + "\n").utf8))
+    }
+
+    private func runSFT() throws {
+        let start = Date()
+        let cfg = try Config.load(path: config)
+        let output = out ?? cfg.sft.output
+        for path in try SFTData.ensureSynthetic(cfg.data) { log("generated \(path)") }
+
+        let (traces, unsupported) = try SFTData.traces(cfg)
+        let format = makePromptFormat(cfg.rollout.format)
+        let sequences = SFTSequenceBuilder.sequences(for: traces, format: format)
+        let modelConfig = TransformerConfig(cfg.model)
+        try modelConfig.validate()
+        if let longest = sequences.map(\.tokens.count).max(), longest > modelConfig.maxSeqLen + 1 {
+            throw CermError.invalid("\(cfg.data.train): an SFT sequence has \(longest) tokens; model.max_seq_len is \(modelConfig.maxSeqLen)")
+        }
+        let weights = ModelWeights(config: modelConfig, seed: cfg.run.seed, initStd: Float(cfg.model.initStd))
+        let options = SFTOptions(sft: cfg.sft, seed: cfg.run.seed, maxSeconds: maxMinutes.map { $0 * 60 })
+        let targetTokens = sequences.reduce(0) { $0 + $1.targetCount }
+        let allTokens = sequences.reduce(0) { $0 + $1.tokens.count }
+        log("SFT: \(traces.count) traces (\(unsupported) unsupported) -> \(sequences.count) distinct sequences, \(allTokens) tokens (\(targetTokens) target) per epoch; \(weights.values.count) parameters")
+        log("     lr \(cfg.sft.learningRate) (\(cfg.sft.schedule.rawValue), warmup \(cfg.sft.warmupSteps)), batch \(cfg.sft.batchSize), \(cfg.sft.epochs) epochs = \(SFTTrainer.totalSteps(sequenceCount: sequences.count, batchSize: cfg.sft.batchSize, epochs: cfg.sft.epochs)) steps, \(threads) threads")
+
+        BLAS.setThreads(threads)
+        let trainer = try SFTTrainer(weights: weights, options: options)
+        let line = ProgressLine()
+        let result = try trainer.train(sequences) { p in
+            line.update(String(format: "epoch %d/%d  step %d/%d  loss %.4f (ema)  lr %.2e  %.0f tok/s  elapsed %@  ETA %@",
+                               p.epoch, p.epochs, p.step, p.totalSteps, p.lossEMA, Double(p.learningRate), p.tokensPerSecond,
+                               formatDuration(p.elapsedSeconds), formatDuration(p.etaSeconds)),
+                        force: p.step == p.totalSteps)
+        }
+        line.finish()
+        let epochLosses = result.epochLosses.map { String(format: "%.4f", $0) }.joined(separator: ", ")
+        log(String(format: "SFT %@ after %d/%d steps in %@ (%.0f tokens/s); first batch loss %.4f, final loss EMA %.4f; epoch mean losses [%@]%@",
+                   result.stoppedEarly ? "stopped early by --max-minutes" : "done", result.steps, result.totalSteps,
+                   formatDuration(result.elapsedSeconds), Double(result.tokens) / max(result.elapsedSeconds, 1e-9),
+                   result.firstLoss ?? .nan, result.finalLossEMA ?? .nan, epochLosses,
+                   result.skippedSteps > 0 ? "; \(result.skippedSteps) steps skipped (non-finite gradient)" : ""))
+
+        try WeightsFile.saveAtomically(result.weights, to: output)
+        log("wrote \(output) (checksum \(String(result.weights.checksum, radix: 16)))")
+
+        if !skipEval {
+            let files = [cfg.data.eval, cfg.data.bestOfN].filter { !$0.isEmpty }
+            let report = try runEvaluation(judge: .model(result.weights), files: files, config: cfg, eval: cfg.eval,
+                                           limit: nil, threads: min(2, ProcessInfo.processInfo.activeProcessorCount), quiet: false)
+            print(report.table(title: "SFT model on \(files.joined(separator: " + ")) (k \(cfg.eval.k), \(cfg.eval.criteria.rawValue) criteria)"))
+        }
+        print(String(format: "SFT wall time %@ (training %@)%@", formatDuration(Date().timeIntervalSince(start)),
+                     formatDuration(result.elapsedSeconds), result.stoppedEarly ? ", training stopped early by --max-minutes" : ""))
+    }
+}

@@ -1,0 +1,296 @@
+import Foundation
+import Testing
+@testable import Coordinator
+import Engine
+import Shared
+
+/// A model small enough to train a few steps in a debug build.
+private let tinyConfig = TransformerConfig(
+    family: .qwen3, hiddenSize: 16, layers: 1, heads: 2, kvHeads: 1, headDim: 8, ffnSize: 32, vocabSize: 264,
+    maxSeqLen: 384, ropeTheta: 10000, rmsNormEps: 1e-6, qkNorm: true, qkvBias: false, tieEmbeddings: true)
+
+private func temporaryDirectory() throws -> String {
+    let path = NSTemporaryDirectory() + "cerm-sft-tests-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+/// A few teacher traces of the synthetic task (both sides of each pair).
+private func sampleTraces(pairs: Int = 3) -> [SFTTrace] {
+    let dataset = SyntheticTask.generate(trainCount: pairs, evalCount: 0, seed: 11, bestOfN: 0)
+    return Teacher(errorRate: 0, seed: 1).sftTraces(for: dataset.train.map { .pair($0) }).traces
+}
+
+@Suite("SFT sequences")
+struct SFTSequenceTests {
+    @Test("each trace gives a criteria and an evaluation turn; identical criteria turns are kept once")
+    func dedupesCriteriaTurns() {
+        let format = CompactFormat()
+        let traces = sampleTraces(pairs: 2)
+        #expect(traces.count == 4)
+        let sequences = SFTSequenceBuilder.sequences(for: traces, format: format)
+        // Per pair: one criteria turn (same query for chosen and rejected) + two evaluation turns.
+        #expect(sequences.count == 6)
+        let first = traces[0]
+        let criteriaPrompt = format.criteriaPrompt(query: first.query)
+        let criteriaOutput = format.outputTokens(text: first.criteria)
+        #expect(sequences[0] == SFTSequence(prompt: criteriaPrompt, target: criteriaOutput))
+        let evaluationPrompt = format.evaluationPrompt(criteriaPrompt: criteriaPrompt, criteriaOutput: criteriaOutput, response: first.response)
+        #expect(sequences[1] == SFTSequence(prompt: evaluationPrompt, target: format.outputTokens(text: first.evaluation)))
+        #expect(sequences[1].tokens.last == ByteTokenizer.Special.eos.rawValue)
+        // The rejected response's evaluation turn follows; its criteria turn was a duplicate.
+        #expect(sequences[2].tokens.starts(with: criteriaPrompt + criteriaOutput))
+        #expect(sequences[2].promptLength == format.evaluationPrompt(criteriaPrompt: criteriaPrompt, criteriaOutput: criteriaOutput,
+                                                                     response: traces[1].response).count)
+        #expect(Set(sequences).count == sequences.count)
+    }
+
+    @Test("batch targets are −1 over the prompt and the next target token after it")
+    func masksPrompt() {
+        let sequence = SFTSequence(prompt: [257, 259, 65, 260], target: [66, 67, 258])
+        let batch = SFTSequenceBuilder.batch([sequence])
+        #expect(batch.inputs == [[257, 259, 65, 260, 66, 67]])
+        // Position 3 reads ⟨assistant⟩ and must predict the first target token.
+        #expect(batch.targets == [[-1, -1, -1, 66, 67, 258]])
+        #expect(batch.scoredCount == sequence.targetCount)
+    }
+}
+
+@Suite("SFT trainer")
+struct SFTTrainerTests {
+    @Test("first batch loss is the mean target NLL of a separate forward, and training lowers it")
+    func lossMatchesForwardAndDecreases() throws {
+        let sequences = SFTSequenceBuilder.sequences(for: sampleTraces(pairs: 2), format: CompactFormat())
+        let weights = ModelWeights(config: tinyConfig, seed: 5, initStd: 0.02)
+
+        // Independent reference: forward of the untouched weights, −mean log-prob over targets.
+        let reference = try Transformer(weights: weights)
+        let batch = SFTSequenceBuilder.batch(sequences)
+        let pass = try reference.forward(batch)
+        var sum = 0.0, count = 0
+        for (row, targets) in batch.targets.enumerated() {
+            for (t, target) in targets.enumerated() where target >= 0 {
+                sum -= Double(pass.logprobs[row][t])
+                count += 1
+            }
+        }
+        let expectedFirstLoss = sum / Double(count)
+        #expect(count == sequences.reduce(0) { $0 + $1.targetCount })
+
+        let options = SFTOptions(learningRate: 1e-2, batchSize: sequences.count, epochs: 12, schedule: .constant,
+                                 weightDecay: 0, maxGradNorm: 1, seed: 3)
+        let trainer = try SFTTrainer(weights: weights, options: options)
+        var losses: [Double] = []
+        let result = try trainer.train(sequences) { losses.append($0.loss) }
+        #expect(result.steps == 12 && result.totalSteps == 12 && !result.stoppedEarly)
+        #expect(abs((result.firstLoss ?? 0) - expectedFirstLoss) < 1e-4)
+        // Uniform over 264 tokens is ln 264 ≈ 5.58; a fresh model starts near it.
+        #expect(abs(expectedFirstLoss - log(264)) < 0.2)
+        #expect(losses.count == 12)
+        #expect(losses.last! < 0.8 * losses.first!)
+        #expect(try trainer.loss(of: sequences) < losses.first!)
+    }
+
+    @Test("micro-batching does not change the step")
+    func microBatchesAccumulate() throws {
+        let sequences = SFTSequenceBuilder.sequences(for: sampleTraces(pairs: 1), format: CompactFormat())
+        let weights = ModelWeights(config: tinyConfig, seed: 9, initStd: 0.02)
+        func run(budget: Int) throws -> ModelWeights {
+            let options = SFTOptions(learningRate: 1e-2, batchSize: sequences.count, epochs: 1, schedule: .constant,
+                                     seed: 3, microBatchFloatBudget: budget)
+            return try SFTTrainer(weights: weights, options: options).train(sequences).weights
+        }
+        let whole = try run(budget: .max)
+        let split = try run(budget: 1)
+        let maxDifference = zip(whole.values, split.values).map { abs($0 - $1) }.max() ?? 0
+        #expect(maxDifference < 1e-6)
+        #expect(whole != weights)
+    }
+
+    @Test("epoch order is a seeded permutation, different per epoch")
+    func epochOrder() {
+        let a = SFTTrainer.epochOrder(count: 10, seed: 1, epoch: 0)
+        #expect(a.sorted() == Array(0..<10))
+        #expect(a == SFTTrainer.epochOrder(count: 10, seed: 1, epoch: 0))
+        #expect(a != SFTTrainer.epochOrder(count: 10, seed: 1, epoch: 1))
+        #expect(a != SFTTrainer.epochOrder(count: 10, seed: 2, epoch: 0))
+        #expect(SFTTrainer.totalSteps(sequenceCount: 33, batchSize: 16, epochs: 3) == 9)
+    }
+
+    @Test("a zero time cap stops before the first step")
+    func timeCap() throws {
+        let sequences = SFTSequenceBuilder.sequences(for: sampleTraces(pairs: 1), format: CompactFormat())
+        let weights = ModelWeights(config: tinyConfig, seed: 9, initStd: 0.02)
+        let options = SFTOptions(learningRate: 1e-2, batchSize: 2, epochs: 1, seed: 3, maxSeconds: 0)
+        let result = try SFTTrainer(weights: weights, options: options).train(sequences)
+        #expect(result.stoppedEarly && result.steps == 0 && result.weights == weights)
+    }
+}
+
+/// A judge whose outputs are scripted: one-item criteria (or garbage for queries listed in
+/// `badCriteria`), and evaluations with the overall score `scores[response][sample]`
+/// (nil = a malformed evaluation).
+private final class ScriptedJudge: JudgeBackend {
+    let scores: [String: [Double?]]
+    let badCriteria: Set<String>
+    var criteriaCalls = 0
+
+    init(scores: [String: [Double?]], badCriteria: Set<String> = []) {
+        self.scores = scores
+        self.badCriteria = badCriteria
+    }
+
+    func criteria(_ jobs: [CriteriaJob]) throws -> [[TokenID]] {
+        criteriaCalls += 1
+        return jobs.map { job in
+            CompactFormat().outputTokens(text: badCriteria.contains(job.query) ? "no markers" : "t\n[C]\n1. right\n[/C]")
+        }
+    }
+
+    func evaluations(_ jobs: [EvaluationJob]) throws -> [[[TokenID]]] {
+        jobs.map { job in
+            job.responses.map { response in
+                guard let score = scores[response]?[job.sample] else { return CompactFormat().outputTokens(text: "1. ok: 5/5") }
+                return CompactFormat().outputTokens(text: "1. ok: 5/5\n=> \(formatScore(score))/10")
+            }
+        }
+    }
+}
+
+@Suite("Evaluation scoring")
+struct EvaluationScoringTests {
+    @Test("pairwise credit: higher wins, ties and double-invalid are ½, valid beats invalid")
+    func pairwise() {
+        #expect(EvaluationScoring.pairwiseCredit(chosen: 7, rejected: 3) == 1)
+        #expect(EvaluationScoring.pairwiseCredit(chosen: 3, rejected: 7) == 0)
+        #expect(EvaluationScoring.pairwiseCredit(chosen: 5, rejected: 5) == 0.5)
+        #expect(EvaluationScoring.pairwiseCredit(chosen: nil, rejected: nil) == 0.5)
+        #expect(EvaluationScoring.pairwiseCredit(chosen: 0, rejected: nil) == 1)
+        #expect(EvaluationScoring.pairwiseCredit(chosen: nil, rejected: 0) == 0)
+    }
+
+    @Test("Best-of-N credit: strict top 1, tie at the top with t others 1/(t+1), else 0")
+    func bestOfN() {
+        #expect(EvaluationScoring.bestOfNCredit(scores: [9, 5, 3, 1], best: 0) == 1)
+        #expect(EvaluationScoring.bestOfNCredit(scores: [9, 9, 3, 1], best: 0) == 0.5)
+        #expect(EvaluationScoring.bestOfNCredit(scores: [9, 9, 9, nil], best: 2) == 1.0 / 3)
+        #expect(EvaluationScoring.bestOfNCredit(scores: [9, 10, 3, 1], best: 0) == 0)
+        #expect(EvaluationScoring.bestOfNCredit(scores: [nil, nil, nil, nil], best: 1) == 0.25)
+        #expect(EvaluationScoring.bestOfNCredit(scores: [nil, 1, nil, nil], best: 0) == 0)
+        #expect(EvaluationScoring.bestOfNCredit(scores: [1, 2], best: 5) == 0)
+    }
+
+    @Test("k-averaged scores over scripted outputs give the hand-computed table")
+    func scriptedTable() throws {
+        // Response scores per criteria sample (k = 2); nil = malformed evaluation.
+        let scores: [String: [Double?]] = [
+            "c1": [8, 6], "r1": [7, nil],      // 7 vs 7: tie, ½
+            "c2": [nil, nil], "r2": [nil, nil], // both invalid: tie, ½
+            "c3": [3, nil], "r3": [nil, nil],   // valid beats invalid: 1
+            "c4": [2, 4], "r4": [5, 4.5],       // 3 vs 4.75: 0
+            "b0": [5, 5], "b1": [9, 8], "b2": [8, 9], "b3": [1, nil], // 5, 8.5, 8.5, 1: best 1 ties with 2 → ½
+            "d0": [6, 6], "d1": [2, 2],
+        ]
+        let items = [
+            EvaluationItem(id: "p1", query: "q1", responses: ["c1", "r1"], kind: .pair, taskType: "a", index: 0),
+            EvaluationItem(id: "p2", query: "q2", responses: ["c2", "r2"], kind: .pair, taskType: "a", index: 1),
+            EvaluationItem(id: "p3", query: "q3", responses: ["c3", "r3"], kind: .pair, taskType: "b", index: 2),
+            EvaluationItem(id: "p4", query: "q4", responses: ["c4", "r4"], kind: .pair, taskType: "b", index: 3),
+            EvaluationItem(id: "p5", query: "qbad", responses: ["d0", "d1"], kind: .pair, taskType: "b", index: 4),
+            EvaluationItem(id: "n1", query: "q5", responses: ["b0", "b1", "b2", "b3"], kind: .bestOfN(best: 1), taskType: "a", index: 0),
+        ]
+        let judge = ScriptedJudge(scores: scores, badCriteria: ["qbad"])
+        let evaluator = Evaluator(format: CompactFormat(), options: EvaluationOptions(k: 2, seed: 1, chunkSize: 4))
+        let report = try evaluator.evaluate(items, backend: judge)
+        #expect(judge.criteriaCalls == 2)
+        // Pairs: ½ + ½ + 1 + 0 + ½ (criteria invalid for both samples: no scores, tie) = 2.5 of 5.
+        #expect(report.pairwise == AccuracyTally(count: 5, credit: 2.5))
+        #expect(report.pairwiseByType["a"] == AccuracyTally(count: 2, credit: 1))
+        #expect(report.pairwiseByType["b"] == AccuracyTally(count: 3, credit: 1.5))
+        #expect(report.bestOfN == AccuracyTally(count: 1, credit: 0.5))
+        #expect(report.bestOfNSize == 4)
+        // 6 items × 2 samples = 12 criteria sets, 2 invalid; evaluations: 2 per valid pair set (8 sets), 4 per BoN set (2).
+        #expect(report.criteriaGenerated == 12 && report.criteriaValid == 10)
+        #expect(report.criteriaFailures == [ParseFailure.missingStartMarker.rawValue: 2])
+        #expect(report.evaluationsGenerated == 24)
+        // Malformed: r1, c2, r2 ×2, c3, r3 ×2, b3 = 9.
+        #expect(report.evaluationsValid == 15)
+        #expect(report.evaluationFailures == [ParseFailure.noScore.rawValue: 9])
+        #expect(report.responses == 14 && report.responsesWithoutScore == 5) // c2, r2, r3, d0, d1
+
+        // Per-response criteria: one criteria set per response and sample.
+        let perResponse = Evaluator(format: CompactFormat(), options: EvaluationOptions(k: 2, criteriaMode: .perResponse, seed: 1))
+        let ablation = try perResponse.evaluate(items, backend: ScriptedJudge(scores: scores, badCriteria: ["qbad"]))
+        #expect(ablation.criteriaGenerated == 28)
+        #expect(ablation.pairwise == report.pairwise && ablation.bestOfN == report.bestOfN)
+    }
+
+    @Test("seeds depend on item, sample and response only; sampling criteria when k > 1")
+    func seeds() {
+        let options = EvaluationOptions(k: 2, temperature: 0, seed: 42)
+        let item = EvaluationItem(id: "x", query: "q", responses: ["a", "b"], kind: .pair, taskType: nil, index: 3)
+        #expect(options.seed(item: item, sample: 0, response: -1) == options.seed(item: item, sample: 0, response: -1))
+        #expect(options.seed(item: item, sample: 0, response: -1) != options.seed(item: item, sample: 1, response: -1))
+        #expect(options.seed(item: item, sample: 0, response: -1, evaluationOf: 0) != options.seed(item: item, sample: 0, response: -1, evaluationOf: 1))
+        #expect(options.criteriaTemperature == 1)
+        #expect(EvaluationOptions(k: 1, temperature: 0, seed: 42).criteriaTemperature == 0)
+    }
+}
+
+@Suite("Evaluation backends and weights files")
+struct EvaluationBackendTests {
+    @Test("the teacher through the evaluation path scores as the teacher does")
+    func teacherAccuracy() throws {
+        let dataset = SyntheticTask.generate(trainCount: 0, evalCount: 3, seed: 21, bestOfN: 4)
+        let items = dataset.eval.enumerated().map { EvaluationItem(pair: $1, index: $0) }
+            + dataset.bestOfN.enumerated().map { EvaluationItem(bestOfN: $1, index: $0) }
+        let evaluator = Evaluator(format: CompactFormat(), options: EvaluationOptions(seed: 1))
+        // A perfect teacher ranks every chosen response first.
+        let perfect = try evaluator.evaluate(items, backend: TeacherJudge(teacher: Teacher(errorRate: 0, seed: 1), format: CompactFormat()))
+        #expect(perfect.pairwise == AccuracyTally(count: 3, credit: 3))
+        #expect(perfect.validFormatRate == 1)
+        // A noisy teacher: the same credit as the teacher's own accuracy measurement.
+        for seed: UInt64 in [1, 2, 3] {
+            let teacher = Teacher(errorRate: 1, seed: seed)
+            let report = try evaluator.evaluate(items, backend: TeacherJudge(teacher: teacher, format: CompactFormat()))
+            let known = teacher.measure(pairs: dataset.eval, bestOfN: dataset.bestOfN)
+            #expect(report.pairwise == known.pairwise)
+            #expect(abs(report.bestOfN.credit - known.bestOfN.credit) < 1e-12 && report.bestOfN.count == known.bestOfN.count)
+        }
+    }
+
+    @Test("a model judge generates and parses; both threads give the same report as one")
+    func modelJudgeRuns() throws {
+        let dataset = SyntheticTask.generate(trainCount: 0, evalCount: 2, seed: 21, bestOfN: 0)
+        let items = dataset.eval.enumerated().map { EvaluationItem(pair: $1, index: $0) }
+        let weights = ModelWeights(config: tinyConfig, seed: 2, initStd: 0.02)
+        let evaluator = Evaluator(format: CompactFormat(), options: EvaluationOptions(seed: 1))
+        let make: @Sendable () throws -> any JudgeBackend = { try ModelJudge(weights: weights, criteriaMaxTokens: 8, evaluationMaxTokens: 8) }
+        let one = try evaluator.evaluate(items, threads: 1, makeBackend: make)
+        let two = try evaluator.evaluate(items, threads: 2, makeBackend: make)
+        // A random model never closes a criteria turn in 8 tokens: all truncated, pairs tie.
+        #expect(one.criteriaFailures[ParseFailure.truncated.rawValue] == 2)
+        #expect(one.pairwise == AccuracyTally(count: 2, credit: 1))
+        var a = one, b = two
+        a.seconds = 0; b.seconds = 0
+        #expect(a == b)
+    }
+
+    @Test("SFT weights round trip through the output file; checkpoints are detected")
+    func weightsRoundTrip() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let weights = ModelWeights(config: tinyConfig, seed: 4, initStd: 0.02)
+        let path = directory + "/sft/model.h5"
+        try WeightsFile.saveAtomically(weights, to: path)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory + "/sft") == ["model.h5"])
+        let (loaded, kind) = try WeightsFile.load(path: path)
+        #expect(kind == .modelWeights && loaded == weights)
+
+        let tensors = try weights.layout.tensors(of: weights.values).map { NamedTensor(name: $0.name, shape: $0.shape, values: $0.values) }
+        let state = TrainingState(step: 3, policyVersion: 3, tensors: tensors, modelConfigJSON: tinyConfig.jsonString())
+        let written = try CheckpointWriter(directory: directory + "/run", keepLast: 2).write(state)
+        let (fromCheckpoint, checkpointKind) = try WeightsFile.load(path: written.path)
+        #expect(checkpointKind == .checkpoint && fromCheckpoint == weights)
+    }
+}
