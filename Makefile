@@ -31,8 +31,11 @@ build: deps
 build-debug: deps
 	$(SWIFT) build
 
+# The default run: synthetic data, SFT, CE-RM GRPO on a local cluster, evaluation table.
+# Finished stages are reused when it runs again.
 run: build
-	$(RELEASE_BIN) config check $(CONFIG)
+	$(RELEASE_BIN) config check $(CONFIG) > /dev/null
+	$(RELEASE_BIN) pipeline --config $(CONFIG)
 
 test: deps
 	$(SWIFT) build --build-tests

@@ -40,7 +40,7 @@ public enum WeightsFile {
                 throw CermError.io(path: path, reason: "model config is not valid: \(error)")
             }
             let layout = ParameterLayout(config)
-            let values = try layout.flatten(state.tensors.map { ($0.name, $0.shape, $0.values) })
+            let values = try layout.flatten(state.policyTensors.map { ($0.name, $0.shape, $0.values) })
             return (try ModelWeights(config: config, values: values), .checkpoint)
         }
     }

@@ -1,0 +1,143 @@
+import ArgumentParser
+import Coordinator
+import Engine
+import Foundation
+import Logging
+import Shared
+
+/// `cerm pipeline`: the default run end to end, what `make run` does.
+///
+/// Synthetic data → held-out evaluation of a random model and of the teacher → cold-start SFT →
+/// CE-RM GRPO with a coordinator and local workers over ZeroMQ → held-out evaluation of the SFT
+/// and RL models → one table. Finished stages are reused when it runs again: the data files,
+/// the SFT weights (`sft.output`), and the RL run (resumed from its newest checkpoint, skipped
+/// when it already reached `run.steps`).
+struct PipelineCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pipeline",
+        abstract: "Synthetic data → SFT → CE-RM GRPO on a local cluster → evaluation table (reuses finished stages).")
+
+    @Option(help: "The run's config file.")
+    var config: String = "cluster.toml"
+
+    @Option(help: "Local workers for the RL stage (default cluster.workers).")
+    var workers: Int?
+
+    @Option(help: "Threads for the evaluations (one generator each).")
+    var evalThreads: Int = 2
+
+    func validate() throws {
+        if let workers, workers < 1 { throw ValidationError("--workers must be at least 1, got \(workers)") }
+        if evalThreads < 1 { throw ValidationError("--eval-threads must be at least 1, got \(evalThreads)") }
+    }
+
+    func run() throws {
+        let stop = StopSignal.install()
+        let cfg = try loadConfigOrExit(config)
+        let logger = Logger(label: "pipeline")
+        let started = Date()
+        var timings: [(String, Double)] = []
+        func timed<T>(_ stage: String, _ body: () throws -> T) rethrows -> T {
+            let t0 = Date()
+            defer { timings.append((stage, Date().timeIntervalSince(t0))) }
+            return try body()
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: cfg.run.runDirectory, withIntermediateDirectories: true)
+            for path in try timed("data", { try SFTData.ensureSynthetic(cfg.data) }) { logger.info("generated \(path)") }
+            let files = [cfg.data.eval] + (cfg.data.bestOfN.isEmpty ? [] : [cfg.data.bestOfN])
+            func evaluate(_ name: String, _ judge: JudgeSource) throws -> EvaluationReport {
+                logger.info("evaluating \(name) on \(files.joined(separator: " + "))")
+                return try timed("eval \(name)") {
+                    try runEvaluation(judge: judge, files: files, config: cfg, eval: cfg.eval, limit: nil,
+                                      threads: evalThreads, quiet: false)
+                }
+            }
+            var rows: [(String, EvaluationReport)] = []
+            let random = ModelWeights(config: TransformerConfig(cfg.model), seed: cfg.run.seed, initStd: Float(cfg.model.initStd))
+            rows.append(("random init", try evaluate("random init", .model(random))))
+            rows.append(("teacher", try evaluate("teacher", .teacher(SFTData.teacher(cfg)))))
+            try stopIfRequested(stop)
+
+            let executable = try LaunchCommand.currentExecutable()
+            if FileManager.default.fileExists(atPath: cfg.sft.output) {
+                logger.info("reusing SFT weights \(cfg.sft.output) (delete the file to train them again)")
+            } else {
+                try timed("sft") {
+                    try runChild("sft", executable, ["sft", "--config", config, "--skip-eval"], stop: stop, logger: logger)
+                }
+            }
+            rows.append(("after SFT", try evaluate("after SFT", .model(try WeightsFile.load(path: cfg.sft.output).weights))))
+            try stopIfRequested(stop)
+
+            let existing = CheckpointReader.findResumeCheckpoint(runDir: cfg.run.runDirectory, logger: logger)
+            if let existing, existing.state.step >= cfg.run.steps {
+                logger.info("reusing the RL run: \(existing.path) is at step \(existing.state.step) of \(cfg.run.steps)")
+            } else {
+                var arguments = ["launch", "--config", config, "--init", cfg.sft.output]
+                if let workers { arguments += ["--workers", String(workers)] }
+                if existing != nil { arguments.append("--resume") }
+                try timed("rl") { try runChild("launch", executable, arguments, stop: stop, logger: logger) }
+            }
+            guard let final = CheckpointReader.findResumeCheckpoint(runDir: cfg.run.runDirectory, logger: logger) else {
+                throw CermError.invalid("\(cfg.run.runDirectory): the RL stage left no valid checkpoint")
+            }
+            rows.append(("after RL (step \(final.state.step))", try evaluate("after RL", .model(try WeightsFile.load(path: final.path).weights))))
+
+            let table = Self.table(rows, timings: timings, total: Date().timeIntervalSince(started))
+            print(table)
+            let resultsPath = (cfg.run.runDirectory as NSString).appendingPathComponent("results.md")
+            try table.write(toFile: resultsPath, atomically: true, encoding: .utf8)
+            logger.info("results written to \(resultsPath)")
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            throw exitWithError(error)
+        }
+    }
+
+    private func stopIfRequested(_ stop: StopSignal) throws {
+        if stop.isRequested {
+            FileHandle.standardError.write(Data("stopped; run `make run` again to continue from the finished stages\n".utf8))
+            throw ExitCode(130)
+        }
+    }
+
+    /// Runs one `cerm` subcommand as a child, forwarding SIGINT/SIGTERM; fails on a non-zero exit.
+    private func runChild(_ name: String, _ executable: String, _ arguments: [String], stop: StopSignal, logger: Logger) throws {
+        let supervisor = ProcessSupervisor(logger: logger)
+        try supervisor.spawn(name: name, executable: executable, arguments: arguments)
+        let status = supervisor.waitForPrimary(name, stop: stop)
+        try stopIfRequested(stop)
+        guard status == 0 else {
+            throw CermError.invalid("`cerm \(arguments.joined(separator: " "))` exited with status \(status)")
+        }
+    }
+
+    /// The headline table: held-out pairwise and Best-of-N accuracy, overall and per task type.
+    static func table(_ rows: [(String, EvaluationReport)], timings: [(String, Double)], total: Double) -> String {
+        let types = Set(rows.flatMap { Array($0.1.pairwiseByType.keys) + Array($0.1.bestOfNByType.keys) }).sorted()
+        let bonSize = rows.map(\.1.bestOfNSize).max() ?? 0
+        let bon = bonSize == 0 ? "best-of-N" : "best-of-\(bonSize)"
+        func pct(_ tally: AccuracyTally?) -> String {
+            guard let tally, tally.count > 0 else { return "—" }
+            return String(format: "%.1f%%", 100 * tally.accuracy)
+        }
+        var header = ["judge", "pairwise"] + types.map { "pairwise \($0)" } + [bon] + types.map { "\(bon) \($0)" } + ["valid format"]
+        var lines: [[String]] = []
+        for (name, report) in rows {
+            lines.append([name, pct(report.pairwise)] + types.map { pct(report.pairwiseByType[$0]) }
+                         + [pct(report.bestOfN)] + types.map { pct(report.bestOfNByType[$0]) }
+                         + [String(format: "%.1f%%", 100 * report.validFormatRate)])
+        }
+        header = header.map { $0 }
+        var out = ["| " + header.joined(separator: " | ") + " |", "|" + header.map { _ in "---" }.joined(separator: "|") + "|"]
+        out += lines.map { "| " + $0.joined(separator: " | ") + " |" }
+        let pairs = rows.first.map { $0.1.pairwise.count } ?? 0
+        out.append("")
+        out.append("Held-out pairs: \(pairs); ties count ½. Stage times: "
+                   + timings.map { String(format: "%@ %.0f s", $0.0, $0.1) }.joined(separator: ", ")
+                   + String(format: "; total %.1f min.", total / 60))
+        return out.joined(separator: "\n")
+    }
+}
