@@ -91,6 +91,8 @@ c)
     echo "# C. rollout throughput, default config, 1 BLAS thread per worker"
     run c-1worker 1 4 ""
     run c-2workers 2 4 ""
+    run c-1worker-large 1 4 "rollout.nc=8;rollout.criteria_max_tokens=192"
+    run c-2workers-large 2 4 "rollout.nc=8;rollout.criteria_max_tokens=192"
     ;;
 *) echo "unknown section $section (a, b, c)" >&2; exit 2 ;;
 esac; done
