@@ -102,19 +102,20 @@ final class CrashingExecutor: RolloutExecutor, @unchecked Sendable {
         CompactFormat().evaluationText(items: [ScoredItem(analysis: "y", score: score)], otherPoint: nil, overall: 2 * score)
     }
 
-    /// A few dozen AdamW steps of supervised fine-tuning on the format: the criteria turn writes
-    /// one criterion, the evaluation turn scores "good" 4/5 and "bad" 2/5. Deterministic (fixed
-    /// init seed, fixed data, no sampling).
+    /// Thirty full-batch AdamW steps of supervised fine-tuning on the format (two of the queries):
+    /// the criteria turn writes one criterion, the evaluation turn scores "good" 4 or 3 out of 5
+    /// and "bad" 2 or 3, so sampled evaluations disagree and reward groups have a spread.
+    /// Deterministic (fixed init seed, fixed data, no sampling).
     static func formatTrainedWeights(model: TransformerConfig, steps: Int) throws -> ModelWeights {
         let format = CompactFormat()
         var sequences: [[TokenID]] = []
         var promptLengths: [Int] = []
-        for pair in dataPairs {
+        for pair in dataPairs.prefix(2) {
             let criteriaPrompt = format.criteriaPrompt(query: pair.query)
             let criteriaOutput = format.outputTokens(text: criteriaText)
             sequences.append(criteriaPrompt + criteriaOutput)
             promptLengths.append(criteriaPrompt.count)
-            for (response, score) in [(pair.chosen, 4.0), (pair.rejected, 2.0)] {
+            for (response, score) in [(pair.chosen, 4.0), (pair.chosen, 3.0), (pair.rejected, 2.0), (pair.rejected, 3.0)] {
                 let prompt = format.evaluationPrompt(criteriaPrompt: criteriaPrompt, criteriaOutput: criteriaOutput, response: response)
                 sequences.append(prompt + format.outputTokens(text: evaluationText(score: score)))
                 promptLengths.append(prompt.count)
@@ -130,7 +131,7 @@ final class CrashingExecutor: RolloutExecutor, @unchecked Sendable {
             try Transformer(weights: weights).forwardBackward(batch, into: &gradients) { pass in
                 pass.logprobs.map { row in row.map { _ in -1 / scored } }
             }
-            try optimizer.step(weights: &weights, gradients: gradients, learningRate: 1e-2)
+            try optimizer.step(weights: &weights, gradients: gradients, learningRate: 2e-2)
         }
         return weights
     }
@@ -195,7 +196,7 @@ final class CrashingExecutor: RolloutExecutor, @unchecked Sendable {
     @Test func finalPolicyIsBitwiseTheSameForOneThreeAndAKilledWorker() throws {
         let config = Self.config()
         let model = TransformerConfig(config.model)
-        let initial = try Self.formatTrainedWeights(model: model, steps: 60)
+        let initial = try Self.formatTrainedWeights(model: model, steps: 30)
 
         let (single, metrics, report) = try Self.run(.workers(1), config: config, initial: initial)
         #expect(report.outcome == .finished(steps: 3))
