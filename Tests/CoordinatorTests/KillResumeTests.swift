@@ -7,6 +7,13 @@ import Testing
 /// then `cerm launch --resume` finishes the run, which must end with the same policy, bit for
 /// bit, as an uninterrupted run. Uses the `cerm` binary of this build (`swift build
 /// --build-tests` builds it next to the test bundle).
+///
+/// What the workers do (observed with `cerm launch` and with standalone `cerm worker`s): after a
+/// SIGKILL of the coordinator alone they hit the heartbeat timeout and reconnect with growing
+/// backoff; a standalone worker rejoins a coordinator restarted with `--resume` and carries on,
+/// while under `cerm launch` the launcher, seeing its coordinator gone, sends them SIGTERM after
+/// its grace period. When the launcher is killed too, the parent-death signal (SIGTERM) stops
+/// them at once: they exit 0 and no orphan remains, which this test checks.
 @Suite(.serialized) struct KillResumeTests {
     /// `.build/<triple>/debug/cerm`, found through the `.build/debug` link next to the package.
     static var cermBinary: String? {
