@@ -8,7 +8,7 @@ PKGCONFIG_MODULES = libzmq hdf5 openblas
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RELEASE_BIN = .build/release/cerm
 
-.PHONY: run test deps build build-debug bench clean help
+.PHONY: run test deps build build-debug bench bench-cluster clean help
 
 help:
 	@echo "make run    set up and run the default training pipeline ($(CONFIG))"
@@ -43,6 +43,11 @@ test: deps
 
 bench: build
 	$(RELEASE_BIN) bench engine
+	scripts/bench_cluster.sh
+
+# Distributed runtime only (BENCHMARKS.md, issue 6): cerm launch runs on this machine.
+bench-cluster: build
+	scripts/bench_cluster.sh
 
 clean:
 	rm -rf .build

@@ -1,0 +1,218 @@
+import Engine
+import Foundation
+import Logging
+import Testing
+@testable import Coordinator
+@testable import Shared
+import Worker
+
+/// A real learner that also keeps the metrics of every step, so a test can check that the run
+/// had a learning signal (evaluations parsed, rewards non-zero).
+final class MetricsRecordingLearner: Learner, @unchecked Sendable {
+    let learner: GRPOLearner
+    private let lock = NSLock()
+    private var recorded: [StepMetrics] = []
+
+    init(_ learner: GRPOLearner) { self.learner = learner }
+
+    var metrics: [StepMetrics] { lock.withLock { recorded } }
+    var policyVersion: UInt64 { learner.policyVersion }
+    func currentWeights() throws -> [UInt8] { try learner.currentWeights() }
+    func referenceWeights() throws -> [UInt8] { try learner.referenceWeights() }
+
+    func update(step: Int, pairs: [TaskPair], rollouts: StepRollouts) throws -> StepMetrics {
+        let metrics = try learner.update(step: step, pairs: pairs, rollouts: rollouts)
+        lock.withLock { recorded.append(metrics) }
+        return metrics
+    }
+
+    func trainingState(step: Int, dataCursor: DataCursor) throws -> TrainingState {
+        try learner.trainingState(step: step, dataCursor: dataCursor)
+    }
+
+    func restore(from state: TrainingState) throws { try learner.restore(from: state) }
+}
+
+/// An engine executor whose worker "dies" (stops without GOODBYE) as soon as it is handed a task
+/// of `crashStep`: the task is never answered and must be re-run elsewhere.
+final class CrashingExecutor: RolloutExecutor, @unchecked Sendable {
+    let inner: EngineRolloutExecutor
+    let crashStep: UInt64
+    let crash: StopSignal
+
+    init(inner: EngineRolloutExecutor, crashStep: UInt64, crash: StopSignal) {
+        self.inner = inner
+        self.crashStep = crashStep
+        self.crash = crash
+    }
+
+    func prepare(policyVersion: UInt64, weights: [UInt8]) throws { try inner.prepare(policyVersion: policyVersion, weights: weights) }
+    func prepareReference(weights: [UInt8]) throws { try inner.prepareReference(weights: weights) }
+
+    func run(task: TaskMessage) throws -> [Trajectory] {
+        if task.step == crashStep {
+            crash.request()
+            // Give the client time to notice the crash before a result could be sent.
+            Thread.sleep(forTimeInterval: 0.3)
+        }
+        return try inner.run(task: task)
+    }
+}
+
+/// The whole stack in one process: real CoordinatorService, real GRPOLearner, real
+/// EngineRolloutExecutor workers over TCP loopback, a tiny model first taught the compact format
+/// (so criteria parse, evaluations run and rewards are non-zero). The final policy must be
+/// bitwise the same whatever the number of workers and whether a worker dies mid-step.
+@Suite(.serialized) struct FullStackDeterminismTests {
+    static let dataPairs = (0..<4).map {
+        PreferencePair(id: "p\($0)", query: "q\($0)", chosen: "good", rejected: "bad")
+    }
+
+    static func config() -> Config {
+        var config = Config()
+        config.run.seed = 17
+        config.run.name = "full-stack"
+        config.run.steps = 3
+        config.model.family = .qwen3
+        config.model.hiddenSize = 32
+        config.model.layers = 1
+        config.model.heads = 2
+        config.model.kvHeads = 1
+        config.model.ffnSize = 64
+        config.model.vocabSize = 264
+        config.model.maxSeqLen = 128
+        config.model.initStd = 0.1
+        config.rollout.format = .compact
+        config.rollout.nc = 2
+        config.rollout.ne = 1
+        config.rollout.criteriaMaxTokens = 24
+        config.rollout.evaluationMaxTokens = 24
+        config.rollout.temperature = 1
+        config.grpo.pairsPerBatch = 2
+        config.grpo.miniBatches = 2
+        config.grpo.learningRate = 1e-3
+        config.grpo.klCoef = 0.05
+        config.cluster.pairsPerTask = 1
+        return config
+    }
+
+    static let criteriaText = CompactFormat().criteriaText(analysis: "a", items: ["x"])
+
+    static func evaluationText(score: Double) -> String {
+        CompactFormat().evaluationText(items: [ScoredItem(analysis: "y", score: score)], otherPoint: nil, overall: 2 * score)
+    }
+
+    /// Thirty full-batch AdamW steps of supervised fine-tuning on the format (two of the queries):
+    /// the criteria turn writes one criterion, the evaluation turn scores "good" 4 or 3 out of 5
+    /// and "bad" 2 or 3, so sampled evaluations disagree and reward groups have a spread.
+    /// Deterministic (fixed init seed, fixed data, no sampling).
+    static func formatTrainedWeights(model: TransformerConfig, steps: Int) throws -> ModelWeights {
+        let format = CompactFormat()
+        var sequences: [[TokenID]] = []
+        var promptLengths: [Int] = []
+        for pair in dataPairs.prefix(2) {
+            let criteriaPrompt = format.criteriaPrompt(query: pair.query)
+            let criteriaOutput = format.outputTokens(text: criteriaText)
+            sequences.append(criteriaPrompt + criteriaOutput)
+            promptLengths.append(criteriaPrompt.count)
+            for (response, score) in [(pair.chosen, 4.0), (pair.chosen, 3.0), (pair.rejected, 2.0), (pair.rejected, 3.0)] {
+                let prompt = format.evaluationPrompt(criteriaPrompt: criteriaPrompt, criteriaOutput: criteriaOutput, response: response)
+                sequences.append(prompt + format.outputTokens(text: evaluationText(score: score)))
+                promptLengths.append(prompt.count)
+            }
+        }
+        let batch = TokenBatch(sequences: sequences, scoredFrom: promptLengths)
+        let scored = Float(batch.scoredCount)
+        var weights = ModelWeights(config: model, seed: 3, initStd: 0.1)
+        var optimizer = AdamW(layout: weights.layout)
+        var gradients = ModelGradients(config: model)
+        for _ in 0..<steps {
+            gradients.zero()
+            try Transformer(weights: weights).forwardBackward(batch, into: &gradients) { pass in
+                pass.logprobs.map { row in row.map { _ in -1 / scored } }
+            }
+            try optimizer.step(weights: &weights, gradients: gradients, learningRate: 2e-2)
+        }
+        return weights
+    }
+
+    static func quiet(_ label: String) -> Logger {
+        var logger = Logger(label: label)
+        logger.logLevel = .warning
+        return logger
+    }
+
+    enum Scenario: CustomStringConvertible {
+        case workers(Int)
+        case oneKilledMidStep
+
+        var description: String {
+            switch self {
+            case let .workers(count): "\(count) worker(s)"
+            case .oneKilledMidStep: "2 workers, one killed mid-step"
+            }
+        }
+    }
+
+    /// Runs the three steps under `scenario`; returns the final policy and the per-step metrics.
+    static func run(_ scenario: Scenario, config: Config, initial: ModelWeights) throws -> (ModelWeights, [StepMetrics], CoordinatorReport) {
+        var settings = try CoordinatorSettings(config: config)
+        settings.endpoint = "tcp://127.0.0.1:*"
+        settings.scheduler.heartbeatInterval = 0.05
+        if case .oneKilledMidStep = scenario { settings.scheduler.heartbeatTimeout = 0.5 } else { settings.scheduler.heartbeatTimeout = 2 }
+        let learner = MetricsRecordingLearner(try GRPOLearner(config: config, initialWeights: initial, logger: quiet("learner")))
+        let service = CoordinatorService(settings: settings, learner: learner,
+                                         pairs: try DatasetPairSource(pairs: dataPairs, runSeed: config.run.seed),
+                                         logger: quiet("coordinator"))
+        let (coordinator, endpoint) = try RuntimeTests.startCoordinator(service)
+        func worker(_ name: String, _ executor: any RolloutExecutor, crash: StopSignal? = nil) -> Background<WorkerOutcome> {
+            let client = WorkerClient(
+                settings: WorkerSettings(endpoint: endpoint, name: name, configHash: config.hash, limits: settings.limits,
+                                         heartbeatInterval: 0.05, heartbeatTimeout: 2),
+                executor: executor, crash: crash, logger: quiet("worker.\(name)"))
+            return Background("worker-\(name)") { try client.run() }
+        }
+        let model = TransformerConfig(config.model)
+        var workers: [Background<WorkerOutcome>] = []
+        var victim: Background<WorkerOutcome>?
+        switch scenario {
+        case let .workers(count):
+            for index in 0..<count {
+                workers.append(worker("w\(index)", try EngineRolloutExecutor(model: model, format: CompactFormat(), logger: quiet("executor"))))
+            }
+        case .oneKilledMidStep:
+            let crash = StopSignal()
+            let executor = CrashingExecutor(inner: try EngineRolloutExecutor(model: model, format: CompactFormat(), logger: quiet("executor")),
+                                            crashStep: 2, crash: crash)
+            victim = worker("victim", executor, crash: crash)
+            workers.append(worker("survivor", try EngineRolloutExecutor(model: model, format: CompactFormat(), logger: quiet("executor"))))
+        }
+        let report = try coordinator.value(timeout: 120)
+        if let victim { #expect(try victim.value() == .crashed) }
+        for worker in workers { #expect(try worker.value().exitCode == 0) }
+        return (learner.learner.policy, learner.metrics, report)
+    }
+
+    @Test func finalPolicyIsBitwiseTheSameForOneThreeAndAKilledWorker() throws {
+        let config = Self.config()
+        let model = TransformerConfig(config.model)
+        let initial = try Self.formatTrainedWeights(model: model, steps: 30)
+
+        let (single, metrics, report) = try Self.run(.workers(1), config: config, initial: initial)
+        #expect(report.outcome == .finished(steps: 3))
+        #expect(metrics.map(\.step) == [1, 2, 3])
+        // The run had a learning signal: criteria parsed, evaluations ran and scored.
+        #expect(metrics.contains { $0.validFormatRate > 0 })
+        #expect(metrics.contains { $0.meanEvaluationReward != 0 || $0.meanCriteriaReward != 0 })
+        #expect(metrics.contains { $0.fracZeroStd < 1 })
+        #expect(single != initial)
+
+        let (three, _, _) = try Self.run(.workers(3), config: config, initial: initial)
+        #expect(LearnerFixture.bitsEqual(three.values, single.values), "3 workers")
+
+        let (killed, _, killedReport) = try Self.run(.oneKilledMidStep, config: config, initial: initial)
+        #expect(killedReport.outcome == .finished(steps: 3))
+        #expect(killedReport.statistics.tasksRequeued >= 1)
+        #expect(LearnerFixture.bitsEqual(killed.values, single.values), "2 workers, one killed mid-step")
+    }
+}
