@@ -8,6 +8,4 @@ struct Cerm: ParsableCommand {
         subcommands: [PipelineCommand.self, LaunchCommand.self, CoordinatorCommand.self, WorkerCommand.self, SFTCommand.self,
                       EvalCommand.self, DataCommand.self, ConfigCommand.self, KeygenCommand.self, InspectCommand.self,
                       ExportCommand.self, StatusCommand.self, BenchCommand.self])
-                      DataCommand.self, ConfigCommand.self, KeygenCommand.self, InspectCommand.self, ExportCommand.self,
-                      StatusCommand.self, BenchCommand.self])
 }
