@@ -154,7 +154,7 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
         }
         let plan = plan(for: task)
         let sampling = RolloutSampling(parameters: task.parameters)
-        let items = task.pairs.map { RolloutItem(pairID: $0.pairID, query: $0.query, responses: $0.responses) }
+        let items = task.pairs
         let started = Date()
         let result: [Trajectory] = try lock.withLock {
             let models = try loadedModels()

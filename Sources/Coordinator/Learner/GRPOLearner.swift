@@ -343,7 +343,7 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
 
     /// The prompt of every trajectory the plan asks for, for the reward mode of the run.
     private func expectedPrompts(plan: RolloutPlan, pair: TaskPair, outputs: [TrajectoryID: [TokenID]]) -> [TrajectoryID: [TokenID]] {
-        let item = RolloutItem(pairID: pair.pairID, query: pair.query, responses: pair.responses)
+        let item = pair
         let requests: [RolloutRequest]
         switch config.reward.mode {
         case .cerm:

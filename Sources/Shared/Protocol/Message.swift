@@ -71,20 +71,10 @@ public struct RolloutParameters: Equatable, Sendable {
     }
 }
 
-/// One preference pair's prompt material as sent to a worker. Which response is chosen is not
-/// sent: the coordinator keeps the labels.
-public struct TaskPair: Equatable, Sendable {
-    public var pairID: UInt64
-    public var query: String
-    /// Responses by response index.
-    public var responses: [String]
-
-    public init(pairID: UInt64, query: String, responses: [String]) {
-        self.pairID = pairID
-        self.query = query
-        self.responses = responses
-    }
-}
+/// One pair's prompt material as sent to a worker: the rollout plan's item, responses in the
+/// pair's order (chosen, then rejected). Workers sample every response the same way and never
+/// use the order; rewards are computed by the coordinator.
+public typealias TaskPair = RolloutItem
 
 /// TASK: rollouts to sample for a few pairs.
 public struct TaskMessage: Equatable, Sendable {
