@@ -157,25 +157,8 @@ struct TOMLDecodingVisitor: ConfigVisitor {
 struct TOMLRenderingVisitor: ConfigVisitor {
     var lines: [String] = []
 
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            case "\r": out += "\\r"
-            default:
-                if scalar.value < 0x20 || scalar.value == 0x7F {
-                    out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out + "\""
-    }
+    /// TOML basic strings take the same escapes as JSON strings.
+    static func quote(_ s: String) -> String { JSONWriter.quote(s) }
 
     static func number(_ d: Double) -> String {
         if d == d.rounded(), abs(d) < 1e15 { return String(format1: d) }
