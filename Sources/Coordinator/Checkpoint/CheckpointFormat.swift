@@ -97,22 +97,8 @@ public enum CheckpointFormat {
         Array(("[" + names.map(jsonString).joined(separator: ",") + "]").utf8)
     }
 
-    /// `s` as a JSON string literal; non-ASCII characters are written as raw UTF-8.
-    public static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
+    /// `s` as a JSON string literal (``JSONWriter/quote(_:)``); non-ASCII stays raw UTF-8.
+    public static func jsonString(_ s: String) -> String { JSONWriter.quote(s) }
 }
 
 /// Incremental FNV-1a-64 with the checksum's integer and string encodings (little-endian u64,

@@ -48,20 +48,8 @@ public enum RoPEKernel {
         _ x: UnsafeMutablePointer<Float>, rows: Int, heads: Int, headDim: Int, rowStride: Int,
         positions: UnsafePointer<Int32>, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>
     ) {
-        let half = headDim / 2
-        for r in 0..<rows {
-            let c = cos + Int(positions[r]) * half
-            let s = sin + Int(positions[r]) * half
-            for h in 0..<heads {
-                let a = x + r * rowStride + h * headDim
-                let b = a + half
-                for i in 0..<half {
-                    let x1 = a[i], x2 = b[i]
-                    a[i] = x1 * c[i] - x2 * s[i]
-                    b[i] = x2 * c[i] + x1 * s[i]
-                }
-            }
-        }
+        rotate(x, rows: rows, heads: heads, headDim: headDim, rowStride: rowStride, positions: positions,
+               cos: cos, sin: sin, sinSign: 1)
     }
 
     /// Backward, in place: the rotation's transpose (rotation by −angle),
@@ -70,17 +58,28 @@ public enum RoPEKernel {
         _ dy: UnsafeMutablePointer<Float>, rows: Int, heads: Int, headDim: Int, rowStride: Int,
         positions: UnsafePointer<Int32>, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>
     ) {
+        rotate(dy, rows: rows, heads: heads, headDim: headDim, rowStride: rowStride, positions: positions,
+               cos: cos, sin: sin, sinSign: -1)
+    }
+
+    /// Rotation by +angle (`sinSign` 1) or −angle (`sinSign` −1). Negating sin is exact, so
+    /// the backward pass is bit-identical to writing its formula out.
+    @inline(__always)
+    private static func rotate(
+        _ x: UnsafeMutablePointer<Float>, rows: Int, heads: Int, headDim: Int, rowStride: Int,
+        positions: UnsafePointer<Int32>, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, sinSign: Float
+    ) {
         let half = headDim / 2
         for r in 0..<rows {
             let c = cos + Int(positions[r]) * half
             let s = sin + Int(positions[r]) * half
             for h in 0..<heads {
-                let a = dy + r * rowStride + h * headDim
+                let a = x + r * rowStride + h * headDim
                 let b = a + half
                 for i in 0..<half {
-                    let g1 = a[i], g2 = b[i]
-                    a[i] = g1 * c[i] + g2 * s[i]
-                    b[i] = g2 * c[i] - g1 * s[i]
+                    let x1 = a[i], x2 = b[i], si = sinSign * s[i]
+                    a[i] = x1 * c[i] - x2 * si
+                    b[i] = x2 * c[i] + x1 * si
                 }
             }
         }
