@@ -28,6 +28,8 @@ struct SFTCommand: ParsableCommand {
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
     @Flag(help: "Skip the held-out evaluation at the end.")
     var skipEval = false
+    @Option(help: "Train on this SFT trace file (docs/DATA.md, \"SFT traces\": your own teacher's criteria and evaluations) instead of the built-in teacher's traces of data.train.")
+    var traces: String?
 
     func validate() throws {
         if let maxMinutes, !(maxMinutes > 0 && maxMinutes.isFinite) { throw ValidationError("--max-minutes must be > 0") }
@@ -54,7 +56,7 @@ struct SFTCommand: ParsableCommand {
         let output = out ?? cfg.sft.output
         for path in try SFTData.ensureSynthetic(cfg.data) { log("generated \(path)") }
 
-        let (traces, unsupported) = try SFTData.traces(cfg)
+        let (traces, unsupported) = try self.traces.map { (try SFTData.traces(path: $0), 0) } ?? SFTData.traces(cfg)
         let format = makePromptFormat(cfg.rollout.format)
         let sequences = SFTSequenceBuilder.sequences(for: traces, format: format)
         let modelConfig = TransformerConfig(cfg.model)

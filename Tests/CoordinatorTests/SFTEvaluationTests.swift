@@ -45,6 +45,25 @@ struct SFTSequenceTests {
         #expect(Set(sequences).count == sequences.count)
     }
 
+    @Test("a trace file (`cerm sft --traces`) loads as written; an empty one or a bad line is an error naming it")
+    func traceFile() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let traces = sampleTraces(pairs: 2)
+        let path = directory + "/traces.jsonl"
+        try (traces.map(\.jsonLine).joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(try SFTData.traces(path: path) == traces)
+
+        let empty = directory + "/empty.jsonl"
+        try "\n".write(toFile: empty, atomically: true, encoding: .utf8)
+        #expect(throws: CermError.invalid("\(empty): no SFT traces")) { try SFTData.traces(path: empty) }
+
+        let bad = directory + "/bad.jsonl"
+        try (traces[0].jsonLine + "\n" + #"{"id":"x","query":"q","criteria":"c","response":"r","overall":1,"label":"chosen"}"# + "\n")
+            .write(toFile: bad, atomically: true, encoding: .utf8)
+        #expect(throws: DataError(file: bad, line: 2, field: "evaluation", message: "missing")) { try SFTData.traces(path: bad) }
+    }
+
     @Test("batch targets are −1 over the prompt and the next target token after it")
     func masksPrompt() {
         let sequence = SFTSequence(prompt: [257, 259, 65, 260], target: [66, 67, 258])

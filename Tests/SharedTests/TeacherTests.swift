@@ -63,9 +63,15 @@ enum CompactFormatCheck {
     @Test func writesQueryDerivedCriteria() throws {
         let criteria = try #require(perfect.criteria(for: #"List 3 fruits in lowercase, separated by ";"."#))
         #expect(criteria.text == "list task\n[C]\n1. exactly 3 items\n2. all lowercase\n3. separated by ;\n4. only fruits\n[/C]")
-        #expect(perfect.criteria(for: "What is 17+25?")?.text == "math task\n[C]\n1. correct value of 17+25\n2. only a number\n[/C]")
+        #expect(perfect.criteria(for: "What is 17+25?")?.text == "17+25: 7+5=12, 1+2+1=4\n[C]\n1. equals 42\n2. only a number\n[/C]")
+        #expect(perfect.criteria(for: "What is 52-27?")?.text == "52-27: 12-7=5, 5-2-1=2\n[C]\n1. equals 25\n2. only a number\n[/C]")
+        #expect(perfect.criteria(for: "What is 33-9?")?.analysis == "33-9: 13-9=4, 3-0-1=2")
+        #expect(perfect.criteria(for: "What is 8+4?")?.analysis == "8+4: 8+4=12, 0+0+1=1")
+        #expect(perfect.criteria(for: "What is 46-21?")?.analysis == "46-21: 6-1=5, 4-2=2")
         #expect(perfect.criteria(for: #"Reverse the word "stone"."#)?.text
-            == "string task\n[C]\n1. \"stone\" reversed\n2. exactly 5 letters\n[/C]")
+            == "reverse stone\n[C]\n1. gives enots\n2. exactly 5 letters\n[/C]")
+        #expect(perfect.criteria(for: #"Sort the letters of "candy"."#)?.text
+            == "sort candy\n[C]\n1. gives acdny\n2. exactly 5 letters\n[/C]")
         #expect(perfect.criteria(for: "Tell me a joke.") == nil)
         // Criteria depend on the query only: a teacher with another seed and error rate writes the same.
         #expect(Teacher(errorRate: 0.9, seed: 99).criteria(for: "What is 17+25?") == perfect.criteria(for: "What is 17+25?"))
@@ -74,29 +80,29 @@ enum CompactFormatCheck {
     @Test func perfectTeacherScoresWhatItChecks() {
         let list = #"List 3 fruits in lowercase, separated by ";"."#
         #expect(perfect.evaluate(query: list, response: "apple;pear;plum")?.text
-            == "1. 3 items: 5/5\n2. all lowercase: 5/5\n3. uses ;: 5/5\n4. all fruits: 5/5\n=> 10/10")
+            == "1. need 3, 1 apple 2 pear 3 plum: 5/5\n2. need lowercase, got all: 5/5\n3. need ;, got ;: 5/5\n4. need fruits, got all: 5/5\n=> 10/10")
         // docs/FORMATS.md's example: mean 4 → 0.8·4 = 3.2 → 3.
         #expect(perfect.evaluate(query: list, response: "apple;Pear;plum")?.text
-            == "1. 3 items: 5/5\n2. Pear not lowercase: 1/5\n3. uses ;: 5/5\n4. all fruits: 5/5\n=> 3/10")
+            == "1. need 3, 1 apple 2 Pear 3 plum: 5/5\n2. need lowercase, got Pear: 1/5\n3. need ;, got ;: 5/5\n4. need fruits, got all: 5/5\n=> 3/10")
         #expect(perfect.evaluate(query: list, response: "apple;pear;plum;fig")?.text
-            == "1. 4 items, not 3: 1/5\n2. all lowercase: 5/5\n3. uses ;: 5/5\n4. all fruits: 5/5\n=> 3/10")
+            == "1. need 3, 1 apple 2 pear 3 plum 4 fig: 1/5\n2. need lowercase, got all: 5/5\n3. need ;, got ;: 5/5\n4. need fruits, got all: 5/5\n=> 3/10")
         #expect(perfect.evaluate(query: list, response: "apple;pear,plum")?.text
-            == "1. 3 items: 5/5\n2. all lowercase: 5/5\n3. uses ,: 1/5\n4. all fruits: 5/5\n=> 3/10")
+            == "1. need 3, 1 apple 2 pear 3 plum: 5/5\n2. need lowercase, got all: 5/5\n3. need ;, got ,: 1/5\n4. need fruits, got all: 5/5\n=> 3/10")
         #expect(perfect.evaluate(query: #"List 2 animals in lowercase, separated by "|"."#, response: "cat|pear")?.text
-            == "1. 2 items: 5/5\n2. all lowercase: 5/5\n3. uses |: 5/5\n4. pear not an animal: 1/5\n=> 3/10")
+            == "1. need 2, 1 cat 2 pear: 5/5\n2. need lowercase, got all: 5/5\n3. need |, got |: 5/5\n4. need animals, got pear: 1/5\n=> 3/10")
         #expect(perfect.evaluate(query: list, response: "apple;lion;plum")?.text
-            == "1. 3 items: 5/5\n2. all lowercase: 5/5\n3. uses ;: 5/5\n4. lion not a fruit: 1/5\n=> 3/10")
+            == "1. need 3, 1 apple 2 lion 3 plum: 5/5\n2. need lowercase, got all: 5/5\n3. need ;, got ;: 5/5\n4. need fruits, got lion: 1/5\n=> 3/10")
         // A repeat is outside the criteria: the `+.` line; mean (5+5+5+5+1)/5 = 4.2 → 3.36 → 3.5.
         #expect(perfect.evaluate(query: list, response: "apple;pear;apple")?.text
-            == "1. 3 items: 5/5\n2. all lowercase: 5/5\n3. uses ;: 5/5\n4. all fruits: 5/5\n+. repeats apple: 1/5\n=> 3.5/10")
-        #expect(perfect.evaluate(query: "What is 17+25?", response: "42")?.text == "1. 17+25=42: 5/5\n2. a number: 5/5\n=> 10/10")
-        #expect(perfect.evaluate(query: "What is 17+25?", response: "41")?.text == "1. 17+25=42, not 41: 1/5\n2. a number: 5/5\n=> 2.5/10")
-        #expect(perfect.evaluate(query: "What is 17+25?", response: "44")?.text == "1. 17+25=42, not 44: 0.5/5\n2. a number: 5/5\n=> 2/10")
-        #expect(perfect.evaluate(query: "What is 17+25?", response: "forty")?.text == "1. no number: 0/5\n2. not a number: 0/5\n=> 0/10")
+            == "1. need 3, 1 apple 2 pear 3 apple: 5/5\n2. need lowercase, got all: 5/5\n3. need ;, got ;: 5/5\n4. need fruits, got all: 5/5\n+. repeats apple: 1/5\n=> 3.5/10")
+        #expect(perfect.evaluate(query: "What is 17+25?", response: "42")?.text == "1. need 42, got 42: 5/5\n2. a number: 5/5\n=> 10/10")
+        #expect(perfect.evaluate(query: "What is 17+25?", response: "41")?.text == "1. need 42, got 41: 1/5\n2. a number: 5/5\n=> 2.5/10")
+        #expect(perfect.evaluate(query: "What is 17+25?", response: "44")?.text == "1. need 42, got 44: 0.5/5\n2. a number: 5/5\n=> 2/10")
+        #expect(perfect.evaluate(query: "What is 17+25?", response: "forty")?.text == "1. need 42, got forty: 0/5\n2. not a number: 0/5\n=> 0/10")
         #expect(perfect.evaluate(query: #"Reverse the word "stone"."#, response: "enost")?.text
-            == "1. enost, want enots: 1/5\n2. 5 letters: 5/5\n=> 2.5/10")
+            == "1. need enots, got enost: 1/5\n2. need 5, got 5: 5/5\n=> 2.5/10")
         #expect(perfect.evaluate(query: #"Reverse the word "stone"."#, response: "enos")?.text
-            == "1. enos, want enots: 0/5\n2. 4 letters, not 5: 1/5\n=> 0.5/10")
+            == "1. need enots, got enos: 0/5\n2. need 5, got 4: 1/5\n=> 0.5/10")
         #expect(perfect.evaluate(query: "Tell me a joke.", response: "no") == nil)
     }
 
@@ -114,7 +120,7 @@ enum CompactFormatCheck {
         let full = try #require(perfect.criteria(for: query))
         let subset = TeacherCriteria(analysis: "list task", items: [full.items[3], full.items[0]])
         #expect(perfect.evaluate(query: query, criteria: subset, response: "apple;lion;plum")?.text
-            == "1. lion not a fruit: 1/5\n2. 3 items: 5/5\n=> 2.5/10")
+            == "1. need fruits, got lion: 1/5\n2. need 3, 1 apple 2 lion 3 plum: 5/5\n=> 2.5/10")
         let mathCriteria = try #require(perfect.criteria(for: "What is 1+2?"))
         #expect(perfect.evaluate(query: query, criteria: mathCriteria, response: "apple;pear;plum") == nil)
     }
@@ -147,7 +153,7 @@ enum CompactFormatCheck {
                 longest = max(longest, total)
             }
         }
-        #expect(longest <= 320)
+        #expect(longest <= 384)
     }
 
     @Test func mistakesAreDeterministicPerTraceAndSeed() {
@@ -198,9 +204,9 @@ enum CompactFormatCheck {
 
     @Test func sftTraceLinesCarryQueryCriteriaResponseAndEvaluation() throws {
         let line = try #require(perfect.sftTraceLine(id: "p1", query: "What is 17+25?", response: "41", label: "rejected", taskType: "math"))
-        #expect(line == #"{"id":"p1","task_type":"math","query":"What is 17+25?","criteria":"math task\n[C]\n1. correct value of 17+25\n2. only a number\n[/C]","response":"41","evaluation":"1. 17+25=42, not 41: 1/5\n2. a number: 5/5\n=> 2.5/10","overall":2.5,"label":"rejected"}"#)
+        #expect(line == #"{"id":"p1","task_type":"math","query":"What is 17+25?","criteria":"17+25: 7+5=12, 1+2+1=4\n[C]\n1. equals 42\n2. only a number\n[/C]","response":"41","evaluation":"1. need 42, got 41: 1/5\n2. a number: 5/5\n=> 2.5/10","overall":2.5,"label":"rejected"}"#)
         let parsed = try JSONParser.parse(Array(line.utf8))
-        #expect(parsed["evaluation"] == .string("1. 17+25=42, not 41: 1/5\n2. a number: 5/5\n=> 2.5/10"))
+        #expect(parsed["evaluation"] == .string("1. need 42, got 41: 1/5\n2. a number: 5/5\n=> 2.5/10"))
     }
 
     @Test func sftTraceFilesRoundTrip() throws {
@@ -228,7 +234,7 @@ enum CompactFormatCheck {
         }
         // A teacher that always misses off-by-one sums (difficulty 1.25 × rate 1) ties them.
         let blind = Teacher(errors: TeacherErrorProfile(missRates: [.arithmetic: 1], falseAlarmFactor: 0), seed: 0)
-        #expect(blind.evaluate(query: "What is 17+25?", response: "41")?.text == "1. 17+25=41: 5/5\n2. a number: 5/5\n=> 10/10")
+        #expect(blind.evaluate(query: "What is 17+25?", response: "41")?.text == "1. need 42, got 42: 5/5\n2. a number: 5/5\n=> 10/10")
         #expect(blind.pairwiseCredit(PreferencePair(id: "p", query: "What is 17+25?", chosen: "42", rejected: "41")) == 0.5)
     }
 }

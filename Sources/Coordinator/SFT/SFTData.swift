@@ -40,4 +40,11 @@ public enum SFTData {
         }
         return result
     }
+
+    /// The traces of an SFT trace file (docs/DATA.md, "SFT traces"); throws when it has none.
+    public static func traces(path: String) throws -> [SFTTrace] {
+        let traces = try SFTTrace.load(path: path)
+        guard !traces.isEmpty else { throw CermError.invalid("\(path): no SFT traces") }
+        return traces
+    }
 }

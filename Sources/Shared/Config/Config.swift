@@ -123,7 +123,7 @@ public struct RolloutConfig: ConfigSection {
     public var nc = 4
     public var ne = 2
     public var criteriaMaxTokens = 96
-    public var evaluationMaxTokens = 128
+    public var evaluationMaxTokens = 192
     public var temperature = 1.0
     public var topP = 1.0
     public init() {}
@@ -177,7 +177,7 @@ public enum LossAggregation: String, CaseIterable, Sendable {
 /// `[grpo]`: the RL update.
 public struct GRPOConfig: ConfigSection {
     public static let sectionName = "grpo"
-    public var learningRate = 2e-4
+    public var learningRate = 5e-5
     public var pairsPerBatch = 8
     public var miniBatches = 4
     public var clipLow = 0.2
@@ -227,7 +227,7 @@ public struct SFTConfig: ConfigSection {
     public static let sectionName = "sft"
     public var learningRate = 2e-3
     public var batchSize = 16
-    public var epochs = 8
+    public var epochs = 1
     public var schedule = LRSchedule.warmupCosine
     public var warmupSteps = 30
     public var weightDecay = 0.01
@@ -258,7 +258,7 @@ public struct DataConfig: ConfigSection {
     public var bestOfN = "data/synth/bo4.jsonl"
     public var format = DataFormat.auto
     public var skipBad = false
-    public var synthTrain = 2000
+    public var synthTrain = 16000
     public var synthEval = 200
     public var synthSeed: UInt64 = 7
     public var teacherErrorRate = 0.2

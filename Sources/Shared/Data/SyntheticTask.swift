@@ -226,7 +226,7 @@ public enum SyntheticTask {
         var trainRNG = SplitMix64(seed: seed, streams: 2)
         var train: [PreferencePair] = []
         for i in 0..<max(0, trainCount) {
-            guard let query = drawQuery(family: i % 3, rng: &trainRNG, accept: { !evalQueries.contains($0) }) else { continue }
+            guard let query = drawQuery(family: i % 3, rng: &trainRNG, inventedWords: true, accept: { !evalQueries.contains($0) }) else { continue }
             train.append(makePair(id: "train-\(i)", query: query, rng: &trainRNG))
         }
         var bestOf: [BestOfNItem] = []
@@ -252,15 +252,22 @@ public enum SyntheticTask {
 
     /// A random query of `family` (0 list, 1 math, 2 string) that `accept` takes; nil when none
     /// is found in a bounded number of draws (a family's query space is finite).
-    static func drawQuery(family: Int, rng: inout SplitMix64, accept: (String) -> Bool) -> SyntheticQuery? {
+    static func drawQuery(family: Int, rng: inout SplitMix64, inventedWords: Bool = false,
+                          accept: (String) -> Bool) -> SyntheticQuery? {
         for _ in 0..<2000 {
-            let query = randomQuery(family: family, rng: &rng)
+            let query = randomQuery(family: family, rng: &rng, inventedWords: inventedWords)
             if accept(query.text) { return query }
         }
         return nil
     }
 
-    static func randomQuery(family: Int, rng: inout SplitMix64) -> SyntheticQuery {
+    /// Share of training string queries whose word is invented (random letters) rather than
+    /// taken from `transformWords`: with only 100 words a model memorises each word's
+    /// transforms; invented words make it learn the transform itself. Held-out queries always
+    /// use `transformWords`.
+    public static let inventedWordShare = 0.75
+
+    static func randomQuery(family: Int, rng: inout SplitMix64, inventedWords: Bool = false) -> SyntheticQuery {
         switch family {
         case 0:
             return .list(count: rng.int(in: listCounts), category: rng.pick(categories),
@@ -271,7 +278,11 @@ public enum SyntheticTask {
             return a == b ? .arithmetic(a: a, op: "+", b: b) : .arithmetic(a: max(a, b), op: "-", b: min(a, b))
         default:
             while true {
-                let query = SyntheticQuery.transform(kind: rng.pick(TransformKind.allCases), word: rng.pick(transformWords))
+                let kind = rng.pick(TransformKind.allCases)
+                let word = inventedWords && rng.chance(inventedWordShare)
+                    ? String((0..<rng.int(in: 4...6)).map { _ in rng.pick(Array("abcdefghijklmnopqrstuvwxyz")) })
+                    : rng.pick(transformWords)
+                let query = SyntheticQuery.transform(kind: kind, word: word)
                 if case let .transform(kind, word) = query, kind.apply(word) != word { return query }
             }
         }

@@ -164,21 +164,31 @@ public struct Teacher: Sendable {
                 TeacherCriterion(kind: .topic, text: "only \(category.plural)"),
             ])
         case let .arithmetic(a, op, b):
-            return TeacherCriteria(analysis: "math task", items: [
-                TeacherCriterion(kind: .arithmetic, text: "correct value of \(a)\(op)\(b)"),
+            return TeacherCriteria(analysis: "\(a)\(op)\(b): \(arithmeticSteps(a, op, b))", items: [
+                TeacherCriterion(kind: .arithmetic, text: "equals \(query.arithmeticValue ?? 0)"),
                 TeacherCriterion(kind: .format, text: "only a number"),
             ])
         case let .transform(kind, word):
-            let text = switch kind {
-            case .reverse: "\"\(word)\" reversed"
-            case .uppercase: "\"\(word)\" in uppercase"
-            case .sort: "letters of \"\(word)\" sorted"
-            }
-            return TeacherCriteria(analysis: "string task", items: [
-                TeacherCriterion(kind: .transform, text: text),
+            return TeacherCriteria(analysis: "\(kind.rawValue) \(word)", items: [
+                TeacherCriterion(kind: .transform, text: "gives \(kind.apply(word))"),
                 TeacherCriterion(kind: .length, text: "exactly \(word.count) letters"),
             ])
         }
+    }
+
+    /// Column arithmetic of a two-digit sum or difference, ones first: `7+8=15, 4+3+1=8` for
+    /// 47+38, `12-7=5, 5-2-1=2` for 52-27 (a borrow is written as the `1` before the ones and
+    /// the `-1` in the tens). One-digit facts and a carry are what a small model can learn;
+    /// the value then only has to be read off the steps.
+    static func arithmeticSteps(_ a: Int, _ op: Character, _ b: Int) -> String {
+        let (a1, a0) = a.quotientAndRemainder(dividingBy: 10)
+        let (b1, b0) = b.quotientAndRemainder(dividingBy: 10)
+        if op == "+" {
+            let carry = (a0 + b0) / 10
+            return "\(a0)+\(b0)=\(a0 + b0), \(a1)+\(b1)\(carry > 0 ? "+1" : "")=\(a1 + b1 + carry)"
+        }
+        let borrow = a0 < b0 ? 1 : 0
+        return "\(borrow > 0 ? "1" : "")\(a0)-\(b0)=\(10 * borrow + a0 - b0), \(a1)-\(b1)\(borrow > 0 ? "-1" : "")=\(a1 - b1 - borrow)"
     }
 
     /// The evaluation of `response` against the teacher's own criteria for `query`.
@@ -255,52 +265,57 @@ public struct Teacher: Sendable {
         return out
     }
 
+    /// Every line puts what the criterion needs beside what the response gives (`need 24, got
+    /// 25`), so the score follows from two nearby values; list counts enumerate the items.
     static func check(_ kind: CriterionKind, query: SyntheticQuery, response: String) -> Check? {
         switch (kind, query) {
         case let (.count, .list(count, _, _, _)):
-            let found = ListResponse(response).items.count
-            let off = abs(found - count)
-            return Check(passed: off == 0, passAnalysis: "\(count) items",
-                         failAnalysis: "\(found) items, not \(count)", failScore: off == 1 ? 1 : 0,
-                         missAnalysis: "\(count) items", difficulty: off == 1 ? (count >= 3 ? 1.25 : 0.75) : 0.25,
-                         falseAlarm: { detail in
-                             let claimed = detail & 1 == 0 || count <= 1 ? count + 1 : count - 1
-                             return EvaluationLine(analysis: "\(claimed) items, not \(count)", score: 1)
+            let items = ListResponse(response).items
+            func enumerate(_ list: ArraySlice<String>) -> String {
+                "need \(count), " + list.enumerated().map { "\($0.offset + 1) \(quote($0.element))" }.joined(separator: " ")
+            }
+            let off = abs(items.count - count)
+            // The teacher stops counting at the number asked: an extra item is what it overlooks.
+            return Check(passed: off == 0, passAnalysis: enumerate(items[...]),
+                         failAnalysis: items.isEmpty ? "need \(count), none" : enumerate(items[...]), failScore: off == 1 ? 1 : 0,
+                         missAnalysis: enumerate(items.prefix(count)),
+                         difficulty: items.count == count + 1 ? (count >= 3 ? 1.25 : 0.75) : 0,
+                         falseAlarm: items.count < 2 ? nil : { _ in
+                             EvaluationLine(analysis: enumerate(items.prefix(count - 1)), score: 1)
                          })
         case let (.letterCase, .list(_, _, letterCase, _)):
             let items = ListResponse(response).items
             let wrong = items.filter { !letterCase.matches($0) }
-            let name = letterCase.rawValue
+            let need = "need \(letterCase.rawValue), got "
             let alarm: ((UInt64) -> EvaluationLine)? = items.isEmpty ? nil : { detail in
-                EvaluationLine(analysis: "\(quote(items[Int(detail % UInt64(items.count))])) not \(name)", score: 1)
+                EvaluationLine(analysis: need + quote(items[Int(detail % UInt64(items.count))]), score: 1)
             }
-            return Check(passed: !items.isEmpty && wrong.isEmpty, passAnalysis: "all \(name)",
-                         failAnalysis: wrong.first.map { "\(quote($0)) not \(name)" } ?? "no items", failScore: wrong.count == 1 ? 1 : 0,
-                         missAnalysis: "all \(name)", falseAlarm: alarm)
+            return Check(passed: !items.isEmpty && wrong.isEmpty, passAnalysis: need + "all",
+                         failAnalysis: need + (wrong.first.map(quote) ?? "none"), failScore: wrong.count == 1 ? 1 : 0,
+                         missAnalysis: need + "all", falseAlarm: alarm)
         case let (.separator, .list(_, _, _, separator)):
             let parsed = ListResponse(response)
             let bad = parsed.separators.filter { $0 != separator }
             let passed = bad.isEmpty && parsed.extra.isEmpty
-            let failAnalysis = bad.first.map { "uses \(quote($0))" } ?? "extra \(quote(parsed.extra))"
+            let need = "need \(separator), got "
             let otherSeparators = SyntheticTask.separators.filter { $0 != separator }
             let alarm: ((UInt64) -> EvaluationLine)? = parsed.separators.isEmpty ? nil : { detail in
-                EvaluationLine(analysis: "uses \(otherSeparators[Int(detail % UInt64(otherSeparators.count))])", score: 1)
+                EvaluationLine(analysis: need + otherSeparators[Int(detail % UInt64(otherSeparators.count))], score: 1)
             }
-            return Check(passed: passed, passAnalysis: "uses \(separator)",
-                         failAnalysis: failAnalysis,
+            return Check(passed: passed, passAnalysis: need + separator,
+                         failAnalysis: need + quote(bad.first ?? parsed.extra),
                          failScore: bad.count == 1 && parsed.separators.count >= 2 && parsed.extra.isEmpty ? 1 : 0,
-                         missAnalysis: "uses \(separator)", falseAlarm: alarm)
+                         missAnalysis: need + separator, falseAlarm: alarm)
         case let (.topic, .list(_, category, _, _)):
             let items = ListResponse(response).items
             let off = items.filter { !category.words.contains($0.lowercased()) }
-            let allName = "all \(category.plural)"
-            let article = "aeiou".contains(category.singular.prefix(1)) ? "an" : "a"
+            let need = "need \(category.plural), got "
             let alarm: ((UInt64) -> EvaluationLine)? = items.isEmpty ? nil : { detail in
-                EvaluationLine(analysis: "\(quote(items[Int(detail % UInt64(items.count))])) not \(article) \(category.singular)", score: 1)
+                EvaluationLine(analysis: need + quote(items[Int(detail % UInt64(items.count))]), score: 1)
             }
-            return Check(passed: !items.isEmpty && off.isEmpty, passAnalysis: allName,
-                         failAnalysis: off.first.map { "\(quote($0)) not \(article) \(category.singular)" } ?? "no items",
-                         failScore: off.count == 1 ? 1 : 0, missAnalysis: allName, falseAlarm: alarm)
+            return Check(passed: !items.isEmpty && off.isEmpty, passAnalysis: need + "all",
+                         failAnalysis: need + (off.first.map(quote) ?? "none"),
+                         failScore: off.count == 1 ? 1 : 0, missAnalysis: need + "all", falseAlarm: alarm)
         case (.distinct, .list):
             var seen = Set<String>()
             var repeated: String?
@@ -309,28 +324,29 @@ public struct Teacher: Sendable {
             }
             return Check(passed: repeated == nil, passAnalysis: "no repeats",
                          failAnalysis: "repeats \(quote(repeated ?? ""))", failScore: 1, missAnalysis: "no repeats")
-        case let (.arithmetic, .arithmetic(a, op, b)):
+        case (.arithmetic, .arithmetic):
             let value = query.arithmeticValue ?? 0
-            let expression = "\(a)\(op)\(b)"
+            let need = "need \(value), got "
             guard let given = Int(response.trimmingCharacters(in: .whitespaces)) else {
-                return Check(passed: false, passAnalysis: "\(expression)=\(value)", failAnalysis: "no number",
-                             missAnalysis: "\(expression)=\(value)", difficulty: 0)
+                return Check(passed: false, passAnalysis: need + "\(value)", failAnalysis: need + quote(response),
+                             missAnalysis: need + "\(value)", difficulty: 0)
             }
             let off = abs(given - value)
             let difficulty = [0, 1.25, 0.75, 0.5][min(off, 3)]
-            return Check(passed: response == String(value), passAnalysis: "\(expression)=\(value)",
-                         failAnalysis: off == 0 ? "\(expression)=\(value), not \(quote(response))" : "\(expression)=\(value), not \(given)",
+            // A miss misreads the response as the value it computed.
+            return Check(passed: response == String(value), passAnalysis: need + "\(value)",
+                         failAnalysis: need + quote(response),
                          failScore: off == 1 ? 1 : off == 2 ? 0.5 : 0,
-                         missAnalysis: "\(expression)=\(given)", difficulty: off == 0 ? 0 : max(difficulty, 0.25),
+                         missAnalysis: need + "\(value)", difficulty: off == 0 ? 0 : max(difficulty, 0.25),
                          falseAlarm: { detail in
-                             let claimed = detail & 1 == 0 ? value + 1 : max(0, value - 1)
-                             return EvaluationLine(analysis: "\(expression)=\(claimed), not \(value)", score: 1)
+                             EvaluationLine(analysis: need + "\(detail & 1 == 0 ? value + 1 : max(0, value - 1))", score: 1)
                          })
         case (.format, .arithmetic):
             let isNumber = !response.isEmpty && Int(response) != nil
             return Check(passed: isNumber, passAnalysis: "a number", failAnalysis: "not a number", missAnalysis: "a number")
         case let (.transform, .transform(kind, word)):
             let expected = kind.apply(word)
+            let need = "need \(expected), got "
             let passed = response == expected
             let near = Self.isOneEditAway(response, expected)
             let isSwap = Self.isAdjacentSwap(response, expected)
@@ -340,19 +356,20 @@ public struct Teacher: Sendable {
                 var swapped = letters
                 let i = swappable[Int(detail % UInt64(swappable.count))]
                 swapped.swapAt(i, i + 1)
-                return EvaluationLine(analysis: "\(expected), want \(String(swapped))", score: 1)
+                return EvaluationLine(analysis: need + String(swapped), score: 1)
             }
-            return Check(passed: passed, passAnalysis: "gives \(expected)",
-                         failAnalysis: "\(quote(response)), want \(expected)", failScore: near || isSwap ? 1 : 0,
-                         missAnalysis: "gives \(quote(response))", difficulty: isSwap ? 1.25 : 0.75,
+            return Check(passed: passed, passAnalysis: need + expected,
+                         failAnalysis: need + quote(response), failScore: near || isSwap ? 1 : 0,
+                         missAnalysis: need + expected, difficulty: isSwap ? 1.25 : 0.75,
                          falseAlarm: alarm)
         case let (.length, .transform(_, word)):
             let found = response.filter { $0.isLetter }.count
             let off = abs(found - word.count)
-            return Check(passed: off == 0, passAnalysis: "\(word.count) letters",
-                         failAnalysis: "\(found) letters, not \(word.count)", failScore: off == 1 ? 1 : 0,
-                         missAnalysis: "\(word.count) letters",
-                         falseAlarm: { _ in EvaluationLine(analysis: "\(word.count - 1) letters, not \(word.count)", score: 1) })
+            let need = "need \(word.count), got "
+            return Check(passed: off == 0, passAnalysis: need + "\(word.count)",
+                         failAnalysis: need + "\(found)", failScore: off == 1 ? 1 : 0,
+                         missAnalysis: need + "\(word.count)",
+                         falseAlarm: { _ in EvaluationLine(analysis: need + "\(word.count - 1)", score: 1) })
         default:
             return nil
         }
