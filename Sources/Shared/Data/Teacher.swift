@@ -82,9 +82,9 @@ public func formatScore(_ score: Double) -> String {
 /// How often the teacher is wrong, per criterion kind.
 ///
 /// `missRates[kind]` is the base probability that the teacher overlooks a real flaw of that
-/// kind (it then writes a confident, wrong "pass" line, e.g. it miscounts the items or computes
-/// the sum the response gave); harder flaws scale it up (docs/DATA.md, "Teacher"). A check that
-/// truly passes is wrongly failed with probability `missRates[kind] × falseAlarmFactor`.
+/// kind (it then writes a confident, wrong "pass" line, e.g. it stops counting at the number
+/// asked or misreads a wrong sum as the right one); harder flaws scale it up (docs/DATA.md,
+/// "Teacher"). A check that truly passes is wrongly failed with probability `missRates[kind] × falseAlarmFactor`.
 public struct TeacherErrorProfile: Sendable, Equatable {
     public var missRates: [CriterionKind: Double]
     public var falseAlarmFactor: Double
@@ -178,8 +178,9 @@ public struct Teacher: Sendable {
 
     /// Column arithmetic of a two-digit sum or difference, ones first: `7+8=15, 4+3+1=8` for
     /// 47+38, `12-7=5, 5-2-1=2` for 52-27 (a borrow is written as the `1` before the ones and
-    /// the `-1` in the tens). One-digit facts and a carry are what a small model can learn;
-    /// the value then only has to be read off the steps.
+    /// the `-1` in the tens), so the value is read off one-digit facts and a carry instead of
+    /// one lookup over thousands of operand pairs. (The default 1M-parameter model has not
+    /// learned the facts in one SFT pass yet: BENCHMARKS.md, issue 5.)
     static func arithmeticSteps(_ a: Int, _ op: Character, _ b: Int) -> String {
         let (a1, a0) = a.quotientAndRemainder(dividingBy: 10)
         let (b1, b0) = b.quotientAndRemainder(dividingBy: 10)
