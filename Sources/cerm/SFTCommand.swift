@@ -62,7 +62,7 @@ struct SFTCommand: ParsableCommand {
         let modelConfig = TransformerConfig(cfg.model)
         try modelConfig.validate()
         if let longest = sequences.map(\.tokens.count).max(), longest > modelConfig.maxSeqLen + 1 {
-            throw CermError.invalid("\(cfg.data.train): an SFT sequence has \(longest) tokens; model.max_seq_len is \(modelConfig.maxSeqLen)")
+            throw CermError.invalid("\(self.traces ?? cfg.data.train): an SFT sequence has \(longest) tokens; model.max_seq_len is \(modelConfig.maxSeqLen)")
         }
         let weights = ModelWeights(config: modelConfig, seed: cfg.run.seed, initStd: Float(cfg.model.initStd))
         let options = SFTOptions(sft: cfg.sft, seed: cfg.run.seed, maxSeconds: maxMinutes.map { $0 * 60 })

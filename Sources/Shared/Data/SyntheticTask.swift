@@ -266,6 +266,7 @@ public enum SyntheticTask {
     /// transforms; invented words make it learn the transform itself. Held-out queries always
     /// use `transformWords`.
     public static let inventedWordShare = 0.75
+    private static let alphabet = Array("abcdefghijklmnopqrstuvwxyz")
 
     static func randomQuery(family: Int, rng: inout SplitMix64, inventedWords: Bool = false) -> SyntheticQuery {
         switch family {
@@ -280,7 +281,7 @@ public enum SyntheticTask {
             while true {
                 let kind = rng.pick(TransformKind.allCases)
                 let word = inventedWords && rng.chance(inventedWordShare)
-                    ? String((0..<rng.int(in: 4...6)).map { _ in rng.pick(Array("abcdefghijklmnopqrstuvwxyz")) })
+                    ? String((0..<rng.int(in: 4...6)).map { _ in rng.pick(alphabet) })
                     : rng.pick(transformWords)
                 let query = SyntheticQuery.transform(kind: kind, word: word)
                 if case let .transform(kind, word) = query, kind.apply(word) != word { return query }
@@ -369,8 +370,8 @@ public enum SyntheticTask {
                 if kind == .uppercase {
                     letters[k] = Character(letters[k].lowercased())
                 } else {
-                    let alphabet = Array("abcdefghijklmnopqrstuvwxyz").filter { $0 != letters[k] }
-                    letters[k] = rng.pick(alphabet)
+                    let others = alphabet.filter { $0 != letters[k] }
+                    letters[k] = rng.pick(others)
                 }
             default:  // one letter dropped
                 letters.remove(at: rng.below(letters.count))
