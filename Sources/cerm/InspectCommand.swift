@@ -39,7 +39,12 @@ struct InspectCommand: ParsableCommand {
         print("rng state        \(state.rngState.count) words")
         let stored = CheckpointFormat.hex(loaded.storedChecksum)
         print("checksum         \(stored) " + (loaded.checksumMatches ? "OK" : "MISMATCH (computed \(CheckpointFormat.hex(loaded.computedChecksum)))"))
-        printTensors("model", state.tensors)
+        // The frozen RL reference model is stored beside the policy (docs/CHECKPOINT.md); listing
+        // it apart keeps the policy's own tensor and value counts right.
+        let isReference = { (tensor: NamedTensor) in tensor.name.hasPrefix(GRPOLearner.referencePrefix) }
+        printTensors("model", state.tensors.filter { !isReference($0) })
+        let reference = state.tensors.filter(isReference)
+        if !reference.isEmpty { printTensors("reference", reference) }
         if optimizer {
             printTensors("optim/m", state.adamM)
             printTensors("optim/v", state.adamV)
@@ -60,7 +65,8 @@ struct InspectCommand: ParsableCommand {
 
     private func printTensors(_ group: String, _ tensors: [NamedTensor]) {
         let total = tensors.reduce(0) { $0 + $1.values.count }
-        print("\(group) tensors".padding(toLength: 17, withPad: " ", startingAt: 0) + "\(tensors.count) (\(total) values)")
+        let label = "\(group) tensors"
+        print(label.padding(toLength: max(17, label.count + 1), withPad: " ", startingAt: 0) + "\(tensors.count) (\(total) values)")
         let width = min(64, tensors.map(\.name.count).max() ?? 0)
         for tensor in tensors {
             print("  " + tensor.name.padding(toLength: max(width, tensor.name.count), withPad: " ", startingAt: 0)
