@@ -227,7 +227,7 @@ public struct SFTConfig: ConfigSection {
     public static let sectionName = "sft"
     public var learningRate = 2e-3
     public var batchSize = 16
-    public var epochs = 1
+    public var epochs = 2
     public var schedule = LRSchedule.warmupCosine
     public var warmupSteps = 30
     public var weightDecay = 0.01
