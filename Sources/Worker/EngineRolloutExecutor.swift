@@ -132,10 +132,8 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
             try generator.setParameters(weights.values)
             return generator
         }
-        let generator = try Generator(config: weights.config, parameters: weights.values)
-        // The formats end every turn with the byte tokenizer's ⟨eos⟩ (the plan parses up to it).
-        generator.endOfSequence = ByteTokenizer.Special.eos.rawValue
-        return generator
+        // The generator stops at the byte tokenizer's ⟨eos⟩ by default, as the formats end every turn.
+        return try Generator(config: weights.config, parameters: weights.values)
     }
 
     // MARK: - Tasks

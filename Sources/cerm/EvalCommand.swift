@@ -69,7 +69,7 @@ struct EvalCommand: ParsableCommand {
                 judge = .model(weights)
                 label = "\(checkpoint) (\(kind.rawValue))"
             } else if random {
-                judge = .model(ModelWeights(config: TransformerConfig(cfg.model), seed: cfg.run.seed, initStd: Float(cfg.model.initStd)))
+                judge = .model(ModelWeights(initialFor: cfg))
                 label = "random model (seed \(cfg.run.seed))"
             } else {
                 judge = .teacher(SFTData.teacher(cfg))

@@ -54,7 +54,7 @@ struct PipelineCommand: ParsableCommand {
                 }
             }
             var rows: [(String, EvaluationReport)] = []
-            let random = ModelWeights(config: TransformerConfig(cfg.model), seed: cfg.run.seed, initStd: Float(cfg.model.initStd))
+            let random = ModelWeights(initialFor: cfg)
             rows.append(("random init", try evaluate("random init", .model(random))))
             rows.append(("teacher", try evaluate("teacher", .teacher(SFTData.teacher(cfg)))))
             try stopIfRequested(stop)
@@ -123,14 +123,13 @@ struct PipelineCommand: ParsableCommand {
             guard let tally, tally.count > 0 else { return "—" }
             return String(format: "%.1f%%", 100 * tally.accuracy)
         }
-        var header = ["judge", "pairwise"] + types.map { "pairwise \($0)" } + [bon] + types.map { "\(bon) \($0)" } + ["valid format"]
+        let header = ["judge", "pairwise"] + types.map { "pairwise \($0)" } + [bon] + types.map { "\(bon) \($0)" } + ["valid format"]
         var lines: [[String]] = []
         for (name, report) in rows {
             lines.append([name, pct(report.pairwise)] + types.map { pct(report.pairwiseByType[$0]) }
                          + [pct(report.bestOfN)] + types.map { pct(report.bestOfNByType[$0]) }
                          + [String(format: "%.1f%%", 100 * report.validFormatRate)])
         }
-        header = header.map { $0 }
         var out = ["| " + header.joined(separator: " | ") + " |", "|" + header.map { _ in "---" }.joined(separator: "|") + "|"]
         out += lines.map { "| " + $0.joined(separator: " | ") + " |" }
         let pairs = rows.first.map { $0.1.pairwise.count } ?? 0

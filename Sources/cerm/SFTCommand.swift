@@ -64,7 +64,7 @@ struct SFTCommand: ParsableCommand {
         if let longest = sequences.map(\.tokens.count).max(), longest > modelConfig.maxSeqLen + 1 {
             throw CermError.invalid("\(self.traces ?? cfg.data.train): an SFT sequence has \(longest) tokens; model.max_seq_len is \(modelConfig.maxSeqLen)")
         }
-        let weights = ModelWeights(config: modelConfig, seed: cfg.run.seed, initStd: Float(cfg.model.initStd))
+        let weights = ModelWeights(initialFor: cfg)
         let options = SFTOptions(sft: cfg.sft, seed: cfg.run.seed, maxSeconds: maxMinutes.map { $0 * 60 })
         let targetTokens = sequences.reduce(0) { $0 + $1.targetCount }
         let allTokens = sequences.reduce(0) { $0 + $1.tokens.count }

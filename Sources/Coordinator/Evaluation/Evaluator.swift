@@ -46,27 +46,12 @@ public struct Evaluator: Sendable {
     public var options: EvaluationOptions
     /// Receives every generated output as text (for inspection, e.g. `cerm eval --show`):
     /// the item, the criteria sample, the response index (nil for the criteria turn) and the
-    /// output decoded as bytes (special tokens as `⟨id⟩`).
+    /// output as text (special tokens by name, `<|eos|>`).
     public var transcript: (@Sendable (EvaluationItem, Int, Int?, String) -> Void)?
 
     public init(format: any PromptFormat, options: EvaluationOptions) {
         self.format = format
         self.options = options
-    }
-
-    /// Generated tokens as readable text: bytes decoded as UTF-8, other ids as `⟨id⟩`.
-    public static func readable(_ tokens: [TokenID]) -> String {
-        var out = ""
-        var bytes: [UInt8] = []
-        func flush() {
-            out += String(decoding: bytes, as: UTF8.self)
-            bytes.removeAll()
-        }
-        for token in tokens {
-            if (0..<256).contains(Int(token)) { bytes.append(UInt8(token)) } else { flush(); out += "⟨\(token)⟩" }
-        }
-        flush()
-        return out
     }
 
     /// The per-response, per-sample overall scores of `items` (`[item][response][sample]`,
@@ -108,7 +93,7 @@ public struct Evaluator: Sendable {
             report.recordCriteria(parsed.failure)
             if let transcript {
                 for response in owner.responses.prefix(options.criteriaMode == .unified ? 1 : owner.responses.count) {
-                    transcript(items[owner.item], owner.sample, options.criteriaMode == .unified ? nil : response, "criteria: " + Self.readable(output))
+                    transcript(items[owner.item], owner.sample, options.criteriaMode == .unified ? nil : response, "criteria: " + ByteTokenizer().decode(output, showSpecials: true))
                 }
             }
             // Invalid criteria: no evaluation is generated under them; their responses keep no score for this sample.
@@ -131,7 +116,7 @@ public struct Evaluator: Sendable {
                 let tokens = position < outputs.count ? outputs[position] : []
                 let parsed = format.parseEvaluation(tokens: tokens, criteriaCount: owner.criteriaCount)
                 report.recordEvaluation(parsed.failure)
-                transcript?(items[owner.item], owner.sample, response, Self.readable(tokens))
+                transcript?(items[owner.item], owner.sample, response, ByteTokenizer().decode(tokens, showSpecials: true))
                 scores[owner.item][response][owner.sample] = parsed.value?.overall
             }
         }
@@ -149,7 +134,7 @@ public struct Evaluator: Sendable {
             let chunk = Array(items[chunkStart..<min(items.count, chunkStart + max(1, options.chunkSize))])
             let perSample = try scores(of: chunk, backend: backend, report: &report)
             for (item, itemScores) in zip(chunk, perSample) {
-                report.record(item, scores: EvaluationScoring.responseScores(itemScores))
+                report.record(item, scores: ResponseScoring.meanScores(itemScores))
             }
             done += chunk.count
             progress(done)

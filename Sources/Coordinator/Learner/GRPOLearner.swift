@@ -146,7 +146,7 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
             }
             weights = initialWeights
         } else {
-            weights = ModelWeights(config: modelConfig, seed: config.run.seed, initStd: Float(config.model.initStd))
+            weights = ModelWeights(initialFor: config)
         }
         self.config = config
         self.modelConfig = modelConfig
@@ -392,22 +392,8 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
     /// Rows of `batch` split into micro-batches whose workspace fits the budget, in order (at
     /// least one row each).
     func microBatches(_ rows: [PreparedTrajectory]) -> [[PreparedTrajectory]] {
-        var result: [[PreparedTrajectory]] = []
-        var current: [PreparedTrajectory] = []
-        var lengths: [Int] = []
-        for row in rows {
-            let candidate = lengths + [row.sequence.count - 1]
-            if !current.isEmpty, Transformer.workspaceFloats(config: modelConfig, lengths: candidate) > workspaceBudgetFloats {
-                result.append(current)
-                current = [row]
-                lengths = [row.sequence.count - 1]
-            } else {
-                current.append(row)
-                lengths = candidate
-            }
-        }
-        if !current.isEmpty { result.append(current) }
-        return result
+        Transformer.microBatches(config: modelConfig, lengths: rows.map { $0.sequence.count - 1 },
+                                 budgetFloats: workspaceBudgetFloats).map { Array(rows[$0]) }
     }
 
     /// The GRPO loss of one mini-batch under the current policy and, with `backward`, its

@@ -110,13 +110,7 @@ public final class SFTTrainer {
     /// SplitMix64(seed, epoch), so it depends on nothing but the seed.
     public static func epochOrder(count: Int, seed: UInt64, epoch: Int) -> [Int] {
         var rng = SplitMix64(seed: seed, streams: 0x5346_5453_4855_4646, UInt64(epoch))
-        var order = Array(0..<count)
-        if count > 1 {
-            for i in stride(from: count - 1, to: 0, by: -1) {
-                order.swapAt(i, rng.below(i + 1))
-            }
-        }
-        return order
+        return rng.shuffled(Array(0..<count))
     }
 
     /// The learning rate of optimizer step `step` (0-based) in a run of `totalSteps`.
@@ -180,20 +174,8 @@ public final class SFTTrainer {
 
     /// Splits `sequences` into consecutive groups whose workspace fits the float budget.
     func microBatches(_ sequences: [SFTSequence]) -> [[SFTSequence]] {
-        var groups: [[SFTSequence]] = []
-        var current: [SFTSequence] = []
-        for sequence in sequences {
-            let candidate = current + [sequence]
-            let floats = Transformer.workspaceFloats(config: model.config, lengths: candidate.map { max(0, $0.tokens.count - 1) })
-            if !current.isEmpty, floats > options.microBatchFloatBudget {
-                groups.append(current)
-                current = [sequence]
-            } else {
-                current = candidate
-            }
-        }
-        if !current.isEmpty { groups.append(current) }
-        return groups
+        Transformer.microBatches(config: model.config, lengths: sequences.map { max(0, $0.tokens.count - 1) },
+                                 budgetFloats: options.microBatchFloatBudget).map { Array(sequences[$0]) }
     }
 
     /// Trains on `sequences` for the configured epochs (or until the time cap), calling

@@ -82,6 +82,23 @@ public final class Transformer {
         return total
     }
 
+    /// Consecutive micro-batches of rows with position counts `lengths` whose workspace
+    /// (``workspaceFloats(config:lengths:attentionBlockRows:)``) fits `budgetFloats`, as index
+    /// ranges in order; a row that alone exceeds the budget gets a micro-batch of its own.
+    public static func microBatches(config: TransformerConfig, lengths: [Int], budgetFloats: Int) -> [Range<Int>] {
+        var ranges: [Range<Int>] = []
+        var start = 0
+        for end in lengths.indices {
+            // Row `end` joins the open micro-batch unless that would exceed the budget.
+            if end > start, workspaceFloats(config: config, lengths: Array(lengths[start...end])) > budgetFloats {
+                ranges.append(start..<end)
+                start = end
+            }
+        }
+        if start < lengths.count { ranges.append(start..<lengths.count) }
+        return ranges
+    }
+
     /// Default query rows per causal attention block.
     public static let defaultAttentionBlockRows = 64
 

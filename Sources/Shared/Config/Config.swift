@@ -412,16 +412,19 @@ public struct Config: Sendable, Equatable {
     /// The effective configuration as TOML text: every key, defaults filled in. Parsing it
     /// gives back an equal `Config`.
     public func renderTOML() -> String {
+        renderedSections().map { (["[\($0.name)]"] + $0.lines).joined(separator: "\n") }.joined(separator: "\n\n") + "\n"
+    }
+
+    /// Each section's name and `key = value` lines, in file order.
+    private func renderedSections() -> [(name: String, lines: [String])] {
         var copy = self
-        var out: [String] = []
+        var sections: [(name: String, lines: [String])] = []
         copy.visitSections { name, box in
             var renderer = TOMLRenderingVisitor()
             try? box.visit(&renderer)
-            if !out.isEmpty { out.append("") }
-            out.append("[\(name)]")
-            out.append(contentsOf: renderer.lines)
+            sections.append((name, renderer.lines))
         }
-        return out.joined(separator: "\n") + "\n"
+        return sections
     }
 
     /// Every key as `section.key`, in file order.
@@ -442,14 +445,8 @@ public struct Config: Sendable, Equatable {
     /// on purpose: `--steps` on the coordinator or a worker's own checkpoint directory must not
     /// refuse an otherwise identical worker.
     public var hash: UInt64 {
-        var copy = self
-        var text = ""
-        copy.visitSections { name, box in
-            guard ["model", "rollout", "reward"].contains(name) else { return }
-            var renderer = TOMLRenderingVisitor()
-            try? box.visit(&renderer)
-            text += "[\(name)]\n" + renderer.lines.joined(separator: "\n") + "\n"
-        }
+        let text = renderedSections().filter { ["model", "rollout", "reward"].contains($0.name) }
+            .map { "[\($0.name)]\n" + $0.lines.joined(separator: "\n") + "\n" }.joined()
         return Checksum.fnv1a64(Array(text.utf8))
     }
 }

@@ -13,9 +13,40 @@ public struct AccuracyTally: Sendable, Equatable {
     /// credit / count, 0 when empty.
     public var accuracy: Double { count == 0 ? 0 : credit / Double(count) }
 
-    mutating func add(_ value: Double) {
+    /// Adds one judgement's credit (1, ½, 1/(t+1) or 0).
+    public mutating func add(_ value: Double) {
         count += 1
         credit += value
+    }
+
+    /// Adds the judgements of another tally.
+    public mutating func add(_ other: AccuracyTally) {
+        count += other.count
+        credit += other.credit
+    }
+}
+
+/// The credit rules of held-out accuracy, shared by every judge (the teacher, `cerm eval`).
+///
+/// A response without a valid score (nil) ranks below every response with one; two responses
+/// without one tie.
+public enum EvaluationScoring {
+    /// 1 when `chosen` beats `rejected`, ½ on a tie (equal scores, or both invalid), else 0.
+    public static func pairwiseCredit(chosen: Double?, rejected: Double?) -> Double {
+        let c = chosen ?? -.infinity
+        let r = rejected ?? -.infinity
+        if c > r { return 1 }
+        return c == r ? 0.5 : 0
+    }
+
+    /// 1 when response `best` has the strictly highest score; 1/(t+1) when it ties at the top
+    /// with t others; 0 when another response scores higher (or `best` is out of range).
+    public static func bestOfNCredit(scores: [Double?], best: Int) -> Double {
+        guard scores.indices.contains(best) else { return 0 }
+        let ranked = scores.map { $0 ?? -.infinity }
+        let top = ranked.max() ?? -.infinity
+        guard ranked[best] == top else { return 0 }
+        return 1 / Double(ranked.filter { $0 == top }.count)
     }
 }
 
@@ -50,20 +81,18 @@ extension Teacher {
     public func pairwiseCredit(_ pair: PreferencePair) -> Double? {
         guard let chosen = evaluate(query: pair.query, response: pair.chosen),
               let rejected = evaluate(query: pair.query, response: pair.rejected) else { return nil }
-        if chosen.overall > rejected.overall { return 1 }
-        return chosen.overall == rejected.overall ? 0.5 : 0
+        return EvaluationScoring.pairwiseCredit(chosen: chosen.overall, rejected: rejected.overall)
     }
 
     /// 1/m when the best response is among the m responses with the top score, else 0; nil for
     /// an unknown query.
     public func bestOfNCredit(_ item: BestOfNItem) -> Double? {
-        var scores: [Double] = []
+        var scores: [Double?] = []
         for response in item.responses {
             guard let evaluation = evaluate(query: item.query, response: response) else { return nil }
             scores.append(evaluation.overall)
         }
-        guard let top = scores.max(), item.responses.indices.contains(item.best), scores[item.best] == top else { return 0 }
-        return 1 / Double(scores.filter { $0 == top }.count)
+        return EvaluationScoring.bestOfNCredit(scores: scores, best: item.best)
     }
 
     /// Pairwise accuracy on `pairs` and Best-of-N accuracy on `bestOfN`, with per-type splits

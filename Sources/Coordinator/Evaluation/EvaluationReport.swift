@@ -1,35 +1,5 @@
 import Shared
 
-/// The arithmetic of held-out evaluation, separate from generation so it can be checked by hand.
-///
-/// A response without a valid score ranks below every response with one; two responses without
-/// one tie. Scores under several criteria samples are averaged over the valid ones
-/// (``ResponseScoring/meanScores(_:)``).
-public enum EvaluationScoring {
-    /// 1 when `chosen` beats `rejected`, ½ on a tie (equal scores, or both invalid), else 0.
-    public static func pairwiseCredit(chosen: Double?, rejected: Double?) -> Double {
-        let c = chosen ?? -.infinity
-        let r = rejected ?? -.infinity
-        if c > r { return 1 }
-        return c == r ? 0.5 : 0
-    }
-
-    /// 1 when response `best` has the strictly highest score; 1/(t+1) when it ties at the top
-    /// with t others; 0 when another response scores higher (or `best` is out of range).
-    public static func bestOfNCredit(scores: [Double?], best: Int) -> Double {
-        guard scores.indices.contains(best) else { return 0 }
-        let ranked = scores.map { $0 ?? -.infinity }
-        let top = ranked.max() ?? -.infinity
-        guard ranked[best] == top else { return 0 }
-        return 1 / Double(ranked.filter { $0 == top }.count)
-    }
-
-    /// Each response's score from its per-sample scores (`perSample[r][k]`, nil = invalid).
-    public static func responseScores(_ perSample: [[Double?]]) -> [Double?] {
-        ResponseScoring.meanScores(perSample)
-    }
-}
-
 /// A pair or Best-of-N item to judge.
 public struct EvaluationItem: Sendable, Equatable {
     public enum Kind: Sendable, Equatable {
@@ -120,12 +90,12 @@ public struct EvaluationReport: Sendable, Equatable {
         switch item.kind {
         case .pair:
             let credit = EvaluationScoring.pairwiseCredit(chosen: scores.first ?? nil, rejected: scores.count > 1 ? scores[1] : nil)
-            pairwise.tally(credit)
-            pairwiseByType[item.taskType, default: AccuracyTally()].tally(credit)
+            pairwise.add(credit)
+            pairwiseByType[item.taskType, default: AccuracyTally()].add(credit)
         case let .bestOfN(best):
             let credit = EvaluationScoring.bestOfNCredit(scores: scores, best: best)
-            bestOfN.tally(credit)
-            bestOfNByType[item.taskType, default: AccuracyTally()].tally(credit)
+            bestOfN.add(credit)
+            bestOfNByType[item.taskType, default: AccuracyTally()].add(credit)
             bestOfNSize = max(bestOfNSize, item.responses.count)
         }
     }
@@ -144,18 +114,10 @@ public struct EvaluationReport: Sendable, Equatable {
 
     /// Sums two reports of disjoint items (seconds: the longer one, as they ran side by side).
     public mutating func merge(_ other: EvaluationReport) {
-        func add(_ a: inout [String: AccuracyTally], _ b: [String: AccuracyTally]) {
-            for (key, tally) in b {
-                a[key, default: AccuracyTally()].count += tally.count
-                a[key, default: AccuracyTally()].credit += tally.credit
-            }
-        }
-        pairwise.count += other.pairwise.count
-        pairwise.credit += other.pairwise.credit
-        add(&pairwiseByType, other.pairwiseByType)
-        bestOfN.count += other.bestOfN.count
-        bestOfN.credit += other.bestOfN.credit
-        add(&bestOfNByType, other.bestOfNByType)
+        pairwise.add(other.pairwise)
+        pairwiseByType.merge(other.pairwiseByType) { a, b in var sum = a; sum.add(b); return sum }
+        bestOfN.add(other.bestOfN)
+        bestOfNByType.merge(other.bestOfNByType) { a, b in var sum = a; sum.add(b); return sum }
         bestOfNSize = max(bestOfNSize, other.bestOfNSize)
         criteriaGenerated += other.criteriaGenerated
         criteriaValid += other.criteriaValid
@@ -166,13 +128,5 @@ public struct EvaluationReport: Sendable, Equatable {
         responses += other.responses
         responsesWithoutScore += other.responsesWithoutScore
         seconds = max(seconds, other.seconds)
-    }
-}
-
-extension AccuracyTally {
-    /// Adds one judgement's credit (1, ½, 1/(t+1) or 0).
-    mutating func tally(_ credit: Double) {
-        count += 1
-        self.credit += credit
     }
 }
