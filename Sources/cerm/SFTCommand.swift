@@ -12,8 +12,10 @@ struct SFTCommand: ParsableCommand {
         abstract: "Cold-start SFT of a fresh model on the teacher's criteria and evaluation traces for data.train.",
         discussion: """
         Generates the synthetic task into data.dir when its files are missing. Each trace gives \
-        two sequences (criteria turn, evaluation turn; identical criteria turns kept once); the \
-        loss is the mean negative log-probability of the target tokens. Ends with a held-out \
+        its evaluation turn as a sequence (the whole conversation) scoring the criteria and \
+        the evaluation (sft.criteria_turn = "in-evaluation"), or with "separate" the \
+        criteria turn as a sequence of its own, kept once per query; the loss is the mean \
+        negative log-probability of the target tokens. Ends with a held-out \
         evaluation on data.eval and data.best_of_n and writes the weights (atomically) to \
         sft.output or --out.
         """)
@@ -24,7 +26,7 @@ struct SFTCommand: ParsableCommand {
     var out: String?
     @Option(name: .customLong("max-minutes"), help: "Wall-time cap for training; stops early, still evaluates and saves.")
     var maxMinutes: Double?
-    @Option(help: "BLAS threads for training.")
+    @Option(help: "Training threads: the batch's data shards run in parallel, the rest go to BLAS. The weights do not depend on it.")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
     @Flag(help: "Skip the held-out evaluation at the end.")
     var skipEval = false
@@ -58,20 +60,21 @@ struct SFTCommand: ParsableCommand {
 
         let (traces, unsupported) = try self.traces.map { (try SFTData.traces(path: $0), 0) } ?? SFTData.traces(cfg)
         let format = makePromptFormat(cfg.rollout.format)
-        let sequences = SFTSequenceBuilder.sequences(for: traces, format: format)
+        let sequences = SFTSequenceBuilder.sequences(for: traces, format: format, criteria: cfg.sft.criteriaTurn)
         let modelConfig = TransformerConfig(cfg.model)
         try modelConfig.validate()
         if let longest = sequences.map(\.tokens.count).max(), longest > modelConfig.maxSeqLen + 1 {
             throw CermError.invalid("\(self.traces ?? cfg.data.train): an SFT sequence has \(longest) tokens; model.max_seq_len is \(modelConfig.maxSeqLen)")
         }
         let weights = ModelWeights(initialFor: cfg)
-        let options = SFTOptions(sft: cfg.sft, seed: cfg.run.seed, maxSeconds: maxMinutes.map { $0 * 60 })
+        let options = SFTOptions(sft: cfg.sft, seed: cfg.run.seed, maxSeconds: maxMinutes.map { $0 * 60 }, threads: threads)
         let targetTokens = sequences.reduce(0) { $0 + $1.targetCount }
         let allTokens = sequences.reduce(0) { $0 + $1.tokens.count }
         log("SFT: \(traces.count) traces (\(unsupported) unsupported) -> \(sequences.count) distinct sequences, \(allTokens) tokens (\(targetTokens) target) per epoch; \(weights.values.count) parameters")
-        log("     lr \(cfg.sft.learningRate) (\(cfg.sft.schedule.rawValue), warmup \(cfg.sft.warmupSteps)), batch \(cfg.sft.batchSize), \(cfg.sft.epochs) epochs = \(SFTTrainer.totalSteps(sequenceCount: sequences.count, batchSize: cfg.sft.batchSize, epochs: cfg.sft.epochs)) steps, \(threads) threads")
+        log("     lr \(cfg.sft.learningRate) (\(cfg.sft.schedule.rawValue), warmup \(cfg.sft.warmupSteps)), batch \(cfg.sft.batchSize), \(cfg.sft.epochs) epochs = \(SFTTrainer.totalSteps(sequenceCount: sequences.count, batchSize: cfg.sft.batchSize, epochs: cfg.sft.epochs)) steps, \(threads) threads over \(options.shards) data shards")
 
-        BLAS.setThreads(threads)
+        let concurrentShards = min(threads, options.shards)
+        BLAS.setThreads(max(1, threads / concurrentShards))
         let trainer = try SFTTrainer(weights: weights, options: options)
         let line = ProgressLine()
         let result = try trainer.train(sequences) { p in

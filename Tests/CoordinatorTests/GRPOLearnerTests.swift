@@ -117,7 +117,7 @@ enum LearnerFixture {
         }
 
         let whole = try learner.runMiniBatch(batch, backward: true)
-        #expect(whole.microBatches == 1)
+        #expect(whole.microBatches == GRPOLearner.dataShards)  // one forward per data shard
         let analytic = learner.accumulatedGradients
         learner.zeroGradients()
         learner.workspaceBudgetFloats = 1  // one row per micro-batch
@@ -183,6 +183,12 @@ enum LearnerFixture {
         let secondMetrics = try second.update(step: 1, pairs: LearnerFixture.pairs.reversed(), rollouts: shuffled)
         #expect(try second.currentWeights() == first.currentWeights())
         #expect(secondMetrics == metrics)
+
+        // The data shards computed in parallel: the same bits.
+        let parallel = try GRPOLearner(config: config, threads: 2)
+        let parallelMetrics = try parallel.update(step: 1, pairs: LearnerFixture.pairs, rollouts: rollouts)
+        #expect(try parallel.currentWeights() == first.currentWeights())
+        #expect(parallelMetrics == metrics)
 
         // A second step bumps the version again.
         let next = try LearnerFixture.rollouts(config: config, policy: first.policy, step: 2)

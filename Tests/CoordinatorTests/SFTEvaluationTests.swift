@@ -40,9 +40,31 @@ struct SFTSequenceTests {
         #expect(sequences[1].tokens.last == ByteTokenizer.Special.eos.rawValue)
         // The rejected response's evaluation turn follows; its criteria turn was a duplicate.
         #expect(sequences[2].tokens.starts(with: criteriaPrompt + criteriaOutput))
-        #expect(sequences[2].promptLength == format.evaluationPrompt(criteriaPrompt: criteriaPrompt, criteriaOutput: criteriaOutput,
+        #expect(sequences[2].scoredRanges.first?.lowerBound == format.evaluationPrompt(criteriaPrompt: criteriaPrompt, criteriaOutput: criteriaOutput,
                                                                      response: traces[1].response).count)
         #expect(Set(sequences).count == sequences.count)
+    }
+
+    @Test("criteria in the evaluation turn: one sequence per trace scoring the criteria and the evaluation")
+    func criteriaInEvaluation() {
+        let format = CompactFormat()
+        let traces = sampleTraces(pairs: 2)
+        let sequences = SFTSequenceBuilder.sequences(for: traces, format: format, criteria: .inEvaluation)
+        #expect(sequences.count == 4)
+        let criteriaPrompt = format.criteriaPrompt(query: traces[1].query)
+        let criteriaOutput = format.outputTokens(text: traces[1].criteria)
+        let evaluationPrompt = format.evaluationPrompt(criteriaPrompt: criteriaPrompt, criteriaOutput: criteriaOutput,
+                                                       response: traces[1].response)
+        let evaluationOutput = format.outputTokens(text: traces[1].evaluation)
+        #expect(sequences[1].tokens == evaluationPrompt + evaluationOutput)
+        #expect(sequences[1].scoredRanges == [criteriaPrompt.count..<(criteriaPrompt.count + criteriaOutput.count),
+                                              evaluationPrompt.count..<(evaluationPrompt.count + evaluationOutput.count)])
+        #expect(sequences[1].targetCount == criteriaOutput.count + evaluationOutput.count)
+        // In the batch, the scored tokens are exactly the criteria output and the evaluation output.
+        let batch = SFTSequenceBuilder.batch([sequences[1]])
+        let scored = batch.targets[0].filter { $0 >= 0 }
+        #expect(scored == criteriaOutput + evaluationOutput)
+        #expect(batch.targets[0][criteriaPrompt.count - 2] == -1 && batch.targets[0][criteriaPrompt.count - 1] == criteriaOutput[0])
     }
 
     @Test("a trace file (`cerm sft --traces`) loads as written; an empty one or a bad line is an error naming it")
@@ -143,6 +165,24 @@ struct SFTTrainerTests {
         let options = SFTOptions(learningRate: 1e-2, batchSize: 2, epochs: 1, seed: 3, maxSeconds: 0)
         let result = try SFTTrainer(weights: weights, options: options).train(sequences)
         #expect(result.stoppedEarly && result.steps == 0 && result.weights == weights)
+    }
+
+    @Test("the weights do not depend on threads; shards change only float rounding")
+    func shardsAndThreads() throws {
+        let sequences = SFTSequenceBuilder.sequences(for: sampleTraces(pairs: 2), format: CompactFormat())
+        let weights = ModelWeights(config: tinyConfig, seed: 4, initStd: 0.02)
+        func run(shards: Int, threads: Int) throws -> ModelWeights {
+            let options = SFTOptions(learningRate: 1e-2, batchSize: 4, epochs: 1, schedule: .constant, seed: 3,
+                                     shards: shards, threads: threads)
+            return try SFTTrainer(weights: weights, options: options).train(sequences).weights
+        }
+        let sequential = try run(shards: 2, threads: 1)
+        #expect(try run(shards: 2, threads: 2) == sequential)
+        #expect(try run(shards: 3, threads: 2) == run(shards: 3, threads: 1))
+        let single = try run(shards: 1, threads: 1)
+        #expect(single != weights)
+        let maxDifference = zip(single.values, sequential.values).map { abs($0 - $1) }.max() ?? 0
+        #expect(maxDifference < 1e-5)
     }
 }
 

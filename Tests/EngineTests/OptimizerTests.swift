@@ -61,6 +61,20 @@ import Shared
         #expect(abs(g.values[0] - 0.6) < 1e-7)  // untouched
     }
 
+    @Test func gradientsOfShardsAddElementwise() throws {
+        var a = ModelGradients(config: TrainingTestData.llamaTiny)
+        var b = ModelGradients(config: TrainingTestData.llamaTiny)
+        a.values[0] = 1.5
+        b.values[0] = -0.25
+        b.values[7] = 2
+        try a.add(b)
+        #expect(a.values[0] == 1.25 && a.values[7] == 2 && b.values[0] == -0.25)
+        let other = ModelGradients(config: TrainingTestData.qwenTinyAllFeatures)
+        #expect(throws: CermError.invalid("ModelGradients.add: the gradients were made for a different model config")) {
+            try a.add(other)
+        }
+    }
+
     @Test func learningRateSchedules() {
         #expect(LearningRateSchedule.constant(3e-4).rate(at: 0) == 3e-4)
         #expect(LearningRateSchedule.constant(3e-4).rate(at: 10_000) == 3e-4)

@@ -100,8 +100,10 @@ public struct MiniBatchPass: Sendable {
 /// and a different length is an error), rewards each pair with ``PairRewarder``, computes
 /// group advantages, splits the pairs into `grpo.mini_batches` mini-batches and takes one
 /// AdamW step per mini-batch on the clipped GRPO loss with the KL penalty. The policy version
-/// increases by one per update. Everything runs in canonical trajectory order on one thread,
-/// so the same inputs give bit-identical weights whatever order trajectories arrived in.
+/// increases by one per update. Everything runs in canonical trajectory order, and each
+/// mini-batch's forward and backward in ``dataShards`` fixed data shards (computed ``threads``
+/// at a time) whose gradients are summed in shard order, so the same inputs give bit-identical
+/// weights whatever order trajectories arrived in and whatever the thread count.
 ///
 /// Responses of a pair are read as `[chosen, rejected]` (``DatasetPairSource`` sends them so).
 public final class GRPOLearner: Learner, @unchecked Sendable {
@@ -118,6 +120,13 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
 
     private let model: Transformer
     private var gradients: ModelGradients
+    /// One replica per data shard (shard 0's is ``model``), each with its own gradient buffer.
+    private let shards: [LearnerShard]
+    /// Data shards per mini-batch: fixes the arithmetic of the update (see ``DataShards``).
+    public static let dataShards = 2
+    /// Shards computed at once (one thread each, with one BLAS thread each as set by the
+    /// caller); does not change the result.
+    public var threads: Int
     private let lossOptions: GRPOLossOptions
     private let schedule: LearningRateSchedule
     private let temperature: Float
@@ -135,7 +144,7 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
     /// A learner whose policy and reference both start at `initialWeights`, or at a random
     /// init from `model.init_std` and `run.seed` when nil. `source` names the weights in errors.
     public init(config: Config, initialWeights: ModelWeights? = nil, source: String = "initial weights",
-                workspaceBudgetFloats: Int = GRPOLearner.defaultWorkspaceBudgetFloats,
+                workspaceBudgetFloats: Int = GRPOLearner.defaultWorkspaceBudgetFloats, threads: Int = 1,
                 logger: Logger = Logger(label: "cerm.learner")) throws {
         let modelConfig = TransformerConfig(config.model)
         let weights: ModelWeights
@@ -154,6 +163,10 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
         self.reference = weights
         self.model = try Transformer(weights: weights)
         self.gradients = ModelGradients(config: modelConfig)
+        var shards = [LearnerShard(model: model)]
+        for _ in 1..<Self.dataShards { shards.append(LearnerShard(model: try Transformer(weights: weights))) }
+        self.shards = shards
+        self.threads = max(1, threads)
         let grpo = config.grpo
         self.optimizer = AdamW(layout: weights.layout, beta1: Float(grpo.adamBeta1), beta2: Float(grpo.adamBeta2),
                                epsilon: Float(grpo.adamEps), weightDecay: Float(grpo.weightDecay))
@@ -169,7 +182,8 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
 
     /// A learner starting from the SFT weights file at `initPath` (``ModelWeights/load(path:)``),
     /// or from a random init when nil.
-    public convenience init(config: Config, initPath: String?, logger: Logger = Logger(label: "cerm.learner")) throws {
+    public convenience init(config: Config, initPath: String?, threads: Int = 1,
+                            logger: Logger = Logger(label: "cerm.learner")) throws {
         var weights: ModelWeights?
         if let initPath {
             guard FileManager.default.fileExists(atPath: initPath) else {
@@ -181,7 +195,8 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
                 throw CermError.io(path: initPath, reason: "cannot load SFT weights (--init): \(error)")
             }
         }
-        try self.init(config: config, initialWeights: weights, source: initPath ?? "initial weights", logger: logger)
+        try self.init(config: config, initialWeights: weights, source: initPath ?? "initial weights", threads: threads,
+                      logger: logger)
     }
 
     // MARK: Learner
@@ -389,35 +404,35 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
             advantage: advantage.advantage, included: advantage.inLoss)
     }
 
-    /// Rows of `batch` split into micro-batches whose workspace fits the budget, in order (at
-    /// least one row each).
-    func microBatches(_ rows: [PreparedTrajectory]) -> [[PreparedTrajectory]] {
-        Transformer.microBatches(config: modelConfig, lengths: rows.map { $0.sequence.count - 1 },
-                                 budgetFloats: workspaceBudgetFloats).map { Array(rows[$0]) }
-    }
-
     /// The GRPO loss of one mini-batch under the current policy and, with `backward`, its
     /// gradient *added* to the learner's gradient buffer. Trajectories without output tokens
-    /// take no part. A mini-batch over the workspace budget is forwarded in micro-batches to
-    /// collect log-probs, then each micro-batch is forwarded again and back-propagated with
-    /// its share of the loss weights (the loss needs every log-prob of the mini-batch first;
-    /// the last micro-batch's retained pass is reused).
+    /// take no part. The rows are split into ``dataShards`` shards (``DataShards``), each run on
+    /// its own model replica, ``threads`` at a time; their gradients are summed in shard order,
+    /// so the bits do not depend on the thread count. Within a shard, rows over the workspace
+    /// budget are forwarded in micro-batches to collect log-probs, then each micro-batch is
+    /// forwarded again and back-propagated with its share of the loss weights (the loss needs
+    /// every log-prob of the mini-batch first; the last micro-batch's retained pass is reused).
     func runMiniBatch(_ batch: [PreparedTrajectory], backward: Bool) throws -> MiniBatchPass {
         let rows = batch.filter { $0.outputCount > 0 }
-        let micro = microBatches(rows)
-        func tokenBatch(_ part: [PreparedTrajectory]) -> TokenBatch {
-            TokenBatch(sequences: part.map(\.sequence), scoredFrom: part.map(\.promptLength))
+        let assignment = DataShards.assignment(lengths: rows.map(\.sequence.count), shards: shards.count)
+        let budget = workspaceBudgetFloats
+        let temperature = temperature
+        for (index, shard) in shards.enumerated() {
+            shard.rowIndices = assignment.indices.filter { assignment[$0] == index }
+            shard.rows = shard.rowIndices.map { rows[$0] }
+            shard.model.weights = model.weights
         }
-        var logprobs: [[Double]] = []
-        var entropySum = 0.0, tokens = 0
-        for part in micro {
-            let pass = try model.forward(tokenBatch(part), temperature: temperature)
-            for (row, trajectory) in part.enumerated() {
-                let first = trajectory.promptLength - 1
-                let range = first..<(first + trajectory.outputCount)
-                logprobs.append(pass.logprobs[row][range].map(Double.init))
-                entropySum += pass.entropy[row][range].reduce(0.0) { $0 + Double($1) }
-                tokens += range.count
+        let shards = shards
+        DataShards.run(count: shards.count, threads: threads) { shards[$0].forward(budget: budget, temperature: temperature) }
+        var logprobs = [[Double]](repeating: [], count: rows.count)
+        var entropySums = [Double](repeating: 0, count: rows.count)
+        var microBatchCount = 0
+        for shard in shards {
+            if let error = shard.error { throw error }
+            microBatchCount += shard.microBatches.count
+            for (local, row) in shard.rowIndices.enumerated() {
+                logprobs[row] = shard.logprobs[local]
+                entropySums[row] = shard.entropySums[local]
             }
         }
         let lossInput = zip(rows, logprobs).map { trajectory, current in
@@ -433,29 +448,17 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
             }
             throw CermError.invalid("\(rows[row].id): \(error)")
         }
-        if backward, !micro.isEmpty {
-            var starts: [Int] = []
-            var offset = 0
-            for part in micro {
-                starts.append(offset)
-                offset += part.count
-            }
-            // The last micro-batch's forward is still retained: back-propagate it first, then
-            // run the earlier ones again (a fixed order, so the accumulated sum is deterministic).
-            for index in micro.indices.reversed() {
-                let part = micro[index]
-                if index != micro.count - 1 { _ = try model.forward(tokenBatch(part), temperature: temperature) }
-                var dLogprobs: [[Float]] = []
-                for (row, trajectory) in part.enumerated() {
-                    var weights = [Float](repeating: 0, count: trajectory.sequence.count - 1)
-                    let first = trajectory.promptLength - 1
-                    for (t, w) in loss.tokenWeights[starts[index] + row].enumerated() { weights[first + t] = Float(w) }
-                    dLogprobs.append(weights)
-                }
-                try model.backward(dLogprobs: dLogprobs, into: &gradients)
+        if backward, !rows.isEmpty {
+            for shard in shards { shard.tokenWeights = shard.rowIndices.map { loss.tokenWeights[$0] } }
+            DataShards.run(count: shards.count, threads: threads) { shards[$0].backward(temperature: temperature) }
+            for shard in shards {
+                if let error = shard.error { throw error }
+                try gradients.add(shard.gradients)
+                shard.gradients.zero()
             }
         }
-        return MiniBatchPass(loss: loss, entropySum: entropySum, tokens: tokens, microBatches: micro.count)
+        return MiniBatchPass(loss: loss, entropySum: entropySums.reduce(0, +), tokens: rows.reduce(0) { $0 + $1.outputCount },
+                             microBatches: microBatchCount)
     }
 
     /// The accumulated gradients (tests).
@@ -476,6 +479,78 @@ extension TrainingState {
     public var referenceTensors: [NamedTensor] {
         tensors.filter { $0.name.hasPrefix(GRPOLearner.referencePrefix) }.map {
             NamedTensor(name: String($0.name.dropFirst(GRPOLearner.referencePrefix.count)), shape: $0.shape, values: $0.values)
+        }
+    }
+}
+
+/// One data shard of a GRPO mini-batch: a model replica, its gradient buffer and the rows
+/// assigned to it. Touched by one thread at a time: the learner fills it, one worker thread runs
+/// a phase, and the learner reads it after the phase has joined.
+private final class LearnerShard: @unchecked Sendable {
+    let model: Transformer
+    var gradients: ModelGradients
+    /// The shard's rows and their indices in the mini-batch.
+    var rows: [PreparedTrajectory] = []
+    var rowIndices: [Int] = []
+    /// Per row: log-probs and Σ entropy of the output tokens under the current policy.
+    var logprobs: [[Double]] = []
+    var entropySums: [Double] = []
+    /// Per row: ∂L/∂logπ of each output token (set before ``backward(temperature:)``).
+    var tokenWeights: [[Double]] = []
+    /// The rows' micro-batches (index ranges into ``rows``).
+    var microBatches: [Range<Int>] = []
+    var error: (any Error)?
+
+    init(model: Transformer) {
+        self.model = model
+        gradients = ModelGradients(config: model.config)
+    }
+
+    private func tokenBatch(_ range: Range<Int>) -> TokenBatch {
+        TokenBatch(sequences: rows[range].map(\.sequence), scoredFrom: rows[range].map(\.promptLength))
+    }
+
+    /// Phase 1: the output tokens' log-probs and entropies; the last micro-batch's pass stays
+    /// retained for ``backward(temperature:)``.
+    func forward(budget: Int, temperature: Float) {
+        logprobs = []
+        entropySums = []
+        error = nil
+        microBatches = Transformer.microBatches(config: model.config, lengths: rows.map { $0.sequence.count - 1 },
+                                                budgetFloats: budget)
+        do {
+            for range in microBatches {
+                let pass = try model.forward(tokenBatch(range), temperature: temperature)
+                for (row, trajectory) in rows[range].enumerated() {
+                    let first = trajectory.promptLength - 1
+                    let outputs = first..<(first + trajectory.outputCount)
+                    logprobs.append(pass.logprobs[row][outputs].map(Double.init))
+                    entropySums.append(pass.entropy[row][outputs].reduce(0.0) { $0 + Double($1) })
+                }
+            }
+        } catch {
+            self.error = error
+        }
+    }
+
+    /// Phase 2: back-propagates ``tokenWeights`` into ``gradients``: the retained last
+    /// micro-batch first, then the earlier ones forwarded again (a fixed order, so the sum is
+    /// deterministic).
+    func backward(temperature: Float) {
+        do {
+            for (index, range) in microBatches.enumerated().reversed() {
+                if index != microBatches.count - 1 { _ = try model.forward(tokenBatch(range), temperature: temperature) }
+                let dLogprobs: [[Float]] = range.map { row in
+                    let trajectory = rows[row]
+                    var weights = [Float](repeating: 0, count: trajectory.sequence.count - 1)
+                    let first = trajectory.promptLength - 1
+                    for (t, w) in tokenWeights[row].enumerated() { weights[first + t] = Float(w) }
+                    return weights
+                }
+                try model.backward(dLogprobs: dLogprobs, into: &gradients)
+            }
+        } catch {
+            self.error = error
         }
     }
 }

@@ -1,25 +1,27 @@
 import Engine
 import Shared
 
-/// One supervised training sequence: a prompt the model reads as context and the target turn
-/// (output tokens ending in `⟨eos⟩`) it learns to produce.
+/// One supervised training sequence: tokens the model reads, some of which (the target turns:
+/// output tokens ending in `⟨eos⟩`) it learns to produce; the rest is context, never scored.
 public struct SFTSequence: Sendable, Hashable {
-    /// Prompt tokens followed by target tokens.
+    /// The whole conversation: prompts and target turns.
     public var tokens: [TokenID]
-    /// Number of leading prompt tokens (context only, never scored).
-    public var promptLength: Int
+    /// Index ranges of `tokens` that are scored, in order, not overlapping, none starting at 0
+    /// (the first token has no prefix to predict it from).
+    public var scoredRanges: [Range<Int>]
 
-    public init(tokens: [TokenID], promptLength: Int) {
+    public init(tokens: [TokenID], scoredRanges: [Range<Int>]) {
         self.tokens = tokens
-        self.promptLength = promptLength
+        self.scoredRanges = scoredRanges
     }
 
+    /// A prompt followed by one target turn.
     public init(prompt: [TokenID], target: [TokenID]) {
-        self.init(tokens: prompt + target, promptLength: prompt.count)
+        self.init(tokens: prompt + target, scoredRanges: [prompt.count..<(prompt.count + target.count)])
     }
 
     /// Number of scored (target) tokens.
-    public var targetCount: Int { max(0, tokens.count - promptLength) }
+    public var targetCount: Int { scoredRanges.reduce(0) { $0 + $1.count } }
 }
 
 /// Turns teacher traces into SFT sequences and batches.
@@ -31,7 +33,11 @@ public enum SFTSequenceBuilder {
     /// Identical sequences are kept once, in order of first appearance: the criteria turn
     /// depends on the query alone, so both responses of a pair (and every Best-of-N response)
     /// would otherwise train it two or more times per epoch.
-    public static func sequences(for traces: [SFTTrace], format: any PromptFormat) -> [SFTSequence] {
+    ///
+    /// With `criteria: .inEvaluation` there are no criteria sequences: each evaluation sequence
+    /// also scores its criteria output (the tokens after the criteria prompt, `⟨eos⟩` included).
+    public static func sequences(for traces: [SFTTrace], format: any PromptFormat,
+                                 criteria: CriteriaTurnTraining = .separate) -> [SFTSequence] {
         var seen = Set<SFTSequence>()
         var out: [SFTSequence] = []
         func add(_ sequence: SFTSequence) {
@@ -40,18 +46,39 @@ public enum SFTSequenceBuilder {
         for trace in traces {
             let criteriaPrompt = format.criteriaPrompt(query: trace.query)
             let criteriaOutput = format.outputTokens(text: trace.criteria)
-            add(SFTSequence(prompt: criteriaPrompt, target: criteriaOutput))
             let evaluationPrompt = format.evaluationPrompt(criteriaPrompt: criteriaPrompt, criteriaOutput: criteriaOutput,
                                                            response: trace.response)
-            add(SFTSequence(prompt: evaluationPrompt, target: format.outputTokens(text: trace.evaluation)))
+            var evaluation = SFTSequence(prompt: evaluationPrompt, target: format.outputTokens(text: trace.evaluation))
+            switch criteria {
+            case .separate:
+                add(SFTSequence(prompt: criteriaPrompt, target: criteriaOutput))
+            case .inEvaluation:
+                evaluation.scoredRanges.insert(criteriaPrompt.count..<(criteriaPrompt.count + criteriaOutput.count), at: 0)
+            }
+            add(evaluation)
         }
         return out
     }
 
     /// A next-token batch of `sequences`: position `t` reads `tokens[0...t]` and is scored on
-    /// `tokens[t + 1]` only when that token is part of the target (targets are −1 over the
-    /// prompt), so the loss never trains the model to write prompts.
+    /// `tokens[t + 1]` only when that token is in a scored range (targets are −1 elsewhere), so
+    /// the loss never trains the model to write prompts.
     public static func batch(_ sequences: [SFTSequence]) -> TokenBatch {
-        TokenBatch(sequences: sequences.map(\.tokens), scoredFrom: sequences.map { max(1, $0.promptLength) })
+        var inputs: [[TokenID]] = [], targets: [[TokenID]] = []
+        for sequence in sequences {
+            guard sequence.tokens.count >= 2 else {
+                inputs.append([]); targets.append([])
+                continue
+            }
+            var rowTargets = [TokenID](repeating: -1, count: sequence.tokens.count - 1)
+            for range in sequence.scoredRanges {
+                for index in range where index >= 1 && index < sequence.tokens.count {
+                    rowTargets[index - 1] = sequence.tokens[index]
+                }
+            }
+            inputs.append(Array(sequence.tokens.dropLast()))
+            targets.append(rowTargets)
+        }
+        return TokenBatch(inputs: inputs, targets: targets)
     }
 }

@@ -136,6 +136,19 @@ public struct ModelGradients: Sendable, Equatable {
         return Array(values[s.offset..<(s.offset + s.count)])
     }
 
+    /// Adds `other` element-wise (e.g. the gradients of another data shard). Throws if it was
+    /// made for a different layout.
+    public mutating func add(_ other: ModelGradients) throws {
+        guard other.layout == layout else {
+            throw CermError.invalid("ModelGradients.add: the gradients were made for a different model config")
+        }
+        values.withUnsafeMutableBufferPointer { sum in
+            other.values.withUnsafeBufferPointer { part in
+                for i in 0..<sum.count { sum[i] += part[i] }
+            }
+        }
+    }
+
     /// Multiplies every gradient by `factor`.
     public mutating func scale(by factor: Float) {
         values.withUnsafeMutableBufferPointer { g in

@@ -222,6 +222,16 @@ public enum LRSchedule: String, CaseIterable, Sendable {
     case warmupCosine = "warmup-cosine"
 }
 
+/// How cold-start SFT trains the criteria turn of a trace.
+public enum CriteriaTurnTraining: String, CaseIterable, Sendable {
+    /// As a sequence of its own (criteria prompt → criteria), once per distinct query.
+    case separate
+    /// As the scored criteria part of every evaluation sequence, which contains the criteria
+    /// turn as its prefix: the same conditional, no separate sequence to pay for, and the
+    /// criteria trained once per response instead of once per query.
+    case inEvaluation = "in-evaluation"
+}
+
 /// `[sft]`: cold-start supervised fine-tuning on teacher traces.
 public struct SFTConfig: ConfigSection {
     public static let sectionName = "sft"
@@ -232,6 +242,7 @@ public struct SFTConfig: ConfigSection {
     public var warmupSteps = 30
     public var weightDecay = 0.01
     public var maxGradNorm = 1.0
+    public var criteriaTurn = CriteriaTurnTraining.inEvaluation
     public var output = "Checkpoints/sft/model.h5"
     public init() {}
     public mutating func visit<V: ConfigVisitor>(_ v: inout V) throws {
@@ -242,6 +253,7 @@ public struct SFTConfig: ConfigSection {
         try v.int("warmup_steps", &warmupSteps, 0...10_000_000)
         try v.double("weight_decay", &weightDecay, 0...10)
         try v.double("max_grad_norm", &maxGradNorm, 0...1e6)
+        try v.choice("criteria_turn", &criteriaTurn)
         try v.string("output", &output, nonEmpty: true)
     }
 }

@@ -1,0 +1,36 @@
+import Dispatch
+
+/// Splitting a batch into data shards whose gradients are computed separately (in parallel, on
+/// their own ``Transformer`` replicas) and summed in shard order.
+///
+/// The shard count, not the thread count, fixes the arithmetic: running the shards one after
+/// the other or at once gives the same bits.
+public enum DataShards {
+    /// Which shard each row goes to: in row order, each row joins the shard with the fewest
+    /// tokens so far (the lowest index on ties), so the shards' work is balanced and the split
+    /// depends on the lengths alone.
+    public static func assignment(lengths: [Int], shards: Int) -> [Int] {
+        var load = [Int](repeating: 0, count: max(1, shards))
+        return lengths.map { length in
+            let shard = load.indices.min { load[$0] < load[$1] }!
+            load[shard] += length
+            return shard
+        }
+    }
+
+    /// Runs `body(shard)` for every shard in `0..<count`, at most `threads` at a time. With one
+    /// thread they run in order on the caller's thread.
+    public static func run(count: Int, threads: Int, _ body: @Sendable (Int) -> Void) {
+        let concurrent = min(max(1, threads), count)
+        guard concurrent > 1 else {
+            for shard in 0..<count { body(shard) }
+            return
+        }
+        let rounds = (count + concurrent - 1) / concurrent
+        DispatchQueue.concurrentPerform(iterations: concurrent) { lane in
+            for round in 0..<rounds where round * concurrent + lane < count {
+                body(round * concurrent + lane)
+            }
+        }
+    }
+}
