@@ -109,8 +109,9 @@ public struct MiniBatchPass: Sendable {
 public final class GRPOLearner: Learner, @unchecked Sendable {
     public let config: Config
     public let modelConfig: TransformerConfig
-    /// Largest forward + backward workspace (floats) one micro-batch may use; a mini-batch
-    /// above it is split and its gradients accumulated.
+    /// Largest forward + backward workspace (floats) one micro-batch may use; a data shard's
+    /// rows above it are split and their gradients accumulated. Each shard has its own
+    /// workspace, and ``threads`` shards run at once.
     public var workspaceBudgetFloats: Int
     public private(set) var policyVersion: UInt64 = 0
     /// The frozen reference model (the initial weights).
@@ -451,10 +452,11 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
         if backward, !rows.isEmpty {
             for shard in shards { shard.tokenWeights = shard.rowIndices.map { loss.tokenWeights[$0] } }
             DataShards.run(count: shards.count, threads: threads) { shards[$0].backward(temperature: temperature) }
+            // A failed mini-batch must not leave partial gradients in a shard for the next one.
+            defer { for shard in shards { shard.gradients.zero() } }
             for shard in shards {
                 if let error = shard.error { throw error }
                 try gradients.add(shard.gradients)
-                shard.gradients.zero()
             }
         }
         return MiniBatchPass(loss: loss, entropySum: entropySums.reduce(0, +), tokens: rows.reduce(0) { $0 + $1.outputCount },

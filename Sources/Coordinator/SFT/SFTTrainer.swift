@@ -25,7 +25,7 @@ public struct SFTOptions: Sendable, Equatable {
     public var shards: Int
     /// Shards computed at once, one thread each. A 128-wide model leaves OpenBLAS's second
     /// thread mostly spinning, so on 2 cores two shards with one BLAS thread each train about
-    /// 1.6 times faster than one shard with two BLAS threads (BENCHMARKS.md).
+    /// 1.9 times faster than one shard with two BLAS threads (BENCHMARKS.md).
     public var threads: Int
 
     public init(learningRate: Float, batchSize: Int, epochs: Int, schedule: LRSchedule = .warmupCosine,
@@ -175,6 +175,8 @@ public final class SFTTrainer {
         let states = shardStates
         let budget = options.microBatchFloatBudget
         DataShards.run(count: states.count, threads: options.threads) { states[$0].run(weight: weight, budget: budget) }
+        // A failed step must not leak partial gradients into the next one.
+        defer { for shard in states { shard.gradients.zero() } }
         var total = 0.0
         for shard in states {
             if let error = shard.error { throw error }
@@ -182,7 +184,6 @@ public final class SFTTrainer {
         }
         let sum = states[0]
         for shard in states.dropFirst() { try sum.gradients.add(shard.gradients) }
-        defer { for shard in states { shard.gradients.zero() } }
         let norm = sum.gradients.clipGlobalNorm(maxNorm: options.maxGradNorm)
         guard norm.isFinite else { return (total / Double(scored), false) }
         try optimizer.step(weights: &model.weights, gradients: sum.gradients, learningRate: learningRate)
