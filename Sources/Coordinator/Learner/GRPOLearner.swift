@@ -124,7 +124,7 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
     /// One replica per data shard (shard 0's is ``model``), each with its own gradient buffer.
     private let shards: [LearnerShard]
     /// Data shards per mini-batch: fixes the arithmetic of the update (see ``DataShards``).
-    public static let dataShards = 2
+    public static let dataShards = DataShards.standardCount
     /// Shards computed at once (one thread each, with one BLAS thread each as set by the
     /// caller); does not change the result.
     public var threads: Int

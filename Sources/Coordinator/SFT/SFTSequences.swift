@@ -64,21 +64,6 @@ public enum SFTSequenceBuilder {
     /// `tokens[t + 1]` only when that token is in a scored range (targets are −1 elsewhere), so
     /// the loss never trains the model to write prompts.
     public static func batch(_ sequences: [SFTSequence]) -> TokenBatch {
-        var inputs: [[TokenID]] = [], targets: [[TokenID]] = []
-        for sequence in sequences {
-            guard sequence.tokens.count >= 2 else {
-                inputs.append([]); targets.append([])
-                continue
-            }
-            var rowTargets = [TokenID](repeating: -1, count: sequence.tokens.count - 1)
-            for range in sequence.scoredRanges {
-                for index in range where index >= 1 && index < sequence.tokens.count {
-                    rowTargets[index - 1] = sequence.tokens[index]
-                }
-            }
-            inputs.append(Array(sequence.tokens.dropLast()))
-            targets.append(rowTargets)
-        }
-        return TokenBatch(inputs: inputs, targets: targets)
+        TokenBatch(sequences: sequences.map(\.tokens), scoredRanges: sequences.map(\.scoredRanges))
     }
 }

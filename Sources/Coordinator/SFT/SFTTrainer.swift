@@ -30,7 +30,7 @@ public struct SFTOptions: Sendable, Equatable {
 
     public init(learningRate: Float, batchSize: Int, epochs: Int, schedule: LRSchedule = .warmupCosine,
                 warmupSteps: Int = 0, weightDecay: Float = 0, maxGradNorm: Double = 1, seed: UInt64,
-                maxSeconds: Double? = nil, microBatchFloatBudget: Int = 96 << 20, shards: Int = 2, threads: Int = 1) {
+                maxSeconds: Double? = nil, microBatchFloatBudget: Int = 96 << 20, shards: Int = DataShards.standardCount, threads: Int = 1) {
         self.learningRate = learningRate
         self.batchSize = batchSize
         self.epochs = epochs

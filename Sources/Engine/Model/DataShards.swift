@@ -6,6 +6,10 @@ import Dispatch
 /// The shard count, not the thread count, fixes the arithmetic: running the shards one after
 /// the other or at once gives the same bits.
 public enum DataShards {
+    /// The shard count of the trainers (SFT and the GRPO learner): one per core of the
+    /// 2-core machine the defaults are sized for.
+    public static let standardCount = 2
+
     /// Which shard each row goes to: in row order, each row joins the shard with the fewest
     /// tokens so far (the lowest index on ties), so the shards' work is balanced and the split
     /// depends on the lengths alone.

@@ -21,14 +21,26 @@ public struct TokenBatch: Sendable, Equatable {
     /// So `logprobs[b][t]` of the forward result is log p(`sequences[b][t + 1]` | prefix).
     public init(sequences: [[TokenID]], scoredFrom: [Int]) {
         precondition(sequences.count == scoredFrom.count, "TokenBatch: one scoredFrom per sequence")
+        self.init(sequences: sequences, scoredRanges: zip(sequences, scoredFrom).map { seq, start in [start..<max(start, seq.count)] })
+    }
+
+    /// Next-token batch scoring only the tokens whose indices lie in `scoredRanges[b]` (e.g.
+    /// several target turns of one conversation): the target at position `t` is
+    /// `sequences[b][t + 1]` when `t + 1` is in a range, −1 otherwise. Index 0 is never scored.
+    public init(sequences: [[TokenID]], scoredRanges: [[Range<Int>]]) {
+        precondition(sequences.count == scoredRanges.count, "TokenBatch: one list of scored ranges per sequence")
         var inputs: [[TokenID]] = [], targets: [[TokenID]] = []
-        for (seq, start) in zip(sequences, scoredFrom) {
+        for (seq, ranges) in zip(sequences, scoredRanges) {
             guard seq.count >= 2 else {
                 inputs.append([]); targets.append([])
                 continue
             }
+            var rowTargets = [TokenID](repeating: -1, count: seq.count - 1)
+            for range in ranges {
+                for index in range where index >= 1 && index < seq.count { rowTargets[index - 1] = seq[index] }
+            }
             inputs.append(Array(seq.dropLast()))
-            targets.append((1..<seq.count).map { $0 >= start ? seq[$0] : -1 })
+            targets.append(rowTargets)
         }
         self.inputs = inputs
         self.targets = targets
