@@ -32,7 +32,7 @@ import sys
 path, name, out, port, workers, overrides = sys.argv[1:]
 sections = {"run": {"name": f'"{name}"', "checkpoint_dir": f'"{out}/Checkpoints"', "save_every": "1000"},
             "cluster": {"endpoint": f'"tcp://127.0.0.1:{port}"', "workers": workers, "worker_threads": "1"},
-            "data": {"train": f'"{out}/data/train.jsonl"'}}
+            "curation": {"enabled": "false"}, "data": {"train": f'"{out}/data/train.jsonl"'}}
 for item in filter(None, overrides.split(";")):
     key, value = item.split("=", 1)
     section, key = key.strip().split(".")

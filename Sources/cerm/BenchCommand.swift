@@ -37,7 +37,7 @@ struct BenchCommand: ParsableCommand {
             guard !batches.isEmpty, batches.allSatisfy({ $0 > 0 }) else {
                 throw ValidationError("--generation-batches: expected positive integers separated by commas, got \"\(generationBatches)\"")
             }
-            print("# cerm bench engine (threads \(threads), \(ProcessInfo.processInfo.activeProcessorCount) cores)")
+            print("# cerm bench engine (threads \(threads), \(ProcessInfo.processInfo.activeProcessorCount) cores, OpenBLAS \(BLAS.coreName) kernels)")
             print("## training (forward + backward), hidden-512 reference config")
             let training = try EngineBenchmark.run(batchSize: batch, sequenceLength: length, threads: threads)
             print(training.summary)

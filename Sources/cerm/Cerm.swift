@@ -5,7 +5,7 @@ struct Cerm: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cerm",
         abstract: "Distributed trainer for generative reward models (CE-RM) over ZeroMQ.",
-        subcommands: [PipelineCommand.self, LaunchCommand.self, CoordinatorCommand.self, WorkerCommand.self, SFTCommand.self,
+        subcommands: [PipelineCommand.self, LaunchCommand.self, CoordinatorCommand.self, WorkerCommand.self, SFTCommand.self, CurateCommand.self,
                       EvalCommand.self, DataCommand.self, ConfigCommand.self, KeygenCommand.self, InspectCommand.self,
                       ExportCommand.self, StatusCommand.self, BenchCommand.self])
 }

@@ -65,6 +65,7 @@ struct CoordinatorCommand: ParsableCommand {
             logger.info("coordinator starting", metadata: [
                 "run": "\(config.run.name)", "steps": "\(config.run.steps)", "pairs": "\(pairs.pairs.count)",
                 "init": "\(initPath ?? "random")", "resume": "\(resumePoint?.path ?? "no")",
+                "data": "\(pairs.source)", "blas": "\(BLAS.coreName)",
             ])
             report = try service.run()
         } catch {

@@ -147,12 +147,15 @@ final class ProgressLineBox: @unchecked Sendable {
     private let line: ProgressLine
     private let total: Int
     private let quiet: Bool
+    private let label: (work: String, unit: String)
     private let start = Date()
 
-    init(_ line: ProgressLine, total: Int, quiet: Bool) {
+    /// `label` names the work and its unit, e.g. "eval … items" → `eval 10/400 items`.
+    init(_ line: ProgressLine, total: Int, quiet: Bool, label: (String, String) = ("eval", "items")) {
         self.line = line
         self.total = total
         self.quiet = quiet
+        self.label = label
     }
 
     func show(_ done: Int) {
@@ -161,7 +164,7 @@ final class ProgressLineBox: @unchecked Sendable {
         defer { lock.unlock() }
         let elapsed = Date().timeIntervalSince(start)
         let eta = done > 0 ? elapsed / Double(done) * Double(total - done) : .infinity
-        line.update("eval \(done)/\(total) items, \(formatDuration(elapsed)) elapsed, ETA \(formatDuration(eta))", force: done == total)
+        line.update("\(label.work) \(done)/\(total) \(label.unit), \(formatDuration(elapsed)) elapsed, ETA \(formatDuration(eta))", force: done == total)
     }
 
     func finish() {

@@ -8,14 +8,15 @@ import Shared
 /// `cerm pipeline`: the default run end to end, what `make run` does.
 ///
 /// Synthetic data → held-out evaluation of a random model and of the teacher → cold-start SFT →
-/// CE-RM GRPO with a coordinator and local workers over ZeroMQ → held-out evaluation of the SFT
-/// and RL models → one table. Finished stages are reused when it runs again: the data files,
-/// the SFT weights (`sft.output`), and the RL run (resumed from its newest checkpoint, skipped
-/// when it already reached `run.steps`).
+/// curation of the RL pairs (`curation.enabled`) → CE-RM GRPO with a coordinator and local
+/// workers over ZeroMQ → held-out evaluation of the SFT and RL models → one table. Finished
+/// stages are reused when it runs again: the data files, the SFT weights (`sft.output`), the
+/// curated pairs (`curation.output`, removed when SFT trains anew), and the RL run (resumed
+/// from its newest checkpoint, skipped when it already reached `run.steps`).
 struct PipelineCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pipeline",
-        abstract: "Synthetic data → SFT → CE-RM GRPO on a local cluster → evaluation table (reuses finished stages).")
+        abstract: "Synthetic data → SFT → (curation) → CE-RM GRPO on a local cluster → evaluation table (reuses finished stages).")
 
     @Option(help: "The run's config file.")
     var config: String = "cluster.toml"
@@ -63,12 +64,26 @@ struct PipelineCommand: ParsableCommand {
             if FileManager.default.fileExists(atPath: cfg.sft.output) {
                 logger.info("reusing SFT weights \(cfg.sft.output) (delete the file to train them again)")
             } else {
+                // Pairs curated with an earlier SFT model do not describe the new one.
+                if cfg.curation.enabled, FileManager.default.fileExists(atPath: cfg.curation.output) {
+                    try FileManager.default.removeItem(atPath: cfg.curation.output)
+                }
                 try timed("sft") {
                     try runChild("sft", executable, ["sft", "--config", config, "--skip-eval"], stop: stop, logger: logger)
                 }
             }
             rows.append(("after SFT", try evaluate("after SFT", .model(try WeightsFile.load(path: cfg.sft.output).weights))))
             try stopIfRequested(stop)
+
+            if cfg.curation.enabled {
+                if FileManager.default.fileExists(atPath: cfg.curation.output) {
+                    logger.info("reusing the curated pairs \(cfg.curation.output) (delete the file to curate again)")
+                } else {
+                    try timed("curation") {
+                        try runChild("curate", executable, ["curate", "--config", config], stop: stop, logger: logger)
+                    }
+                }
+            }
 
             let existing = CheckpointReader.findResumeCheckpoint(runDir: cfg.run.runDirectory, logger: logger)
             if let existing, existing.state.step >= cfg.run.steps {

@@ -71,7 +71,7 @@ struct SFTCommand: ParsableCommand {
         let targetTokens = sequences.reduce(0) { $0 + $1.targetCount }
         let allTokens = sequences.reduce(0) { $0 + $1.tokens.count }
         log("SFT: \(traces.count) traces (\(unsupported) unsupported) -> \(sequences.count) distinct sequences, \(allTokens) tokens (\(targetTokens) target) per epoch; \(weights.values.count) parameters")
-        log("     lr \(cfg.sft.learningRate) (\(cfg.sft.schedule.rawValue), warmup \(cfg.sft.warmupSteps)), batch \(cfg.sft.batchSize), \(cfg.sft.epochs) epochs = \(SFTTrainer.totalSteps(sequenceCount: sequences.count, batchSize: cfg.sft.batchSize, epochs: cfg.sft.epochs)) steps, \(threads) threads over \(options.shards) data shards")
+        log("     lr \(cfg.sft.learningRate) (\(cfg.sft.schedule.rawValue), warmup \(cfg.sft.warmupSteps)), batch \(cfg.sft.batchSize), \(cfg.sft.epochs) epochs = \(SFTTrainer.totalSteps(sequenceCount: sequences.count, batchSize: cfg.sft.batchSize, epochs: cfg.sft.epochs)) steps, \(threads) threads over \(options.shards) data shards, OpenBLAS \(BLAS.coreName) kernels")
 
         let concurrentShards = min(threads, options.shards)
         BLAS.setThreads(max(1, threads / concurrentShards))

@@ -101,8 +101,14 @@ import Testing
         var config = Config()
         config.data.train = path
         config.run.seed = 5
+        config.curation.enabled = false
         let source = try DatasetPairSource(config: config)
         #expect(source.pairs == pairs)
         #expect(source.runSeed == 5)
+        // With curation the same pairs come from curation.output instead.
+        config.curation.enabled = true
+        config.curation.output = path
+        config.data.train = "/nonexistent/train.jsonl"
+        #expect(try DatasetPairSource(config: config).pairs == pairs)
     }
 }

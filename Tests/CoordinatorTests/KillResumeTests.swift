@@ -83,6 +83,8 @@ import Testing
             mini_batches = 2
             learning_rate = 0.01
             kl_coef = 0.05
+            [curation]
+            enabled = false
             [data]
             train = "\(data)"
             """.write(toFile: config, atomically: true, encoding: .utf8)

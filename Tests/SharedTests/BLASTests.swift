@@ -42,4 +42,15 @@ import Testing
         #expect(BLAS.threads == 1)
         BLAS.setThreads(before)
     }
+
+    @Test func genericKernelsAreReplacedOnlyWhenTheCPUCanDoBetterAndTheUserChoseNothing() {
+        #expect(BLAS.coreTypeOverride(coreName: "Prescott", capableCoreType: "SkylakeX", userCoreType: nil) == "SkylakeX")
+        #expect(BLAS.coreTypeOverride(coreName: "Prescott", capableCoreType: "Haswell", userCoreType: nil) == "Haswell")
+        // A user's choice stands, even one that is slower.
+        #expect(BLAS.coreTypeOverride(coreName: "Prescott", capableCoreType: "SkylakeX", userCoreType: "Prescott") == nil)
+        // OpenBLAS recognised the CPU, or the CPU has nothing better.
+        #expect(BLAS.coreTypeOverride(coreName: "Haswell", capableCoreType: "SkylakeX", userCoreType: nil) == nil)
+        #expect(BLAS.coreTypeOverride(coreName: "Prescott", capableCoreType: nil, userCoreType: nil) == nil)
+        #expect(!BLAS.coreName.isEmpty)
+    }
 }

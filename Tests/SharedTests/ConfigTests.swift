@@ -81,6 +81,7 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         ("[cluster]\nheartbeat_interval = 5.0\nheartbeat_timeout = 2.0\n", "cfg.toml:3: cluster.heartbeat_timeout: must exceed cluster.heartbeat_interval (5.0), got 2.0"),
         ("[run]\nname = \"\"\n", "cfg.toml:2: run.name: must not be empty"),
         ("[run]\nseed = -1\n", "cfg.toml:2: run.seed: must be a non-negative integer, got -1"),
+        ("[curation]\nmax_accuracy = 0.3\nmin_accuracy = 0.5\n", "cfg.toml:3: curation.min_accuracy: cannot exceed curation.max_accuracy (0.3), got 0.5"),
     ])
     func badValuesNameFileLineAndKey(text: String, message: String) {
         do {

@@ -7,14 +7,18 @@ public struct EvaluationOptions: Sendable, Equatable {
     public var k: Int
     public var criteriaMode: CriteriaMode
     /// Temperature of greedy-by-default decoding (0 = greedy). With `k > 1` the criteria are
-    /// sampled at temperature 1 instead, so that the k sets differ.
+    /// sampled at `sampledCriteriaTemperature` instead, so that the k sets differ.
     public var temperature: Float
+    /// Temperature of the criteria samples when `k > 1` (1: the model's own distribution).
+    public var sampledCriteriaTemperature: Float
     public var seed: UInt64
     /// Items whose criteria are generated in one batched call.
     public var chunkSize: Int
 
-    public init(k: Int = 1, criteriaMode: CriteriaMode = .unified, temperature: Float = 0, seed: UInt64, chunkSize: Int = 32) {
+    public init(k: Int = 1, criteriaMode: CriteriaMode = .unified, temperature: Float = 0, seed: UInt64, chunkSize: Int = 32,
+                sampledCriteriaTemperature: Float = 1) {
         self.k = k
+        self.sampledCriteriaTemperature = sampledCriteriaTemperature
         self.criteriaMode = criteriaMode
         self.temperature = temperature
         self.seed = seed
@@ -27,7 +31,7 @@ public struct EvaluationOptions: Sendable, Equatable {
     }
 
     /// Temperature of the criteria samples.
-    public var criteriaTemperature: Float { k > 1 ? 1 : temperature }
+    public var criteriaTemperature: Float { k > 1 ? sampledCriteriaTemperature : temperature }
 
     /// The seed of criteria sample `sample` of `item` (for response `response` in per-response
     /// mode, −1 otherwise) and, with `evaluationOf`, of that response's evaluation under it.
@@ -143,53 +147,77 @@ public struct Evaluator: Sendable {
         return report
     }
 
-    /// Judges `items` on `threads` threads, each with its own backend from `makeBackend`
-    /// (thread t takes items t, t + threads, …, so pairs and the costlier Best-of-N items are
-    /// spread evenly; results do not depend on the split, since every seed derives from the
-    /// item). `progress` is called with the total items done.
+    /// Judges `items` on `threads` threads, each with its own backend from `makeBackend`, and
+    /// tallies the accuracies (see ``scores(of:threads:makeBackend:progress:)``).
     public func evaluate(_ items: [EvaluationItem], threads: Int,
                          makeBackend: @Sendable () throws -> any JudgeBackend,
                          progress: @escaping @Sendable (Int) -> Void = { _ in }) throws -> EvaluationReport {
         let start = Date()
-        let shares = max(1, min(threads, items.count))
-        if shares == 1 {
-            var report = try evaluate(items, backend: makeBackend(), progress: progress)
-            report.seconds = Date().timeIntervalSince(start)
-            return report
+        let (perSample, parseOutcomes) = try scores(of: items, threads: threads, makeBackend: makeBackend, progress: progress)
+        var report = parseOutcomes
+        for (item, itemScores) in zip(items, perSample) {
+            report.record(item, scores: ResponseScoring.meanScores(itemScores))
         }
+        report.seconds = Date().timeIntervalSince(start)
+        return report
+    }
+
+    /// The per-response, per-sample overall scores of `items` (`[item][response][sample]`, in
+    /// the order of `items`) and the parse outcomes, judged `options.chunkSize` items per
+    /// batched call on `threads` threads, each with its own backend from `makeBackend`. Thread
+    /// t takes items t, t + threads, …, so pairs and the costlier Best-of-N items are spread
+    /// evenly; the scores do not depend on the split, since every seed derives from the item.
+    /// `progress` is called with the total items done.
+    public func scores(of items: [EvaluationItem], threads: Int,
+                       makeBackend: @Sendable () throws -> any JudgeBackend,
+                       progress: @escaping @Sendable (Int) -> Void = { _ in }) throws -> (scores: [[[Double?]]], report: EvaluationReport) {
+        let shares = max(1, min(threads, items.count))
         let state = EvaluationShareState(count: shares)
         let evaluator = self
+        let chunkSize = max(1, options.chunkSize)
         DispatchQueue.concurrentPerform(iterations: shares) { share in
-            let slice = stride(from: share, to: items.count, by: shares).map { items[$0] }
+            let positions = Array(stride(from: share, to: items.count, by: shares))
             do {
                 let backend = try makeBackend()
-                let report = try evaluator.evaluate(slice, backend: backend) { done in
-                    progress(state.update(share: share, done: done))
+                var report = EvaluationReport()
+                var scores: [[[Double?]]] = []
+                for chunkStart in stride(from: 0, to: positions.count, by: chunkSize) {
+                    let chunk = positions[chunkStart..<min(positions.count, chunkStart + chunkSize)].map { items[$0] }
+                    scores += try evaluator.scores(of: chunk, backend: backend, report: &report)
+                    progress(state.update(share: share, done: scores.count))
                 }
-                state.finish(share: share, .success(report))
+                state.finish(share: share, .success(ShareScores(positions: positions, scores: scores, report: report)))
             } catch {
                 state.finish(share: share, .failure(error))
             }
         }
+        var scores = [[[Double?]]](repeating: [], count: items.count)
         var total = EvaluationReport()
         for result in state.results() {
             switch result {
-            case let .success(report): total.merge(report)
+            case let .success(share):
+                for (position, itemScores) in zip(share.positions, share.scores) { scores[position] = itemScores }
+                total.merge(share.report)
             case let .failure(error): throw error
             case nil: throw CermError.invalid("evaluation share did not finish")
             }
         }
-        total.seconds = Date().timeIntervalSince(start)
-        return total
+        return (scores, total)
     }
 }
 
+/// What one evaluation thread judged: the positions of its items and their scores.
+private struct ShareScores: Sendable {
+    var positions: [Int]
+    var scores: [[[Double?]]]
+    var report: EvaluationReport
+}
 
 /// Results and progress of the evaluation threads, behind a lock.
 private final class EvaluationShareState: @unchecked Sendable {
     private let lock = NSLock()
     private var done: [Int]
-    private var outcomes: [Result<EvaluationReport, any Error>?]
+    private var outcomes: [Result<ShareScores, any Error>?]
 
     init(count: Int) {
         done = Array(repeating: 0, count: count)
@@ -203,13 +231,13 @@ private final class EvaluationShareState: @unchecked Sendable {
         return done.reduce(0, +)
     }
 
-    func finish(share: Int, _ outcome: Result<EvaluationReport, any Error>) {
+    func finish(share: Int, _ outcome: Result<ShareScores, any Error>) {
         lock.lock()
         outcomes[share] = outcome
         lock.unlock()
     }
 
-    func results() -> [Result<EvaluationReport, any Error>?] {
+    func results() -> [Result<ShareScores, any Error>?] {
         lock.lock()
         defer { lock.unlock() }
         return outcomes

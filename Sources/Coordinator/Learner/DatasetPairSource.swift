@@ -1,3 +1,4 @@
+import Foundation
 import Shared
 
 /// The training pairs of `data.train`, served in a fresh seeded permutation per epoch.
@@ -23,10 +24,15 @@ public struct DatasetPairSource: PairSource {
     /// The current epoch's permutation of pair indices.
     private var order: [Int]
 
-    /// Loads `data.train` with `data.format` and `data.skip_bad`; `run.seed` seeds the epochs.
+    /// Loads the RL pairs (``Config/rlTrainPath``: the curated file when `curation.enabled`,
+    /// else `data.train`) with `data.format` and `data.skip_bad`; `run.seed` seeds the epochs.
     public init(config: Config) throws {
-        let loaded = try PreferenceLoader(format: config.data.format, skipBad: config.data.skipBad).loadPairs(path: config.data.train)
-        try self.init(pairs: loaded.pairs, runSeed: config.run.seed, source: config.data.train)
+        let path = config.rlTrainPath
+        if config.curation.enabled, !FileManager.default.fileExists(atPath: path) {
+            throw CermError.io(path: path, reason: "curation.enabled is true but the curated pairs are missing: run `cerm curate` (which `cerm pipeline` does after SFT) or set curation.enabled = false to train on data.train")
+        }
+        let loaded = try PreferenceLoader(format: config.data.format, skipBad: config.data.skipBad).loadPairs(path: path)
+        try self.init(pairs: loaded.pairs, runSeed: config.run.seed, source: path)
     }
 
     /// Serves `pairs` (ids = indices) with epochs seeded from `runSeed`. Throws when empty.

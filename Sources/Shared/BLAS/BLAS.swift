@@ -1,3 +1,4 @@
+import Foundation
 import COpenBLAS
 
 /// Errors from the array-level BLAS entry points.
@@ -30,6 +31,26 @@ public enum BLAS {
 
     /// Sets the OpenBLAS thread count (clamped to at least 1).
     public static func setThreads(_ count: Int) { openblas_set_num_threads(Int32(max(1, count))) }
+
+    /// The kernel set OpenBLAS chose for this CPU (`Haswell`, `SkylakeX`, … or `Prescott`,
+    /// its generic fallback for CPUs it does not know).
+    public static var coreName: String { openblas_get_corename().map { String(cString: $0) } ?? "unknown" }
+
+    /// The `OPENBLAS_CORETYPE` to restart with, or nil to keep the current kernels: only when
+    /// OpenBLAS fell back to `Prescott` on a CPU that can run better ones (`capableCoreType`,
+    /// from CPUID) and the user has not chosen a core type (`userCoreType`, the variable's
+    /// current value) themselves. OpenBLAS reads the variable once, when it is loaded, so it
+    /// takes a new process image to apply.
+    public static func coreTypeOverride(coreName: String, capableCoreType: String?, userCoreType: String?) -> String? {
+        guard userCoreType == nil, coreName.lowercased() == "prescott", let capableCoreType else { return nil }
+        return capableCoreType
+    }
+
+    /// ``coreTypeOverride(coreName:capableCoreType:userCoreType:)`` for this process and CPU.
+    public static var coreTypeOverrideForThisCPU: String? {
+        coreTypeOverride(coreName: coreName, capableCoreType: cerm_openblas_capable_coretype().map { String(cString: $0) },
+                         userCoreType: ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"])
+    }
 
     /// `C[m×n] = alpha · op(A)[m×k] · op(B)[k×n] + beta · C` on raw row-major buffers.
     ///

@@ -258,6 +258,28 @@ public struct SFTConfig: ConfigSection {
     }
 }
 
+/// `[curation]`: CE-RM's data curation between SFT and RL (docs/METHOD.md, "Curation").
+public struct CurationConfig: ConfigSection {
+    public static let sectionName = "curation"
+    public var enabled = false
+    public var candidates = 800
+    public var samples = 4
+    public var maxAccuracy = 0.6
+    public var minAccuracy = 0.0
+    public var requireDisagreement = false
+    public var output = "Checkpoints/sft/curated.jsonl"
+    public init() {}
+    public mutating func visit<V: ConfigVisitor>(_ v: inout V) throws {
+        try v.bool("enabled", &enabled)
+        try v.int("candidates", &candidates, 1...100_000_000)
+        try v.int("samples", &samples, 1...64)
+        try v.double("max_accuracy", &maxAccuracy, 0...1)
+        try v.double("min_accuracy", &minAccuracy, 0...1)
+        try v.bool("require_disagreement", &requireDisagreement)
+        try v.string("output", &output, nonEmpty: true)
+    }
+}
+
 /// Preference file formats the loaders read.
 public enum DataFormat: String, CaseIterable, Sendable { case auto, canonical, skywork, rewardbench, bon }
 
@@ -318,19 +340,20 @@ public struct Config: Sendable, Equatable {
     public var reward = RewardConfig()
     public var grpo = GRPOConfig()
     public var sft = SFTConfig()
+    public var curation = CurationConfig()
     public var data = DataConfig()
     public var eval = EvalConfig()
 
     public init() {}
 
     /// Section names in file order.
-    public static let sectionNames = ["run", "cluster", "model", "rollout", "reward", "grpo", "sft", "data", "eval"]
+    public static let sectionNames = ["run", "cluster", "model", "rollout", "reward", "grpo", "sft", "curation", "data", "eval"]
 
     /// Visits each section (decode, render and key listing share this one walk).
     mutating func visitSections(_ body: (String, inout any ConfigSectionBox) throws -> Void) rethrows {
         var boxes: [any ConfigSectionBox] = [
             SectionBox(run), SectionBox(cluster), SectionBox(model), SectionBox(rollout), SectionBox(reward),
-            SectionBox(grpo), SectionBox(sft), SectionBox(data), SectionBox(eval),
+            SectionBox(grpo), SectionBox(sft), SectionBox(curation), SectionBox(data), SectionBox(eval),
         ]
         for i in boxes.indices { try body(Self.sectionNames[i], &boxes[i]) }
         run = (boxes[0] as! SectionBox<RunConfig>).value
@@ -340,8 +363,9 @@ public struct Config: Sendable, Equatable {
         reward = (boxes[4] as! SectionBox<RewardConfig>).value
         grpo = (boxes[5] as! SectionBox<GRPOConfig>).value
         sft = (boxes[6] as! SectionBox<SFTConfig>).value
-        data = (boxes[7] as! SectionBox<DataConfig>).value
-        eval = (boxes[8] as! SectionBox<EvalConfig>).value
+        curation = (boxes[7] as! SectionBox<CurationConfig>).value
+        data = (boxes[8] as! SectionBox<DataConfig>).value
+        eval = (boxes[9] as! SectionBox<EvalConfig>).value
     }
 
     /// Loads and validates a config file.
@@ -415,11 +439,17 @@ public struct Config: Sendable, Equatable {
         if grpo.clipLow >= 1 {
             throw fail("grpo.clip_low", "must be below 1 (the ratio's lower bound is 1 - clip_low), got \(grpo.clipLow)")
         }
+        if curation.minAccuracy > curation.maxAccuracy {
+            throw fail("curation.min_accuracy", "cannot exceed curation.max_accuracy (\(curation.maxAccuracy)), got \(curation.minAccuracy)")
+        }
         let keys = [cluster.curveSecretKeyFile, cluster.authorizedKeysFile]
         if keys.contains(where: { !$0.isEmpty }) && keys.contains(where: { $0.isEmpty }) {
             throw fail("cluster.authorized_keys_file", "curve_secret_key_file and authorized_keys_file are set together or not at all")
         }
     }
+
+    /// The pairs RL trains on: the curated file when `curation.enabled`, else `data.train`.
+    public var rlTrainPath: String { curation.enabled ? curation.output : data.train }
 
     /// The effective configuration as TOML text: every key, defaults filled in. Parsing it
     /// gives back an equal `Config`.

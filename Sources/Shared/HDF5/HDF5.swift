@@ -157,7 +157,7 @@ public struct HDF5Group {
                 guard size >= 0 else { throw HDF5Error("list", "\(file.path):\(path)") }
                 var buf = [CChar](repeating: 0, count: Int(size) + 1)
                 H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, &buf, buf.count, cerm_H5P_DEFAULT())
-                names.append(String(cString: buf))
+                names.append(String(nulTerminated: buf))
             }
             return names
         }
@@ -370,7 +370,7 @@ public struct HDF5Group {
             let size = H5Tget_size(stored)
             var buf = [CChar](repeating: 0, count: size + 1)
             if H5Aread(attr, stored, &buf) < 0 { throw HDF5Error("read attribute", at) }
-            return String(cString: buf)
+            return String(nulTerminated: buf)
         }
     }
 

@@ -284,7 +284,7 @@ public struct CurveKeyPair: Sendable, Equatable {
         var pub = [CChar](repeating: 0, count: 41)
         var sec = [CChar](repeating: 0, count: 41)
         if zmq_curve_keypair(&pub, &sec) != 0 { throw ZMQError.last("zmq_curve_keypair") }
-        return CurveKeyPair(publicKey: String(cString: pub), secretKey: String(cString: sec))
+        return CurveKeyPair(publicKey: String(nulTerminated: pub), secretKey: String(nulTerminated: sec))
     }
 
     /// Derives the public key of a Z85 secret key.
@@ -293,7 +293,7 @@ public struct CurveKeyPair: Sendable, Equatable {
         guard secret.utf8.count == 40, zmq_curve_public(&pub, secret) == 0 else {
             throw ZMQError(code: EINVAL, operation: "derive CURVE public key (a secret key is 40 Z85 characters)")
         }
-        return String(cString: pub)
+        return String(nulTerminated: pub)
     }
 
     /// Whether `key` is a well-formed 40-character Z85 key.
@@ -315,6 +315,6 @@ public struct CurveKeyPair: Sendable, Equatable {
         precondition(bytes.count == 32, "CURVE keys are 32 bytes")
         var out = [CChar](repeating: 0, count: 41)
         _ = zmq_z85_encode(&out, bytes, 32)
-        return String(cString: out)
+        return String(nulTerminated: out)
     }
 }
