@@ -43,14 +43,17 @@ import Testing
         BLAS.setThreads(before)
     }
 
-    @Test func genericKernelsAreReplacedOnlyWhenTheCPUCanDoBetterAndTheUserChoseNothing() {
-        #expect(BLAS.coreTypeOverride(coreName: "Prescott", capableCoreType: "SkylakeX", userCoreType: nil) == "SkylakeX")
-        #expect(BLAS.coreTypeOverride(coreName: "Prescott", capableCoreType: "Haswell", userCoreType: nil) == "Haswell")
-        // A user's choice stands, even one that is slower.
-        #expect(BLAS.coreTypeOverride(coreName: "Prescott", capableCoreType: "SkylakeX", userCoreType: "Prescott") == nil)
-        // OpenBLAS recognised the CPU, or the CPU has nothing better.
-        #expect(BLAS.coreTypeOverride(coreName: "Haswell", capableCoreType: "SkylakeX", userCoreType: nil) == nil)
-        #expect(BLAS.coreTypeOverride(coreName: "Prescott", capableCoreType: nil, userCoreType: nil) == nil)
+    @Test func kernelsArePinnedUnlessTheUserChoseOrTheCPUCannot() {
+        // OpenBLAS's own choices on an Emerald Rapids Xeon with Debian's 0.3.21 (Prescott) and
+        // on other AVX-512 CPUs are replaced by the pinned kernels.
+        #expect(BLAS.coreTypeOverride(coreName: "Prescott", cpuRunsPinned: true, userCoreType: nil) == "Haswell")
+        #expect(BLAS.coreTypeOverride(coreName: "SkylakeX", cpuRunsPinned: true, userCoreType: nil) == "Haswell")
+        // Already the pinned kernels (Zen uses Haswell's).
+        #expect(BLAS.coreTypeOverride(coreName: "Haswell", cpuRunsPinned: true, userCoreType: nil) == nil)
+        #expect(BLAS.coreTypeOverride(coreName: "Zen", cpuRunsPinned: true, userCoreType: nil) == nil)
+        // A user's choice stands, and a CPU without AVX2 keeps what OpenBLAS chose.
+        #expect(BLAS.coreTypeOverride(coreName: "Prescott", cpuRunsPinned: true, userCoreType: "SkylakeX") == nil)
+        #expect(BLAS.coreTypeOverride(coreName: "Prescott", cpuRunsPinned: false, userCoreType: nil) == nil)
         #expect(!BLAS.coreName.isEmpty)
     }
 }

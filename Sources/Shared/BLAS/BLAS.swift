@@ -32,23 +32,30 @@ public enum BLAS {
     /// Sets the OpenBLAS thread count (clamped to at least 1).
     public static func setThreads(_ count: Int) { openblas_set_num_threads(Int32(max(1, count))) }
 
-    /// The kernel set OpenBLAS chose for this CPU (`Haswell`, `SkylakeX`, … or `Prescott`,
-    /// its generic fallback for CPUs it does not know).
+    /// The kernel set OpenBLAS chose for this CPU (`Haswell`, `Zen`, `SkylakeX`, … or
+    /// `Prescott`, its generic fallback for CPUs it does not know).
     public static var coreName: String { openblas_get_corename().map { String(cString: $0) } ?? "unknown" }
 
-    /// The `OPENBLAS_CORETYPE` to restart with, or nil to keep the current kernels: only when
-    /// OpenBLAS fell back to `Prescott` on a CPU that can run better ones (`capableCoreType`,
-    /// from CPUID) and the user has not chosen a core type (`userCoreType`, the variable's
-    /// current value) themselves. OpenBLAS reads the variable once, when it is loaded, so it
-    /// takes a new process image to apply.
-    public static func coreTypeOverride(coreName: String, capableCoreType: String?, userCoreType: String?) -> String? {
-        guard userCoreType == nil, coreName.lowercased() == "prescott", let capableCoreType else { return nil }
-        return capableCoreType
+    /// The core type cerm pins on x86-64: `Haswell` (AVX2 + FMA). OpenBLAS's kernels round
+    /// differently per core type, and training is chaotic enough that a different rounding is
+    /// a different model (BENCHMARKS.md: 73.8% vs 63.7% after the same SFT). With one kernel
+    /// set on every machine, the same config gives the same weights on an AMD EPYC and an
+    /// Intel Xeon. `Zen` uses the same kernels.
+    public static let pinnedCoreType = "Haswell"
+
+    /// The `OPENBLAS_CORETYPE` to restart with, or nil to keep the current kernels: the pinned
+    /// core type when OpenBLAS chose another one (`coreName`) on a CPU that runs it
+    /// (`cpuRunsPinned`, from CPUID), unless the user chose a core type themselves
+    /// (`userCoreType`, the variable's current value). OpenBLAS reads the variable once, when it
+    /// is loaded, so it takes a new process image to apply.
+    public static func coreTypeOverride(coreName: String, cpuRunsPinned: Bool, userCoreType: String?) -> String? {
+        guard userCoreType == nil, cpuRunsPinned, !["haswell", "zen"].contains(coreName.lowercased()) else { return nil }
+        return pinnedCoreType
     }
 
-    /// ``coreTypeOverride(coreName:capableCoreType:userCoreType:)`` for this process and CPU.
+    /// ``coreTypeOverride(coreName:cpuRunsPinned:userCoreType:)`` for this process and CPU.
     public static var coreTypeOverrideForThisCPU: String? {
-        coreTypeOverride(coreName: coreName, capableCoreType: cerm_openblas_capable_coretype().map { String(cString: $0) },
+        coreTypeOverride(coreName: coreName, cpuRunsPinned: cerm_cpu_runs_haswell_kernels() != 0,
                          userCoreType: ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"])
     }
 
