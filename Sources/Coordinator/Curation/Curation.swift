@@ -2,10 +2,11 @@ import Foundation
 import Shared
 
 // CE-RM's data curation (DESIGN §1.5, docs/METHOD.md "Curation"): RL trains on the pairs the
-// starting model is uncertain about. A pair the model always judges right, or always judges
-// wrong with the same output, gives every trajectory of its groups the same reward and so no
-// advantage; screening spends a little sampling up front to spend the RL steps where the
-// rewards differ.
+// starting model is uncertain about. The paper's reason: a pair the model always judges the
+// same way gives every trajectory of its groups the same reward and so no advantage. On the
+// default run the SFT model's sampled judgments already disagree on most pairs and curation
+// did not raise held-out accuracy (BENCHMARKS.md, "Curation"), so `curation.enabled` is off by
+// default.
 
 /// How pairs are screened and which are kept (`[curation]`).
 public struct CurationOptions: Sendable, Equatable {

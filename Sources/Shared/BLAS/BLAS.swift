@@ -53,12 +53,6 @@ public enum BLAS {
         return pinnedCoreType
     }
 
-    /// ``coreTypeOverride(coreName:cpuRunsPinned:userCoreType:)`` for this process and CPU.
-    public static var coreTypeOverrideForThisCPU: String? {
-        coreTypeOverride(coreName: coreName, cpuRunsPinned: cerm_cpu_runs_haswell_kernels() != 0,
-                         userCoreType: ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"])
-    }
-
     /// `C[m×n] = alpha · op(A)[m×k] · op(B)[k×n] + beta · C` on raw row-major buffers.
     ///
     /// `lda`, `ldb`, `ldc` are the row strides of the *stored* matrices (for a stored `A` of
