@@ -1,4 +1,3 @@
-import Foundation
 import COpenBLAS
 
 /// Errors from the array-level BLAS entry points.
