@@ -317,6 +317,7 @@ import Shared
         config.cluster.mode = .async
         config.cluster.maxStaleness = 3
         config.cluster.pairsPerTask = 2
+        config.rollout.ne = 2
         let settings = SchedulerSettings(config: config)
         #expect(settings.mode == .async && settings.maxStaleness == 3 && settings.pairsPerTask == 2)
         #expect(settings.configHash == config.hash)

@@ -121,7 +121,7 @@ public struct RolloutConfig: ConfigSection {
     public static let sectionName = "rollout"
     public var format = PromptFormatName.compact
     public var nc = 4
-    public var ne = 2
+    public var ne = 4
     public var criteriaMaxTokens = 96
     public var evaluationMaxTokens = 192
     public var temperature = 1.0
