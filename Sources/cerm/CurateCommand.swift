@@ -52,10 +52,11 @@ struct CurateCommand: ParsableCommand {
         let (weights, _) = try WeightsFile.load(path: weightsPath)
         let (pairs, _) = try PreferenceLoader(format: cfg.data.format, skipBad: cfg.data.skipBad).loadPairs(path: cfg.data.train)
         let options = CurationOptions(config: cfg)
-        log("curation: screening \(min(options.candidates, pairs.count)) of \(pairs.count) pairs of \(cfg.data.train) with \(options.samples) sampled judgments each (model \(weightsPath))")
+        let screening = min(options.candidates, pairs.count)
+        log("curation: screening \(screening) of \(pairs.count) pairs of \(cfg.data.train) with \(options.samples) sampled judgments each (model \(weightsPath))")
         let rollout = cfg.rollout
         BLAS.setThreads(1)
-        let line = ProgressLineBox(ProgressLine(), total: min(options.candidates, pairs.count), quiet: false, label: ("curation", "pairs"))
+        let line = ProgressLineBox(ProgressLine(), total: screening, quiet: false, label: ("curation", "pairs"))
         let result = try Curation.run(pairs: pairs, options: options, format: makePromptFormat(rollout.format), threads: threads,
                                       makeBackend: {
                                           try ModelJudge(weights: weights, criteriaMaxTokens: rollout.criteriaMaxTokens,

@@ -81,8 +81,8 @@ public struct CurationResult: Sendable, Equatable {
     public var byTaskType: [(type: String, screened: Int, kept: Int, meanAccuracy: Double)] {
         let types = Curation.taskTypes(screened.map(\.pair))
         return types.map { type in
-            let mine = screened.filter { ($0.pair.taskType ?? "(none)") == type }
-            let kept = kept.filter { ($0.pair.taskType ?? "(none)") == type }.count
+            let mine = screened.filter { $0.pair.taskTypeKey == type }
+            let kept = kept.filter { $0.pair.taskTypeKey == type }.count
             return (type, mine.count, kept, mine.isEmpty ? 0 : mine.map(\.accuracy).reduce(0, +) / Double(mine.count))
         }
     }
@@ -121,7 +121,7 @@ public enum Curation {
     static func taskTypes(_ pairs: [PreferencePair]) -> [String] {
         var seen = Set<String>()
         return pairs.compactMap { pair in
-            let type = pair.taskType ?? "(none)"
+            let type = pair.taskTypeKey
             return seen.insert(type).inserted ? type : nil
         }
     }
@@ -134,7 +134,7 @@ public enum Curation {
         let order = rng.shuffled(Array(pairs.indices))
         let types = taskTypes(pairs)
         var queues = Dictionary(uniqueKeysWithValues: types.map { ($0, [Int]()) })
-        for index in order { queues[pairs[index].taskType ?? "(none)"]!.append(index) }
+        for index in order { queues[pairs[index].taskTypeKey]!.append(index) }
         return interleave(types.map { queues[$0]! }, limit: count)
     }
 
@@ -173,7 +173,7 @@ public enum Curation {
     public static func select(_ screened: [ScreenedPair], options: CurationOptions) -> [ScreenedPair] {
         let kept = screened.filter { keeps($0, options: options) }
         let types = taskTypes(kept.map(\.pair))
-        return interleave(types.map { type in kept.filter { ($0.pair.taskType ?? "(none)") == type } }, limit: kept.count)
+        return interleave(types.map { type in kept.filter { $0.pair.taskTypeKey == type } }, limit: kept.count)
     }
 
     /// Screens `pairs` with `options.samples` sampled judgments each (unified criteria, both

@@ -12,6 +12,9 @@ public struct PreferencePair: Sendable, Equatable, Hashable {
     /// and splits accuracy reports.
     public var taskType: String?
 
+    /// The task type reports and curation group by: `task_type`, or `(none)` when absent.
+    public var taskTypeKey: String { taskType ?? "(none)" }
+
     public init(id: String, query: String, chosen: String, rejected: String, taskType: String? = nil) {
         self.id = id
         self.query = query

@@ -102,7 +102,7 @@ extension Teacher {
         for pair in pairs {
             guard let credit = pairwiseCredit(pair) else { report.unsupported += 1; continue }
             report.pairwise.add(credit)
-            report.pairwiseByType[pair.taskType ?? "(none)", default: AccuracyTally()].add(credit)
+            report.pairwiseByType[pair.taskTypeKey, default: AccuracyTally()].add(credit)
         }
         for item in bestOfN {
             guard let credit = bestOfNCredit(item) else { report.unsupported += 1; continue }
