@@ -17,7 +17,8 @@ struct SFTCommand: ParsableCommand {
         criteria turn as a sequence of its own, kept once per query; the loss is the mean \
         negative log-probability of the target tokens. Ends with a held-out \
         evaluation on data.eval and data.best_of_n and writes the weights (atomically) to \
-        sft.output or --out.
+        sft.output or --out; the training curve goes to <that path without .h5>.metrics.jsonl, \
+        one JSON line per step.
         """)
 
     @Option(help: "The run configuration.")
@@ -76,14 +77,25 @@ struct SFTCommand: ParsableCommand {
         let concurrentShards = min(threads, options.shards)
         BLAS.setThreads(max(1, threads / concurrentShards))
         let trainer = try SFTTrainer(weights: weights, options: options)
+        let metrics = try SFTMetricsFile(path: SFTMetricsFile.path(forWeights: output))
+        log("training curve: \(metrics.path) (one JSON line per step)")
+        var metricsError: (any Error)?
         let line = ProgressLine()
         let result = try trainer.train(sequences) { p in
+            // A full disk must not cost the run: keep training, report once.
+            if metricsError == nil {
+                do { try metrics.record(p) } catch {
+                    metricsError = error
+                    log("warning: \(error); training continues without the curve")
+                }
+            }
             line.update(String(format: "epoch %d/%d  step %d/%d  loss %.4f (ema)  lr %.2e  %.0f tok/s  elapsed %@  ETA %@",
                                p.epoch, p.epochs, p.step, p.totalSteps, p.lossEMA, Double(p.learningRate), p.tokensPerSecond,
                                formatDuration(p.elapsedSeconds), formatDuration(p.etaSeconds)),
                         force: p.step == p.totalSteps)
         }
         line.finish()
+        metrics.close()
         let epochLosses = result.epochLosses.map { String(format: "%.4f", $0) }.joined(separator: ", ")
         log(String(format: "SFT %@ after %d/%d steps in %@ (%.0f tokens/s); first batch loss %.4f, final loss EMA %.4f; epoch mean losses [%@]%@",
                    result.stoppedEarly ? "stopped early by --max-minutes" : "done", result.steps, result.totalSteps,

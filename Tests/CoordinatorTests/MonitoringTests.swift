@@ -174,4 +174,32 @@ struct MonitoringTests {
             _ = try HuggingFaceExport.configJSON(from: "[1, 2]", source: "step_3.h5")
         }
     }
+
+    @Test func sftMetricsFileWritesOneLinePerStepAndStartsEmpty() throws {
+        let directory = try makeTemporaryDirectory("sft-metrics")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let weights = (directory as NSString).appendingPathComponent("sft/model.h5")
+        let path = SFTMetricsFile.path(forWeights: weights)
+        #expect(path == (directory as NSString).appendingPathComponent("sft/model.metrics.jsonl"))
+        // A curve of an earlier run is dropped: SFT trains from scratch.
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try "{\"step\":99}\n".write(toFile: path, atomically: true, encoding: .utf8)
+
+        let file = try SFTMetricsFile(path: path)
+        let first = SFTProgress(epoch: 1, epochs: 2, step: 1, totalSteps: 4, loss: 5.5, lossEMA: 5.5, learningRate: 0.5,
+                                tokensPerSecond: 1000, elapsedSeconds: 0.25, etaSeconds: 0.75)
+        var second = first
+        second.step = 2
+        second.loss = .nan
+        try file.record(first)
+        try file.record(second)
+        file.close()
+        #expect(throws: CermError.self) { try file.record(first) }
+
+        let written = try lines(of: path)
+        #expect(written.count == 2)
+        #expect(written[0] == #"{"elapsed_s":0.25,"epoch":1,"epochs":2,"learning_rate":0.5,"loss":5.5,"loss_ema":5.5,"step":1,"tokens_per_second":1000,"total_steps":4}"#)
+        #expect(written[1].contains(#""loss":"nan""#))
+        #expect(written[1].contains(#""step":2"#))
+    }
 }

@@ -83,27 +83,62 @@ enum CompactFormatCheck {
             == "1. need 3, 1 apple 2 pear 3 plum: 5/5\n2. need lowercase, got all: 5/5\n3. need ;, got ;: 5/5\n4. need fruits, got all: 5/5\n=> 10/10")
         // docs/FORMATS.md's example: mean 4 → 0.8·4 = 3.2 → 3.
         #expect(perfect.evaluate(query: list, response: "apple;Pear;plum")?.text
-            == "1. need 3, 1 apple 2 Pear 3 plum: 5/5\n2. need lowercase, got Pear: 1/5\n3. need ;, got ;: 5/5\n4. need fruits, got all: 5/5\n=> 3/10")
+            == "1. need 3, 1 apple 2 Pear^ 3 plum: 5/5\n2. need lowercase, got Pear: 1/5\n3. need ;, got ;: 5/5\n4. need fruits, got all: 5/5\n=> 3/10")
         #expect(perfect.evaluate(query: list, response: "apple;pear;plum;fig")?.text
             == "1. need 3, 1 apple 2 pear 3 plum 4 fig: 1/5\n2. need lowercase, got all: 5/5\n3. need ;, got ;: 5/5\n4. need fruits, got all: 5/5\n=> 3/10")
         #expect(perfect.evaluate(query: list, response: "apple;pear,plum")?.text
             == "1. need 3, 1 apple 2 pear 3 plum: 5/5\n2. need lowercase, got all: 5/5\n3. need ;, got ,: 1/5\n4. need fruits, got all: 5/5\n=> 3/10")
         #expect(perfect.evaluate(query: #"List 2 animals in lowercase, separated by "|"."#, response: "cat|pear")?.text
-            == "1. need 2, 1 cat 2 pear: 5/5\n2. need lowercase, got all: 5/5\n3. need |, got |: 5/5\n4. need animals, got pear: 1/5\n=> 3/10")
+            == "1. need 2, 1 cat 2 pear!: 5/5\n2. need lowercase, got all: 5/5\n3. need |, got |: 5/5\n4. need animals, got pear: 1/5\n=> 3/10")
         #expect(perfect.evaluate(query: list, response: "apple;lion;plum")?.text
-            == "1. need 3, 1 apple 2 lion 3 plum: 5/5\n2. need lowercase, got all: 5/5\n3. need ;, got ;: 5/5\n4. need fruits, got lion: 1/5\n=> 3/10")
+            == "1. need 3, 1 apple 2 lion! 3 plum: 5/5\n2. need lowercase, got all: 5/5\n3. need ;, got ;: 5/5\n4. need fruits, got lion: 1/5\n=> 3/10")
         // A repeat is outside the criteria: the `+.` line; mean (5+5+5+5+1)/5 = 4.2 → 3.36 → 3.5.
         #expect(perfect.evaluate(query: list, response: "apple;pear;apple")?.text
-            == "1. need 3, 1 apple 2 pear 3 apple: 5/5\n2. need lowercase, got all: 5/5\n3. need ;, got ;: 5/5\n4. need fruits, got all: 5/5\n+. repeats apple: 1/5\n=> 3.5/10")
+            == "1. need 3, 1 apple 2 pear 3 apple=: 5/5\n2. need lowercase, got all: 5/5\n3. need ;, got ;: 5/5\n4. need fruits, got all: 5/5\n+. repeats apple: 1/5\n=> 3.5/10")
         #expect(perfect.evaluate(query: "What is 17+25?", response: "42")?.text == "1. need 42, got 42: 5/5\n2. a number: 5/5\n=> 10/10")
         #expect(perfect.evaluate(query: "What is 17+25?", response: "41")?.text == "1. need 42, got 41: 1/5\n2. a number: 5/5\n=> 2.5/10")
         #expect(perfect.evaluate(query: "What is 17+25?", response: "44")?.text == "1. need 42, got 44: 0.5/5\n2. a number: 5/5\n=> 2/10")
         #expect(perfect.evaluate(query: "What is 17+25?", response: "forty")?.text == "1. need 42, got forty: 0/5\n2. not a number: 0/5\n=> 0/10")
         #expect(perfect.evaluate(query: #"Reverse the word "stone"."#, response: "enost")?.text
-            == "1. need enots, got enost: 1/5\n2. need 5, got 5: 5/5\n=> 2.5/10")
+            == "1. need enots, got enos!t: 1/5\n2. need 5, got 5: 5/5\n=> 2.5/10")
         #expect(perfect.evaluate(query: #"Reverse the word "stone"."#, response: "enos")?.text
-            == "1. need enots, got enos: 0/5\n2. need 5, got 4: 1/5\n=> 0.5/10")
+            == "1. need enots, got enos!: 0/5\n2. need 5, got 4: 1/5\n=> 0.5/10")
         #expect(perfect.evaluate(query: "Tell me a joke.", response: "no") == nil)
+    }
+
+    /// The count line marks each item a later verdict flags: `^` letter case, `!` not in the
+    /// category, `=` repeats an earlier item; the transform line marks its first wrong letter.
+    @Test func marksWhatTheVerdictsFlagWhereItIsRead() {
+        let list = #"List 3 fruits in lowercase, separated by ";"."#
+        // Scores 5, 1, 5, 1 and the repeat's 1: mean 2.6 → 0.8·2.6 = 2.08 → 2.
+        #expect(perfect.evaluate(query: list, response: "apple;Lion;apple")?.text
+            == "1. need 3, 1 apple 2 Lion^! 3 apple=: 5/5\n2. need lowercase, got Lion: 1/5\n3. need ;, got ;: 5/5\n4. need fruits, got Lion: 1/5\n+. repeats apple: 1/5\n=> 2/10")
+        // Every flawed item is marked, though the line quotes the first.
+        #expect(perfect.evaluate(query: list, response: "apple;lion;bear")?.text
+            == "1. need 3, 1 apple 2 lion! 3 bear!: 5/5\n2. need lowercase, got all: 5/5\n3. need ;, got ;: 5/5\n4. need fruits, got lion: 0/5\n=> 3/10")
+        // An overlooked flaw leaves no mark; a false alarm marks the item it names.
+        let blindToTopic = Teacher(errors: TeacherErrorProfile(missRates: [.topic: 1], falseAlarmFactor: 1), seed: 5)
+        #expect(blindToTopic.evaluate(query: list, response: "apple;lion;plum")?.text
+            == "1. need 3, 1 apple 2 lion 3 plum: 5/5\n2. need lowercase, got all: 5/5\n3. need ;, got ;: 5/5\n4. need fruits, got all: 5/5\n=> 10/10")
+        for (sample, response) in ["apple;pear;plum", "fig;kiwi;lime", "pear;plum;apple"].enumerated() {
+            let evaluation = blindToTopic.evaluate(query: list, response: response, sample: UInt64(sample))
+            let lines = evaluation?.text.split(separator: "\n").map(String.init) ?? []
+            let named = lines.count == 5 ? lines[3].replacingOccurrences(of: "4. need fruits, got ", with: "")
+                .replacingOccurrences(of: ": 1/5", with: "") : ""
+            let items = response.split(separator: ";").map(String.init)
+            #expect(items.contains(named), "\(lines)")
+            let marked = items.enumerated().map { "\($0.offset + 1) \($0.element)\($0.element == named ? "!" : "")" }
+            #expect(lines.first == "1. need 3, " + marked.joined(separator: " ") + ": 5/5")
+        }
+        #expect(Teacher.quoteMarkingDifference("rzgus", from: "ragus") == "rz!gus")
+        #expect(Teacher.quoteMarkingDifference("rag", from: "ragus") == "rag!")
+        #expect(Teacher.quoteMarkingDifference("ragusx", from: "ragus") == "ragusx!")
+        #expect(Teacher.quoteMarkingDifference("ragus", from: "ragus") == "ragus")
+        #expect(Teacher.quoteMarkingDifference("", from: "ab") == "!")
+        #expect(Teacher.quoteMarkingDifference("a\nb", from: "ab") == "a !b")
+        // Past the 16 quoted bytes the mark is cut with the text.
+        #expect(Teacher.quoteMarkingDifference("abcdefghijklmnopqrstu", from: "abcdefghijklmnopqrstv") == "abcdefghijklmnop..")
+        #expect(Teacher.quoteMarkingDifference("abcdefghijklmnopqrstu", from: "abcX") == "abcd!efghijklmnop..")
     }
 
     @Test func overallScoreSeparatesPassingFromFailing() {
@@ -120,7 +155,7 @@ enum CompactFormatCheck {
         let full = try #require(perfect.criteria(for: query))
         let subset = TeacherCriteria(analysis: "list task", items: [full.items[3], full.items[0]])
         #expect(perfect.evaluate(query: query, criteria: subset, response: "apple;lion;plum")?.text
-            == "1. need fruits, got lion: 1/5\n2. need 3, 1 apple 2 lion 3 plum: 5/5\n=> 2.5/10")
+            == "1. need fruits, got lion: 1/5\n2. need 3, 1 apple 2 lion! 3 plum: 5/5\n=> 2.5/10")
         let mathCriteria = try #require(perfect.criteria(for: "What is 1+2?"))
         #expect(perfect.evaluate(query: query, criteria: mathCriteria, response: "apple;pear;plum") == nil)
     }

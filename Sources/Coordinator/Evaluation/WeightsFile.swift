@@ -46,23 +46,39 @@ public enum WeightsFile {
     }
 
     /// Writes `weights` to `path` atomically: to a hidden temporary name in the same directory,
-    /// then renamed over `path`, so a reader never sees a half-written file.
+    /// fsynced, then renamed over `path` (and the directory fsynced), so neither a reader nor a
+    /// crash ever leaves a half-written file under `path`.
     public static func saveAtomically(_ weights: ModelWeights, to path: String) throws {
-        let directory = (path as NSString).deletingLastPathComponent
-        if !directory.isEmpty {
-            do {
-                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            } catch {
-                throw CermError.io(path: directory, reason: "cannot create directory (\(error.localizedDescription))")
-            }
-        }
+        let directory = try createParentDirectory(of: path)
         let name = (path as NSString).lastPathComponent
         let temporary = (directory.isEmpty ? "" : directory + "/") + ".\(name).tmp"
         try weights.save(to: temporary)
+        // The data must be on disk before the rename makes it the weights file: a crash after
+        // the rename must never leave a truncated model under the final name.
+        do {
+            try fsyncFile(temporary)
+        } catch {
+            try? FileManager.default.removeItem(atPath: temporary)
+            throw error
+        }
         guard rename(temporary, path) == 0 else {
             let reason = String(cString: strerror(errno))
             try? FileManager.default.removeItem(atPath: temporary)
             throw CermError.io(path: path, reason: "cannot rename \(temporary) to it (\(reason))")
         }
+        try? fsyncFile(directory.isEmpty ? "." : directory)
     }
+}
+
+/// Creates the directory `path` goes into when missing, and returns it ("" for a bare name).
+@discardableResult
+func createParentDirectory(of path: String) throws -> String {
+    let directory = (path as NSString).deletingLastPathComponent
+    guard !directory.isEmpty else { return directory }
+    do {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    } catch {
+        throw CermError.io(path: directory, reason: "cannot create directory (\(error.localizedDescription))")
+    }
+    return directory
 }
