@@ -201,5 +201,8 @@ struct MonitoringTests {
         #expect(written[0] == #"{"elapsed_s":0.25,"epoch":1,"epochs":2,"learning_rate":0.5,"loss":5.5,"loss_ema":5.5,"step":1,"tokens_per_second":1000,"total_steps":4}"#)
         #expect(written[1].contains(#""loss":"nan""#))
         #expect(written[1].contains(#""step":2"#))
+        var late = first
+        late.learningRate = 2e-4
+        #expect(try late.jsonLine().contains(#""learning_rate":0.0002,"#))
     }
 }

@@ -19,7 +19,8 @@ extension SFTProgress: Encodable {
         try container.encode(epochs, forKey: .epochs)
         try container.encode(loss, forKey: .loss)
         try container.encode(lossEMA, forKey: .lossEMA)
-        try container.encode(Double(learningRate), forKey: .learningRate)
+        // The Float's shortest decimal (2e-4, not 0.00020000037329737097).
+        try container.encode(Double("\(learningRate)") ?? Double(learningRate), forKey: .learningRate)
         try container.encode(tokensPerSecond, forKey: .tokensPerSecond)
         try container.encode(elapsedSeconds, forKey: .elapsedSeconds)
     }
@@ -27,12 +28,7 @@ extension SFTProgress: Encodable {
     /// The compact `*.metrics.jsonl` encoding: sorted keys, one line, no trailing newline;
     /// non-finite losses as the strings `"nan"`, `"inf"`, `"-inf"` (as in `metrics.jsonl`).
     public func jsonLine() throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let strings = StepMetrics.nonFiniteStrings
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(
-            positiveInfinity: strings.positiveInfinity, negativeInfinity: strings.negativeInfinity, nan: strings.nan)
-        return String(decoding: try encoder.encode(self), as: UTF8.self)
+        try StepMetrics.jsonLine(of: self)
     }
 }
 

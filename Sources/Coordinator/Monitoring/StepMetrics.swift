@@ -111,12 +111,18 @@ public struct StepMetrics: Sendable, Codable, Equatable {
 
     /// The compact `metrics.jsonl` encoding: sorted keys, one line, no trailing newline.
     public func jsonLine() throws -> String {
+        try Self.jsonLine(of: self)
+    }
+
+    /// `value` in the metrics files' encoding (sorted keys, one line, non-finite numbers as
+    /// strings), shared by `metrics.jsonl` and the SFT curve.
+    static func jsonLine(of value: some Encodable) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         encoder.nonConformingFloatEncodingStrategy = .convertToString(
-            positiveInfinity: Self.nonFiniteStrings.positiveInfinity,
-            negativeInfinity: Self.nonFiniteStrings.negativeInfinity, nan: Self.nonFiniteStrings.nan)
-        return String(decoding: try encoder.encode(self), as: UTF8.self)
+            positiveInfinity: nonFiniteStrings.positiveInfinity,
+            negativeInfinity: nonFiniteStrings.negativeInfinity, nan: nonFiniteStrings.nan)
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
     }
 
     /// Parses one `metrics.jsonl` line.
