@@ -67,8 +67,7 @@ struct CurateCommand: ParsableCommand {
         guard !result.kept.isEmpty else {
             throw CermError.invalid("curation kept none of the \(result.screened.count) screened pairs (accuracy in \(options.minAccuracy)…\(options.maxAccuracy)); raise curation.max_accuracy or curation.candidates, or set curation.enabled = false")
         }
-        let directory = (output as NSString).deletingLastPathComponent
-        if !directory.isEmpty { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+        try createParentDirectory(of: output)
         do {
             try result.jsonLines.write(toFile: output, atomically: true, encoding: .utf8)
         } catch {

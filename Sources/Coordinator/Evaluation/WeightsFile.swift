@@ -70,9 +70,10 @@ public enum WeightsFile {
     }
 }
 
-/// Creates the directory `path` goes into when missing, and returns it ("" for a bare name).
+/// Creates the directory `path` goes into when missing, and returns it ("" for a bare name);
+/// the error names the directory.
 @discardableResult
-func createParentDirectory(of path: String) throws -> String {
+public func createParentDirectory(of path: String) throws -> String {
     let directory = (path as NSString).deletingLastPathComponent
     guard !directory.isEmpty else { return directory }
     do {
