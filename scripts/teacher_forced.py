@@ -23,7 +23,12 @@ BOS, EOS, USER, ASSISTANT = 257, 258, 259, 260
 
 def load(path):
     with h5py.File(path, "r") as f:
-        config = json.loads(f.attrs["model_config_json"])
+        # Weights files keep the model config in a root attribute, checkpoints in /meta
+        # (docs/CHECKPOINT.md); both use the same keys.
+        if "model_config_json" in f.attrs:
+            config = json.loads(f.attrs["model_config_json"])
+        else:
+            config = json.loads(bytes(f["meta/model_config_json"][()]).decode("utf-8"))
         group = f["model"]
         weights = {name: group[name][()].astype(np.float64) for name in group}
     return config, weights
@@ -84,36 +89,50 @@ def text(s):
     return list(s.encode("utf-8"))
 
 
+def log_probs(config, weights, tokens):
+    """Log-softmax of the logits: [T, vocab]; row t predicts token t + 1."""
+    logits = forward(config, weights, np.array(tokens))
+    logits = logits - logits.max(-1, keepdims=True)
+    return logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+
+
+def evaluation_sequence(trace, evaluation=None):
+    """The evaluation turn's whole sequence in the compact format (docs/FORMATS.md): the criteria
+    turn, then the evaluation prompt and `evaluation` (default: the trace's) with ⟨eos⟩. Returns
+    the tokens and the ranges (start, end) of the criteria output and the evaluation output."""
+    criteria_prompt = [BOS, USER] + text(f"Q: {trace['query']}\nCriteria?") + [ASSISTANT]
+    criteria = text(trace["criteria"]) + [EOS]
+    evaluation_prompt = criteria_prompt + criteria + [USER] + text(f"R: {trace['response']}\nEvaluate.") + [ASSISTANT]
+    target = text(trace["evaluation"] if evaluation is None else evaluation) + [EOS]
+    tokens = evaluation_prompt + target
+    return tokens, (len(criteria_prompt), len(criteria_prompt) + len(criteria)), (len(evaluation_prompt), len(tokens))
+
+
 def main():
     if len(sys.argv) != 4:
         sys.exit(__doc__)
     config, weights = load(sys.argv[1])
     with open(sys.argv[2], encoding="utf-8") as f:
         trace = json.loads(f.readlines()[int(sys.argv[3])])
-    # docs/FORMATS.md, compact format: criteria turn, then the evaluation turn continuing it.
-    criteria_prompt = [BOS, USER] + text(f"Q: {trace['query']}\nCriteria?") + [ASSISTANT]
-    criteria = text(trace["criteria"]) + [EOS]
-    evaluation_prompt = criteria_prompt + criteria + [USER] + text(f"R: {trace['response']}\nEvaluate.") + [ASSISTANT]
-    evaluation = text(trace["evaluation"]) + [EOS]
-    tokens = evaluation_prompt + evaluation
-    logits = forward(config, weights, np.array(tokens))
-    logprobs = logits - logits.max(-1, keepdims=True)
-    logprobs -= np.log(np.exp(logprobs).sum(-1, keepdims=True))
-    predicted = logits.argmax(-1)
+    tokens, criteria_range, evaluation_range = evaluation_sequence(trace)
+    logprobs = log_probs(config, weights, tokens)
+    predicted = logprobs.argmax(-1)
 
-    def show(start, count):
+    def show(start, end):
+        count = end - start
+
         def char(t):
             return chr(t) if t < 256 else f"<{t}>"
         pieces, nll = [], 0.0
-        for t in range(start, start + count):
+        for t in range(start, end):
             target, guess = tokens[t], predicted[t - 1]
             nll -= logprobs[t - 1, target]
             pieces.append(char(target) if guess == target else f"[{char(target)}|{char(guess)}]")
         print("".join(pieces), f"   (mean NLL {nll / count:.3f})")
 
     print(f"query: {trace['query']}\nresponse: {trace['response']}")
-    show(len(criteria_prompt), len(criteria))
-    show(len(evaluation_prompt), len(evaluation))
+    show(*criteria_range)
+    show(*evaluation_range)
 
 
 if __name__ == "__main__":
