@@ -5,8 +5,9 @@
 
 MODEL.h5 is a weights file or a checkpoint; TRACES.jsonl an SFT trace file from a perfect
 teacher (`cerm data sft-traces --data data/synth/train.jsonl --error-rate 0 --out F`), so that
-every mark in it is true; its list traces are read. For the first traces whose count line carries a mark
-(docs/DATA.md, "Marks": `^` wrong case, `!` off-topic, `=` repeat), until about N marks:
+every mark in it is true; only its list traces are read. For the first list traces whose count
+line carries a mark (docs/DATA.md, "Marks": `^` wrong case, `!` off-topic, `=` repeat), until
+about N (default 90) marks:
 
 1. P(mark): the model's probability of the mark token where the teacher wrote it, at the end of
    the flawed item in the count line. Greedy decoding writes the mark only when it is > 0.5.
