@@ -32,20 +32,20 @@ KINDS = {"^": "case", "!": "topic", "=": "repeat"}
 LATER = {"case": (1, "got "), "topic": (3, "got "), "repeat": (None, "")}
 
 
-def later_decision(config, weights, trace, lines, kind):
-    """P of the token deciding `kind` in the later line, given `lines` as the evaluation so far."""
+def later_decision(lines, kind, tokens, start, lp):
+    """P of the token deciding `kind` in the later line of the evaluation `lines`, whose
+    sequence is `tokens` (evaluation from `start`) with log-probs `lp`."""
     index, before = LATER[kind]
     if index is None:
         index = next((i for i, line in enumerate(lines) if line.startswith("+.")), None)
         if index is None:
             return None
-    tokens, _, (start, _) = evaluation_sequence(trace, "\n".join(lines))
     offset = len(text("\n".join(lines[:index]) + ("\n" if index else "")))
     cut = lines[index].find(before)
     if cut < 0:
         return None
     position = start + offset + len(text(lines[index][: cut + len(before)]))
-    return float(np.exp(log_probs(config, weights, tokens)[position - 1, tokens[position]]))
+    return float(np.exp(lp[position - 1, tokens[position]]))
 
 
 def main():
@@ -70,9 +70,12 @@ def main():
                 if mark in KINDS:
                     mark_p[KINDS[mark]].append(float(np.exp(lp[position - 1, tokens[position]])))
             unmarked = [re.sub(r"[\^!=]", "", lines[0])] + lines[1:]
+            unmarked_tokens, _, (unmarked_start, _) = evaluation_sequence(trace, "\n".join(unmarked))
+            variants = (("kept", lines, tokens, start, lp),
+                        ("removed", unmarked, unmarked_tokens, unmarked_start, log_probs(config, weights, unmarked_tokens)))
             for kind in {KINDS[m] for m in KINDS if m in lines[0]}:
-                for name, evaluation in (("kept", lines), ("removed", unmarked)):
-                    p = later_decision(config, weights, trace, evaluation, kind)
+                for name, evaluation, *sequence in variants:
+                    p = later_decision(evaluation, kind, *sequence)
                     if p is not None:
                         later[(kind, name)].append(p)
             if sum(len(v) for v in mark_p.values()) >= wanted:

@@ -8,12 +8,8 @@ public enum HuggingFaceExport {
     /// missing) and returns the written paths. `source` names the checkpoint in errors.
     @discardableResult
     public static func export(_ state: TrainingState, to directory: String, source: String) throws -> [String] {
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        } catch {
-            throw CermError.io(path: directory, reason: "cannot create export directory: \(error.localizedDescription)")
-        }
         let configPath = (directory as NSString).appendingPathComponent("config.json")
+        try createParentDirectory(of: configPath)
         let config = try configJSON(from: state.modelConfigJSON, source: source)
         try atomicWrite(configPath) { try $0.write(contentsOf: Data(config.utf8)) }
         let weightsPath = (directory as NSString).appendingPathComponent("model.safetensors")
