@@ -96,9 +96,11 @@ enum CompactFormatCheck {
         #expect(perfect.evaluate(query: list, response: "apple;pear;apple")?.text
             == "1. need 3, 1 apple 2 pear 3 apple=: 5/5\n2. need lowercase, got all: 5/5\n3. need ;, got ;: 5/5\n4. need fruits, got all: 5/5\n+. repeats apple: 1/5\n=> 3.5/10")
         #expect(perfect.evaluate(query: "What is 17+25?", response: "42")?.text == "1. need 42, got 42: 5/5\n2. a number: 5/5\n=> 10/10")
-        #expect(perfect.evaluate(query: "What is 17+25?", response: "41")?.text == "1. need 42, got 41: 1/5\n2. a number: 5/5\n=> 2.5/10")
-        #expect(perfect.evaluate(query: "What is 17+25?", response: "44")?.text == "1. need 42, got 44: 0.5/5\n2. a number: 5/5\n=> 2/10")
-        #expect(perfect.evaluate(query: "What is 17+25?", response: "forty")?.text == "1. need 42, got forty: 0/5\n2. not a number: 0/5\n=> 0/10")
+        #expect(perfect.evaluate(query: "What is 17+25?", response: "41")?.text == "1. need 42, got 41!: 1/5\n2. a number: 5/5\n=> 2.5/10")
+        #expect(perfect.evaluate(query: "What is 17+25?", response: "44")?.text == "1. need 42, got 44!: 0.5/5\n2. a number: 5/5\n=> 2/10")
+        #expect(perfect.evaluate(query: "What is 17+25?", response: "52")?.text == "1. need 42, got 5!2: 0/5\n2. a number: 5/5\n=> 2/10")
+        #expect(perfect.evaluate(query: "What is 17+25?", response: "4")?.text == "1. need 42, got 4!: 0/5\n2. a number: 5/5\n=> 2/10")
+        #expect(perfect.evaluate(query: "What is 17+25?", response: "forty")?.text == "1. need 42, got f!orty: 0/5\n2. not a number: 0/5\n=> 0/10")
         #expect(perfect.evaluate(query: #"Reverse the word "stone"."#, response: "enost")?.text
             == "1. need enots, got enos!t: 1/5\n2. need 5, got 5: 5/5\n=> 2.5/10")
         #expect(perfect.evaluate(query: #"Reverse the word "stone"."#, response: "enos")?.text
@@ -129,6 +131,12 @@ enum CompactFormatCheck {
             #expect(items.contains(named), "\(lines)")
             let marked = items.enumerated().map { "\($0.offset + 1) \($0.element)\($0.element == named ? "!" : "")" }
             #expect(lines.first == "1. need 3, " + marked.joined(separator: " ") + ": 5/5")
+        }
+        // A false alarm on a right sum names a neighbour of it, marked where it differs.
+        let alarmed = Teacher(errors: TeacherErrorProfile(missRates: [.arithmetic: 1], falseAlarmFactor: 1), seed: 0)
+        for sample in UInt64(0)..<4 {
+            let line = alarmed.evaluate(query: "What is 17+25?", response: "42", sample: sample)?.text.split(separator: "\n").first
+            #expect(["1. need 42, got 43!: 1/5", "1. need 42, got 41!: 1/5"].contains(line.map(String.init)), "\(String(describing: line))")
         }
         #expect(Teacher.quoteMarkingDifference("rzgus", from: "ragus") == "rz!gus")
         #expect(Teacher.quoteMarkingDifference("rag", from: "ragus") == "rag!")
@@ -239,9 +247,9 @@ enum CompactFormatCheck {
 
     @Test func sftTraceLinesCarryQueryCriteriaResponseAndEvaluation() throws {
         let line = try #require(perfect.sftTraceLine(id: "p1", query: "What is 17+25?", response: "41", label: "rejected", taskType: "math"))
-        #expect(line == #"{"id":"p1","task_type":"math","query":"What is 17+25?","criteria":"17+25: 7+5=12, 1+2+1=4\n[C]\n1. equals 42\n2. only a number\n[/C]","response":"41","evaluation":"1. need 42, got 41: 1/5\n2. a number: 5/5\n=> 2.5/10","overall":2.5,"label":"rejected"}"#)
+        #expect(line == #"{"id":"p1","task_type":"math","query":"What is 17+25?","criteria":"17+25: 7+5=12, 1+2+1=4\n[C]\n1. equals 42\n2. only a number\n[/C]","response":"41","evaluation":"1. need 42, got 41!: 1/5\n2. a number: 5/5\n=> 2.5/10","overall":2.5,"label":"rejected"}"#)
         let parsed = try JSONParser.parse(Array(line.utf8))
-        #expect(parsed["evaluation"] == .string("1. need 42, got 41: 1/5\n2. a number: 5/5\n=> 2.5/10"))
+        #expect(parsed["evaluation"] == .string("1. need 42, got 41!: 1/5\n2. a number: 5/5\n=> 2.5/10"))
     }
 
     @Test func sftTraceFilesRoundTrip() throws {
