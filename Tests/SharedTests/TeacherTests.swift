@@ -102,9 +102,9 @@ enum CompactFormatCheck {
         #expect(perfect.evaluate(query: "What is 17+25?", response: "4")?.text == "1. need 42, got 4!: 0/5\n2. a number: 5/5\n=> 2/10")
         #expect(perfect.evaluate(query: "What is 17+25?", response: "forty")?.text == "1. need 42, got f!orty: 0/5\n2. not a number: 0/5\n=> 0/10")
         #expect(perfect.evaluate(query: #"Reverse the word "stone"."#, response: "enost")?.text
-            == "1. need enots, got enos!t: 1/5\n2. need 5, got 5: 5/5\n=> 2.5/10")
+            == "1. got enos!t: 1/5\n2. need 5, got 5: 5/5\n=> 2.5/10")
         #expect(perfect.evaluate(query: #"Reverse the word "stone"."#, response: "enos")?.text
-            == "1. need enots, got enos!: 0/5\n2. need 5, got 4: 1/5\n=> 0.5/10")
+            == "1. got enos!: 0/5\n2. need 5, got 4: 1/5\n=> 0.5/10")
         #expect(perfect.evaluate(query: "Tell me a joke.", response: "no") == nil)
     }
 
