@@ -346,7 +346,8 @@ public struct Teacher: Sendable {
     }
 
     /// Every line puts what the criterion needs beside what the response gives (`need 24, got
-    /// 25`), so the score follows from two nearby values; list counts enumerate the items.
+    /// 25!`), so the score follows from two nearby values; list counts enumerate the items. The
+    /// transform line quotes only the response (`got enos!t`): its criterion is the word itself.
     static func check(_ kind: CriterionKind, query: SyntheticQuery, response: String) -> Check? {
         switch (kind, query) {
         case let (.count, .list(count, _, _, _)):
