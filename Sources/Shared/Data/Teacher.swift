@@ -415,20 +415,21 @@ public struct Teacher: Sendable {
                          missAnalysis: "no repeats", failItems: repeats)
         case (.arithmetic, .arithmetic):
             let value = query.arithmeticValue ?? 0
-            let need = "need \(value), got "
+            let needed = String(value)
+            let need = "need \(needed), got "
             guard let given = Int(response.trimmingCharacters(in: .whitespaces)) else {
-                return Check(passed: false, passAnalysis: need + "\(value)", failAnalysis: need + quoteMarkingDifference(response, from: "\(value)"),
-                             missAnalysis: need + "\(value)", difficulty: 0)
+                return Check(passed: false, passAnalysis: need + needed, failAnalysis: need + quoteMarkingDifference(response, from: needed),
+                             missAnalysis: need + needed, difficulty: 0)
             }
             let off = abs(given - value)
             let difficulty = [0, 1.25, 0.75, 0.5][min(off, 3)]
             // A miss misreads the response as the value it computed.
-            return Check(passed: response == String(value), passAnalysis: need + "\(value)",
-                         failAnalysis: need + quoteMarkingDifference(response, from: "\(value)"),
+            return Check(passed: response == needed, passAnalysis: need + needed,
+                         failAnalysis: need + quoteMarkingDifference(response, from: needed),
                          failScore: off == 1 ? 1 : off == 2 ? 0.5 : 0,
-                         missAnalysis: need + "\(value)", difficulty: off == 0 ? 0 : max(difficulty, 0.25),
+                         missAnalysis: need + needed, difficulty: off == 0 ? 0 : max(difficulty, 0.25),
                          falseAlarm: { detail in
-                             Verdict(line: EvaluationLine(analysis: need + quoteMarkingDifference("\(detail & 1 == 0 ? value + 1 : max(0, value - 1))", from: "\(value)"), score: 1))
+                             Verdict(line: EvaluationLine(analysis: need + quoteMarkingDifference("\(detail & 1 == 0 ? value + 1 : max(0, value - 1))", from: needed), score: 1))
                          })
         case (.format, .arithmetic):
             let isNumber = !response.isEmpty && Int(response) != nil
