@@ -1,7 +1,7 @@
 import Foundation
 import Shared
 
-// CE-RM's data curation (DESIGN §1.5, docs/METHOD.md "Curation"): RL trains on the pairs the
+// CE-RM's data curation (docs/DESIGN.md §1.5, docs/METHOD.md "Curation"): RL trains on the pairs the
 // starting model is uncertain about. The paper's reason: a pair the model always judges the
 // same way gives every trajectory of its groups the same reward and so no advantage. On the
 // default run the SFT model's sampled judgments already disagree on most pairs and curation

@@ -9,7 +9,7 @@ public struct StepMetrics: Sendable, Codable, Equatable {
     public var policyVersion: UInt64
     /// Unix time (seconds) the line was written; ``MetricsLogger`` stamps it when left at 0.
     public var time: Double
-    /// Mean reward of criteria trajectories (win-rate based, section 3 of DESIGN.md).
+    /// Mean reward of criteria trajectories (win-rate based, section 3 of docs/DESIGN.md).
     public var meanCriteriaReward: Double
     /// Mean reward of evaluation trajectories.
     public var meanEvaluationReward: Double

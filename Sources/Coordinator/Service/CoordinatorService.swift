@@ -26,7 +26,7 @@ public struct CoordinatorReport: Sendable {
 }
 
 /// The coordinator's runtime: a ROUTER socket served by the thread that calls ``run()`` and a
-/// learner thread that drives the steps (docs/PROTOCOL.md, DESIGN.md §5–7).
+/// learner thread that drives the steps (docs/PROTOCOL.md, docs/DESIGN.md §5–7).
 ///
 /// The socket thread handles handshakes, READY credit, task dispatch, results, heartbeats both
 /// ways, dead-worker expiry and weight chunks; it never waits for the learner, so a long GRPO

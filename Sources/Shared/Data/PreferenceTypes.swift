@@ -1,7 +1,7 @@
 import Foundation
 
 /// One preference pair: for `query`, `chosen` is better than `rejected`. The only label RL
-/// trains on is this order (DESIGN.md §1).
+/// trains on is this order (docs/DESIGN.md §1).
 public struct PreferencePair: Sendable, Equatable, Hashable {
     /// Unique within its file.
     public var id: String

@@ -143,7 +143,7 @@ public struct ListResponse: Sendable, Equatable {
     }
 }
 
-/// The embedded synthetic preference task (DESIGN.md §9): three families of short queries with
+/// The embedded synthetic preference task (docs/DESIGN.md §9): three families of short queries with
 /// verifiable answers, chosen responses that satisfy them and rejected ones that subtly fail.
 public enum SyntheticTask {
     /// List categories (closed world; no word is in two categories).

@@ -1,4 +1,4 @@
-// Group-relative advantages (GRPO, DESIGN §4) with the Dr.GRPO and ReasonGRM variants.
+// Group-relative advantages (GRPO, docs/DESIGN.md §4) with the Dr.GRPO and ReasonGRM variants.
 
 /// How rewards become advantages.
 public struct AdvantageOptions: Sendable, Equatable {

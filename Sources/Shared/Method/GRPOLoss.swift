@@ -1,6 +1,6 @@
 import Foundation
 
-// GRPO's clipped surrogate with a KL penalty (DESIGN §4), as a value and per-token weights.
+// GRPO's clipped surrogate with a KL penalty (docs/DESIGN.md §4), as a value and per-token weights.
 //
 // The learner runs the policy forward on each trajectory's prompt + output, takes logπθ of
 // the output tokens, calls `GRPOLoss.compute`, and backpropagates Σ_t w_t · logπθ_t: the

@@ -1,4 +1,4 @@
-// The method's per-step metrics (DESIGN §4), accumulated over a batch.
+// The method's per-step metrics (docs/DESIGN.md §4), accumulated over a batch.
 
 /// Accumulates a step's method metrics; ``summary`` gives the finished numbers.
 ///

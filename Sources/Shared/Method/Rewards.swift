@@ -19,7 +19,7 @@ public struct TrajectoryOutcome: Sendable, Equatable {
     }
 }
 
-/// CE-RM's win-rate rewards (DESIGN §3) for one preference pair.
+/// CE-RM's win-rate rewards (docs/DESIGN.md §3) for one preference pair.
 ///
 /// With `w(a, b)` = 1 / ½ / 0 for a > b / a = b / a < b on valid scores, "valid beats ⊥" and
 /// "⊥ wins nothing" applied from the side of the trajectory being rewarded:

@@ -3,7 +3,7 @@ import Foundation
 // Data selection rules of the seeds: ReasonGRM's R* trace selection and hard-case mining, and
 // CE-RM's uncertainty filter for curation. Pure functions over numbers the engine measured.
 
-/// ReasonGRM's selection rules (DESIGN §3, options b and c).
+/// ReasonGRM's selection rules (docs/DESIGN.md §3, options b and c).
 public enum ReasonGRMSelection {
     /// R* = (mean token probability of the reasoning) × (mean token probability of the answer),
     /// from per-token log-probs. Nil when either part has no tokens.
