@@ -50,14 +50,16 @@ struct CoordinatorCommand: ParsableCommand {
         let report: CoordinatorReport
         do {
             let resumePoint = try loadResumePoint(config: config, logger: logger)
+            // train.log from here on: every later line (and the skipped checkpoints the service
+            // reports) lands in it.
+            let metrics = try MetricsLogger(runDirectory: config.run.runDirectory)
+            defer { metrics.close() }
             // The learner's data shards run in parallel with one BLAS thread each: at the
             // default model size that is ~1.8x faster than one shard on all BLAS threads.
             let threads = min(ProcessInfo.processInfo.activeProcessorCount, GRPOLearner.dataShards)
             BLAS.setThreads(max(1, ProcessInfo.processInfo.activeProcessorCount / threads))
             let learner = try GRPOLearner(config: config, initPath: initPath, threads: threads)
             let pairs = try DatasetPairSource(config: config)
-            let metrics = try MetricsLogger(runDirectory: config.run.runDirectory)
-            defer { metrics.close() }
             let service = CoordinatorService(
                 settings: try CoordinatorSettings(config: config), learner: learner, pairs: pairs, resume: resumePoint,
                 stop: stop, clock: SystemClock(), checkpoints: CheckpointWriter(config: config),
@@ -80,11 +82,25 @@ struct CoordinatorCommand: ParsableCommand {
         if report.outcome.exitCode != 0 { throw ExitCode(report.outcome.exitCode) }
     }
 
-    /// The checkpoint `--resume` names, or nil without `--resume`.
+    /// The checkpoint `--resume` names, or nil without `--resume`. Checkpoints skipped on the
+    /// way are not logged here but handed to the service, which logs them once `train.log` is
+    /// open (`checkpoint_skipped` events); only when no checkpoint loads are they logged here.
     private func loadResumePoint(config: Config, logger: Logger) throws -> ResumePoint? {
         guard resume else { return nil }
         let path = resumePath ?? config.run.runDirectory
-        let loaded = try CheckpointReader.resume(from: path, logger: logger)
-        return ResumePoint(state: loaded.state, path: loaded.path)
+        var skipped: [CheckpointError] = []
+        var quiet = logger
+        quiet.logLevel = .error
+        do {
+            let loaded = try CheckpointReader.resume(from: path, logger: quiet) { skipped.append($0) }
+            return ResumePoint(state: loaded.state, path: loaded.path, skipped: skipped)
+        } catch {
+            for file in skipped {
+                logger.warning("skipping corrupt checkpoint", metadata: [
+                    "file": "\((file.path as NSString).lastPathComponent)", "reason": "\(file.reason)",
+                ])
+            }
+            throw error
+        }
     }
 }

@@ -270,6 +270,41 @@ import Worker
         #expect(try secondWorker.value().exitCode == 0)
     }
 
+    /// The lines of `train.log` without their timestamps.
+    static func trainLogLines(_ directory: String) throws -> [String] {
+        try String(contentsOfFile: directory + "/train.log", encoding: .utf8).split(separator: "\n")
+            .map { String($0.split(separator: " ", maxSplits: 1)[1]) }
+    }
+
+    @Test func checkpointsSkippedWhenResumingAreEventsInTrainLog() throws {
+        let directory = Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let writer = CheckpointWriter(directory: directory, keepLast: 3)
+        let cursor = DataCursor(epoch: 0, position: 5, permutationSeed: 3)
+        for step in [1, 2] { try writer.write(try FakeLearner().trainingState(step: step, dataCursor: cursor)) }
+        try Data("garbage".utf8).write(to: URL(fileURLWithPath: directory + "/step_2.h5"))
+        var skipped: [CheckpointError] = []
+        var silent = Logger(label: "checkpoint")
+        silent.logLevel = .error
+        let loaded = try CheckpointReader.resume(from: directory, logger: silent) { skipped.append($0) }
+        #expect(loaded.path == directory + "/step_1.h5")
+
+        let sink = LogSink()
+        let metrics = try MetricsLogger(runDirectory: directory, sink: sink)
+        defer { sink.detachFile() }
+        // run.steps = 1: the resumed run has nothing left to do, so it needs no worker.
+        let service = CoordinatorService(settings: Self.coordinatorSettings(steps: 1), learner: FakeLearner(),
+                                         pairs: FakePairs(count: Self.pairCount),
+                                         resume: ResumePoint(state: loaded.state, path: loaded.path, skipped: skipped),
+                                         metrics: metrics, logger: Self.quiet("coordinator"))
+        #expect(try service.run().outcome == .finished(steps: 1))
+        metrics.close()
+        #expect(try Self.trainLogLines(directory) == [
+            "WARN  [train] event checkpoint_skipped path=\(directory)/step_2.h5 reason=not an HDF5 file (no HDF5 signature)",
+            "INFO  [train] event resumed path=\(directory)/step_1.h5 step=1",
+        ])
+    }
+
     @Test func anInsecureNonLoopbackBindIsRefused() throws {
         var settings = Self.coordinatorSettings(steps: 1)
         settings.endpoint = "tcp://0.0.0.0:*"

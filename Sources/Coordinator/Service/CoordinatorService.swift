@@ -64,7 +64,8 @@ public final class CoordinatorService: @unchecked Sendable {
     /// - Parameters:
     ///   - learner: called from the learner thread only.
     ///   - pairs: the data; restored to the checkpoint's cursor when resuming.
-    ///   - resume: continue after `resume.state.step` steps (learner, data cursor, version).
+    ///   - resume: continue after `resume.state.step` steps (learner, data cursor, version); the
+    ///     checkpoints it skipped are logged as `checkpoint_skipped` events.
     ///   - stop: polled by both threads; request it (or install it for SIGINT/SIGTERM) to stop.
     ///   - clock: times liveness and the metrics' time split (``SystemClock`` in production).
     ///   - checkpoints: nil writes no checkpoints.
@@ -330,6 +331,8 @@ private final class StepDriver: @unchecked Sendable {
         var completedSteps = 0
         var lastSaved: Int?
         if let resume {
+            // Before the restore, so they are on record even when it fails.
+            for skipped in resume.skipped { event(.checkpointSkipped(path: skipped.path, reason: "\(skipped.reason)")) }
             try learner.restore(from: resume.state)
             try pairs.restore(cursor: resume.state.dataCursor)
             completedSteps = resume.state.step
@@ -422,7 +425,7 @@ private final class StepDriver: @unchecked Sendable {
     }
 
     private func event(_ event: ClusterEvent) {
-        if let metrics { metrics.event(event) } else { logger.info("\(event.line)") }
+        if let metrics { metrics.event(event) } else { logger.log(level: event.level, "\(event.line)") }
     }
 }
 
@@ -485,7 +488,7 @@ private final class SocketLoop {
     private func name(_ peer: RoutingID) -> String { scheduler.registry.worker(peer)?.name ?? peer.description }
 
     private func event(_ event: ClusterEvent) {
-        if let metrics { metrics.event(event) } else { logger.info("\(event.line)") }
+        if let metrics { metrics.event(event) } else { logger.log(level: event.level, "\(event.line)") }
     }
 
     /// Sends and notes it (any message counts as a heartbeat).

@@ -42,9 +42,13 @@ public struct ResumePoint: Sendable {
     public var state: TrainingState
     /// The file it was read from (for the `resumed` event).
     public var path: String
+    /// Newer checkpoint files that failed to load and were passed over, newest first. They are
+    /// found before `train.log` is open, so the service reports them there (`checkpoint_skipped`).
+    public var skipped: [CheckpointError]
 
-    public init(state: TrainingState, path: String) {
+    public init(state: TrainingState, path: String, skipped: [CheckpointError] = []) {
         self.state = state
         self.path = path
+        self.skipped = skipped
     }
 }
