@@ -58,6 +58,18 @@ struct MonitoringTests {
         var later = sampleMetrics(step: 12_345)
         later.policyVersion = 12_345
         #expect(later.tailLine().count == sampleMetrics(step: 12).tailLine().count)
+
+        // Values too wide for their column lose decimals, then switch to exponent form.
+        var extreme = sampleMetrics(step: 12)
+        extreme.tokensPerSecond = 1_279_541_417.1
+        extreme.waitRolloutsSeconds = 12_345.6
+        extreme.updateSeconds = .nan
+        extreme.checkpointSeconds = 123_456
+        #expect(extreme.tailLine().hasSuffix("| 1.3e+09 tok/s | wait  12346s upd    nans dist   0.8s ckpt 1e+05s | workers  4"))
+        #expect(extreme.tailLine().count == sampleMetrics(step: 12).tailLine().count)
+        #expect(StepMetrics.column(123_456.7, width: 7, decimals: 1) == " 123457")
+        #expect(StepMetrics.column(99_999.9, width: 7, decimals: 1) == "99999.9")
+        #expect(StepMetrics.column(-.infinity, width: 7, decimals: 1) == "   -inf")
     }
 
     @Test func loggerAppendsJSONAndTailLinesAndEvents() throws {

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Logging
 import Testing
 @testable import Coordinator
@@ -334,11 +335,21 @@ import Worker
         settings.scheduler.mode = .async
         settings.scheduler.maxStaleness = 1
         let learner = FakeLearner(updateDelay: 0.05)
-        let service = CoordinatorService(settings: settings, learner: learner, pairs: FakePairs(count: Self.pairCount), logger: Self.quiet("coordinator"))
+        let lines = Mutex<[StepMetrics]>([])
+        let service = CoordinatorService(settings: settings, learner: learner, pairs: FakePairs(count: Self.pairCount),
+                                         onStep: { line in lines.withLock { $0.append(line) } }, logger: Self.quiet("coordinator"))
         let (coordinator, endpoint) = try Self.startCoordinator(service)
         let workers = (0..<2).map { Self.startWorker(endpoint, name: "w\($0)", executor: FakeExecutor(delay: 0.005)) }
         let report = try coordinator.value()
         #expect(report.outcome == .finished(steps: 4))
+        // Rollouts sampled during the previous update leave almost no wait; throughput is over
+        // the time since the previous step ended, which holds this step's 50 ms update.
+        for line in lines.withLock({ $0 }) {
+            #expect(line.generatedTokens == 90, "step \(line.step)")
+            #expect(line.tokensPerSecond > 0 && line.tokensPerSecond * line.updateSeconds <= Double(line.generatedTokens),
+                    "step \(line.step): \(line.tokensPerSecond) tok/s, update \(line.updateSeconds) s")
+        }
+        #expect(lines.withLock { $0.map(\.step) } == [1, 2, 3, 4])
         #expect(report.policyVersion == 4)
         #expect(report.statistics.resultsAccepted == 20)
         // Step k is sampled with version k-1, or k-2 when it was dispatched during update k-1.

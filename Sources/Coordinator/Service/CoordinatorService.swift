@@ -346,6 +346,8 @@ private final class StepDriver: @unchecked Sendable {
         var open: [Int: OpenStep] = [:]
         var nextToOpen = completedSteps + 1
         var stopped = false
+        // Async throughput is measured from one step's end to the next (see tokensPerSecond).
+        var previousStepEnded = clock.now()
 
         while completedSteps < settings.steps {
             if mailbox.shouldStop(stop) { stopped = true; break }
@@ -386,11 +388,17 @@ private final class StepDriver: @unchecked Sendable {
             line.generatedTokens = tokens
             line.trajectories = rollouts.trajectories.count
             line.waitRolloutsSeconds = waited - fetching
-            line.tokensPerSecond = waited - fetching > 0 ? Double(tokens) / (waited - fetching) : 0
             line.updateSeconds = updateSeconds
             line.weightDistributionSeconds = handover + fetching
             line.checkpointSeconds = checkpointSeconds
-            line.stepSeconds = clock.now() - stepStarted
+            let stepEnded = clock.now()
+            line.stepSeconds = stepEnded - stepStarted
+            // Sync: workers sample only while the learner waits, so the wait is their sampling
+            // time. Async: they sample the next step during the update and the wait is near 0,
+            // so the whole interval since the previous step ended is the sampling time.
+            let samplingSeconds = lookahead > 0 ? stepEnded - previousStepEnded : waited - fetching
+            line.tokensPerSecond = samplingSeconds > 0 ? Double(tokens) / samplingSeconds : 0
+            previousStepEnded = stepEnded
             line.workersAlive = mailbox.aliveWorkers
             if let metrics { try metrics.record(line) } else { logger.info("\(line.tailLine())") }
             onStep?(line)
