@@ -84,23 +84,14 @@ struct CoordinatorCommand: ParsableCommand {
 
     /// The checkpoint `--resume` names, or nil without `--resume`. Checkpoints skipped on the
     /// way are not logged here but handed to the service, which logs them once `train.log` is
-    /// open (`checkpoint_skipped` events); only when no checkpoint loads are they logged here.
+    /// open (`checkpoint_skipped` events); when none loads, the error lists them.
     private func loadResumePoint(config: Config, logger: Logger) throws -> ResumePoint? {
         guard resume else { return nil }
-        let path = resumePath ?? config.run.runDirectory
         var skipped: [CheckpointError] = []
         var quiet = logger
         quiet.logLevel = .error
-        do {
-            let loaded = try CheckpointReader.resume(from: path, logger: quiet) { skipped.append($0) }
-            return ResumePoint(state: loaded.state, path: loaded.path, skipped: skipped)
-        } catch {
-            for file in skipped {
-                logger.warning("skipping corrupt checkpoint", metadata: [
-                    "file": "\((file.path as NSString).lastPathComponent)", "reason": "\(file.reason)",
-                ])
-            }
-            throw error
-        }
+        let loaded = try CheckpointReader.resume(from: resumePath ?? config.run.runDirectory, isRunDirectory: resumePath == nil,
+                                                 logger: quiet) { skipped.append($0) }
+        return ResumePoint(state: loaded.state, path: loaded.path, skipped: skipped)
     }
 }

@@ -225,10 +225,34 @@ struct CheckpointTests {
         #expect(try CheckpointReader.resume(from: dir).path == found.path)
         #expect(try CheckpointReader.resume(from: found.path).state.step == 2)
         #expect(reason { _ = try CheckpointReader.resume(from: path3) }?.path == path3)
+    }
+
+    @Test func nothingToResumeFromIsExplained() throws {
+        func failure(_ body: () throws -> Void) -> String? {
+            do { try body(); return nil } catch { return "\(error)" }
+        }
         let emptyDir = try makeTemporaryDirectory("resume-empty")
         #expect(CheckpointReader.findResumeCheckpoint(runDir: emptyDir) == nil)
-        #expect(reason { _ = try CheckpointReader.resume(from: emptyDir) }
-            == CheckpointError(path: emptyDir, reason: .missing("valid step_<N>.h5 checkpoint in this directory")))
+        #expect(failure { _ = try CheckpointReader.resume(from: emptyDir, isRunDirectory: true) }
+            == "no checkpoint to resume: run directory \(emptyDir) has no step_<N>.h5 files (start without --resume)")
+        #expect(failure { _ = try CheckpointReader.resume(from: emptyDir) }
+            == "no checkpoint to resume: \(emptyDir) has no step_<N>.h5 files")
+        let absent = emptyDir + "/never-run"
+        #expect(failure { _ = try CheckpointReader.resume(from: absent, isRunDirectory: true) }
+            == "no checkpoint to resume: run directory \(absent) does not exist (start without --resume)")
+        #expect(failure { _ = try CheckpointReader.resume(from: absent + "/step_3.h5") }
+            == "no checkpoint to resume: \(absent)/step_3.h5 does not exist")
+
+        // Every file damaged: the error lists each one with its reason, newest first.
+        let writer = CheckpointWriter(directory: emptyDir, keepLast: 10)
+        try writer.write(sampleState(step: 1))
+        try Data("garbage".utf8).write(to: URL(fileURLWithPath: (emptyDir as NSString).appendingPathComponent("step_2.h5")))
+        // Cut inside the HDF5 signature.
+        try Data([0x89, 0x48, 0x44, 0x46]).write(to: URL(fileURLWithPath: (emptyDir as NSString).appendingPathComponent("step_1.h5")))
+        var skipped: [String] = []
+        #expect(failure { _ = try CheckpointReader.resume(from: emptyDir, isRunDirectory: true) { skipped.append($0.path) } }
+            == "no checkpoint to resume: every step_<N>.h5 file of run directory \(emptyDir) failed to load: step_2.h5: not an HDF5 file (no HDF5 signature); step_1.h5: truncated file (only 4 bytes)")
+        #expect(skipped == ["step_2.h5", "step_1.h5"].map { (emptyDir as NSString).appendingPathComponent($0) })
     }
 
     @Test func keepsLastKValidAndRemovesStaleTemporaries() throws {

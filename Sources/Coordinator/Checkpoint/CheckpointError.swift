@@ -1,3 +1,5 @@
+import Foundation
+
 /// Why a checkpoint could not be written or loaded; always names the file.
 public struct CheckpointError: Error, Equatable, CustomStringConvertible {
     /// The checkpoint file (or, for a failed write, the name it was going to get).
@@ -53,4 +55,45 @@ public struct CheckpointError: Error, Equatable, CustomStringConvertible {
     }
 
     public var description: String { "checkpoint \(path): \(reason)" }
+}
+
+/// Why `--resume` found nothing to continue from; names the path and, when it is the run
+/// directory `--resume` defaults to, says to start without `--resume`.
+public struct ResumeError: Error, Equatable, CustomStringConvertible {
+    public enum Reason: Equatable, Sendable {
+        /// Nothing exists at the path.
+        case doesNotExist
+        /// A directory without any `step_<N>.h5` file.
+        case noCheckpointFiles
+        /// A directory whose every `step_<N>.h5` failed to load (newest first).
+        case noValidCheckpoint(skipped: [CheckpointError])
+    }
+
+    /// The checkpoint file or directory `--resume` was to use.
+    public let path: String
+    /// True when `path` is the run directory (`--resume` without a path), false for a path the
+    /// user named.
+    public let isRunDirectory: Bool
+    public let reason: Reason
+
+    public init(path: String, isRunDirectory: Bool, reason: Reason) {
+        self.path = path
+        self.isRunDirectory = isRunDirectory
+        self.reason = reason
+    }
+
+    public var description: String {
+        let place = isRunDirectory ? "run directory \(path)" : path
+        // A run that never wrote a checkpoint is one to start, not to resume.
+        let hint = isRunDirectory ? " (start without --resume)" : ""
+        switch reason {
+        case .doesNotExist:
+            return "no checkpoint to resume: \(place) does not exist\(hint)"
+        case .noCheckpointFiles:
+            return "no checkpoint to resume: \(place) has no step_<N>.h5 files\(hint)"
+        case let .noValidCheckpoint(skipped):
+            let files = skipped.map { "\(($0.path as NSString).lastPathComponent): \($0.reason)" }.joined(separator: "; ")
+            return "no checkpoint to resume: every step_<N>.h5 file of \(place) failed to load: \(files)"
+        }
+    }
 }

@@ -100,15 +100,20 @@ public enum CheckpointReader {
 
     /// `--resume PATH`: a checkpoint file is loaded and must be valid (no fallback); a directory
     /// is searched with ``findResumeCheckpoint(runDir:logger:onSkip:)`` and must hold a valid one.
-    public static func resume(from path: String, logger: Logger = Logger(label: "checkpoint"),
+    /// Nothing to resume from (no such path, no checkpoint files, none valid) is a
+    /// ``ResumeError``; `isRunDirectory` says `path` is the run directory `--resume` defaults to.
+    public static func resume(from path: String, isRunDirectory: Bool = false, logger: Logger = Logger(label: "checkpoint"),
                               onSkip: (CheckpointError) -> Void = { _ in }) throws -> LoadedCheckpoint {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw CheckpointError(path: path, reason: .notFound)
+        func nothing(_ reason: ResumeError.Reason) -> ResumeError {
+            ResumeError(path: path, isRunDirectory: isRunDirectory, reason: reason)
         }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw nothing(.doesNotExist) }
         if isDirectory.boolValue {
-            guard let found = findResumeCheckpoint(runDir: path, logger: logger, onSkip: onSkip) else {
-                throw CheckpointError(path: path, reason: .missing("valid step_<N>.h5 checkpoint in this directory"))
+            guard !CheckpointFormat.checkpointFiles(in: path).isEmpty else { throw nothing(.noCheckpointFiles) }
+            var skipped: [CheckpointError] = []
+            guard let found = findResumeCheckpoint(runDir: path, logger: logger, onSkip: { skipped.append($0); onSkip($0) }) else {
+                throw nothing(.noValidCheckpoint(skipped: skipped))
             }
             return found
         }
