@@ -70,6 +70,23 @@ public struct TransformerConfig: Sendable, Equatable, Codable {
         return String(decoding: data, as: UTF8.self)
     }
 
+    /// Each field as its `[model]` key (`model.layers`) and value, in the section's order;
+    /// `model.head_dim` is the effective per-head dimension.
+    public var keyedValues: [(key: String, value: String)] {
+        [("family", family.rawValue), ("hidden_size", "\(hiddenSize)"), ("layers", "\(layers)"), ("heads", "\(heads)"),
+         ("kv_heads", "\(kvHeads)"), ("head_dim", "\(headDim)"), ("ffn_size", "\(ffnSize)"), ("vocab_size", "\(vocabSize)"),
+         ("max_seq_len", "\(maxSeqLen)"), ("rope_theta", "\(ropeTheta)"), ("rms_norm_eps", "\(rmsNormEps)"),
+         ("qk_norm", "\(qkNorm)"), ("qkv_bias", "\(qkvBias)"), ("tie_embeddings", "\(tieEmbeddings)")]
+            .map { ("model.\($0.0)", $0.1) }
+    }
+
+    /// The fields whose values differ from `other`'s (`old`: this one's, `new`: `other`'s).
+    public func changes(to other: TransformerConfig) -> [ConfigChange] {
+        zip(keyedValues, other.keyedValues).compactMap { mine, theirs in
+            mine.value == theirs.value ? nil : ConfigChange(key: mine.key, old: mine.value, new: theirs.value)
+        }
+    }
+
     /// Parses ``jsonString()`` (or a fixture's `config_json`).
     public static func fromJSON(_ text: String) throws -> TransformerConfig {
         try JSONDecoder().decode(TransformerConfig.self, from: Data(text.utf8))

@@ -49,11 +49,18 @@ struct CoordinatorCommand: ParsableCommand {
         let logger = Logger(label: "cerm.coordinator")
         let report: CoordinatorReport
         do {
-            let resumePoint = try loadResumePoint(config: config, logger: logger)
-            // train.log from here on: every later line (and the skipped checkpoints the service
-            // reports) lands in it.
+            var resumePoint = try loadResumePoint(config: config, logger: logger)
+            // train.log from here on: every later line (and the skipped checkpoints and config
+            // changes the service reports) lands in it.
             let metrics = try MetricsLogger(runDirectory: config.run.runDirectory)
             defer { metrics.close() }
+            if let loaded = resumePoint {
+                do {
+                    resumePoint?.configChanges = try ResumePoint.configChanges(from: loaded.state, path: loaded.path, to: config)
+                } catch {
+                    logger.warning("cannot compare the config with the checkpoint's: \(error)")
+                }
+            }
             // The learner's data shards run in parallel with one BLAS thread each: at the
             // default model size that is ~1.8x faster than one shard on all BLAS threads.
             let threads = min(ProcessInfo.processInfo.activeProcessorCount, GRPOLearner.dataShards)

@@ -306,6 +306,48 @@ import Worker
         ])
     }
 
+    @Test func aResumeWithAChangedConfigWarnsAboutEachKey() throws {
+        var stored = Config()
+        stored.grpo.learningRate = 5e-5
+        stored.run.steps = 3
+        var state = try FakeLearner().trainingState(step: 1, dataCursor: DataCursor(epoch: 0, position: 5, permutationSeed: 3))
+        state.configText = stored.renderTOML()
+        var current = stored
+        current.grpo.learningRate = 1e-4
+        current.grpo.klCoef = 0.01
+        current.run.steps = 1   // not a change worth a warning: continuing a run changes it
+        let changes = try ResumePoint.configChanges(from: state, path: "ck/step_1.h5", to: current)
+        #expect(changes == [ConfigChange(key: "grpo.learning_rate", old: "5e-05", new: "0.0001"),
+                            ConfigChange(key: "grpo.kl_coef", old: "0.001", new: "0.01")])
+        #expect(try ResumePoint.configChanges(from: state, path: "ck/step_1.h5", to: stored) == [])
+        state.configText = "[grpo]\nlearning_rat = 1.0\n"
+        #expect(throws: ConfigError(file: "ck/step_1.h5 (stored config)", line: 2, key: "grpo.learning_rat", message: "unknown key")) {
+            _ = try ResumePoint.configChanges(from: state, path: "ck/step_1.h5", to: current)
+        }
+
+        let directory = Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let sink = LogSink()
+        let metrics = try MetricsLogger(runDirectory: directory, sink: sink)
+        defer { sink.detachFile() }
+        let logger = Logger(label: "cerm.coordinator") { CermLogHandler(label: $0, sink: sink) }
+        let service = CoordinatorService(settings: Self.coordinatorSettings(steps: 1), learner: FakeLearner(),
+                                         pairs: FakePairs(count: Self.pairCount),
+                                         resume: ResumePoint(state: state, path: "ck/step_1.h5", configChanges: changes),
+                                         metrics: metrics, logger: logger)
+        #expect(try service.run().outcome == .finished(steps: 1))
+        metrics.close()
+        let lines = try Self.trainLogLines(directory)
+        #expect(lines.first?.hasPrefix("INFO  [cerm.coordinator] coordinator listening ") == true)
+        #expect(Array(lines.dropFirst().prefix(5)) == [
+            "WARN  [cerm.coordinator] config differs from the checkpoint's: grpo.learning_rate: 5e-05 (checkpoint) → 0.0001 (config)",
+            "WARN  [train] event config_changed key=grpo.learning_rate checkpoint=5e-05 config=0.0001",
+            "WARN  [cerm.coordinator] config differs from the checkpoint's: grpo.kl_coef: 0.001 (checkpoint) → 0.01 (config)",
+            "WARN  [train] event config_changed key=grpo.kl_coef checkpoint=0.001 config=0.01",
+            "INFO  [train] event resumed path=ck/step_1.h5 step=1",
+        ])
+    }
+
     @Test func anInsecureNonLoopbackBindIsRefused() throws {
         var settings = Self.coordinatorSettings(steps: 1)
         settings.endpoint = "tcp://0.0.0.0:*"

@@ -34,6 +34,19 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         }
     }
 
+    @Test func changesListEachDifferingKeyWithBothRenderedValues() {
+        var new = Config()
+        new.grpo.learningRate = 1e-4
+        new.data.train = "other = train.jsonl"
+        new.cluster.mode = .async
+        #expect(Config().changes(to: Config()) == [])
+        #expect(Config().changes(to: new) == [
+            ConfigChange(key: "cluster.mode", old: "\"sync\"", new: "\"async\""),
+            ConfigChange(key: "grpo.learning_rate", old: "5e-05", new: "0.0001"),
+            ConfigChange(key: "data.train", old: "\"data/synth/train.jsonl\"", new: "\"other = train.jsonl\""),
+        ])
+    }
+
     @Test func renderedConfigParsesBackToTheSameConfig() throws {
         var config = Config()
         config.run.name = "quote\"and\\slash"

@@ -24,8 +24,9 @@ public enum GRPOLearnerError: Error, Equatable, CustomStringConvertible {
     case tokenOutOfVocabulary(step: Int, trajectory: TrajectoryID, index: Int, token: UInt32, vocabSize: Int)
     /// Prompt + output do not fit the model's context.
     case sequenceTooLong(step: Int, trajectory: TrajectoryID, length: Int, maxSeqLen: Int)
-    /// Initial weights or a checkpoint of a different architecture than `[model]`.
-    case modelConfigMismatch(source: String, expected: String, found: String)
+    /// Initial weights or a checkpoint of a different architecture than `[model]`: each
+    /// differing key with the value in `source` (`old`, labelled `label`) and in `[model]` (`new`).
+    case modelConfigMismatch(source: String, label: String, differences: [ConfigChange])
 
     public var description: String {
         switch self {
@@ -47,8 +48,9 @@ public enum GRPOLearnerError: Error, Equatable, CustomStringConvertible {
             return "step \(step), \(id): generated token \(index) is \(token), outside the vocabulary of \(vocab)"
         case let .sequenceTooLong(step, id, length, maxSeqLen):
             return "step \(step), \(id): prompt + output is \(length) tokens, model.max_seq_len is \(maxSeqLen)"
-        case let .modelConfigMismatch(source, expected, found):
-            return "\(source): model config \(found) differs from [model] \(expected)"
+        case let .modelConfigMismatch(source, label, differences):
+            let keys = differences.map { "\($0.key): \($0.old) (\(label)) ≠ \($0.new) (config)" }.joined(separator: "; ")
+            return "\(source): the model differs from [model] (the architecture cannot change): \(keys)"
         }
     }
 }
@@ -151,8 +153,8 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
         let weights: ModelWeights
         if let initialWeights {
             guard initialWeights.config == modelConfig else {
-                throw GRPOLearnerError.modelConfigMismatch(source: source, expected: modelConfig.jsonString(),
-                                                           found: initialWeights.config.jsonString())
+                throw GRPOLearnerError.modelConfigMismatch(source: source, label: "weights",
+                                                           differences: initialWeights.config.changes(to: modelConfig))
             }
             weights = initialWeights
         } else {
@@ -284,8 +286,8 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
             throw CermError.invalid("checkpoint model config is not readable: \(error)")
         }
         guard found == modelConfig else {
-            throw GRPOLearnerError.modelConfigMismatch(source: "checkpoint of step \(state.step)",
-                                                       expected: modelConfig.jsonString(), found: found.jsonString())
+            throw GRPOLearnerError.modelConfigMismatch(source: "checkpoint of step \(state.step)", label: "checkpoint",
+                                                       differences: found.changes(to: modelConfig))
         }
         let layout = model.weights.layout
         func plain(_ tensors: [NamedTensor]) -> [(name: String, shape: [Int], values: [Float])] {

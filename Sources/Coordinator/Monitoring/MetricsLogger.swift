@@ -20,6 +20,8 @@ public enum ClusterEvent: Sendable, Equatable {
     case resumed(path: String, step: Int)
     /// A checkpoint was found invalid and skipped when resuming.
     case checkpointSkipped(path: String, reason: String)
+    /// The run resumed with a config key whose value differs from the checkpoint's.
+    case configChanged(key: String, checkpoint: String, config: String)
 
     /// `event <name> key=value ...`, the text of the log line.
     public var line: String {
@@ -34,12 +36,14 @@ public enum ClusterEvent: Sendable, Equatable {
             return "event checkpoint_saved path=\(path) seconds=\(String(format: "%.2f", seconds))"
         case let .resumed(path, step): return "event resumed path=\(path) step=\(step)"
         case let .checkpointSkipped(path, reason): return "event checkpoint_skipped path=\(path) reason=\(reason)"
+        case let .configChanged(key, checkpoint, config):
+            return "event config_changed key=\(key) checkpoint=\(checkpoint) config=\(config)"
         }
     }
 
     var level: Logger.Level {
         switch self {
-        case .workerDied, .checkpointSkipped: return .warning
+        case .workerDied, .checkpointSkipped, .configChanged: return .warning
         case .tasksRequeued, .lateResultDropped: return .notice
         default: return .info
         }

@@ -65,7 +65,8 @@ public final class CoordinatorService: @unchecked Sendable {
     ///   - learner: called from the learner thread only.
     ///   - pairs: the data; restored to the checkpoint's cursor when resuming.
     ///   - resume: continue after `resume.state.step` steps (learner, data cursor, version); the
-    ///     checkpoints it skipped are logged as `checkpoint_skipped` events.
+    ///     checkpoints it skipped are logged as `checkpoint_skipped` events, its config changes
+    ///     as warnings and `config_changed` events.
     ///   - stop: polled by both threads; request it (or install it for SIGINT/SIGTERM) to stop.
     ///   - clock: times liveness and the metrics' time split (``SystemClock`` in production).
     ///   - checkpoints: nil writes no checkpoints.
@@ -333,6 +334,10 @@ private final class StepDriver: @unchecked Sendable {
         if let resume {
             // Before the restore, so they are on record even when it fails.
             for skipped in resume.skipped { event(.checkpointSkipped(path: skipped.path, reason: "\(skipped.reason)")) }
+            for change in resume.configChanges {
+                logger.warning("config differs from the checkpoint's: \(change.key): \(change.old) (checkpoint) → \(change.new) (config)")
+                event(.configChanged(key: change.key, checkpoint: change.old, config: change.new))
+            }
             try learner.restore(from: resume.state)
             try pairs.restore(cursor: resume.state.dataCursor)
             completedSteps = resume.state.step

@@ -45,10 +45,26 @@ public struct ResumePoint: Sendable {
     /// Newer checkpoint files that failed to load and were passed over, newest first. They are
     /// found before `train.log` is open, so the service reports them there (`checkpoint_skipped`).
     public var skipped: [CheckpointError]
+    /// Keys whose value in the run's config differs from the checkpoint's stored config
+    /// (`old`: the checkpoint's, `new`: the run's); the service warns about each
+    /// (`config_changed` events). See ``configChanges(from:to:)``.
+    public var configChanges: [ConfigChange]
 
-    public init(state: TrainingState, path: String, skipped: [CheckpointError] = []) {
+    public init(state: TrainingState, path: String, skipped: [CheckpointError] = [], configChanges: [ConfigChange] = []) {
         self.state = state
         self.path = path
         self.skipped = skipped
+        self.configChanges = configChanges
+    }
+
+    /// How `config` differs from the config stored in the checkpoint `state` (read from
+    /// `path`), leaving out `run.steps`: raising it (or `--steps`) is how a run is continued,
+    /// not a change to warn about. Empty when the checkpoint stores no config. Throws a
+    /// ``ConfigError`` naming the checkpoint when its config does not parse (e.g. written by a
+    /// build with other keys).
+    public static func configChanges(from state: TrainingState, path: String, to config: Config) throws -> [ConfigChange] {
+        guard !state.configText.isEmpty else { return [] }
+        let stored = try Config.parse(state.configText, file: "\(path) (stored config)")
+        return stored.changes(to: config).filter { $0.key != "run.steps" }
     }
 }

@@ -469,6 +469,25 @@ public struct Config: Sendable, Equatable {
         return sections
     }
 
+    /// The keys whose effective values differ from `other`'s, in file order, with both values
+    /// as `cerm config check` renders them (`5e-05`, `"data/x.jsonl"`).
+    public func changes(to other: Config) -> [ConfigChange] {
+        func values(_ config: Config) -> [(key: String, value: String)] {
+            config.renderedSections().flatMap { section in
+                section.lines.map { line in
+                    // Rendered lines are `key = value`; keys contain no " = ".
+                    let parts = line.split(separator: " = ", maxSplits: 1)
+                    return ("\(section.name).\(parts[0])", String(parts[1]))
+                }
+            }
+        }
+        let theirs = Dictionary(values(other).map { ($0.key, $0.value) }, uniquingKeysWith: { first, _ in first })
+        return values(self).compactMap { key, value in
+            guard let new = theirs[key], new != value else { return nil }
+            return ConfigChange(key: key, old: value, new: new)
+        }
+    }
+
     /// Every key as `section.key`, in file order.
     public static func allKeys() -> [String] {
         var config = Config()
@@ -490,6 +509,22 @@ public struct Config: Sendable, Equatable {
         let text = renderedSections().filter { ["model", "rollout", "reward"].contains($0.name) }
             .map { "[\($0.name)]\n" + $0.lines.joined(separator: "\n") + "\n" }.joined()
         return Checksum.fnv1a64(Array(text.utf8))
+    }
+}
+
+/// One key whose value differs between two configurations (``Config/changes(to:)``).
+public struct ConfigChange: Sendable, Equatable {
+    /// Dotted key, e.g. `grpo.learning_rate`.
+    public var key: String
+    /// The value in the first configuration, as rendered in TOML.
+    public var old: String
+    /// The value in the second one.
+    public var new: String
+
+    public init(key: String, old: String, new: String) {
+        self.key = key
+        self.old = old
+        self.new = new
     }
 }
 
