@@ -73,7 +73,8 @@ struct CoordinatorCommand: ParsableCommand {
                 metrics: metrics, logger: logger)
             logger.info("coordinator starting", metadata: [
                 "run": "\(config.run.name)", "steps": "\(config.run.steps)", "pairs": "\(pairs.pairs.count)",
-                "init": "\(initPath ?? "random")", "resume": "\(resumePoint?.path ?? "no")",
+                // A resumed policy starts from the checkpoint, whatever --init says.
+                "init": "\(resumePoint?.path ?? initPath ?? "random")", "resume": "\(resumePoint?.path ?? "no")",
                 "data": "\(pairs.source)", "blas": "\(BLAS.coreName)",
             ])
             report = try service.run()

@@ -12,7 +12,8 @@ struct LaunchCommand: ParsableCommand {
         discussion: """
             SIGINT/SIGTERM reach every child as SIGTERM (the coordinator stops gracefully and saves). \
             When the coordinator exits the workers get a grace period, then SIGTERM, then SIGKILL; \
-            children also die with the launcher. Exits with the coordinator's status.
+            they get SIGTERM at once when it failed or the resumed run was already at its last step. \
+            Children also die with the launcher. Exits with the coordinator's status.
             """)
 
     @Option(help: "The run's config file.")
@@ -42,6 +43,8 @@ struct LaunchCommand: ParsableCommand {
         let launcher = getpid()
         let logger = Logger(label: "launch")
         let supervisor = ProcessSupervisor(logger: logger)
+        // Looked at before the coordinator starts writing checkpoints of its own.
+        let finished = resume && Self.isAtLastStep(runDirectory: cfg.run.runDirectory, steps: steps ?? cfg.run.steps)
         do {
             let executable = try Self.currentExecutable()
             let endpoint = try Self.localEndpoint(cfg.cluster.endpoint)
@@ -63,9 +66,25 @@ struct LaunchCommand: ParsableCommand {
             supervisor.stopAll(grace: 5)
             throw exitWithError(error)
         }
-        let status = supervisor.waitForPrimary("coordinator", stop: stop, stopWhenOthersFail: workerCount > 0)
+        // Workers that never joined get no goodbye: when the coordinator failed or had nothing
+        // to do, waiting for them to leave on their own would only end in a warning.
+        let status = supervisor.waitForPrimary("coordinator", stop: stop, stopWhenOthersFail: workerCount > 0) { status in
+            guard workerCount > 0, status != 0 || finished else { return false }
+            logger.info(status != 0 ? "stopping the workers: the coordinator failed"
+                                    : "stopping the workers: the run was already at step \(steps ?? cfg.run.steps)")
+            return true
+        }
         logger.info("coordinator exited with status \(status)")
         if status != 0 { throw ExitCode(status) }
+    }
+
+    /// Whether the newest checkpoint of `runDirectory` (by file name, not opened) is at `steps`
+    /// or beyond, so that a resumed coordinator has nothing to do. A hint for stopping the
+    /// workers: if that file is damaged the coordinator trains from an older one and says
+    /// goodbye to its workers as usual.
+    static func isAtLastStep(runDirectory: String, steps: Int) -> Bool {
+        guard let newest = CheckpointFormat.checkpointFiles(in: runDirectory).last else { return false }
+        return newest.step >= steps
     }
 
     /// The absolute path of the running `cerm` binary (children run the same build).

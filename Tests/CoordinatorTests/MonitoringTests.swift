@@ -136,6 +136,24 @@ struct MonitoringTests {
         #expect(report.contains("train.log   10 bytes") && report.contains("NOT growing over 2s"))
         #expect(status.render(now: Date(), trainLogGrowth: 42, watchedSeconds: 2).contains("growing (+42 bytes in 2s)"))
 
+        // A run_finished event is the last event: the run is done, not stalled. An event after
+        // it (a resumed run) or a line still being written does not count.
+        let trainLog = (dir as NSString).appendingPathComponent("train.log")
+        let finished = """
+            2026-11-22T03:20:01.123Z INFO  [train] event checkpoint_saved path=x/step_10.h5 seconds=0.01
+            2026-11-22T03:20:01.124Z INFO  [train] event run_finished steps=10
+            2026-11-22T03:20:01.125Z INFO  [cerm.coordinator] run finished policy_version=10 steps=10
+
+            """
+        try Data(finished.utf8).write(to: URL(fileURLWithPath: trainLog))
+        let done = try RunStatus.collect(runDirectory: dir)
+        #expect(done.finishedSteps == 10)
+        #expect(done.render(now: Date(), trainLogGrowth: 0, watchedSeconds: 2).hasSuffix(" ago; the run finished after 10 steps"))
+        #expect(done.render(now: Date(), trainLogGrowth: 7, watchedSeconds: 2).hasSuffix(" ago; growing (+7 bytes in 2s)"))
+        try Data((finished + "2026-11-22T03:25:00.000Z INFO  [train] event resumed path=x/step_10.h5 step=10\n").utf8)
+            .write(to: URL(fileURLWithPath: trainLog))
+        #expect(try RunStatus.collect(runDirectory: dir).finishedSteps == nil)
+
         try Data("not json\n".utf8).write(to: URL(fileURLWithPath: metricsPath))
         let broken = try RunStatus.collect(runDirectory: dir)
         #expect(broken.lastMetrics == nil)

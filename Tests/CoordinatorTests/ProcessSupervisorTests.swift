@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Testing
 @testable import Coordinator
 @testable import Shared
@@ -41,6 +42,28 @@ import Testing
         let status = supervisor.waitForPrimary("coordinator", grace: 0.2, stopWhenOthersFail: true)
         #expect(status == 2)
         #expect(supervisor.running.isEmpty)
+    }
+
+    @Test func othersAreStoppedAtOnceWhenAskedForThePrimarysStatus() throws {
+        let path = NSTemporaryDirectory() + "cerm-supervisor-\(UUID().uuidString).log"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let sink = LogSink()
+        try sink.attachFile(path)
+        defer { sink.detachFile() }
+        let supervisor = ProcessSupervisor(logger: Logger(label: "launch") { CermLogHandler(label: $0, sink: sink) })
+        let coordinator = try supervisor.spawn(name: "coordinator", executable: "/bin/sh", arguments: ["-c", "exit 0"])
+        let worker = try supervisor.spawn(name: "worker-0", executable: "/bin/sleep", arguments: ["30"])
+        var asked: [Int32] = []
+        let started = Date()
+        let status = supervisor.waitForPrimary("coordinator", grace: 20) { asked.append($0); return true }
+        #expect(status == 0)
+        #expect(asked == [0])
+        // No 20 s grace period, no warning: the worker got SIGTERM as soon as the primary exited.
+        #expect(Date().timeIntervalSince(started) < 10)
+        #expect(kill(worker.pid, 0) != 0)
+        let log = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(log.split(separator: "\n").map { String($0.split(separator: " ", maxSplits: 1)[1]) }
+            == ["INFO  [launch] started coordinator pid \(coordinator.pid)", "INFO  [launch] started worker-0 pid \(worker.pid)"])
     }
 
     @Test func missingExecutableIsNamed() {

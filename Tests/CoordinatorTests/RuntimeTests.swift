@@ -303,6 +303,7 @@ import Worker
         #expect(try Self.trainLogLines(directory) == [
             "WARN  [train] event checkpoint_skipped path=\(directory)/step_2.h5 reason=not an HDF5 file (no HDF5 signature)",
             "INFO  [train] event resumed path=\(directory)/step_1.h5 step=1",
+            "INFO  [train] event run_finished steps=1",
         ])
     }
 
@@ -339,13 +340,19 @@ import Worker
         metrics.close()
         let lines = try Self.trainLogLines(directory)
         #expect(lines.first?.hasPrefix("INFO  [cerm.coordinator] coordinator listening ") == true)
-        #expect(Array(lines.dropFirst().prefix(5)) == [
+        #expect(Array(lines.dropFirst()) == [
             "WARN  [cerm.coordinator] config differs from the checkpoint's: grpo.learning_rate: 5e-05 (checkpoint) → 0.0001 (config)",
             "WARN  [train] event config_changed key=grpo.learning_rate checkpoint=5e-05 config=0.0001",
             "WARN  [cerm.coordinator] config differs from the checkpoint's: grpo.kl_coef: 0.001 (checkpoint) → 0.01 (config)",
             "WARN  [train] event config_changed key=grpo.kl_coef checkpoint=0.001 config=0.01",
             "INFO  [train] event resumed path=ck/step_1.h5 step=1",
+            "NOTE  [cerm.coordinator] already at step 1 of 1: nothing to do (raise run.steps or pass --steps to continue)",
+            "INFO  [train] event run_finished steps=1",
         ])
+        // cerm status tells the finished run from a stalled one.
+        let status = try RunStatus.collect(runDirectory: directory)
+        #expect(status.finishedSteps == 1)
+        #expect(status.render(now: Date(), trainLogGrowth: 0, watchedSeconds: 2).hasSuffix(" ago; the run finished after 1 steps"))
     }
 
     @Test func anInsecureNonLoopbackBindIsRefused() throws {

@@ -90,13 +90,16 @@ public final class ProcessSupervisor: @unchecked Sendable {
 
     /// Waits for child `primary` to exit, then stops the others: `grace` seconds to exit on
     /// their own (workers leave on the coordinator's goodbye), SIGTERM, `grace` more, SIGKILL.
+    /// When `stopOthersAtOnce` returns true for the primary's exit status, the others get
+    /// SIGTERM at once instead (no goodbye is coming: the primary failed, or had nothing to do).
     /// A stop request on `stop` is forwarded as SIGTERM. With `stopWhenOthersFail`, once every
     /// other child has exited and one of them failed (a refused or crashed worker), the primary
     /// is stopped too instead of waiting forever for workers that will not come back.
     /// Returns the primary's exit status (128 + signal if it was killed by one), the first
     /// failed child's status when the others' failure ended the run, or 1 if there is no such child.
     public func waitForPrimary(_ primary: String, grace: Double = 5, stop: StopSignal? = nil,
-                               stopWhenOthersFail: Bool = false) -> Int32 {
+                               stopWhenOthersFail: Bool = false,
+                               stopOthersAtOnce: (_ primaryStatus: Int32) -> Bool = { _ in false }) -> Int32 {
         var forwarded = false
         var othersFailed: Int32?
         while true {
@@ -107,7 +110,7 @@ public final class ProcessSupervisor: @unchecked Sendable {
             lock.unlock()
             guard let entry else { return 1 }
             if let status = entry.exitStatus {
-                stopAll(grace: grace)
+                if stopOthersAtOnce(status) { terminateAll(grace: grace) } else { stopAll(grace: grace) }
                 return othersFailed ?? status
             }
             if stopWhenOthersFail, othersFailed == nil, !others.isEmpty, others.allSatisfy({ $0.exitStatus != nil }),
@@ -127,19 +130,32 @@ public final class ProcessSupervisor: @unchecked Sendable {
 
     /// Stops every child: waits `grace` seconds, SIGTERM, waits `grace`, SIGKILL, reaps.
     public func stopAll(grace: Double) {
-        func waitUntilNoneRunning(_ seconds: Double) -> Bool {
-            let deadline = Date().addingTimeInterval(seconds)
-            repeat {
-                if running.isEmpty { return true }
-                usleep(10_000)
-            } while Date() < deadline
-            return running.isEmpty
-        }
         if waitUntilNoneRunning(grace) { return }
         for child in running { logger.warning("\(child.name) still running; sending SIGTERM"); kill(child.pid, SIGTERM) }
+        killAfter(grace: grace)
+    }
+
+    /// Stops every child without a grace period: SIGTERM now (expected, so not a warning),
+    /// waits `grace`, SIGKILL, reaps.
+    public func terminateAll(grace: Double) {
+        for child in running { kill(child.pid, SIGTERM) }
+        killAfter(grace: grace)
+    }
+
+    /// After SIGTERM: waits `grace`, then SIGKILL for the children still running.
+    private func killAfter(grace: Double) {
         if waitUntilNoneRunning(grace) { return }
         for child in running { logger.error("\(child.name) ignored SIGTERM; sending SIGKILL"); kill(child.pid, SIGKILL) }
         // SIGKILL cannot be ignored; wait for the reaping to be observed.
         _ = waitUntilNoneRunning(max(grace, 5))
+    }
+
+    private func waitUntilNoneRunning(_ seconds: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        repeat {
+            if running.isEmpty { return true }
+            usleep(10_000)
+        } while Date() < deadline
+        return running.isEmpty
     }
 }

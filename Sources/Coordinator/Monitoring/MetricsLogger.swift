@@ -22,6 +22,9 @@ public enum ClusterEvent: Sendable, Equatable {
     case checkpointSkipped(path: String, reason: String)
     /// The run resumed with a config key whose value differs from the checkpoint's.
     case configChanged(key: String, checkpoint: String, config: String)
+    /// The run reached `run.steps` (also when a resumed run was already there); `cerm status`
+    /// reads it to tell a finished run from a stalled one.
+    case runFinished(steps: Int)
 
     /// `event <name> key=value ...`, the text of the log line.
     public var line: String {
@@ -38,6 +41,7 @@ public enum ClusterEvent: Sendable, Equatable {
         case let .checkpointSkipped(path, reason): return "event checkpoint_skipped path=\(path) reason=\(reason)"
         case let .configChanged(key, checkpoint, config):
             return "event config_changed key=\(key) checkpoint=\(checkpoint) config=\(config)"
+        case let .runFinished(steps): return "event run_finished steps=\(steps)"
         }
     }
 

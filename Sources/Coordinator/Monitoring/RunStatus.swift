@@ -23,6 +23,9 @@ public struct RunStatus: Sendable {
     /// Size of `train.log` in bytes, nil when absent.
     public var trainLogBytes: Int?
     public var trainLogModified: Date?
+    /// The steps of the `run_finished` event when it is the last event of `train.log` (the
+    /// run ended at `run.steps`), nil otherwise.
+    public var finishedSteps: Int?
 
     /// The newest checkpoint by step.
     public var latestCheckpoint: CheckpointFile? { checkpoints.last }
@@ -53,25 +56,42 @@ public struct RunStatus: Sendable {
         if let attributes = try? FileManager.default.attributesOfItem(atPath: trainLogPath) {
             status.trainLogBytes = (attributes[.size] as? NSNumber)?.intValue
             status.trainLogModified = attributes[.modificationDate] as? Date
+            status.finishedSteps = try finishedSteps(inTrainLog: trainLogPath)
         }
         return status
+    }
+
+    /// The steps of the last `[train] event` line of the log's final 64 KiB when it is
+    /// `run_finished`; nil when another event came after it (a resumed run) or there is none.
+    static func finishedSteps(inTrainLog path: String) throws -> Int? {
+        let marker = " [train] event "
+        let finished = "run_finished steps="
+        guard let last = try completeLines(of: path, window: 1 << 16).last(where: { $0.contains(marker) }),
+              let range = last.range(of: marker) else { return nil }
+        let event = last[range.upperBound...]
+        guard event.hasPrefix(finished) else { return nil }
+        return Int(event.dropFirst(finished.count).prefix { $0.isNumber })
     }
 
     /// The last newline-terminated non-empty line of a file (a line still being written is
     /// ignored), reading at most the final 1 MiB.
     static func lastCompleteLine(of path: String) throws -> String? {
+        try completeLines(of: path, window: 1 << 20).last
+    }
+
+    /// The newline-terminated non-empty lines of the final `window` bytes of a file (the first
+    /// may be cut by the window, a line still being written is left out).
+    static func completeLines(of path: String, window: UInt64) throws -> [String] {
         guard let handle = FileHandle(forReadingAtPath: path) else {
             throw CermError.io(path: path, reason: "cannot open for reading")
         }
         defer { try? handle.close() }
         let size = try handle.seekToEnd()
-        let window: UInt64 = 1 << 20
         try handle.seek(toOffset: size > window ? size - window : 0)
         let bytes = [UInt8](try handle.readToEnd() ?? Data())
-        guard let lastNewline = bytes.lastIndex(of: UInt8(ascii: "\n")) else { return nil }
+        guard let lastNewline = bytes.lastIndex(of: UInt8(ascii: "\n")) else { return [] }
         let complete = bytes[..<lastNewline]
-        let lines = complete.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true)
-        return lines.last.map { String(decoding: $0, as: UTF8.self) }
+        return complete.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true).map { String(decoding: $0, as: UTF8.self) }
     }
 
     /// The report `cerm status` prints. `trainLogGrowth` is the byte growth of `train.log`
@@ -106,9 +126,13 @@ public struct RunStatus: Sendable {
         }
         if let bytes = trainLogBytes {
             var log = "train.log   \(bytes) bytes, last write \(ago(trainLogModified))"
-            if let growth = trainLogGrowth {
-                log += growth > 0 ? String(format: "; growing (+%ld bytes in %.0fs)", growth, watchedSeconds)
-                    : String(format: "; NOT growing over %.0fs", watchedSeconds)
+            if let growth = trainLogGrowth, growth > 0 {
+                log += String(format: "; growing (+%ld bytes in %.0fs)", growth, watchedSeconds)
+            } else if let finishedSteps {
+                // A finished run is expected to be quiet.
+                log += "; the run finished after \(finishedSteps) steps"
+            } else if trainLogGrowth != nil {
+                log += String(format: "; NOT growing over %.0fs", watchedSeconds)
             }
             lines.append(log)
         } else {

@@ -344,6 +344,9 @@ private final class StepDriver: @unchecked Sendable {
             lastSaved = resume.state.step
             event(.resumed(path: resume.path, step: completedSteps))
         }
+        if completedSteps >= settings.steps {
+            logger.notice("already at step \(completedSteps) of \(settings.steps): nothing to do (raise run.steps or pass --steps to continue)")
+        }
         mailbox.post(.publish(version: WeightsVersion.reference, weights: try learner.referenceWeights()))
         _ = try publishPolicy()
 
@@ -416,6 +419,7 @@ private final class StepDriver: @unchecked Sendable {
             if lastSaved != completedSteps { _ = try save(step: completedSteps, cursor: pairs.cursor) }
             return .stopped(completedSteps: completedSteps)
         }
+        event(.runFinished(steps: completedSteps))
         return .finished(steps: completedSteps)
     }
 
