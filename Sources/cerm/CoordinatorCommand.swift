@@ -67,6 +67,7 @@ struct CoordinatorCommand: ParsableCommand {
             BLAS.setThreads(max(1, ProcessInfo.processInfo.activeProcessorCount / threads))
             let learner = try GRPOLearner(config: config, initPath: initPath, threads: threads)
             let pairs = try DatasetPairSource(config: config)
+            for line in pairs.skippedLinesReport() { logger.warning("\(line)") }
             let service = CoordinatorService(
                 settings: try CoordinatorSettings(config: config), learner: learner, pairs: pairs, resume: resumePoint,
                 stop: stop, clock: SystemClock(), checkpoints: CheckpointWriter(config: config),

@@ -92,6 +92,30 @@ import Testing
         }
     }
 
+    @Test func linesSkippedBySkipBadAreReportedAndTheListIsCapped() throws {
+        let directory = try makeTemporaryDirectory("pairs-bad")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = (directory as NSString).appendingPathComponent("train.jsonl")
+        let good = Self.pairs(4).map(\.jsonLine)
+        try ([good[0], good[1], #"{"id": "x", "query": "q"}"#, good[2], "not json", good[3]].joined(separator: "\n") + "\n")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        var config = Config()
+        config.data.train = path
+        config.data.skipBad = true
+        let source = try DatasetPairSource(config: config)
+        #expect(source.pairs == Self.pairs(4))
+        #expect(source.skippedLinesReport() == [
+            "data.skip_bad: skipped 2 bad lines of \(path); training on the other 4 pairs",
+            "skipped \(path):3: chosen: missing",
+            "skipped \(path):5: line: malformed JSON at byte 1: unexpected character",
+        ])
+        #expect(source.skippedLinesReport(limit: 1) == [
+            "data.skip_bad: skipped 2 bad lines of \(path); training on the other 4 pairs",
+            "skipped \(path):3: chosen: missing",
+            "and 1 more skipped lines (`cerm data check --skip-bad \(path)` lists them all)",
+        ])
+    }
+
     @Test func loadsTheConfiguredFile() throws {
         let directory = try makeTemporaryDirectory("pairs")
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -105,6 +129,7 @@ import Testing
         let source = try DatasetPairSource(config: config)
         #expect(source.pairs == pairs)
         #expect(source.runSeed == 5)
+        #expect(source.skipped == [] && source.skippedLinesReport() == [])
         // With curation the same pairs come from curation.output instead.
         config.curation.enabled = true
         config.curation.output = path

@@ -20,6 +20,8 @@ public struct DatasetPairSource: PairSource {
     public let runSeed: UInt64
     /// Where the data came from, for error messages.
     public let source: String
+    /// Lines `data.skip_bad` skipped, in file order (empty without it).
+    public let skipped: [DataError]
     public private(set) var cursor: DataCursor
     /// The current epoch's permutation of pair indices.
     private var order: [Int]
@@ -32,18 +34,34 @@ public struct DatasetPairSource: PairSource {
             throw CermError.io(path: path, reason: "curation.enabled is true but the curated pairs are missing: run `cerm curate` (which `cerm pipeline` does after SFT) or set curation.enabled = false to train on data.train")
         }
         let loaded = try PreferenceLoader(format: config.data.format, skipBad: config.data.skipBad).loadPairs(path: path)
-        try self.init(pairs: loaded.pairs, runSeed: config.run.seed, source: path)
+        try self.init(pairs: loaded.pairs, runSeed: config.run.seed, source: path, skipped: loaded.report.skipped)
     }
 
     /// Serves `pairs` (ids = indices) with epochs seeded from `runSeed`. Throws when empty.
-    public init(pairs: [PreferencePair], runSeed: UInt64, source: String = "<pairs>") throws {
+    /// `skipped`: the bad lines left out of `pairs` (``skippedLinesReport(limit:)``).
+    public init(pairs: [PreferencePair], runSeed: UInt64, source: String = "<pairs>", skipped: [DataError] = []) throws {
         guard !pairs.isEmpty else { throw CermError.io(path: source, reason: "data.train holds no preference pairs") }
         self.pairs = pairs
         self.runSeed = runSeed
         self.source = source
+        self.skipped = skipped
         let seed = Self.permutationSeed(runSeed: runSeed, epoch: 0)
         cursor = DataCursor(epoch: 0, position: 0, permutationSeed: seed)
         order = Self.permutation(count: pairs.count, seed: seed)
+    }
+
+    /// Log lines about the lines `data.skip_bad` skipped, so a run never trains on a silently
+    /// smaller file: a count, then one `FILE:LINE: FIELD: message` per skipped line, at most
+    /// `limit` of them and then how many more. Empty when nothing was skipped.
+    public func skippedLinesReport(limit: Int = 20) -> [String] {
+        guard !skipped.isEmpty else { return [] }
+        let lines = skipped.count == 1 ? "1 bad line" : "\(skipped.count) bad lines"
+        var report = ["data.skip_bad: skipped \(lines) of \(source); training on the other \(pairs.count) pairs"]
+        report += skipped.prefix(limit).map { "skipped \($0)" }
+        if skipped.count > limit {
+            report.append("and \(skipped.count - limit) more skipped lines (`cerm data check --skip-bad \(source)` lists them all)")
+        }
+        return report
     }
 
     /// The permutation seed of `epoch`: a SplitMix64 stream over (run seed, "perm", epoch).
