@@ -50,7 +50,7 @@ public struct WorkerSettings: Sendable {
     }
 
     /// The settings of a run's configuration; loads the worker's CURVE keys and the server's
-    /// public key when `cluster.worker_secret_key_file` is set (errors name the file).
+    /// public key when `cluster.worker_secret_key_file` is set (errors name the config key and the file).
     public init(config: Config, name: String, kind: WorkerKind = .cpu, endpoint: String? = nil) throws {
         let cluster = config.cluster
         var security = ChannelSecurity.none
@@ -58,8 +58,13 @@ public struct WorkerSettings: Sendable {
             guard !cluster.serverPublicKeyFile.isEmpty else {
                 throw CermError.invalid("cluster.worker_secret_key_file is set but cluster.server_public_key_file is empty")
             }
-            security = .curveClient(serverKey: try CurveKeyFiles.loadPublicKey(path: cluster.serverPublicKeyFile),
-                                    keys: try CurveKeyFiles.loadKeyPair(path: cluster.workerSecretKeyFile))
+            let serverKey = try KeyFileError.naming("cluster.server_public_key_file") {
+                try CurveKeyFiles.loadPublicKey(path: cluster.serverPublicKeyFile)
+            }
+            let keys = try KeyFileError.naming("cluster.worker_secret_key_file") {
+                try CurveKeyFiles.loadKeyPair(path: cluster.workerSecretKeyFile)
+            }
+            security = .curveClient(serverKey: serverKey, keys: keys)
         }
         self.init(endpoint: endpoint ?? cluster.endpoint, name: name, kind: kind, configHash: config.hash,
                   limits: ProtocolLimits(config: config), heartbeatInterval: cluster.heartbeatInterval,
@@ -147,16 +152,19 @@ public final class WorkerClient: @unchecked Sendable {
                 if outcome != .crashed { try? channel.socket.setLinger(milliseconds: 500) }
                 channel.socket.close()
                 return outcome
-            case .reconnect:
+            case let .reconnect(cause):
                 channel.socket.close()
                 let delay = backoff.nextDelay()
-                logger.warning("coordinator silent for \(String(format: "%.2f", session.timeout)) s; reconnecting in \(String(format: "%.2f", delay)) s")
+                let report = ReconnectReport(cause: cause, silentSeconds: clock.now() - session.liveness.lastHeard,
+                                             heardSinceConnecting: session.heardSinceConnecting, security: settings.security,
+                                             endpoint: settings.endpoint)
+                logger.warning("\(report.message(delay: delay))")
                 if let outcome = sleepWatchingSignals(delay) { return outcome }
             }
         }
     }
 
-    private enum SessionEnding { case end(WorkerOutcome), reconnect }
+    private enum SessionEnding { case end(WorkerOutcome), reconnect(ReconnectReport.Cause) }
 
     /// Sleeps in short slices so a stop or crash is noticed; returns the outcome if one arrived.
     private func sleepWatchingSignals(_ seconds: Double) -> WorkerOutcome? {
@@ -173,12 +181,13 @@ public final class WorkerClient: @unchecked Sendable {
     private func serve(_ channel: DealerChannel, session state: inout WorkerSession.State, backoff: inout ReconnectBackoff) -> SessionEnding {
         let s = WorkerSession(channel: channel, clock: clock, logger: logger)
         state.beginSession(interval: settings.heartbeatInterval, timeout: settings.heartbeatTimeout, now: clock.now())
+        state.heardSinceConnecting = false
         // Work of an earlier session is void: its task ids were re-queued by the coordinator.
         compute.abandonCurrent()
         state.pending = []
         state.fetching = nil
         guard s.send(.hello(HelloMessage(name: settings.name, capacity: 1, configHash: settings.configHash, kind: settings.kind)), state: &state) else {
-            return .reconnect
+            return .reconnect(.connectionLost)
         }
         var welcomed = false
         while true {
@@ -190,11 +199,12 @@ public final class WorkerClient: @unchecked Sendable {
             let message: Message?
             do { message = try channel.receive(timeoutMs: settings.pollMilliseconds) } catch {
                 logger.error("receive failed: \(error)")
-                return .reconnect
+                return .reconnect(.receiveFailed)
             }
             let now = clock.now()
             if let message {
                 state.liveness.heard(at: now)
+                state.heardSinceConnecting = true
                 switch message {
                 case let .welcome(welcome):
                     guard !welcomed else { break }
@@ -202,7 +212,7 @@ public final class WorkerClient: @unchecked Sendable {
                     backoff.reset()
                     state.beginSession(interval: Double(welcome.heartbeatIntervalMs) / 1000, timeout: Double(welcome.heartbeatTimeoutMs) / 1000, now: now)
                     logger.info("joined coordinator at \(settings.endpoint) (policy v\(welcome.policyVersion))")
-                    guard s.send(.ready(credit: 1), state: &state) else { return .reconnect }
+                    guard s.send(.ready(credit: 1), state: &state) else { return .reconnect(.connectionLost) }
                 case let .refuse(reason):
                     logger.error("coordinator refused worker \(settings.name): \(reason)")
                     FileHandle.standardError.write(Data("cerm worker \(settings.name): refused by the coordinator: \(reason)\n".utf8))
@@ -220,7 +230,7 @@ public final class WorkerClient: @unchecked Sendable {
                     logger.warning("coordinator no longer holds weights v\(version) (latest v\(latest)); dropping \(dropped) task(s)")
                     state.pending.removeAll { $0.policyVersion == version }
                     if state.fetching?.version == version { state.fetching = nil }
-                    if dropped > 0 { guard s.send(.ready(credit: UInt16(clamping: dropped)), state: &state) else { return .reconnect } }
+                    if dropped > 0 { guard s.send(.ready(credit: UInt16(clamping: dropped)), state: &state) else { return .reconnect(.connectionLost) } }
                 case .heartbeat:
                     break
                 case .hello, .ready, .result, .weightsRequest:
@@ -230,9 +240,9 @@ public final class WorkerClient: @unchecked Sendable {
             if welcomed {
                 if let outcome = advanceWork(s, state: &state) { return outcome }
             }
-            if state.liveness.isExpired(at: clock.now()) { return .reconnect }
+            if state.liveness.isExpired(at: clock.now()) { return .reconnect(.timeout) }
             if state.liveness.isHeartbeatDue(at: clock.now()) {
-                guard s.send(.heartbeat(policyVersion: state.loadedVersion ?? 0), state: &state) else { return .reconnect }
+                guard s.send(.heartbeat(policyVersion: state.loadedVersion ?? 0), state: &state) else { return .reconnect(.connectionLost) }
             }
         }
     }
@@ -245,7 +255,7 @@ public final class WorkerClient: @unchecked Sendable {
                 state.loadedVersion = done.task.policyVersion
                 state.referenceLoaded = true
                 let result = Message.result(ResultMessage(taskID: done.task.taskID, policyVersion: done.task.policyVersion, trajectories: trajectories))
-                guard s.send(result, state: &state), s.send(.ready(credit: 1), state: &state) else { return .reconnect }
+                guard s.send(result, state: &state), s.send(.ready(credit: 1), state: &state) else { return .reconnect(.connectionLost) }
             case let .failure(error):
                 logger.error("executor failed on task \(done.task.taskID): \(error)")
                 _ = s.send(.goodbye(reason: "worker \(settings.name): executor failed: \(error)"), state: &state)
@@ -255,12 +265,12 @@ public final class WorkerClient: @unchecked Sendable {
         guard !compute.isBusy, let task = state.pending.first else { return nil }
         // Weights first: the reference once per process, then the task's policy version.
         if !state.referenceLoaded && state.reference == nil {
-            return s.fetch(WeightsVersion.reference, state: &state) ? nil : .reconnect
+            return s.fetch(WeightsVersion.reference, state: &state) ? nil : .reconnect(.connectionLost)
         }
         var policyWeights: [UInt8]?
         if state.loadedVersion != task.policyVersion {
             guard let ready = state.assembled, ready.version == task.policyVersion else {
-                return s.fetch(task.policyVersion, state: &state) ? nil : .reconnect
+                return s.fetch(task.policyVersion, state: &state) ? nil : .reconnect(.connectionLost)
             }
             policyWeights = ready.bytes
         }
@@ -275,11 +285,53 @@ public final class WorkerClient: @unchecked Sendable {
     }
 }
 
+/// The warning a worker logs before reconnecting: how long the coordinator has really been
+/// silent, and, when nothing at all arrived since connecting, what to check.
+struct ReconnectReport {
+    enum Cause: Equatable {
+        /// Nothing heard for the heartbeat timeout.
+        case timeout
+        /// A message could not be queued: the connection is gone (or a CURVE handshake was denied).
+        case connectionLost
+        /// The socket failed to receive (already logged as an error).
+        case receiveFailed
+    }
+
+    var cause: Cause
+    /// Seconds since the last message from the coordinator, or since connecting without one.
+    var silentSeconds: Double
+    var heardSinceConnecting: Bool
+    var security: ChannelSecurity
+    var endpoint: String
+
+    func message(delay: Double) -> String {
+        let silent = String(format: "%.2f", silentSeconds), retry = String(format: "reconnecting in %.2f s", delay)
+        guard heardSinceConnecting else {
+            // Silence from the very start is a setup problem far more often than a network one.
+            let hint: String
+            switch security {
+            case .curveClient:
+                hint = "check that this worker's public key is in the coordinator's authorized_keys_file and server_public_key_file is the coordinator's key"
+            case .none, .curveServer:
+                hint = "check that a coordinator listens at \(endpoint) and, if it uses CURVE, set cluster.worker_secret_key_file and cluster.server_public_key_file"
+            }
+            return "no reply since connecting \(silent) s ago: \(hint); \(retry)"
+        }
+        switch cause {
+        case .timeout: return "coordinator silent for \(silent) s; \(retry)"
+        case .connectionLost: return "lost the connection to the coordinator (silent for \(silent) s); \(retry)"
+        case .receiveFailed: return "cannot receive from the coordinator (silent for \(silent) s); \(retry)"
+        }
+    }
+}
+
 /// Per-connection helpers; `State` outlives connections (loaded versions, pending tasks).
 struct WorkerSession {
     struct State {
         var liveness = PeerLiveness(interval: 1, timeout: 10, now: 0)
-        var timeout: Double = 10
+        /// Whether any message arrived on this connection (none: the handshake may have been
+        /// denied, or no coordinator listens).
+        var heardSinceConnecting = false
         var pending: [TaskMessage] = []
         /// The policy version the executor holds.
         var loadedVersion: UInt64?
@@ -293,7 +345,6 @@ struct WorkerSession {
 
         mutating func beginSession(interval: Double, timeout: Double, now: Double) {
             liveness = PeerLiveness(interval: interval, timeout: timeout, now: now)
-            self.timeout = timeout
         }
     }
 

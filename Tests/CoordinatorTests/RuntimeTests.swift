@@ -467,5 +467,23 @@ import Worker
         #expect(workerSettings.configHash == config.hash)
         guard case let .curveClient(serverKey, keys) = workerSettings.security else { Issue.record("expected a CURVE client"); return }
         #expect(serverKey == server.publicKey && keys == worker)
+
+        // A key file that cannot be read names the config key it came from.
+        func failure(_ body: () throws -> Void) -> String? {
+            do { try body(); return nil } catch { return "\(error)" }
+        }
+        var missing = config
+        missing.cluster.curveSecretKeyFile = "nope.key"
+        #expect(failure { _ = try CoordinatorSettings(config: missing) } == "cluster.curve_secret_key_file: nope.key: cannot read file")
+        missing = config
+        missing.cluster.authorizedKeysFile = "nope.txt"
+        #expect(failure { _ = try CoordinatorSettings(config: missing) } == "cluster.authorized_keys_file: nope.txt: cannot read file")
+        missing = config
+        missing.cluster.workerSecretKeyFile = "nope.key"
+        #expect(failure { _ = try WorkerSettings(config: missing, name: "w") } == "cluster.worker_secret_key_file: nope.key: cannot read file")
+        missing = config
+        missing.cluster.serverPublicKeyFile = workerFiles.secret + ".absent"
+        #expect(failure { _ = try WorkerSettings(config: missing, name: "w") }
+            == "cluster.server_public_key_file: \(workerFiles.secret).absent: cannot read file")
     }
 }

@@ -143,6 +143,56 @@ final class WorkerThread: @unchecked Sendable {
         #expect(client.sessions == 2)
     }
 
+    @Test func theReconnectWarningGivesTheRealSilenceAndAHintWhenNothingWasEverHeard() {
+        let curve = ChannelSecurity.curveClient(serverKey: "s", keys: CurveKeyPair(publicKey: "p", secretKey: "k"))
+        func report(_ cause: ReconnectReport.Cause, heard: Bool, _ security: ChannelSecurity = .none) -> String {
+            ReconnectReport(cause: cause, silentSeconds: 1.0149, heardSinceConnecting: heard, security: security,
+                            endpoint: "tcp://10.0.0.1:5557").message(delay: 1.03)
+        }
+        #expect(report(.timeout, heard: true) == "coordinator silent for 1.01 s; reconnecting in 1.03 s")
+        #expect(report(.connectionLost, heard: true) == "lost the connection to the coordinator (silent for 1.01 s); reconnecting in 1.03 s")
+        #expect(report(.receiveFailed, heard: true) == "cannot receive from the coordinator (silent for 1.01 s); reconnecting in 1.03 s")
+        #expect(report(.connectionLost, heard: false, curve)
+            == "no reply since connecting 1.01 s ago: check that this worker's public key is in the coordinator's authorized_keys_file and server_public_key_file is the coordinator's key; reconnecting in 1.03 s")
+        #expect(report(.timeout, heard: false)
+            == "no reply since connecting 1.01 s ago: check that a coordinator listens at tcp://10.0.0.1:5557 and, if it uses CURVE, set cluster.worker_secret_key_file and cluster.server_public_key_file; reconnecting in 1.03 s")
+    }
+
+    @Test func aWorkerWhoseKeyIsNotAuthorizedSaysWhatToCheck() throws {
+        try #require(ZMQContext.has("curve"))
+        let server = try CurveKeyPair.generate(), stranger = try CurveKeyPair.generate()
+        let context = try ZMQContext()
+        let zap = try ZAPAuthenticator(context: context, authorizedKeys: [])
+        try zap.start()
+        defer { zap.stop() }
+        let router = try RouterChannel(context: context, bind: "tcp://127.0.0.1:*", codec: MessageCodec(limits: Self.limits),
+                                       security: .curveServer(secretKey: server.secretKey))
+        defer { router.socket.close() }
+        let logPath = NSTemporaryDirectory() + "cerm-worker-\(UUID().uuidString).log"
+        defer { try? FileManager.default.removeItem(atPath: logPath) }
+        let sink = LogSink()
+        try sink.attachFile(logPath)
+        defer { sink.detachFile() }
+        var settings = Self.settings(router.endpoint)
+        settings.security = .curveClient(serverKey: server.publicKey, keys: stranger)
+        let stop = StopSignal()
+        let worker = WorkerThread(WorkerClient(settings: settings, executor: RecordingExecutor(), stop: stop,
+                                               logger: Logger(label: "worker-test") { CermLogHandler(label: $0, sink: sink) }))
+        var warning: String?
+        let deadline = SystemClock().now() + 10
+        while warning == nil, SystemClock().now() < deadline {
+            Thread.sleep(forTimeInterval: 0.05)
+            warning = (try? String(contentsOfFile: logPath, encoding: .utf8))?.split(separator: "\n").first { $0.contains("WARN") }.map(String.init)
+        }
+        stop.request()
+        #expect(try worker.value() == .stopped)
+        let line = try #require(warning)
+        // Not the old "coordinator silent for 0.30 s" (the timeout, whatever happened).
+        #expect(line.contains(" WARN  [worker-test] no reply since connecting "))
+        #expect(line.contains(" s ago: check that this worker's public key is in the coordinator's authorized_keys_file and server_public_key_file is the coordinator's key; reconnecting in "))
+        #expect(zap.statistics.admitted == 0)
+    }
+
     @Test func aStopSendsGoodbyeAndARefusalEndsWithItsReason() throws {
         let context = try ZMQContext()
         let router = try RouterChannel(context: context, bind: "tcp://127.0.0.1:*", codec: MessageCodec(limits: Self.limits), security: .none)

@@ -55,7 +55,7 @@ public struct CoordinatorSettings: Sendable {
 
     /// The settings of a run's configuration. Loads the CURVE key files when
     /// `cluster.curve_secret_key_file` is set (then `cluster.authorized_keys_file` is required);
-    /// errors name the file and line at fault.
+    /// errors name the config key, the file and the line at fault.
     public init(config: Config) throws {
         var curve: CoordinatorCurve?
         let cluster = config.cluster
@@ -63,9 +63,13 @@ public struct CoordinatorSettings: Sendable {
             guard !cluster.authorizedKeysFile.isEmpty else {
                 throw CermError.invalid("cluster.curve_secret_key_file is set but cluster.authorized_keys_file is empty: no worker could be admitted")
             }
-            let keys = try CurveKeyFiles.loadKeyPair(path: cluster.curveSecretKeyFile)
-            curve = CoordinatorCurve(secretKey: keys.secretKey,
-                                     authorizedKeys: try CurveKeyFiles.loadAuthorizedKeys(path: cluster.authorizedKeysFile))
+            let keys = try KeyFileError.naming("cluster.curve_secret_key_file") {
+                try CurveKeyFiles.loadKeyPair(path: cluster.curveSecretKeyFile)
+            }
+            let authorized = try KeyFileError.naming("cluster.authorized_keys_file") {
+                try CurveKeyFiles.loadAuthorizedKeys(path: cluster.authorizedKeysFile)
+            }
+            curve = CoordinatorCurve(secretKey: keys.secretKey, authorizedKeys: authorized)
         }
         self.init(endpoint: cluster.endpoint, scheduler: SchedulerSettings(config: config), limits: ProtocolLimits(config: config),
                   rollout: RolloutParameters(config: config.rollout), runSeed: config.run.seed, steps: config.run.steps,

@@ -4,19 +4,34 @@ import Foundation
 import Glibc
 #endif
 
-/// A problem with a key file or authorized-keys file, naming the file and, where known, the line.
+/// A problem with a key file or authorized-keys file, naming the file and, where known, the line
+/// and the config key that named the file.
 public struct KeyFileError: Error, Equatable, CustomStringConvertible {
     public let file: String
     public let line: Int?
     public let message: String
+    /// The config key the file came from (`cluster.curve_secret_key_file`), when known.
+    public let configKey: String?
 
-    public init(file: String, line: Int?, message: String) {
+    public init(file: String, line: Int?, message: String, configKey: String? = nil) {
         self.file = file
         self.line = line
         self.message = message
+        self.configKey = configKey
     }
 
-    public var description: String { "\(line.map { "\(file):\($0)" } ?? file): \(message)" }
+    public var description: String {
+        let place = "\(line.map { "\(file):\($0)" } ?? file): \(message)"
+        return configKey.map { "\($0): \(place)" } ?? place
+    }
+
+    /// Runs `body` (which reads the file of config key `configKey`); a ``KeyFileError`` it
+    /// throws is rethrown naming the key, so the user knows which setting to fix.
+    public static func naming<T>(_ configKey: String, _ body: () throws -> T) throws -> T {
+        do { return try body() } catch let error as KeyFileError {
+            throw KeyFileError(file: error.file, line: error.line, message: error.message, configKey: configKey)
+        }
+    }
 }
 
 /// CURVE key files (docs/PROTOCOL.md, section 6).
