@@ -82,6 +82,10 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         ("[run]\nname = \"\"\n", "cfg.toml:2: run.name: must not be empty"),
         ("[run]\nseed = -1\n", "cfg.toml:2: run.seed: must be a non-negative integer, got -1"),
         ("[curation]\nmax_accuracy = 0.3\nmin_accuracy = 0.5\n", "cfg.toml:3: curation.min_accuracy: cannot exceed curation.max_accuracy (0.3), got 0.5"),
+        ("[model]\nlayers = 2\nvocab_size = 100\n",
+         "cfg.toml:3: model.vocab_size: must be at least 264 (the byte tokenizer's 256 bytes and 8 special tokens), got 100"),
+        ("[model]\nvocab_size = 263\n",
+         "cfg.toml:2: model.vocab_size: must be at least 264 (the byte tokenizer's 256 bytes and 8 special tokens), got 263"),
     ])
     func badValuesNameFileLineAndKey(text: String, message: String) {
         do {
@@ -92,6 +96,13 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         } catch {
             Issue.record("unexpected error \(error)")
         }
+    }
+
+    /// The smallest vocabulary the byte tokenizer fits in is accepted; one id less is refused
+    /// (above), so the bound is the tokenizer's size exactly.
+    @Test func vocabularyMustHoldEveryTokenizerID() throws {
+        #expect(ByteTokenizer.vocabularySize == 264)
+        #expect(try Config.parse("[model]\nvocab_size = 264\n").model.vocabSize == 264)
     }
 
     @Test func syntaxErrorsCarryTheLine() {

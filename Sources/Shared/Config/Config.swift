@@ -430,6 +430,12 @@ public struct Config: Sendable, Equatable {
         if model.effectiveHeadDim % 2 != 0 {
             throw fail("model.head_dim", "the head dimension must be even for RoPE, got \(model.effectiveHeadDim)")
         }
+        // Every prompt carries special tokens (ids up to 263): a smaller embedding table passes
+        // here but fails at the first SFT or RL sequence.
+        if model.vocabSize < ByteTokenizer.vocabularySize {
+            throw fail("model.vocab_size", "must be at least \(ByteTokenizer.vocabularySize) (the byte tokenizer's 256 bytes and "
+                       + "\(ByteTokenizer.Special.allCases.count) special tokens), got \(model.vocabSize)")
+        }
         if cluster.heartbeatTimeout <= cluster.heartbeatInterval {
             throw fail("cluster.heartbeat_timeout", "must exceed cluster.heartbeat_interval (\(cluster.heartbeatInterval)), got \(cluster.heartbeatTimeout)")
         }
