@@ -112,7 +112,7 @@ extension ClusterConfig {
     }
 }
 
-/// Transformer family; decides the defaults a Hugging Face export writes.
+/// Transformer family; decides the Hugging Face architecture `cerm export` writes.
 public enum ModelFamily: String, CaseIterable, Sendable { case llama, qwen2, qwen3 }
 
 /// `[model]`: the transformer's architecture (Llama / Qwen2 / Qwen3 family).
