@@ -12,17 +12,13 @@ public enum WeightsFile {
         case checkpoint
     }
 
-    /// The file's kind, by its root `format` attribute (present only on RL checkpoints).
+    /// The file's kind (``CermFileKind/detect(path:)``); a file of neither kind is an error
+    /// naming it.
     public static func kind(path: String) throws -> Kind {
-        let file = try HDF5File(path: path, mode: .readOnly)
-        defer { try? file.close() }
-        let root = file.root
-        guard root.hasAttribute("format") else { return .modelWeights }
-        let format = try root.stringAttribute("format")
-        guard format == CheckpointFormat.name else {
-            throw CermError.io(path: path, reason: "root attribute 'format' is \(format.debugDescription); expected \(CheckpointFormat.name.debugDescription) or a model weights file")
+        switch try CermFileKind.detect(path: path) {
+        case .sftWeights: return .modelWeights
+        case .checkpoint: return .checkpoint
         }
-        return .checkpoint
     }
 
     /// The weights stored in `path`: an SFT weights file or the policy of an RL checkpoint
