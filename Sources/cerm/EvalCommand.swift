@@ -16,7 +16,9 @@ struct EvalCommand: ParsableCommand {
         Pointwise CE-RM evaluation: per query K criteria sets (greedy when K = 1, sampled at \
         temperature 1 when K > 1), every response evaluated under each; a response's score is \
         the mean of its valid overall scores. A response without a valid score loses to one \
-        with a score; two without tie.
+        with a score; two without tie. With --teacher, items whose query the programmatic \
+        teacher does not know (any query not from the synthetic task) are skipped and counted \
+        as "unsupported queries (skipped)", as `cerm data teacher` does.
         """)
 
     @Option(help: "Weights: an SFT weights file (sft.output) or an RL checkpoint (step_<N>.h5).")
@@ -111,6 +113,10 @@ func runEvaluation(judge: JudgeSource, files: [String], config: Config, eval: Ev
         if let limit { fileItems = Array(fileItems.prefix(limit)) }
         items += fileItems
     }
+    var unsupported = 0
+    if case let .teacher(teacher) = judge {
+        (items, unsupported) = TeacherJudge.supportedItems(items, teacher: teacher)
+    }
     let format = makePromptFormat(config.rollout.format)
     var evaluator = Evaluator(format: format, options: EvaluationOptions(eval: eval, seed: config.run.seed))
     if show > 0 {
@@ -136,8 +142,9 @@ func runEvaluation(judge: JudgeSource, files: [String], config: Config, eval: Ev
         makeBackend = { TeacherJudge(teacher: teacher, format: format) }
     }
     let line = ProgressLineBox(ProgressLine(), total: items.count, quiet: quiet)
-    let report = try evaluator.evaluate(items, threads: threads, makeBackend: makeBackend) { done in line.show(done) }
+    var report = try evaluator.evaluate(items, threads: threads, makeBackend: makeBackend) { done in line.show(done) }
     line.finish()
+    report.unsupported = unsupported
     return report
 }
 
