@@ -18,7 +18,11 @@ struct EvalCommand: ParsableCommand {
         the mean of its valid overall scores. A response without a valid score loses to one \
         with a score; two without tie. With --teacher, items whose query the programmatic \
         teacher does not know (any query not from the synthetic task) are skipped and counted \
-        as "unsupported queries (skipped)", as `cerm data teacher` does.
+        as "unsupported queries (skipped)", as `cerm data teacher` does. Without --data, when \
+        a file the config reads from data.dir (data.train, data.eval, data.best_of_n) is \
+        missing, the synthetic task (data.synth_train, data.synth_eval, data.synth_seed) is \
+        written into data.dir first, as `cerm sft` does, and each file written is logged to \
+        stderr as "generated PATH".
         """)
 
     @Option(help: "Weights: an SFT weights file (sft.output) or an RL checkpoint (step_<N>.h5).")
@@ -27,7 +31,7 @@ struct EvalCommand: ParsableCommand {
     var random = false
     @Flag(help: "Evaluate the programmatic teacher (data.teacher_error_rate, seed run.seed).")
     var teacher = false
-    @Option(help: "Pairs and/or Best-of-N items (default: data.eval of the config).")
+    @Option(help: "Pairs and/or Best-of-N items (default: data.eval of the config, generated into data.dir when missing).")
     var data: String?
     @Option(help: "An additional Best-of-N file (default: data.best_of_n when --data is not given; '' for none).")
     var bon: String?
@@ -80,7 +84,12 @@ struct EvalCommand: ParsableCommand {
             var files: [String] = [data ?? cfg.data.eval]
             let bonFile = bon ?? (data == nil ? cfg.data.bestOfN : "")
             if !bonFile.isEmpty, !files.contains(bonFile) { files.append(bonFile) }
-            if data == nil { try SFTData.ensureSynthetic(cfg.data) }
+            if data == nil {
+                // Writing into the user's data directory must not go unnoticed.
+                for path in try SFTData.ensureSynthetic(cfg.data) {
+                    FileHandle.standardError.write(Data("generated \(path)\n".utf8))
+                }
+            }
             let report = try runEvaluation(judge: judge, files: files, config: cfg, eval: evalConfig, limit: limit,
                                            threads: threads, quiet: false, show: show)
             if json {
