@@ -74,16 +74,16 @@ struct SFTSequenceTests {
         let traces = sampleTraces(pairs: 2)
         let path = directory + "/traces.jsonl"
         try (traces.map(\.jsonLine).joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
-        #expect(try SFTData.traces(path: path) == traces)
+        #expect(try SFTData.traces(path: path, format: CompactFormat()) == traces)
 
         let empty = directory + "/empty.jsonl"
         try "\n".write(toFile: empty, atomically: true, encoding: .utf8)
-        #expect(throws: CermError.invalid("\(empty): no SFT traces")) { try SFTData.traces(path: empty) }
+        #expect(throws: CermError.invalid("\(empty): no SFT traces")) { try SFTData.traces(path: empty, format: CompactFormat()) }
 
         let bad = directory + "/bad.jsonl"
         try (traces[0].jsonLine + "\n" + #"{"id":"x","query":"q","criteria":"c","response":"r","overall":1,"label":"chosen"}"# + "\n")
             .write(toFile: bad, atomically: true, encoding: .utf8)
-        #expect(throws: DataError(file: bad, line: 2, field: "evaluation", message: "missing")) { try SFTData.traces(path: bad) }
+        #expect(throws: DataError(file: bad, line: 2, field: "evaluation", message: "missing")) { try SFTData.traces(path: bad, format: CompactFormat()) }
     }
 
     @Test("batch targets are −1 over the prompt and the next target token after it")
