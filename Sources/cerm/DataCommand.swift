@@ -81,6 +81,7 @@ struct DataCommand: ParsableCommand {
         var format: DataFormat = .auto
 
         func run() throws {
+            let teacher = Teacher(errors: try teacherErrorProfile(errorRate: errorRate, kindRates: kindRates), seed: seed)
             let loader = PreferenceLoader(format: format)
             var pairs: [PreferencePair] = []
             var items: [BestOfNItem] = []
@@ -96,7 +97,6 @@ struct DataCommand: ParsableCommand {
             if !bonPath.isEmpty, bonPath != data, bon != nil || FileManager.default.fileExists(atPath: bonPath) {
                 items += try loadOrExit { try PreferenceLoader(format: .auto).loadBestOfN(path: bonPath).items }
             }
-            let teacher = Teacher(errors: try TeacherErrorProfile.scaled(errorRate).applying(overrides: kindRates), seed: seed)
             print("teacher (error rate \(errorRate), seed \(seed)) on \(data)\(items.isEmpty ? "" : " + \(bonPath)")")
             print(teacher.measure(pairs: pairs, bestOfN: items).summary)
         }
@@ -125,7 +125,7 @@ struct DataCommand: ParsableCommand {
         }
 
         func run() throws {
-            let teacher = Teacher(errors: try TeacherErrorProfile.scaled(errorRate).applying(overrides: kindRates), seed: seed)
+            let teacher = Teacher(errors: try teacherErrorProfile(errorRate: errorRate, kindRates: kindRates), seed: seed)
             var records: [PreferenceRecord] = []
             try loadOrExit { try PreferenceLoader().stream(path: data) { records.append($0) } }
             let (traces, unsupported) = teacher.sftTraces(for: records, samples: samples)
@@ -137,6 +137,18 @@ struct DataCommand: ParsableCommand {
             }
             print("wrote \(lines.count) SFT traces to \(out)\(unsupported > 0 ? " (\(unsupported) responses with unknown queries skipped)" : "")")
         }
+    }
+}
+
+/// The teacher's error profile for `--error-rate` and the `--kind-rate` overrides; a bad
+/// override is printed as `error: --kind-rate "bogus=1": unknown kind bogus; kinds: …` and exits
+/// with status 64, the status of the argument parser's own usage errors.
+func teacherErrorProfile(errorRate: Double, kindRates: [String]) throws -> TeacherErrorProfile {
+    do {
+        return try TeacherErrorProfile.scaled(errorRate).applying(overrides: kindRates)
+    } catch {
+        FileHandle.standardError.write(Data("error: --kind-rate \(error)\n".utf8))
+        throw ExitCode.validationFailure
     }
 }
 

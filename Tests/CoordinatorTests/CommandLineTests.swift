@@ -63,4 +63,19 @@ import Testing
                                                  + "written into data.dir first, as `cerm sft` does, and each file written is logged to "
                                                  + "stderr as \"generated PATH\"."))
     }
+
+    /// A bad `--kind-rate` names the option, lowercase `error:` like every other command's
+    /// errors, and the usage-error status; it is refused before any data is read.
+    @Test(arguments: ["teacher", "sft-traces"])
+    func badKindRateNamesTheOption(subcommand: String) throws {
+        let dir = try Self.directory("kind-rate")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var arguments = ["data", subcommand, "--data", "missing.jsonl", "--kind-rate", "count=0.5", "--kind-rate", "bogus=1"]
+        if subcommand == "sft-traces" { arguments += ["--out", "traces.jsonl"] }
+        guard let result = try Self.cerm(arguments, in: dir) else { return }
+        #expect(result.status == 64)
+        #expect(result.stderr == "error: --kind-rate \"bogus=1\": unknown kind bogus; "
+                + "kinds: count case separator topic distinct arithmetic format transform length\n")
+        #expect(result.stdout.isEmpty)
+    }
 }

@@ -311,11 +311,18 @@ enum CompactFormatCheck {
     @Test func errorRatesAreConfigurablePerKind() throws {
         let profile = try TeacherErrorProfile.scaled(0.2).applying(overrides: ["count=0", "arithmetic=1"])
         #expect(profile.missRate(.count) == 0 && profile.missRate(.arithmetic) == 1 && profile.missRate(.letterCase) == 0.2)
-        #expect(throws: CermError.invalid("error-rate override \"speed=0.1\": expected KIND=RATE with KIND one of count, case, separator, topic, distinct, arithmetic, format, transform, length")) {
+        let kinds = "kinds: count case separator topic distinct arithmetic format transform length"
+        #expect(throws: CermError.invalid("\"speed=0.1\": unknown kind speed; \(kinds)")) {
             try TeacherErrorProfile.scaled(0.2).applying(overrides: ["speed=0.1"])
         }
-        #expect(throws: CermError.invalid("error-rate override \"count=2\": the rate must be a number in 0…1")) {
+        #expect(throws: CermError.invalid("\"count\": expected KIND=RATE; \(kinds)")) {
+            try TeacherErrorProfile.scaled(0.2).applying(overrides: ["count"])
+        }
+        #expect(throws: CermError.invalid("\"count=2\": the rate must be a number in 0…1")) {
             try TeacherErrorProfile.scaled(0.2).applying(overrides: ["count=2"])
+        }
+        #expect(throws: CermError.invalid("\"count=\": the rate must be a number in 0…1")) {
+            try TeacherErrorProfile.scaled(0.2).applying(overrides: ["count="])
         }
         // A teacher that always misses off-by-one sums (difficulty 1.25 × rate 1) ties them.
         let blind = Teacher(errors: TeacherErrorProfile(missRates: [.arithmetic: 1], falseAlarmFactor: 0), seed: 0)
