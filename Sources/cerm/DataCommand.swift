@@ -13,25 +13,35 @@ struct DataCommand: ParsableCommand {
 
     struct Synth: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Write the synthetic task: train.jsonl, eval.jsonl (held-out queries) and bo<N>.jsonl.")
+            abstract: "Write the synthetic task: train.jsonl, eval.jsonl (held-out queries) and bo<N>.jsonl.",
+            discussion: """
+            Sizes, seed and directory default to the [data] section of --config (data.dir, \
+            data.synth_train, data.synth_eval, data.synth_seed), the files `cerm sft` and `cerm \
+            eval` generate for that config; without --config to the built-in defaults \
+            (data/synth, 16000, 200, 7). An option given overrides its key.
+            """)
 
-        @Option(help: "Output directory.")
-        var out: String = DataConfig().dir
-        @Option(help: "Training pairs.")
-        var train: Int = DataConfig().synthTrain
-        @Option(help: "Held-out evaluation pairs (and Best-of-N items).")
-        var eval: Int = DataConfig().synthEval
-        @Option(help: "Generation seed.")
-        var seed: UInt64 = DataConfig().synthSeed
+        @Option(help: "The run configuration whose [data] keys give the defaults below.")
+        var config: String?
+        @Option(help: "Output directory (default data.dir).")
+        var out: String?
+        @Option(help: "Training pairs (default data.synth_train).")
+        var train: Int?
+        @Option(help: "Held-out evaluation pairs and Best-of-N items (default data.synth_eval).")
+        var eval: Int?
+        @Option(help: "Generation seed (default data.synth_seed).")
+        var seed: UInt64?
         @Option(name: .customLong("bon-n"), help: "Responses per Best-of-N item (0 or 1: no Best-of-N file).")
         var bestOfN: Int = 4
 
         func validate() throws {
-            guard train >= 0, eval >= 0 else { throw ValidationError("--train and --eval must be ≥ 0") }
+            guard (train ?? 0) >= 0, (eval ?? 0) >= 0 else { throw ValidationError("--train and --eval must be ≥ 0") }
             guard (0...16).contains(bestOfN) else { throw ValidationError("--bon-n must be in 0…16") }
         }
 
         func run() throws {
+            let data = try config.map { try loadConfigOrExit($0).data } ?? DataConfig()
+            let (out, train, eval, seed) = (out ?? data.dir, train ?? data.synthTrain, eval ?? data.synthEval, seed ?? data.synthSeed)
             let dataset = SyntheticTask.generate(trainCount: train, evalCount: eval, seed: seed, bestOfN: bestOfN)
             let paths = try SyntheticTask.write(dataset, to: out, bestOfN: bestOfN)
             print("train: \(dataset.train.count) pairs, eval: \(dataset.eval.count) pairs, best-of-\(bestOfN): \(dataset.bestOfN.count) items (seed \(seed))")

@@ -1,4 +1,6 @@
+import Coordinator
 import Foundation
+import Shared
 import Testing
 
 /// The `cerm` executable as a user runs it: messages and files of single commands.
@@ -77,5 +79,47 @@ import Testing
         #expect(result.stderr == "error: --kind-rate \"bogus=1\": unknown kind bogus; "
                 + "kinds: count case separator topic distinct arithmetic format transform length\n")
         #expect(result.stdout.isEmpty)
+    }
+
+    /// `cerm data synth --config F` takes data.dir and data.synth_* from F, as `cerm sft` and
+    /// `cerm eval` generate them; an option overrides its key; without --config the built-in
+    /// defaults apply.
+    @Test func synthTakesItsDefaultsFromTheConfig() throws {
+        let dir = try Self.directory("synth-config", config: "[data]\ndir = \"mine\"\nsynth_train = 5\nsynth_eval = 2\nsynth_seed = 9\n")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        guard let fromConfig = try Self.cerm(["data", "synth", "--config", "c.toml"], in: dir) else { return }
+        #expect(fromConfig.status == 0)
+        #expect(fromConfig.stdout == """
+            train: 5 pairs, eval: 2 pairs, best-of-4: 2 items (seed 9)
+            wrote mine/train.jsonl
+            wrote mine/eval.jsonl
+            wrote mine/bo4.jsonl
+
+            """)
+        // The same files `cerm sft`/`cerm eval` generate for this config.
+        var data = try Config.load(path: (dir as NSString).appendingPathComponent("c.toml")).data
+        data.dir = (dir as NSString).appendingPathComponent("by-sft")
+        (data.train, data.eval, data.bestOfN) = (data.dir + "/train.jsonl", data.dir + "/eval.jsonl", data.dir + "/bo4.jsonl")
+        #expect(try SFTData.ensureSynthetic(data) == [data.train, data.eval, data.bestOfN])
+        for name in ["train", "eval", "bo4"] {
+            let bySynth = try Data(contentsOf: URL(fileURLWithPath: (dir as NSString).appendingPathComponent("mine/\(name).jsonl")))
+            #expect(try Data(contentsOf: URL(fileURLWithPath: data.dir + "/\(name).jsonl")) == bySynth)
+        }
+
+        let overridden = try #require(try Self.cerm(["data", "synth", "--config", "c.toml", "--train", "3", "--seed", "7", "--out", "other"], in: dir))
+        #expect(overridden.stdout.hasPrefix("train: 3 pairs, eval: 2 pairs, best-of-4: 2 items (seed 7)\nwrote other/train.jsonl\n"))
+
+        let bad = try #require(try Self.cerm(["data", "synth", "--config", "missing.toml"], in: dir))
+        #expect(bad.status == 2 && bad.stderr.hasPrefix("error: missing.toml: cannot read file"))
+    }
+
+    /// DATA.md's example: with seed 7 and the default --eval 200, the first train pair.
+    @Test func synthDocumentedFirstTrainPair() throws {
+        let dir = try Self.directory("synth-example")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        guard let result = try Self.cerm(["data", "synth", "--out", "d", "--train", "1"], in: dir) else { return }
+        #expect(result.stdout.hasPrefix("train: 1 pairs, eval: 200 pairs, best-of-4: 200 items (seed 7)\n"))
+        let first = try String(contentsOfFile: (dir as NSString).appendingPathComponent("d/train.jsonl"), encoding: .utf8)
+        #expect(first == #"{"id":"train-0","query":"List 4 tools in uppercase, separated by \"/\".","chosen":"CHISEL/SAW/AXE/SPADE","rejected":"CHISEL/Saw/AXE/SPADE","task_type":"list"}"# + "\n")
     }
 }
