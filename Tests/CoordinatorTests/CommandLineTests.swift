@@ -1,7 +1,8 @@
-import Coordinator
+import Engine
 import Foundation
 import Shared
 import Testing
+@testable import Coordinator
 
 /// The `cerm` executable as a user runs it: messages and files of single commands.
 @Suite struct CommandLineTests {
@@ -121,5 +122,44 @@ import Testing
         #expect(result.stdout.hasPrefix("train: 1 pairs, eval: 200 pairs, best-of-4: 200 items (seed 7)\n"))
         let first = try String(contentsOfFile: (dir as NSString).appendingPathComponent("d/train.jsonl"), encoding: .utf8)
         #expect(first == #"{"id":"train-0","query":"List 4 tools in uppercase, separated by \"/\".","chosen":"CHISEL/SAW/AXE/SPADE","rejected":"CHISEL/Saw/AXE/SPADE","task_type":"list"}"# + "\n")
+    }
+
+    /// `cerm export` prints the number of tensors model.safetensors holds (not the checkpoint's
+    /// reference.* tensors too); `inspect` and `export` take SFT weights files as well.
+    @Test func exportAndInspectOfCheckpointsAndSFTWeights() throws {
+        let dir = try Self.directory("export-inspect")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let config = HuggingFaceExportTests.tinyConfig(.qwen3)
+        let policy = ModelWeights(config: config, seed: 3, initStd: 0.1)
+        let named = { (prefix: String) in
+            try policy.layout.tensors(of: policy.values).map { NamedTensor(name: prefix + $0.name, shape: $0.shape, values: $0.values) }
+        }
+        let parameters = policy.layout.specs.count
+        try CheckpointWriter(directory: dir, keepLast: 1).write(TrainingState(
+            step: 5, policyVersion: 5, tensors: try named("") + named(GRPOLearner.referencePrefix), modelConfigJSON: config.jsonString()))
+        try policy.save(to: (dir as NSString).appendingPathComponent("model.h5"))
+
+        guard let checkpoint = try Self.cerm(["export", "step_5.h5", "--out", "hf"], in: dir) else { return }
+        #expect(checkpoint.status == 0)
+        #expect(checkpoint.stdout == "exported step 5 (\(parameters) tensors) from step_5.h5\n  hf/model.safetensors\n  hf/config.json\n")
+        let sft = try #require(try Self.cerm(["export", "model.h5", "--out", "hf-sft"], in: dir))
+        #expect(sft.status == 0)
+        #expect(sft.stdout == "exported SFT weights (\(parameters) tensors) from model.h5\n  hf-sft/model.safetensors\n  hf-sft/config.json\n")
+        let configJSON = try HuggingFaceExport.configJSON(for: config, source: "")
+        #expect(try String(contentsOfFile: (dir as NSString).appendingPathComponent("hf/config.json"), encoding: .utf8) == configJSON)
+        #expect(try String(contentsOfFile: (dir as NSString).appendingPathComponent("hf-sft/config.json"), encoding: .utf8) == configJSON)
+
+        let inspected = try #require(try Self.cerm(["inspect", "model.h5"], in: dir))
+        #expect(inspected.status == 0)
+        let lines = inspected.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.count == 4 + parameters + 2)
+        #expect(lines.first?.hasPrefix("file             model.h5 (") == true)
+        #expect(Array(lines[1...3]) == ["format           SFT weights file (no step, optimizer state, data cursor or config)",
+                                        "checksum         \(CheckpointFormat.hex(policy.checksum)) OK",
+                                        "model tensors    \(parameters) (\(policy.values.count) values)"])
+        #expect(lines.suffix(2) == ["tokenizer        \(ByteTokenizer().description)", "model config     \(config.jsonString())"])
+
+        let resumed = try #require(try Self.cerm(["export", "nothing.h5", "--out", "x"], in: dir))
+        #expect(resumed.status == 2 && resumed.stderr == "error: checkpoint nothing.h5: no such file\n")
     }
 }

@@ -19,8 +19,8 @@ public enum HuggingFaceExport {
     /// Writes `model.safetensors` (one entry per parameter of `weights.config`, so
     /// `weights.layout.specs.count` tensors, plus `metadata` and `"format": "pt"` in its
     /// `__metadata__`) and `config.json` (``configJSON(for:source:)``) into `directory`, and
-    /// returns the two paths. The config is written first: a model the Hugging Face classes
-    /// cannot express fails before any file is touched.
+    /// returns the two paths. The config is built before anything is written: a model the
+    /// Hugging Face classes cannot express fails before any file is touched.
     @discardableResult
     public static func export(_ weights: ModelWeights, to directory: String, source: String,
                               metadata: [String: String] = [:]) throws -> [String] {
