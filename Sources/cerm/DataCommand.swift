@@ -13,25 +13,35 @@ struct DataCommand: ParsableCommand {
 
     struct Synth: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Write the synthetic task: train.jsonl, eval.jsonl (held-out queries) and bo<N>.jsonl.")
+            abstract: "Write the synthetic task: train.jsonl, eval.jsonl (held-out queries) and bo<N>.jsonl.",
+            discussion: """
+            Sizes, seed and directory default to the [data] section of --config (data.dir, \
+            data.synth_train, data.synth_eval, data.synth_seed), the files `cerm sft` and `cerm \
+            eval` generate for that config; without --config to the built-in defaults \
+            (data/synth, 16000, 200, 7). An option given overrides its key.
+            """)
 
-        @Option(help: "Output directory.")
-        var out: String = DataConfig().dir
-        @Option(help: "Training pairs.")
-        var train: Int = DataConfig().synthTrain
-        @Option(help: "Held-out evaluation pairs (and Best-of-N items).")
-        var eval: Int = DataConfig().synthEval
-        @Option(help: "Generation seed.")
-        var seed: UInt64 = DataConfig().synthSeed
+        @Option(help: "The run configuration whose [data] keys give the defaults below.")
+        var config: String?
+        @Option(help: "Output directory (default data.dir).")
+        var out: String?
+        @Option(help: "Training pairs (default data.synth_train).")
+        var train: Int?
+        @Option(help: "Held-out evaluation pairs and Best-of-N items (default data.synth_eval).")
+        var eval: Int?
+        @Option(help: "Generation seed (default data.synth_seed).")
+        var seed: UInt64?
         @Option(name: .customLong("bon-n"), help: "Responses per Best-of-N item (0 or 1: no Best-of-N file).")
         var bestOfN: Int = 4
 
         func validate() throws {
-            guard train >= 0, eval >= 0 else { throw ValidationError("--train and --eval must be ≥ 0") }
+            guard (train ?? 0) >= 0, (eval ?? 0) >= 0 else { throw ValidationError("--train and --eval must be ≥ 0") }
             guard (0...16).contains(bestOfN) else { throw ValidationError("--bon-n must be in 0…16") }
         }
 
         func run() throws {
+            let data = try config.map { try loadConfigOrExit($0).data } ?? DataConfig()
+            let (out, train, eval, seed) = (out ?? data.dir, train ?? data.synthTrain, eval ?? data.synthEval, seed ?? data.synthSeed)
             let dataset = SyntheticTask.generate(trainCount: train, evalCount: eval, seed: seed, bestOfN: bestOfN)
             let paths = try SyntheticTask.write(dataset, to: out, bestOfN: bestOfN)
             print("train: \(dataset.train.count) pairs, eval: \(dataset.eval.count) pairs, best-of-\(bestOfN): \(dataset.bestOfN.count) items (seed \(seed))")
@@ -81,6 +91,7 @@ struct DataCommand: ParsableCommand {
         var format: DataFormat = .auto
 
         func run() throws {
+            let teacher = Teacher(errors: try teacherErrorProfile(errorRate: errorRate, kindRates: kindRates), seed: seed)
             let loader = PreferenceLoader(format: format)
             var pairs: [PreferencePair] = []
             var items: [BestOfNItem] = []
@@ -96,7 +107,6 @@ struct DataCommand: ParsableCommand {
             if !bonPath.isEmpty, bonPath != data, bon != nil || FileManager.default.fileExists(atPath: bonPath) {
                 items += try loadOrExit { try PreferenceLoader(format: .auto).loadBestOfN(path: bonPath).items }
             }
-            let teacher = Teacher(errors: try TeacherErrorProfile.scaled(errorRate).applying(overrides: kindRates), seed: seed)
             print("teacher (error rate \(errorRate), seed \(seed)) on \(data)\(items.isEmpty ? "" : " + \(bonPath)")")
             print(teacher.measure(pairs: pairs, bestOfN: items).summary)
         }
@@ -125,7 +135,7 @@ struct DataCommand: ParsableCommand {
         }
 
         func run() throws {
-            let teacher = Teacher(errors: try TeacherErrorProfile.scaled(errorRate).applying(overrides: kindRates), seed: seed)
+            let teacher = Teacher(errors: try teacherErrorProfile(errorRate: errorRate, kindRates: kindRates), seed: seed)
             var records: [PreferenceRecord] = []
             try loadOrExit { try PreferenceLoader().stream(path: data) { records.append($0) } }
             let (traces, unsupported) = teacher.sftTraces(for: records, samples: samples)
@@ -137,6 +147,18 @@ struct DataCommand: ParsableCommand {
             }
             print("wrote \(lines.count) SFT traces to \(out)\(unsupported > 0 ? " (\(unsupported) responses with unknown queries skipped)" : "")")
         }
+    }
+}
+
+/// The teacher's error profile for `--error-rate` and the `--kind-rate` overrides; a bad
+/// override is printed as `error: --kind-rate "bogus=1": unknown kind bogus; kinds: …` and exits
+/// with status 64, the status of the argument parser's own usage errors.
+func teacherErrorProfile(errorRate: Double, kindRates: [String]) throws -> TeacherErrorProfile {
+    do {
+        return try TeacherErrorProfile.scaled(errorRate).applying(overrides: kindRates)
+    } catch {
+        FileHandle.standardError.write(Data("error: --kind-rate \(error)\n".utf8))
+        throw ExitCode.validationFailure
     }
 }
 

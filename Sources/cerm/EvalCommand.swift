@@ -16,7 +16,13 @@ struct EvalCommand: ParsableCommand {
         Pointwise CE-RM evaluation: per query K criteria sets (greedy when K = 1, sampled at \
         temperature 1 when K > 1), every response evaluated under each; a response's score is \
         the mean of its valid overall scores. A response without a valid score loses to one \
-        with a score; two without tie.
+        with a score; two without tie. With --teacher, items whose query the programmatic \
+        teacher does not know (any query not from the synthetic task) are skipped and counted \
+        as "unsupported queries (skipped)", as `cerm data teacher` does. Without --data, when \
+        a file the config reads from data.dir (data.train, data.eval, data.best_of_n) is \
+        missing, the synthetic task (data.synth_train, data.synth_eval, data.synth_seed) is \
+        written into data.dir first, as `cerm sft` does, and each file written is logged to \
+        stderr as "generated PATH".
         """)
 
     @Option(help: "Weights: an SFT weights file (sft.output) or an RL checkpoint (step_<N>.h5).")
@@ -25,7 +31,7 @@ struct EvalCommand: ParsableCommand {
     var random = false
     @Flag(help: "Evaluate the programmatic teacher (data.teacher_error_rate, seed run.seed).")
     var teacher = false
-    @Option(help: "Pairs and/or Best-of-N items (default: data.eval of the config).")
+    @Option(help: "Pairs and/or Best-of-N items (default: data.eval of the config, generated into data.dir when missing).")
     var data: String?
     @Option(help: "An additional Best-of-N file (default: data.best_of_n when --data is not given; '' for none).")
     var bon: String?
@@ -78,7 +84,12 @@ struct EvalCommand: ParsableCommand {
             var files: [String] = [data ?? cfg.data.eval]
             let bonFile = bon ?? (data == nil ? cfg.data.bestOfN : "")
             if !bonFile.isEmpty, !files.contains(bonFile) { files.append(bonFile) }
-            if data == nil { try SFTData.ensureSynthetic(cfg.data) }
+            if data == nil {
+                // Writing into the user's data directory must not go unnoticed.
+                for path in try SFTData.ensureSynthetic(cfg.data) {
+                    FileHandle.standardError.write(Data("generated \(path)\n".utf8))
+                }
+            }
             let report = try runEvaluation(judge: judge, files: files, config: cfg, eval: evalConfig, limit: limit,
                                            threads: threads, quiet: false, show: show)
             if json {
@@ -111,6 +122,10 @@ func runEvaluation(judge: JudgeSource, files: [String], config: Config, eval: Ev
         if let limit { fileItems = Array(fileItems.prefix(limit)) }
         items += fileItems
     }
+    var unsupported = 0
+    if case let .teacher(teacher) = judge {
+        (items, unsupported) = TeacherJudge.supportedItems(items, teacher: teacher)
+    }
     let format = makePromptFormat(config.rollout.format)
     var evaluator = Evaluator(format: format, options: EvaluationOptions(eval: eval, seed: config.run.seed))
     if show > 0 {
@@ -136,8 +151,9 @@ func runEvaluation(judge: JudgeSource, files: [String], config: Config, eval: Ev
         makeBackend = { TeacherJudge(teacher: teacher, format: format) }
     }
     let line = ProgressLineBox(ProgressLine(), total: items.count, quiet: quiet)
-    let report = try evaluator.evaluate(items, threads: threads, makeBackend: makeBackend) { done in line.show(done) }
+    var report = try evaluator.evaluate(items, threads: threads, makeBackend: makeBackend) { done in line.show(done) }
     line.finish()
+    report.unsupported = unsupported
     return report
 }
 

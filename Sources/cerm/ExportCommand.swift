@@ -1,15 +1,17 @@
 import ArgumentParser
 import Coordinator
+import Engine
 import Foundation
 import Shared
 
-/// `cerm export FILE --out DIR`: model tensors as safetensors plus a Hugging Face config.json.
+/// `cerm export FILE --out DIR`: model tensors as safetensors plus a Hugging Face config.json,
+/// from an RL checkpoint (its policy) or an SFT weights file.
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export",
-        abstract: "Export a checkpoint's model as model.safetensors (float32) and config.json.")
+        abstract: "Export a checkpoint's or SFT weights file's model as model.safetensors (float32) and a Hugging Face config.json.")
 
-    @Argument(help: "The checkpoint file (step_<N>.h5).")
+    @Argument(help: "The checkpoint file (step_<N>.h5) or SFT weights file (sft.output).")
     var file: String
 
     @Option(name: .long, help: "Output directory (created when missing).")
@@ -17,9 +19,23 @@ struct ExportCommand: ParsableCommand {
 
     func run() throws {
         do {
-            let state = try CheckpointReader.load(path: file)
-            let written = try HuggingFaceExport.export(state, to: out, source: file)
-            print("exported step \(state.step) (\(state.tensors.count) tensors) from \(file)")
+            let weights: ModelWeights
+            let what: String
+            let metadata: [String: String]
+            switch try CermFileKind.detect(path: file) {
+            case .sftWeights:
+                weights = try ModelWeights.load(path: file)
+                what = "SFT weights"
+                metadata = [:]
+            case .checkpoint:
+                let state = try CheckpointReader.load(path: file)
+                weights = try WeightsFile.policyWeights(of: state, path: file)
+                what = "step \(state.step)"
+                metadata = ["cerm_step": "\(state.step)", "cerm_policy_version": "\(state.policyVersion)"]
+            }
+            let written = try HuggingFaceExport.export(weights, to: out, source: file, metadata: metadata)
+            // The count of what model.safetensors holds: the policy, not the reference.* tensors.
+            print("exported \(what) (\(weights.layout.specs.count) tensors) from \(file)")
             written.forEach { print("  \($0)") }
         } catch {
             throw exitWithError(error)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Coordinator
+import Engine
 import Foundation
 import Shared
 
@@ -9,14 +10,15 @@ func exitWithError(_ error: Error) -> ExitCode {
     return ExitCode(2)
 }
 
-/// `cerm inspect FILE`: what a checkpoint holds and whether its checksum matches.
+/// `cerm inspect FILE`: what a checkpoint or SFT weights file holds and whether its checksum
+/// matches.
 struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "inspect",
-        abstract: "Show a checkpoint's format, step, tensors, checksum status and config.",
+        abstract: "Show a checkpoint's format, step, tensors, checksum status and config (or an SFT weights file's tensors, checksum and model config).",
         discussion: "Exits with status 1 when the checksum does not match, 2 when the file cannot be read.")
 
-    @Argument(help: "The checkpoint file (step_<N>.h5).")
+    @Argument(help: "The checkpoint file (step_<N>.h5) or SFT weights file (sft.output).")
     var file: String
 
     @Flag(help: "Also list the AdamW moment tensors.")
@@ -27,10 +29,16 @@ struct InspectCommand: ParsableCommand {
 
     func run() throws {
         let loaded: LoadedCheckpoint
-        do { loaded = try CheckpointReader.read(path: file) } catch { throw exitWithError(error) }
+        do {
+            if try CermFileKind.detect(path: file) == .sftWeights { return try inspectSFTWeights() }
+            loaded = try CheckpointReader.read(path: file)
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            throw exitWithError(error)
+        }
         let state = loaded.state
-        let bytes = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? NSNumber)?.intValue ?? 0
-        print("file             \(file) (\(bytes) bytes)")
+        print("file             \(file) (\(fileSize) bytes)")
         print("format           \(CheckpointFormat.name) version \(loaded.formatVersion)")
         print("step             \(state.step)")
         print("policy version   \(state.policyVersion)")
@@ -60,6 +68,27 @@ struct InspectCommand: ParsableCommand {
             print("config:")
             print(state.configText, terminator: state.configText.hasSuffix("\n") ? "" : "\n")
         }
+        if !loaded.checksumMatches { throw ExitCode(1) }
+    }
+
+    private var fileSize: Int { (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? NSNumber)?.intValue ?? 0 }
+
+    /// An SFT weights file has no step, optimizer state, data cursor or run config: its
+    /// tensors, weights checksum (`weights_fnv1a64`), tokenizer and model config.
+    private func inspectSFTWeights() throws {
+        let loaded = try LoadedSFTWeights.read(path: file)
+        print("file             \(file) (\(fileSize) bytes)")
+        print("format           SFT weights file (no step, optimizer state, data cursor or config)")
+        let computed = CheckpointFormat.hex(loaded.computedChecksum)
+        if let stored = loaded.storedChecksum {
+            print("checksum         \(CheckpointFormat.hex(stored)) " + (loaded.checksumMatches ? "OK" : "MISMATCH (computed \(computed))"))
+        } else {
+            print("checksum         none stored (computed \(computed))")
+        }
+        let weights = loaded.weights
+        printTensors("model", try weights.layout.tensors(of: weights.values).map { NamedTensor(name: $0.name, shape: $0.shape, values: $0.values) })
+        print("tokenizer        \(loaded.tokenizerDescription ?? "(none stored)")")
+        print("model config     \(loaded.modelConfigJSON)")
         if !loaded.checksumMatches { throw ExitCode(1) }
     }
 

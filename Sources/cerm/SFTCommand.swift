@@ -59,8 +59,8 @@ struct SFTCommand: ParsableCommand {
         let output = out ?? cfg.sft.output
         for path in try SFTData.ensureSynthetic(cfg.data) { log("generated \(path)") }
 
-        let (traces, unsupported) = try self.traces.map { (try SFTData.traces(path: $0), 0) } ?? SFTData.traces(cfg)
         let format = makePromptFormat(cfg.rollout.format)
+        let (traces, unsupported) = try self.traces.map { (try SFTData.traces(path: $0, format: format), 0) } ?? SFTData.traces(cfg)
         let sequences = SFTSequenceBuilder.sequences(for: traces, format: format, criteria: cfg.sft.criteriaTurn)
         let modelConfig = TransformerConfig(cfg.model)
         try modelConfig.validate()

@@ -162,11 +162,15 @@ struct MonitoringTests {
 
     @Test func safetensorsExportParsesBack() throws {
         let dir = try makeTemporaryDirectory("export")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // Awkward tensors (NaN payloads, empty and scalar shapes) through the writer itself; the
+        // export of a real model is HuggingFaceExportTests'.
         let state = sampleState(step: 7)
-        let written = try HuggingFaceExport.export(state, to: dir, source: "step_7.h5")
-        #expect(written.map { ($0 as NSString).lastPathComponent } == ["model.safetensors", "config.json"])
+        let path = (dir as NSString).appendingPathComponent("model.safetensors")
+        try HuggingFaceExport.writeSafetensors(state.tensors, metadata: ["format": "pt", "cerm_step": "7", "cerm_policy_version": "107"],
+                                               to: path)
 
-        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: written[0])))
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
         let headerLength = bytes[0..<8].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
         #expect(headerLength % 8 == 0)
         let headerBytes = Array(bytes[8..<(8 + headerLength)])
@@ -194,15 +198,6 @@ struct MonitoringTests {
             expectedOffset = offsets[1]
         }
         #expect(expectedOffset == data.count)
-
-        let config = try String(contentsOfFile: written[1], encoding: .utf8)
-        #expect(config == #"{"torch_dtype": "float32", "hidden_size": 8, "model_type": "qwen3"}"# + "\n")
-        #expect(try HuggingFaceExport.configJSON(from: #" {"rms_norm_eps": 1e-06, "torch_dtype": "bfloat16"} "#, source: "x")
-            == #"{"rms_norm_eps": 1e-06, "torch_dtype": "bfloat16"}"# + "\n")
-        #expect(try HuggingFaceExport.configJSON(from: "{}", source: "x") == #"{"torch_dtype": "float32"}"# + "\n")
-        #expect(throws: CermError.io(path: "step_3.h5", reason: "stored model config is not a JSON object")) {
-            _ = try HuggingFaceExport.configJSON(from: "[1, 2]", source: "step_3.h5")
-        }
     }
 
     @Test func sftMetricsFileWritesOneLinePerStepAndStartsEmpty() throws {

@@ -74,16 +74,16 @@ struct SFTSequenceTests {
         let traces = sampleTraces(pairs: 2)
         let path = directory + "/traces.jsonl"
         try (traces.map(\.jsonLine).joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
-        #expect(try SFTData.traces(path: path) == traces)
+        #expect(try SFTData.traces(path: path, format: CompactFormat()) == traces)
 
         let empty = directory + "/empty.jsonl"
         try "\n".write(toFile: empty, atomically: true, encoding: .utf8)
-        #expect(throws: CermError.invalid("\(empty): no SFT traces")) { try SFTData.traces(path: empty) }
+        #expect(throws: CermError.invalid("\(empty): no SFT traces")) { try SFTData.traces(path: empty, format: CompactFormat()) }
 
         let bad = directory + "/bad.jsonl"
         try (traces[0].jsonLine + "\n" + #"{"id":"x","query":"q","criteria":"c","response":"r","overall":1,"label":"chosen"}"# + "\n")
             .write(toFile: bad, atomically: true, encoding: .utf8)
-        #expect(throws: DataError(file: bad, line: 2, field: "evaluation", message: "missing")) { try SFTData.traces(path: bad) }
+        #expect(throws: DataError(file: bad, line: 2, field: "evaluation", message: "missing")) { try SFTData.traces(path: bad, format: CompactFormat()) }
     }
 
     @Test("batch targets are −1 over the prompt and the next target token after it")
@@ -319,6 +319,42 @@ struct EvaluationBackendTests {
             #expect(report.pairwise == known.pairwise)
             #expect(abs(report.bestOfN.credit - known.bestOfN.credit) < 1e-12 && report.bestOfN.count == known.bestOfN.count)
         }
+    }
+
+    @Test("the teacher skips and counts queries it does not know, as `cerm data teacher` does")
+    func teacherSkipsUnknownQueries() throws {
+        let dataset = SyntheticTask.generate(trainCount: 0, evalCount: 3, seed: 21, bestOfN: 0)
+        let foreign = (1...3).map {
+            PreferencePair(id: "sky-\($0)", query: "Write a haiku about rain number \($0).", chosen: "Soft rain on the roof", rejected: "No.",
+                           taskType: "chat")
+        }
+        let pairs = dataset.eval + foreign
+        let items = pairs.enumerated().map { EvaluationItem(pair: $1, index: $0) }
+        let teacher = Teacher(errorRate: 0, seed: 1)
+        let (kept, unsupported) = TeacherJudge.supportedItems(items, teacher: teacher)
+        #expect(kept == Array(items.prefix(3)))
+        #expect(unsupported == 3)
+        #expect(teacher.measure(pairs: pairs).unsupported == unsupported)
+
+        let evaluator = Evaluator(format: CompactFormat(), options: EvaluationOptions(seed: 1))
+        // Judged anyway, the unknown queries were truncated criteria and ties (the bug).
+        let unfiltered = try evaluator.evaluate(items, backend: TeacherJudge(teacher: teacher, format: CompactFormat()))
+        #expect(unfiltered.criteriaFailures == ["truncated": 3])
+        #expect(unfiltered.pairwise == AccuracyTally(count: 6, credit: 4.5))
+
+        var report = try evaluator.evaluate(kept, backend: TeacherJudge(teacher: teacher, format: CompactFormat()))
+        report.unsupported = unsupported
+        #expect(report.pairwise == AccuracyTally(count: 3, credit: 3))
+        #expect(report.criteriaFailures.isEmpty && report.evaluationFailures.isEmpty)
+        let lines = report.table(title: "teacher").split(separator: "\n").map(String.init)
+        #expect(lines.contains("unsupported queries (skipped): 3"))
+        #expect(!lines.contains { $0.contains("parse failures") })
+        #expect(report.jsonMembers.contains { $0 == ("unsupported", "3") })
+        var merged = report
+        merged.merge(report)
+        #expect(merged.unsupported == 6)
+        // Nothing unsupported, nothing said.
+        #expect(!unfiltered.table(title: "t").contains("unsupported"))
     }
 
     @Test("a model judge generates and parses; both threads give the same report as one")

@@ -95,6 +95,10 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         ("[run]\nname = \"\"\n", "cfg.toml:2: run.name: must not be empty"),
         ("[run]\nseed = -1\n", "cfg.toml:2: run.seed: must be a non-negative integer, got -1"),
         ("[curation]\nmax_accuracy = 0.3\nmin_accuracy = 0.5\n", "cfg.toml:3: curation.min_accuracy: cannot exceed curation.max_accuracy (0.3), got 0.5"),
+        ("[model]\nlayers = 2\nvocab_size = 100\n",
+         "cfg.toml:3: model.vocab_size: must be at least 264 (the byte tokenizer's 256 bytes and 8 special tokens), got 100"),
+        ("[model]\nvocab_size = 263\n",
+         "cfg.toml:2: model.vocab_size: must be at least 264 (the byte tokenizer's 256 bytes and 8 special tokens), got 263"),
     ])
     func badValuesNameFileLineAndKey(text: String, message: String) {
         do {
@@ -105,6 +109,47 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         } catch {
             Issue.record("unexpected error \(error)")
         }
+    }
+
+    /// The smallest vocabulary the byte tokenizer fits in is accepted; one id less is refused
+    /// (above), so the bound is the tokenizer's size exactly.
+    @Test func vocabularyMustHoldEveryTokenizerID() throws {
+        #expect(ByteTokenizer.vocabularySize == 264)
+        #expect(try Config.parse("[model]\nvocab_size = 264\n").model.vocabSize == 264)
+    }
+
+    @Test(arguments: [
+        ("foo", #"expected tcp://HOST:PORT, ipc://PATH or inproc://NAME, got "foo""#),
+        ("http://127.0.0.1:5557", #"expected tcp://HOST:PORT, ipc://PATH or inproc://NAME, got "http://127.0.0.1:5557""#),
+        ("ipc://", #"expected tcp://HOST:PORT, ipc://PATH or inproc://NAME, got "ipc://""#),
+        ("inproc://", #"expected tcp://HOST:PORT, ipc://PATH or inproc://NAME, got "inproc://""#),
+        ("tcp://127.0.0.1", #"missing port in "tcp://127.0.0.1" (expected tcp://HOST:PORT)"#),
+        ("tcp://:5557", #"missing host in "tcp://:5557" (expected tcp://HOST:PORT)"#),
+        ("tcp://127.0.0.1:0", #"port must be 1...65535 or *, got "0" in "tcp://127.0.0.1:0""#),
+        ("tcp://127.0.0.1:65536", #"port must be 1...65535 or *, got "65536" in "tcp://127.0.0.1:65536""#),
+        ("tcp://127.0.0.1:", #"port must be 1...65535 or *, got "" in "tcp://127.0.0.1:""#),
+        ("tcp://127.0.0.1:+80", #"port must be 1...65535 or *, got "+80" in "tcp://127.0.0.1:+80""#),
+        ("tcp://::1:5557", #"an IPv6 host must be in brackets, got "tcp://::1:5557" (expected tcp://[ADDRESS]:PORT)"#),
+        ("tcp://[::1]", #"missing port in "tcp://[::1]" (expected tcp://[ADDRESS]:PORT)"#),
+        ("tcp://[]:5557", #"missing host in "tcp://[]:5557" (expected tcp://HOST:PORT)"#),
+        ("tcp://my host:5557", #"invalid host "my host" in "tcp://my host:5557""#),
+    ])
+    func malformedEndpointsNameFileLineAndKey(endpoint: String, problem: String) {
+        do {
+            _ = try Config.parse("[cluster]\nworkers = 1\nendpoint = \(JSONWriter.quote(endpoint))\n", file: "cfg.toml")
+            Issue.record("expected an error for \(endpoint)")
+        } catch let error as ConfigError {
+            #expect(error.description == "cfg.toml:3: cluster.endpoint: " + problem)
+        } catch {
+            Issue.record("unexpected error \(error)")
+        }
+    }
+
+    @Test(arguments: ["tcp://127.0.0.1:5557", "tcp://*:5557", "tcp://0.0.0.0:*", "tcp://[::1]:1", "tcp://[fe80::1]:65535",
+                      "tcp://node-7.cluster:5557", "tcp://eth0:5557", "ipc:///tmp/cerm.sock", "inproc://coordinator"])
+    func wellFormedEndpointsAreAccepted(endpoint: String) throws {
+        #expect(ClusterConfig.endpointProblem(endpoint) == nil)
+        #expect(try Config.parse("[cluster]\nendpoint = \(JSONWriter.quote(endpoint))\n").cluster.endpoint == endpoint)
     }
 
     @Test func syntaxErrorsCarryTheLine() {

@@ -262,18 +262,67 @@ enum CompactFormatCheck {
         #expect(traces.filter { $0.id.hasPrefix("bo4-") && $0.label == "best" }.count == 2 * 2)
         let path = try Scratch.file("sft.jsonl", lines: traces.map(\.jsonLine))
         #expect(try SFTTrace.load(path: path) == traces)
+        // The teacher's traces, mistakes included, are valid compact-format turns.
+        #expect(try SFTTrace.load(path: path, format: CompactFormat()) == traces)
         let bad = try Scratch.file("sft-bad.jsonl", lines: [#"{"id":"a","query":"q","criteria":"c","response":"r","evaluation":"e","label":"l"}"#])
         #expect(throws: DataError(file: bad, line: 1, field: "overall", message: "missing")) { try SFTTrace.load(path: bad) }
+    }
+
+    /// `cerm sft --traces`: contents are checked, not only presence (a trace with
+    /// `"evaluation":"garbage"` or `"label":"good"` used to train without complaint).
+    @Test func sftTraceContentsAreChecked() throws {
+        let good = #"{"id":"p1","task_type":"math","query":"What is 17+25?","criteria":"17+25: 7+5=12, 1+2+1=4\n[C]\n1. equals 42\n2. only a number\n[/C]","response":"41","evaluation":"1. need 42, got 41!: 1/5\n2. a number: 5/5\n=> 2.5/10","overall":2.5,"label":"rejected"}"#
+        func variant(_ from: String, _ to: String) -> String {
+            precondition(good.contains(from), "the test's trace has no \(from)")
+            return good.replacingOccurrences(of: from, with: to)
+        }
+        func failure(_ line: String, format: (any PromptFormat)? = CompactFormat(), at expectedLine: Int = 3) throws -> DataError? {
+            let path = try Scratch.file("sft-contents.jsonl", lines: [good, good.replacingOccurrences(of: "\"p1\"", with: "\"p2\""), line])
+            do {
+                _ = try SFTTrace.load(path: path, format: format)
+                return nil
+            } catch let error as DataError {
+                #expect(error.file == path && error.line == expectedLine)
+                return error
+            }
+        }
+        // task_type is optional: absent, null or a string.
+        #expect(try failure(variant(#""task_type":"math","#, "")) == nil)
+        #expect(try failure(variant(#""task_type":"math""#, #""task_type":null"#)) == nil)
+        // label: the documented values only.
+        for label in ["chosen", "best", "other"] { #expect(try failure(variant(#""label":"rejected""#, "\"label\":\"\(label)\"")) == nil) }
+        #expect(try failure(variant(#""label":"rejected""#, #""label":"good""#))?.description.hasSuffix(
+            #":3: label: expected "chosen", "rejected", "best" or "other", got "good""#) == true)
+        // Without a format only the fields are checked.
+        #expect(try failure(variant(#""evaluation":"1. need"#, #""evaluation":"garbage","x":"1. need"#), format: nil) == nil)
+        // With one, both turns must parse.
+        let garbageEvaluation = try failure(variant(#""evaluation":"1. need"#, #""evaluation":"garbage","x":"1. need"#))
+        #expect(garbageEvaluation?.field == "evaluation")
+        #expect(garbageEvaluation?.message == "does not parse as a compact-format evaluation turn (no_score)")
+        let oneItemTooFew = try failure(variant(#"1. need 42, got 41!: 1/5\n2. a number"#, #"1. a number"#))
+        #expect(oneItemTooFew?.message == "does not parse as a compact-format evaluation turn (item_count_mismatch)")
+        let garbageCriteria = try failure(variant(#""criteria":"17+25"#, #""criteria":"garbage","x":"17+25"#))
+        #expect(garbageCriteria?.field == "criteria")
+        #expect(garbageCriteria?.message == "does not parse as a compact-format criteria turn (missing_start_marker)")
+        // The format is the run's: compact traces are not cerm-format turns.
+        #expect(try failure(good, format: CermFormat(), at: 1)?.message == "does not parse as a cerm-format criteria turn (missing_start_marker)")
     }
 
     @Test func errorRatesAreConfigurablePerKind() throws {
         let profile = try TeacherErrorProfile.scaled(0.2).applying(overrides: ["count=0", "arithmetic=1"])
         #expect(profile.missRate(.count) == 0 && profile.missRate(.arithmetic) == 1 && profile.missRate(.letterCase) == 0.2)
-        #expect(throws: CermError.invalid("error-rate override \"speed=0.1\": expected KIND=RATE with KIND one of count, case, separator, topic, distinct, arithmetic, format, transform, length")) {
+        let kinds = "kinds: count case separator topic distinct arithmetic format transform length"
+        #expect(throws: CermError.invalid("\"speed=0.1\": unknown kind speed; \(kinds)")) {
             try TeacherErrorProfile.scaled(0.2).applying(overrides: ["speed=0.1"])
         }
-        #expect(throws: CermError.invalid("error-rate override \"count=2\": the rate must be a number in 0…1")) {
+        #expect(throws: CermError.invalid("\"count\": expected KIND=RATE; \(kinds)")) {
+            try TeacherErrorProfile.scaled(0.2).applying(overrides: ["count"])
+        }
+        #expect(throws: CermError.invalid("\"count=2\": the rate must be a number in 0…1")) {
             try TeacherErrorProfile.scaled(0.2).applying(overrides: ["count=2"])
+        }
+        #expect(throws: CermError.invalid("\"count=\": the rate must be a number in 0…1")) {
+            try TeacherErrorProfile.scaled(0.2).applying(overrides: ["count="])
         }
         // A teacher that always misses off-by-one sums (difficulty 1.25 × rate 1) ties them.
         let blind = Teacher(errors: TeacherErrorProfile(missRates: [.arithmetic: 1], falseAlarmFactor: 0), seed: 0)

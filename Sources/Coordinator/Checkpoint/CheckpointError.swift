@@ -22,6 +22,8 @@ public struct CheckpointError: Error, Equatable, CustomStringConvertible {
         case unreadable(String)
         /// A valid HDF5 file that is not a cerm checkpoint (`format` attribute missing or other).
         case wrongFormat(String)
+        /// An SFT weights file (`ModelWeights.save`), the other kind of file cerm writes.
+        case sftWeightsFile
         /// A cerm checkpoint of a format version this build does not read.
         case unsupportedVersion(Int64)
         /// A required dataset or attribute is absent (its path in the file).
@@ -42,6 +44,7 @@ public struct CheckpointError: Error, Equatable, CustomStringConvertible {
             case let .truncated(detail): return "truncated file (\(detail))"
             case let .unreadable(detail): return "unreadable: \(detail)"
             case let .wrongFormat(detail): return "not a cerm checkpoint (\(detail))"
+            case .sftWeightsFile: return "an SFT weights file, not a run checkpoint (SFT weights go to --init or `cerm eval --checkpoint`)"
             case let .unsupportedVersion(v):
                 return "unsupported format version \(v) (this build reads version \(CheckpointFormat.version))"
             case let .missing(what): return "missing \(what)"
@@ -54,7 +57,11 @@ public struct CheckpointError: Error, Equatable, CustomStringConvertible {
         }
     }
 
-    public var description: String { "checkpoint \(path): \(reason)" }
+    public var description: String {
+        // "checkpoint FILE: an SFT weights file" would call the file a checkpoint.
+        if reason == .sftWeightsFile { return "\(path) is \(reason)" }
+        return "checkpoint \(path): \(reason)"
+    }
 }
 
 /// Why `--resume` found nothing to continue from; names the path and, when it is the run

@@ -33,7 +33,10 @@ public enum CheckpointReader {
         let file = try open(path)
         defer { try? file.close() }
         let root = file.root
-        guard root.hasAttribute("format") else { throw fail(.wrongFormat("no 'format' attribute on /")) }
+        guard root.hasAttribute("format") else {
+            // The other file kind cerm writes: say so rather than which attribute is missing.
+            throw fail(root.hasAttribute(CermFileKind.sftWeightsAttribute) ? .sftWeightsFile : .wrongFormat("no 'format' attribute on /"))
+        }
         let format: String
         do { format = try root.stringAttribute("format") } catch { throw fail(.wrongFormat("'format' attribute is not a string")) }
         guard format == CheckpointFormat.name else { throw fail(.wrongFormat("format is \(CheckpointFormat.jsonString(format))")) }
@@ -128,7 +131,9 @@ public enum CheckpointReader {
 
     private static let hdf5Signature: [UInt8] = [0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a]
 
-    private static func open(_ path: String) throws -> HDF5File {
+    /// Opens `path` read-only, telling a missing, empty, foreign, truncated or unreadable file
+    /// apart (each a ``CheckpointError``).
+    static func open(_ path: String) throws -> HDF5File {
         func fail(_ reason: CheckpointError.Reason) -> CheckpointError { CheckpointError(path: path, reason: reason) }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw fail(.notFound) }

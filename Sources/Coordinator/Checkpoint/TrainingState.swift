@@ -56,7 +56,8 @@ public struct TrainingState: Sendable, Equatable {
     public var rngState: [UInt64]
     /// The full effective config (`Config.renderTOML()`).
     public var configText: String
-    /// The model config as a JSON object with Hugging Face keys.
+    /// The model config as a JSON object with the engine's keys (`TransformerConfig.jsonString()`:
+    /// `family`, `hidden_size`, `heads`, …; `cerm export` maps them to Hugging Face's).
     public var modelConfigJSON: String
     public var tokenizerDescription: String
     /// Free-form metadata (run name, git revision, ...).

@@ -27,6 +27,7 @@ extension EvaluationReport {
         if !evaluationFailures.isEmpty {
             lines.append("evaluation parse failures: " + evaluationFailures.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         }
+        if unsupported > 0 { lines.append("unsupported queries (skipped): \(unsupported)") }
         lines.append(String(format: "time: %.1f s", seconds))
         return lines.joined(separator: "\n")
     }
@@ -52,6 +53,7 @@ extension EvaluationReport {
             ("evaluations_generated", String(evaluationsGenerated)), ("evaluations_valid", String(evaluationsValid)),
             ("criteria_failures", counts(criteriaFailures)), ("evaluation_failures", counts(evaluationFailures)),
             ("responses", String(responses)), ("responses_without_score", String(responsesWithoutScore)),
+            ("unsupported", String(unsupported)),
             ("seconds", number(seconds)),
         ]
     }

@@ -73,6 +73,9 @@ public struct EvaluationReport: Sendable, Equatable {
     /// Responses judged and those left without any valid score.
     public var responses = 0
     public var responsesWithoutScore = 0
+    /// Items left out because the judge cannot judge their query (the teacher knows only the
+    /// synthetic task's queries, ``TeacherJudge/supportedItems(_:teacher:)``); in no figure above.
+    public var unsupported = 0
     public var seconds = 0.0
 
     public init() {}
@@ -127,6 +130,7 @@ public struct EvaluationReport: Sendable, Equatable {
         evaluationFailures.merge(other.evaluationFailures, uniquingKeysWith: +)
         responses += other.responses
         responsesWithoutScore += other.responsesWithoutScore
+        unsupported += other.unsupported
         seconds = max(seconds, other.seconds)
     }
 }

@@ -113,7 +113,8 @@ public final class ModelJudge: JudgeBackend {
 
 /// The programmatic teacher as a judge: its criteria for the query and its evaluation of each
 /// response, as the tokens a model would emit (text + `⟨eos⟩`). An unknown query gets no
-/// output (parsed as truncated). The teacher's criteria depend on the query alone, so its
+/// output (parsed as truncated), which is why callers leave such items out first
+/// (``supportedItems(_:teacher:)``). The teacher's criteria depend on the query alone, so its
 /// evaluations are written against exactly the criteria it output.
 public final class TeacherJudge: JudgeBackend {
     public let teacher: Teacher
@@ -135,5 +136,16 @@ public final class TeacherJudge: JudgeBackend {
                     .map { format.outputTokens(text: $0.text) } ?? []
             }
         }
+    }
+}
+
+extension TeacherJudge {
+    /// The items whose query `teacher` knows (the synthetic task's), in order, and the number
+    /// of the others. Judged, an unknown query would count as a truncated criteria output and
+    /// its responses tie, which says nothing about the teacher; `cerm data teacher` skips
+    /// them too (``TeacherAccuracyReport/unsupported``).
+    public static func supportedItems(_ items: [EvaluationItem], teacher: Teacher) -> (items: [EvaluationItem], unsupported: Int) {
+        let known = items.filter { teacher.criteria(for: $0.query) != nil }
+        return (known, items.count - known.count)
     }
 }

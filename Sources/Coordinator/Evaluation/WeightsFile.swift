@@ -12,17 +12,13 @@ public enum WeightsFile {
         case checkpoint
     }
 
-    /// The file's kind, by its root `format` attribute (present only on RL checkpoints).
+    /// The file's kind (``CermFileKind/detect(path:)``); a file of neither kind is an error
+    /// naming it.
     public static func kind(path: String) throws -> Kind {
-        let file = try HDF5File(path: path, mode: .readOnly)
-        defer { try? file.close() }
-        let root = file.root
-        guard root.hasAttribute("format") else { return .modelWeights }
-        let format = try root.stringAttribute("format")
-        guard format == CheckpointFormat.name else {
-            throw CermError.io(path: path, reason: "root attribute 'format' is \(format.debugDescription); expected \(CheckpointFormat.name.debugDescription) or a model weights file")
+        switch try CermFileKind.detect(path: path) {
+        case .sftWeights: return .modelWeights
+        case .checkpoint: return .checkpoint
         }
-        return .checkpoint
     }
 
     /// The weights stored in `path`: an SFT weights file or the policy of an RL checkpoint
@@ -32,16 +28,27 @@ public enum WeightsFile {
         case .modelWeights:
             return (try ModelWeights.load(path: path), .modelWeights)
         case .checkpoint:
-            let state = try CheckpointReader.load(path: path)
-            let config: TransformerConfig
-            do {
-                config = try TransformerConfig.fromJSON(state.modelConfigJSON)
-            } catch {
-                throw CermError.io(path: path, reason: "model config is not valid: \(error)")
-            }
-            let layout = ParameterLayout(config)
+            return (try policyWeights(of: CheckpointReader.load(path: path), path: path), .checkpoint)
+        }
+    }
+
+    /// The policy of a checkpoint's state as weights of its stored model config: every
+    /// parameter of that config must be among the policy tensors, with its shape, and no other
+    /// (the `reference.*` tensors are left out). `path` names the checkpoint in errors.
+    public static func policyWeights(of state: TrainingState, path: String) throws -> ModelWeights {
+        let config: TransformerConfig
+        do {
+            config = try TransformerConfig.fromJSON(state.modelConfigJSON)
+        } catch {
+            throw CermError.io(path: path, reason: "model config is not valid: \(error)")
+        }
+        let layout = ParameterLayout(config)
+        do {
             let values = try layout.flatten(state.policyTensors.map { ($0.name, $0.shape, $0.values) })
-            return (try ModelWeights(config: config, values: values), .checkpoint)
+            return try ModelWeights(config: config, values: values)
+        } catch let CermError.invalid(message) {
+            let detail = message.hasPrefix("ParameterLayout.flatten: ") ? String(message.dropFirst("ParameterLayout.flatten: ".count)) : message
+            throw CermError.io(path: path, reason: "policy tensors do not match the stored model config: \(detail)")
         }
     }
 

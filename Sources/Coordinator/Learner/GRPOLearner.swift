@@ -192,6 +192,16 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
             guard FileManager.default.fileExists(atPath: initPath) else {
                 throw CermError.io(path: initPath, reason: "no such SFT weights file (--init)")
             }
+            let kind: CermFileKind
+            do { kind = try CermFileKind.detect(path: initPath) } catch let error as CheckpointError {
+                throw CermError.io(path: initPath, reason: "cannot load SFT weights (--init): \(error.reason)")
+            }
+            if case .checkpoint = kind {
+                // The other kind of .h5 cerm writes; its policy is not an initialisation but a
+                // run to continue, with its optimizer state and data cursor.
+                throw CermError.invalid("\(initPath) is \(kind), not an SFT weights file: --resume \(initPath) continues that run; "
+                                        + "--init takes SFT weights (`cerm sft` writes them to sft.output)")
+            }
             do { weights = try ModelWeights.load(path: initPath) } catch let error as CermError {
                 throw error
             } catch {

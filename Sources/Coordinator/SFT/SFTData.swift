@@ -41,9 +41,11 @@ public enum SFTData {
         return result
     }
 
-    /// The traces of an SFT trace file (docs/DATA.md, "SFT traces"); throws when it has none.
-    public static func traces(path: String) throws -> [SFTTrace] {
-        let traces = try SFTTrace.load(path: path)
+    /// The traces of an SFT trace file (docs/DATA.md, "SFT traces"), their criteria and
+    /// evaluations checked with the parsers of `format` (the run's `rollout.format`); throws
+    /// when it has none.
+    public static func traces(path: String, format: any PromptFormat) throws -> [SFTTrace] {
+        let traces = try SFTTrace.load(path: path, format: format)
         guard !traces.isEmpty else { throw CermError.invalid("\(path): no SFT traces") }
         return traces
     }

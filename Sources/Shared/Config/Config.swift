@@ -70,7 +70,49 @@ public struct ClusterConfig: ConfigSection {
     }
 }
 
-/// Transformer family; decides the defaults a Hugging Face export writes.
+extension ClusterConfig {
+    /// Why `endpoint` is not an address the coordinator can bind and workers can connect to,
+    /// or nil when it is: `tcp://HOST:PORT` (HOST a name, an IPv4 address, `[IPv6]` or `*`;
+    /// PORT 1–65535, or `*` for a port the system picks), `ipc://PATH` or `inproc://NAME`.
+    /// Checked with the config so that a typo is reported with its file and line instead of
+    /// surfacing as a bind or security error when the coordinator starts.
+    public static func endpointProblem(_ endpoint: String) -> String? {
+        let expected = "expected tcp://HOST:PORT, ipc://PATH or inproc://NAME, got \(JSONWriter.quote(endpoint))"
+        for scheme in ["ipc://", "inproc://"] where endpoint.hasPrefix(scheme) {
+            return endpoint.count > scheme.count ? nil : expected
+        }
+        guard endpoint.hasPrefix("tcp://") else { return expected }
+        let address = endpoint.dropFirst("tcp://".count)
+        let host: Substring
+        let port: Substring
+        if address.hasPrefix("[") {
+            // IPv6 literal: the colons inside the brackets are not the port separator.
+            guard let close = address.firstIndex(of: "]"), address[address.index(after: close)...].hasPrefix(":") else {
+                return "missing port in \(JSONWriter.quote(endpoint)) (expected tcp://[ADDRESS]:PORT)"
+            }
+            host = address[address.index(after: address.startIndex)..<close]
+            port = address[address.index(close, offsetBy: 2)...]
+        } else {
+            guard let colon = address.lastIndex(of: ":") else {
+                return "missing port in \(JSONWriter.quote(endpoint)) (expected tcp://HOST:PORT)"
+            }
+            host = address[..<colon]
+            port = address[address.index(after: colon)...]
+            if host.contains(":") { return "an IPv6 host must be in brackets, got \(JSONWriter.quote(endpoint)) (expected tcp://[ADDRESS]:PORT)" }
+        }
+        if host.isEmpty { return "missing host in \(JSONWriter.quote(endpoint)) (expected tcp://HOST:PORT)" }
+        if host.contains(where: { $0.isWhitespace || $0 == "/" }) {
+            return "invalid host \(JSONWriter.quote(String(host))) in \(JSONWriter.quote(endpoint))"
+        }
+        if port == "*" { return nil }
+        guard !port.isEmpty, port.allSatisfy(\.isASCII), port.allSatisfy(\.isNumber), let number = Int(port), (1...65535).contains(number) else {
+            return "port must be 1...65535 or *, got \(JSONWriter.quote(String(port))) in \(JSONWriter.quote(endpoint))"
+        }
+        return nil
+    }
+}
+
+/// Transformer family; decides the Hugging Face architecture `cerm export` writes.
 public enum ModelFamily: String, CaseIterable, Sendable { case llama, qwen2, qwen3 }
 
 /// `[model]`: the transformer's architecture (Llama / Qwen2 / Qwen3 family).
@@ -429,6 +471,15 @@ public struct Config: Sendable, Equatable {
         }
         if model.effectiveHeadDim % 2 != 0 {
             throw fail("model.head_dim", "the head dimension must be even for RoPE, got \(model.effectiveHeadDim)")
+        }
+        // Every prompt carries special tokens (ids up to 263): a smaller embedding table passes
+        // here but fails at the first SFT or RL sequence.
+        if model.vocabSize < ByteTokenizer.vocabularySize {
+            throw fail("model.vocab_size", "must be at least \(ByteTokenizer.vocabularySize) (the byte tokenizer's 256 bytes and "
+                       + "\(ByteTokenizer.Special.allCases.count) special tokens), got \(model.vocabSize)")
+        }
+        if let problem = ClusterConfig.endpointProblem(cluster.endpoint) {
+            throw fail("cluster.endpoint", problem)
         }
         if cluster.heartbeatTimeout <= cluster.heartbeatInterval {
             throw fail("cluster.heartbeat_timeout", "must exceed cluster.heartbeat_interval (\(cluster.heartbeatInterval)), got \(cluster.heartbeatTimeout)")

@@ -40,8 +40,16 @@ public struct SFTTrace: Sendable, Equatable {
         return JSONWriter.object(members)
     }
 
-    /// Streams an SFT trace file, line by line; errors name the file, line and field.
-    public static func stream(path: String, _ body: (SFTTrace) throws -> Void) throws {
+    /// The values `label` may take: `chosen`/`rejected` for pairs, `best`/`other` for
+    /// Best-of-N responses.
+    public static let labels = ["chosen", "rejected", "best", "other"]
+
+    /// Streams an SFT trace file, line by line; errors name the file, line and field. Every
+    /// field but `task_type` (a string or null) is required; `label` must be one of ``labels``.
+    /// With `format`, `criteria` must parse as that format's criteria turn and `evaluation` as
+    /// its evaluation turn for that many criteria: training on text the format's parser rejects
+    /// would teach the model outputs that score nothing in RL and evaluation.
+    public static func stream(path: String, format: (any PromptFormat)? = nil, _ body: (SFTTrace) throws -> Void) throws {
         var reader = try JSONLinesReader(path: path)
         while let (number, bytes) = try reader.next() {
             if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
@@ -60,16 +68,35 @@ public struct SFTTrace: Sendable, Equatable {
             }
             var taskType: String?
             if let value = object["task_type"], value != .null { taskType = try string("task_type") }
-            try body(SFTTrace(id: try string("id"), taskType: taskType, query: try string("query"), criteria: try string("criteria"),
-                              response: try string("response"), evaluation: try string("evaluation"), overall: overall,
-                              label: try string("label")))
+            let trace = SFTTrace(id: try string("id"), taskType: taskType, query: try string("query"), criteria: try string("criteria"),
+                                 response: try string("response"), evaluation: try string("evaluation"), overall: overall,
+                                 label: try string("label"))
+            guard labels.contains(trace.label) else {
+                throw DataError(file: path, line: number, field: "label",
+                                message: "expected " + labels.dropLast().map { JSONWriter.quote($0) }.joined(separator: ", ")
+                                    + " or \(JSONWriter.quote(labels.last!)), got \(JSONWriter.quote(trace.label))")
+            }
+            if let format {
+                func invalid(_ field: String, _ failure: ParseFailure) -> DataError {
+                    DataError(file: path, line: number, field: field,
+                              message: "does not parse as a \(format.name.rawValue)-format \(field) turn (\(failure.rawValue))")
+                }
+                switch format.parseCriteria(text: trace.criteria) {
+                case let .invalid(reason): throw invalid("criteria", reason)
+                case let .valid(criteria):
+                    if case let .invalid(reason) = format.parseEvaluation(text: trace.evaluation, criteriaCount: criteria.items.count) {
+                        throw invalid("evaluation", reason)
+                    }
+                }
+            }
+            try body(trace)
         }
     }
 
-    /// All traces of a file.
-    public static func load(path: String) throws -> [SFTTrace] {
+    /// All traces of a file (``stream(path:format:_:)``).
+    public static func load(path: String, format: (any PromptFormat)? = nil) throws -> [SFTTrace] {
         var traces: [SFTTrace] = []
-        try stream(path: path) { traces.append($0) }
+        try stream(path: path, format: format) { traces.append($0) }
         return traces
     }
 }

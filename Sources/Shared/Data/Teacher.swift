@@ -111,17 +111,22 @@ public struct TeacherErrorProfile: Sendable, Equatable {
     }
 
     /// This profile with `kind=rate` overrides (e.g. `count=0.5`, rate in 0…1), as the
-    /// `--kind-rate` options of `cerm data teacher|sft-traces` give them.
+    /// `--kind-rate` options of `cerm data teacher|sft-traces` give them. A bad override is a
+    /// `CermError.invalid` that quotes it and lists the kinds, e.g. `"bogus=1": unknown kind
+    /// bogus; kinds: count case …` (the caller names the option it came from).
     public func applying(overrides: [String]) throws -> TeacherErrorProfile {
         var profile = self
+        let kinds = "kinds: " + CriterionKind.allCases.map(\.rawValue).joined(separator: " ")
         for text in overrides {
-            let parts = text.split(separator: "=", maxSplits: 1).map(String.init)
-            guard parts.count == 2, let kind = CriterionKind(rawValue: parts[0]) else {
-                let kinds = CriterionKind.allCases.map(\.rawValue).joined(separator: ", ")
-                throw CermError.invalid("error-rate override \"\(text)\": expected KIND=RATE with KIND one of \(kinds)")
+            let parts = text.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+            guard parts.count == 2 else {
+                throw CermError.invalid("\(JSONWriter.quote(text)): expected KIND=RATE; \(kinds)")
+            }
+            guard let kind = CriterionKind(rawValue: parts[0]) else {
+                throw CermError.invalid("\(JSONWriter.quote(text)): unknown kind \(parts[0]); \(kinds)")
             }
             guard let rate = Double(parts[1]), (0...1).contains(rate) else {
-                throw CermError.invalid("error-rate override \"\(text)\": the rate must be a number in 0…1")
+                throw CermError.invalid("\(JSONWriter.quote(text)): the rate must be a number in 0…1")
             }
             profile.missRates[kind] = rate
         }

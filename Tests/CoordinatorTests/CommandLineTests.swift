@@ -1,0 +1,165 @@
+import Engine
+import Foundation
+import Shared
+import Testing
+@testable import Coordinator
+
+/// The `cerm` executable as a user runs it: messages and files of single commands.
+@Suite struct CommandLineTests {
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+        var stderrLines: [String] { stderr.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) }
+    }
+
+    /// Runs `cerm ARGUMENTS` in `directory`; nil (with an issue recorded) without a built binary.
+    static func cerm(_ arguments: [String], in directory: String) throws -> Result? {
+        guard let binary = KillResumeTests.cermBinary else {
+            Issue.record("no cerm binary under .build/{debug,release}: run `swift build --build-tests` first")
+            return nil
+        }
+        let out = (directory as NSString).appendingPathComponent(".stdout"), err = (directory as NSString).appendingPathComponent(".stderr")
+        for path in [out, err] { _ = FileManager.default.createFile(atPath: path, contents: nil) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        // Files, not pipes: a full pipe would block the child before it exits.
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
+        try process.run()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, stdout: try String(contentsOfFile: out, encoding: .utf8),
+                      stderr: try String(contentsOfFile: err, encoding: .utf8))
+    }
+
+    /// `text` with every run of whitespace as one space (help text is wrapped to the terminal).
+    static func words(_ text: String) -> String {
+        text.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+    }
+
+    static func directory(_ label: String, config: String = "") throws -> String {
+        let dir = try makeTemporaryDirectory("cli-\(label)")
+        try config.write(toFile: (dir as NSString).appendingPathComponent("c.toml"), atomically: true, encoding: .utf8)
+        return dir
+    }
+
+    /// `cerm eval` without --data writes the synthetic task into data.dir when it is missing,
+    /// and says so (it used to do it silently); a second run finds the files and says nothing.
+    @Test func evalLogsTheSyntheticTaskItGenerates() throws {
+        let dir = try Self.directory("eval-generates", config: "[data]\nsynth_train = 6\nsynth_eval = 3\n")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        guard let first = try Self.cerm(["eval", "--teacher", "--config", "c.toml", "--threads", "1"], in: dir) else { return }
+        #expect(first.status == 0)
+        let generated = first.stderrLines.filter { $0.hasPrefix("generated ") }
+        #expect(generated == ["generated data/synth/train.jsonl", "generated data/synth/eval.jsonl", "generated data/synth/bo4.jsonl"])
+        for file in ["train", "eval", "bo4"] {
+            #expect(FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent("data/synth/\(file).jsonl")))
+        }
+        let second = try #require(try Self.cerm(["eval", "--teacher", "--config", "c.toml", "--threads", "1"], in: dir))
+        #expect(second.status == 0)
+        #expect(!second.stderr.contains("generated "))
+
+        let help = try #require(try Self.cerm(["eval", "--help"], in: dir))
+        #expect(Self.words(help.stdout).contains("is missing, the synthetic task (data.synth_train, data.synth_eval, data.synth_seed) is "
+                                                 + "written into data.dir first, as `cerm sft` does, and each file written is logged to "
+                                                 + "stderr as \"generated PATH\"."))
+    }
+
+    /// A bad `--kind-rate` names the option, lowercase `error:` like every other command's
+    /// errors, and the usage-error status; it is refused before any data is read.
+    @Test(arguments: ["teacher", "sft-traces"])
+    func badKindRateNamesTheOption(subcommand: String) throws {
+        let dir = try Self.directory("kind-rate")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var arguments = ["data", subcommand, "--data", "missing.jsonl", "--kind-rate", "count=0.5", "--kind-rate", "bogus=1"]
+        if subcommand == "sft-traces" { arguments += ["--out", "traces.jsonl"] }
+        guard let result = try Self.cerm(arguments, in: dir) else { return }
+        #expect(result.status == 64)
+        #expect(result.stderr == "error: --kind-rate \"bogus=1\": unknown kind bogus; "
+                + "kinds: count case separator topic distinct arithmetic format transform length\n")
+        #expect(result.stdout.isEmpty)
+    }
+
+    /// `cerm data synth --config F` takes data.dir and data.synth_* from F, as `cerm sft` and
+    /// `cerm eval` generate them; an option overrides its key; without --config the built-in
+    /// defaults apply.
+    @Test func synthTakesItsDefaultsFromTheConfig() throws {
+        let dir = try Self.directory("synth-config", config: "[data]\ndir = \"mine\"\nsynth_train = 5\nsynth_eval = 2\nsynth_seed = 9\n")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        guard let fromConfig = try Self.cerm(["data", "synth", "--config", "c.toml"], in: dir) else { return }
+        #expect(fromConfig.status == 0)
+        #expect(fromConfig.stdout == """
+            train: 5 pairs, eval: 2 pairs, best-of-4: 2 items (seed 9)
+            wrote mine/train.jsonl
+            wrote mine/eval.jsonl
+            wrote mine/bo4.jsonl
+
+            """)
+        // The same files `cerm sft`/`cerm eval` generate for this config.
+        var data = try Config.load(path: (dir as NSString).appendingPathComponent("c.toml")).data
+        data.dir = (dir as NSString).appendingPathComponent("by-sft")
+        (data.train, data.eval, data.bestOfN) = (data.dir + "/train.jsonl", data.dir + "/eval.jsonl", data.dir + "/bo4.jsonl")
+        #expect(try SFTData.ensureSynthetic(data) == [data.train, data.eval, data.bestOfN])
+        for name in ["train", "eval", "bo4"] {
+            let bySynth = try Data(contentsOf: URL(fileURLWithPath: (dir as NSString).appendingPathComponent("mine/\(name).jsonl")))
+            #expect(try Data(contentsOf: URL(fileURLWithPath: data.dir + "/\(name).jsonl")) == bySynth)
+        }
+
+        let overridden = try #require(try Self.cerm(["data", "synth", "--config", "c.toml", "--train", "3", "--seed", "7", "--out", "other"], in: dir))
+        #expect(overridden.stdout.hasPrefix("train: 3 pairs, eval: 2 pairs, best-of-4: 2 items (seed 7)\nwrote other/train.jsonl\n"))
+
+        let bad = try #require(try Self.cerm(["data", "synth", "--config", "missing.toml"], in: dir))
+        #expect(bad.status == 2 && bad.stderr.hasPrefix("error: missing.toml: cannot read file"))
+    }
+
+    /// DATA.md's example: with seed 7 and the default --eval 200, the first train pair.
+    @Test func synthDocumentedFirstTrainPair() throws {
+        let dir = try Self.directory("synth-example")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        guard let result = try Self.cerm(["data", "synth", "--out", "d", "--train", "1"], in: dir) else { return }
+        #expect(result.stdout.hasPrefix("train: 1 pairs, eval: 200 pairs, best-of-4: 200 items (seed 7)\n"))
+        let first = try String(contentsOfFile: (dir as NSString).appendingPathComponent("d/train.jsonl"), encoding: .utf8)
+        #expect(first == #"{"id":"train-0","query":"List 4 tools in uppercase, separated by \"/\".","chosen":"CHISEL/SAW/AXE/SPADE","rejected":"CHISEL/Saw/AXE/SPADE","task_type":"list"}"# + "\n")
+    }
+
+    /// `cerm export` prints the number of tensors model.safetensors holds (not the checkpoint's
+    /// reference.* tensors too); `inspect` and `export` take SFT weights files as well.
+    @Test func exportAndInspectOfCheckpointsAndSFTWeights() throws {
+        let dir = try Self.directory("export-inspect")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let config = HuggingFaceExportTests.tinyConfig(.qwen3)
+        let policy = ModelWeights(config: config, seed: 3, initStd: 0.1)
+        let named = { (prefix: String) in
+            try policy.layout.tensors(of: policy.values).map { NamedTensor(name: prefix + $0.name, shape: $0.shape, values: $0.values) }
+        }
+        let parameters = policy.layout.specs.count
+        try CheckpointWriter(directory: dir, keepLast: 1).write(TrainingState(
+            step: 5, policyVersion: 5, tensors: try named("") + named(GRPOLearner.referencePrefix), modelConfigJSON: config.jsonString()))
+        try policy.save(to: (dir as NSString).appendingPathComponent("model.h5"))
+
+        guard let checkpoint = try Self.cerm(["export", "step_5.h5", "--out", "hf"], in: dir) else { return }
+        #expect(checkpoint.status == 0)
+        #expect(checkpoint.stdout == "exported step 5 (\(parameters) tensors) from step_5.h5\n  hf/model.safetensors\n  hf/config.json\n")
+        let sft = try #require(try Self.cerm(["export", "model.h5", "--out", "hf-sft"], in: dir))
+        #expect(sft.status == 0)
+        #expect(sft.stdout == "exported SFT weights (\(parameters) tensors) from model.h5\n  hf-sft/model.safetensors\n  hf-sft/config.json\n")
+        let configJSON = try HuggingFaceExport.configJSON(for: config, source: "")
+        #expect(try String(contentsOfFile: (dir as NSString).appendingPathComponent("hf/config.json"), encoding: .utf8) == configJSON)
+        #expect(try String(contentsOfFile: (dir as NSString).appendingPathComponent("hf-sft/config.json"), encoding: .utf8) == configJSON)
+
+        let inspected = try #require(try Self.cerm(["inspect", "model.h5"], in: dir))
+        #expect(inspected.status == 0)
+        let lines = inspected.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.count == 4 + parameters + 2)
+        #expect(lines.first?.hasPrefix("file             model.h5 (") == true)
+        #expect(Array(lines[1...3]) == ["format           SFT weights file (no step, optimizer state, data cursor or config)",
+                                        "checksum         \(CheckpointFormat.hex(policy.checksum)) OK",
+                                        "model tensors    \(parameters) (\(policy.values.count) values)"])
+        #expect(lines.suffix(2) == ["tokenizer        \(ByteTokenizer().description)", "model config     \(config.jsonString())"])
+
+        let resumed = try #require(try Self.cerm(["export", "nothing.h5", "--out", "x"], in: dir))
+        #expect(resumed.status == 2 && resumed.stderr == "error: checkpoint nothing.h5: no such file\n")
+    }
+}
