@@ -136,4 +136,50 @@ import Testing
         config.data.train = "/nonexistent/train.jsonl"
         #expect(try DatasetPairSource(config: config).pairs == pairs)
     }
+
+    /// A pair whose prompts cannot fit `model.max_seq_len` before generating is a data error
+    /// naming file, line and field; under `data.skip_bad` it is skipped and reported like any
+    /// bad line, and the other pairs load.
+    @Test func pairsWhosePromptsCannotFitAreDataErrors() throws {
+        let directory = try makeTemporaryDirectory("pairs-fit")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = (directory as NSString).appendingPathComponent("train.jsonl")
+        var config = Config()
+        config.data.train = path
+        config.curation.enabled = false
+        config.model.maxSeqLen = 128
+        let long = String(repeating: "x", count: 200)
+        let pairs = [
+            PreferencePair(id: "a", query: "fine", chosen: "good", rejected: "bad"),
+            PreferencePair(id: "b", query: long, chosen: "good", rejected: "bad"),
+            PreferencePair(id: "c", query: "fine", chosen: "good", rejected: long),
+            PreferencePair(id: "d", query: "also fine", chosen: "good", rejected: "bad"),
+        ]
+        try (pairs.map(\.jsonLine).joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        let format = makePromptFormat(config.rollout.format)
+        let criteria = format.criteriaPrompt(query: long).count
+        let evaluation = format.evaluationPrompt(criteriaPrompt: format.criteriaPrompt(query: "fine"), criteriaOutput: [], response: long).count
+        #expect(criteria > 128 && evaluation > 128)
+        let lineTwo = DataError(file: path, line: 2, field: "query", message: "the criteria prompt needs \(criteria) tokens, model.max_seq_len is 128")
+        let lineThree = DataError(file: path, line: 3, field: "rejected", message: "the evaluation prompt needs \(evaluation) tokens, model.max_seq_len is 128")
+        #expect(lineTwo.description == "\(path):2: query: the criteria prompt needs \(criteria) tokens, model.max_seq_len is 128")
+        #expect(throws: lineTwo) { _ = try DatasetPairSource(config: config) }
+
+        config.data.skipBad = true
+        let skipping = try DatasetPairSource(config: config)
+        #expect(skipping.pairs == [pairs[0], pairs[3]])
+        #expect(skipping.skipped == [lineTwo, lineThree])
+        #expect(skipping.skippedLinesReport().last == "skipped \(lineThree)")
+        let loaded = try PreferenceLoader(skipBad: true, recordCheck: DatasetPairSource.promptFitCheck(config: config)).loadPairs(path: path)
+        #expect(loaded.report.skipped == [lineTwo, lineThree])
+
+        // par mode checks the judgment prompts instead.
+        config.reward.mode = .par
+        config.model.maxSeqLen = 400
+        let judgment = ParFormat().prompt(query: "fine", response: long).count
+        let check = DatasetPairSource.promptFitCheck(config: config)
+        #expect(check(.pair(pairs[2]))?.field == "rejected")
+        #expect(check(.pair(pairs[2]))?.message == "the judgment prompt needs \(judgment) tokens, model.max_seq_len is 400")
+        #expect(check(.pair(pairs[0])) == nil)
+    }
 }

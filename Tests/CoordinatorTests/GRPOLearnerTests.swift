@@ -233,6 +233,46 @@ enum LearnerFixture {
         }
     }
 
+    /// A pair whose criteria prompt does not fit `model.max_seq_len`: an honest worker returns
+    /// empty trajectories with finish `context` (docs/PROTOCOL.md §7). The learner scores them as
+    /// invalid output (reward 0, no evaluations) and trains on the rest instead of failing.
+    @Test func contextFinishedEmptyTrajectoriesAreInvalidOutputNotAnError() throws {
+        let config = LearnerFixture.config()
+        let learner = try GRPOLearner(config: config)
+        let long = TaskPair(pairID: 5, query: String(repeating: "q", count: 300), responses: ["a", "b"])
+        let pairs = LearnerFixture.pairs + [long]
+        let plan = RolloutPlan(config: config.rollout, runSeed: config.run.seed, step: 1)
+        let criteria = plan.criteriaRequests(for: long)
+        #expect(criteria.count == 2)
+        #expect(criteria[0].promptTokens.count > config.model.maxSeqLen + 1)
+        let empty = criteria.map {
+            Trajectory(id: $0.id, promptTokenCount: UInt32($0.promptTokens.count), tokens: [], behaviourLogprobs: [],
+                       referenceLogprobs: [], finishReason: .context, text: "")
+        }
+        let honest = try LearnerFixture.rollouts(config: config, policy: learner.policy, step: 1)
+        let rollouts = StepRollouts(step: 1, trajectories: (honest.trajectories + empty).sorted { $0.id < $1.id },
+                                    versionByPair: honest.versionByPair.merging([5: 0]) { a, _ in a })
+        let before = try learner.currentWeights()
+        let metrics = try learner.update(step: 1, pairs: pairs, rollouts: rollouts)
+        #expect(learner.policyVersion == 1)
+        #expect(try learner.currentWeights() != before)
+        // 2 × (2 criteria + 8 evaluations) valid outcomes, 2 invalid criteria of pair 5.
+        #expect(metrics.validFormatRate == 20.0 / 22.0)
+        #expect(metrics.trajectories == 22)
+
+        // A non-empty output that overruns the context is still refused (no honest worker sends it).
+        var overrun = empty[0]
+        overrun.tokens = [1]
+        overrun.behaviourLogprobs = [-1]
+        overrun.referenceLogprobs = [-1]
+        let bad = StepRollouts(step: 2, trajectories: (honest.trajectories + [overrun, empty[1]]).sorted { $0.id < $1.id },
+                               versionByPair: rollouts.versionByPair)
+        let length = criteria[0].promptTokens.count + 1
+        #expect(throws: GRPOLearnerError.sequenceTooLong(step: 2, trajectory: overrun.id, length: length, maxSeqLen: 256)) {
+            try learner.update(step: 2, pairs: pairs, rollouts: bad)
+        }
+    }
+
     @Test func checkpointRoundTripGivesTheSameNextUpdate() throws {
         let config = LearnerFixture.config()
         let original = try GRPOLearner(config: config)

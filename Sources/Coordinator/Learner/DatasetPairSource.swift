@@ -33,8 +33,41 @@ public struct DatasetPairSource: PairSource {
         if config.curation.enabled, !FileManager.default.fileExists(atPath: path) {
             throw CermError.io(path: path, reason: "curation.enabled is true but the curated pairs are missing: run `cerm curate` (which `cerm pipeline` does after SFT) or set curation.enabled = false to train on data.train")
         }
-        let loaded = try PreferenceLoader(format: config.data.format, skipBad: config.data.skipBad).loadPairs(path: path)
+        let loader = PreferenceLoader(format: config.data.format, skipBad: config.data.skipBad,
+                                      recordCheck: Self.promptFitCheck(config: config))
+        let loaded = try loader.loadPairs(path: path)
         try self.init(pairs: loaded.pairs, runSeed: config.run.seed, source: path, skipped: loaded.report.skipped)
+    }
+
+    /// A record check for ``PreferenceLoader``: a record one of whose prompts is longer than
+    /// `model.max_seq_len` before anything is generated (``RolloutPlan/oversizedPrompt(for:mode:maxSeqLen:)``)
+    /// is a data error `FILE:LINE: FIELD: the … prompt needs N tokens, model.max_seq_len is M`;
+    /// such a pair could only ever yield empty trajectories.
+    public static func promptFitCheck(config: Config) -> @Sendable (PreferenceRecord) -> (field: String, message: String)? {
+        let plan = RolloutPlan(config: config.rollout, runSeed: config.run.seed, step: 0)
+        let mode = config.reward.mode
+        let maxSeqLen = config.model.maxSeqLen
+        return { record in
+            let item: RolloutItem
+            let fields: [String]
+            switch record {
+            case let .pair(pair):
+                item = RolloutItem(pairID: 0, query: pair.query, chosen: pair.chosen, rejected: pair.rejected)
+                fields = ["chosen", "rejected"]
+            case let .bestOfN(best):
+                item = RolloutItem(pairID: 0, query: best.query, responses: best.responses)
+                fields = best.responses.indices.map { "responses[\($0)]" }
+            }
+            guard let oversized = plan.oversizedPrompt(for: item, mode: mode, maxSeqLen: maxSeqLen) else { return nil }
+            let field = oversized.responseIndex.map { fields[$0] } ?? "query"
+            let prompt = switch oversized.stage {
+            case .criteria: "criteria"
+            case .evaluation: "evaluation"
+            case .judgment: "judgment"
+            case .comparison: "comparison"
+            }
+            return (field, "the \(prompt) prompt needs \(oversized.tokens) tokens, model.max_seq_len is \(maxSeqLen)")
+        }
     }
 
     /// Serves `pairs` (ids = indices) with epochs seeded from `runSeed`. Throws when empty.

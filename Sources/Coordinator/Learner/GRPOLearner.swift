@@ -406,8 +406,9 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
             throw GRPOLearnerError.tokenOutOfVocabulary(step: step, trajectory: id, index: index, token: token,
                                                         vocabSize: modelConfig.vocabSize)
         }
-        // The forward reads every token but the last.
-        guard prompt.count + n - 1 <= modelConfig.maxSeqLen else {
+        // The forward reads every token but the last. An empty output (a prompt that did not
+        // fit the context: finish `context`) is scored as invalid output and never forwarded.
+        guard n == 0 || prompt.count + n - 1 <= modelConfig.maxSeqLen else {
             throw GRPOLearnerError.sequenceTooLong(step: step, trajectory: id, length: prompt.count + n, maxSeqLen: modelConfig.maxSeqLen)
         }
         return PreparedTrajectory(

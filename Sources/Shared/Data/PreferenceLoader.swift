@@ -24,10 +24,16 @@ public struct LoadReport: Sendable, Equatable {
 public struct PreferenceLoader: Sendable {
     public var format: DataFormat
     public var skipBad: Bool
+    /// An extra check of each parsed record (e.g. that its prompts fit the model): a non-nil
+    /// (field, message) makes the line bad like any other ``DataError`` (skipped and reported
+    /// under `skipBad`).
+    public var recordCheck: (@Sendable (PreferenceRecord) -> (field: String, message: String)?)?
 
-    public init(format: DataFormat = .auto, skipBad: Bool = false) {
+    public init(format: DataFormat = .auto, skipBad: Bool = false,
+                recordCheck: (@Sendable (PreferenceRecord) -> (field: String, message: String)?)? = nil) {
         self.format = format
         self.skipBad = skipBad
+        self.recordCheck = recordCheck
     }
 
     /// Reads `path` line by line and hands each record to `body`, in file order.
@@ -52,6 +58,9 @@ public struct PreferenceLoader: Sendable {
                                          defaultID: "\(defaultIDPrefix):\(number)")
                 if let first = firstLineOfID[record.id] {
                     throw DataError(file: path, line: number, field: "id", message: "duplicate id \"\(record.id)\" (first at line \(first))")
+                }
+                if let recordCheck, let problem = recordCheck(record) {
+                    throw DataError(file: path, line: number, field: problem.field, message: problem.message)
                 }
                 fileFormat = lineFormat
             } catch {

@@ -237,3 +237,44 @@ public struct RolloutPlan: Sendable {
         }
     }
 }
+
+/// A prompt of an item that cannot fit the model's context even before generating.
+public struct OversizedPrompt: Sendable, Equatable {
+    /// The stage whose prompt is too long.
+    public var stage: TrajectoryStage
+    /// The response the prompt judges (nil for the criteria prompt and for comparisons).
+    public var responseIndex: Int?
+    /// Prompt tokens needed.
+    public var tokens: Int
+}
+
+extension RolloutPlan {
+    /// The first prompt of `item` under reward `mode` that is longer than `maxSeqLen` tokens,
+    /// or nil when all fit. Such a prompt can never be sampled: the worker returns an empty
+    /// trajectory with finish `context`. In `cerm` mode the criteria prompt of the query is
+    /// checked, then each response's evaluation prompt after an *empty* criteria output (the
+    /// shortest that prompt can be; real criteria only add to it).
+    public func oversizedPrompt(for item: RolloutItem, mode: RewardMode, maxSeqLen: Int) -> OversizedPrompt? {
+        switch mode {
+        case .cerm:
+            let criteria = format.criteriaPrompt(query: item.query)
+            if criteria.count > maxSeqLen { return OversizedPrompt(stage: .criteria, responseIndex: nil, tokens: criteria.count) }
+            for (index, response) in item.responses.enumerated() {
+                let count = format.evaluationPrompt(criteriaPrompt: criteria, criteriaOutput: [], response: response).count
+                if count > maxSeqLen { return OversizedPrompt(stage: .evaluation, responseIndex: index, tokens: count) }
+            }
+        case .par:
+            for (index, response) in item.responses.enumerated() {
+                let count = ParFormat().prompt(query: item.query, response: response).count
+                if count > maxSeqLen { return OversizedPrompt(stage: .judgment, responseIndex: index, tokens: count) }
+            }
+        case .pairwise:
+            guard item.responses.count == 2 else { return nil }
+            let count = [true, false].map {
+                PairwiseFormat().prompt(query: item.query, chosen: item.responses[0], rejected: item.responses[1], chosenIsA: $0).count
+            }.max() ?? 0
+            if count > maxSeqLen { return OversizedPrompt(stage: .comparison, responseIndex: nil, tokens: count) }
+        }
+        return nil
+    }
+}
