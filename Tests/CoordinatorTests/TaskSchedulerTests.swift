@@ -388,4 +388,114 @@ extension TaskScheduler {
         #expect(TaskScheduler.milliseconds(.nan) == 1)
         #expect(TaskScheduler.milliseconds(1e12) == .max)
     }
+
+}
+
+extension TaskSchedulerTests {
+    // MARK: Results against the rollout plan
+
+    /// nc = 1, ne = 1, compact format, a small context.
+    static func planConfig() -> Config {
+        var config = Config()
+        config.rollout.format = .compact
+        config.rollout.nc = 1
+        config.rollout.ne = 1
+        config.model.vocabSize = 264
+        config.model.maxSeqLen = 200
+        config.cluster.pairsPerTask = 1
+        return config
+    }
+
+    static let planPair = TaskPair(pairID: 1, query: "add 2 3", responses: ["5", "6"])
+
+    /// What an honest worker returns for `planPair` at `step`: criteria that parse (`criteria`
+    /// overrides the output) and, if they parse, both evaluations.
+    static func honestTrajectories(config: Config, step: UInt64, criteria: [TokenID]? = nil) -> [Trajectory] {
+        let format = CompactFormat()
+        let plan = RolloutPlan(config: config.rollout, runSeed: config.run.seed, step: step)
+        let output = criteria ?? format.outputTokens(text: format.criteriaText(analysis: "a", items: ["c1"]))
+        func trajectory(_ request: RolloutRequest, _ tokens: [TokenID]) -> Trajectory {
+            Trajectory(id: request.id, promptTokenCount: UInt32(request.promptTokens.count), tokens: tokens.map { UInt32($0) },
+                       behaviourLogprobs: tokens.map { _ in -0.5 }, referenceLogprobs: tokens.map { _ in -0.6 }, finishReason: .stop, text: "")
+        }
+        let evaluation = format.outputTokens(text: format.evaluationText(items: [ScoredItem(analysis: "ok", score: 3)], otherPoint: nil, overall: 6))
+        return plan.criteriaRequests(for: planPair).map { trajectory($0, output) }
+            + plan.evaluationRequests(for: planPair, criteriaOutputs: [output]).requests.map { trajectory($0, evaluation) }
+    }
+
+    /// A protocol-valid RESULT inconsistent with the rollout plan is dropped at acceptance with
+    /// the reason (so the learner never sees it), its task re-queued, and the worker's rejected
+    /// results counted; the honest result is accepted.
+    @Test func resultsAreCheckedAgainstTheRolloutPlan() throws {
+        let config = Self.planConfig()
+        var settings = SchedulerSettings(config: config)
+        #expect(settings.resultCheck == RolloutResultCheck(config: config))
+        settings.configHash = 0xC0FFEE
+        let clock = ManualClock()
+        var s = Self.scheduler(settings, credit: 1, clock: clock)
+        try s.openStep(1, pairs: [Self.planPair])
+        let honest = Self.honestTrajectories(config: config, step: 1)
+        #expect(honest.count == 3)
+        let criteriaPrompt = Int(honest[0].promptTokenCount)
+
+        /// Sends `trajectories` for the task in flight; returns the outcome and gives credit again.
+        func answer(_ trajectories: [Trajectory]) -> ResultOutcome {
+            let task = s.dispatch(now: 0)[0].task
+            defer { s.handle(ready: 1, from: Self.alice, now: 0) }
+            return s.handle(result: ResultMessage(taskID: task.taskID, policyVersion: task.policyVersion, trajectories: trajectories),
+                            from: Self.alice, now: 0)
+        }
+        func dropped(_ task: UInt64, _ reason: String) -> ResultOutcome {
+            .dropped(taskID: task, reason: .invalidTrajectories(reason), requeuedAs: task + 1)
+        }
+
+        var wrongPrompt = honest
+        wrongPrompt[0].promptTokenCount += 2
+        #expect(answer(wrongPrompt) == dropped(1, "pair 1 criteria c0 r0 s0: generated after a \(criteriaPrompt + 2)-token prompt but the rollout plan rebuilds \(criteriaPrompt) tokens"))
+        #expect(s.registry.worker(Self.alice)?.rejectedResults == 1)
+
+        // Criteria that do not parse have no evaluations; sending them anyway is refused.
+        var unparsed = Self.honestTrajectories(config: config, step: 1, criteria: CompactFormat().outputTokens(text: "no criteria"))
+        #expect(unparsed.count == 1)
+        unparsed += honest.dropFirst().map { t -> Trajectory in
+            var t = t
+            t.promptTokenCount = UInt32(CompactFormat().evaluationPrompt(criteriaPrompt: RolloutPlan(config: config.rollout, runSeed: config.run.seed, step: 1).criteriaRequests(for: Self.planPair)[0].promptTokens,
+                                                                         criteriaOutput: unparsed[0].tokens.map { TokenID($0) }, response: Self.planPair.responses[t.id.responseIndex]).count)
+            return t
+        }
+        #expect(answer(unparsed) == dropped(2, "pair 1 evaluation c0 r0 s0 is not in the rollout plan: criteria set c0 does not parse, so it has no evaluations"))
+
+        // Valid criteria, evaluations left out: the plan asks for them.
+        #expect(answer(Array(honest.prefix(1))) == dropped(3, "pair 1 evaluation c0 r0 s0 is missing (the rollout plan asks for 3 trajectories of pair 1, the result has 1)"))
+
+        var outOfVocabulary = honest
+        outOfVocabulary[2].tokens[1] = 300
+        #expect(answer(outOfVocabulary) == dropped(4, "pair 1 evaluation c0 r1 s0: generated token 1 is 300, outside the vocabulary of 264"))
+
+        var counts = honest
+        counts[1].referenceLogprobs.removeLast()
+        let n = counts[1].tokens.count
+        #expect(answer(counts) == dropped(5, "pair 1 evaluation c0 r0 s0: \(n) generated tokens but \(n) behaviour and \(n - 1) reference log-probs"))
+
+        var long = honest
+        long[1].tokens += [UInt32](repeating: 65, count: 200)
+        long[1].behaviourLogprobs += [Float](repeating: -1, count: 200)
+        long[1].referenceLogprobs += [Float](repeating: -1, count: 200)
+        let evaluationPrompt = Int(honest[1].promptTokenCount)
+        #expect(answer(long) == dropped(6, "pair 1 evaluation c0 r0 s0: prompt + output is \(evaluationPrompt + n + 200) tokens, model.max_seq_len is 200"))
+
+        #expect(s.registry.worker(Self.alice)?.rejectedResults == 6)
+        #expect(s.statistics.droppedInvalid == 6)
+        #expect(answer(honest) == .accepted(taskID: 7, step: 1, stepComplete: true))
+        #expect(s.takeCompletedStep(1)?.trajectories == honest.sorted { $0.id < $1.id })
+
+        // An empty output after a prompt that does not fit is what an honest worker returns.
+        try s.openStep(2, pairs: [TaskPair(pairID: 4, query: String(repeating: "q", count: 250), responses: ["a", "b"])])
+        let plan = RolloutPlan(config: config.rollout, runSeed: config.run.seed, step: 2)
+        let request = plan.criteriaRequests(for: TaskPair(pairID: 4, query: String(repeating: "q", count: 250), responses: ["a", "b"]))[0]
+        #expect(request.promptTokens.count > 201)
+        let empty = Trajectory(id: request.id, promptTokenCount: UInt32(request.promptTokens.count), tokens: [], behaviourLogprobs: [],
+                               referenceLogprobs: [], finishReason: .context, text: "")
+        #expect(answer([empty]) == .accepted(taskID: 8, step: 2, stepComplete: true))
+    }
 }

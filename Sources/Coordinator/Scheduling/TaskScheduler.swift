@@ -58,10 +58,14 @@ public struct SchedulerSettings: Equatable, Sendable {
     public var maxMessageBytes: Int
     /// When set, each result must hold exactly these trajectories per pair.
     public var expectedRollout: ExpectedRollout?
+    /// When set, each result is checked against the rollout plan of its step (steps opened with
+    /// their pairs, ``TaskScheduler/openStep(_:pairs:)``): trajectory set, prompt lengths,
+    /// log-prob counts, vocabulary, context length.
+    public var resultCheck: RolloutResultCheck?
 
     public init(mode: RolloutMode = .sync, maxStaleness: UInt64 = 1, pairsPerTask: Int = 1, heartbeatInterval: Double = 1,
                 heartbeatTimeout: Double = 10, configHash: UInt64 = 0, maxMessageBytes: Int = 64 << 20,
-                expectedRollout: ExpectedRollout? = nil) {
+                expectedRollout: ExpectedRollout? = nil, resultCheck: RolloutResultCheck? = nil) {
         self.mode = mode
         self.maxStaleness = maxStaleness
         self.pairsPerTask = max(1, pairsPerTask)
@@ -70,16 +74,19 @@ public struct SchedulerSettings: Equatable, Sendable {
         self.configHash = configHash
         self.maxMessageBytes = maxMessageBytes
         self.expectedRollout = expectedRollout
+        self.resultCheck = resultCheck
     }
 
-    /// The settings `[cluster]`, `[rollout]` and `[reward]` imply. The exact trajectory set is
-    /// checked for the two-stage `cerm` reward mode (preference pairs: 2 responses).
+    /// The settings `[cluster]`, `[rollout]`, `[reward]` and `[model]` imply. The exact
+    /// trajectory set is checked for the two-stage `cerm` reward mode (preference pairs: 2
+    /// responses), and every result against the rollout plan (``RolloutResultCheck``).
     public init(config: Config) {
         self.init(mode: config.cluster.mode, maxStaleness: UInt64(config.cluster.maxStaleness),
                   pairsPerTask: config.cluster.pairsPerTask, heartbeatInterval: config.cluster.heartbeatInterval,
                   heartbeatTimeout: config.cluster.heartbeatTimeout, configHash: config.hash,
                   maxMessageBytes: config.cluster.maxMessageBytes,
-                  expectedRollout: config.reward.mode == .cerm ? .twoStage(nc: config.rollout.nc, ne: config.rollout.ne, responses: 2) : nil)
+                  expectedRollout: config.reward.mode == .cerm ? .twoStage(nc: config.rollout.nc, ne: config.rollout.ne, responses: 2) : nil,
+                  resultCheck: RolloutResultCheck(config: config))
     }
 }
 
@@ -222,6 +229,8 @@ public struct TaskScheduler: Sendable {
         var pendingPairs: Set<UInt64>
         var trajectories: [Trajectory] = []
         var versionByPair: [UInt64: UInt64] = [:]
+        /// The pairs' prompt material, when the step was opened with it (result checks).
+        var pairs: [UInt64: TaskPair] = [:]
     }
 
     private var nextTaskID: UInt64 = 1
@@ -321,6 +330,13 @@ public struct TaskScheduler: Sendable {
         }
     }
 
+    /// Opens a step with its pairs' prompt material, so results can be checked against the
+    /// rollout plan (``SchedulerSettings/resultCheck``); otherwise as ``openStep(_:pairIDs:)``.
+    public mutating func openStep(_ step: UInt64, pairs: [TaskPair]) throws(SchedulerError) {
+        try openStep(step, pairIDs: pairs.map(\.pairID))
+        steps[step]?.pairs = Dictionary(pairs.map { ($0.pairID, $0) }, uniquingKeysWith: { first, _ in first })
+    }
+
     /// The learner published `version`. Tasks dispatched from now on carry it; in-flight tasks
     /// keep theirs and are judged by the staleness rule when they come back.
     public mutating func advancePolicy(to version: UInt64) throws(SchedulerError) {
@@ -376,7 +392,10 @@ public struct TaskScheduler: Sendable {
             rejection = .invalidTrajectories(problem)
         }
         if let rejection {
-            if case .stale = rejection { statistics.droppedStale += 1 } else { statistics.droppedInvalid += 1 }
+            if case .stale = rejection { statistics.droppedStale += 1 } else {
+                statistics.droppedInvalid += 1
+                registry.noteRejectedResult(from: peer)
+            }
             let requeued = requeue(tasks: [task]).first
             return .dropped(taskID: taskID, reason: rejection, requeuedAs: requeued)
         }
@@ -461,6 +480,11 @@ public struct TaskScheduler: Sendable {
             let got = byPair[pair] ?? []
             if got.isEmpty { return "no trajectories for pair \(pair)" }
             if let problem = settings.expectedRollout?.problem(with: got, pairID: pair) { return problem }
+        }
+        if let check = settings.resultCheck, let known = steps[task.step]?.pairs, !known.isEmpty {
+            let pairs = task.pairIDs.compactMap { known[$0] }
+            guard pairs.count == task.pairIDs.count else { return "task \(task.taskID) names pairs the step does not hold" }
+            return check.problem(step: task.step, pairs: pairs, trajectories: trajectories)
         }
         return nil
     }

@@ -14,6 +14,8 @@ public struct WorkerRecord: Equatable, Sendable {
     public internal(set) var liveness: PeerLiveness
     /// Registration order; breaks ties when choosing a worker.
     public let sequence: UInt64
+    /// Results of this worker dropped as invalid or malformed (not stale or late ones).
+    public internal(set) var rejectedResults = 0
 }
 
 /// Registered workers by routing id, with credit, in-flight tasks and liveness (zguide's
@@ -102,6 +104,9 @@ public struct WorkerRegistry: Sendable {
         record.inFlight.insert(taskID)
         records[peer] = record
     }
+
+    /// Counts a result of `peer` dropped as invalid or malformed.
+    mutating func noteRejectedResult(from peer: RoutingID) { records[peer]?.rejectedResults += 1 }
 
     /// Removes `taskID` from `peer`'s in-flight set; false if it was not there.
     mutating func release(_ taskID: UInt64, from peer: RoutingID) -> Bool {

@@ -544,7 +544,7 @@ private final class SocketLoop {
                 }
             case let .open(step, pairs):
                 do {
-                    try scheduler.openStep(step, pairIDs: pairs.map(\.pairID))
+                    try scheduler.openStep(step, pairs: pairs)
                     pairsByStep[step] = Dictionary(pairs.map { ($0.pairID, $0) }, uniquingKeysWith: { first, _ in first })
                 } catch {
                     // The learner thread opens steps in order with unique pairs; this is a bug.
@@ -579,7 +579,14 @@ private final class SocketLoop {
                     mailbox.complete(rollouts)
                 }
             case let .dropped(taskID, reason, requeuedAs):
-                logger.notice("dropped RESULT of task \(taskID) from \(worker): \(reason)")
+                switch reason {
+                case .versionMismatch, .invalidTrajectories:
+                    let rejected = scheduler.registry.worker(peer)?.rejectedResults ?? 0
+                    let requeue = requeuedAs.map { "re-queued as task \($0)" } ?? "not re-queued"
+                    logger.warning("dropped RESULT of task \(taskID) from worker \(worker): \(reason); \(requeue) (\(rejected) rejected result(s) from \(worker))")
+                default:
+                    logger.notice("dropped RESULT of task \(taskID) from \(worker): \(reason)")
+                }
                 switch reason {
                 case .lateOrDuplicate, .notAssignedToSender: event(.lateResultDropped(task: taskID, worker: worker))
                 default: break
