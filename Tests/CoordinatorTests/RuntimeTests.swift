@@ -208,6 +208,54 @@ import Worker
         #expect(try good.value().exitCode == 0)
     }
 
+    /// A registered worker whose RESULT fails decoding (a NaN behaviour log-prob) and that keeps
+    /// heartbeating: its task is re-queued at once and runs on the honest worker, instead of
+    /// staying assigned to it forever. The run completes with the weights of an undisturbed run.
+    @Test func aMalformedResultOfARegisteredWorkerRequeuesItsTask() throws {
+        let learner = FakeLearner()
+        let service = CoordinatorService(settings: Self.coordinatorSettings(steps: 2), learner: learner, pairs: FakePairs(count: Self.pairCount),
+                                         logger: Self.quiet("coordinator"))
+        let (coordinator, endpoint) = try Self.startCoordinator(service)
+        let gotTask = StopSignal()
+        let done = StopSignal()
+        defer { done.request() }
+        // The raw worker's socket lives on its own thread only.
+        let raw = Background("raw-worker") { () throws -> UInt64 in
+            let codec = MessageCodec(limits: ProtocolLimits(maxMessageBytes: 1 << 20, vocabularySize: UInt32(FakeModel.vocabulary)))
+            let socket = try ZMQSocket(context: try ZMQContext(), type: .dealer)
+            defer { socket.close() }
+            try socket.connect(endpoint)
+            try socket.send(try codec.encode(.hello(HelloMessage(name: "nan-worker", capacity: 1, configHash: Self.configHash, kind: .cpu))))
+            try socket.send(try codec.encode(.ready(credit: 1)))
+            var taskID: UInt64 = 0
+            while !done.isRequested {
+                if let frames = try socket.receive(timeoutMs: 20), case let .task(task) = try codec.decode(frames), taskID == 0 {
+                    taskID = task.taskID
+                    let bad = Trajectory(id: .criteria(pair: task.pairs[0].pairID, 0), promptTokenCount: 5, tokens: [1],
+                                         behaviourLogprobs: [.nan], referenceLogprobs: [-1], finishReason: .stop, text: "")
+                    try socket.send(try codec.encode(.result(ResultMessage(taskID: task.taskID, policyVersion: task.policyVersion,
+                                                                           trajectories: [bad]))))
+                    gotTask.request()
+                }
+                try socket.send(try codec.encode(.heartbeat(policyVersion: 0)))
+            }
+            return taskID
+        }
+        // The honest worker joins only once the raw one holds a task.
+        for _ in 0..<1000 where !gotTask.isRequested { Thread.sleep(forTimeInterval: 0.01) }
+        #expect(gotTask.isRequested)
+        let good = Self.startWorker(endpoint, name: "good", executor: FakeExecutor())
+        let report = try coordinator.value()
+        done.request()
+        #expect(try raw.value() == 1)
+        #expect(report.outcome == .finished(steps: 2))
+        #expect(report.droppedMalformed == 1)
+        #expect(report.statistics.droppedInvalid == 1)
+        #expect(report.statistics.tasksRequeued == 1)
+        #expect(learner.weights == (try Self.expectedWeights(steps: 2)))
+        #expect(try good.value().exitCode == 0)
+    }
+
     @Test func weightsTravelInManySmallChunks() throws {
         // 3000-byte weights in 64-byte chunks: 47 requests per version.
         let learner = FakeLearner(size: 3000)

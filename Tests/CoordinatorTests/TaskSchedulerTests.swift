@@ -498,4 +498,44 @@ extension TaskSchedulerTests {
                                referenceLogprobs: [], finishReason: .context, text: "")
         #expect(answer([empty]) == .accepted(taskID: 8, step: 2, stepComplete: true))
     }
+
+    /// A RESULT that fails decoding re-queues its task when its id is readable and in flight at
+    /// the sender; a late id re-queues nothing; no readable id re-queues everything the sender
+    /// holds. Unregistered senders change nothing.
+    @Test func malformedResultsRequeueTheSendersTasks() throws {
+        let clock = ManualClock()
+        var s = Self.scheduler(Self.settings(pairsPerTask: 1), credit: 3, clock: clock)
+        try s.openStep(0, pairIDs: [1, 2, 3, 4])
+        #expect(s.dispatch(now: 0).map(\.task.taskID) == [1, 2, 3])
+        #expect(s.handle(malformedResultFrom: Self.alice, taskID: 2, now: 0) == [5])
+        #expect(s.registry.worker(Self.alice)?.inFlight == [1, 3])
+        #expect(s.handle(malformedResultFrom: Self.alice, taskID: 2, now: 0) == [])
+        #expect(s.handle(malformedResultFrom: Self.bob, taskID: nil, now: 0) == [])
+        #expect(s.handle(malformedResultFrom: Self.alice, taskID: nil, now: 0) == [6, 7])
+        #expect(s.registry.worker(Self.alice)?.inFlight == [])
+        #expect(s.registry.worker(Self.alice)?.rejectedResults == 3)
+        #expect(s.queuedTasks.map(\.pairIDs) == [[1], [3], [2], [4]])
+        #expect(s.statistics.droppedInvalid == 3)
+    }
+
+    /// What the channel can still read of a RESULT that failed decoding: its type and task id.
+    @Test func malformedMessagesKeepTypeAndTaskID() throws {
+        let codec = MessageCodec()
+        let bad = Trajectory(id: .criteria(pair: 1, 0), promptTokenCount: 5, tokens: [1], behaviourLogprobs: [.nan],
+                             referenceLogprobs: [-1], finishReason: .stop, text: "")
+        let frames = try codec.encode(.result(ResultMessage(taskID: 42, policyVersion: 0, trajectories: [bad])))
+        var error: ProtocolError?
+        do { _ = try codec.decode(frames) } catch let e { error = e }
+        let decodeError = try #require(error)
+        let peer = RoutingID([7])
+        // (The error holds a NaN, so the messages are compared field by field.)
+        let result = MalformedMessage(peer: peer, frames: frames, error: decodeError)
+        #expect(result.peer == peer && result.type == .result && result.taskID == 42)
+        #expect(result.error.description == "RESULT.trajectories[0].behaviour_logprobs[0]: NaN value")
+        #expect(MalformedMessage(peer: peer, frames: [frames[0], [1, 2]], error: decodeError).taskID == nil)
+        #expect(MalformedMessage(peer: peer, frames: [[1, 2, 3]], error: decodeError).type == nil)
+        let heartbeat = try codec.encode(.heartbeat(policyVersion: 3))
+        let other = MalformedMessage(peer: peer, frames: heartbeat, error: decodeError)
+        #expect(other.type == .heartbeat && other.taskID == nil)
+    }
 }

@@ -414,6 +414,20 @@ public struct TaskScheduler: Sendable {
         return .accepted(taskID: taskID, step: task.step, stepComplete: state.pendingPairs.isEmpty)
     }
 
+    /// A message from `peer` that failed decoding but can be attributed to a task: a RESULT
+    /// whose task id could be read (`taskID`), or nil when the task cannot be told. The task
+    /// when in flight at `peer` (a late one is left alone), or with no readable id every task in
+    /// flight at `peer`, is re-queued so the
+    /// step does not wait forever on a worker that keeps heartbeating; counts as a rejected
+    /// result of the worker. Returns the new task ids (empty for an unregistered peer).
+    public mutating func handle(malformedResultFrom peer: RoutingID, taskID: UInt64?, now: Double) -> [UInt64] {
+        guard let record = registry.worker(peer) else { return [] }
+        registry.noteRejectedResult(from: peer)
+        statistics.droppedInvalid += 1
+        if let taskID { return record.inFlight.contains(taskID) ? requeue([taskID]) : [] }
+        return requeue(record.inFlight)
+    }
+
     /// Removes a complete step and returns its trajectories in canonical order; nil while the
     /// step is incomplete or unknown.
     public mutating func takeCompletedStep(_ step: UInt64) -> StepRollouts? {

@@ -486,6 +486,7 @@ private final class SocketLoop {
                 if let (peer, message) = try router.receive(timeoutMs: settings.pollMilliseconds) {
                     handle(message, from: peer)
                 }
+                for dropped in router.takeMalformed() { handle(malformed: dropped) }
             } catch {
                 // Only a dead socket or context fails here. The learner thread stops as on a
                 // signal (abandoning the step, saving a checkpoint); the run then fails.
@@ -613,6 +614,18 @@ private final class SocketLoop {
         case .welcome, .refuse, .task, .weightsChunk, .weightsUnavailable:
             logger.warning("dropped \(message.type) from \(name(peer)): only the coordinator sends it")
         }
+    }
+
+    /// A message that failed decoding: a RESULT of a registered worker re-queues its task (or,
+    /// when the task id cannot be read, every task in flight at the worker), so the step does
+    /// not wait forever on a worker that keeps heartbeating.
+    private func handle(malformed dropped: MalformedMessage) {
+        guard dropped.type == .result, let record = scheduler.registry.worker(dropped.peer) else { return }
+        let requeued = scheduler.handle(malformedResultFrom: dropped.peer, taskID: dropped.taskID, now: clock.now())
+        let rejected = scheduler.registry.worker(dropped.peer)?.rejectedResults ?? 0
+        let task = dropped.taskID.map { "task \($0)" } ?? "unreadable task id"
+        logger.warning("dropped malformed RESULT (\(task)) from worker \(record.name) at peer \(dropped.peer): \(dropped.error); re-queued \(requeued.count) task(s) (\(rejected) rejected result(s) from \(record.name))")
+        if !requeued.isEmpty { event(.tasksRequeued(count: requeued.count, from: "\(record.name) (malformed RESULT)")) }
     }
 
     private func dropUnregistered(_ message: Message, from peer: RoutingID) {

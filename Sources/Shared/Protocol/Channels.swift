@@ -29,6 +29,39 @@ private func remainingMs(until deadline: Double?, clock: SystemClock) -> Int {
     return max(0, Int(((deadline - clock.now()) * 1000).rounded(.up)))
 }
 
+/// A message ``RouterChannel/receive(timeoutMs:)`` dropped because it failed validation, with
+/// what could still be read of it, so the caller can act on it (e.g. re-queue the task of a
+/// registered worker whose RESULT does not decode).
+public struct MalformedMessage: Sendable, Equatable {
+    public let peer: RoutingID
+    /// The header's message type, when the header is complete and carries the cerm magic.
+    public let type: MessageType?
+    /// A RESULT's task id (the first field of its body), when the body holds 8 bytes.
+    public let taskID: UInt64?
+    public let error: ProtocolError
+
+    public init(peer: RoutingID, type: MessageType?, taskID: UInt64?, error: ProtocolError) {
+        self.peer = peer
+        self.type = type
+        self.taskID = taskID
+        self.error = error
+    }
+
+    /// Reads what it can of `frames` (header, body) that failed decoding with `error`.
+    public init(peer: RoutingID, frames: [[UInt8]], error: ProtocolError) {
+        var type: MessageType?
+        var taskID: UInt64?
+        if frames.count == 2, frames[0].count == MessageCodec.headerSize, Array(frames[0].prefix(4)) == MessageCodec.magic {
+            type = MessageType(rawValue: frames[0][6])
+            if type == .result {
+                var reader = ByteReader(frames[1])
+                taskID = try? reader.u64("RESULT.task_id")
+            }
+        }
+        self.init(peer: peer, type: type, taskID: taskID, error: error)
+    }
+}
+
 /// The coordinator's ROUTER socket speaking cerm protocol v1. `receive` decodes and validates
 /// every message; a malformed one is logged with its peer, counted and dropped, never fatal.
 /// Belongs to one thread.
@@ -40,6 +73,16 @@ public final class RouterChannel {
     private let logger: Logger
     /// Messages dropped because they failed validation.
     public private(set) var droppedMalformed = 0
+    /// The latest dropped messages not yet taken (at most ``malformedBacklog``).
+    private var malformed: [MalformedMessage] = []
+    /// Dropped messages kept for ``takeMalformed()``; older ones are forgotten.
+    public static let malformedBacklog = 256
+
+    /// The messages dropped since the last call, oldest first (see ``MalformedMessage``).
+    public func takeMalformed() -> [MalformedMessage] {
+        defer { malformed = [] }
+        return malformed
+    }
 
     /// Binds a ROUTER at `endpoint`. With `.curveServer`, start a ``ZAPAuthenticator`` on the
     /// same context first.
@@ -82,11 +125,14 @@ public final class RouterChannel {
             guard let frames = try socket.receive(timeoutMs: remainingMs(until: deadline, clock: clock)) else { return nil }
             guard let first = frames.first else { continue }
             let peer = RoutingID(first)
+            let body = Array(frames.dropFirst())
             do {
-                return (peer, try codec.decode(Array(frames.dropFirst())))
+                return (peer, try codec.decode(body))
             } catch {
                 droppedMalformed += 1
                 logger.warning("dropped malformed message from peer \(peer): \(error)")
+                if malformed.count >= Self.malformedBacklog { malformed.removeFirst() }
+                malformed.append(MalformedMessage(peer: peer, frames: body, error: error))
             }
             if deadline != nil && remainingMs(until: deadline, clock: clock) == 0 { return nil }
         }
