@@ -9,6 +9,34 @@ func temporaryPath(_ name: String) -> String {
 }
 
 @Suite struct HDF5Tests {
+    /// A corrupted dataspace dimension (as a random byte flip makes it) is an error naming the
+    /// dataset and the bytes actually stored, not an allocation of terabytes that kills the
+    /// process. The fixture is made here: a 1-D dataset whose distinctive length is patched.
+    @Test func corruptDimensionIsAnErrorNotAnAllocation() throws {
+        let path = temporaryPath("corrupt-dims.h5")
+        let length = 5_4321
+        do {
+            let file = try HDF5File(path: path, mode: .truncate)
+            try file.root.write("x", [UInt8](repeating: 7, count: length), shape: [length])
+            try file.close()
+        }
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        let needle = withUnsafeBytes(of: UInt64(length).littleEndian) { Array($0) }
+        let huge: UInt64 = 0x0000_00F3_0000_0000
+        // The first occurrence is the dataspace message (the layout message's size comes later).
+        let index = try #require((0...(bytes.count - 8)).first { Array(bytes[$0..<($0 + 8)]) == needle })
+        withUnsafeBytes(of: huge.littleEndian) { bytes.replaceSubrange(index..<(index + 8), with: $0) }
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let file = try HDF5File(path: path, mode: .readOnly)
+        defer { try? file.close() }
+        #expect(try file.root.shape(of: "x") == [Int(huge)])
+        let expected = HDF5Error(operation: "read", path: "\(path):/x",
+                                 stack: "shape [\(huge)] needs \(huge) bytes but the dataset stores \(length) bytes in a file of \(bytes.count) (corrupt file?)")
+        #expect(throws: expected) { _ = try file.root.read("x", as: UInt8.self) }
+        var small = [UInt8](repeating: 0, count: 4)
+        #expect(throws: expected) { try small.withUnsafeMutableBufferPointer { try file.root.read("x", into: $0) } }
+    }
+
     @Test func datasetsAndAttributesRoundTrip() throws {
         let path = temporaryPath("roundtrip.h5")
         let floats: [Float] = [1.5, -0.0, .greatestFiniteMagnitude, .leastNonzeroMagnitude, 3.25, -7]

@@ -36,8 +36,7 @@ public final class CheckpointWriter: @unchecked Sendable {
     private let logger: Logger
     private let faultHook: (@Sendable (CheckpointWriteStage) throws -> Void)?
     private let lock = NSLock()
-    /// Files verified valid (or written by this writer), by identity, so retention reads each
-    /// older checkpoint at most once per writer.
+    /// Files written by this writer, by identity: the only ones retention counts as valid.
     private var knownValid: [String: FileIdentity] = [:]
 
     /// - Parameters:
@@ -206,17 +205,17 @@ public final class CheckpointWriter: @unchecked Sendable {
         return deleted
     }
 
+    /// Whether `path` counts towards `keep_last`: only files this writer wrote, unchanged since
+    /// (same size, modification time and inode). A file of an earlier run is never parsed here:
+    /// a corrupt HDF5 file can crash libhdf5 1.10 itself (docs/CHECKPOINT.md, "Known
+    /// limitations"), and retention must not take a running coordinator down. Such files are
+    /// kept until `keep_last` newer files of this writer exist, then deleted unread.
     private func isValid(_ path: String) -> Bool {
-        guard let identity = FileIdentity(path: path) else { return false }
-        if knownValid[path] == identity { return true }
-        do {
-            _ = try CheckpointReader.load(path: path)
-            knownValid[path] = identity
-            return true
-        } catch {
-            logger.warning("invalid checkpoint does not count towards keep_last", metadata: ["error": "\(error)"])
+        guard let identity = FileIdentity(path: path), knownValid[path] == identity else {
+            logger.debug("checkpoint not written by this run does not count towards keep_last", metadata: ["path": "\(path)"])
             return false
         }
+        return true
     }
 }
 

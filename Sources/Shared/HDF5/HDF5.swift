@@ -207,15 +207,61 @@ public struct HDF5Group {
         }
     }
 
+    /// HDF5's limit on the rank of a dataspace (`H5S_MAX_RANK`).
+    static let maxRank = 32
+
     private static func dims(_ ds: hid_t, _ at: String) throws -> [Int] {
         let space = H5Dget_space(ds)
         guard space >= 0 else { throw HDF5Error("get dataspace", at) }
         defer { H5Sclose(space) }
         let rank = H5Sget_simple_extent_ndims(space)
         guard rank >= 0 else { throw HDF5Error("get rank", at) }
+        guard rank <= maxRank else {
+            throw HDF5Error(operation: "get rank", path: at, stack: "dataspace rank \(rank) exceeds \(maxRank) (corrupt file?)")
+        }
         var dims = [hsize_t](repeating: 0, count: Int(rank))
-        H5Sget_simple_extent_dims(space, &dims, nil)
-        return dims.map { Int($0) }
+        guard H5Sget_simple_extent_dims(space, &dims, nil) >= 0 else { throw HDF5Error("get dimensions", at) }
+        guard let tooLarge = dims.first(where: { $0 > hsize_t(Int.max) }) else { return dims.map { Int($0) } }
+        throw HDF5Error(operation: "get dimensions", path: at, stack: "dimension \(tooLarge) is out of range (corrupt file?)")
+    }
+
+    /// The number of values of dataset `ds` with `shape`, checked before anything is allocated
+    /// for them: the product must not overflow, and unless the dataset is chunked (whose
+    /// storage may be compressed) its bytes in the stored type must be on disk — at most the
+    /// dataset's storage size and the file's size. A corrupted dataspace dimension is an error
+    /// here instead of an allocation of terabytes.
+    private func checkedCount(_ ds: hid_t, shape: [Int], _ at: String) throws -> Int {
+        var count = 1
+        for dimension in shape {
+            let (product, overflow) = count.multipliedReportingOverflow(by: dimension)
+            guard !overflow else {
+                throw HDF5Error(operation: "read", path: at, stack: "shape \(shape) overflows the value count (corrupt file?)")
+            }
+            count = product
+        }
+        guard count > 0 else { return count }
+        let type = H5Dget_type(ds)
+        guard type >= 0 else { throw HDF5Error("get type", at) }
+        defer { H5Tclose(type) }
+        let elementSize = H5Tget_size(type)
+        guard elementSize > 0 else { throw HDF5Error("get type size", at) }
+        let (bytes, overflow) = count.multipliedReportingOverflow(by: elementSize)
+        guard !overflow else {
+            throw HDF5Error(operation: "read", path: at, stack: "shape \(shape) of \(elementSize)-byte values overflows (corrupt file?)")
+        }
+        let plist = H5Dget_create_plist(ds)
+        guard plist >= 0 else { throw HDF5Error("get creation properties", at) }
+        let layout = H5Pget_layout(plist)
+        H5Pclose(plist)
+        guard layout != H5D_CHUNKED else { return count }
+        let storage = H5Dget_storage_size(ds)
+        var fileSize: hsize_t = 0
+        guard H5Fget_filesize(file.id, &fileSize) >= 0 else { throw HDF5Error("get file size", at) }
+        let available = min(storage, fileSize)
+        guard hsize_t(bytes) <= available else {
+            throw HDF5Error(operation: "read", path: at, stack: "shape \(shape) needs \(bytes) bytes but the dataset stores \(storage) bytes in a file of \(fileSize) (corrupt file?)")
+        }
+        return count
     }
 
     /// Reads dataset `name` as `T` (HDF5 converts from the stored type), with its shape.
@@ -225,7 +271,7 @@ public struct HDF5Group {
             guard ds >= 0 else { throw HDF5Error("open dataset", where_(name)) }
             defer { H5Dclose(ds) }
             let shape = try Self.dims(ds, where_(name))
-            let count = shape.reduce(1, *)
+            let count = try checkedCount(ds, shape: shape, where_(name))
             var values = [T](unsafeUninitializedCapacity: count) { _, initialized in initialized = count }
             if count > 0 {
                 let rc = values.withUnsafeMutableBytes {
@@ -243,7 +289,7 @@ public struct HDF5Group {
             let ds = H5Dopen2(file.id, child(name), cerm_H5P_DEFAULT())
             guard ds >= 0 else { throw HDF5Error("open dataset", where_(name)) }
             defer { H5Dclose(ds) }
-            let count = try Self.dims(ds, where_(name)).reduce(1, *)
+            let count = try checkedCount(ds, shape: Self.dims(ds, where_(name)), where_(name))
             guard count == destination.count else {
                 throw HDF5Error(operation: "read", path: where_(name), stack: "dataset has \(count) values, destination \(destination.count)")
             }
@@ -316,6 +362,12 @@ public struct HDF5Group {
             defer { H5Sclose(space) }
             let n = Int(H5Sget_simple_extent_npoints(space))
             guard n >= 0 else { throw HDF5Error("attribute size", at) }
+            // A corrupted dataspace must not make us allocate what the attribute does not hold.
+            // Every stored value takes at least one byte.
+            let stored = H5Aget_storage_size(attr)
+            guard hsize_t(n) <= stored, !n.multipliedReportingOverflow(by: MemoryLayout<T>.stride).overflow else {
+                throw HDF5Error(operation: "read attribute", path: at, stack: "dataspace of \(n) values but \(stored) bytes stored (corrupt file?)")
+            }
             var values = [T](unsafeUninitializedCapacity: n) { _, c in c = n }
             let rc = values.withUnsafeMutableBytes { H5Aread(attr, T.hdf5Type, $0.baseAddress) }
             if rc < 0 { throw HDF5Error("read attribute", at) }
