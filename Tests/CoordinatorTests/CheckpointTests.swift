@@ -282,6 +282,31 @@ struct CheckpointTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == ["step_7.h5", "step_8.h5"])
     }
 
+    /// A FIFO (or any non-regular file) named like a checkpoint is skipped with a named reason
+    /// before anything opens it: opening a FIFO would block until a writer appears, hanging
+    /// `--resume` and a live run's retention.
+    @Test func nonRegularCheckpointFilesAreSkippedWithoutOpening() throws {
+        let dir = try makeTemporaryDirectory("fifo")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try CheckpointWriter(directory: dir, keepLast: 3).write(sampleState(step: 1))
+        let fifo = (dir as NSString).appendingPathComponent("step_2.h5")
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let expected = CheckpointError(path: fifo, reason: .notHDF5("not a regular file"))
+        #expect(expected.description == "checkpoint \(fifo): not an HDF5 file (not a regular file)")
+        // Run where a regression would block, so the test fails instead of hanging.
+        let attempt = Background("fifo") { () -> [String] in
+            var skipped: [CheckpointError] = []
+            let found = CheckpointReader.findResumeCheckpoint(runDir: dir) { skipped.append($0) }
+            let direct = Result { try CheckpointReader.load(path: fifo) }
+            guard case let .failure(error as CheckpointError) = direct, error == expected else { return ["load did not refuse the FIFO"] }
+            // Retention (keep_last 3) verifies older files: the FIFO does not count and stays.
+            try CheckpointWriter(directory: dir, keepLast: 3).write(sampleState(step: 3))
+            return [found.map { ($0.path as NSString).lastPathComponent } ?? "none"] + skipped.map(\.description)
+        }
+        #expect(try attempt.value(timeout: 10) == ["step_1.h5", expected.description])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == ["step_1.h5", "step_2.h5", "step_3.h5"])
+    }
+
     @Test func failedWriteLeavesPreviousCheckpointsIntact() throws {
         struct InjectedFailure: Error {}
         let dir = try makeTemporaryDirectory("failure")

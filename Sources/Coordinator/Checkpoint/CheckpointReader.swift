@@ -138,6 +138,8 @@ public enum CheckpointReader {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw fail(.notFound) }
         guard !isDirectory.boolValue else { throw fail(.notHDF5("a directory")) }
+        // Before any open(): opening a FIFO blocks until a writer appears, a device may never answer.
+        guard isRegularFile(path) else { throw fail(.notHDF5("not a regular file")) }
         guard let handle = FileHandle(forReadingAtPath: path) else { throw fail(.unreadable("cannot open for reading")) }
         let head = (try? handle.read(upToCount: hdf5Signature.count)) ?? nil
         try? handle.close()
@@ -157,6 +159,12 @@ public enum CheckpointReader {
             }
             throw fail(.unreadable(error.stack))
         }
+    }
+
+    /// Whether `path` (following symbolic links) is a regular file, checked without opening it.
+    static func isRegularFile(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG
     }
 
     private static func int64Attribute(_ root: HDF5Group, _ name: String, _ path: String) throws -> Int64 {
