@@ -89,7 +89,8 @@ public final class RouterChannel {
     public init(context: ZMQContext, bind endpoint: String, codec: MessageCodec, security: ChannelSecurity,
                 logger: Logger = Logger(label: "cerm.router")) throws {
         socket = try ZMQSocket(context: context, type: .router)
-        // libzmq drops larger frames and the connection that sent them before buffering them.
+        // libzmq drops larger frames and the connection that sent them before buffering them
+        // (per frame only: a many-frame message is buffered whole; docs/PROTOCOL.md, "Limits").
         try socket.setMaxMessageSize(Int64(codec.limits.maxMessageBytes))
         try socket.setRouterMandatory(true)
         switch security {
