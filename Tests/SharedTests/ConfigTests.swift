@@ -94,6 +94,9 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         ("[cluster]\nheartbeat_interval = 5.0\nheartbeat_timeout = 2.0\n", "cfg.toml:3: cluster.heartbeat_timeout: must exceed cluster.heartbeat_interval (5.0), got 2.0"),
         ("[run]\nname = \"\"\n", "cfg.toml:2: run.name: must not be empty"),
         ("[run]\nseed = -1\n", "cfg.toml:2: run.seed: must be a non-negative integer, got -1"),
+        ("[run]\nname = \"a/b\"\n", "cfg.toml:2: run.name: must be one directory name (no \"/\", not \".\" or \"..\"), got \"a/b\""),
+        ("[run]\nname = \"..\"\n", "cfg.toml:2: run.name: must be one directory name (no \"/\", not \".\" or \"..\"), got \"..\""),
+        ("[run]\n\nname = \"wa\\u0000x\"\n", "cfg.toml:3: a NUL character (\\u0000) cannot be part of a config value"),
         ("[curation]\nmax_accuracy = 0.3\nmin_accuracy = 0.5\n", "cfg.toml:3: curation.min_accuracy: cannot exceed curation.max_accuracy (0.3), got 0.5"),
         ("[model]\nlayers = 2\nvocab_size = 100\n",
          "cfg.toml:3: model.vocab_size: must be at least 264 (the byte tokenizer's 256 bytes and 8 special tokens), got 100"),
@@ -161,6 +164,16 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             #expect(error.description.hasPrefix("cfg.toml:3: TOML syntax error"))
         } catch {
             Issue.record("unexpected error \(error)")
+        }
+    }
+
+    /// A Latin-1 file (`é` as the single byte 0xE9) is refused naming the line of the first bad byte.
+    @Test func nonUTF8FileNamesTheLine() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("cerm-latin1-\(getpid()).toml").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try Data("[run]\nseed = 3\n".utf8 + [UInt8(ascii: "#"), 0xE9, UInt8(ascii: "\n")]).write(to: URL(fileURLWithPath: path))
+        #expect(throws: ConfigError(file: path, line: 3, key: "", message: "not UTF-8 text (TOML files are UTF-8)")) {
+            try Config.load(path: path)
         }
     }
 

@@ -412,17 +412,38 @@ public struct Config: Sendable, Equatable {
 
     /// Loads and validates a config file.
     public static func load(path: String) throws -> Config {
-        let text: String
+        let bytes: Data
         do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
+            bytes = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
             throw ConfigError(file: path, line: nil, key: "", message: "cannot read file (\(error.localizedDescription))")
+        }
+        guard let text = String(data: bytes, encoding: .utf8) else {
+            throw ConfigError(file: path, line: firstNonUTF8Line(bytes), key: "", message: "not UTF-8 text (TOML files are UTF-8)")
         }
         return try parse(text, file: path)
     }
 
+    /// The 1-based line of the first byte sequence that is not valid UTF-8 (nil if all are).
+    static func firstNonUTF8Line(_ bytes: Data) -> Int? {
+        var line = 1
+        var start = bytes.startIndex
+        while start < bytes.endIndex {
+            let end = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) ?? bytes.endIndex
+            if String(data: bytes[start..<end], encoding: .utf8) == nil { return line }
+            line += 1
+            start = end < bytes.endIndex ? bytes.index(after: end) : end
+        }
+        return nil
+    }
+
     /// Parses and validates config text; `file` names it in errors.
     public static func parse(_ text: String, file: String = "<string>") throws -> Config {
+        // TOMLKit hands strings over as C strings, so `"wa\u0000x"` would silently become `wa`.
+        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated()
+        where line.contains("\\u0000") || line.contains("\\U00000000") || line.contains("\u{0}") {
+            throw ConfigError(file: file, line: index + 1, key: "", message: "a NUL character (\\u0000) cannot be part of a config value")
+        }
         let table: TOMLTable
         do {
             table = try TOMLTable(string: text)
@@ -477,6 +498,10 @@ public struct Config: Sendable, Equatable {
         if model.vocabSize < ByteTokenizer.vocabularySize {
             throw fail("model.vocab_size", "must be at least \(ByteTokenizer.vocabularySize) (the byte tokenizer's 256 bytes and "
                        + "\(ByteTokenizer.Special.allCases.count) special tokens), got \(model.vocabSize)")
+        }
+        // The run's directory is `checkpoint_dir/name`: a name with a slash would write elsewhere.
+        if run.name.contains("/") || run.name == "." || run.name == ".." {
+            throw fail("run.name", "must be one directory name (no \"/\", not \".\" or \"..\"), got \(JSONWriter.quote(run.name))")
         }
         if let problem = ClusterConfig.endpointProblem(cluster.endpoint) {
             throw fail("cluster.endpoint", problem)
