@@ -351,7 +351,7 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
             let received = byPair[pair.pairID] ?? []
             var outputs: [TrajectoryID: [TokenID]] = [:]
             for trajectory in received { outputs[trajectory.id] = trajectory.tokens.map { TokenID(truncatingIfNeeded: $0) } }
-            let prompts = expectedPrompts(plan: plan, pair: pair, outputs: outputs)
+            let prompts = plan.expectedPrompts(for: pair, mode: config.reward.mode, outputs: outputs)
             for trajectory in received {
                 guard let prompt = prompts[trajectory.id] else {
                     throw GRPOLearnerError.unexpectedTrajectory(step: step, trajectory: trajectory.id)
@@ -367,25 +367,6 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
             outcomes.append(contentsOf: scoring.outcomes)
         }
         return (outcomes, checked)
-    }
-
-    /// The prompt of every trajectory the plan asks for, for the reward mode of the run.
-    private func expectedPrompts(plan: RolloutPlan, pair: TaskPair, outputs: [TrajectoryID: [TokenID]]) -> [TrajectoryID: [TokenID]] {
-        let item = pair
-        let requests: [RolloutRequest]
-        switch config.reward.mode {
-        case .cerm:
-            let criteria = plan.criteriaRequests(for: item)
-            let criteriaOutputs = (0..<max(plan.nc, 0)).map { outputs[.criteria(pair: pair.pairID, $0)] ?? [] }
-            requests = criteria + plan.evaluationRequests(for: item, criteriaOutputs: criteriaOutputs).requests
-        case .par:
-            requests = plan.judgmentRequests(for: item)
-        case .pairwise:
-            requests = plan.comparisonRequests(for: item)
-        }
-        var prompts: [TrajectoryID: [TokenID]] = [:]
-        for request in requests { prompts[request.id] = request.promptTokens }
-        return prompts
     }
 
     /// Validates one trajectory's tokens and log-probs and joins prompt and output.

@@ -30,25 +30,6 @@ public struct RolloutResultCheck: Sendable, Equatable {
                   maxSeqLen: config.model.maxSeqLen, vocabSize: config.model.vocabSize)
     }
 
-    /// The prompt of every trajectory the plan asks for of `pair`, given the received outputs
-    /// (the criteria outputs decide which evaluations exist).
-    public func expectedPrompts(plan: RolloutPlan, pair: TaskPair, outputs: [TrajectoryID: [TokenID]]) -> [TrajectoryID: [TokenID]] {
-        let requests: [RolloutRequest]
-        switch mode {
-        case .cerm:
-            let criteria = plan.criteriaRequests(for: pair)
-            let criteriaOutputs = (0..<max(plan.nc, 0)).map { outputs[.criteria(pair: pair.pairID, $0)] ?? [] }
-            requests = criteria + plan.evaluationRequests(for: pair, criteriaOutputs: criteriaOutputs).requests
-        case .par:
-            requests = plan.judgmentRequests(for: pair)
-        case .pairwise:
-            requests = plan.comparisonRequests(for: pair)
-        }
-        var prompts: [TrajectoryID: [TokenID]] = [:]
-        for request in requests { prompts[request.id] = request.promptTokens }
-        return prompts
-    }
-
     /// Nil when `trajectories` are exactly what the plan of `step` asks for `pairs`, with
     /// consistent contents; otherwise the first problem, naming the trajectory.
     public func problem(step: UInt64, pairs: [TaskPair], trajectories: [Trajectory]) -> String? {
@@ -63,7 +44,7 @@ public struct RolloutResultCheck: Sendable, Equatable {
             }
             var outputs: [TrajectoryID: [TokenID]] = [:]
             for trajectory in received { outputs[trajectory.id] = trajectory.tokens.map { TokenID(truncatingIfNeeded: $0) } }
-            let prompts = expectedPrompts(plan: plan, pair: pair, outputs: outputs)
+            let prompts = plan.expectedPrompts(for: pair, mode: mode, outputs: outputs)
             for trajectory in received {
                 let id = trajectory.id
                 guard let prompt = prompts[id] else {
@@ -106,5 +87,27 @@ public struct RolloutResultCheck: Sendable, Equatable {
             return "\(id): generated token \(index) is \(trajectory.tokens[index]), outside the vocabulary of \(vocabSize)"
         }
         return nil
+    }
+}
+
+extension RolloutPlan {
+    /// The prompt of every trajectory this plan asks for of `pair` under reward `mode`, given
+    /// the outputs received so far: in `cerm` mode the criteria outputs decide which evaluations
+    /// exist. The coordinator checks results against it on arrival (``RolloutResultCheck``) and
+    /// the learner rebuilds the trained sequences from it.
+    public func expectedPrompts(for pair: TaskPair, mode: RewardMode, outputs: [TrajectoryID: [TokenID]]) -> [TrajectoryID: [TokenID]] {
+        let requests: [RolloutRequest]
+        switch mode {
+        case .cerm:
+            let criteriaOutputs = (0..<max(nc, 0)).map { outputs[.criteria(pair: pair.pairID, $0)] ?? [] }
+            requests = criteriaRequests(for: pair) + evaluationRequests(for: pair, criteriaOutputs: criteriaOutputs).requests
+        case .par:
+            requests = judgmentRequests(for: pair)
+        case .pairwise:
+            requests = comparisonRequests(for: pair)
+        }
+        var prompts: [TrajectoryID: [TokenID]] = [:]
+        for request in requests { prompts[request.id] = request.promptTokens }
+        return prompts
     }
 }
