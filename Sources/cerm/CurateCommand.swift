@@ -50,7 +50,7 @@ struct CurateCommand: ParsableCommand {
     static func curate(config cfg: Config, weightsPath: String, output: String, threads: Int,
                        log: (String) -> Void) throws {
         let (weights, _) = try WeightsFile.load(path: weightsPath)
-        let (pairs, _) = try PreferenceLoader(format: cfg.data.format, skipBad: cfg.data.skipBad).loadPairs(path: cfg.data.train)
+        let pairs = try Curation.trainPairs(config: cfg, log: log)
         let options = CurationOptions(config: cfg)
         let screening = min(options.candidates, pairs.count)
         log("curation: screening \(screening) of \(pairs.count) pairs of \(cfg.data.train) with \(options.samples) sampled judgments each (model \(weightsPath))")

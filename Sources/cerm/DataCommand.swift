@@ -1,4 +1,5 @@
 import ArgumentParser
+import Coordinator
 import Foundation
 import Shared
 
@@ -51,20 +52,36 @@ struct DataCommand: ParsableCommand {
 
     struct Check: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Validate a preference file and print counts per task type.")
+            abstract: "Validate a preference file and print counts per task type.",
+            discussion: """
+            With --config, every prompt of a record (criteria, evaluation, judgment or \
+            comparison, by reward.mode and rollout.format) must fit model.max_seq_len, as the \
+            coordinator's data load requires, and the config's data.format applies unless \
+            --format is given. Without it prompt lengths are not checked, and the output says so.
+            """)
 
         @Argument(help: "The JSON Lines file.")
         var file: String
-        @Option(help: "auto, canonical, skywork, rewardbench or bon.")
-        var format: DataFormat = .auto
+        @Option(help: "auto, canonical, skywork, rewardbench or bon (default data.format of --config, else auto).")
+        var format: DataFormat?
         @Flag(help: "Report and count bad lines instead of stopping at the first.")
         var skipBad = false
+        @Option(help: "A run configuration: check that every prompt fits its model.max_seq_len.")
+        var config: String?
 
         func run() throws {
-            let report = try loadOrExit { try PreferenceLoader(format: format, skipBad: skipBad).stream(path: file) { _ in } }
+            let cfg = try config.map { try loadConfigOrExit($0) }
+            let loader = PreferenceLoader(format: format ?? cfg?.data.format ?? .auto, skipBad: skipBad,
+                                          recordCheck: cfg.map { DatasetPairSource.promptFitCheck(config: $0) })
+            let report = try loadOrExit { try loader.stream(path: file) { _ in } }
             print("\(file): format \(report.format?.rawValue ?? "none"), \(report.records) records, \(report.skipped.count) skipped, \(report.blankLines) blank lines")
             for (type, count) in report.countsByTaskType.sorted(by: { $0.key < $1.key }) { print("  \(type): \(count)") }
             for error in report.skipped { print("skipped \(error)") }
+            if let cfg {
+                print("prompt lengths checked against model.max_seq_len \(cfg.model.maxSeqLen) (\(config ?? ""))")
+            } else {
+                print("prompt lengths not checked (pass --config to check them against model.max_seq_len)")
+            }
             if report.records == 0 {
                 FileHandle.standardError.write(Data("error: \(file): no records\n".utf8))
                 throw ExitCode(1)

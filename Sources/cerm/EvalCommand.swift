@@ -113,14 +113,13 @@ enum JudgeSource: Sendable {
     case teacher(Teacher)
 }
 
-/// Loads `files`, judges their items and returns the report; a progress line goes to stderr.
+/// Loads `files`, judges their items and returns the report; a progress line goes to stderr,
+/// and so do the lines `data.skip_bad` skipped unless `reportSkipped` is false (a caller that
+/// evaluates the same files again and reported them the first time).
 func runEvaluation(judge: JudgeSource, files: [String], config: Config, eval: EvalConfig, limit: Int?,
-                   threads: Int, quiet: Bool, show: Int = 0) throws -> EvaluationReport {
-    var items: [EvaluationItem] = []
-    for file in files {
-        var fileItems = EvaluationItem.items(try SFTData.records(path: file, data: config.data).records)
-        if let limit { fileItems = Array(fileItems.prefix(limit)) }
-        items += fileItems
+                   threads: Int, quiet: Bool, show: Int = 0, reportSkipped: Bool = true) throws -> EvaluationReport {
+    var items = try EvaluationItem.items(files: files, data: config.data, limit: limit) { line in
+        if reportSkipped { FileHandle.standardError.write(Data((line + "\n").utf8)) }
     }
     var unsupported = 0
     if case let .teacher(teacher) = judge {

@@ -47,14 +47,15 @@ struct PipelineCommand: ParsableCommand {
             try FileManager.default.createDirectory(atPath: cfg.run.runDirectory, withIntermediateDirectories: true)
             for path in try timed("data", { try SFTData.ensureSynthetic(cfg.data) }) { logger.info("generated \(path)") }
             let files = [cfg.data.eval] + (cfg.data.bestOfN.isEmpty ? [] : [cfg.data.bestOfN])
+            var rows: [(String, EvaluationReport)] = []
             func evaluate(_ name: String, _ judge: JudgeSource) throws -> EvaluationReport {
                 logger.info("evaluating \(name) on \(files.joined(separator: " + "))")
                 return try timed("eval \(name)") {
+                    // The same files each time: their skipped lines are reported by the first evaluation only.
                     try runEvaluation(judge: judge, files: files, config: cfg, eval: cfg.eval, limit: nil,
-                                      threads: evalThreads, quiet: false)
+                                      threads: evalThreads, quiet: false, reportSkipped: rows.isEmpty)
                 }
             }
-            var rows: [(String, EvaluationReport)] = []
             let random = ModelWeights(initialFor: cfg)
             rows.append(("random init", try evaluate("random init", .model(random))))
             rows.append(("teacher", try evaluate("teacher", .teacher(SFTData.teacher(cfg)))))

@@ -60,7 +60,7 @@ struct SFTCommand: ParsableCommand {
         for path in try SFTData.ensureSynthetic(cfg.data) { log("generated \(path)") }
 
         let format = makePromptFormat(cfg.rollout.format)
-        let (traces, unsupported) = try self.traces.map { (try SFTData.traces(path: $0, format: format), 0) } ?? SFTData.traces(cfg)
+        let (traces, unsupported) = try self.traces.map { (try SFTData.traces(path: $0, format: format), 0) } ?? SFTData.traces(cfg, log: log)
         let sequences = SFTSequenceBuilder.sequences(for: traces, format: format, criteria: cfg.sft.criteriaTurn)
         let modelConfig = TransformerConfig(cfg.model)
         try modelConfig.validate()

@@ -67,6 +67,54 @@ import Testing
                                                  + "stderr as \"generated PATH\"."))
     }
 
+    /// `cerm data check --config` refuses a pair whose prompts cannot fit model.max_seq_len, as
+    /// the coordinator's data load does; without --config it accepts it and says that prompt
+    /// lengths were not checked.
+    @Test func dataCheckWithConfigChecksPromptLengths() throws {
+        let dir = try Self.directory("check-fit", config: "[model]\nmax_seq_len = 128\n")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let long = String(repeating: "x", count: 200)
+        let pairs = [PreferencePair(id: "a", query: "fine", chosen: "good", rejected: "bad"),
+                     PreferencePair(id: "b", query: long, chosen: "good", rejected: "bad")]
+        try (pairs.map(\.jsonLine).joined(separator: "\n") + "\n").write(toFile: (dir as NSString).appendingPathComponent("long.jsonl"), atomically: true, encoding: .utf8)
+        try (pairs[0].jsonLine + "\n").write(toFile: (dir as NSString).appendingPathComponent("clean.jsonl"), atomically: true, encoding: .utf8)
+        let tooLong = "long.jsonl:2: query: the criteria prompt needs 216 tokens, model.max_seq_len is 128"
+        #expect(CompactFormat().criteriaPrompt(query: long).count == 216)
+
+        guard let refused = try Self.cerm(["data", "check", "long.jsonl", "--config", "c.toml"], in: dir) else { return }
+        #expect(refused.status == 1)
+        #expect(refused.stdout == "")
+        #expect(refused.stderr == "error: \(tooLong)\n")
+
+        let skipping = try #require(try Self.cerm(["data", "check", "long.jsonl", "--config", "c.toml", "--skip-bad"], in: dir))
+        #expect(skipping.status == 0)
+        #expect(skipping.stdout == """
+            long.jsonl: format canonical, 1 records, 1 skipped, 0 blank lines
+              (none): 1
+            skipped \(tooLong)
+            prompt lengths checked against model.max_seq_len 128 (c.toml)
+
+            """)
+
+        let clean = try #require(try Self.cerm(["data", "check", "clean.jsonl", "--config", "c.toml"], in: dir))
+        #expect(clean.status == 0)
+        #expect(clean.stdout == """
+            clean.jsonl: format canonical, 1 records, 0 skipped, 0 blank lines
+              (none): 1
+            prompt lengths checked against model.max_seq_len 128 (c.toml)
+
+            """)
+
+        let unchecked = try #require(try Self.cerm(["data", "check", "long.jsonl"], in: dir))
+        #expect(unchecked.status == 0)
+        #expect(unchecked.stdout == """
+            long.jsonl: format canonical, 2 records, 0 skipped, 0 blank lines
+              (none): 2
+            prompt lengths not checked (pass --config to check them against model.max_seq_len)
+
+            """)
+    }
+
     /// A bad `--kind-rate` names the option, lowercase `error:` like every other command's
     /// errors, and the usage-error status; it is refused before any data is read.
     @Test(arguments: ["teacher", "sft-traces"])

@@ -117,6 +117,14 @@ public struct CurationResult: Sendable, Equatable {
 /// CE-RM's curation: screen training pairs with sampled judgments of the starting model and
 /// keep those it is uncertain about, balanced across task types.
 public enum Curation {
+    /// The candidate pairs: all pairs of `data.train` under `data.format` and `data.skip_bad`;
+    /// `log` gets the lines `data.skip_bad` skipped (``LoadReport/skippedLinesReport(rest:limit:)``).
+    public static func trainPairs(config: Config, log: (String) -> Void) throws -> [PreferencePair] {
+        let (pairs, report) = try PreferenceLoader(format: config.data.format, skipBad: config.data.skipBad).loadPairs(path: config.data.train)
+        report.skippedLinesReport(rest: "curation screens the other \(report.records) records").forEach(log)
+        return pairs
+    }
+
     /// Task types in order of first appearance (`(none)` for pairs without one).
     static func taskTypes(_ pairs: [PreferencePair]) -> [String] {
         var seen = Set<String>()

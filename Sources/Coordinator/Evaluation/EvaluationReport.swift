@@ -39,6 +39,22 @@ public struct EvaluationItem: Sendable, Equatable {
 
     public var isBestOfN: Bool { if case .bestOfN = kind { return true } else { return false } }
 
+    /// The items of `files` under `data.format` and `data.skip_bad`, in order, at most `limit`
+    /// per file; `log` gets the lines `data.skip_bad` skipped in each file
+    /// (``LoadReport/skippedLinesReport(rest:limit:)``).
+    public static func items(files: [String], data: DataConfig, limit: Int?, log: (String) -> Void) throws -> [EvaluationItem] {
+        var items: [EvaluationItem] = []
+        for file in files {
+            var records: [PreferenceRecord] = []
+            let report = try PreferenceLoader(format: data.format, skipBad: data.skipBad).stream(path: file) { records.append($0) }
+            report.skippedLinesReport(rest: "evaluating the other \(report.records) records").forEach(log)
+            var fileItems = Self.items(records)
+            if let limit { fileItems = Array(fileItems.prefix(limit)) }
+            items += fileItems
+        }
+        return items
+    }
+
     /// Items of a record list, pairs and Best-of-N items numbered separately.
     public static func items(_ records: [PreferenceRecord]) -> [EvaluationItem] {
         var pairIndex = 0, bonIndex = 0

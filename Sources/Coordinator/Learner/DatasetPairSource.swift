@@ -84,17 +84,11 @@ public struct DatasetPairSource: PairSource {
     }
 
     /// Log lines about the lines `data.skip_bad` skipped, so a run never trains on a silently
-    /// smaller file: a count, then one `FILE:LINE: FIELD: message` per skipped line, at most
-    /// `limit` of them and then how many more. Empty when nothing was skipped.
+    /// smaller file (``LoadReport/skippedLinesReport(file:skipped:rest:limit:)``): a count, then
+    /// one `FILE:LINE: FIELD: message` per skipped line, at most `limit` of them and then how
+    /// many more. Empty when nothing was skipped.
     public func skippedLinesReport(limit: Int = 20) -> [String] {
-        guard !skipped.isEmpty else { return [] }
-        let lines = skipped.count == 1 ? "1 bad line" : "\(skipped.count) bad lines"
-        var report = ["data.skip_bad: skipped \(lines) of \(source); training on the other \(pairs.count) pairs"]
-        report += skipped.prefix(limit).map { "skipped \($0)" }
-        if skipped.count > limit {
-            report.append("and \(skipped.count - limit) more skipped lines (`cerm data check --skip-bad \(source)` lists them all)")
-        }
-        return report
+        LoadReport.skippedLinesReport(file: source, skipped: skipped, rest: "training on the other \(pairs.count) pairs", limit: limit)
     }
 
     /// The permutation seed of `epoch`: a SplitMix64 stream over (run seed, "perm", epoch).

@@ -15,6 +15,26 @@ public struct LoadReport: Sendable, Equatable {
     public var blankLines = 0
 
     public init(file: String) { self.file = file }
+
+    /// Lines about the lines `data.skip_bad` skipped, so nothing runs on a silently smaller
+    /// file: `data.skip_bad: skipped N bad lines of FILE; REST` (`rest` says what the caller
+    /// does with the other records), then one `skipped FILE:LINE: FIELD: message` per skipped
+    /// line, at most `limit` of them, then how many more. Empty when nothing was skipped.
+    public func skippedLinesReport(rest: String, limit: Int = 20) -> [String] {
+        Self.skippedLinesReport(file: file, skipped: skipped, rest: rest, limit: limit)
+    }
+
+    /// ``skippedLinesReport(rest:limit:)`` for the lines `skipped` of `file`.
+    public static func skippedLinesReport(file: String, skipped: [DataError], rest: String, limit: Int = 20) -> [String] {
+        guard !skipped.isEmpty else { return [] }
+        let lines = skipped.count == 1 ? "1 bad line" : "\(skipped.count) bad lines"
+        var report = ["data.skip_bad: skipped \(lines) of \(file); \(rest)"]
+        report += skipped.prefix(limit).map { "skipped \($0)" }
+        if skipped.count > limit {
+            report.append("and \(skipped.count - limit) more skipped lines (`cerm data check --skip-bad \(file)` lists them all)")
+        }
+        return report
+    }
 }
 
 /// Streams preference files in the four formats of docs/DATA.md.
