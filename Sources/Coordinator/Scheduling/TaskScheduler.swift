@@ -1,3 +1,4 @@
+import Foundation
 import Shared
 
 /// The trajectories a result must hold for each pair of its task, when known.
@@ -53,6 +54,9 @@ public struct SchedulerSettings: Equatable, Sendable {
     public var pairsPerTask: Int
     public var heartbeatInterval: Double
     public var heartbeatTimeout: Double
+    /// Seconds a worker may hold a task without its RESULT before the task is re-queued
+    /// (`cluster.task_timeout`); 0 turns the deadline off.
+    public var taskTimeout: Double
     /// `Config.hash` workers must match.
     public var configHash: UInt64
     public var maxMessageBytes: Int
@@ -64,13 +68,14 @@ public struct SchedulerSettings: Equatable, Sendable {
     public var resultCheck: RolloutResultCheck?
 
     public init(mode: RolloutMode = .sync, maxStaleness: UInt64 = 1, pairsPerTask: Int = 1, heartbeatInterval: Double = 1,
-                heartbeatTimeout: Double = 10, configHash: UInt64 = 0, maxMessageBytes: Int = 64 << 20,
+                heartbeatTimeout: Double = 10, taskTimeout: Double = 0, configHash: UInt64 = 0, maxMessageBytes: Int = 64 << 20,
                 expectedRollout: ExpectedRollout? = nil, resultCheck: RolloutResultCheck? = nil) {
         self.mode = mode
         self.maxStaleness = maxStaleness
         self.pairsPerTask = max(1, pairsPerTask)
         self.heartbeatInterval = heartbeatInterval
         self.heartbeatTimeout = heartbeatTimeout
+        self.taskTimeout = taskTimeout
         self.configHash = configHash
         self.maxMessageBytes = maxMessageBytes
         self.expectedRollout = expectedRollout
@@ -83,7 +88,7 @@ public struct SchedulerSettings: Equatable, Sendable {
     public init(config: Config) {
         self.init(mode: config.cluster.mode, maxStaleness: UInt64(config.cluster.maxStaleness),
                   pairsPerTask: config.cluster.pairsPerTask, heartbeatInterval: config.cluster.heartbeatInterval,
-                  heartbeatTimeout: config.cluster.heartbeatTimeout, configHash: config.hash,
+                  heartbeatTimeout: config.cluster.heartbeatTimeout, taskTimeout: config.cluster.taskTimeout, configHash: config.hash,
                   maxMessageBytes: config.cluster.maxMessageBytes,
                   expectedRollout: config.reward.mode == .cerm ? .twoStage(nc: config.rollout.nc, ne: config.rollout.ne, responses: 2) : nil,
                   resultCheck: RolloutResultCheck(config: config))
@@ -166,9 +171,30 @@ public struct ExpiredWorker: Equatable, Sendable {
     public let requeued: [UInt64]
 }
 
+/// A task re-queued by ``TaskScheduler/tick(now:)`` because its worker held it longer than
+/// ``SchedulerSettings/taskTimeout`` without a RESULT.
+public struct TimedOutTask: Equatable, Sendable {
+    public let peer: RoutingID
+    public let worker: String
+    public let taskID: UInt64
+    public let step: UInt64
+    /// Seconds since the task was sent to the worker.
+    public let heldSeconds: Double
+    /// The task's new id; nil if its step is no longer open.
+    public let requeuedAs: UInt64?
+
+    /// The coordinator's warning.
+    public var warning: String {
+        "task \(taskID) of step \(step) held by worker \(worker) for \(String(format: "%.2f", heldSeconds)) s without a RESULT "
+            + "(cluster.task_timeout): " + (requeuedAs.map { "re-queued as task \($0)" } ?? "not re-queued (step closed)")
+    }
+}
+
 /// What ``TaskScheduler/tick(now:)`` found.
 public struct TickOutcome: Equatable, Sendable {
     public var expired: [ExpiredWorker] = []
+    /// Tasks past their deadline, by old task id, re-queued.
+    public var timedOut: [TimedOutTask] = []
     /// Workers owed a HEARTBEAT now (already marked as sent).
     public var heartbeatsDue: [RoutingID] = []
 }
@@ -235,7 +261,7 @@ public struct TaskScheduler: Sendable {
 
     private var nextTaskID: UInt64 = 1
     private var queue: [ScheduledTask] = []
-    private var inFlight: [UInt64: (task: ScheduledTask, worker: RoutingID)] = [:]
+    private var inFlight: [UInt64: (task: ScheduledTask, worker: RoutingID, sentAt: Double)] = [:]
     private var steps: [UInt64: StepState] = [:]
 
     public init(settings: SchedulerSettings, policyVersion: UInt64 = 0) {
@@ -307,6 +333,16 @@ public struct TaskScheduler: Sendable {
             statistics.workersExpired += 1
             outcome.expired.append(ExpiredWorker(peer: record.peer, name: record.name, requeued: requeue(record.inFlight)))
         }
+        if settings.taskTimeout > 0 {
+            let overdue = inFlight.filter { now - $0.value.sentAt > settings.taskTimeout }.keys.sorted()
+            for taskID in overdue {
+                guard let (task, worker, sentAt) = inFlight[taskID] else { continue }
+                let name = registry.worker(worker)?.name ?? worker.description
+                let requeued = requeue([taskID]).first
+                outcome.timedOut.append(TimedOutTask(peer: worker, worker: name, taskID: taskID, step: task.step,
+                                                     heldSeconds: now - sentAt, requeuedAs: requeued))
+            }
+        }
         outcome.heartbeatsDue = registry.heartbeatsDue(now: now)
         return outcome
     }
@@ -353,7 +389,7 @@ public struct TaskScheduler: Sendable {
             task.policyVersion = policyVersion
             registry.assign(task.taskID, to: worker)
             registry.sent(to: worker, at: now)
-            inFlight[task.taskID] = (task, worker)
+            inFlight[task.taskID] = (task, worker, now)
             statistics.tasksDispatched += 1
             assignments.append(Assignment(worker: worker, task: task))
         }
@@ -367,7 +403,7 @@ public struct TaskScheduler: Sendable {
             statistics.droppedUnknown += 1
             return .dropped(taskID: taskID, reason: .unknownWorker, requeuedAs: nil)
         }
-        guard let (task, worker) = inFlight[taskID] else {
+        guard let (task, worker, _) = inFlight[taskID] else {
             if taskID != 0 && taskID < nextTaskID {
                 statistics.droppedLateOrDuplicate += 1
                 return .dropped(taskID: taskID, reason: .lateOrDuplicate, requeuedAs: nil)
@@ -464,7 +500,7 @@ public struct TaskScheduler: Sendable {
     private mutating func requeue(_ taskIDs: some Collection<UInt64>) -> [UInt64] {
         var tasks: [ScheduledTask] = []
         for id in taskIDs.sorted() {
-            guard let (task, worker) = inFlight.removeValue(forKey: id) else { continue }
+            guard let (task, worker, _) = inFlight.removeValue(forKey: id) else { continue }
             _ = registry.release(id, from: worker)
             tasks.append(task)
         }

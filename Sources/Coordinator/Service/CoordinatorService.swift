@@ -654,6 +654,10 @@ private final class SocketLoop {
             event(.workerDied(worker: dead.name, silentSeconds: silent, requeuedTasks: dead.requeued.count, alive: scheduler.registry.count))
             if !dead.requeued.isEmpty { event(.tasksRequeued(count: dead.requeued.count, from: dead.name)) }
         }
+        for overdue in tick.timedOut {
+            logger.warning("\(overdue.warning)")
+            if overdue.requeuedAs != nil { event(.tasksRequeued(count: 1, from: "\(overdue.worker) (task \(overdue.taskID) timed out)")) }
+        }
         for peer in tick.heartbeatsDue {
             // tick already marked these as sent.
             deliver(.heartbeat(policyVersion: scheduler.policyVersion), to: peer)
