@@ -190,6 +190,28 @@ public struct TimedOutTask: Equatable, Sendable {
     }
 }
 
+/// A worker refused by ``TaskScheduler/refuseIfOverRejectionLimit(_:)``: forgotten, its tasks
+/// re-queued.
+public struct RefusedWorker: Equatable, Sendable {
+    public let peer: RoutingID
+    public let name: String
+    public let rejectedResults: Int
+    /// New ids of its re-queued tasks.
+    public let requeued: [UInt64]
+
+    /// The REFUSE reason the worker gets (it prints it and exits).
+    public var reason: String {
+        "\(rejectedResults) results of worker \(name) were rejected (limit \(TaskScheduler.maxRejectedResults)): "
+            + "refused; check its engine, build and configuration before restarting it"
+    }
+
+    /// The coordinator's error.
+    public var error: String {
+        "refused worker \(name) at peer \(peer) after \(rejectedResults) rejected results: forgot its routing id, re-queued "
+            + (requeued.isEmpty ? "no tasks" : "\(requeued.count) task(s) as \(requeued.map(String.init).joined(separator: ", "))")
+    }
+}
+
 /// What ``TaskScheduler/tick(now:)`` found.
 public struct TickOutcome: Equatable, Sendable {
     public var expired: [ExpiredWorker] = []
@@ -245,6 +267,13 @@ public enum SchedulerError: Error, Equatable, CustomStringConvertible {
 /// call gets `now`. Which worker gets which task may vary; results are keyed by task id and
 /// trajectories are handed out in canonical order, so nothing downstream depends on it.
 public struct TaskScheduler: Sendable {
+    /// Rejected results (invalid or malformed; stale and late ones do not count) after which a
+    /// registered worker is refused. One bad result can be a transient (a frame cut by a
+    /// dropped connection) and the task is simply re-run; three from the same worker mean its
+    /// engine, build or model files are broken, and every further one costs a task re-run
+    /// and can keep a sync step from completing (its re-queued tasks may come back to it).
+    public static let maxRejectedResults = 3
+
     public let settings: SchedulerSettings
     public private(set) var registry: WorkerRegistry
     /// The version new tasks are sent with.
@@ -462,6 +491,16 @@ public struct TaskScheduler: Sendable {
         statistics.droppedInvalid += 1
         if let taskID { return record.inFlight.contains(taskID) ? requeue([taskID]) : [] }
         return requeue(record.inFlight)
+    }
+
+    /// Refuses `peer` if it has ``maxRejectedResults`` rejected results: forgets it (further
+    /// messages from its routing id are dropped as from an unknown peer until it says HELLO)
+    /// and re-queues its in-flight tasks. Nil (nothing changes) below the limit or for an
+    /// unregistered peer. The caller sends REFUSE(``RefusedWorker/reason``).
+    public mutating func refuseIfOverRejectionLimit(_ peer: RoutingID) -> RefusedWorker? {
+        guard let record = registry.worker(peer), record.rejectedResults >= Self.maxRejectedResults else { return nil }
+        registry.remove(peer)
+        return RefusedWorker(peer: peer, name: record.name, rejectedResults: record.rejectedResults, requeued: requeue(record.inFlight))
     }
 
     /// Removes a complete step and returns its trajectories in canonical order; nil while the
