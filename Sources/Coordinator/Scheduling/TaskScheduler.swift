@@ -188,6 +188,9 @@ public struct TimedOutTask: Equatable, Sendable {
         "task \(taskID) of step \(step) held by worker \(worker) for \(String(format: "%.2f", heldSeconds)) s without a RESULT "
             + "(cluster.task_timeout): " + (requeuedAs.map { "re-queued as task \($0)" } ?? "not re-queued (step closed)")
     }
+
+    /// The `from` field of its `tasks_requeued` event.
+    public var requeuedFrom: String { "\(worker) (task \(taskID) timed out)" }
 }
 
 /// A worker refused by ``TaskScheduler/refuseIfOverRejectionLimit(_:)``: forgotten, its tasks
@@ -210,6 +213,9 @@ public struct RefusedWorker: Equatable, Sendable {
         "refused worker \(name) at peer \(peer) after \(rejectedResults) rejected results: forgot its routing id, re-queued "
             + (requeued.isEmpty ? "no tasks" : "\(requeued.count) task(s) as \(requeued.map(String.init).joined(separator: ", "))")
     }
+
+    /// The `from` field of its `tasks_requeued` event.
+    public var requeuedFrom: String { "\(name) (refused)" }
 }
 
 /// What ``TaskScheduler/tick(now:)`` found.

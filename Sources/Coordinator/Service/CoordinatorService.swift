@@ -636,7 +636,7 @@ private final class SocketLoop {
         logger.error("\(refused.error)")
         deliver(.refuse(reason: String(refused.reason.utf8.prefix(settings.limits.maxReasonBytes)) ?? "refused"), to: peer)
         event(.workerLeft(worker: refused.name, alive: scheduler.registry.count))
-        if !refused.requeued.isEmpty { event(.tasksRequeued(count: refused.requeued.count, from: "\(refused.name) (refused)")) }
+        if !refused.requeued.isEmpty { event(.tasksRequeued(count: refused.requeued.count, from: refused.requeuedFrom)) }
     }
 
     private func dropUnregistered(_ message: Message, from peer: RoutingID) {
@@ -667,7 +667,7 @@ private final class SocketLoop {
         }
         for overdue in tick.timedOut {
             logger.warning("\(overdue.warning)")
-            if overdue.requeuedAs != nil { event(.tasksRequeued(count: 1, from: "\(overdue.worker) (task \(overdue.taskID) timed out)")) }
+            if overdue.requeuedAs != nil { event(.tasksRequeued(count: 1, from: overdue.requeuedFrom)) }
         }
         for peer in tick.heartbeatsDue {
             // tick already marked these as sent.
