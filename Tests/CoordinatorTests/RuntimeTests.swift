@@ -261,8 +261,13 @@ import Worker
     /// as from an unknown peer), and the run completes on an honest worker with unchanged weights.
     @Test func aWorkerWithThreeRejectedResultsIsRefused() throws {
         let learner = FakeLearner()
+        let directory = Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let sink = LogSink()
+        let metrics = try MetricsLogger(runDirectory: directory, sink: sink)
+        defer { sink.detachFile() }
         let service = CoordinatorService(settings: Self.coordinatorSettings(steps: 2), learner: learner, pairs: FakePairs(count: Self.pairCount),
-                                         logger: Self.quiet("coordinator"))
+                                         metrics: metrics, logger: Self.quiet("coordinator"))
         let (coordinator, endpoint) = try Self.startCoordinator(service)
         let refused = StopSignal()
         // The raw worker's socket lives on its own thread only.
@@ -306,6 +311,13 @@ import Worker
         #expect(report.statistics.droppedInvalid == 3)
         #expect(report.statistics.tasksRequeued == 3)
         #expect(report.statistics.droppedUnknown == 1)
+        metrics.close()
+        let requeued = "NOTE  [train] event tasks_requeued count=1 from=bad-worker (invalid trajectories: no trajectories for pair 0)"
+        #expect(try Self.trainLogLines(directory).filter { $0.contains("bad-worker") } == [
+            "INFO  [train] event worker_joined worker=bad-worker alive=1",
+            requeued, requeued, requeued,
+            "INFO  [train] event worker_left worker=bad-worker alive=0",
+        ])
         #expect(learner.weights == (try Self.expectedWeights(steps: 2)))
         #expect(try good.value().exitCode == 0)
     }
