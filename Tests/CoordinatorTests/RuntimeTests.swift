@@ -256,6 +256,72 @@ import Worker
         #expect(try good.value().exitCode == 0)
     }
 
+    /// A worker whose results keep failing the acceptance check is refused at its third rejected
+    /// result (REFUSE with the reason), its routing id forgotten (a RESULT after that is dropped
+    /// as from an unknown peer), and the run completes on an honest worker with unchanged weights.
+    @Test func aWorkerWithThreeRejectedResultsIsRefused() throws {
+        let learner = FakeLearner()
+        let directory = Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let sink = LogSink()
+        let metrics = try MetricsLogger(runDirectory: directory, sink: sink)
+        defer { sink.detachFile() }
+        let service = CoordinatorService(settings: Self.coordinatorSettings(steps: 2), learner: learner, pairs: FakePairs(count: Self.pairCount),
+                                         metrics: metrics, logger: Self.quiet("coordinator"))
+        let (coordinator, endpoint) = try Self.startCoordinator(service)
+        let refused = StopSignal()
+        // The raw worker's socket lives on its own thread only.
+        let raw = Background("raw-worker") { () throws -> (tasks: [UInt64], reason: String) in
+            let codec = MessageCodec(limits: ProtocolLimits(maxMessageBytes: 1 << 20, vocabularySize: UInt32(FakeModel.vocabulary)))
+            let socket = try ZMQSocket(context: try ZMQContext(), type: .dealer)
+            defer { socket.close() }
+            try socket.connect(endpoint)
+            try socket.send(try codec.encode(.hello(HelloMessage(name: "bad-worker", capacity: 1, configHash: Self.configHash, kind: .cpu))))
+            try socket.send(try codec.encode(.ready(credit: 1)))
+            var tasks: [UInt64] = []
+            for _ in 0..<1000 {
+                guard let frames = try socket.receive(timeoutMs: 20) else {
+                    try socket.send(try codec.encode(.heartbeat(policyVersion: 0)))
+                    continue
+                }
+                switch try codec.decode(frames) {
+                case let .task(task):
+                    tasks.append(task.taskID)
+                    try socket.send(try codec.encode(.result(ResultMessage(taskID: task.taskID, policyVersion: task.policyVersion, trajectories: []))))
+                    try socket.send(try codec.encode(.ready(credit: 1)))
+                case let .refuse(reason):
+                    // Forgotten: this one is dropped as from an unknown peer.
+                    try socket.send(try codec.encode(.result(ResultMessage(taskID: tasks.last ?? 0, policyVersion: 0, trajectories: []))))
+                    refused.request()
+                    return (tasks, reason)
+                default:
+                    try socket.send(try codec.encode(.heartbeat(policyVersion: 0)))
+                }
+            }
+            refused.request()
+            return (tasks, "never refused")
+        }
+        for _ in 0..<2000 where !refused.isRequested { Thread.sleep(forTimeInterval: 0.01) }
+        let good = Self.startWorker(endpoint, name: "good", executor: FakeExecutor())
+        let report = try coordinator.value()
+        let bad = try raw.value()
+        #expect(bad.tasks == [1, 6, 7])
+        #expect(bad.reason == "3 results of worker bad-worker were rejected (limit 3): refused; check its engine, build and configuration before restarting it")
+        #expect(report.outcome == .finished(steps: 2))
+        #expect(report.statistics.droppedInvalid == 3)
+        #expect(report.statistics.tasksRequeued == 3)
+        #expect(report.statistics.droppedUnknown == 1)
+        metrics.close()
+        let requeued = "NOTE  [train] event tasks_requeued count=1 from=bad-worker (invalid trajectories: no trajectories for pair 0)"
+        #expect(try Self.trainLogLines(directory).filter { $0.contains("bad-worker") } == [
+            "INFO  [train] event worker_joined worker=bad-worker alive=1",
+            requeued, requeued, requeued,
+            "INFO  [train] event worker_left worker=bad-worker alive=0",
+        ])
+        #expect(learner.weights == (try Self.expectedWeights(steps: 2)))
+        #expect(try good.value().exitCode == 0)
+    }
+
     @Test func weightsTravelInManySmallChunks() throws {
         // 3000-byte weights in 64-byte chunks: 47 requests per version.
         let learner = FakeLearner(size: 3000)

@@ -539,3 +539,130 @@ extension TaskSchedulerTests {
         #expect(other.type == .heartbeat && other.taskID == nil)
     }
 }
+
+extension TaskSchedulerTests {
+    // MARK: Task deadline
+
+    /// A worker that keeps heartbeating but never answers loses its task after
+    /// `task_timeout` (strictly longer): it is re-queued under a new id, another worker runs it,
+    /// and the first worker's late result is dropped as late without counting against it.
+    @Test func aTaskHeldPastTheDeadlineIsRequeuedAndTheLateResultDropped() throws {
+        let clock = ManualClock()
+        var settings = Self.settings(pairsPerTask: 1)
+        settings.taskTimeout = 30
+        var s = Self.scheduler(settings, workers: [Self.alice, Self.bob], credit: 1, clock: clock)
+        try s.openStep(0, pairIDs: [10, 11])
+        let sent = s.dispatch(now: clock.now())
+        #expect(sent.map(\.worker) == [Self.alice, Self.bob])
+        #expect(sent.map(\.task.taskID) == [1, 2])
+        clock.advance(by: 1)
+        #expect(s.handle(result: Self.result(for: sent[1].task), from: Self.bob, now: clock.now())
+                == .accepted(taskID: 2, step: 0, stepComplete: false))
+        // Alice heartbeats (never expires) but never answers.
+        for _ in 0..<29 {
+            clock.advance(by: 1)
+            s.heard(from: Self.alice, now: clock.now())
+            s.heard(from: Self.bob, now: clock.now())
+            let tick = s.tick(now: clock.now())
+            #expect(tick.timedOut.isEmpty && tick.expired.isEmpty, "t = \(clock.now())")
+        }
+        #expect(clock.now() == 30)
+        #expect(s.inFlightTaskIDs == [1])
+        clock.advance(by: 0.5)
+        let tick = s.tick(now: clock.now())
+        #expect(tick.expired.isEmpty)
+        #expect(tick.timedOut == [TimedOutTask(peer: Self.alice, worker: "w0", taskID: 1, step: 0, heldSeconds: 30.5, requeuedAs: 3)])
+        #expect(tick.timedOut.first?.warning == "task 1 of step 0 held by worker w0 for 30.50 s without a RESULT (cluster.task_timeout): re-queued as task 3")
+        #expect(tick.timedOut.first?.requeuedFrom == "w0 (task 1 timed out)")
+        #expect(s.inFlightTaskIDs == [])
+        #expect(s.queuedTasks.map(\.taskID) == [3])
+        #expect(s.queuedTasks.map(\.pairIDs) == [[10]])
+        #expect(s.statistics.tasksRequeued == 1)
+        #expect(s.registry.worker(Self.alice)?.inFlight == [])
+        #expect(s.tick(now: clock.now()).timedOut.isEmpty)
+
+        s.handle(ready: 1, from: Self.bob, now: clock.now())
+        let again = s.dispatch(now: clock.now())
+        #expect(again.map(\.worker) == [Self.bob])
+        #expect(again.map(\.task.taskID) == [3])
+        #expect(s.handle(result: Self.result(for: sent[0].task), from: Self.alice, now: clock.now())
+                == .dropped(taskID: 1, reason: .lateOrDuplicate, requeuedAs: nil))
+        #expect(s.registry.worker(Self.alice)?.rejectedResults == 0)
+        #expect(s.handle(result: Self.result(for: again[0].task), from: Self.bob, now: clock.now())
+                == .accepted(taskID: 3, step: 0, stepComplete: true))
+        #expect(s.takeCompletedStep(0)?.trajectories.count == 6)
+    }
+
+    /// `task_timeout = 0` turns the deadline off: a task may be held for ever by a live worker.
+    @Test func aZeroTaskTimeoutNeverRequeues() throws {
+        #expect(SchedulerSettings(config: Config()).taskTimeout == 600)
+        let clock = ManualClock()
+        var settings = Self.settings(pairsPerTask: 1)
+        settings.taskTimeout = 0
+        var s = Self.scheduler(settings, credit: 1, clock: clock)
+        try s.openStep(0, pairIDs: [10])
+        #expect(s.dispatch(now: clock.now()).map(\.task.taskID) == [1])
+        for _ in 0..<100 {
+            clock.advance(by: 4)
+            s.heard(from: Self.alice, now: clock.now())
+            #expect(s.tick(now: clock.now()).timedOut.isEmpty)
+        }
+        #expect(s.inFlightTaskIDs == [1])
+        #expect(s.statistics.tasksRequeued == 0)
+    }
+}
+
+extension TaskSchedulerTests {
+    // MARK: Rejection limit
+
+    /// Rejected results (version mismatch, malformed, invalid trajectories) count per worker; at
+    /// the third the worker is refused: forgotten (its messages then come from an unknown peer),
+    /// its other task re-queued. Below the limit, and for other workers, nothing happens. A
+    /// new HELLO admits it again with a clean count.
+    @Test func aWorkerIsRefusedAtItsThirdRejectedResult() throws {
+        let clock = ManualClock()
+        var s = Self.scheduler(Self.settings(pairsPerTask: 1), workers: [Self.alice, Self.bob], credit: 2, clock: clock)
+        try s.openStep(0, pairIDs: [10, 11, 12, 13])
+        let sent = s.dispatch(now: clock.now())
+        #expect(sent.map(\.task.taskID) == [1, 2, 3, 4])
+        #expect(sent.map(\.worker) == [Self.alice, Self.bob, Self.alice, Self.bob])
+
+        #expect(s.handle(result: Self.result(for: sent[0].task, version: 9), from: Self.alice, now: clock.now())
+                == .dropped(taskID: 1, reason: .versionMismatch(expected: 0, received: 9), requeuedAs: 5))
+        #expect(s.refuseIfOverRejectionLimit(Self.alice) == nil)
+        #expect(s.handle(malformedResultFrom: Self.alice, taskID: 3, now: clock.now()) == [6])
+        #expect(s.refuseIfOverRejectionLimit(Self.alice) == nil)
+        #expect(s.registry.worker(Self.alice)?.rejectedResults == 2)
+        #expect(s.queuedTasks.map(\.taskID) == [6, 5])
+
+        s.handle(ready: 2, from: Self.alice, now: clock.now())
+        let again = s.dispatch(now: clock.now())
+        #expect(again.map(\.task.taskID) == [6, 5])
+        #expect(again.map(\.worker) == [Self.alice, Self.alice])
+        let empty = ResultMessage(taskID: 6, policyVersion: 0, trajectories: [])
+        #expect(s.handle(result: empty, from: Self.alice, now: clock.now())
+                == .dropped(taskID: 6, reason: .invalidTrajectories("no trajectories for pair 12"), requeuedAs: 7))
+        let refused = s.refuseIfOverRejectionLimit(Self.alice)
+        #expect(refused == RefusedWorker(peer: Self.alice, name: "w0", rejectedResults: 3, requeued: [8]))
+        #expect(refused?.error == "refused worker w0 at peer a1 after 3 rejected results: forgot its routing id, re-queued 1 task(s) as 8")
+        #expect(refused?.requeuedFrom == "w0 (refused)")
+        #expect(refused?.reason == "3 results of worker w0 were rejected (limit 3): refused; check its engine, build and configuration before restarting it")
+        #expect(s.registry.contains(Self.alice) == false)
+        #expect(s.queuedTasks.map(\.taskID) == [8, 7])
+        #expect(s.queuedTasks.map(\.pairIDs) == [[10], [12]])
+        #expect(s.inFlightTaskIDs == [2, 4])
+        #expect(s.refuseIfOverRejectionLimit(Self.alice) == nil)
+        #expect(s.refuseIfOverRejectionLimit(Self.bob) == nil)
+
+        // Forgotten: its late answers are from an unknown peer.
+        #expect(s.handle(result: Self.result(for: again[1].task), from: Self.alice, now: clock.now())
+                == .dropped(taskID: 5, reason: .unknownWorker, requeuedAs: nil))
+        #expect(s.heard(from: Self.alice, now: clock.now()) == false)
+        #expect(s.handle(ready: 1, from: Self.alice, now: clock.now()) == false)
+        // A new HELLO starts it over.
+        guard case .welcome(_, requeued: []) = s.handle(hello: Self.hello("w0"), from: Self.alice, now: clock.now()) else {
+            Issue.record("refused worker could not say HELLO again"); return
+        }
+        #expect(s.registry.worker(Self.alice)?.rejectedResults == 0)
+    }
+}

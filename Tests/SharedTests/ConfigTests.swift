@@ -68,6 +68,7 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         other.run.checkpointDir = "/elsewhere"
         other.grpo.learningRate = 1
         other.cluster.workers = 7
+        other.cluster.taskTimeout = 5 // scheduler-only: a worker samples the same either way
         #expect(other.hash == base.hash, "run length, paths, learner and cluster settings do not change what a worker samples")
         for change in [{ (c: inout Config) in c.model.layers = 2 }, { $0.rollout.temperature = 0.5 }, { $0.reward.mode = .par }] {
             var changed = base
@@ -92,6 +93,7 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         ("seed = 3\n", "cfg.toml:1: seed: unknown key at top level (keys belong in a [section])"),
         ("[model]\nheads = 4\nkv_heads = 3\n", "cfg.toml:3: model.kv_heads: must divide model.heads (4), got 3"),
         ("[cluster]\nheartbeat_interval = 5.0\nheartbeat_timeout = 2.0\n", "cfg.toml:3: cluster.heartbeat_timeout: must exceed cluster.heartbeat_interval (5.0), got 2.0"),
+        ("[cluster]\ntask_timeout = -1\n", "cfg.toml:2: cluster.task_timeout: must be in 0.0...86400.0, got -1.0"),
         ("[run]\nname = \"\"\n", "cfg.toml:2: run.name: must not be empty"),
         ("[run]\nseed = -1\n", "cfg.toml:2: run.seed: must be a non-negative integer, got -1"),
         ("[run]\nname = \"a/b\"\n", "cfg.toml:2: run.name: must be one directory name (no \"/\", not \".\" or \"..\"), got \"a/b\""),

@@ -1,3 +1,4 @@
+import Foundation
 import Shared
 
 /// The trajectories a result must hold for each pair of its task, when known.
@@ -53,6 +54,9 @@ public struct SchedulerSettings: Equatable, Sendable {
     public var pairsPerTask: Int
     public var heartbeatInterval: Double
     public var heartbeatTimeout: Double
+    /// Seconds a worker may hold a task without its RESULT before the task is re-queued
+    /// (`cluster.task_timeout`); 0 turns the deadline off.
+    public var taskTimeout: Double
     /// `Config.hash` workers must match.
     public var configHash: UInt64
     public var maxMessageBytes: Int
@@ -64,13 +68,14 @@ public struct SchedulerSettings: Equatable, Sendable {
     public var resultCheck: RolloutResultCheck?
 
     public init(mode: RolloutMode = .sync, maxStaleness: UInt64 = 1, pairsPerTask: Int = 1, heartbeatInterval: Double = 1,
-                heartbeatTimeout: Double = 10, configHash: UInt64 = 0, maxMessageBytes: Int = 64 << 20,
+                heartbeatTimeout: Double = 10, taskTimeout: Double = 0, configHash: UInt64 = 0, maxMessageBytes: Int = 64 << 20,
                 expectedRollout: ExpectedRollout? = nil, resultCheck: RolloutResultCheck? = nil) {
         self.mode = mode
         self.maxStaleness = maxStaleness
         self.pairsPerTask = max(1, pairsPerTask)
         self.heartbeatInterval = heartbeatInterval
         self.heartbeatTimeout = heartbeatTimeout
+        self.taskTimeout = taskTimeout
         self.configHash = configHash
         self.maxMessageBytes = maxMessageBytes
         self.expectedRollout = expectedRollout
@@ -83,7 +88,7 @@ public struct SchedulerSettings: Equatable, Sendable {
     public init(config: Config) {
         self.init(mode: config.cluster.mode, maxStaleness: UInt64(config.cluster.maxStaleness),
                   pairsPerTask: config.cluster.pairsPerTask, heartbeatInterval: config.cluster.heartbeatInterval,
-                  heartbeatTimeout: config.cluster.heartbeatTimeout, configHash: config.hash,
+                  heartbeatTimeout: config.cluster.heartbeatTimeout, taskTimeout: config.cluster.taskTimeout, configHash: config.hash,
                   maxMessageBytes: config.cluster.maxMessageBytes,
                   expectedRollout: config.reward.mode == .cerm ? .twoStage(nc: config.rollout.nc, ne: config.rollout.ne, responses: 2) : nil,
                   resultCheck: RolloutResultCheck(config: config))
@@ -166,9 +171,58 @@ public struct ExpiredWorker: Equatable, Sendable {
     public let requeued: [UInt64]
 }
 
+/// A task re-queued by ``TaskScheduler/tick(now:)`` because its worker held it longer than
+/// ``SchedulerSettings/taskTimeout`` without a RESULT.
+public struct TimedOutTask: Equatable, Sendable {
+    public let peer: RoutingID
+    public let worker: String
+    public let taskID: UInt64
+    public let step: UInt64
+    /// Seconds since the task was sent to the worker.
+    public let heldSeconds: Double
+    /// The task's new id; nil if its step is no longer open.
+    public let requeuedAs: UInt64?
+
+    /// The coordinator's warning.
+    public var warning: String {
+        "task \(taskID) of step \(step) held by worker \(worker) for \(String(format: "%.2f", heldSeconds)) s without a RESULT "
+            + "(cluster.task_timeout): " + (requeuedAs.map { "re-queued as task \($0)" } ?? "not re-queued (step closed)")
+    }
+
+    /// The `from` field of its `tasks_requeued` event.
+    public var requeuedFrom: String { "\(worker) (task \(taskID) timed out)" }
+}
+
+/// A worker refused by ``TaskScheduler/refuseIfOverRejectionLimit(_:)``: forgotten, its tasks
+/// re-queued.
+public struct RefusedWorker: Equatable, Sendable {
+    public let peer: RoutingID
+    public let name: String
+    public let rejectedResults: Int
+    /// New ids of its re-queued tasks.
+    public let requeued: [UInt64]
+
+    /// The REFUSE reason the worker gets (it prints it and exits).
+    public var reason: String {
+        "\(rejectedResults) results of worker \(name) were rejected (limit \(TaskScheduler.maxRejectedResults)): "
+            + "refused; check its engine, build and configuration before restarting it"
+    }
+
+    /// The coordinator's error.
+    public var error: String {
+        "refused worker \(name) at peer \(peer) after \(rejectedResults) rejected results: forgot its routing id, re-queued "
+            + (requeued.isEmpty ? "no tasks" : "\(requeued.count) task(s) as \(requeued.map(String.init).joined(separator: ", "))")
+    }
+
+    /// The `from` field of its `tasks_requeued` event.
+    public var requeuedFrom: String { "\(name) (refused)" }
+}
+
 /// What ``TaskScheduler/tick(now:)`` found.
 public struct TickOutcome: Equatable, Sendable {
     public var expired: [ExpiredWorker] = []
+    /// Tasks past their deadline, by old task id, re-queued.
+    public var timedOut: [TimedOutTask] = []
     /// Workers owed a HEARTBEAT now (already marked as sent).
     public var heartbeatsDue: [RoutingID] = []
 }
@@ -219,6 +273,13 @@ public enum SchedulerError: Error, Equatable, CustomStringConvertible {
 /// call gets `now`. Which worker gets which task may vary; results are keyed by task id and
 /// trajectories are handed out in canonical order, so nothing downstream depends on it.
 public struct TaskScheduler: Sendable {
+    /// Rejected results (invalid or malformed; stale and late ones do not count) after which a
+    /// registered worker is refused. One bad result can be a transient (a frame cut by a
+    /// dropped connection) and the task is simply re-run; three from the same worker mean its
+    /// engine, build or model files are broken, and every further one costs a task re-run
+    /// and can keep a sync step from completing (its re-queued tasks may come back to it).
+    public static let maxRejectedResults = 3
+
     public let settings: SchedulerSettings
     public private(set) var registry: WorkerRegistry
     /// The version new tasks are sent with.
@@ -235,7 +296,7 @@ public struct TaskScheduler: Sendable {
 
     private var nextTaskID: UInt64 = 1
     private var queue: [ScheduledTask] = []
-    private var inFlight: [UInt64: (task: ScheduledTask, worker: RoutingID)] = [:]
+    private var inFlight: [UInt64: (task: ScheduledTask, worker: RoutingID, sentAt: Double)] = [:]
     private var steps: [UInt64: StepState] = [:]
 
     public init(settings: SchedulerSettings, policyVersion: UInt64 = 0) {
@@ -307,6 +368,16 @@ public struct TaskScheduler: Sendable {
             statistics.workersExpired += 1
             outcome.expired.append(ExpiredWorker(peer: record.peer, name: record.name, requeued: requeue(record.inFlight)))
         }
+        if settings.taskTimeout > 0 {
+            let overdue = inFlight.filter { now - $0.value.sentAt > settings.taskTimeout }.keys.sorted()
+            for taskID in overdue {
+                guard let (task, worker, sentAt) = inFlight[taskID] else { continue }
+                let name = registry.worker(worker)?.name ?? worker.description
+                let requeued = requeue([taskID]).first
+                outcome.timedOut.append(TimedOutTask(peer: worker, worker: name, taskID: taskID, step: task.step,
+                                                     heldSeconds: now - sentAt, requeuedAs: requeued))
+            }
+        }
         outcome.heartbeatsDue = registry.heartbeatsDue(now: now)
         return outcome
     }
@@ -353,7 +424,7 @@ public struct TaskScheduler: Sendable {
             task.policyVersion = policyVersion
             registry.assign(task.taskID, to: worker)
             registry.sent(to: worker, at: now)
-            inFlight[task.taskID] = (task, worker)
+            inFlight[task.taskID] = (task, worker, now)
             statistics.tasksDispatched += 1
             assignments.append(Assignment(worker: worker, task: task))
         }
@@ -367,7 +438,7 @@ public struct TaskScheduler: Sendable {
             statistics.droppedUnknown += 1
             return .dropped(taskID: taskID, reason: .unknownWorker, requeuedAs: nil)
         }
-        guard let (task, worker) = inFlight[taskID] else {
+        guard let (task, worker, _) = inFlight[taskID] else {
             if taskID != 0 && taskID < nextTaskID {
                 statistics.droppedLateOrDuplicate += 1
                 return .dropped(taskID: taskID, reason: .lateOrDuplicate, requeuedAs: nil)
@@ -428,6 +499,16 @@ public struct TaskScheduler: Sendable {
         return requeue(record.inFlight)
     }
 
+    /// Refuses `peer` if it has ``maxRejectedResults`` rejected results: forgets it (further
+    /// messages from its routing id are dropped as from an unknown peer until it says HELLO)
+    /// and re-queues its in-flight tasks. Nil (nothing changes) below the limit or for an
+    /// unregistered peer. The caller sends REFUSE(``RefusedWorker/reason``).
+    public mutating func refuseIfOverRejectionLimit(_ peer: RoutingID) -> RefusedWorker? {
+        guard let record = registry.worker(peer), record.rejectedResults >= Self.maxRejectedResults else { return nil }
+        registry.remove(peer)
+        return RefusedWorker(peer: peer, name: record.name, rejectedResults: record.rejectedResults, requeued: requeue(record.inFlight))
+    }
+
     /// Removes a complete step and returns its trajectories in canonical order; nil while the
     /// step is incomplete or unknown.
     public mutating func takeCompletedStep(_ step: UInt64) -> StepRollouts? {
@@ -464,7 +545,7 @@ public struct TaskScheduler: Sendable {
     private mutating func requeue(_ taskIDs: some Collection<UInt64>) -> [UInt64] {
         var tasks: [ScheduledTask] = []
         for id in taskIDs.sorted() {
-            guard let (task, worker) = inFlight.removeValue(forKey: id) else { continue }
+            guard let (task, worker, _) = inFlight.removeValue(forKey: id) else { continue }
             _ = registry.release(id, from: worker)
             tasks.append(task)
         }

@@ -593,6 +593,7 @@ private final class SocketLoop {
                 default: break
                 }
                 if requeuedAs != nil { event(.tasksRequeued(count: 1, from: "\(worker) (\(reason))")) }
+                refuseIfOverRejectionLimit(peer)
             }
         case .heartbeat:
             if !scheduler.heard(from: peer, now: now) { dropUnregistered(message, from: peer) }
@@ -626,6 +627,16 @@ private final class SocketLoop {
         let task = dropped.taskID.map { "task \($0)" } ?? "unreadable task id"
         logger.warning("dropped malformed RESULT (\(task)) from worker \(record.name) at peer \(dropped.peer): \(dropped.error); re-queued \(requeued.count) task(s) (\(rejected) rejected result(s) from \(record.name))")
         if !requeued.isEmpty { event(.tasksRequeued(count: requeued.count, from: "\(record.name) (malformed RESULT)")) }
+        refuseIfOverRejectionLimit(dropped.peer)
+    }
+
+    /// After a rejected result: a worker at the rejection limit gets REFUSE and is forgotten.
+    private func refuseIfOverRejectionLimit(_ peer: RoutingID) {
+        guard let refused = scheduler.refuseIfOverRejectionLimit(peer) else { return }
+        logger.error("\(refused.error)")
+        deliver(.refuse(reason: String(refused.reason.utf8.prefix(settings.limits.maxReasonBytes)) ?? "refused"), to: peer)
+        event(.workerLeft(worker: refused.name, alive: scheduler.registry.count))
+        if !refused.requeued.isEmpty { event(.tasksRequeued(count: refused.requeued.count, from: refused.requeuedFrom)) }
     }
 
     private func dropUnregistered(_ message: Message, from peer: RoutingID) {
@@ -653,6 +664,10 @@ private final class SocketLoop {
             logger.warning("worker \(dead.name) silent for \(String(format: "%.2f", silent)) s: declared dead")
             event(.workerDied(worker: dead.name, silentSeconds: silent, requeuedTasks: dead.requeued.count, alive: scheduler.registry.count))
             if !dead.requeued.isEmpty { event(.tasksRequeued(count: dead.requeued.count, from: dead.name)) }
+        }
+        for overdue in tick.timedOut {
+            logger.warning("\(overdue.warning)")
+            if overdue.requeuedAs != nil { event(.tasksRequeued(count: 1, from: overdue.requeuedFrom)) }
         }
         for peer in tick.heartbeatsDue {
             // tick already marked these as sent.

@@ -41,6 +41,7 @@ public struct ClusterConfig: ConfigSection {
     public var pairsPerTask = 1
     public var heartbeatInterval = 1.0
     public var heartbeatTimeout = 10.0
+    public var taskTimeout = 600.0
     public var mode = RolloutMode.sync
     public var maxStaleness = 1
     public var weightChunkBytes = 1 << 20
@@ -58,6 +59,7 @@ public struct ClusterConfig: ConfigSection {
         try v.int("pairs_per_task", &pairsPerTask, 1...4096)
         try v.double("heartbeat_interval", &heartbeatInterval, 0.01...3600)
         try v.double("heartbeat_timeout", &heartbeatTimeout, 0.05...86400)
+        try v.double("task_timeout", &taskTimeout, 0...86400)
         try v.choice("mode", &mode)
         try v.int("max_staleness", &maxStaleness, 0...1000)
         try v.int("weight_chunk_bytes", &weightChunkBytes, 1024...(256 << 20))
