@@ -69,25 +69,15 @@ public struct LoadedSFTWeights: Sendable {
         guard try CermFileKind.detect(path: path) == .sftWeights else {
             throw CermError.io(path: path, reason: "not an SFT weights file")
         }
-        let file = try HDF5File(path: path, mode: .readOnly)
-        defer { try? file.close() }
-        let root = file.root
-        let json = try root.stringAttribute(CermFileKind.sftWeightsAttribute)
-        let config: TransformerConfig
-        do { config = try TransformerConfig.fromJSON(json) } catch {
-            throw CermError.io(path: path, reason: "attribute model_config_json is not a valid model config: \(error)")
-        }
-        let weights = try ModelWeights.read(config: config, from: root.group(ModelWeights.hdf5Group))
-        let tokenizer = root.hasAttribute("tokenizer") ? try root.stringAttribute("tokenizer") : nil
+        let file = try ModelWeights.readFile(path: path)
         var stored: UInt64?
-        if root.hasAttribute("weights_fnv1a64") {
-            let values: [UInt64] = try root.attribute("weights_fnv1a64")
+        if let values = file.storedChecksums {
             guard values.count == 1 else {
                 throw CermError.io(path: path, reason: "attribute weights_fnv1a64 has \(values.count) values, expected 1")
             }
             stored = values[0]
         }
-        return LoadedSFTWeights(path: path, weights: weights, modelConfigJSON: json, tokenizerDescription: tokenizer,
-                                storedChecksum: stored)
+        return LoadedSFTWeights(path: path, weights: file.weights, modelConfigJSON: file.modelConfigJSON,
+                                tokenizerDescription: file.tokenizer, storedChecksum: stored)
     }
 }

@@ -27,6 +27,28 @@ extension ModelWeights {
 
     /// Reads a file written by ``save(to:)``; checks every tensor's shape and the checksum.
     public static func load(path: String) throws -> ModelWeights {
+        let file = try readFile(path: path)
+        if let stored = file.storedChecksums, stored.first != file.weights.checksum {
+            throw CermError.io(path: path, reason: "weights checksum mismatch (stored \(stored.first.map { String($0, radix: 16) } ?? "none"), computed \(String(file.weights.checksum, radix: 16)))")
+        }
+        return file.weights
+    }
+
+    /// What a file written by ``save(to:)`` holds, read without verifying the checksum (that
+    /// is the caller's: ``load(path:)`` refuses a mismatch, `cerm inspect` reports it).
+    public struct StoredFile: Sendable {
+        public var weights: ModelWeights
+        /// The root attribute `model_config_json` as stored.
+        public var modelConfigJSON: String
+        /// The root attribute `tokenizer`, nil when absent.
+        public var tokenizer: String?
+        /// The root attribute `weights_fnv1a64`, nil when absent.
+        public var storedChecksums: [UInt64]?
+    }
+
+    /// Reads every part of a file written by ``save(to:)``; checks the tensors' shapes, not
+    /// the checksum. Errors name the file.
+    public static func readFile(path: String) throws -> StoredFile {
         let file = try HDF5File(path: path, mode: .readOnly)
         defer { try? file.close() }
         let root = file.root
@@ -38,13 +60,9 @@ extension ModelWeights {
             throw CermError.io(path: path, reason: "attribute model_config_json is not a valid model config: \(error)")
         }
         let weights = try read(config: config, from: root.group(hdf5Group))
-        if root.hasAttribute("weights_fnv1a64") {
-            let stored: [UInt64] = try root.attribute("weights_fnv1a64")
-            if stored.first != weights.checksum {
-                throw CermError.io(path: path, reason: "weights checksum mismatch (stored \(stored.first.map { String($0, radix: 16) } ?? "none"), computed \(String(weights.checksum, radix: 16)))")
-            }
-        }
-        return weights
+        let tokenizer = root.hasAttribute("tokenizer") ? try root.stringAttribute("tokenizer") : nil
+        let stored: [UInt64]? = root.hasAttribute("weights_fnv1a64") ? try root.attribute("weights_fnv1a64") : nil
+        return StoredFile(weights: weights, modelConfigJSON: json, tokenizer: tokenizer, storedChecksums: stored)
     }
 
     /// Writes one dataset per tensor (HF name and shape) into `group`.
