@@ -49,16 +49,8 @@ public struct MalformedMessage: Sendable, Equatable {
 
     /// Reads what it can of `frames` (header, body) that failed decoding with `error`.
     public init(peer: RoutingID, frames: [[UInt8]], error: ProtocolError) {
-        var type: MessageType?
-        var taskID: UInt64?
-        if frames.count == 2, frames[0].count == MessageCodec.headerSize, Array(frames[0].prefix(4)) == MessageCodec.magic {
-            type = MessageType(rawValue: frames[0][6])
-            if type == .result {
-                var reader = ByteReader(frames[1])
-                taskID = try? reader.u64("RESULT.task_id")
-            }
-        }
-        self.init(peer: peer, type: type, taskID: taskID, error: error)
+        let salvaged = MessageCodec.salvage(frames)
+        self.init(peer: peer, type: salvaged.type, taskID: salvaged.taskID, error: error)
     }
 }
 

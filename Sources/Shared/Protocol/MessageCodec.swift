@@ -125,6 +125,20 @@ public struct MessageCodec: Sendable {
         return try decode(header: frames[0], body: frames[1])
     }
 
+    /// What can still be read of data frames that failed ``decode(_:)``: the type of a complete
+    /// header that carries the cerm magic, and a RESULT's task id (the first field of its body)
+    /// when the body holds 8 bytes.
+    public static func salvage(_ frames: [[UInt8]]) -> (type: MessageType?, taskID: UInt64?) {
+        guard frames.count == 2, frames[0].count == headerSize else { return (nil, nil) }
+        var h = ByteReader(frames[0])
+        guard let magic = try? [h.u8("magic"), h.u8("magic"), h.u8("magic"), h.u8("magic")], magic == Self.magic,
+              (try? h.u16("version")) != nil, let rawType = try? h.u8("type"),
+              let type = MessageType(rawValue: rawType) else { return (nil, nil) }
+        guard type == .result else { return (type, nil) }
+        var r = ByteReader(frames[1])
+        return (type, try? r.u64("RESULT.task_id"))
+    }
+
     /// Decodes a header frame and a body frame.
     public func decode(header: [UInt8], body: [UInt8]) throws(ProtocolError) -> Message {
         guard header.count == Self.headerSize else { throw .badHeaderSize(header.count) }
