@@ -322,6 +322,155 @@ import Worker
         #expect(try good.value().exitCode == 0)
     }
 
+    /// Settings of the `cluster.task_timeout` runs: a 12 s deadline and a 5 s heartbeat timeout.
+    /// Their coordinator runs on a ``ManualClock`` the test moves, so the values cost no time;
+    /// the heartbeat timeout is shorter than the deadline (as in production, 10 s vs 600 s) so
+    /// the slow worker outlives it only by heartbeating, and long enough in real time for the
+    /// honest worker, which hears no coordinator HEARTBEAT while that clock stands still.
+    static func deadlineSettings() -> CoordinatorSettings {
+        var settings = coordinatorSettings(steps: 2, heartbeatTimeout: 5)
+        settings.scheduler.taskTimeout = 12
+        return settings
+    }
+
+    /// `cluster.task_timeout` through the coordinator's sockets: a worker that registers, fetches
+    /// the weights, accepts a task and keeps heartbeating but never answers keeps the task until
+    /// the deadline has passed (strictly: held exactly 12 s it still has it), then loses it to a
+    /// re-queue under a new id, with a warning naming the worker and both ids. Its RESULT for the
+    /// old id, sent after the deadline while the new task is still queued, is dropped as late
+    /// and counted nowhere; it stays registered to the end. The honest worker runs the
+    /// re-queued task, and the weights are bitwise those of the same run with the honest worker
+    /// alone (seeds derive from run seed, step, pair and trajectory, not from the worker).
+    @Test func aTaskHeldPastTheTaskTimeoutRunsElsewhereAndItsLateResultIsDropped() throws {
+        // The same run with the honest worker only.
+        let aloneLearner = FakeLearner()
+        let aloneService = CoordinatorService(settings: Self.deadlineSettings(), learner: aloneLearner,
+                                              pairs: FakePairs(count: Self.pairCount), clock: ManualClock(),
+                                              logger: Self.quiet("coordinator"))
+        let (aloneRun, aloneEndpoint) = try Self.startCoordinator(aloneService)
+        let alone = Self.startWorker(aloneEndpoint, name: "honest", executor: FakeExecutor())
+        let aloneReport = try aloneRun.value()
+        #expect(aloneReport.outcome == .finished(steps: 2))
+        #expect(aloneReport.statistics.tasksRequeued == 0)
+        #expect(try alone.value() == .goodbye(reason: "run finished after 2 steps"))
+        #expect(aloneLearner.weights == (try Self.expectedWeights(steps: 2)))
+
+        let directory = Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let sink = LogSink()
+        let metrics = try MetricsLogger(runDirectory: directory, sink: sink)
+        defer { sink.detachFile() }
+        // The coordinator's own lines go to train.log too (as in `cerm train`); notice and up
+        // keeps the per-worker info lines out and the deadline warning and late drop in.
+        var logger = Logger(label: "cerm.coordinator") { CermLogHandler(label: $0, sink: sink) }
+        logger.logLevel = .notice
+        let clock = ManualClock()
+        let learner = FakeLearner()
+        let service = CoordinatorService(settings: Self.deadlineSettings(), learner: learner, pairs: FakePairs(count: Self.pairCount),
+                                         clock: clock, metrics: metrics, logger: logger)
+        let (coordinator, endpoint) = try Self.startCoordinator(service)
+
+        // The slow worker is a raw socket driven from this thread only, one exchange at a time.
+        let codec = MessageCodec(limits: ProtocolLimits(maxMessageBytes: 1 << 20, vocabularySize: UInt32(FakeModel.vocabulary)))
+        let socket = try ZMQSocket(context: try ZMQContext(), type: .dealer)
+        defer { socket.close() }
+        try socket.connect(endpoint)
+        func send(_ message: Message) throws { try socket.send(try codec.encode(message)) }
+        /// The next message from the coordinator that is not a HEARTBEAT.
+        func receive() throws -> Message {
+            for _ in 0..<1000 {
+                guard let frames = try socket.receive(timeoutMs: 10) else { continue }
+                let message = try codec.decode(frames)
+                if case .heartbeat = message { continue }
+                return message
+            }
+            throw CermError.invalid("slow worker: nothing from the coordinator for 10 s")
+        }
+        /// Weights of `version`, chunk by chunk, as a worker fetches them.
+        func fetch(_ version: UInt64) throws -> [UInt8] {
+            var bytes: [UInt8] = []
+            var index: UInt32 = 0
+            while true {
+                try send(.weightsRequest(version: version, chunkIndex: index))
+                guard case let .weightsChunk(chunk) = try receive(), chunk.version == version, chunk.chunkIndex == index else {
+                    throw CermError.invalid("slow worker: expected chunk \(index) of version \(version)")
+                }
+                bytes += chunk.data
+                index += 1
+                if index == chunk.chunkCount { return bytes }
+            }
+        }
+        /// A HEARTBEAT, then a weights request as a fence: the coordinator handles one peer's
+        /// messages in order, so its reply proves the HEARTBEAT was handled at the clock's
+        /// current time. Twice, because a housekeeping pass (where the deadline and liveness
+        /// are checked) runs after each handled message: after the second reply, one ran at
+        /// the current time.
+        func heartbeat() throws {
+            for _ in 0..<2 {
+                try send(.heartbeat(policyVersion: 0))
+                _ = try fetch(0)
+            }
+        }
+        func trainLog() throws -> String { try String(contentsOfFile: directory + "/train.log", encoding: .utf8) }
+
+        try send(.hello(HelloMessage(name: "slow-worker", capacity: 1, configHash: Self.configHash, kind: .cpu)))
+        guard case .welcome = try receive() else { Issue.record("slow worker: expected WELCOME"); return }
+        try send(.ready(credit: 1))
+        guard case let .task(task) = try receive() else { Issue.record("slow worker: expected TASK"); return }
+        #expect(task.taskID == 1 && task.step == 1 && task.policyVersion == 0 && task.pairs.map(\.pairID) == [0])
+        let weights = try fetch(task.policyVersion), reference = try fetch(WeightsVersion.reference)
+
+        // Held 4, 8 and then exactly 12 s (the deadline, not past it): still its task. Silent
+        // for 8 s it would be dead (heartbeat timeout 5 s); it heartbeats after every move.
+        for _ in 0..<3 {
+            clock.advance(by: 4)
+            try heartbeat()
+        }
+        #expect(!(try trainLog()).contains("cluster.task_timeout"), "task re-queued at the deadline, not past it")
+        // Held 16 s: re-queued.
+        clock.advance(by: 4)
+        try heartbeat()
+        #expect(try trainLog().contains("task 1 of step 1 held by worker slow-worker for 16.00 s"))
+
+        // The answer comes after the deadline, while task 6 (its pair, re-queued) waits for a
+        // worker: accepting it would count pair 0 twice. It is a correct rollout of task 1, so
+        // only its lateness can get it dropped. The fence makes sure it was handled before the
+        // honest worker joins.
+        let rollout = FakeModel.trajectories(task: task, weights: weights, reference: reference)
+        try send(.result(ResultMessage(taskID: task.taskID, policyVersion: task.policyVersion, trajectories: rollout)))
+        try heartbeat()
+
+        let ran = Mutex<[UInt64]>([])
+        let honestExecutor = FakeExecutor { task in ran.withLock { $0.append(task.taskID) } }
+        let honest = Self.startWorker(endpoint, name: "honest", executor: honestExecutor)
+        let report = try coordinator.value()
+        #expect(report.outcome == .finished(steps: 2))
+        #expect(try honest.value() == .goodbye(reason: "run finished after 2 steps"))
+        // Still registered at the end: it gets the GOODBYE too.
+        guard case let .goodbye(reason) = try receive() else { Issue.record("slow worker: expected GOODBYE"); return }
+        #expect(reason == "run finished after 2 steps")
+
+        // Two steps of five one-pair tasks, one of them re-queued once: 11 tasks, 10 results.
+        #expect(report.statistics.tasksCreated == 11)
+        #expect(report.statistics.tasksDispatched == 11)
+        #expect(report.statistics.resultsAccepted == 10)
+        #expect(report.statistics.tasksRequeued == 1)
+        #expect(report.statistics.droppedLateOrDuplicate == 1)
+        #expect(report.statistics.droppedInvalid == 0 && report.statistics.droppedUnknown == 0 && report.statistics.droppedStale == 0)
+        #expect(report.statistics.workersExpired == 0)
+        #expect(ran.withLock { $0.sorted() } == Array(2...11))
+        #expect(learner.weights == aloneLearner.weights)
+
+        metrics.close()
+        #expect(try Self.trainLogLines(directory).filter { $0.contains("slow-worker") } == [
+            "INFO  [train] event worker_joined worker=slow-worker alive=1",
+            "WARN  [cerm.coordinator] task 1 of step 1 held by worker slow-worker for 16.00 s without a RESULT (cluster.task_timeout): re-queued as task 6",
+            "NOTE  [train] event tasks_requeued count=1 from=slow-worker (task 1 timed out)",
+            "NOTE  [cerm.coordinator] dropped RESULT of task 1 from slow-worker: task is no longer in flight (late or duplicate result)",
+            "NOTE  [train] event late_result_dropped task=1 worker=slow-worker",
+        ])
+    }
+
     @Test func weightsTravelInManySmallChunks() throws {
         // 3000-byte weights in 64-byte chunks: 47 requests per version.
         let learner = FakeLearner(size: 3000)
@@ -559,7 +708,10 @@ import Worker
         config.run.saveEvery = 4
         config.grpo.pairsPerBatch = 3
         config.cluster.weightChunkBytes = 4096
+        config.cluster.taskTimeout = 12
         let plain = try CoordinatorSettings(config: config)
+        // The service's deadline is the config's (the run above exercises it over sockets).
+        #expect(plain.scheduler.taskTimeout == 12)
         #expect(plain.steps == 6 && plain.pairsPerBatch == 3 && plain.weightChunkBytes == 4096 && plain.runSeed == config.run.seed)
         #expect(plain.scheduler.configHash == config.hash)
         #expect(plain.curve == nil)
