@@ -99,8 +99,10 @@ struct CoordinatorCommand: ParsableCommand {
         var skipped: [CheckpointError] = []
         var quiet = logger
         quiet.logLevel = .error
+        // Each candidate is read by a child first: a file that crashes libhdf5 is skipped (or,
+        // named alone, refused) instead of killing the coordinator on every retry.
         let loaded = try CheckpointReader.resume(from: resumePath ?? config.run.runDirectory, isRunDirectory: resumePath == nil,
-                                                 logger: quiet) { skipped.append($0) }
+                                                 probe: ChildProcessCheckpointProbe(logger: logger), logger: quiet) { skipped.append($0) }
         return ResumePoint(state: loaded.state, path: loaded.path, skipped: skipped)
     }
 }

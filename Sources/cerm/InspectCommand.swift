@@ -30,6 +30,8 @@ struct InspectCommand: ParsableCommand {
     func run() throws {
         let loaded: LoadedCheckpoint
         do {
+            // Read by a child first: a file that crashes libhdf5 becomes an error naming it.
+            try CheckpointReader.probeFirst(path: file, with: ChildProcessCheckpointProbe())
             if try CermFileKind.detect(path: file) == .sftWeights { return try inspectSFTWeights() }
             loaded = try CheckpointReader.read(path: file)
         } catch let error as ExitCode {

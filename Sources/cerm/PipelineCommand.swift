@@ -86,7 +86,9 @@ struct PipelineCommand: ParsableCommand {
                 }
             }
 
-            let existing = CheckpointReader.findResumeCheckpoint(runDir: cfg.run.runDirectory, logger: logger)
+            // Probed in a child first, as `--resume` does: a file that crashes libhdf5 is skipped.
+            let existing = CheckpointReader.findResumeCheckpoint(runDir: cfg.run.runDirectory,
+                                                                 probe: ChildProcessCheckpointProbe(logger: logger), logger: logger)
             if let existing, existing.state.step >= cfg.run.steps {
                 logger.info("reusing the RL run: \(existing.path) is at step \(existing.state.step) of \(cfg.run.steps)")
             } else {
@@ -95,7 +97,8 @@ struct PipelineCommand: ParsableCommand {
                 if existing != nil { arguments.append("--resume") }
                 try timed("rl") { try runChild("launch", executable, arguments, stop: stop, logger: logger) }
             }
-            guard let final = CheckpointReader.findResumeCheckpoint(runDir: cfg.run.runDirectory, logger: logger) else {
+            guard let final = CheckpointReader.findResumeCheckpoint(runDir: cfg.run.runDirectory,
+                                                                    probe: ChildProcessCheckpointProbe(logger: logger), logger: logger) else {
                 throw CermError.invalid("\(cfg.run.runDirectory): the RL stage left no valid checkpoint")
             }
             rows.append(("after RL (step \(final.state.step))", try evaluate("after RL", .model(try WeightsFile.load(path: final.path).weights))))

@@ -28,7 +28,9 @@ struct StatusCommand: ParsableCommand {
             }
             print(first.render(now: Date(), trainLogGrowth: growth, watchedSeconds: watch))
             if verify {
-                let found = CheckpointReader.findResumeCheckpoint(runDir: runDir) { skipped in
+                // Probed in a child first, as `--resume` does: a file that crashes libhdf5 is
+                // listed as skipped instead of killing this command.
+                let found = CheckpointReader.findResumeCheckpoint(runDir: runDir, probe: ChildProcessCheckpointProbe()) { skipped in
                     print("skipped     \((skipped.path as NSString).lastPathComponent): \(skipped.reason)")
                 }
                 if let found {

@@ -210,4 +210,46 @@ import Testing
         let resumed = try #require(try Self.cerm(["export", "nothing.h5", "--out", "x"], in: dir))
         #expect(resumed.status == 2 && resumed.stderr == "error: checkpoint nothing.h5: no such file\n")
     }
+
+    /// A checkpoint that crashes libhdf5 (a corrupt global heap, `corruptFormatHeapObject`) is
+    /// read by a child first: `cerm inspect`, `cerm status --verify` and `cerm coordinator
+    /// --resume` name it and go on or fail with a message instead of dying by SIGSEGV.
+    @Test func aCheckpointThatCrashesLibHDF5IsAnErrorNotADeath() throws {
+        let dir = try Self.directory("crash-probe")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let run = (dir as NSString).appendingPathComponent("run")
+        let writer = CheckpointWriter(directory: run, keepLast: 10)
+        for step in [1, 2] { try writer.write(sampleState(step: step)) }
+        let step1 = (run as NSString).appendingPathComponent("step_1.h5"), step2 = (run as NSString).appendingPathComponent("step_2.h5")
+        try corruptFormatHeapObject(in: step2)
+        let crashed = "checkpoint \(step2): \(CheckpointProbeTests.crashMessage)"
+
+        // The file really crashes this build's reader: the probe itself dies by SIGSEGV.
+        guard let probe = try Self.cerm(["checkpoint-probe", step2], in: dir) else { return }
+        #expect(probe.status == SIGSEGV)
+        let good = try #require(try Self.cerm(["checkpoint-probe", step1], in: dir))
+        #expect(good.status == 0 && good.stderr.isEmpty)
+
+        let inspected = try #require(try Self.cerm(["inspect", step2], in: dir))
+        #expect(inspected.status == 2)
+        #expect(inspected.stdout.isEmpty)
+        #expect(inspected.stderr == "error: \(crashed)\n")
+
+        let status = try #require(try Self.cerm(["status", run, "--verify", "--watch", "0"], in: dir))
+        #expect(status.status == 0)
+        let lines = status.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.suffix(2) == ["skipped     step_2.h5: \(CheckpointProbeTests.crashMessage)",
+                                    "resume from \(step1) (step 1, checksum OK)"])
+
+        // --resume FILE has no fallback: an error naming the file.
+        let named = try #require(try Self.cerm(["coordinator", "--config", "c.toml", "--resume", step2], in: dir))
+        #expect(named.status == 2)
+        #expect(named.stderr == "error: \(crashed)\n")
+        // A directory whose only checkpoint crashes: the "none loads" error names it.
+        try FileManager.default.removeItem(atPath: step1)
+        let none = try #require(try Self.cerm(["coordinator", "--config", "c.toml", "--resume", run], in: dir))
+        #expect(none.status == 2)
+        #expect(none.stderr == "error: no checkpoint to resume: every step_<N>.h5 file of \(run) failed to load: "
+                + "step_2.h5: \(CheckpointProbeTests.crashMessage)\n")
+    }
 }

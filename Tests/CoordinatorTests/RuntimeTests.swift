@@ -545,12 +545,14 @@ import Worker
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let writer = CheckpointWriter(directory: directory, keepLast: 3)
         let cursor = DataCursor(epoch: 0, position: 5, permutationSeed: 3)
-        for step in [1, 2] { try writer.write(try FakeLearner().trainingState(step: step, dataCursor: cursor)) }
+        for step in [1, 2, 3] { try writer.write(try FakeLearner().trainingState(step: step, dataCursor: cursor)) }
         try Data("garbage".utf8).write(to: URL(fileURLWithPath: directory + "/step_2.h5"))
+        // step_3.h5 is valid but its probe "crashed": skipped like the garbage one.
+        let probe = FakeCheckpointProbe(results: [directory + "/step_3.h5": .crashed(signal: SIGSEGV)])
         var skipped: [CheckpointError] = []
         var silent = Logger(label: "checkpoint")
         silent.logLevel = .error
-        let loaded = try CheckpointReader.resume(from: directory, logger: silent) { skipped.append($0) }
+        let loaded = try CheckpointReader.resume(from: directory, probe: probe, logger: silent) { skipped.append($0) }
         #expect(loaded.path == directory + "/step_1.h5")
 
         let sink = LogSink()
@@ -564,6 +566,7 @@ import Worker
         #expect(try service.run().outcome == .finished(steps: 1))
         metrics.close()
         #expect(try Self.trainLogLines(directory) == [
+            "WARN  [train] event checkpoint_skipped path=\(directory)/step_3.h5 reason=\(CheckpointProbeTests.crashMessage)",
             "WARN  [train] event checkpoint_skipped path=\(directory)/step_2.h5 reason=not an HDF5 file (no HDF5 signature)",
             "INFO  [train] event resumed path=\(directory)/step_1.h5 step=1",
             "INFO  [train] event run_finished steps=1",

@@ -36,6 +36,9 @@ public struct CheckpointError: Error, Equatable, CustomStringConvertible {
         case invalidState(String)
         /// Writing failed; previous checkpoints are untouched.
         case writeFailed(String)
+        /// A child process reading the file first (``CheckpointProbe``) died by this crash
+        /// signal inside libhdf5, which does not validate all it reads: the file is corrupt.
+        case crashesReader(signal: Int32)
 
         public var description: String {
             switch self {
@@ -53,6 +56,8 @@ public struct CheckpointError: Error, Equatable, CustomStringConvertible {
                 return "checksum mismatch (stored \(CheckpointFormat.hex(stored)), computed \(CheckpointFormat.hex(computed)))"
             case let .invalidState(detail): return "invalid training state: \(detail)"
             case let .writeFailed(detail): return "write failed: \(detail)"
+            case let .crashesReader(signal):
+                return "reading it crashed libhdf5 (\(ChildProcessCheckpointProbe.signalName(signal)) in a child process that read it first); the file is corrupt"
             }
         }
     }

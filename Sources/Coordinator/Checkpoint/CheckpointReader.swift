@@ -77,18 +77,15 @@ public enum CheckpointReader {
 
     /// The newest valid checkpoint of `runDir`, or nil when it has none. Each newer file that
     /// fails to load is passed to `onSkip` (and logged) before the next older one is tried.
+    /// With a `probe`, each file is first read by it (``probeFirst(path:with:)``), so a
+    /// file that crashes libhdf5 is skipped instead of crashing this process.
     public static func findResumeCheckpoint(
-        runDir: String, logger: Logger = Logger(label: "checkpoint"),
+        runDir: String, probe: (any CheckpointProbe)? = nil, logger: Logger = Logger(label: "checkpoint"),
         onSkip: (CheckpointError) -> Void = { _ in }
     ) -> LoadedCheckpoint? {
         for candidate in CheckpointFormat.checkpointFiles(in: runDir).reversed() {
             do {
-                let loaded = try read(path: candidate.path)
-                guard loaded.checksumMatches else {
-                    throw CheckpointError(path: candidate.path, reason: .checksumMismatch(
-                        stored: loaded.storedChecksum, computed: loaded.computedChecksum))
-                }
-                return loaded
+                return try loadVerified(path: candidate.path, probe: probe)
             } catch {
                 let reported = error as? CheckpointError
                     ?? CheckpointError(path: candidate.path, reason: .unreadable("\(error)"))
@@ -102,10 +99,12 @@ public enum CheckpointReader {
     }
 
     /// `--resume PATH`: a checkpoint file is loaded and must be valid (no fallback); a directory
-    /// is searched with ``findResumeCheckpoint(runDir:logger:onSkip:)`` and must hold a valid one.
-    /// Nothing to resume from (no such path, no checkpoint files, none valid) is a
+    /// is searched with ``findResumeCheckpoint(runDir:probe:logger:onSkip:)`` and must hold a
+    /// valid one. Nothing to resume from (no such path, no checkpoint files, none valid) is a
     /// ``ResumeError``; `isRunDirectory` says `path` is the run directory `--resume` defaults to.
-    public static func resume(from path: String, isRunDirectory: Bool = false, logger: Logger = Logger(label: "checkpoint"),
+    /// `probe` reads each file first, as in ``findResumeCheckpoint(runDir:probe:logger:onSkip:)``.
+    public static func resume(from path: String, isRunDirectory: Bool = false, probe: (any CheckpointProbe)? = nil,
+                              logger: Logger = Logger(label: "checkpoint"),
                               onSkip: (CheckpointError) -> Void = { _ in }) throws -> LoadedCheckpoint {
         func nothing(_ reason: ResumeError.Reason) -> ResumeError {
             ResumeError(path: path, isRunDirectory: isRunDirectory, reason: reason)
@@ -115,11 +114,30 @@ public enum CheckpointReader {
         if isDirectory.boolValue {
             guard !CheckpointFormat.checkpointFiles(in: path).isEmpty else { throw nothing(.noCheckpointFiles) }
             var skipped: [CheckpointError] = []
-            guard let found = findResumeCheckpoint(runDir: path, logger: logger, onSkip: { skipped.append($0); onSkip($0) }) else {
+            guard let found = findResumeCheckpoint(runDir: path, probe: probe, logger: logger,
+                                                   onSkip: { skipped.append($0); onSkip($0) }) else {
                 throw nothing(.noValidCheckpoint(skipped: skipped))
             }
             return found
         }
+        return try loadVerified(path: path, probe: probe)
+    }
+
+    /// Has `probe` read `path` first and throws ``CheckpointError/Reason/crashesReader(signal:)``
+    /// when that crashed; otherwise returns, and the caller reads the file itself: after an
+    /// ordinary failure that read reports the error (once, from this process), and when no
+    /// probe ran (none given, or ``CheckpointProbeResult/unavailable(_:)``, which the probe
+    /// logs) it is the unprobed read of before.
+    public static func probeFirst(path: String, with probe: (any CheckpointProbe)?) throws {
+        guard let probe else { return }
+        if case let .crashed(signal) = probe.probe(path: path) {
+            throw CheckpointError(path: path, reason: .crashesReader(signal: signal))
+        }
+    }
+
+    /// ``probeFirst(path:with:)``, then ``read(path:)`` with the checksum verified.
+    private static func loadVerified(path: String, probe: (any CheckpointProbe)?) throws -> LoadedCheckpoint {
+        try probeFirst(path: path, with: probe)
         let loaded = try read(path: path)
         guard loaded.checksumMatches else {
             throw CheckpointError(path: path, reason: .checksumMismatch(stored: loaded.storedChecksum, computed: loaded.computedChecksum))

@@ -1,0 +1,129 @@
+import Foundation
+import Logging
+import Shared
+
+/// What reading a checkpoint in another process showed, before this process reads it.
+public enum CheckpointProbeResult: Sendable, Equatable {
+    /// The file read and verified (the probe exited with status 0).
+    case loads
+    /// The probe exited normally with this non-zero status: the file is bad in an ordinary way,
+    /// which the in-process reader reports itself.
+    case fails(status: Int32)
+    /// The probe crashed while reading the file: it died by this signal, one of
+    /// ``ChildProcessCheckpointProbe/crashSignals``.
+    case crashed(signal: Int32)
+    /// The probe told nothing (the reason): it could not start, or it was killed from outside.
+    /// The caller reads the file in-process as if unprobed.
+    case unavailable(String)
+}
+
+/// Reads a checkpoint somewhere a crash cannot take the caller down. libhdf5 1.10 crashes
+/// (SIGSEGV, SIGABRT) on some corrupt files instead of returning an error
+/// (docs/CHECKPOINT.md, "Known limitations"); a probe lets the reader tell such a file apart
+/// and skip it. A protocol so that tests can fake a crash without a crashing file.
+public protocol CheckpointProbe: Sendable {
+    /// Reads and verifies `path` out of process and says how that ended. Never throws: a probe
+    /// that cannot run says so with ``CheckpointProbeResult/unavailable(_:)``.
+    func probe(path: String) -> CheckpointProbeResult
+}
+
+/// The probe `cerm` uses: runs `executable arguments… PATH` (by default this very binary with
+/// its hidden `checkpoint-probe` subcommand) as a child and waits for it. The child's output
+/// is discarded: for an ordinary failure the caller's own read gives the error, once.
+public struct ChildProcessCheckpointProbe: CheckpointProbe {
+    /// The hidden `cerm` subcommand that reads and verifies one checkpoint.
+    public static let subcommand = "checkpoint-probe"
+
+    /// The program run as the child.
+    public let executable: String
+    /// The child's arguments before the checkpoint path, which comes last.
+    public let arguments: [String]
+    private let logger: Logger
+
+    /// `/proc/self/exe` names the binary this process runs even when the file was replaced
+    /// since, so the child reads with the same code; elsewhere, the bundle's executable.
+    public init(executable: String? = nil, arguments: [String] = [ChildProcessCheckpointProbe.subcommand],
+                logger: Logger = Logger(label: "checkpoint")) {
+        self.executable = executable
+            ?? (FileManager.default.fileExists(atPath: "/proc/self/exe") ? "/proc/self/exe" : Bundle.main.executablePath ?? "cerm")
+        self.arguments = arguments
+        self.logger = logger
+    }
+
+    public func probe(path: String) -> CheckpointProbeResult {
+        let result = run(path: path)
+        if case let .unavailable(reason) = result {
+            // Logged here, not by the reader: callers silence the reader's logger (the
+            // coordinator reports skipped files as events), and this warning must still show.
+            logger.warning("could not read \(path) in a child process first (\(reason)); reading it in this process, where a corrupt file can crash libhdf5")
+        }
+        return result
+    }
+
+    private func run(path: String) -> CheckpointProbeResult {
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        // Empty mask and default dispositions, as ProcessSupervisor does: a blocked or ignored
+        // signal inherited from a Dispatch thread would change how the child can die.
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        var allSignals = sigset_t()
+        sigfillset(&allSignals)
+        posix_spawnattr_setsigdefault(&attributes, &allSignals)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0)
+        for descriptor in [STDOUT_FILENO, STDERR_FILENO] {
+            posix_spawn_file_actions_addopen(&actions, descriptor, "/dev/null", O_WRONLY, 0)
+        }
+
+        // The Swift runtime's crash backtracer would only delay the expected death (and could
+        // wait for a user at a terminal); its report goes nowhere anyway.
+        var environment = ProcessInfo.processInfo.environment
+        environment["SWIFT_BACKTRACE"] = "enable=no"
+        let argv = ([executable] + arguments + [path]).map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+        guard rc == 0 else { return .unavailable("cannot start \(executable): \(String(cString: strerror(rc)))") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 {
+            // A signal handler (StopSignal) interrupts the wait: wait again.
+            guard errno == EINTR else { return .unavailable("waiting for \(executable): \(String(cString: strerror(errno)))") }
+        }
+        // The wait status layout (WIFSIGNALED / WTERMSIG / WEXITSTATUS are macros Swift lacks).
+        let signal = status & 0x7f
+        if signal == 0 {
+            let exitStatus = (status >> 8) & 0xff
+            return exitStatus == 0 ? .loads : .fails(status: exitStatus)
+        }
+        guard Self.crashSignals.contains(signal) else {
+            return .unavailable("the child was killed by \(Self.signalName(signal)), which says nothing about the file")
+        }
+        return .crashed(signal: signal)
+    }
+
+    /// Signals by which a reading process dies of its own fault, as opposed to being killed
+    /// from outside (SIGKILL by the OOM killer, SIGINT from the terminal ...), which says
+    /// nothing about the file.
+    public static let crashSignals: Set<Int32> = [SIGSEGV, SIGBUS, SIGABRT, SIGILL, SIGFPE, SIGTRAP, SIGSYS]
+
+    /// `SIGSEGV` for 11; `signal N` for signals without a name here.
+    public static func signalName(_ signal: Int32) -> String {
+        let names: [Int32: String] = [
+            SIGSEGV: "SIGSEGV", SIGBUS: "SIGBUS", SIGABRT: "SIGABRT", SIGILL: "SIGILL", SIGFPE: "SIGFPE",
+            SIGTRAP: "SIGTRAP", SIGSYS: "SIGSYS", SIGKILL: "SIGKILL", SIGTERM: "SIGTERM", SIGINT: "SIGINT",
+            SIGHUP: "SIGHUP", SIGQUIT: "SIGQUIT", SIGPIPE: "SIGPIPE",
+        ]
+        return names[signal] ?? "signal \(signal)"
+    }
+}

@@ -1,0 +1,40 @@
+import ArgumentParser
+import Coordinator
+import Foundation
+import Shared
+
+/// `cerm checkpoint-probe FILE` (hidden): reads and verifies one checkpoint (or SFT weights
+/// file) and exits 0 when it loads, 1 with the reader's error otherwise. Other commands run it
+/// as a child (``ChildProcessCheckpointProbe``) before reading a file themselves, because
+/// libhdf5 crashes on some corrupt files; a crash then kills only this process.
+struct CheckpointProbeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: ChildProcessCheckpointProbe.subcommand,
+        abstract: "Read and verify one checkpoint; exit 0 when it loads (used by other commands).",
+        shouldDisplay: false)
+
+    @Argument(help: "The checkpoint file.")
+    var file: String
+
+    func run() throws {
+        // A crash is the outcome this process exists to absorb: no core file for it.
+        var noCore = rlimit(rlim_cur: 0, rlim_max: 0)
+        #if os(Linux)
+        _ = setrlimit(__rlimit_resource_t(RLIMIT_CORE.rawValue), &noCore)
+        #else
+        _ = setrlimit(RLIMIT_CORE, &noCore)
+        #endif
+        do {
+            // The same reads the callers make: `cerm inspect` takes SFT weights files too.
+            if try CermFileKind.detect(path: file) == .sftWeights {
+                let loaded = try LoadedSFTWeights.read(path: file)
+                guard loaded.checksumMatches else { throw CermError.io(path: file, reason: "weights checksum mismatch") }
+            } else {
+                _ = try CheckpointReader.load(path: file)
+            }
+        } catch {
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}

@@ -1,0 +1,110 @@
+import Foundation
+import Logging
+import Shared
+import Testing
+@testable import Coordinator
+
+/// A probe that answers from a table instead of running anything: a crash without a file
+/// that crashes libhdf5.
+struct FakeCheckpointProbe: CheckpointProbe {
+    /// Paths not listed load.
+    var results: [String: CheckpointProbeResult]
+
+    func probe(path: String) -> CheckpointProbeResult { results[path] ?? .loads }
+}
+
+/// Makes the checkpoint at `path` one that crashes libhdf5 1.10.8 (SIGSEGV in `H5Aread`), as
+/// fuzzed files did: in the global heap collection ("GCOL") holding the variable-length
+/// `format` string, the object's 8-byte size field (just before the string "cerm-checkpoint")
+/// gets 0xd5 in its fourth byte, so `H5HG_read` copies ~3.5 GB out of a 4 KB collection.
+func corruptFormatHeapObject(in path: String) throws {
+    var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+    func find(_ needle: [UInt8], from start: Int) -> Int? {
+        guard bytes.count >= needle.count else { return nil }
+        return (start...(bytes.count - needle.count)).first { bytes[$0..<($0 + needle.count)].elementsEqual(needle) }
+    }
+    let collection = try #require(find(Array("GCOL".utf8), from: 0), "no global heap in \(path)")
+    let string = try #require(find(Array(CheckpointFormat.name.utf8), from: collection), "no format string in \(path)")
+    // Object header: index (2), reference count (2), reserved (4), size (8), then the data.
+    let size = string - 8
+    let stored = bytes[size..<string].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+    try #require(stored == UInt64(CheckpointFormat.name.utf8.count), "unexpected heap object layout in \(path)")
+    bytes[size + 3] = 0xd5
+    try Data(bytes).write(to: URL(fileURLWithPath: path))
+}
+
+@Suite("Checkpoint probe")
+struct CheckpointProbeTests {
+    static let crashMessage = "reading it crashed libhdf5 (SIGSEGV in a child process that read it first); the file is corrupt"
+
+    /// A run directory holding valid checkpoints of steps 1 and 2, and their paths.
+    static func run(_ label: String) throws -> (dir: String, step1: String, step2: String) {
+        let dir = try makeTemporaryDirectory(label)
+        let writer = CheckpointWriter(directory: dir, keepLast: 10)
+        for step in [1, 2] { try writer.write(sampleState(step: step)) }
+        return (dir, (dir as NSString).appendingPathComponent("step_1.h5"), (dir as NSString).appendingPathComponent("step_2.h5"))
+    }
+
+    /// The newest file reported crashed is skipped with a message naming it and the signal; the
+    /// older one is loaded. The file itself is valid: only the probe's word made it skipped.
+    @Test func resumeSkipsAFileWhoseProbeCrashed() throws {
+        let (dir, step1, step2) = try Self.run("probe-skip")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let probe = FakeCheckpointProbe(results: [step2: .crashed(signal: SIGSEGV)])
+        var skipped: [CheckpointError] = []
+        let loaded = try CheckpointReader.resume(from: dir, probe: probe) { skipped.append($0) }
+        #expect(loaded.path == step1)
+        #expect(loaded.state.isBitIdentical(to: sampleState(step: 1)))
+        #expect(skipped == [CheckpointError(path: step2, reason: .crashesReader(signal: SIGSEGV))])
+        #expect(skipped.map(\.description) == ["checkpoint \(step2): \(Self.crashMessage)"])
+        #expect(CheckpointReader.findResumeCheckpoint(runDir: dir, probe: probe)?.path == step1)
+
+        // Named alone (no fallback): an error naming the file, not a crash.
+        #expect(throws: CheckpointError(path: step2, reason: .crashesReader(signal: SIGSEGV))) {
+            try CheckpointReader.resume(from: step2, probe: probe)
+        }
+        // Every file crashed: the "none loads" error lists them with the signal.
+        let all = FakeCheckpointProbe(results: [step2: .crashed(signal: SIGSEGV), step1: .crashed(signal: SIGABRT)])
+        do {
+            _ = try CheckpointReader.resume(from: dir, probe: all)
+            Issue.record("resumed although every file crashed its probe")
+        } catch {
+            #expect("\(error)" == "no checkpoint to resume: every step_<N>.h5 file of \(dir) failed to load: step_2.h5: \(Self.crashMessage); "
+                    + "step_1.h5: reading it crashed libhdf5 (SIGABRT in a child process that read it first); the file is corrupt")
+        }
+    }
+
+    /// An ordinary failure of the probe, or no probe at all, leaves the judgement to the
+    /// in-process read: its error, once, and a good file loads.
+    @Test func aProbeThatFailsOrCannotRunDefersToTheInProcessRead() throws {
+        let (dir, step1, step2) = try Self.run("probe-defer")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try Data("garbage".utf8).write(to: URL(fileURLWithPath: step2))
+        let probe = FakeCheckpointProbe(results: [step2: .fails(status: 1), step1: .unavailable("test")])
+        var skipped: [CheckpointError] = []
+        #expect(try CheckpointReader.resume(from: dir, probe: probe) { skipped.append($0) }.path == step1)
+        #expect(skipped == [CheckpointError(path: step2, reason: .notHDF5("no HDF5 signature"))])
+    }
+
+    /// The real probe's reading of a child's end, with `sh` as the child: exit status, crash
+    /// signal, a kill from outside (not the file's fault), and a binary that cannot start.
+    @Test func childProcessProbeTellsHowTheChildEnded() throws {
+        func probe(_ script: String) -> CheckpointProbeResult {
+            ChildProcessCheckpointProbe(executable: "/bin/sh", arguments: ["-c", script]).probe(path: "step_1.h5")
+        }
+        #expect(probe("exit 0") == .loads)
+        #expect(probe("exit 3") == .fails(status: 3))
+        // The path is the script's $0: it is passed last.
+        #expect(probe(#"test "$0" = step_1.h5"#) == .loads)
+        #expect(probe("kill -SEGV $$") == .crashed(signal: SIGSEGV))
+        #expect(probe("kill -ABRT $$") == .crashed(signal: SIGABRT))
+        #expect(probe("kill -KILL $$") == .unavailable("the child was killed by SIGKILL, which says nothing about the file"))
+        let missing = ChildProcessCheckpointProbe(executable: "/nonexistent/cerm")
+        #expect(missing.probe(path: "step_1.h5") == .unavailable("cannot start /nonexistent/cerm: No such file or directory"))
+
+        // A probe that cannot start never makes resume impossible: the file is read in-process.
+        let (dir, _, step2) = try Self.run("probe-missing")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(try CheckpointReader.resume(from: dir, probe: missing).path == step2)
+    }
+}
