@@ -1,5 +1,6 @@
 import ArgumentParser
 import Coordinator
+import Engine
 import Foundation
 import Shared
 
@@ -25,12 +26,11 @@ struct CheckpointProbeCommand: ParsableCommand {
         _ = setrlimit(RLIMIT_CORE, &noCore)
         #endif
         do {
-            // The same reads the callers make: `cerm inspect` takes SFT weights files too.
-            if try CermFileKind.detect(path: file) == .sftWeights {
-                let loaded = try LoadedSFTWeights.read(path: file)
-                guard loaded.checksumMatches else { throw CermError.io(path: file, reason: "weights checksum mismatch") }
-            } else {
-                _ = try CheckpointReader.load(path: file)
+            // Either kind cerm writes, checksum verified: callers probe SFT weights too. A
+            // checkpoint is read whole, as resume reads it (not just its policy).
+            switch try CermFileKind.detect(path: file) {
+            case .sftWeights: _ = try ModelWeights.load(path: file)
+            case .checkpoint: _ = try CheckpointReader.load(path: file)
             }
         } catch {
             FileHandle.standardError.write(Data("error: \(error)\n".utf8))

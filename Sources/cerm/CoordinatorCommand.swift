@@ -65,6 +65,8 @@ struct CoordinatorCommand: ParsableCommand {
             // default model size that is ~1.8x faster than one shard on all BLAS threads.
             let threads = min(ProcessInfo.processInfo.activeProcessorCount, GRPOLearner.dataShards)
             BLAS.setThreads(max(1, ProcessInfo.processInfo.activeProcessorCount / threads))
+            // The SFT weights are read by a child first, as resume candidates are.
+            if let initPath { try CheckpointReader.probeFirst(path: initPath, with: ChildProcessCheckpointProbe(logger: logger)) }
             let learner = try GRPOLearner(config: config, initPath: initPath, threads: threads)
             let pairs = try DatasetPairSource(config: config)
             for line in pairs.skippedLinesReport() { logger.warning("\(line)") }

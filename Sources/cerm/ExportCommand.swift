@@ -22,6 +22,8 @@ struct ExportCommand: ParsableCommand {
             let weights: ModelWeights
             let what: String
             let metadata: [String: String]
+            // Read by a child first: a file that crashes libhdf5 becomes an error naming it.
+            try CheckpointReader.probeFirst(path: file, with: ChildProcessCheckpointProbe())
             switch try CermFileKind.detect(path: file) {
             case .sftWeights:
                 weights = try ModelWeights.load(path: file)

@@ -73,7 +73,7 @@ struct PipelineCommand: ParsableCommand {
                     try runChild("sft", executable, ["sft", "--config", config, "--skip-eval"], stop: stop, logger: logger)
                 }
             }
-            rows.append(("after SFT", try evaluate("after SFT", .model(try WeightsFile.load(path: cfg.sft.output).weights))))
+            rows.append(("after SFT", try evaluate("after SFT", .model(try WeightsFile.load(path: cfg.sft.output, probe: ChildProcessCheckpointProbe(logger: logger)).weights))))
             try stopIfRequested(stop)
 
             if cfg.curation.enabled {

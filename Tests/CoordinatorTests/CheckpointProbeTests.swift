@@ -56,7 +56,7 @@ struct CheckpointProbeTests {
         #expect(loaded.path == step1)
         #expect(loaded.state.isBitIdentical(to: sampleState(step: 1)))
         #expect(skipped == [CheckpointError(path: step2, reason: .crashesReader(signal: SIGSEGV))])
-        #expect(skipped.map(\.description) == ["checkpoint \(step2): \(Self.crashMessage)"])
+        #expect(skipped.map(\.description) == ["\(step2): \(Self.crashMessage)"])
         #expect(CheckpointReader.findResumeCheckpoint(runDir: dir, probe: probe)?.path == step1)
 
         // Named alone (no fallback): an error naming the file, not a crash.

@@ -222,7 +222,7 @@ import Testing
         for step in [1, 2] { try writer.write(sampleState(step: step)) }
         let step1 = (run as NSString).appendingPathComponent("step_1.h5"), step2 = (run as NSString).appendingPathComponent("step_2.h5")
         try corruptFormatHeapObject(in: step2)
-        let crashed = "checkpoint \(step2): \(CheckpointProbeTests.crashMessage)"
+        let crashed = "\(step2): \(CheckpointProbeTests.crashMessage)"
 
         // The file really crashes this build's reader: the probe itself dies by SIGSEGV.
         guard let probe = try Self.cerm(["checkpoint-probe", step2], in: dir) else { return }
@@ -245,6 +245,14 @@ import Testing
         let named = try #require(try Self.cerm(["coordinator", "--config", "c.toml", "--resume", step2], in: dir))
         #expect(named.status == 2)
         #expect(named.stderr == "error: \(crashed)\n")
+        // Every other command that reads a weights file probes it too.
+        for command in [["eval", "--checkpoint", step2, "--data", "none.jsonl"], ["export", step2, "--out", "x"],
+                        ["curate", "--config", "c.toml", "--weights", step2],
+                        ["coordinator", "--config", "c.toml", "--init", step2]] {
+            let result = try #require(try Self.cerm(command, in: dir))
+            #expect(result.status == 2, "\(command)")
+            #expect(result.stderr == "error: \(crashed)\n", "\(command)")
+        }
         // A directory whose only checkpoint crashes: the "none loads" error names it.
         try FileManager.default.removeItem(atPath: step1)
         let none = try #require(try Self.cerm(["coordinator", "--config", "c.toml", "--resume", run], in: dir))

@@ -65,6 +65,8 @@ public struct CheckpointError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         // "checkpoint FILE: an SFT weights file" would call the file a checkpoint.
         if reason == .sftWeightsFile { return "\(path) is \(reason)" }
+        // The probe runs before the file's kind is known: it may hold SFT weights.
+        if case .crashesReader = reason { return "\(path): \(reason)" }
         return "checkpoint \(path): \(reason)"
     }
 }

@@ -22,8 +22,11 @@ public enum WeightsFile {
     }
 
     /// The weights stored in `path`: an SFT weights file or the policy of an RL checkpoint
-    /// (verified against its checksum).
-    public static func load(path: String) throws -> (weights: ModelWeights, kind: Kind) {
+    /// (verified against its checksum). With a `probe`, a child reads the file first
+    /// (``CheckpointReader/probeFirst(path:with:)``), so a file that crashes libhdf5 is an
+    /// error naming it rather than the death of this process.
+    public static func load(path: String, probe: (any CheckpointProbe)? = nil) throws -> (weights: ModelWeights, kind: Kind) {
+        try CheckpointReader.probeFirst(path: path, with: probe)
         switch try kind(path: path) {
         case .modelWeights:
             return (try ModelWeights.load(path: path), .modelWeights)
