@@ -471,6 +471,91 @@ import Worker
         ])
     }
 
+    /// A peer flooding the coordinator with garbage frames and refused HELLOs (no registration
+    /// needed) costs train.log a bounded number of lines: per kind, the first five of a 10 s
+    /// window in full, then one summary with the exact count when the window ends on the
+    /// service's clock; the next bad message is logged again at once. Every dropped message is
+    /// still counted.
+    @Test func aFloodOfBadMessagesCostsTrainLogABoundedNumberOfLines() throws {
+        let directory = Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let sink = LogSink()
+        let metrics = try MetricsLogger(runDirectory: directory, sink: sink)
+        defer { sink.detachFile() }
+        // The coordinator's own lines go to train.log, at the level `cerm coordinator` logs.
+        let logger = Logger(label: "cerm.coordinator") { CermLogHandler(label: $0, sink: sink) }
+        let clock = ManualClock()
+        let stop = StopSignal()
+        // The flooder registers as a fence and stays silent while the clock moves 10 s: a
+        // heartbeat timeout past that keeps it alive to answer the last fence.
+        let service = CoordinatorService(settings: Self.coordinatorSettings(steps: 1, heartbeatTimeout: 60), learner: FakeLearner(),
+                                         pairs: FakePairs(count: Self.pairCount), stop: stop, clock: clock, metrics: metrics,
+                                         logger: logger)
+        let (coordinator, endpoint) = try Self.startCoordinator(service)
+        func trainLog() throws -> [String] { try Self.trainLogLines(directory) }
+
+        let codec = MessageCodec(limits: ProtocolLimits(maxMessageBytes: 1 << 20, vocabularySize: UInt32(FakeModel.vocabulary)))
+        let socket = try ZMQSocket(context: try ZMQContext(), type: .dealer)
+        defer { socket.close() }
+        try socket.connect(endpoint)
+        /// Replies until one that is not a REFUSE or HEARTBEAT: the coordinator handles one
+        /// peer's messages in order, so it proves everything sent before was handled.
+        func fence(_ message: Message) throws -> Message {
+            try socket.send(try codec.encode(message))
+            for _ in 0..<2000 {
+                guard let frames = try socket.receive(timeoutMs: 10) else { continue }
+                switch try codec.decode(frames) {
+                case .refuse, .heartbeat: continue
+                case let reply: return reply
+                }
+            }
+            throw CermError.invalid("flooding peer: no reply to \(message.type) for 20 s")
+        }
+
+        let malformed = 3000, refused = 500
+        for _ in 0..<malformed { try socket.send([[1, 2, 3]]) }
+        let stranger = try codec.encode(.hello(HelloMessage(name: "stranger", capacity: 1, configHash: Self.configHash + 1, kind: .cpu)))
+        for _ in 0..<refused { try socket.send(stranger) }
+        guard case .welcome = try fence(.hello(HelloMessage(name: "flooder", capacity: 1, configHash: Self.configHash, kind: .cpu))) else {
+            Issue.record("flooding peer: expected WELCOME"); return
+        }
+        let lines = try trainLog()
+        let first = try #require(lines.first { $0.contains("dropped malformed message") })
+        let peer = try #require(first.split(separator: " ").dropFirst(7).first.map { String($0.dropLast()) })
+        let malformedLine = "WARN  [cerm.coordinator] dropped malformed message from peer \(peer): expected 2 data frames (header, body), got 1"
+        let refusedLine = "WARN  [cerm.coordinator] refused worker stranger at \(peer): config hash mismatch: worker 0xc0ffef, coordinator 0xc0ffee"
+        #expect(lines.filter { $0.contains("dropped malformed message from") } == Array(repeating: malformedLine, count: 5))
+        #expect(lines.filter { $0.contains("refused worker") }.map { String($0.prefix(refusedLine.count)) }
+                == Array(repeating: refusedLine, count: 5))
+        #expect(!lines.contains { $0.contains("suppressed") }, "summed up before the window ended")
+
+        // The window ends on the service's clock: housekeeping writes the summaries (it runs
+        // at least every poll interval, so wait for it in real time).
+        clock.advance(by: 10)
+        let malformedSummary = #"WARN  [cerm.coordinator] suppressed 2995 more "dropped malformed message" warnings from peer "# + "\(peer) in the last 10 s"
+        let refusedSummary = #"WARN  [cerm.coordinator] suppressed 495 more "refused worker" warnings from peer "# + "\(peer) in the last 10 s"
+        for _ in 0..<1000 where try !trainLog().contains(refusedSummary) { Thread.sleep(forTimeInterval: 0.01) }
+        #expect(try trainLog().filter { $0.contains("suppressed") } == [malformedSummary, refusedSummary])
+
+        // The next bad message opens a new window: logged at once and in full.
+        for _ in 0..<2 { try socket.send([[1, 2, 3]]) }
+        _ = try fence(.weightsRequest(version: 0, chunkIndex: 0))
+        #expect(try trainLog().filter { $0.contains("dropped malformed message from") }.count == 7)
+
+        stop.request()
+        let report = try coordinator.value()
+        #expect(report.outcome == .stopped(completedSteps: 0))
+        #expect(report.droppedMalformed == malformed + 2)
+        metrics.close()
+        let final = try trainLog()
+        #expect(final.filter { $0.contains(peer) } == Array(repeating: malformedLine, count: 5)
+                + lines.filter { $0.contains("refused worker") }
+                + ["INFO  [cerm.coordinator] worker flooder (cpu) joined capacity=1 peer=\(peer)", malformedSummary, refusedSummary,
+                   malformedLine, malformedLine])
+        // 3502 bad messages; the rest of the log is the run's own few lines.
+        #expect(final.count < 30, "\(final.count) lines:\n\(final.joined(separator: "\n"))")
+    }
+
     @Test func weightsTravelInManySmallChunks() throws {
         // 3000-byte weights in 64-byte chunks: 47 requests per version.
         let learner = FakeLearner(size: 3000)

@@ -99,6 +99,8 @@ public final class CoordinatorService: @unchecked Sendable {
     public func run() throws -> CoordinatorReport {
         let router: RouterChannel
         let authenticator: ZAPAuthenticator?
+        // One limiter for every warning a peer can trigger at will, on the service's clock.
+        let warnings = PeerWarningLimiter(clock: clock, logger: logger)
         do {
             if settings.curve == nil {
                 try EndpointSecurity.checkInsecureBind(settings.endpoint, allowInsecure: settings.allowInsecure)
@@ -107,7 +109,9 @@ public final class CoordinatorService: @unchecked Sendable {
             if let curve = settings.curve {
                 let log = logger
                 let zap = try ZAPAuthenticator(context: context, authorizedKeys: curve.authorizedKeys) { key, address, admitted in
-                    if !admitted { log.warning("CURVE client refused", metadata: ["key": "\(key)", "address": "\(address)"]) }
+                    if !admitted, warnings.admit("CURVE client refused", from: "address \(address)") {
+                        log.warning("CURVE client refused", metadata: ["key": "\(key)", "address": "\(address)"])
+                    }
                 }
                 // libzmq admits every client while no ZAP handler is bound: start it first.
                 try zap.start()
@@ -118,7 +122,7 @@ public final class CoordinatorService: @unchecked Sendable {
             do {
                 router = try RouterChannel(context: context, bind: settings.endpoint, codec: MessageCodec(limits: settings.limits),
                                            security: settings.curve.map { .curveServer(secretKey: $0.secretKey) } ?? .none,
-                                           logger: logger)
+                                           logger: logger, warnings: warnings)
             } catch {
                 authenticator?.stop()
                 throw error
@@ -138,9 +142,12 @@ public final class CoordinatorService: @unchecked Sendable {
         learnerThread.stackSize = 8 << 20
         learnerThread.start()
 
-        let loop = SocketLoop(settings: settings, router: router, mailbox: mailbox, clock: clock, metrics: metrics, logger: logger)
+        let loop = SocketLoop(settings: settings, router: router, mailbox: mailbox, clock: clock, metrics: metrics,
+                              warnings: warnings, logger: logger)
         let end = loop.serve()
         router.socket.close()
+        // After the socket is gone no more can come: the counts of windows still open are due now.
+        warnings.flush(all: true)
 
         switch end.result {
         case let .failure(error): throw error
@@ -453,6 +460,8 @@ private final class SocketLoop {
     let mailbox: CoordinatorMailbox
     let clock: any Clock
     let metrics: MetricsLogger?
+    /// Rate-limits the warnings peers can trigger (shared with the router and the ZAP handler).
+    let warnings: PeerWarningLimiter
     let logger: Logger
     private(set) var scheduler: TaskScheduler
     private var policyWeights: WeightsPublisher
@@ -461,12 +470,13 @@ private final class SocketLoop {
     private var lastAlive = -1
 
     init(settings: CoordinatorSettings, router: RouterChannel, mailbox: CoordinatorMailbox, clock: any Clock,
-         metrics: MetricsLogger?, logger: Logger) {
+         metrics: MetricsLogger?, warnings: PeerWarningLimiter, logger: Logger) {
         self.settings = settings
         self.router = router
         self.mailbox = mailbox
         self.clock = clock
         self.metrics = metrics
+        self.warnings = warnings
         self.logger = logger
         scheduler = TaskScheduler(settings: settings.scheduler)
         policyWeights = WeightsPublisher(chunkBytes: settings.weightChunkBytes, retain: settings.retainedVersions)
@@ -522,7 +532,10 @@ private final class SocketLoop {
         do {
             let frames = try router.codec.encode(message)
             if try router.socket.send([peer.bytes] + frames, dontWait: true) { return true }
-            logger.warning("queue to \(name(peer)) is full; \(message.type) dropped")
+            // A peer that floods requests and never reads would get this for each of them.
+            if warnings.admit("queue is full", from: "peer \(peer)") {
+                logger.warning("queue to \(name(peer)) is full; \(message.type) dropped")
+            }
         } catch let error as ZMQError where error.code == EHOSTUNREACH {
             logger.debug("peer \(peer) is gone; \(message.type) not delivered")
         } catch {
@@ -566,7 +579,10 @@ private final class SocketLoop {
                 event(.workerJoined(worker: hello.name, alive: scheduler.registry.count))
                 if !requeued.isEmpty { event(.tasksRequeued(count: requeued.count, from: "\(hello.name) (restarted)")) }
             case let .refuse(reason):
-                logger.warning("refused worker \(hello.name) at \(peer): \(reason)")
+                // Keyed by routing id: the name is the sender's to vary.
+                if warnings.admit("refused worker", from: "peer \(peer)") {
+                    logger.warning("refused worker \(hello.name) at \(peer): \(reason)")
+                }
                 deliver(.refuse(reason: reason), to: peer)
             }
         case let .ready(credit):
@@ -582,15 +598,23 @@ private final class SocketLoop {
             case let .dropped(taskID, reason, requeuedAs):
                 switch reason {
                 case .versionMismatch, .invalidTrajectories:
-                    let rejected = scheduler.registry.worker(peer)?.rejectedResults ?? 0
-                    let requeue = requeuedAs.map { "re-queued as task \($0)" } ?? "not re-queued"
-                    logger.warning("dropped RESULT of task \(taskID) from worker \(worker): \(reason); \(requeue) (\(rejected) rejected result(s) from \(worker))")
+                    // Apart from the notices below, which stale results in async mode can make
+                    // common: those must not crowd out this warning of a broken worker.
+                    if warnings.admit("rejected RESULT", from: "peer \(peer)") {
+                        let rejected = scheduler.registry.worker(peer)?.rejectedResults ?? 0
+                        let requeue = requeuedAs.map { "re-queued as task \($0)" } ?? "not re-queued"
+                        logger.warning("dropped RESULT of task \(taskID) from worker \(worker): \(reason); \(requeue) (\(rejected) rejected result(s) from \(worker))")
+                    }
                 default:
-                    logger.notice("dropped RESULT of task \(taskID) from \(worker): \(reason)")
-                }
-                switch reason {
-                case .lateOrDuplicate, .notAssignedToSender: event(.lateResultDropped(task: taskID, worker: worker))
-                default: break
+                    // Any peer can send RESULTs for made-up or finished tasks, as fast as it
+                    // likes: the event of a late one is limited with its line.
+                    if warnings.admit("dropped RESULT", from: "peer \(peer)", level: .notice) {
+                        logger.notice("dropped RESULT of task \(taskID) from \(worker): \(reason)")
+                        switch reason {
+                        case .lateOrDuplicate, .notAssignedToSender: event(.lateResultDropped(task: taskID, worker: worker))
+                        default: break
+                        }
+                    }
                 }
                 if requeuedAs != nil { event(.tasksRequeued(count: 1, from: "\(worker) (\(reason))")) }
                 refuseIfOverRejectionLimit(peer)
@@ -613,7 +637,9 @@ private final class SocketLoop {
             event(.workerLeft(worker: worker, alive: scheduler.registry.count))
             if !requeued.isEmpty { event(.tasksRequeued(count: requeued.count, from: worker)) }
         case .welcome, .refuse, .task, .weightsChunk, .weightsUnavailable:
-            logger.warning("dropped \(message.type) from \(name(peer)): only the coordinator sends it")
+            if warnings.admit("dropped \(message.type)", from: "peer \(peer)") {
+                logger.warning("dropped \(message.type) from \(name(peer)): only the coordinator sends it")
+            }
         }
     }
 
@@ -625,7 +651,9 @@ private final class SocketLoop {
         let requeued = scheduler.handle(malformedResultFrom: dropped.peer, taskID: dropped.taskID, now: clock.now())
         let rejected = scheduler.registry.worker(dropped.peer)?.rejectedResults ?? 0
         let task = dropped.taskID.map { "task \($0)" } ?? "unreadable task id"
-        logger.warning("dropped malformed RESULT (\(task)) from worker \(record.name) at peer \(dropped.peer): \(dropped.error); re-queued \(requeued.count) task(s) (\(rejected) rejected result(s) from \(record.name))")
+        if warnings.admit("dropped malformed RESULT", from: "peer \(dropped.peer)") {
+            logger.warning("dropped malformed RESULT (\(task)) from worker \(record.name) at peer \(dropped.peer): \(dropped.error); re-queued \(requeued.count) task(s) (\(rejected) rejected result(s) from \(record.name))")
+        }
         if !requeued.isEmpty { event(.tasksRequeued(count: requeued.count, from: "\(record.name) (malformed RESULT)")) }
         refuseIfOverRejectionLimit(dropped.peer)
     }
@@ -644,6 +672,8 @@ private final class SocketLoop {
     }
 
     private func housekeeping() {
+        // Sums up a flood that stopped, instead of waiting for its peer's next bad message.
+        warnings.flush()
         let now = clock.now()
         for assignment in scheduler.dispatch(now: now) {
             let pairs = pairsByStep[assignment.task.step] ?? [:]

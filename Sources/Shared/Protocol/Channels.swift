@@ -55,15 +55,17 @@ public struct MalformedMessage: Sendable, Equatable {
 }
 
 /// The coordinator's ROUTER socket speaking cerm protocol v1. `receive` decodes and validates
-/// every message; a malformed one is logged with its peer, counted and dropped, never fatal.
-/// Belongs to one thread.
+/// every message; a malformed one is counted and dropped, never fatal, and logged with its peer
+/// as far as ``warnings`` admits. Belongs to one thread.
 public final class RouterChannel {
     public let socket: ZMQSocket
     public let codec: MessageCodec
     /// The endpoint actually bound (a `*` port resolved).
     public let endpoint: String
     private let logger: Logger
-    /// Messages dropped because they failed validation.
+    /// Rate-limits the warnings of dropped messages per peer (docs/PROTOCOL.md, "Limits").
+    public let warnings: PeerWarningLimiter
+    /// Messages dropped because they failed validation; counts every one, logged or not.
     public private(set) var droppedMalformed = 0
     /// The latest dropped messages not yet taken (at most ``malformedBacklog``).
     private var malformed: [MalformedMessage] = []
@@ -77,9 +79,10 @@ public final class RouterChannel {
     }
 
     /// Binds a ROUTER at `endpoint`. With `.curveServer`, start a ``ZAPAuthenticator`` on the
-    /// same context first.
+    /// same context first. `warnings` defaults to a limiter on the system clock that logs
+    /// through `logger`; the coordinator passes the one it shares and flushes.
     public init(context: ZMQContext, bind endpoint: String, codec: MessageCodec, security: ChannelSecurity,
-                logger: Logger = Logger(label: "cerm.router")) throws {
+                logger: Logger = Logger(label: "cerm.router"), warnings: PeerWarningLimiter? = nil) throws {
         socket = try ZMQSocket(context: context, type: .router)
         // libzmq drops larger frames and the connection that sent them before buffering them
         // (per frame only: a many-frame message is buffered whole; docs/PROTOCOL.md, "Limits").
@@ -97,6 +100,7 @@ public final class RouterChannel {
         self.endpoint = try socket.lastEndpoint
         self.codec = codec
         self.logger = logger
+        self.warnings = warnings ?? PeerWarningLimiter(clock: SystemClock(), logger: logger)
     }
 
     /// Sends `message` to `peer`. Returns false when the peer is no longer connected.
@@ -123,7 +127,9 @@ public final class RouterChannel {
                 return (peer, try codec.decode(body))
             } catch {
                 droppedMalformed += 1
-                logger.warning("dropped malformed message from peer \(peer): \(error)")
+                if warnings.admit("dropped malformed message", from: "peer \(peer)") {
+                    logger.warning("dropped malformed message from peer \(peer): \(error)")
+                }
                 if malformed.count >= Self.malformedBacklog { malformed.removeFirst() }
                 malformed.append(MalformedMessage(peer: peer, frames: body, error: error))
             }
