@@ -61,40 +61,16 @@ public struct ChildProcessCheckpointProbe: CheckpointProbe {
     }
 
     private func run(path: String) -> CheckpointProbeResult {
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        // Empty mask and default dispositions, as ProcessSupervisor does: a blocked or ignored
-        // signal inherited from a Dispatch thread would change how the child can die.
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        var allSignals = sigset_t()
-        sigfillset(&allSignals)
-        posix_spawnattr_setsigdefault(&attributes, &allSignals)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0)
-        for descriptor in [STDOUT_FILENO, STDERR_FILENO] {
-            posix_spawn_file_actions_addopen(&actions, descriptor, "/dev/null", O_WRONLY, 0)
-        }
-
         // The Swift runtime's crash backtracer would only delay the expected death (and could
-        // wait for a user at a terminal); its report goes nowhere anyway.
+        // wait for a user at a terminal); its report goes nowhere anyway. The child's output is
+        // discarded: for an ordinary failure the caller's own read gives the error, once.
         var environment = ProcessInfo.processInfo.environment
         environment["SWIFT_BACKTRACE"] = "enable=no"
-        let argv = ([executable] + arguments + [path]).map { strdup($0) } + [nil]
-        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
+        let pid: pid_t
+        switch spawnChild(executable: executable, arguments: arguments + [path], environment: environment, silenced: true) {
+        case let .success(started): pid = started
+        case let .failure(error): return .unavailable("cannot start \(executable): \(error)")
         }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
-        guard rc == 0 else { return .unavailable("cannot start \(executable): \(String(cString: strerror(rc)))") }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) == -1 {
             // A signal handler (StopSignal) interrupts the wait: wait again.

@@ -37,27 +37,10 @@ public final class ProcessSupervisor: @unchecked Sendable {
         guard FileManager.default.isExecutableFile(atPath: executable) else {
             throw CermError.io(path: executable, reason: "cannot start \(name): not an executable file")
         }
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        var allSignals = sigset_t()
-        sigfillset(&allSignals)
-        posix_spawnattr_setsigdefault(&attributes, &allSignals)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        let envp = ProcessInfo.processInfo.environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
-        }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, executable, nil, &attributes, argv, envp)
-        guard rc == 0 else {
-            throw CermError.io(path: executable, reason: "cannot start \(name): \(String(cString: strerror(rc)))")
+        let pid: pid_t
+        switch spawnChild(executable: executable, arguments: arguments, environment: ProcessInfo.processInfo.environment) {
+        case let .success(started): pid = started
+        case let .failure(error): throw CermError.io(path: executable, reason: "cannot start \(name): \(error)")
         }
         lock.lock(); entries.append(Entry(name: name, pid: pid)); lock.unlock()
         logger.info("started \(name) pid \(pid)")
