@@ -118,6 +118,38 @@ private struct CapturingHandler: LogHandler {
         #expect(limiter.groupCount == 2)
     }
 
+    /// A peer that reconnects gets a new routing id, so a new group, every time: the kind's
+    /// budget over all sources bounds what such a flood logs, and its count is summed up once.
+    @Test func aKindHasABudgetOverAllSourcesSoNewRoutingIDsDoNotEvadeTheLimit() {
+        let captured = CapturedLines()
+        let logger = captured.logger
+        let clock = ManualClock()
+        let limiter = PeerWarningLimiter(clock: clock, logger: logger, burst: 2, window: 10, kindBudget: 4)
+        for peer in 0..<100 {
+            for n in 1...3 { warn(limiter, logger, peer: "p\(peer)", n) }
+        }
+        // Another kind has its own budget.
+        warn(limiter, logger, peer: "p99", 1, kind: "refused worker")
+        #expect(captured.take() == [
+            "warning dropped malformed message from peer p0: #1", "warning dropped malformed message from peer p0: #2",
+            "warning dropped malformed message from peer p1: #1", "warning dropped malformed message from peer p1: #2",
+            "warning refused worker from peer p99: #1",
+        ])
+        #expect(limiter.groupCount == 3)
+        clock.advance(by: 10)
+        limiter.flush()
+        #expect(captured.take() == [
+            #"warning suppressed 1 more "dropped malformed message" warnings from peer p0 in the last 10 s"#,
+            #"warning suppressed 1 more "dropped malformed message" warnings from peer p1 in the last 10 s"#,
+            #"warning suppressed 294 more "dropped malformed message" warnings from other peers in the last 10 s"#,
+        ])
+        // The next window has the whole budget again.
+        warn(limiter, logger, peer: "p100", 1)
+        #expect(captured.take() == ["warning dropped malformed message from peer p100: #1"])
+        limiter.flush(all: true)
+        #expect(captured.take() == [])
+    }
+
     @Test func aFinalFlushReportsWindowsStillOpen() {
         let captured = CapturedLines()
         let logger = captured.logger

@@ -16,8 +16,12 @@ import Synchronization
 ///
 /// At most ``capacity`` groups are tracked: a new group beyond it evicts the one whose window
 /// opened first, reporting its suppressed count early, so a flood from many routing ids costs
-/// bounded memory and loses no count. Safe to use from any thread (the ZAP handler logs from its
-/// own).
+/// bounded memory and loses no count. And a peer that reconnects gets a new routing id, hence a
+/// new group: so each kind also has a budget of ``kindBudget`` lines per window across all
+/// sources, after which warnings from sources without a group of their own are only counted,
+/// and summed up in one line when the kind's window ends:
+/// `suppressed 4980 more "dropped malformed message" warnings from other peers in the last 10 s`.
+/// Safe to use from any thread (the ZAP handler logs from its own).
 public final class PeerWarningLimiter: Sendable {
     /// Warnings of one group admitted per window.
     public let burst: Int
@@ -25,6 +29,9 @@ public final class PeerWarningLimiter: Sendable {
     public let window: Double
     /// Groups tracked at most.
     public let capacity: Int
+    /// Lines of one kind admitted per window, over all sources, before a source without a
+    /// group of its own no longer gets one.
+    public let kindBudget: Int
     private let clock: any Clock
     private let logger: Logger
     private let state = Mutex(State())
@@ -40,8 +47,18 @@ public final class PeerWarningLimiter: Sendable {
         var level: Logger.Level
     }
 
+    /// One kind's window over all sources: lines admitted, and warnings of sources refused a
+    /// group (the kinds are the callers' fixed texts, so this table stays small).
+    private struct KindWindow {
+        var opened: Double
+        var admitted: Int
+        var overflow: Int
+        var level: Logger.Level
+    }
+
     private struct State {
         var windows: [Group: Window] = [:]
+        var kinds: [String: KindWindow] = [:]
         /// No window opened before this; lets ``flush()`` skip its scan until one can have ended.
         var earliestOpened = Double.infinity
     }
@@ -49,12 +66,14 @@ public final class PeerWarningLimiter: Sendable {
     /// - Parameters:
     ///   - clock: the service's clock, so tests move windows without sleeping.
     ///   - logger: where summary lines go (the callers log admitted warnings themselves).
-    public init(clock: any Clock, logger: Logger, burst: Int = 5, window: Double = 10, capacity: Int = 1024) {
+    public init(clock: any Clock, logger: Logger, burst: Int = 5, window: Double = 10, capacity: Int = 1024,
+                kindBudget: Int = 20) {
         self.clock = clock
         self.logger = logger
         self.burst = max(1, burst)
         self.window = window
         self.capacity = max(1, capacity)
+        self.kindBudget = max(1, kindBudget)
     }
 
     /// Groups tracked now (for tests of the cap).
@@ -68,6 +87,16 @@ public final class PeerWarningLimiter: Sendable {
         let now = clock.now()
         var summaries: [(Logger.Level, String)] = []
         let admitted = state.withLock { state -> Bool in
+            var kindWindow = state.kinds[kind] ?? KindWindow(opened: now, admitted: 0, overflow: 0, level: level)
+            if now - kindWindow.opened >= window {
+                if let line = overflowSummary(kind, kindWindow, now: now) { summaries.append((kindWindow.level, line)) }
+                kindWindow = KindWindow(opened: now, admitted: 0, overflow: 0, level: level)
+            }
+            kindWindow.level = level
+            defer {
+                state.kinds[kind] = kindWindow
+                state.earliestOpened = min(state.earliestOpened, kindWindow.opened)
+            }
             let group = Group(kind: kind, source: source)
             if var current = state.windows[group] {
                 if now - current.opened >= window {
@@ -77,8 +106,14 @@ public final class PeerWarningLimiter: Sendable {
                 current.seen += 1
                 current.level = level
                 state.windows[group] = current
+                if current.seen <= burst { kindWindow.admitted += 1 }
                 return current.seen <= burst
             }
+            guard kindWindow.admitted < kindBudget else {
+                kindWindow.overflow += 1
+                return false
+            }
+            kindWindow.admitted += 1
             if state.windows.count >= capacity, let oldest = state.windows.min(by: { $0.value.opened < $1.value.opened }) {
                 state.windows[oldest.key] = nil
                 if let line = summary(oldest.key, oldest.value, now: now) { summaries.append((oldest.value.level, line)) }
@@ -110,6 +145,14 @@ public final class PeerWarningLimiter: Sendable {
                     earliest = min(earliest, current.opened)
                 }
             }
+            for (kind, current) in state.kinds {
+                if all || now - current.opened >= window {
+                    state.kinds[kind] = nil
+                    if let line = overflowSummary(kind, current, now: now) { summaries.append((current.opened, current.level, line)) }
+                } else {
+                    earliest = min(earliest, current.opened)
+                }
+            }
             state.earliestOpened = earliest
         }
         // In the order the windows opened (then by text), not the dictionary's.
@@ -124,6 +167,13 @@ public final class PeerWarningLimiter: Sendable {
         guard suppressed > 0 else { return nil }
         let seconds = min(now - ended.opened, window)
         return "suppressed \(suppressed) more \"\(group.kind)\" warnings from \(group.source) in the last \(Self.format(seconds)) s"
+    }
+
+    /// The summary of a kind's warnings from sources refused a group, or nil when there were none.
+    private func overflowSummary(_ kind: String, _ ended: KindWindow, now: Double) -> String? {
+        guard ended.overflow > 0 else { return nil }
+        let seconds = min(now - ended.opened, window)
+        return "suppressed \(ended.overflow) more \"\(kind)\" warnings from other peers in the last \(Self.format(seconds)) s"
     }
 
     /// Whole seconds without a fraction, others with one decimal.
