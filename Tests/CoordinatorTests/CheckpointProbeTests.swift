@@ -52,6 +52,12 @@ struct CheckpointProbeTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let probe = FakeCheckpointProbe(results: [step2: .crashed(signal: SIGSEGV)])
         var skipped: [CheckpointError] = []
+        // A probe that timed out skips the file the same way, with its own message.
+        let hung = FakeCheckpointProbe(results: [step2: .timedOut(seconds: 61.3)])
+        var skippedHung: [CheckpointError] = []
+        #expect(try CheckpointReader.resume(from: dir, probe: hung) { skippedHung.append($0) }.path == step1)
+        #expect(skippedHung.map(\.description) == ["\(step2): a child process reading it first had not finished after 61 s "
+                                                   + "(libhdf5 loops on some corrupt files); the file is treated as corrupt"])
         let loaded = try CheckpointReader.resume(from: dir, probe: probe) { skipped.append($0) }
         #expect(loaded.path == step1)
         #expect(loaded.state.isBitIdentical(to: sampleState(step: 1)))
@@ -99,6 +105,12 @@ struct CheckpointProbeTests {
         #expect(probe("kill -SEGV $$") == .crashed(signal: SIGSEGV))
         #expect(probe("kill -ABRT $$") == .crashed(signal: SIGABRT))
         #expect(probe("kill -KILL $$") == .unavailable("the child was killed by SIGKILL, which says nothing about the file"))
+        // A child still reading at the time limit is killed, and the file counted as corrupt.
+        let slow = ChildProcessCheckpointProbe(executable: "/bin/sh", arguments: ["-c", "sleep 30"], timeLimit: { _ in 0.3 })
+        let started = Date()
+        #expect(slow.probe(path: "step_1.h5") == .timedOut(seconds: 0.3))
+        #expect(Date().timeIntervalSince(started) < 10)
+        #expect(ChildProcessCheckpointProbe.defaultTimeLimit(bytes: 13_247_154) == 60 + 1.3247154)
         let missing = ChildProcessCheckpointProbe(executable: "/nonexistent/cerm")
         #expect(missing.probe(path: "step_1.h5") == .unavailable("cannot start /nonexistent/cerm: No such file or directory"))
 

@@ -39,6 +39,9 @@ public struct CheckpointError: Error, Equatable, CustomStringConvertible {
         /// A child process reading the file first (``CheckpointProbe``) died by this crash
         /// signal inside libhdf5, which does not validate all it reads: the file is corrupt.
         case crashesReader(signal: Int32)
+        /// A child process reading the file first was still reading after this many seconds
+        /// (``ChildProcessCheckpointProbe/timeLimit``): libhdf5 loops on some corrupt files.
+        case readerTimedOut(seconds: Double)
 
         public var description: String {
             switch self {
@@ -58,6 +61,8 @@ public struct CheckpointError: Error, Equatable, CustomStringConvertible {
             case let .writeFailed(detail): return "write failed: \(detail)"
             case let .crashesReader(signal):
                 return "reading it crashed libhdf5 (\(ChildProcessCheckpointProbe.signalName(signal)) in a child process that read it first); the file is corrupt"
+            case let .readerTimedOut(seconds):
+                return "a child process reading it first had not finished after \(Int(seconds.rounded())) s (libhdf5 loops on some corrupt files); the file is treated as corrupt"
             }
         }
     }
@@ -66,7 +71,10 @@ public struct CheckpointError: Error, Equatable, CustomStringConvertible {
         // "checkpoint FILE: an SFT weights file" would call the file a checkpoint.
         if reason == .sftWeightsFile { return "\(path) is \(reason)" }
         // The probe runs before the file's kind is known: it may hold SFT weights.
-        if case .crashesReader = reason { return "\(path): \(reason)" }
+        switch reason {
+        case .crashesReader, .readerTimedOut: return "\(path): \(reason)"
+        default: break
+        }
         return "checkpoint \(path): \(reason)"
     }
 }

@@ -124,14 +124,17 @@ public enum CheckpointReader {
     }
 
     /// Has `probe` read `path` first and throws ``CheckpointError/Reason/crashesReader(signal:)``
-    /// when that crashed; otherwise returns, and the caller reads the file itself: after an
+    /// when that crashed, ``CheckpointError/Reason/readerTimedOut(seconds:)`` when it did not
+    /// end in time; otherwise returns, and the caller reads the file itself: after an
     /// ordinary failure that read reports the error (once, from this process), and when no
     /// probe ran (none given, or ``CheckpointProbeResult/unavailable(_:)``, which the probe
     /// logs) it is the unprobed read of before.
     public static func probeFirst(path: String, with probe: (any CheckpointProbe)?) throws {
         guard let probe else { return }
-        if case let .crashed(signal) = probe.probe(path: path) {
-            throw CheckpointError(path: path, reason: .crashesReader(signal: signal))
+        switch probe.probe(path: path) {
+        case let .crashed(signal): throw CheckpointError(path: path, reason: .crashesReader(signal: signal))
+        case let .timedOut(seconds): throw CheckpointError(path: path, reason: .readerTimedOut(seconds: seconds))
+        case .loads, .fails, .unavailable: return
         }
     }
 
