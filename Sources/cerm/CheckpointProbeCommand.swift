@@ -26,13 +26,15 @@ struct CheckpointProbeCommand: ParsableCommand {
         _ = setrlimit(RLIMIT_CORE, &noCore)
         #endif
         do {
-            // Either kind cerm writes, checksum verified: callers probe SFT weights too. A
-            // checkpoint is read whole, as resume reads it (not just its policy).
+            // Either kind cerm writes (callers probe SFT weights too), read whole as the
+            // callers read it. The checksum is the caller's to check: a file that parses is
+            // safe to read again, and `cerm inspect` shows one whose checksum does not match.
             switch try CermFileKind.detect(path: file) {
-            case .sftWeights: _ = try ModelWeights.load(path: file)
-            case .checkpoint: _ = try CheckpointReader.load(path: file)
+            case .sftWeights: _ = try LoadedSFTWeights.read(path: file)
+            case .checkpoint: _ = try CheckpointReader.read(path: file)
             }
         } catch {
+            FileHandle.standardOutput.write(Data(ProbeReport.line(for: error).utf8))
             FileHandle.standardError.write(Data("error: \(error)\n".utf8))
             throw ExitCode(1)
         }

@@ -52,6 +52,14 @@ struct CheckpointProbeTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let probe = FakeCheckpointProbe(results: [step2: .crashed(signal: SIGSEGV)])
         var skipped: [CheckpointError] = []
+        // A child that could not parse the file says why: that is the skip reason, and this
+        // process does not parse the file (valid here, so only the report can have skipped it).
+        let reported = FakeCheckpointProbe(results: [step2: .fails(status: 1, report: ProbeReport(
+            checkpointReason: "unreadable: x", description: "checkpoint \(step2): unreadable: x"))])
+        var skippedReported: [CheckpointError] = []
+        #expect(try CheckpointReader.resume(from: dir, probe: reported) { skippedReported.append($0) }.path == step1)
+        #expect(skippedReported.map(\.description) == ["checkpoint \(step2): unreadable: x"])
+        #expect(skippedReported.map { "\($0.reason)" } == ["unreadable: x"])
         // A probe that timed out skips the file the same way, with its own message.
         let hung = FakeCheckpointProbe(results: [step2: .timedOut(seconds: 61.3)])
         var skippedHung: [CheckpointError] = []
@@ -86,7 +94,7 @@ struct CheckpointProbeTests {
         let (dir, step1, step2) = try Self.run("probe-defer")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try Data("garbage".utf8).write(to: URL(fileURLWithPath: step2))
-        let probe = FakeCheckpointProbe(results: [step2: .fails(status: 1), step1: .unavailable("test")])
+        let probe = FakeCheckpointProbe(results: [step2: .fails(status: 1, report: nil), step1: .unavailable("test")])
         var skipped: [CheckpointError] = []
         #expect(try CheckpointReader.resume(from: dir, probe: probe) { skipped.append($0) }.path == step1)
         #expect(skipped == [CheckpointError(path: step2, reason: .notHDF5("no HDF5 signature"))])
@@ -99,7 +107,12 @@ struct CheckpointProbeTests {
             ChildProcessCheckpointProbe(executable: "/bin/sh", arguments: ["-c", script]).probe(path: "step_1.h5")
         }
         #expect(probe("exit 0") == .loads)
-        #expect(probe("exit 3") == .fails(status: 3))
+        #expect(probe("exit 3") == .fails(status: 3, report: nil))
+        // A report on stdout is passed on, and raised without an in-process read.
+        #expect(probe(#"printf 'checkpoint\tno such file\tcheckpoint x.h5: no such file\n'; exit 1"#)
+                == .fails(status: 1, report: ProbeReport(checkpointReason: "no such file", description: "checkpoint x.h5: no such file")))
+        #expect(probe(#"printf 'error\t\tw.h5: weights checksum mismatch\n'; exit 1"#)
+                == .fails(status: 1, report: ProbeReport(checkpointReason: nil, description: "w.h5: weights checksum mismatch")))
         // The path is the script's $0: it is passed last.
         #expect(probe(#"test "$0" = step_1.h5"#) == .loads)
         #expect(probe("kill -SEGV $$") == .crashed(signal: SIGSEGV))

@@ -42,6 +42,9 @@ public struct CheckpointError: Error, Equatable, CustomStringConvertible {
         /// A child process reading the file first was still reading after this many seconds
         /// (``ChildProcessCheckpointProbe/timeLimit``): libhdf5 loops on some corrupt files.
         case readerTimedOut(seconds: Double)
+        /// The probe's child could not parse the file and said why (``ProbeReport``): this
+        /// reason's text, and the whole message the in-process read would have given.
+        case reported(reason: String, message: String)
 
         public var description: String {
             switch self {
@@ -61,6 +64,7 @@ public struct CheckpointError: Error, Equatable, CustomStringConvertible {
             case let .writeFailed(detail): return "write failed: \(detail)"
             case let .crashesReader(signal):
                 return "reading it crashed libhdf5 (\(ChildProcessCheckpointProbe.signalName(signal)) in a child process that read it first); the file is corrupt"
+            case let .reported(reason, _): return reason
             case let .readerTimedOut(seconds):
                 return "a child process reading it first had not finished after \(Int(seconds.rounded())) s (libhdf5 loops on some corrupt files); the file is treated as corrupt"
             }
@@ -73,6 +77,7 @@ public struct CheckpointError: Error, Equatable, CustomStringConvertible {
         // The probe runs before the file's kind is known: it may hold SFT weights.
         switch reason {
         case .crashesReader, .readerTimedOut: return "\(path): \(reason)"
+        case let .reported(_, message): return message
         default: break
         }
         return "checkpoint \(path): \(reason)"

@@ -6,9 +6,11 @@ import Shared
 public enum CheckpointProbeResult: Sendable, Equatable {
     /// The file read and verified (the probe exited with status 0).
     case loads
-    /// The probe exited normally with this non-zero status: the file is bad in an ordinary way,
-    /// which the in-process reader reports itself.
-    case fails(status: Int32)
+    /// The probe exited normally with this non-zero status: the file does not parse. `report`
+    /// is the child's error, which the caller raises without parsing the file itself (a file
+    /// libhdf5 rejects can still have corrupted its state on the way: seen in fuzzing, a crash
+    /// after the error); nil when the child wrote none, and the caller reads the file itself.
+    case fails(status: Int32, report: ProbeReport?)
     /// The probe crashed while reading the file: it died by this signal, one of
     /// ``ChildProcessCheckpointProbe/crashSignals``.
     case crashed(signal: Int32)
@@ -18,6 +20,50 @@ public enum CheckpointProbeResult: Sendable, Equatable {
     /// The probe told nothing (the reason): it could not start, or it was killed from outside.
     /// The caller reads the file in-process as if unprobed.
     case unavailable(String)
+}
+
+/// Why the child could not parse a file, as it wrote it on its standard output: one line,
+/// `checkpoint<TAB>REASON<TAB>DESCRIPTION` for a ``CheckpointError`` (its reason and its whole
+/// message) or `error<TAB><TAB>DESCRIPTION` for any other error.
+public struct ProbeReport: Sendable, Equatable {
+    /// The ``CheckpointError/Reason`` text, for a checkpoint error; nil for another error.
+    public let checkpointReason: String?
+    /// The error's whole message, as the caller's own read would have given it.
+    public let description: String
+
+    public init(checkpointReason: String?, description: String) {
+        self.checkpointReason = checkpointReason
+        self.description = description
+    }
+
+    /// The line the child writes for `error`; tabs and newlines in the texts become spaces.
+    public static func line(for error: Error) -> String {
+        func clean(_ text: String) -> String {
+            String(text.map { $0 == "\t" || $0 == "\n" || $0 == "\r" ? " " : $0 })
+        }
+        if let error = error as? CheckpointError {
+            return "checkpoint\t\(clean(error.reason.description))\t\(clean(error.description))\n"
+        }
+        return "error\t\t\(clean("\(error)"))\n"
+    }
+
+    /// The report in the child's output, or nil when it holds none.
+    public static func parse(_ output: String) -> ProbeReport? {
+        guard let line = output.split(separator: "\n").first else { return nil }
+        let fields = line.split(separator: "\t", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
+        guard fields.count == 3, !fields[2].isEmpty else { return nil }
+        switch fields[0] {
+        case "checkpoint": return ProbeReport(checkpointReason: fields[1], description: fields[2])
+        case "error": return ProbeReport(checkpointReason: nil, description: fields[2])
+        default: return nil
+        }
+    }
+}
+
+/// An error the probe's child reported for a file that is not a checkpoint error (an SFT
+/// weights file's, say); its text is the child's.
+public struct ProbeReportedError: Error, Equatable, CustomStringConvertible {
+    public let description: String
 }
 
 /// Reads a checkpoint somewhere a crash cannot take the caller down. libhdf5 1.10 crashes
@@ -31,8 +77,8 @@ public protocol CheckpointProbe: Sendable {
 }
 
 /// The probe `cerm` uses: runs `executable arguments… PATH` (by default this very binary with
-/// its hidden `checkpoint-probe` subcommand) as a child and waits for it. The child's output
-/// is discarded: for an ordinary failure the caller's own read gives the error, once.
+/// its hidden `checkpoint-probe` subcommand) as a child and waits for it. The child's standard
+/// output holds its ``ProbeReport`` when the file does not parse; its standard error is discarded.
 public struct ChildProcessCheckpointProbe: CheckpointProbe {
     /// The hidden `cerm` subcommand that reads and verifies one checkpoint.
     public static let subcommand = "checkpoint-probe"
@@ -75,12 +121,20 @@ public struct ChildProcessCheckpointProbe: CheckpointProbe {
 
     private func run(path: String) -> CheckpointProbeResult {
         // The Swift runtime's crash backtracer would only delay the expected death (and could
-        // wait for a user at a terminal); its report goes nowhere anyway. The child's output is
-        // discarded: for an ordinary failure the caller's own read gives the error, once.
+        // wait for a user at a terminal); its report goes nowhere anyway.
         var environment = ProcessInfo.processInfo.environment
         environment["SWIFT_BACKTRACE"] = "enable=no"
+        var ends: [Int32] = [-1, -1]
+        guard pipe(&ends) == 0 else { return .unavailable("cannot make a pipe: \(String(cString: strerror(errno)))") }
+        // Close-on-exec, so that no other child spawned meanwhile keeps the write end open
+        // (the child's own standard output is a dup2 of it, which exec keeps).
+        for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
         let pid: pid_t
-        switch spawnChild(executable: executable, arguments: arguments + [path], environment: environment, silenced: true) {
+        let spawned = spawnChild(executable: executable, arguments: arguments + [path], environment: environment,
+                                 silenced: true, stdout: ends[1])
+        close(ends[1])
+        defer { close(ends[0]) }
+        switch spawned {
         case let .success(started): pid = started
         case let .failure(error): return .unavailable("cannot start \(executable): \(error)")
         }
@@ -110,12 +164,25 @@ public struct ChildProcessCheckpointProbe: CheckpointProbe {
         let signal = status & 0x7f
         if signal == 0 {
             let exitStatus = (status >> 8) & 0xff
-            return exitStatus == 0 ? .loads : .fails(status: exitStatus)
+            return exitStatus == 0 ? .loads : .fails(status: exitStatus, report: ProbeReport.parse(Self.readAll(ends[0])))
         }
         guard Self.crashSignals.contains(signal) else {
             return .unavailable("the child was killed by \(Self.signalName(signal)), which says nothing about the file")
         }
         return .crashed(signal: signal)
+    }
+
+    /// What the exited child wrote, up to 64 KB (a report is one line).
+    private static func readAll(_ descriptor: Int32) -> String {
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while bytes.count < 65_536 {
+            let count = read(descriptor, &buffer, buffer.count)
+            if count > 0 { bytes += buffer[0..<count]; continue }
+            if count < 0, errno == EINTR { continue }
+            break
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// Signals by which a reading process dies of its own fault, as opposed to being killed

@@ -125,16 +125,19 @@ public enum CheckpointReader {
 
     /// Has `probe` read `path` first and throws ``CheckpointError/Reason/crashesReader(signal:)``
     /// when that crashed, ``CheckpointError/Reason/readerTimedOut(seconds:)`` when it did not
-    /// end in time; otherwise returns, and the caller reads the file itself: after an
-    /// ordinary failure that read reports the error (once, from this process), and when no
-    /// probe ran (none given, or ``CheckpointProbeResult/unavailable(_:)``, which the probe
-    /// logs) it is the unprobed read of before.
+    /// end in time, and the child's own error when the file does not parse, so that this
+    /// process never parses a file libhdf5 rejects; otherwise returns, and the caller reads the
+    /// file itself (after an unreported failure, or when no probe ran: none given, or
+    /// ``CheckpointProbeResult/unavailable(_:)``, which the probe logs).
     public static func probeFirst(path: String, with probe: (any CheckpointProbe)?) throws {
         guard let probe else { return }
         switch probe.probe(path: path) {
         case let .crashed(signal): throw CheckpointError(path: path, reason: .crashesReader(signal: signal))
         case let .timedOut(seconds): throw CheckpointError(path: path, reason: .readerTimedOut(seconds: seconds))
-        case .loads, .fails, .unavailable: return
+        case let .fails(_, report?):
+            guard let reason = report.checkpointReason else { throw ProbeReportedError(description: report.description) }
+            throw CheckpointError(path: path, reason: .reported(reason: reason, message: report.description))
+        case .loads, .fails(_, nil), .unavailable: return
         }
     }
 

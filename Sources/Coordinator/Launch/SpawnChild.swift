@@ -4,9 +4,10 @@ import Foundation
 /// dispositions, and returns its pid or the `errno` of the failure. A parent's Dispatch threads
 /// block signals, and a blocked or ignored signal would otherwise be inherited: the child would
 /// be deaf to SIGTERM, or would not die the way it crashed. `silenced` sends the child's stdin,
-/// stdout and stderr to /dev/null instead of inheriting them.
+/// stdout and stderr to /dev/null instead of inheriting them; `stdout`, when given, becomes the
+/// child's standard output instead (the write end of a pipe).
 func spawnChild(executable: String, arguments: [String], environment: [String: String],
-                silenced: Bool = false) -> Result<pid_t, SpawnError> {
+                silenced: Bool = false, stdout: Int32? = nil) -> Result<pid_t, SpawnError> {
     var attributes = posix_spawnattr_t()
     posix_spawnattr_init(&attributes)
     defer { posix_spawnattr_destroy(&attributes) }
@@ -27,6 +28,7 @@ func spawnChild(executable: String, arguments: [String], environment: [String: S
             posix_spawn_file_actions_addopen(&actions, descriptor, "/dev/null", O_WRONLY, 0)
         }
     }
+    if let stdout { posix_spawn_file_actions_adddup2(&actions, stdout, STDOUT_FILENO) }
 
     let argv = ([executable] + arguments).map { strdup($0) } + [nil]
     let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
