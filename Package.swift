@@ -42,7 +42,7 @@ let package = Package(
         // Engine: the Llama/Qwen-family transformer (forward, backward, generation, AdamW).
         .target(name: "Engine", dependencies: ["Shared", "COpenBLAS", "CKernels"]),
         // Coordinator: scheduler, learner (GRPO), checkpoints, monitoring.
-        .target(name: "Coordinator", dependencies: ["Shared", "Engine"]),
+        .target(name: "Coordinator", dependencies: ["Shared", "Engine", "CSystemShims"]),
         // Worker: two-stage rollout on the engine, weight fetching, reconnects.
         .target(name: "Worker", dependencies: ["Shared", "Engine"]),
         // The one executable with subcommands.

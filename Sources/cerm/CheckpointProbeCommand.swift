@@ -17,7 +17,15 @@ struct CheckpointProbeCommand: ParsableCommand {
     @Argument(help: "The checkpoint file.")
     var file: String
 
+    /// The process waiting for this one: when it dies (killed while this one hangs on a file
+    /// libhdf5 loops on), nobody enforces the time limit, so this one must die with it.
+    @Option(help: .hidden)
+    var parentPid: Int32?
+
     func run() throws {
+        // SIGKILL: there is nothing to save, and it cannot be blocked (a mask inherited from a
+        // spawner's thread can hold SIGTERM back while libhdf5 loops).
+        if let parentPid { ParentDeathSignal.arm(expectedParent: parentPid, signal: SIGKILL) }
         // A crash is the outcome this process exists to absorb: no core file for it.
         var noCore = rlimit(rlim_cur: 0, rlim_max: 0)
         #if os(Linux)

@@ -17,7 +17,8 @@ struct FakeCheckpointProbe: CheckpointProbe {
 /// fuzzed files did: in the global heap collection ("GCOL") holding the variable-length
 /// `format` string, the object's 8-byte size field (just before the string "cerm-checkpoint")
 /// gets 0xd5 in its fourth byte, so `H5HG_read` copies ~3.5 GB out of a 4 KB collection.
-func corruptFormatHeapObject(in path: String) throws {
+/// Other bytes and values make other files: 0xff in the first byte makes libhdf5 loop.
+func corruptFormatHeapObject(in path: String, byte: Int = 3, value: UInt8 = 0xd5) throws {
     var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
     func find(_ needle: [UInt8], from start: Int) -> Int? {
         guard bytes.count >= needle.count else { return nil }
@@ -29,7 +30,7 @@ func corruptFormatHeapObject(in path: String) throws {
     let size = string - 8
     let stored = bytes[size..<string].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
     try #require(stored == UInt64(CheckpointFormat.name.utf8.count), "unexpected heap object layout in \(path)")
-    bytes[size + 3] = 0xd5
+    bytes[size + byte] = value
     try Data(bytes).write(to: URL(fileURLWithPath: path))
 }
 

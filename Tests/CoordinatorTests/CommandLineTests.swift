@@ -241,6 +241,37 @@ import Testing
         #expect(lines.suffix(2) == ["skipped     step_2.h5: \(CheckpointProbeTests.crashMessage)",
                                     "resume from \(step1) (step 1, checksum OK)"])
 
+        // A probe whose waiting parent is killed dies with it rather than read on, orphaned, a
+        // file libhdf5 loops on (the first byte of the same size field set to 0xff).
+        let hangs = (dir as NSString).appendingPathComponent("hangs.h5")
+        try FileManager.default.copyItem(atPath: step1, toPath: hangs)
+        try corruptFormatHeapObject(in: hangs, byte: 0, value: 0xff)
+        let pidFile = (dir as NSString).appendingPathComponent("probe.pid")
+        // The shell is spawned and waited for with waitpid, not Foundation's Process, whose
+        // wait can also hinge on descriptors an orphan inherited.
+        let binary = try #require(KillResumeTests.cermBinary)
+        let script = "'\(binary)' checkpoint-probe --parent-pid $$ '\(hangs)' & echo $! > '\(pidFile)'; sleep 1; kill -0 $! && kill -9 $$"
+        let shell = try spawnChild(executable: "/bin/sh", arguments: ["-c", script],
+                                   environment: ProcessInfo.processInfo.environment, silenced: true).get()
+        var shellStatus: Int32 = 0
+        while waitpid(shell, &shellStatus, 0) == -1, errno == EINTR {}
+        // Killed by its own SIGKILL: the probe was still reading the file a second later.
+        #expect(shellStatus & 0x7f == SIGKILL)
+        let probePID = try #require(Int32(try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+        /// Exited: no such process, or a zombie nobody reaps (a container's PID 1 may not).
+        func exited() -> Bool {
+            guard kill(probePID, 0) == 0 else { return true }
+            let stat = (try? String(contentsOfFile: "/proc/\(probePID)/stat", encoding: .utf8)) ?? ""
+            return stat.split(separator: ")").last?.split(separator: " ").first == "Z"
+        }
+        var gone = false
+        for _ in 0..<100 where !gone {
+            gone = exited()
+            if !gone { usleep(50_000) }
+        }
+        if !gone { kill(probePID, SIGKILL) }
+        #expect(gone, "the probe outlived its parent")
+
         // --resume FILE has no fallback: an error naming the file.
         let named = try #require(try Self.cerm(["coordinator", "--config", "c.toml", "--resume", step2], in: dir))
         #expect(named.status == 2)

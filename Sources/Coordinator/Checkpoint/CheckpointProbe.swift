@@ -99,7 +99,11 @@ public struct ChildProcessCheckpointProbe: CheckpointProbe {
 
     /// `/proc/self/exe` names the binary this process runs even when the file was replaced
     /// since, so the child reads with the same code; elsewhere, the bundle's executable.
-    public init(executable: String? = nil, arguments: [String] = [ChildProcessCheckpointProbe.subcommand],
+    /// The child's default arguments: the subcommand, and this process's pid, so that the child
+    /// dies with it instead of reading on, orphaned, a file libhdf5 loops on.
+    public static var defaultArguments: [String] { [subcommand, "--parent-pid", "\(getpid())"] }
+
+    public init(executable: String? = nil, arguments: [String] = ChildProcessCheckpointProbe.defaultArguments,
                 timeLimit: @escaping @Sendable (_ bytes: Int) -> Double = ChildProcessCheckpointProbe.defaultTimeLimit(bytes:),
                 logger: Logger = Logger(label: "checkpoint")) {
         self.executable = executable

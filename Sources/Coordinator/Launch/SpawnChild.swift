@@ -1,3 +1,4 @@
+import CSystemShims
 import Foundation
 
 /// Starts `executable arguments…` with `posix_spawn`, an empty signal mask and default signal
@@ -5,7 +6,9 @@ import Foundation
 /// block signals, and a blocked or ignored signal would otherwise be inherited: the child would
 /// be deaf to SIGTERM, or would not die the way it crashed. `silenced` sends the child's stdin,
 /// stdout and stderr to /dev/null instead of inheriting them; `stdout`, when given, becomes the
-/// child's standard output instead (the write end of a pipe).
+/// child's standard output instead (the write end of a pipe). The child inherits no other
+/// descriptor: an HDF5 file open in the parent would otherwise stay open, and locked, for as long
+/// as the child lives.
 func spawnChild(executable: String, arguments: [String], environment: [String: String],
                 silenced: Bool = false, stdout: Int32? = nil) -> Result<pid_t, SpawnError> {
     var attributes = posix_spawnattr_t()
@@ -29,6 +32,8 @@ func spawnChild(executable: String, arguments: [String], environment: [String: S
         }
     }
     if let stdout { posix_spawn_file_actions_adddup2(&actions, stdout, STDOUT_FILENO) }
+    // Where unsupported (glibc < 2.34) the child inherits them, as it would without this.
+    _ = cerm_spawn_close_from(&actions, 3)
 
     let argv = ([executable] + arguments).map { strdup($0) } + [nil]
     let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]

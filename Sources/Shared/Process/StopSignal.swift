@@ -51,10 +51,10 @@ public final class StopSignal: @unchecked Sendable {
 /// Ties a child process's life to its parent's: when the parent dies (even by `kill -9`) the
 /// kernel sends this process SIGTERM, so `cerm launch` never leaves orphans behind.
 public enum ParentDeathSignal {
-    /// Arms PR_SET_PDEATHSIG with SIGTERM. If the parent `expectedParent` already died before
-    /// this call (we were re-parented), exits at once.
-    public static func arm(expectedParent: pid_t) {
-        _ = cerm_set_parent_death_signal(SIGTERM)
+    /// Arms PR_SET_PDEATHSIG with `signal` (SIGTERM: a graceful stop). If the parent
+    /// `expectedParent` already died before this call (we were re-parented), exits at once.
+    public static func arm(expectedParent: pid_t, signal: Int32 = SIGTERM) {
+        _ = cerm_set_parent_death_signal(signal)
         if getppid() != expectedParent { exit(0) }
     }
 }
