@@ -60,6 +60,14 @@ import Worker
         return learner.weights
     }
 
+    /// A run directory's train.log, and a coordinator logger whose lines go into it too, as
+    /// `cerm coordinator` logs (detach the sink when done).
+    static func trainLog(in directory: String) throws -> (sink: LogSink, metrics: MetricsLogger, logger: Logger) {
+        let sink = LogSink()
+        let metrics = try MetricsLogger(runDirectory: directory, sink: sink)
+        return (sink, metrics, Logger(label: "cerm.coordinator") { CermLogHandler(label: $0, sink: sink) })
+    }
+
     static func temporaryDirectory() -> String {
         let path = NSTemporaryDirectory() + "cerm-runtime-\(UUID().uuidString)"
         try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
@@ -357,12 +365,9 @@ import Worker
 
         let directory = Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let sink = LogSink()
-        let metrics = try MetricsLogger(runDirectory: directory, sink: sink)
+        // Notice and up keeps the per-worker info lines out and the deadline warning and late drop in.
+        var (sink, metrics, logger) = try Self.trainLog(in: directory)
         defer { sink.detachFile() }
-        // The coordinator's own lines go to train.log too (as in `cerm train`); notice and up
-        // keeps the per-worker info lines out and the deadline warning and late drop in.
-        var logger = Logger(label: "cerm.coordinator") { CermLogHandler(label: $0, sink: sink) }
         logger.logLevel = .notice
         let clock = ManualClock()
         let learner = FakeLearner()
@@ -479,11 +484,8 @@ import Worker
     @Test func aFloodOfBadMessagesCostsTrainLogABoundedNumberOfLines() throws {
         let directory = Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let sink = LogSink()
-        let metrics = try MetricsLogger(runDirectory: directory, sink: sink)
+        let (sink, metrics, logger) = try Self.trainLog(in: directory)
         defer { sink.detachFile() }
-        // The coordinator's own lines go to train.log, at the level `cerm coordinator` logs.
-        let logger = Logger(label: "cerm.coordinator") { CermLogHandler(label: $0, sink: sink) }
         let clock = ManualClock()
         let stop = StopSignal()
         // The flooder registers as a fence and stays silent while the clock moves 10 s: a
@@ -679,10 +681,8 @@ import Worker
 
         let directory = Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let sink = LogSink()
-        let metrics = try MetricsLogger(runDirectory: directory, sink: sink)
+        let (sink, metrics, logger) = try Self.trainLog(in: directory)
         defer { sink.detachFile() }
-        let logger = Logger(label: "cerm.coordinator") { CermLogHandler(label: $0, sink: sink) }
         let service = CoordinatorService(settings: Self.coordinatorSettings(steps: 1), learner: FakeLearner(),
                                          pairs: FakePairs(count: Self.pairCount),
                                          resume: ResumePoint(state: state, path: "ck/step_1.h5", configChanges: changes),
