@@ -49,7 +49,7 @@ struct CoordinatorCommand: ParsableCommand {
         let logger = Logger(label: "cerm.coordinator")
         let report: CoordinatorReport
         do {
-            var resumePoint = try loadResumePoint(config: config, logger: logger)
+            var resumePoint = try loadResumePoint(config: config, stop: stop, logger: logger)
             // train.log from here on: every later line (and the skipped checkpoints and config
             // changes the service reports) lands in it.
             let metrics = try MetricsLogger(runDirectory: config.run.runDirectory)
@@ -66,7 +66,7 @@ struct CoordinatorCommand: ParsableCommand {
             let threads = min(ProcessInfo.processInfo.activeProcessorCount, GRPOLearner.dataShards)
             BLAS.setThreads(max(1, ProcessInfo.processInfo.activeProcessorCount / threads))
             // The SFT weights are read by a child first, as resume candidates are.
-            if let initPath { try CheckpointReader.probeFirst(path: initPath, with: ChildProcessCheckpointProbe(logger: logger)) }
+            if let initPath { try CheckpointReader.probeFirst(path: initPath, with: ChildProcessCheckpointProbe(stop: stop, logger: logger)) }
             let learner = try GRPOLearner(config: config, initPath: initPath, threads: threads)
             let pairs = try DatasetPairSource(config: config)
             for line in pairs.skippedLinesReport() { logger.warning("\(line)") }
@@ -81,6 +81,11 @@ struct CoordinatorCommand: ParsableCommand {
                 "data": "\(pairs.source)", "blas": "\(BLAS.coreName)",
             ])
             report = try service.run()
+        } catch let interrupted as CheckpointReadInterrupted {
+            // Ctrl-C while a child read a checkpoint first (for up to a minute when libhdf5
+            // loops on the file): a stop before training, not an error.
+            logger.notice("run stopped before training: \(interrupted)")
+            return
         } catch {
             throw exitWithError(error)
         }
@@ -96,7 +101,7 @@ struct CoordinatorCommand: ParsableCommand {
     /// The checkpoint `--resume` names, or nil without `--resume`. Checkpoints skipped on the
     /// way are not logged here but handed to the service, which logs them once `train.log` is
     /// open (`checkpoint_skipped` events); when none loads, the error lists them.
-    private func loadResumePoint(config: Config, logger: Logger) throws -> ResumePoint? {
+    private func loadResumePoint(config: Config, stop: StopSignal, logger: Logger) throws -> ResumePoint? {
         guard resume else { return nil }
         var skipped: [CheckpointError] = []
         var quiet = logger
@@ -104,7 +109,7 @@ struct CoordinatorCommand: ParsableCommand {
         // Each candidate is read by a child first: a file that crashes libhdf5 is skipped (or,
         // named alone, refused) instead of killing the coordinator on every retry.
         let loaded = try CheckpointReader.resume(from: resumePath ?? config.run.runDirectory, isRunDirectory: resumePath == nil,
-                                                 probe: ChildProcessCheckpointProbe(logger: logger), logger: quiet) { skipped.append($0) }
+                                                 probe: ChildProcessCheckpointProbe(stop: stop, logger: logger), logger: quiet) { skipped.append($0) }
         return ResumePoint(state: loaded.state, path: loaded.path, skipped: skipped)
     }
 }

@@ -73,7 +73,8 @@ struct PipelineCommand: ParsableCommand {
                     try runChild("sft", executable, ["sft", "--config", config, "--skip-eval"], stop: stop, logger: logger)
                 }
             }
-            rows.append(("after SFT", try evaluate("after SFT", .model(try WeightsFile.load(path: cfg.sft.output, probe: ChildProcessCheckpointProbe(logger: logger)).weights))))
+            let probe = ChildProcessCheckpointProbe(stop: stop, logger: logger)
+            rows.append(("after SFT", try evaluate("after SFT", .model(try WeightsFile.load(path: cfg.sft.output, probe: probe).weights))))
             try stopIfRequested(stop)
 
             if cfg.curation.enabled {
@@ -87,8 +88,7 @@ struct PipelineCommand: ParsableCommand {
             }
 
             // Probed in a child first, as `--resume` does: a file that crashes libhdf5 is skipped.
-            let existing = CheckpointReader.findResumeCheckpoint(runDir: cfg.run.runDirectory,
-                                                                 probe: ChildProcessCheckpointProbe(logger: logger), logger: logger)
+            let existing = try CheckpointReader.findResumeCheckpoint(runDir: cfg.run.runDirectory, probe: probe, logger: logger)
             if let existing, existing.state.step >= cfg.run.steps {
                 logger.info("reusing the RL run: \(existing.path) is at step \(existing.state.step) of \(cfg.run.steps)")
             } else {
@@ -97,8 +97,7 @@ struct PipelineCommand: ParsableCommand {
                 if existing != nil { arguments.append("--resume") }
                 try timed("rl") { try runChild("launch", executable, arguments, stop: stop, logger: logger) }
             }
-            guard let final = CheckpointReader.findResumeCheckpoint(runDir: cfg.run.runDirectory,
-                                                                    probe: ChildProcessCheckpointProbe(logger: logger), logger: logger) else {
+            guard let final = try CheckpointReader.findResumeCheckpoint(runDir: cfg.run.runDirectory, probe: probe, logger: logger) else {
                 throw CermError.invalid("\(cfg.run.runDirectory): the RL stage left no valid checkpoint")
             }
             rows.append(("after RL (step \(final.state.step))", try evaluate("after RL", .model(try WeightsFile.load(path: final.path).weights))))
@@ -110,6 +109,8 @@ struct PipelineCommand: ParsableCommand {
             logger.info("results written to \(resultsPath)")
         } catch let error as ExitCode {
             throw error
+        } catch is CheckpointReadInterrupted {
+            try stopIfRequested(stop)
         } catch {
             throw exitWithError(error)
         }

@@ -30,7 +30,7 @@ struct StatusCommand: ParsableCommand {
             if verify {
                 // Probed in a child first, as `--resume` does: a file that crashes libhdf5 is
                 // listed as skipped instead of killing this command.
-                let found = CheckpointReader.findResumeCheckpoint(runDir: runDir, probe: ChildProcessCheckpointProbe()) { skipped in
+                let found = try CheckpointReader.findResumeCheckpoint(runDir: runDir, probe: ChildProcessCheckpointProbe()) { skipped in
                     print("skipped     \((skipped.path as NSString).lastPathComponent): \(skipped.reason)")
                 }
                 if let found {

@@ -72,12 +72,22 @@ struct CheckpointProbeTests {
         #expect(loaded.state.isBitIdentical(to: sampleState(step: 1)))
         #expect(skipped == [CheckpointError(path: step2, reason: .crashesReader(signal: SIGSEGV))])
         #expect(skipped.map(\.description) == ["\(step2): \(Self.crashMessage)"])
-        #expect(CheckpointReader.findResumeCheckpoint(runDir: dir, probe: probe)?.path == step1)
+        #expect(try CheckpointReader.findResumeCheckpoint(runDir: dir, probe: probe)?.path == step1)
 
         // Named alone (no fallback): an error naming the file, not a crash.
         #expect(throws: CheckpointError(path: step2, reason: .crashesReader(signal: SIGSEGV))) {
             try CheckpointReader.resume(from: step2, probe: probe)
         }
+        // A stop request during the probe is no verdict on the file: resuming ends there,
+        // without a skip and without trying the older file.
+        let stopped = FakeCheckpointProbe(results: [step2: .interrupted(signal: SIGINT)])
+        var skippedStopped: [CheckpointError] = []
+        #expect(throws: CheckpointReadInterrupted(path: step2, signal: SIGINT)) {
+            try CheckpointReader.resume(from: dir, probe: stopped) { skippedStopped.append($0) }
+        }
+        #expect(skippedStopped.isEmpty)
+        #expect("\(CheckpointReadInterrupted(path: step2, signal: SIGINT))"
+                == "stopped by SIGINT while a child process read \(step2) first; the file was not loaded")
         // Every file crashed: the "none loads" error lists them with the signal.
         let all = FakeCheckpointProbe(results: [step2: .crashed(signal: SIGSEGV), step1: .crashed(signal: SIGABRT)])
         do {
@@ -125,6 +135,16 @@ struct CheckpointProbeTests {
         #expect(slow.probe(path: "step_1.h5") == .timedOut(seconds: 0.3))
         #expect(Date().timeIntervalSince(started) < 10)
         #expect(ChildProcessCheckpointProbe.defaultTimeLimit(bytes: 13_247_154) == 60 + 1.3247154)
+        // The caller's stop request ends the wait: the child is killed, whatever its time limit.
+        let stop = StopSignal()
+        let stoppable = ChildProcessCheckpointProbe(executable: "/bin/sh", arguments: ["-c", "sleep 30"], stop: stop)
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.3) { stop.request(SIGINT) }
+        let stopStarted = Date()
+        #expect(stoppable.probe(path: "step_1.h5") == .interrupted(signal: SIGINT))
+        #expect(Date().timeIntervalSince(stopStarted) < 10)
+        // The child leads a process group of its own (field 5 of /proc/PID/stat is the group),
+        // so Ctrl-C at a terminal reaches only the caller, which decides what it means.
+        #expect(probe(#"read -r line < /proc/$$/stat; set -- $line; test "$5" = "$$""#) == .loads)
         let missing = ChildProcessCheckpointProbe(executable: "/nonexistent/cerm")
         #expect(missing.probe(path: "step_1.h5") == .unavailable("cannot start /nonexistent/cerm: No such file or directory"))
 

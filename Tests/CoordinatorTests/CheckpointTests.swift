@@ -232,7 +232,7 @@ struct CheckpointTests {
             do { try body(); return nil } catch { return "\(error)" }
         }
         let emptyDir = try makeTemporaryDirectory("resume-empty")
-        #expect(CheckpointReader.findResumeCheckpoint(runDir: emptyDir) == nil)
+        #expect(try CheckpointReader.findResumeCheckpoint(runDir: emptyDir) == nil)
         #expect(failure { _ = try CheckpointReader.resume(from: emptyDir, isRunDirectory: true) }
             == "no checkpoint to resume: run directory \(emptyDir) has no step_<N>.h5 files (start without --resume)")
         #expect(failure { _ = try CheckpointReader.resume(from: emptyDir) }
@@ -296,7 +296,7 @@ struct CheckpointTests {
         // Run where a regression would block, so the test fails instead of hanging.
         let attempt = Background("fifo") { () -> [String] in
             var skipped: [CheckpointError] = []
-            let found = CheckpointReader.findResumeCheckpoint(runDir: dir) { skipped.append($0) }
+            let found = try CheckpointReader.findResumeCheckpoint(runDir: dir) { skipped.append($0) }
             let direct = Result { try CheckpointReader.load(path: fifo) }
             guard case let .failure(error as CheckpointError) = direct, error == expected else { return ["load did not refuse the FIFO"] }
             // Retention (keep_last 3) verifies older files: the FIFO does not count and stays.

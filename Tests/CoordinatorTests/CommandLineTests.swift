@@ -291,4 +291,77 @@ import Testing
         #expect(none.stderr == "error: no checkpoint to resume: every step_<N>.h5 file of \(run) failed to load: "
                 + "step_2.h5: \(CheckpointProbeTests.crashMessage)\n")
     }
+
+    /// Ctrl-C while a child reads a checkpoint libhdf5 loops on: the coordinator kills the child
+    /// and stops at once, saying why, instead of waiting out the child's minute and then reading
+    /// the file itself or resuming from an older one.
+    @Test func ctrlCWhileAChildReadsACheckpointStopsTheCoordinator() throws {
+        let dir = try Self.directory("probe-ctrl-c")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let run = (dir as NSString).appendingPathComponent("run")
+        let writer = CheckpointWriter(directory: run, keepLast: 10)
+        for step in [1, 2] { try writer.write(sampleState(step: step)) }
+        let step2 = (run as NSString).appendingPathComponent("step_2.h5")
+        try corruptFormatHeapObject(in: step2, byte: 0, value: 0xff)
+        guard let binary = KillResumeTests.cermBinary else {
+            Issue.record("no cerm binary under .build/{debug,release}: run `swift build --build-tests` first")
+            return
+        }
+        let err = (dir as NSString).appendingPathComponent(".stderr")
+        _ = FileManager.default.createFile(atPath: err, contents: nil)
+        let coordinator = Process()
+        coordinator.executableURL = URL(fileURLWithPath: binary)
+        coordinator.arguments = ["coordinator", "--config", "c.toml", "--resume", run]
+        coordinator.currentDirectoryURL = URL(fileURLWithPath: dir)
+        coordinator.standardOutput = FileHandle.nullDevice
+        coordinator.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
+        try coordinator.run()
+        let parent = coordinator.processIdentifier
+
+        /// The pid of the coordinator's `checkpoint-probe` child, once it runs.
+        func probeChild() -> Int32? {
+            let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+            for entry in entries {
+                guard let pid = Int32(entry),
+                      let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                      let fields = stat.split(separator: ")").last?.split(separator: " "), fields.count > 1,
+                      Int32(fields[1]) == parent,
+                      let command = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"),
+                      String(decoding: command, as: UTF8.self).contains(ChildProcessCheckpointProbe.subcommand) else { continue }
+                return pid
+            }
+            return nil
+        }
+        var child: Int32?
+        for _ in 0..<600 where child == nil && coordinator.isRunning {
+            child = probeChild()
+            if child == nil { usleep(50_000) }
+        }
+        guard let probePID = child else {
+            if coordinator.isRunning { kill(parent, SIGKILL) }
+            coordinator.waitUntilExit()
+            Issue.record("no probe child appeared: \((try? String(contentsOfFile: err, encoding: .utf8)) ?? "")")
+            return
+        }
+        // The newest file is the looping one: the child reads on until stopped.
+        usleep(300_000)
+        #expect(kill(probePID, 0) == 0)
+        coordinator.interrupt()
+        let interrupted = Date()
+        while coordinator.isRunning, Date().timeIntervalSince(interrupted) < 30 { usleep(20_000) }
+        #expect(Date().timeIntervalSince(interrupted) < 10, "the coordinator waited on after Ctrl-C")
+        guard !coordinator.isRunning else {
+            Issue.record("the coordinator still ran 30 s after Ctrl-C")
+            kill(parent, SIGKILL)
+            coordinator.waitUntilExit()
+            return
+        }
+        #expect(coordinator.terminationReason == .exit && coordinator.terminationStatus == 0)
+        let stderr = try String(contentsOfFile: err, encoding: .utf8)
+        #expect(stderr.contains("run stopped before training: stopped by SIGINT while a child process read \(step2) first; the file was not loaded"),
+                "\(stderr)")
+        #expect(!stderr.contains("step_1.h5"), "resumed from the older checkpoint: \(stderr)")
+        #expect(kill(probePID, 0) != 0 || (try? String(contentsOfFile: "/proc/\(probePID)/stat", encoding: .utf8))?
+            .split(separator: ")").last?.split(separator: " ").first == "Z", "the probe outlived the stop")
+    }
 }

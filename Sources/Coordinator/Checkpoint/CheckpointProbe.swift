@@ -20,6 +20,27 @@ public enum CheckpointProbeResult: Sendable, Equatable {
     /// The probe told nothing (the reason): it could not start, or it was killed from outside.
     /// The caller reads the file in-process as if unprobed.
     case unavailable(String)
+    /// The caller's ``StopSignal`` was raised (Ctrl-C, SIGTERM) while the probe read: the child
+    /// was killed, and the caller stops instead of reading the file, which might be one libhdf5
+    /// loops on.
+    case interrupted(signal: Int32)
+}
+
+/// A stop request (``StopSignal``) arrived while a child process read `path` first: nothing of
+/// the file was read in this process. Not a verdict on the file, so resuming from a run
+/// directory ends here instead of trying older checkpoints.
+public struct CheckpointReadInterrupted: Error, Equatable, CustomStringConvertible {
+    public let path: String
+    public let signal: Int32
+
+    public init(path: String, signal: Int32) {
+        self.path = path
+        self.signal = signal
+    }
+
+    public var description: String {
+        "stopped by \(ChildProcessCheckpointProbe.signalName(signal)) while a child process read \(path) first; the file was not loaded"
+    }
 }
 
 /// Why the child could not parse a file, as it wrote it on its standard output: one line,
@@ -79,6 +100,9 @@ public protocol CheckpointProbe: Sendable {
 /// The probe `cerm` uses: runs `executable arguments… PATH` (by default this very binary with
 /// its hidden `checkpoint-probe` subcommand) as a child and waits for it. The child's standard
 /// output holds its ``ProbeReport`` when the file does not parse; its standard error is discarded.
+/// The child runs in its own process group, so Ctrl-C at the terminal reaches only the caller;
+/// with a ``stop`` signal the probe then kills the child and says
+/// ``CheckpointProbeResult/interrupted(signal:)``.
 public struct ChildProcessCheckpointProbe: CheckpointProbe {
     /// The hidden `cerm` subcommand that reads and verifies one checkpoint.
     public static let subcommand = "checkpoint-probe"
@@ -90,6 +114,9 @@ public struct ChildProcessCheckpointProbe: CheckpointProbe {
     /// Seconds the child may read a file of this many bytes before it is killed and the file
     /// counted as corrupt.
     public let timeLimit: @Sendable (_ bytes: Int) -> Double
+    /// The caller's stop flag, polled while the child reads; nil for a caller that Ctrl-C ends
+    /// outright (the child, in its own process group, then dies with it by PR_SET_PDEATHSIG).
+    public let stop: StopSignal?
     private let logger: Logger
 
     /// The default ``timeLimit``: a minute, plus a second per 10 MB. Far above any honest read
@@ -105,11 +132,12 @@ public struct ChildProcessCheckpointProbe: CheckpointProbe {
 
     public init(executable: String? = nil, arguments: [String] = ChildProcessCheckpointProbe.defaultArguments,
                 timeLimit: @escaping @Sendable (_ bytes: Int) -> Double = ChildProcessCheckpointProbe.defaultTimeLimit(bytes:),
-                logger: Logger = Logger(label: "checkpoint")) {
+                stop: StopSignal? = nil, logger: Logger = Logger(label: "checkpoint")) {
         self.executable = executable
             ?? (FileManager.default.fileExists(atPath: "/proc/self/exe") ? "/proc/self/exe" : Bundle.main.executablePath ?? "cerm")
         self.arguments = arguments
         self.timeLimit = timeLimit
+        self.stop = stop
         self.logger = logger
     }
 
@@ -135,7 +163,7 @@ public struct ChildProcessCheckpointProbe: CheckpointProbe {
         for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
         let pid: pid_t
         let spawned = spawnChild(executable: executable, arguments: arguments + [path], environment: environment,
-                                 silenced: true, stdout: ends[1])
+                                 silenced: true, stdout: ends[1], ownProcessGroup: true)
         close(ends[1])
         defer { close(ends[0]) }
         switch spawned {
@@ -154,6 +182,11 @@ public struct ChildProcessCheckpointProbe: CheckpointProbe {
                 // A signal handler (StopSignal) interrupts the wait: wait again.
                 guard errno == EINTR else { return .unavailable("waiting for \(executable): \(String(cString: strerror(errno)))") }
                 continue
+            }
+            if let signal = stop?.signal {
+                kill(pid, SIGKILL)
+                while waitpid(pid, &status, 0) == -1, errno == EINTR {}
+                return .interrupted(signal: signal)
             }
             if DispatchTime.now().uptimeNanoseconds >= deadline {
                 kill(pid, SIGKILL)

@@ -78,14 +78,17 @@ public enum CheckpointReader {
     /// The newest valid checkpoint of `runDir`, or nil when it has none. Each newer file that
     /// fails to load is passed to `onSkip` (and logged) before the next older one is tried.
     /// With a `probe`, each file is first read by it (``probeFirst(path:with:)``), so a
-    /// file that crashes libhdf5 is skipped instead of crashing this process.
+    /// file that crashes libhdf5 is skipped instead of crashing this process. Throws only
+    /// ``CheckpointReadInterrupted``: a stop request ends the search.
     public static func findResumeCheckpoint(
         runDir: String, probe: (any CheckpointProbe)? = nil, logger: Logger = Logger(label: "checkpoint"),
         onSkip: (CheckpointError) -> Void = { _ in }
-    ) -> LoadedCheckpoint? {
+    ) throws(CheckpointReadInterrupted) -> LoadedCheckpoint? {
         for candidate in CheckpointFormat.checkpointFiles(in: runDir).reversed() {
             do {
                 return try loadVerified(path: candidate.path, probe: probe)
+            } catch let interrupted as CheckpointReadInterrupted {
+                throw interrupted
             } catch {
                 let reported = error as? CheckpointError
                     ?? CheckpointError(path: candidate.path, reason: .unreadable("\(error)"))
@@ -114,7 +117,7 @@ public enum CheckpointReader {
         if isDirectory.boolValue {
             guard !CheckpointFormat.checkpointFiles(in: path).isEmpty else { throw nothing(.noCheckpointFiles) }
             var skipped: [CheckpointError] = []
-            guard let found = findResumeCheckpoint(runDir: path, probe: probe, logger: logger,
+            guard let found = try findResumeCheckpoint(runDir: path, probe: probe, logger: logger,
                                                    onSkip: { skipped.append($0); onSkip($0) }) else {
                 throw nothing(.noValidCheckpoint(skipped: skipped))
             }
@@ -125,8 +128,9 @@ public enum CheckpointReader {
 
     /// Has `probe` read `path` first and throws ``CheckpointError/Reason/crashesReader(signal:)``
     /// when that crashed, ``CheckpointError/Reason/readerTimedOut(seconds:)`` when it did not
-    /// end in time, and the child's own error when the file does not parse, so that this
-    /// process never parses a file libhdf5 rejects; otherwise returns, and the caller reads the
+    /// end in time, the child's own error when the file does not parse, so that this process
+    /// never parses a file libhdf5 rejects, and ``CheckpointReadInterrupted`` when the
+    /// caller's stop signal cut the probe short; otherwise returns, and the caller reads the
     /// file itself (after an unreported failure, or when no probe ran: none given, or
     /// ``CheckpointProbeResult/unavailable(_:)``, which the probe logs).
     public static func probeFirst(path: String, with probe: (any CheckpointProbe)?) throws {
@@ -134,6 +138,7 @@ public enum CheckpointReader {
         switch probe.probe(path: path) {
         case let .crashed(signal): throw CheckpointError(path: path, reason: .crashesReader(signal: signal))
         case let .timedOut(seconds): throw CheckpointError(path: path, reason: .readerTimedOut(seconds: seconds))
+        case let .interrupted(signal): throw CheckpointReadInterrupted(path: path, signal: signal)
         case let .fails(_, report?):
             guard let reason = report.checkpointReason else { throw ProbeReportedError(description: report.description) }
             throw CheckpointError(path: path, reason: .reported(reason: reason, message: report.description))

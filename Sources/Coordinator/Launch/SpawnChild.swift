@@ -8,9 +8,10 @@ import Foundation
 /// stdout and stderr to /dev/null instead of inheriting them; `stdout`, when given, becomes the
 /// child's standard output instead (the write end of a pipe). The child inherits no other
 /// descriptor: an HDF5 file open in the parent would otherwise stay open, and locked, for as long
-/// as the child lives.
+/// as the child lives. `ownProcessGroup` puts the child in a new process group, so that Ctrl-C
+/// at the terminal reaches only the parent, which decides what the child's end means.
 func spawnChild(executable: String, arguments: [String], environment: [String: String],
-                silenced: Bool = false, stdout: Int32? = nil) -> Result<pid_t, SpawnError> {
+                silenced: Bool = false, stdout: Int32? = nil, ownProcessGroup: Bool = false) -> Result<pid_t, SpawnError> {
     var attributes = posix_spawnattr_t()
     posix_spawnattr_init(&attributes)
     defer { posix_spawnattr_destroy(&attributes) }
@@ -20,7 +21,12 @@ func spawnChild(executable: String, arguments: [String], environment: [String: S
     var allSignals = sigset_t()
     sigfillset(&allSignals)
     posix_spawnattr_setsigdefault(&attributes, &allSignals)
-    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+    var flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF
+    if ownProcessGroup {
+        posix_spawnattr_setpgroup(&attributes, 0)
+        flags |= POSIX_SPAWN_SETPGROUP
+    }
+    posix_spawnattr_setflags(&attributes, Int16(flags))
 
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
@@ -46,7 +52,7 @@ func spawnChild(executable: String, arguments: [String], environment: [String: S
     return rc == 0 ? .success(pid) : .failure(SpawnError(code: rc))
 }
 
-/// Why ``spawnChild(executable:arguments:environment:silenced:)`` failed: `posix_spawn`'s error.
+/// Why ``spawnChild(executable:arguments:environment:silenced:stdout:ownProcessGroup:)`` failed: `posix_spawn`'s error.
 struct SpawnError: Error, CustomStringConvertible {
     let code: Int32
     var description: String { String(cString: strerror(code)) }
