@@ -477,7 +477,7 @@ import Worker
     }
 
     /// A peer flooding the coordinator with garbage frames and refused HELLOs (no registration
-    /// needed) costs train.log a bounded number of lines: per kind, the first five of a 10 s
+    /// needed), and then valid HELLOs again and again, costs train.log a bounded number of lines: per kind, the first five of a 10 s
     /// window in full, then one summary with the exact count when the window ends on the
     /// service's clock; the next bad message is logged again at once. Every dropped message is
     /// still counted.
@@ -518,9 +518,14 @@ import Worker
         for _ in 0..<malformed { try socket.send([[1, 2, 3]]) }
         let stranger = try codec.encode(.hello(HelloMessage(name: "stranger", capacity: 1, configHash: Self.configHash + 1, kind: .cpu)))
         for _ in 0..<refused { try socket.send(stranger) }
-        guard case .welcome = try fence(.hello(HelloMessage(name: "flooder", capacity: 1, configHash: Self.configHash, kind: .cpu))) else {
-            Issue.record("flooding peer: expected WELCOME"); return
+        let rejoins = 200
+        for _ in 0...rejoins {
+            guard case .welcome = try fence(.hello(HelloMessage(name: "flooder", capacity: 1, configHash: Self.configHash, kind: .cpu))) else {
+                Issue.record("flooding peer: expected WELCOME"); return
+            }
         }
+        // WELCOME goes out before the HELLO's log line: this reply proves that line written.
+        _ = try fence(.weightsRequest(version: 0, chunkIndex: 0))
         let lines = try trainLog()
         let first = try #require(lines.first { $0.contains("dropped malformed message") })
         let peer = try #require(first.split(separator: " ").dropFirst(7).first.map { String($0.dropLast()) })
@@ -529,6 +534,10 @@ import Worker
         #expect(lines.filter { $0.contains("dropped malformed message from") } == Array(repeating: malformedLine, count: 5))
         #expect(lines.filter { $0.contains("refused worker") }.map { String($0.prefix(refusedLine.count)) }
                 == Array(repeating: refusedLine, count: 5))
+        let joined = "INFO  [cerm.coordinator] worker flooder (cpu) joined capacity=1 peer=\(peer)"
+        let rejoined = "INFO  [cerm.coordinator] worker flooder (cpu) rejoined capacity=1 peer=\(peer)"
+        #expect(lines.filter { $0.contains("worker flooder") } == [joined] + Array(repeating: rejoined, count: 5))
+        #expect(lines.filter { $0.contains("worker_joined worker=flooder") }.count == 6)
         #expect(!lines.contains { $0.contains("suppressed") }, "summed up before the window ended")
 
         // The window ends on the service's clock: housekeeping writes the summaries (it runs
@@ -536,8 +545,10 @@ import Worker
         clock.advance(by: 10)
         let malformedSummary = #"WARN  [cerm.coordinator] suppressed 2995 more "dropped malformed message" warnings from peer "# + "\(peer) in the last 10 s"
         let refusedSummary = #"WARN  [cerm.coordinator] suppressed 495 more "refused worker" warnings from peer "# + "\(peer) in the last 10 s"
-        for _ in 0..<1000 where try !trainLog().contains(refusedSummary) { Thread.sleep(forTimeInterval: 0.01) }
-        #expect(try trainLog().filter { $0.contains("suppressed") } == [malformedSummary, refusedSummary])
+        let rejoinedSummary = #"INFO  [cerm.coordinator] suppressed 195 more "worker rejoined" warnings from peer "# + "\(peer) in the last 10 s"
+        for _ in 0..<1000 where try !trainLog().contains(rejoinedSummary) { Thread.sleep(forTimeInterval: 0.01) }
+        // All three windows opened at the same clock time: the summaries come in text order.
+        #expect(try trainLog().filter { $0.contains("suppressed") } == [rejoinedSummary, malformedSummary, refusedSummary])
 
         // The next bad message opens a new window: logged at once and in full.
         for _ in 0..<2 { try socket.send([[1, 2, 3]]) }
@@ -552,10 +563,10 @@ import Worker
         let final = try trainLog()
         #expect(final.filter { $0.contains(peer) } == Array(repeating: malformedLine, count: 5)
                 + lines.filter { $0.contains("refused worker") }
-                + ["INFO  [cerm.coordinator] worker flooder (cpu) joined capacity=1 peer=\(peer)", malformedSummary, refusedSummary,
+                + [joined] + Array(repeating: rejoined, count: 5) + [rejoinedSummary, malformedSummary, refusedSummary,
                    malformedLine, malformedLine])
-        // 3502 bad messages; the rest of the log is the run's own few lines.
-        #expect(final.count < 30, "\(final.count) lines:\n\(final.joined(separator: "\n"))")
+        // 3502 bad messages and 200 repeated HELLOs; the rest of the log is the run's own few lines.
+        #expect(final.count < 40, "\(final.count) lines:\n\(final.joined(separator: "\n"))")
     }
 
     @Test func weightsTravelInManySmallChunks() throws {

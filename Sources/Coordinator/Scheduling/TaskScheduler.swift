@@ -157,8 +157,9 @@ public enum ResultOutcome: Equatable, Sendable {
 
 /// What the coordinator must do after a HELLO.
 public enum HelloOutcome: Equatable, Sendable {
-    /// Send this WELCOME; `requeued` lists tasks re-queued because the peer restarted.
-    case welcome(WelcomeMessage, requeued: [UInt64])
+    /// Send this WELCOME; `rejoined` says the peer was registered already (it restarted on
+    /// the same routing id, or repeats HELLO), and `requeued` lists the tasks it held, re-queued.
+    case welcome(WelcomeMessage, requeued: [UInt64], rejoined: Bool)
     /// Send REFUSE with this reason (the worker prints it and exits).
     case refuse(reason: String)
 }
@@ -328,14 +329,13 @@ public struct TaskScheduler: Sendable {
         }
         if hello.capacity == 0 { return .refuse(reason: "capacity must be at least 1") }
         var requeued: [UInt64] = []
-        if let previous = registry.register(peer, hello: hello, now: now) {
-            requeued = requeue(previous.inFlight)
-        }
+        let previous = registry.register(peer, hello: hello, now: now)
+        if let previous { requeued = requeue(previous.inFlight) }
         registry.sent(to: peer, at: now)
         let welcome = WelcomeMessage(heartbeatIntervalMs: Self.milliseconds(settings.heartbeatInterval),
                                      heartbeatTimeoutMs: Self.milliseconds(settings.heartbeatTimeout),
                                      policyVersion: policyVersion, maxMessageBytes: UInt32(clamping: settings.maxMessageBytes))
-        return .welcome(welcome, requeued: requeued)
+        return .welcome(welcome, requeued: requeued, rejoined: previous != nil)
     }
 
     /// READY: adds credit. False (message dropped) if the sender is not registered.

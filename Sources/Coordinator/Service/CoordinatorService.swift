@@ -573,10 +573,15 @@ private final class SocketLoop {
         switch message {
         case let .hello(hello):
             switch scheduler.handle(hello: hello, from: peer, now: now) {
-            case let .welcome(welcome, requeued):
+            case let .welcome(welcome, requeued, rejoined):
                 send(.welcome(welcome), to: peer)
-                logger.info("worker \(hello.name) (\(hello.kind)) joined", metadata: ["peer": "\(peer)", "capacity": "\(hello.capacity)"])
-                event(.workerJoined(worker: hello.name, alive: scheduler.registry.count))
+                // A worker says HELLO once per connection; a registered peer that says it again
+                // restarted, or loops on HELLO: such repeats are limited like warnings.
+                if !rejoined || warnings.admit("worker rejoined", from: "peer \(peer)", level: .info) {
+                    logger.info("worker \(hello.name) (\(hello.kind)) \(rejoined ? "rejoined" : "joined")",
+                                metadata: ["peer": "\(peer)", "capacity": "\(hello.capacity)"])
+                    event(.workerJoined(worker: hello.name, alive: scheduler.registry.count))
+                }
                 if !requeued.isEmpty { event(.tasksRequeued(count: requeued.count, from: "\(hello.name) (restarted)")) }
             case let .refuse(reason):
                 // Keyed by routing id: the name is the sender's to vary.
