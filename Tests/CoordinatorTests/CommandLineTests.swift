@@ -211,16 +211,21 @@ import Testing
         #expect(resumed.status == 2 && resumed.stderr == "error: checkpoint nothing.h5: no such file\n")
     }
 
+    /// `dir/run` holding valid checkpoints of steps 1 and 2, and their paths.
+    static func runOfTwoCheckpoints(in dir: String) throws -> (run: String, step1: String, step2: String) {
+        let run = (dir as NSString).appendingPathComponent("run")
+        let writer = CheckpointWriter(directory: run, keepLast: 10)
+        for step in [1, 2] { try writer.write(sampleState(step: step)) }
+        return (run, (run as NSString).appendingPathComponent("step_1.h5"), (run as NSString).appendingPathComponent("step_2.h5"))
+    }
+
     /// A checkpoint that crashes libhdf5 (a corrupt global heap, `corruptFormatHeapObject`) is
     /// read by a child first: `cerm inspect`, `cerm status --verify` and `cerm coordinator
     /// --resume` name it and go on or fail with a message instead of dying by SIGSEGV.
     @Test func aCheckpointThatCrashesLibHDF5IsAnErrorNotADeath() throws {
         let dir = try Self.directory("crash-probe")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let run = (dir as NSString).appendingPathComponent("run")
-        let writer = CheckpointWriter(directory: run, keepLast: 10)
-        for step in [1, 2] { try writer.write(sampleState(step: step)) }
-        let step1 = (run as NSString).appendingPathComponent("step_1.h5"), step2 = (run as NSString).appendingPathComponent("step_2.h5")
+        let (run, step1, step2) = try Self.runOfTwoCheckpoints(in: dir)
         try corruptFormatHeapObject(in: step2)
         let crashed = "\(step2): \(CheckpointProbeTests.crashMessage)"
 
@@ -298,10 +303,7 @@ import Testing
     @Test func ctrlCWhileAChildReadsACheckpointStopsTheCoordinator() throws {
         let dir = try Self.directory("probe-ctrl-c")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let run = (dir as NSString).appendingPathComponent("run")
-        let writer = CheckpointWriter(directory: run, keepLast: 10)
-        for step in [1, 2] { try writer.write(sampleState(step: step)) }
-        let step2 = (run as NSString).appendingPathComponent("step_2.h5")
+        let (run, _, step2) = try Self.runOfTwoCheckpoints(in: dir)
         try corruptFormatHeapObject(in: step2, byte: 0, value: 0xff)
         guard let binary = KillResumeTests.cermBinary else {
             Issue.record("no cerm binary under .build/{debug,release}: run `swift build --build-tests` first")
