@@ -4,6 +4,7 @@ import Foundation
 import Shared
 
 extension DataFormat: ExpressibleByArgument {}
+extension PromptFormatName: ExpressibleByArgument {}
 
 /// `cerm data …`: the synthetic task, file checks and the programmatic teacher (docs/DATA.md).
 struct DataCommand: ParsableCommand {
@@ -146,6 +147,8 @@ struct DataCommand: ParsableCommand {
         var kindRates: [String] = []
         @Option(help: "Evaluation samples per response (different mistakes, same criteria).")
         var samples: Int = 1
+        @Option(help: "Prompt format the traces are written in (rollout.format): compact or cerm.")
+        var format: PromptFormatName = .compact
 
         func validate() throws {
             guard samples >= 1 else { throw ValidationError("--samples must be ≥ 1") }
@@ -155,7 +158,7 @@ struct DataCommand: ParsableCommand {
             let teacher = Teacher(errors: try teacherErrorProfile(errorRate: errorRate, kindRates: kindRates), seed: seed)
             var records: [PreferenceRecord] = []
             try loadOrExit { try PreferenceLoader().stream(path: data) { records.append($0) } }
-            let (traces, unsupported) = teacher.sftTraces(for: records, samples: samples)
+            let (traces, unsupported) = teacher.sftTraces(for: records, samples: samples, format: makePromptFormat(format))
             let lines = traces.map(\.jsonLine)
             do {
                 try lines.map { $0 + "\n" }.joined().write(toFile: out, atomically: true, encoding: .utf8)

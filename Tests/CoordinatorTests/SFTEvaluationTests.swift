@@ -311,13 +311,20 @@ struct EvaluationBackendTests {
         let perfect = try evaluator.evaluate(items, backend: TeacherJudge(teacher: Teacher(errorRate: 0, seed: 1), format: CompactFormat()))
         #expect(perfect.pairwise == AccuracyTally(count: 3, credit: 3))
         #expect(perfect.validFormatRate == 1)
-        // A noisy teacher: the same credit as the teacher's own accuracy measurement.
+        // A noisy teacher: the same credit as the teacher's own accuracy measurement, in either
+        // prompt format (`rollout.format = "cerm"` used to get compact text from the teacher,
+        // every output unparseable).
+        let formats: [any PromptFormat] = [CompactFormat(), CermFormat()]
         for seed: UInt64 in [1, 2, 3] {
             let teacher = Teacher(errorRate: 1, seed: seed)
-            let report = try evaluator.evaluate(items, backend: TeacherJudge(teacher: teacher, format: CompactFormat()))
             let known = teacher.measure(pairs: dataset.eval, bestOfN: dataset.bestOfN)
-            #expect(report.pairwise == known.pairwise)
-            #expect(abs(report.bestOfN.credit - known.bestOfN.credit) < 1e-12 && report.bestOfN.count == known.bestOfN.count)
+            for format in formats {
+                let report = try Evaluator(format: format, options: EvaluationOptions(seed: 1))
+                    .evaluate(items, backend: TeacherJudge(teacher: teacher, format: format))
+                #expect(report.validFormatRate == 1, "\(format.name)")
+                #expect(report.pairwise == known.pairwise, "\(format.name)")
+                #expect(abs(report.bestOfN.credit - known.bestOfN.credit) < 1e-12 && report.bestOfN.count == known.bestOfN.count)
+            }
         }
     }
 

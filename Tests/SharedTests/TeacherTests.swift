@@ -250,6 +250,11 @@ enum CompactFormatCheck {
         #expect(line == #"{"id":"p1","task_type":"math","query":"What is 17+25?","criteria":"17+25: 7+5=12, 1+2+1=4\n[C]\n1. equals 42\n2. only a number\n[/C]","response":"41","evaluation":"1. need 42, got 41!: 1/5\n2. a number: 5/5\n=> 2.5/10","overall":2.5,"label":"rejected"}"#)
         let parsed = try JSONParser.parse(Array(line.utf8))
         #expect(parsed["evaluation"] == .string("1. need 42, got 41!: 1/5\n2. a number: 5/5\n=> 2.5/10"))
+        // The same judgment in the `cerm` format (docs/FORMATS.md), as `rollout.format = "cerm"` trains on.
+        let cerm = try #require(perfect.sftTrace(id: "p1", query: "What is 17+25?", response: "41", label: "rejected", taskType: "math",
+                                                 format: CermFormat()))
+        #expect(cerm.criteria == "17+25: 7+5=12, 1+2+1=4\n\n[Start of Criteria]\n1. equals 42\n2. only a number\n[End of Criteria]")
+        #expect(cerm.evaluation == "Criterion 1: need 42, got 41! Score: \\boxed{1}\nCriterion 2: a number Score: \\boxed{5}\nOverall: \\boxed{2.5}")
     }
 
     @Test func sftTraceFilesRoundTrip() throws {
@@ -262,8 +267,24 @@ enum CompactFormatCheck {
         #expect(traces.filter { $0.id.hasPrefix("bo4-") && $0.label == "best" }.count == 2 * 2)
         let path = try Scratch.file("sft.jsonl", lines: traces.map(\.jsonLine))
         #expect(try SFTTrace.load(path: path) == traces)
-        // The teacher's traces, mistakes included, are valid compact-format turns.
+        // The teacher's traces, mistakes included, are valid compact-format turns; written in
+        // the cerm format, valid cerm turns with the same scores.
         #expect(try SFTTrace.load(path: path, format: CompactFormat()) == traces)
+        let cerm = Teacher(errorRate: 0.2, seed: 1).sftTraces(for: records, samples: 2, format: CermFormat()).traces
+        let cermPath = try Scratch.file("sft-cerm.jsonl", lines: cerm.map(\.jsonLine))
+        #expect(try SFTTrace.load(path: cermPath, format: CermFormat()) == cerm)
+        #expect(cerm.map(\.overall) == traces.map(\.overall))
+        // Both parse to the same judgment: criteria and scores.
+        for (compact, full) in zip(traces, cerm) {
+            guard case let .valid(criteria) = CompactFormat().parseCriteria(text: compact.criteria),
+                  case let .valid(a) = CompactFormat().parseEvaluation(text: compact.evaluation, criteriaCount: criteria.items.count),
+                  case let .valid(b) = CermFormat().parseEvaluation(text: full.evaluation, criteriaCount: criteria.items.count) else {
+                Issue.record("unparsed trace \(full.id)"); continue
+            }
+            #expect(CermFormat().parseCriteria(text: full.criteria) == .valid(criteria))
+            // (The cerm parser keeps a line's whole text as its analysis.)
+            #expect(a.items.map(\.score) == b.items.map(\.score) && a.otherPoint?.score == b.otherPoint?.score && a.overall == b.overall)
+        }
         let bad = try Scratch.file("sft-bad.jsonl", lines: [#"{"id":"a","query":"q","criteria":"c","response":"r","evaluation":"e","label":"l"}"#])
         #expect(throws: DataError(file: bad, line: 1, field: "overall", message: "missing")) { try SFTTrace.load(path: bad) }
     }

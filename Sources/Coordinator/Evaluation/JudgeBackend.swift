@@ -126,14 +126,14 @@ public final class TeacherJudge: JudgeBackend {
     }
 
     public func criteria(_ jobs: [CriteriaJob]) throws -> [[TokenID]] {
-        jobs.map { job in teacher.criteria(for: job.query).map { format.outputTokens(text: $0.text) } ?? [] }
+        jobs.map { job in teacher.criteria(for: job.query).map { format.outputTokens(text: $0.text(in: format)) } ?? [] }
     }
 
     public func evaluations(_ jobs: [EvaluationJob]) throws -> [[[TokenID]]] {
         jobs.map { job in
             job.responses.map { response in
                 teacher.evaluate(query: job.query, response: response, sample: UInt64(job.sample))
-                    .map { format.outputTokens(text: $0.text) } ?? []
+                    .map { format.outputTokens(text: $0.text(in: format)) } ?? []
             }
         }
     }

@@ -30,13 +30,13 @@ public enum SFTData {
         Teacher(errorRate: config.data.teacherErrorRate, seed: config.run.seed)
     }
 
-    /// The teacher's traces for every response of `data.train`; throws when the file has no
+    /// The teacher's traces for every response of `data.train`, in `rollout.format`; throws when the file has no
     /// query the teacher knows. `log` gets the lines `data.skip_bad` skipped
     /// (``LoadReport/skippedLinesReport(rest:limit:)``).
     public static func traces(_ config: Config, log: (String) -> Void) throws -> (traces: [SFTTrace], unsupported: Int) {
         let (records, report) = try records(path: config.data.train, data: config.data)
         report.skippedLinesReport(rest: "SFT uses the teacher's traces of the other \(report.records) records").forEach(log)
-        let result = teacher(config).sftTraces(for: records)
+        let result = teacher(config).sftTraces(for: records, format: makePromptFormat(config.rollout.format))
         guard !result.traces.isEmpty else {
             throw CermError.invalid("\(config.data.train): no record has a query the synthetic-task teacher knows (\(result.unsupported) unsupported); SFT needs teacher traces")
         }

@@ -102,24 +102,27 @@ public struct SFTTrace: Sendable, Equatable {
 }
 
 extension Teacher {
-    /// The teacher's criteria and evaluation for one response as an SFT example; nil for an
-    /// unknown query.
-    public func sftTrace(id: String, query: String, response: String, label: String, taskType: String?, sample: UInt64 = 0) -> SFTTrace? {
+    /// The teacher's criteria and evaluation for one response as an SFT example, written in
+    /// `format`; nil for an unknown query.
+    public func sftTrace(id: String, query: String, response: String, label: String, taskType: String?, sample: UInt64 = 0,
+                         format: any PromptFormat = CompactFormat()) -> SFTTrace? {
         guard let criteria = criteria(for: query),
               let evaluation = evaluate(query: query, criteria: criteria, response: response, sample: sample) else { return nil }
-        return SFTTrace(id: id, taskType: taskType, query: query, criteria: criteria.text, response: response,
-                        evaluation: evaluation.text, overall: evaluation.overall, label: label)
+        return SFTTrace(id: id, taskType: taskType, query: query, criteria: criteria.text(in: format), response: response,
+                        evaluation: evaluation.text(in: format), overall: evaluation.overall, label: label)
     }
 
     /// SFT examples for every response of `records` (both sides of a pair, every Best-of-N
-    /// response), `samples` evaluations each; records with unknown queries are skipped.
-    public func sftTraces(for records: [PreferenceRecord], samples: Int = 1) -> (traces: [SFTTrace], unsupported: Int) {
+    /// response), `samples` evaluations each, written in `format`; records with unknown
+    /// queries are skipped.
+    public func sftTraces(for records: [PreferenceRecord], samples: Int = 1,
+                          format: any PromptFormat = CompactFormat()) -> (traces: [SFTTrace], unsupported: Int) {
         var traces: [SFTTrace] = []
         var unsupported = 0
         func add(_ id: String, _ query: String, _ response: String, _ label: String, _ taskType: String?) {
             for sample in 0..<max(1, samples) {
                 guard let trace = sftTrace(id: id, query: query, response: response, label: label, taskType: taskType,
-                                           sample: UInt64(sample)) else { unsupported += 1; return }
+                                           sample: UInt64(sample), format: format) else { unsupported += 1; return }
                 traces.append(trace)
             }
         }

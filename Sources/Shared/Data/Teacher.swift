@@ -34,8 +34,11 @@ public struct TeacherCriteria: Sendable, Equatable {
     public var items: [TeacherCriterion]
 
     /// The criteria turn's output in the `compact` format (docs/FORMATS.md), without `⟨eos⟩`.
-    public var text: String {
-        ([analysis, "[C]"] + items.enumerated().map { "\($0.offset + 1). \($0.element.text)" } + ["[/C]"]).joined(separator: "\n")
+    public var text: String { text(in: CompactFormat()) }
+
+    /// The criteria turn's output in `format`, without `⟨eos⟩`.
+    public func text(in format: any PromptFormat) -> String {
+        format.criteriaText(analysis: analysis, items: items.map(\.text))
     }
 }
 
@@ -55,12 +58,13 @@ public struct TeacherEvaluation: Sendable, Equatable {
     /// 0–10 in steps of 0.5 (docs/DATA.md, "Overall score").
     public var overall: Double
 
-    /// The evaluation turn's output (docs/FORMATS.md), without `⟨eos⟩`.
-    public var text: String {
-        var lines = items.enumerated().map { "\($0.offset + 1). \($0.element.analysis): \(formatScore($0.element.score))/5" }
-        if let other { lines.append("+. \(other.analysis): \(formatScore(other.score))/5") }
-        lines.append("=> \(formatScore(overall))/10")
-        return lines.joined(separator: "\n")
+    /// The evaluation turn's output in the `compact` format (docs/FORMATS.md), without `⟨eos⟩`.
+    public var text: String { text(in: CompactFormat()) }
+
+    /// The evaluation turn's output in `format`, without `⟨eos⟩`.
+    public func text(in format: any PromptFormat) -> String {
+        func scored(_ line: EvaluationLine) -> ScoredItem { ScoredItem(analysis: line.analysis, score: line.score) }
+        return format.evaluationText(items: items.map(scored), otherPoint: other.map(scored), overall: overall)
     }
 
     /// The overall score of a set of line scores: 10 when every line is 5/5; otherwise

@@ -25,6 +25,13 @@ public protocol PromptFormat: Sendable {
     /// Parses the complete text of an evaluation turn given as bytes against a criteria set
     /// of `criteriaCount` items.
     func parseEvaluation(bytes: [UInt8], criteriaCount: Int) -> ParseResult<ParsedEvaluation>
+
+    /// The criteria turn's output text for an analysis and numbered `items` (what a teacher
+    /// writes), without `⟨eos⟩`.
+    func criteriaText(analysis: String, items: [String]) -> String
+
+    /// The evaluation turn's output text (what a teacher writes), without `⟨eos⟩`.
+    func evaluationText(items: [ScoredItem], otherPoint: ScoredItem?, overall: Double) -> String
 }
 
 extension PromptFormat {
