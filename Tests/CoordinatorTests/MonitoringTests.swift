@@ -110,8 +110,18 @@ struct MonitoringTests {
     }
 
     @Test func statusReadsLatestCheckpointAndLastCompleteLine() throws {
-        let dir = try makeTemporaryDirectory("status")
+        let parent = try makeTemporaryDirectory("status")
+        let dir = (parent as NSString).appendingPathComponent("default")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         #expect(throws: CermError.self) { _ = try RunStatus.collect(runDirectory: dir + "/absent") }
+        // A directory without a run's files is not reported as a run that wrote nothing; the
+        // checkpoint_dir (a common slip) names its run directories.
+        let noRun = "not a run directory (no train.log, metrics.jsonl or step_<N>.h5 yet)"
+        #expect(throws: CermError.io(path: dir, reason: noRun)) { _ = try RunStatus.collect(runDirectory: dir) }
+        try Data().write(to: URL(fileURLWithPath: (dir as NSString).appendingPathComponent("metrics.jsonl")))
+        #expect(throws: CermError.io(path: parent, reason: noRun + "; run directories in it: default")) {
+            _ = try RunStatus.collect(runDirectory: parent)
+        }
         let empty = try RunStatus.collect(runDirectory: dir)
         #expect(empty.latestCheckpoint == nil && empty.lastMetrics == nil && empty.trainLogBytes == nil)
         #expect(empty.render(now: Date(), trainLogGrowth: nil, watchedSeconds: 2)
@@ -147,12 +157,20 @@ struct MonitoringTests {
             """
         try Data(finished.utf8).write(to: URL(fileURLWithPath: trainLog))
         let done = try RunStatus.collect(runDirectory: dir)
-        #expect(done.finishedSteps == 10)
+        #expect(done.ending == .finished(steps: 10))
         #expect(done.render(now: Date(), trainLogGrowth: 0, watchedSeconds: 2).hasSuffix(" ago; the run finished after 10 steps"))
         #expect(done.render(now: Date(), trainLogGrowth: 7, watchedSeconds: 2).hasSuffix(" ago; growing (+7 bytes in 2s)"))
         try Data((finished + "2026-11-22T03:25:00.000Z INFO  [train] event resumed path=x/step_10.h5 step=10\n").utf8)
             .write(to: URL(fileURLWithPath: trainLog))
-        #expect(try RunStatus.collect(runDirectory: dir).finishedSteps == nil)
+        #expect(try RunStatus.collect(runDirectory: dir).ending == nil)
+        // A stop request that ended the run says so too (a stopped run used to read as stalled).
+        try Data((finished + "2026-11-22T03:25:00.000Z INFO  [train] event resumed path=x/step_10.h5 step=10\n"
+                  + "2026-11-22T03:26:00.000Z INFO  [train] event run_stopped steps=12\n").utf8)
+            .write(to: URL(fileURLWithPath: trainLog))
+        let stopped = try RunStatus.collect(runDirectory: dir)
+        #expect(stopped.ending == .stopped(steps: 12))
+        #expect(stopped.render(now: Date(), trainLogGrowth: 0, watchedSeconds: 2)
+                .hasSuffix(" ago; the run was stopped after 12 steps (continue it with --resume)"))
 
         try Data("not json\n".utf8).write(to: URL(fileURLWithPath: metricsPath))
         let broken = try RunStatus.collect(runDirectory: dir)

@@ -611,6 +611,8 @@ import Worker
         #expect(try lines.map { try StepMetrics.parse(jsonLine: String($0)).step } == [1, 2])
         let trainLog = try String(contentsOfFile: directory + "/train.log", encoding: .utf8)
         #expect(trainLog.contains("event worker_joined worker=w alive=1"))
+        #expect(trainLog.hasSuffix("[train] event run_stopped steps=2\n"))
+        #expect(try RunStatus.collect(runDirectory: directory).ending == .stopped(steps: 2))
         #expect(trainLog.contains("event checkpoint_saved path=\(directory)/step_2.h5"))
 
         let saved = try CheckpointReader.resume(from: directory)
@@ -713,7 +715,7 @@ import Worker
         ])
         // cerm status tells the finished run from a stalled one.
         let status = try RunStatus.collect(runDirectory: directory)
-        #expect(status.finishedSteps == 1)
+        #expect(status.ending == .finished(steps: 1))
         #expect(status.render(now: Date(), trainLogGrowth: 0, watchedSeconds: 2).hasSuffix(" ago; the run finished after 1 steps"))
     }
 

@@ -25,6 +25,9 @@ public enum ClusterEvent: Sendable, Equatable {
     /// The run reached `run.steps` (also when a resumed run was already there); `cerm status`
     /// reads it to tell a finished run from a stalled one.
     case runFinished(steps: Int)
+    /// A stop request (Ctrl-C, SIGTERM) ended the run after `completedSteps`, saved; `cerm
+    /// status` reads it to tell a stopped run from a stalled one.
+    case runStopped(completedSteps: Int)
 
     /// `event <name> key=value ...`, the text of the log line.
     public var line: String {
@@ -42,6 +45,7 @@ public enum ClusterEvent: Sendable, Equatable {
         case let .configChanged(key, checkpoint, config):
             return "event config_changed key=\(key) checkpoint=\(checkpoint) config=\(config)"
         case let .runFinished(steps): return "event run_finished steps=\(steps)"
+        case let .runStopped(steps): return "event run_stopped steps=\(steps)"
         }
     }
 

@@ -23,18 +23,40 @@ public struct RunStatus: Sendable {
     /// Size of `train.log` in bytes, nil when absent.
     public var trainLogBytes: Int?
     public var trainLogModified: Date?
-    /// The steps of the `run_finished` event when it is the last event of `train.log` (the
-    /// run ended at `run.steps`), nil otherwise.
-    public var finishedSteps: Int?
+    /// How the run ended, when the last event of `train.log` says it did.
+    public enum Ending: Sendable, Equatable {
+        /// `run_finished`: the run reached `run.steps`.
+        case finished(steps: Int)
+        /// `run_stopped`: a stop request ended it after this many steps, saved.
+        case stopped(steps: Int)
+    }
+
+    /// The ending the last event of `train.log` records; nil while the run goes on (or died
+    /// without a word, or a resumed run has not ended yet).
+    public var ending: Ending?
 
     /// The newest checkpoint by step.
     public var latestCheckpoint: CheckpointFile? { checkpoints.last }
 
-    /// Reads the status of `runDirectory`, which must exist.
+    /// The files of a run directory `cerm status` reads, one of which a run directory holds.
+    static func holdsRunFiles(_ directory: String) -> Bool {
+        !CheckpointFormat.checkpointFiles(in: directory).isEmpty
+            || ["train.log", "metrics.jsonl"].contains { FileManager.default.fileExists(atPath: (directory as NSString).appendingPathComponent($0)) }
+    }
+
+    /// Reads the status of `runDirectory`, which must exist and hold a run's files; a directory
+    /// without them (such as `run.checkpoint_dir` itself) is an error naming the run
+    /// directories inside it.
     public static func collect(runDirectory: String) throws -> RunStatus {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: runDirectory, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw CermError.io(path: runDirectory, reason: "not a run directory (does not exist or is not a directory)")
+        }
+        guard holdsRunFiles(runDirectory) else {
+            let inside = ((try? FileManager.default.contentsOfDirectory(atPath: runDirectory)) ?? []).sorted()
+                .filter { holdsRunFiles((runDirectory as NSString).appendingPathComponent($0)) }
+            let hint = inside.isEmpty ? "" : "; run directories in it: \(inside.joined(separator: ", "))"
+            throw CermError.io(path: runDirectory, reason: "not a run directory (no train.log, metrics.jsonl or step_<N>.h5 yet)\(hint)")
         }
         let checkpoints = CheckpointFormat.checkpointFiles(in: runDirectory).compactMap { entry -> CheckpointFile? in
             guard let attributes = try? FileManager.default.attributesOfItem(atPath: entry.path) else { return nil }
@@ -56,21 +78,26 @@ public struct RunStatus: Sendable {
         if let attributes = try? FileManager.default.attributesOfItem(atPath: trainLogPath) {
             status.trainLogBytes = (attributes[.size] as? NSNumber)?.intValue
             status.trainLogModified = attributes[.modificationDate] as? Date
-            status.finishedSteps = try finishedSteps(inTrainLog: trainLogPath)
+            status.ending = try ending(inTrainLog: trainLogPath)
         }
         return status
     }
 
-    /// The steps of the last `[train] event` line of the log's final 64 KiB when it is
-    /// `run_finished`; nil when another event came after it (a resumed run) or there is none.
-    static func finishedSteps(inTrainLog path: String) throws -> Int? {
+    /// The ending of the last `[train] event` line of the log's final 64 KiB when it is
+    /// `run_finished` or `run_stopped`; nil when another event came after it (a resumed run)
+    /// or there is none.
+    static func ending(inTrainLog path: String) throws -> Ending? {
         let marker = " [train] event "
-        let finished = "run_finished steps="
         guard let last = try completeLines(of: path, window: 1 << 16).last(where: { $0.contains(marker) }),
               let range = last.range(of: marker) else { return nil }
         let event = last[range.upperBound...]
-        guard event.hasPrefix(finished) else { return nil }
-        return Int(event.dropFirst(finished.count).prefix { $0.isNumber })
+        func steps(after prefix: String) -> Int? {
+            guard event.hasPrefix(prefix) else { return nil }
+            return Int(event.dropFirst(prefix.count).prefix { $0.isNumber })
+        }
+        if let finished = steps(after: "run_finished steps=") { return .finished(steps: finished) }
+        if let stopped = steps(after: "run_stopped steps=") { return .stopped(steps: stopped) }
+        return nil
     }
 
     /// The last newline-terminated non-empty line of a file (a line still being written is
@@ -128,9 +155,12 @@ public struct RunStatus: Sendable {
             var log = "train.log   \(bytes) bytes, last write \(ago(trainLogModified))"
             if let growth = trainLogGrowth, growth > 0 {
                 log += String(format: "; growing (+%ld bytes in %.0fs)", growth, watchedSeconds)
-            } else if let finishedSteps {
-                // A finished run is expected to be quiet.
-                log += "; the run finished after \(finishedSteps) steps"
+            } else if let ending {
+                // An ended run is expected to be quiet.
+                switch ending {
+                case let .finished(steps): log += "; the run finished after \(steps) steps"
+                case let .stopped(steps): log += "; the run was stopped after \(steps) steps (continue it with --resume)"
+                }
             } else if trainLogGrowth != nil {
                 log += String(format: "; NOT growing over %.0fs", watchedSeconds)
             }

@@ -424,6 +424,7 @@ private final class StepDriver: @unchecked Sendable {
             if let earliest = open.keys.min(), let cursor = open[earliest]?.cursorBefore { try pairs.restore(cursor: cursor) }
             logger.notice("stop requested: abandoned \(open.count) open step(s) after \(completedSteps) completed")
             if lastSaved != completedSteps { _ = try save(step: completedSteps, cursor: pairs.cursor) }
+            event(.runStopped(completedSteps: completedSteps))
             return .stopped(completedSteps: completedSteps)
         }
         event(.runFinished(steps: completedSteps))
