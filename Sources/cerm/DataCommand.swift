@@ -45,7 +45,8 @@ struct DataCommand: ParsableCommand {
             let data = try config.map { try loadConfigOrExit($0).data } ?? DataConfig()
             let (out, train, eval, seed) = (out ?? data.dir, train ?? data.synthTrain, eval ?? data.synthEval, seed ?? data.synthSeed)
             let dataset = SyntheticTask.generate(trainCount: train, evalCount: eval, seed: seed, bestOfN: bestOfN)
-            let paths = try SyntheticTask.write(dataset, to: out, bestOfN: bestOfN)
+            let paths: [String]
+            do { paths = try SyntheticTask.write(dataset, to: out, bestOfN: bestOfN) } catch { throw exitWithError(error) }
             print("train: \(dataset.train.count) pairs, eval: \(dataset.eval.count) pairs, best-of-\(bestOfN): \(dataset.bestOfN.count) items (seed \(seed))")
             paths.forEach { print("wrote \($0)") }
         }
@@ -101,7 +102,7 @@ struct DataCommand: ParsableCommand {
         var bon: String?
         @Option(help: "Teacher seed (fixes its mistakes).")
         var seed: UInt64 = 0
-        @Option(help: "Teacher error rate (data.teacher_error_rate): 0 is a perfect teacher.")
+        @Option(help: "Teacher error rate in 0…1 (data.teacher_error_rate): 0 is a perfect teacher.")
         var errorRate: Double = DataConfig().teacherErrorRate
         @Option(name: .customLong("kind-rate"), help: "Override one criterion kind's miss rate, e.g. count=0.5 (repeatable).")
         var kindRates: [String] = []
@@ -141,7 +142,7 @@ struct DataCommand: ParsableCommand {
         var out: String
         @Option(help: "Teacher seed (fixes its mistakes).")
         var seed: UInt64 = 0
-        @Option(help: "Teacher error rate (data.teacher_error_rate).")
+        @Option(help: "Teacher error rate in 0…1 (data.teacher_error_rate).")
         var errorRate: Double = DataConfig().teacherErrorRate
         @Option(name: .customLong("kind-rate"), help: "Override one criterion kind's miss rate, e.g. count=0.5 (repeatable).")
         var kindRates: [String] = []
@@ -171,9 +172,16 @@ struct DataCommand: ParsableCommand {
 }
 
 /// The teacher's error profile for `--error-rate` and the `--kind-rate` overrides; a bad
-/// override is printed as `error: --kind-rate "bogus=1": unknown kind bogus; kinds: …` and exits
-/// with status 64, the status of the argument parser's own usage errors.
+/// override is printed as `error: --kind-rate "bogus=1": unknown kind bogus; kinds: …`, an
+/// `--error-rate` outside 0…1 (the range of `data.teacher_error_rate`) as `error: --error-rate 5.0:
+/// the rate must be a number in 0…1`; both exit with status 64, the status of the argument
+/// parser's own usage errors.
 func teacherErrorProfile(errorRate: Double, kindRates: [String]) throws -> TeacherErrorProfile {
+    // `scaled` caps each kind's rate at 1, so 5 would quietly mean a teacher that misses every flaw.
+    guard (0...1).contains(errorRate) else {
+        FileHandle.standardError.write(Data("error: --error-rate \(errorRate): the rate must be a number in 0…1\n".utf8))
+        throw ExitCode.validationFailure
+    }
     do {
         return try TeacherErrorProfile.scaled(errorRate).applying(overrides: kindRates)
     } catch {

@@ -19,10 +19,11 @@ struct EvalCommand: ParsableCommand {
         with a score; two without tie. With --teacher, items whose query the programmatic \
         teacher does not know (any query not from the synthetic task) are skipped and counted \
         as "unsupported queries (skipped)", as `cerm data teacher` does. Without --data, when \
-        a file the config reads from data.dir (data.train, data.eval, data.best_of_n) is \
-        missing, the synthetic task (data.synth_train, data.synth_eval, data.synth_seed) is \
-        written into data.dir first, as `cerm sft` does, and each file written is logged to \
-        stderr as "generated PATH".
+        none of the config's data files (data.train, data.eval, data.best_of_n) exists, the \
+        synthetic task (data.synth_train, data.synth_eval, data.synth_seed) is written into \
+        data.dir first, as `cerm sft` does, and each file written is logged to stderr as \
+        "generated PATH"; when only some exist it stops naming the missing ones, since an \
+        existing data file is never overwritten.
         """)
 
     @Option(help: "Weights: an SFT weights file (sft.output) or an RL checkpoint (step_<N>.h5).")
@@ -31,7 +32,7 @@ struct EvalCommand: ParsableCommand {
     var random = false
     @Flag(help: "Evaluate the programmatic teacher (data.teacher_error_rate, seed run.seed).")
     var teacher = false
-    @Option(help: "Pairs and/or Best-of-N items (default: data.eval of the config, generated into data.dir when missing).")
+    @Option(help: "Pairs and/or Best-of-N items (default: data.eval of the config, generated into data.dir when no data file exists).")
     var data: String?
     @Option(help: "An additional Best-of-N file (default: data.best_of_n when --data is not given; '' for none).")
     var bon: String?

@@ -11,7 +11,8 @@ struct SFTCommand: ParsableCommand {
         commandName: "sft",
         abstract: "Cold-start SFT of a fresh model on the teacher's criteria and evaluation traces for data.train.",
         discussion: """
-        Generates the synthetic task into data.dir when its files are missing. Each trace gives \
+        Generates the synthetic task into data.dir when none of its data files (data.train, \
+        data.eval, data.best_of_n) exists; an existing data file is never overwritten. Each trace gives \
         its evaluation turn as a sequence (the whole conversation) scoring the criteria and \
         the evaluation (sft.criteria_turn = "in-evaluation"), or with "separate" the \
         criteria turn as a sequence of its own, kept once per query; the loss is the mean \
@@ -60,13 +61,11 @@ struct SFTCommand: ParsableCommand {
         for path in try SFTData.ensureSynthetic(cfg.data) { log("generated \(path)") }
 
         let format = makePromptFormat(cfg.rollout.format)
-        let (traces, unsupported) = try self.traces.map { (try SFTData.traces(path: $0, format: format), 0) } ?? SFTData.traces(cfg, log: log)
+        let (traces, unsupported) = try self.traces.map { (try SFTData.traces(path: $0, format: format, maxSeqLen: cfg.model.maxSeqLen), 0) }
+            ?? SFTData.traces(cfg, log: log)
         let sequences = SFTSequenceBuilder.sequences(for: traces, format: format, criteria: cfg.sft.criteriaTurn)
         let modelConfig = TransformerConfig(cfg.model)
         try modelConfig.validate()
-        if let longest = sequences.map(\.tokens.count).max(), longest > modelConfig.maxSeqLen + 1 {
-            throw CermError.invalid("\(self.traces ?? cfg.data.train): an SFT sequence has \(longest) tokens; model.max_seq_len is \(modelConfig.maxSeqLen)")
-        }
         let weights = ModelWeights(initialFor: cfg)
         let options = SFTOptions(sft: cfg.sft, seed: cfg.run.seed, maxSeconds: maxMinutes.map { $0 * 60 }, threads: threads)
         let targetTokens = sequences.reduce(0) { $0 + $1.targetCount }

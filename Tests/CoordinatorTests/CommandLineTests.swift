@@ -45,7 +45,7 @@ import Testing
         return dir
     }
 
-    /// `cerm eval` without --data writes the synthetic task into data.dir when it is missing,
+    /// `cerm eval` without --data writes the synthetic task into data.dir when no data file exists,
     /// and says so (it used to do it silently); a second run finds the files and says nothing.
     @Test func evalLogsTheSyntheticTaskItGenerates() throws {
         let dir = try Self.directory("eval-generates", config: "[data]\nsynth_train = 6\nsynth_eval = 3\n")
@@ -62,9 +62,89 @@ import Testing
         #expect(!second.stderr.contains("generated "))
 
         let help = try #require(try Self.cerm(["eval", "--help"], in: dir))
-        #expect(Self.words(help.stdout).contains("is missing, the synthetic task (data.synth_train, data.synth_eval, data.synth_seed) is "
+        #expect(Self.words(help.stdout).contains("exists, the synthetic task (data.synth_train, data.synth_eval, data.synth_seed) is "
                                                  + "written into data.dir first, as `cerm sft` does, and each file written is logged to "
-                                                 + "stderr as \"generated PATH\"."))
+                                                 + "stderr as \"generated PATH\"; when only some exist it stops naming the missing ones, "
+                                                 + "since an existing data file is never overwritten."))
+    }
+
+    /// The user's own data.train and data.eval with data.best_of_n missing: `cerm sft` used to
+    /// regenerate the synthetic task over both and train on it. It now refuses, naming the
+    /// missing key and what to do, and leaves the files as they were; so does `cerm eval` when
+    /// data.train is mistyped.
+    @Test func sftAndEvalNeverOverwriteTheUsersDataFiles() throws {
+        let dir = try Self.directory("own-data", config: """
+            [data]
+            dir = "mine"
+            train = "mine/train.jsonl"
+            eval = "mine/eval.jsonl"
+            best_of_n = "mine/bo4.jsonl"
+            synth_train = 6
+            synth_eval = 3
+
+            """)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let mine = (dir as NSString).appendingPathComponent("mine")
+        try FileManager.default.createDirectory(atPath: mine, withIntermediateDirectories: true)
+        let own = ["train": PreferencePair(id: "mine-t", query: "What is 2+2?", chosen: "4", rejected: "5"),
+                   "eval": PreferencePair(id: "mine-e", query: "What is 3+3?", chosen: "6", rejected: "7")]
+        for (name, pair) in own { try (pair.jsonLine + "\n").write(toFile: "\(mine)/\(name).jsonl", atomically: true, encoding: .utf8) }
+        func unchanged() throws {
+            for (name, pair) in own {
+                #expect(try Data(contentsOf: URL(fileURLWithPath: "\(mine)/\(name).jsonl")) == Data((pair.jsonLine + "\n").utf8))
+            }
+            #expect(try FileManager.default.contentsOfDirectory(atPath: mine).sorted() == ["eval.jsonl", "train.jsonl"])
+        }
+
+        guard let sft = try Self.cerm(["sft", "--config", "c.toml"], in: dir) else { return }
+        #expect(sft.status == 2)
+        #expect(sft.stderr == """
+            error: missing data file: data.best_of_n = "mine/bo4.jsonl" (data.train and data.eval exist); cerm generates the \
+            synthetic task only when none of the data files exists and never overwrites one: point data.best_of_n at an existing \
+            file, set data.best_of_n = "" to skip Best-of-N, or remove "mine/train.jsonl" and "mine/eval.jsonl" to have the \
+            synthetic task generated into "mine"
+
+            """)
+        try unchanged()
+
+        try "[data]\ndir = \"mine\"\ntrain = \"mine/trian.jsonl\"\neval = \"mine/eval.jsonl\"\nbest_of_n = \"\"\n"
+            .write(toFile: (dir as NSString).appendingPathComponent("typo.toml"), atomically: true, encoding: .utf8)
+        let eval = try #require(try Self.cerm(["eval", "--teacher", "--config", "typo.toml", "--threads", "1"], in: dir))
+        #expect(eval.status == 2)
+        #expect(eval.stderr == """
+            error: missing data file: data.train = "mine/trian.jsonl" (data.eval exists); cerm generates the synthetic task only \
+            when none of the data files exists and never overwrites one: point data.train at an existing file
+
+            """)
+        try unchanged()
+    }
+
+    /// `cerm data synth` into a directory that holds the task's files refuses before writing any.
+    @Test func synthNeverOverwrites() throws {
+        let dir = try Self.directory("synth-twice")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: (dir as NSString).appendingPathComponent("d"), withIntermediateDirectories: true)
+        let own = (dir as NSString).appendingPathComponent("d/eval.jsonl")
+        try "mine\n".write(toFile: own, atomically: true, encoding: .utf8)
+        guard let result = try Self.cerm(["data", "synth", "--out", "d", "--train", "3", "--eval", "2"], in: dir) else { return }
+        #expect(result.status == 2)
+        #expect(result.stderr == "error: d/eval.jsonl: exists; cerm does not overwrite a data file (remove it, or write the synthetic task elsewhere)\n")
+        #expect(try String(contentsOfFile: own, encoding: .utf8) == "mine\n")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: (dir as NSString).appendingPathComponent("d")) == ["eval.jsonl"])
+    }
+
+    /// A directory where a config or data file is expected is named as such, not as
+    /// Foundation's "NSCocoaErrorDomain error 256".
+    @Test func directoryGivenAsAFile() throws {
+        let dir = try Self.directory("directory-as-file")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: (dir as NSString).appendingPathComponent("sub"), withIntermediateDirectories: true)
+        guard let config = try Self.cerm(["config", "check", "sub"], in: dir) else { return }
+        #expect(config.status == 2)
+        #expect(config.stderr == "error: sub: is a directory, not a file\n")
+        let data = try #require(try Self.cerm(["data", "check", "sub"], in: dir))
+        #expect(data.status == 1)
+        #expect(data.stderr == "error: sub: is a directory, not a file\n")
     }
 
     /// `cerm data check --config` refuses a pair whose prompts cannot fit model.max_seq_len, as
@@ -128,6 +208,14 @@ import Testing
         #expect(result.stderr == "error: --kind-rate \"bogus=1\": unknown kind bogus; "
                 + "kinds: count case separator topic distinct arithmetic format transform length\n")
         #expect(result.stdout.isEmpty)
+
+        // --error-rate scales the kinds' miss rates: the range of data.teacher_error_rate, said like a kind's.
+        arguments = ["data", subcommand, "--data", "missing.jsonl", "--error-rate", "5"]
+        if subcommand == "sft-traces" { arguments += ["--out", "traces.jsonl"] }
+        let rate = try #require(try Self.cerm(arguments, in: dir))
+        #expect(rate.status == 64)
+        #expect(rate.stderr == "error: --error-rate 5.0: the rate must be a number in 0…1\n")
+        #expect(rate.stdout.isEmpty)
     }
 
     /// `cerm data synth --config F` takes data.dir and data.synth_* from F, as `cerm sft` and

@@ -86,6 +86,47 @@ struct SFTSequenceTests {
         #expect(throws: DataError(file: bad, line: 2, field: "evaluation", message: "missing")) { try SFTData.traces(path: bad, format: CompactFormat()) }
     }
 
+    @Test("a trace too long for model.max_seq_len is refused naming the file, its line and its id")
+    func overlongTraceNamesItsLine() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var traces = sampleTraces(pairs: 1)
+        traces[1].id = "long-one"
+        traces[1].response = String(repeating: "y", count: 300)
+        let tokens = SFTSequenceBuilder.sequences(for: [traces[1]], format: CompactFormat()).map(\.tokens.count).max()!
+        let path = directory + "/tr_long.jsonl"
+        try (traces[0].jsonLine + "\n\n" + traces[1].jsonLine + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(throws: CermError.invalid("\(path):3: trace \"long-one\": its SFT sequence has \(tokens) tokens; model.max_seq_len is 384")) {
+            try SFTData.traces(path: path, format: CompactFormat(), maxSeqLen: 384)
+        }
+        // A sequence of max_seq_len + 1 tokens fills the context exactly (its last token is only a target).
+        #expect(try SFTData.traces(path: path, format: CompactFormat(), maxSeqLen: tokens - 1) == traces)
+    }
+
+    @Test("a data.train record whose teacher trace is too long for model.max_seq_len names its line and response; skip_bad skips it")
+    func overlongTeacherTraceNamesItsLine() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let dataset = SyntheticTask.generate(trainCount: 3, evalCount: 0, seed: 11, bestOfN: 0)
+        var pairs = dataset.train
+        pairs[1].rejected = String(repeating: "y", count: 300)
+        var config = try Config.parse("")
+        config.data.train = directory + "/train.jsonl"
+        config.model.maxSeqLen = 384
+        try (pairs.map(\.jsonLine).joined(separator: "\n") + "\n").write(toFile: config.data.train, atomically: true, encoding: .utf8)
+        let trace = try #require(SFTData.teacher(config).sftTraces(for: [.pair(pairs[1])]).traces.last)
+        let tokens = SFTSequenceBuilder.sequences(for: [trace], format: CompactFormat()).map(\.tokens.count).max()!
+        let message = "the teacher's SFT sequence has \(tokens) tokens; model.max_seq_len is 384"
+        #expect(throws: DataError(file: config.data.train, line: 2, field: "rejected", message: message)) {
+            try SFTData.traces(config) { _ in }
+        }
+        config.data.skipBad = true
+        var log: [String] = []
+        let (traces, _) = try SFTData.traces(config) { log.append($0) }
+        #expect(traces.count == 4)
+        #expect(log.contains("skipped \(config.data.train):2: rejected: \(message)"))
+    }
+
     @Test("batch targets are −1 over the prompt and the next target token after it")
     func masksPrompt() {
         let sequence = SFTSequence(prompt: [257, 259, 65, 260], target: [66, 67, 258])
@@ -397,5 +438,51 @@ struct EvaluationBackendTests {
         let written = try CheckpointWriter(directory: directory + "/run", keepLast: 2).write(state)
         let (fromCheckpoint, checkpointKind) = try WeightsFile.load(path: written.path)
         #expect(checkpointKind == .checkpoint && fromCheckpoint == weights)
+    }
+}
+
+@Suite("SFT data: the synthetic task")
+struct SyntheticDataTests {
+    /// A fresh directory gets all three files, as `make run` on a fresh clone; a second call
+    /// reuses them; with one removed the others are kept and the missing key is named.
+    @Test func generatesOnlyWhenNoDataFileExists() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var data = DataConfig()
+        data.dir = directory + "/synth"
+        (data.train, data.eval, data.bestOfN) = (data.dir + "/train.jsonl", data.dir + "/eval.jsonl", data.dir + "/bo4.jsonl")
+        (data.synthTrain, data.synthEval) = (6, 3)
+        #expect(try SFTData.ensureSynthetic(data) == [data.train, data.eval, data.bestOfN])
+        let written = try [data.train, data.eval].map { try Data(contentsOf: URL(fileURLWithPath: $0)) }
+        #expect(try SFTData.ensureSynthetic(data) == [])
+
+        try FileManager.default.removeItem(atPath: data.bestOfN)
+        #expect(throws: CermError.invalid("""
+            missing data file: data.best_of_n = "\(data.bestOfN)" (data.train and data.eval exist); cerm generates the synthetic \
+            task only when none of the data files exists and never overwrites one: point data.best_of_n at an existing file, set \
+            data.best_of_n = "" to skip Best-of-N, or remove "\(data.train)" and "\(data.eval)" to have the synthetic task \
+            generated into "\(data.dir)"
+            """)) { try SFTData.ensureSynthetic(data) }
+        #expect(try [data.train, data.eval].map { try Data(contentsOf: URL(fileURLWithPath: $0)) } == written)
+        #expect(!FileManager.default.fileExists(atPath: data.bestOfN))
+
+        data.bestOfN = ""
+        #expect(try SFTData.ensureSynthetic(data) == [])
+    }
+
+    /// With no data file at all, a key the synthetic task would not write is named instead of
+    /// generating files that leave it missing.
+    @Test func refusesWhenGeneratingWouldNotWriteAMissingFile() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var data = DataConfig()
+        data.dir = directory + "/synth"
+        (data.train, data.eval, data.bestOfN) = (directory + "/pairs.jsonl", data.dir + "/eval.jsonl", "")
+        #expect(throws: CermError.invalid("""
+            missing data files: data.train = "\(data.train)", data.eval = "\(data.eval)"; the synthetic task generated into \
+            data.dir would write "\(data.dir)/train.jsonl" for data.train instead: point data.train and data.eval at existing \
+            files, or point data.train at that file to have it generated
+            """)) { try SFTData.ensureSynthetic(data) }
+        #expect(!FileManager.default.fileExists(atPath: data.dir))
     }
 }

@@ -104,6 +104,9 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
          "cfg.toml:3: model.vocab_size: must be at least 264 (the byte tokenizer's 256 bytes and 8 special tokens), got 100"),
         ("[model]\nvocab_size = 263\n",
          "cfg.toml:2: model.vocab_size: must be at least 264 (the byte tokenizer's 256 bytes and 8 special tokens), got 263"),
+        // Refused here, not after `cerm sft` has loaded its data and built the model.
+        ("[sft]\nbatch_size = 16\nepochs = 0\n", "cfg.toml:3: sft.epochs: must be in 1...10000, got 0"),
+        ("[sft]\nbatch_size = 0\n", "cfg.toml:2: sft.batch_size: must be in 1...1000000, got 0"),
     ])
     func badValuesNameFileLineAndKey(text: String, message: String) {
         do {
@@ -176,6 +179,14 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         try Data("[run]\nseed = 3\n".utf8 + [UInt8(ascii: "#"), 0xE9, UInt8(ascii: "\n")]).write(to: URL(fileURLWithPath: path))
         #expect(throws: ConfigError(file: path, line: 3, key: "", message: "not UTF-8 text (TOML files are UTF-8)")) {
             try Config.load(path: path)
+        }
+    }
+
+    /// A directory given as the config is named as such, not as Foundation's "NSCocoaErrorDomain error 256".
+    @Test func directoryIsNotAFile() {
+        let directory = NSTemporaryDirectory()
+        #expect(throws: ConfigError(file: directory, line: nil, key: "", message: "is a directory, not a file")) {
+            try Config.load(path: directory)
         }
     }
 

@@ -118,6 +118,15 @@ enum Scratch {
 
     // MARK: - Errors: exact messages naming file, line and field
 
+    /// A directory given as a data file (preferences or SFT traces) is named as such, not as
+    /// Foundation's "NSCocoaErrorDomain error 256".
+    @Test func directoryIsNotAFile() {
+        let error = DataError(file: Scratch.directory, line: nil, field: "", message: "is a directory, not a file")
+        #expect(error.description == "\(Scratch.directory): is a directory, not a file")
+        #expect(throws: error) { try PreferenceLoader().stream(path: Scratch.directory) { _ in } }
+        #expect(throws: error) { try SFTTrace.load(path: Scratch.directory) }
+    }
+
     @Test func malformedJSONNamesLineAndByte() throws {
         #expect(try loadError("e1.jsonl", [#"{"id":"a","query":"q","chosen":"c","rejected":"r"}"#, #"{"id":"b","query":"q" "chosen":"c"}"#])
             == "e1.jsonl:2: line: malformed JSON at byte 23: expected ',' or '}'")

@@ -292,7 +292,7 @@ public struct SFTConfig: ConfigSection {
     public mutating func visit<V: ConfigVisitor>(_ v: inout V) throws {
         try v.double("learning_rate", &learningRate, 0...1)
         try v.int("batch_size", &batchSize, 1...1_000_000)
-        try v.int("epochs", &epochs, 0...10_000)
+        try v.int("epochs", &epochs, 1...10_000)
         try v.choice("schedule", &schedule)
         try v.int("warmup_steps", &warmupSteps, 0...10_000_000)
         try v.double("weight_decay", &weightDecay, 0...10)
@@ -415,6 +415,7 @@ public struct Config: Sendable, Equatable {
     /// Loads and validates a config file.
     public static func load(path: String) throws -> Config {
         let bytes: Data
+        if let problem = directoryInsteadOfFile(path) { throw ConfigError(file: path, line: nil, key: "", message: problem) }
         do {
             bytes = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {

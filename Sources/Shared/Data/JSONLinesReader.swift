@@ -14,6 +14,7 @@ public struct JSONLinesReader {
 
     /// Opens `path`; throws a ``DataError`` naming the file when it cannot be read.
     public init(path: String) throws(DataError) {
+        if let problem = directoryInsteadOfFile(path) { throw DataError(file: path, line: nil, field: "", message: problem) }
         guard let handle = FileHandle(forReadingAtPath: path) else {
             throw DataError(file: path, line: nil, field: "", message: "cannot open file for reading")
         }

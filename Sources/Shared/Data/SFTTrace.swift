@@ -50,6 +50,12 @@ public struct SFTTrace: Sendable, Equatable {
     /// its evaluation turn for that many criteria: training on text the format's parser rejects
     /// would teach the model outputs that score nothing in RL and evaluation.
     public static func stream(path: String, format: (any PromptFormat)? = nil, _ body: (SFTTrace) throws -> Void) throws {
+        try streamNumbered(path: path, format: format) { _, trace in try body(trace) }
+    }
+
+    /// ``stream(path:format:_:)`` handing `body` each trace's 1-based line number too, so a
+    /// caller's own check of a trace can name its line.
+    public static func streamNumbered(path: String, format: (any PromptFormat)? = nil, _ body: (_ line: Int, SFTTrace) throws -> Void) throws {
         var reader = try JSONLinesReader(path: path)
         while let (number, bytes) = try reader.next() {
             if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
@@ -89,7 +95,7 @@ public struct SFTTrace: Sendable, Equatable {
                     }
                 }
             }
-            try body(trace)
+            try body(number, trace)
         }
     }
 

@@ -383,9 +383,14 @@ public enum SyntheticTask {
     // MARK: - Files
 
     /// Writes `train.jsonl`, `eval.jsonl` and `bo{N}.jsonl` into `directory` (created if needed).
-    /// Returns the paths written.
+    /// Returns the paths written. Throws, writing nothing, when any of them exists: a data file
+    /// there may be the user's own.
     @discardableResult
     public static func write(_ dataset: SyntheticDataset, to directory: String, bestOfN: Int = 4) throws -> [String] {
+        let names = ["train.jsonl", "eval.jsonl"] + (dataset.bestOfN.isEmpty ? [] : ["bo\(bestOfN).jsonl"])
+        if let existing = names.map({ (directory as NSString).appendingPathComponent($0) }).first(where: { FileManager.default.fileExists(atPath: $0) }) {
+            throw CermError.io(path: existing, reason: "exists; cerm does not overwrite a data file (remove it, or write the synthetic task elsewhere)")
+        }
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {

@@ -88,6 +88,7 @@ public enum CurveKeyFiles {
     }
 
     private static func read(_ path: String) throws -> String {
+        if let problem = directoryInsteadOfFile(path) { throw KeyFileError(file: path, line: nil, message: problem) }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw KeyFileError(file: path, line: nil, message: "cannot read file")
         }
