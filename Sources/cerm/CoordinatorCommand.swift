@@ -13,7 +13,9 @@ struct CoordinatorCommand: ParsableCommand {
         abstract: "Run the coordinator: schedule rollouts over ZeroMQ and train with GRPO.",
         discussion: """
             --resume alone continues from the newest valid checkpoint of Checkpoints/<run.name>; \
-            --resume PATH continues from that checkpoint file or run directory.
+            --resume PATH continues from that checkpoint file or run directory. \
+            Before training, later checkpoints of the run directory (without --resume: all of \
+            them and metrics.jsonl) are moved into a superseded-<UTC time> subdirectory.
             """)
 
     @Option(help: "The run's config file.")
@@ -50,17 +52,9 @@ struct CoordinatorCommand: ParsableCommand {
         let report: CoordinatorReport
         do {
             var resumePoint = try loadResumePoint(config: config, stop: stop, logger: logger)
-            // train.log from here on: every later line (and the skipped checkpoints and config
-            // changes the service reports) lands in it.
-            let metrics = try MetricsLogger(runDirectory: config.run.runDirectory)
-            defer { metrics.close() }
-            if let loaded = resumePoint {
-                do {
-                    resumePoint?.configChanges = try ResumePoint.configChanges(from: loaded.state, path: loaded.path, to: config)
-                } catch {
-                    logger.warning("cannot compare the config with the checkpoint's: \(error)")
-                }
-            }
+            // A changed [model] cannot be restored: refused here, before train.log is opened or
+            // any config change is reported as if the resume went ahead.
+            if let loaded = resumePoint { try ResumePoint.refuseModelChange(in: loaded.state, path: loaded.path, config: config) }
             // The learner's data shards run in parallel with one BLAS thread each: at the
             // default model size that is ~1.8x faster than one shard on all BLAS threads.
             let threads = min(ProcessInfo.processInfo.activeProcessorCount, GRPOLearner.dataShards)
@@ -69,6 +63,33 @@ struct CoordinatorCommand: ParsableCommand {
             if let initPath { try CheckpointReader.probeFirst(path: initPath, with: ChildProcessCheckpointProbe(stop: stop, logger: logger)) }
             let learner = try GRPOLearner(config: config, initPath: initPath, threads: threads)
             let pairs = try DatasetPairSource(config: config)
+            // Only once the run can start (weights and data load): the files an earlier line of
+            // training left that this run would mix with its own go aside, so that the next
+            // --resume continues this run. Before MetricsLogger, which appends to metrics.jsonl.
+            let startStep = resumePoint?.state.step ?? 0
+            let superseded = config.run.steps > startStep
+                ? try SupersededFiles.moveAside(in: config.run.runDirectory, startStep: startStep, fresh: resumePoint == nil)
+                : nil
+            // train.log from here on: every later line (and the skipped checkpoints and config
+            // changes the service reports) lands in it.
+            let metrics = try MetricsLogger(runDirectory: config.run.runDirectory)
+            defer { metrics.close() }
+            if let superseded {
+                let files = superseded.names.joined(separator: ", ")
+                if let resumePoint {
+                    logger.warning("resuming from step \(startStep) (\(resumePoint.path)) abandons the later checkpoints of \(config.run.runDirectory): moved \(files) to \(superseded.destination) (nothing deleted), so that the next --resume continues this run")
+                } else {
+                    logger.warning("starting a new run (no --resume) in \(config.run.runDirectory), which holds an earlier run: moved its \(files) to \(superseded.destination) (nothing deleted; pass --resume to continue that run instead)")
+                }
+                metrics.event(.runSuperseded(files: superseded.names, destination: superseded.destination))
+            }
+            if let loaded = resumePoint {
+                do {
+                    resumePoint?.configChanges = try ResumePoint.configChanges(from: loaded.state, path: loaded.path, to: config)
+                } catch {
+                    logger.warning("cannot compare the config with the checkpoint's: \(error)")
+                }
+            }
             for line in pairs.skippedLinesReport() { logger.warning("\(line)") }
             let service = CoordinatorService(
                 settings: try CoordinatorSettings(config: config), learner: learner, pairs: pairs, resume: resumePoint,

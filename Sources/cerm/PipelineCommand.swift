@@ -12,7 +12,9 @@ import Shared
 /// workers over ZeroMQ → held-out evaluation of the SFT and RL models → one table. Finished
 /// stages are reused when it runs again: the data files, the SFT weights (`sft.output`), the
 /// curated pairs (`curation.output`, removed when SFT trains anew), and the RL run (resumed
-/// from its newest checkpoint, skipped when it already reached `run.steps`).
+/// from its newest checkpoint, skipped when it already reached `run.steps`). SFT weights for
+/// another `[model]` are refused before any evaluation; an RL run that did not start from the
+/// current SFT weights (`init_weights_fnv1a64`, docs/CHECKPOINT.md) is moved aside and trained anew.
 struct PipelineCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pipeline",
@@ -56,13 +58,20 @@ struct PipelineCommand: ParsableCommand {
                                       threads: evalThreads, quiet: false, reportSkipped: rows.isEmpty)
                 }
             }
+            let probe = ChildProcessCheckpointProbe(stop: stop, logger: logger)
+            // Existing SFT weights are checked before anything is evaluated: weights for another
+            // [model] would be evaluated as "after SFT" and only refused by the RL launch.
+            var sftWeights: ModelWeights?
+            if FileManager.default.fileExists(atPath: cfg.sft.output) {
+                sftWeights = try Self.reusableSFTWeights(path: cfg.sft.output, config: cfg, probe: probe)
+            }
             let random = ModelWeights(initialFor: cfg)
             rows.append(("random init", try evaluate("random init", .model(random))))
             rows.append(("teacher", try evaluate("teacher", .teacher(SFTData.teacher(cfg)))))
             try stopIfRequested(stop)
 
             let executable = try LaunchCommand.currentExecutable()
-            if FileManager.default.fileExists(atPath: cfg.sft.output) {
+            if sftWeights != nil {
                 logger.info("reusing SFT weights \(cfg.sft.output) (delete the file to train them again)")
             } else {
                 // Pairs curated with an earlier SFT model do not describe the new one.
@@ -73,8 +82,8 @@ struct PipelineCommand: ParsableCommand {
                     try runChild("sft", executable, ["sft", "--config", config, "--skip-eval"], stop: stop, logger: logger)
                 }
             }
-            let probe = ChildProcessCheckpointProbe(stop: stop, logger: logger)
-            rows.append(("after SFT", try evaluate("after SFT", .model(try WeightsFile.load(path: cfg.sft.output, probe: probe).weights))))
+            let sft = try sftWeights ?? WeightsFile.load(path: cfg.sft.output, probe: probe).weights
+            rows.append(("after SFT", try evaluate("after SFT", .model(sft))))
             try stopIfRequested(stop)
 
             if cfg.curation.enabled {
@@ -89,12 +98,23 @@ struct PipelineCommand: ParsableCommand {
 
             // Probed in a child first, as `--resume` does: a file that crashes libhdf5 is skipped.
             let existing = try CheckpointReader.findResumeCheckpoint(runDir: cfg.run.runDirectory, probe: probe, logger: logger)
-            if let existing, existing.state.step >= cfg.run.steps {
+            // Reused or resumed only when it started from these SFT weights: after a new SFT its
+            // checkpoints describe a policy trained from the old ones.
+            let decision = RLRunReuse.decide(existing: existing?.state, sftChecksum: sft.checksum, steps: cfg.run.steps)
+            if case let .stale(recorded) = decision, let existing {
+                let started = recorded.map { "weights with checksum \(CheckpointFormat.hex($0))" } ?? "unrecorded weights"
+                let moved = try SupersededFiles.moveAside(in: cfg.run.runDirectory, startStep: 0, fresh: true)
+                let message = "the RL run in \(cfg.run.runDirectory) (\(existing.path)) started from \(started), not from \(cfg.sft.output) "
+                    + "(checksum \(CheckpointFormat.hex(sft.checksum))): moved \(moved?.names.joined(separator: ", ") ?? "nothing") "
+                    + "to \(moved?.destination ?? "-") (nothing deleted); training RL anew"
+                logger.warning("\(message)")
+            }
+            if decision == .reuse, let existing {
                 logger.info("reusing the RL run: \(existing.path) is at step \(existing.state.step) of \(cfg.run.steps)")
             } else {
                 var arguments = ["launch", "--config", config, "--init", cfg.sft.output]
                 if let workers { arguments += ["--workers", String(workers)] }
-                if existing != nil { arguments.append("--resume") }
+                if decision == .resume { arguments.append("--resume") }
                 try timed("rl") { try runChild("launch", executable, arguments, stop: stop, logger: logger) }
             }
             guard let final = try CheckpointReader.findResumeCheckpoint(runDir: cfg.run.runDirectory, probe: probe, logger: logger) else {
@@ -114,6 +134,20 @@ struct PipelineCommand: ParsableCommand {
         } catch {
             throw exitWithError(error)
         }
+    }
+
+    /// The SFT weights at `path` when they can be reused for `config`: the file loads (read by
+    /// a child first) and was trained for the config's `[model]`; otherwise an error naming the
+    /// file, the differing keys and the remedy.
+    static func reusableSFTWeights(path: String, config: Config, probe: (any CheckpointProbe)?) throws -> ModelWeights {
+        let weights = try WeightsFile.load(path: path, probe: probe).weights
+        let differences = weights.config.changes(to: TransformerConfig(config.model))
+        guard differences.isEmpty else {
+            let keys = differences.map { "\($0.key): \($0.old) (weights) ≠ \($0.new) (config)" }.joined(separator: "; ")
+            throw CermError.invalid("cannot reuse the SFT weights \(path): they were trained for another [model] (\(keys)); "
+                                    + "delete \(path) to train SFT again with this config, or restore the [model] section")
+        }
+        return weights
     }
 
     private func stopIfRequested(_ stop: StopSignal) throws {

@@ -181,8 +181,9 @@ public final class CheckpointWriter: @unchecked Sendable {
     }
 
     /// Keeps the `keepLast` newest valid checkpoints up to `newestStep` and deletes every
-    /// checkpoint older than the oldest kept one. Files of later steps (left by a run that was
-    /// resumed from an earlier checkpoint) are not touched.
+    /// checkpoint older than the oldest kept one. Files of later steps are not touched: the
+    /// coordinator moves those aside before training (``SupersededFiles``), and retention never
+    /// looks into the `superseded-*` subdirectories.
     private func applyRetention(newestStep: Int) -> [String] {
         let candidates = CheckpointFormat.checkpointFiles(in: directory).filter { $0.step <= newestStep }.reversed()
         var validKept = 0

@@ -284,7 +284,10 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
             adamM: try named(optimizer.m), adamV: try named(optimizer.v), adamStep: optimizer.step,
             dataCursor: dataCursor, rngState: [], configText: config.renderTOML(),
             modelConfigJSON: modelConfig.jsonString(), tokenizerDescription: ByteTokenizer().description,
-            extra: ["learner": "grpo", "reward_mode": config.reward.mode.rawValue])
+            // The reference is the weights the run started from (restored with it on resume),
+            // so `cerm pipeline` can tell a run trained from other SFT weights.
+            extra: ["learner": "grpo", "reward_mode": config.reward.mode.rawValue,
+                    TrainingState.initWeightsChecksumKey: CheckpointFormat.hex(reference.checksum)])
     }
 
     /// Restores policy, AdamW state and version. The reference weights come from the

@@ -22,6 +22,10 @@ public enum ClusterEvent: Sendable, Equatable {
     case checkpointSkipped(path: String, reason: String)
     /// The run resumed with a config key whose value differs from the checkpoint's.
     case configChanged(key: String, checkpoint: String, config: String)
+    /// Before training, files an earlier line of training left in the run directory (later
+    /// checkpoints, or a fresh run's predecessor's checkpoints and `metrics.jsonl`) were moved
+    /// into `destination` (``SupersededFiles``).
+    case runSuperseded(files: [String], destination: String)
     /// The run reached `run.steps` (also when a resumed run was already there); `cerm status`
     /// reads it to tell a finished run from a stalled one.
     case runFinished(steps: Int)
@@ -44,6 +48,8 @@ public enum ClusterEvent: Sendable, Equatable {
         case let .checkpointSkipped(path, reason): return "event checkpoint_skipped path=\(path) reason=\(reason)"
         case let .configChanged(key, checkpoint, config):
             return "event config_changed key=\(key) checkpoint=\(checkpoint) config=\(config)"
+        case let .runSuperseded(files, destination):
+            return "event run_superseded moved=\(files.joined(separator: ",")) to=\(destination)"
         case let .runFinished(steps): return "event run_finished steps=\(steps)"
         case let .runStopped(steps): return "event run_stopped steps=\(steps)"
         }
@@ -51,7 +57,7 @@ public enum ClusterEvent: Sendable, Equatable {
 
     var level: Logger.Level {
         switch self {
-        case .workerDied, .checkpointSkipped, .configChanged: return .warning
+        case .workerDied, .checkpointSkipped, .configChanged, .runSuperseded: return .warning
         case .tasksRequeued, .lateResultDropped: return .notice
         default: return .info
         }

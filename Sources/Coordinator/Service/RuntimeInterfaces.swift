@@ -1,3 +1,4 @@
+import Engine
 import Shared
 
 /// The coordinator's learner: turns a completed step's trajectories into new policy weights.
@@ -66,5 +67,32 @@ public struct ResumePoint: Sendable {
         guard !state.configText.isEmpty else { return [] }
         let stored = try Config.parse(state.configText, file: "\(path) (stored config)")
         return stored.changes(to: config).filter { $0.key != "run.steps" }
+    }
+
+    /// Refuses a resume whose `[model]` differs from the model the checkpoint at `path` was
+    /// trained with (its stored model config): such a checkpoint cannot be restored, so the
+    /// caller calls this before it opens the run directory or logs any config change, instead
+    /// of reporting the change as accepted and failing at the restore. Nothing is checked when
+    /// the stored model config does not parse (the restore then reports it).
+    public static func refuseModelChange(in state: TrainingState, path: String, config: Config) throws {
+        guard let stored = try? TransformerConfig.fromJSON(state.modelConfigJSON) else { return }
+        let differences = stored.changes(to: TransformerConfig(config.model))
+        guard differences.isEmpty else { throw ModelChangedOnResume(path: path, differences: differences) }
+    }
+}
+
+/// A resume refused because the config's `[model]` differs from the checkpoint's model
+/// (``ResumePoint/refuseModelChange(in:path:config:)``).
+public struct ModelChangedOnResume: Error, CustomStringConvertible, Equatable {
+    /// The checkpoint.
+    public var path: String
+    /// The differing keys (`old`: the checkpoint's, `new`: the config's).
+    public var differences: [ConfigChange]
+
+    public var description: String {
+        let keys = differences.map { "\($0.key): \($0.old) (checkpoint) ≠ \($0.new) (config)" }.joined(separator: "; ")
+        return "cannot resume from \(path): its model differs from the config's [model] (\(keys)); "
+            + "a run continues only with the model it was trained with: restore the [model] section, "
+            + "or start a new run under another run.name"
     }
 }
