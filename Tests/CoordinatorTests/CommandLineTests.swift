@@ -212,9 +212,10 @@ import Testing
     }
 
     /// `cerm worker --connect` is checked like `cluster.endpoint`, instead of retrying for ever
-    /// on a port that cannot exist or failing in libzmq on a missing scheme.
+    /// on a port that cannot exist or failing in libzmq on a missing scheme. (An out-of-range
+    /// port is the same check as ConfigTests' `tcp://127.0.0.1:65536`; not run here, because
+    /// without the check the worker retries for ever and the test would hang, not fail.)
     @Test(arguments: [
-        ("tcp://127.0.0.1:99999", #"port must be 1...65535 or *, got "99999" in "tcp://127.0.0.1:99999""#),
         ("127.0.0.1:5599", #"expected tcp://HOST:PORT, ipc://PATH or inproc://NAME, got "127.0.0.1:5599""#),
         ("tcp://127.0.0.1:*", #"cannot connect to a wildcard host or port, got "tcp://127.0.0.1:*" (expected the coordinator's tcp://HOST:PORT)"#),
     ])
