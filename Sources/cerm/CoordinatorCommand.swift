@@ -37,6 +37,11 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: .hidden)
     var parentPid: Int32?
 
+    /// Set by `cerm launch`: a file the coordinator writes its endpoint to once it has bound
+    /// it, the launcher's signal to start the workers.
+    @Option(help: .hidden)
+    var boundFile: String?
+
     func validate() throws {
         if resumePath != nil, !resume { throw ValidationError("a checkpoint path is only accepted after --resume") }
         if let steps, steps < 0 { throw ValidationError("--steps must be ≥ 0") }
@@ -51,6 +56,13 @@ struct CoordinatorCommand: ParsableCommand {
         let logger = Logger(label: "cerm.coordinator")
         let report: CoordinatorReport
         do {
+            // Key files read and the bind allowed before the checkpoint, model and data are
+            // loaded: a missing key file or a refused endpoint is reported (naming its config
+            // key) at once, not after minutes of loading.
+            let settings = try CoordinatorSettings(config: config)
+            if settings.curve == nil {
+                try EndpointSecurity.checkInsecureBind(settings.endpoint, allowInsecure: settings.allowInsecure)
+            }
             var resumePoint = try loadResumePoint(config: config, stop: stop, logger: logger)
             // A changed [model] cannot be restored: refused here, before train.log is opened or
             // any config change is reported as if the resume went ahead.
@@ -92,7 +104,7 @@ struct CoordinatorCommand: ParsableCommand {
             }
             for line in pairs.skippedLinesReport() { logger.warning("\(line)") }
             let service = CoordinatorService(
-                settings: try CoordinatorSettings(config: config), learner: learner, pairs: pairs, resume: resumePoint,
+                settings: settings, learner: learner, pairs: pairs, resume: resumePoint,
                 stop: stop, clock: SystemClock(), checkpoints: CheckpointWriter(config: config),
                 metrics: metrics, logger: logger)
             logger.info("coordinator starting", metadata: [
@@ -101,6 +113,19 @@ struct CoordinatorCommand: ParsableCommand {
                 "init": "\(resumePoint?.path ?? initPath ?? "random")", "resume": "\(resumePoint?.path ?? "no")",
                 "data": "\(pairs.source)", "blas": "\(BLAS.coreName)",
             ])
+            if let boundFile {
+                // Written from another thread: run() blocks this one, which becomes the socket thread.
+                let notifier = Thread {
+                    guard let endpoint = service.waitForEndpoint(timeout: 366 * 86400) else { return }
+                    do {
+                        try endpoint.write(toFile: boundFile, atomically: true, encoding: .utf8)
+                    } catch {
+                        logger.error("cannot tell the launcher the endpoint is bound: \(error)")
+                    }
+                }
+                notifier.name = "cerm-bound-file"
+                notifier.start()
+            }
             report = try service.run()
         } catch let interrupted as CheckpointReadInterrupted {
             // Ctrl-C while a child read a checkpoint first (for up to a minute when libhdf5

@@ -13,6 +13,8 @@ struct LaunchCommand: ParsableCommand {
             SIGINT/SIGTERM reach every child as SIGTERM (the coordinator stops gracefully and saves). \
             When the coordinator exits the workers get a grace period, then SIGTERM, then SIGKILL; \
             they get SIGTERM at once when it failed or the resumed run was already at its last step. \
+            Workers start once the coordinator has bound the endpoint (none when it fails to); \
+            a worker that exits while the coordinator runs is logged, not restarted. \
             Children also die with the launcher. Exits with the coordinator's status.
             """)
 
@@ -22,7 +24,7 @@ struct LaunchCommand: ParsableCommand {
     @Option(help: "Number of workers (default: cluster.workers).")
     var workers: Int?
 
-    @Option(help: "Stop after this many steps (passed to the coordinator).")
+    @Option(help: "Override run.steps (total optimizer steps, counting restored ones; passed to the coordinator).")
     var steps: Int?
 
     @Option(name: .customLong("init"), help: "Initial weights for the policy (passed to the coordinator).")
@@ -45,6 +47,10 @@ struct LaunchCommand: ParsableCommand {
         let supervisor = ProcessSupervisor(logger: logger)
         // Looked at before the coordinator starts writing checkpoints of its own.
         let finished = resume && Self.isAtLastStep(runDirectory: cfg.run.runDirectory, steps: steps ?? cfg.run.steps)
+        // The coordinator writes its endpoint here once bound (a fresh name: no stale marker).
+        let boundFile = (NSTemporaryDirectory() as NSString).appendingPathComponent("cerm-launch-\(launcher)-\(UUID().uuidString).bound")
+        defer { try? FileManager.default.removeItem(atPath: boundFile) }
+        var startWorkers = workerCount > 0
         do {
             let executable = try Self.currentExecutable()
             let endpoint = try Self.localEndpoint(cfg.cluster.endpoint)
@@ -52,9 +58,28 @@ struct LaunchCommand: ParsableCommand {
             if let steps { coordinator += ["--steps", String(steps)] }
             if let initPath { coordinator += ["--init", initPath] }
             if resume { coordinator.append("--resume") }
-            coordinator += ["--parent-pid", String(launcher)]
+            coordinator += ["--parent-pid", String(launcher), "--bound-file", boundFile]
             try supervisor.spawn(name: "coordinator", executable: executable, arguments: coordinator)
-            for index in 0..<workerCount {
+            // Workers start only once this coordinator has bound the endpoint: started earlier,
+            // they would join whatever else listens on the port (another run's coordinator)
+            // while ours fails to bind.
+            if startWorkers {
+                switch supervisor.waitUntilReady("coordinator", timeout: Self.bindTimeout, stop: stop, isReady: {
+                    FileManager.default.fileExists(atPath: boundFile)
+                }) {
+                case .ready:
+                    break
+                case let .exited(status):
+                    // The coordinator printed its error (a port in use, a bad key file) itself.
+                    if status != 0 { logger.error("the coordinator exited with status \(status) before binding \(cfg.cluster.endpoint); no worker started") }
+                    startWorkers = false
+                case .stopped:
+                    startWorkers = false  // waitForPrimary forwards the stop to the coordinator
+                case .timedOut:
+                    throw CermError.invalid("the coordinator did not bind \(cfg.cluster.endpoint) within \(Int(Self.bindTimeout)) s; no worker started")
+                }
+            }
+            for index in 0..<(startWorkers ? workerCount : 0) {
                 let name = "worker-\(index)"
                 try supervisor.spawn(name: name, executable: executable, arguments: [
                     "worker", "--connect", endpoint, "--config", config, "--name", name,
@@ -68,8 +93,8 @@ struct LaunchCommand: ParsableCommand {
         }
         // Workers that never joined get no goodbye: when the coordinator failed or had nothing
         // to do, waiting for them to leave on their own would only end in a warning.
-        let status = supervisor.waitForPrimary("coordinator", stop: stop, stopWhenOthersFail: workerCount > 0) { status in
-            guard workerCount > 0, status != 0 || finished else { return false }
+        let status = supervisor.waitForPrimary("coordinator", stop: stop, stopWhenOthersFail: startWorkers) { status in
+            guard startWorkers, status != 0 || finished else { return false }
             logger.info(status != 0 ? "stopping the workers: the coordinator failed"
                                     : "stopping the workers: the run was already at step \(steps ?? cfg.run.steps)")
             return true
@@ -77,6 +102,11 @@ struct LaunchCommand: ParsableCommand {
         logger.info("coordinator exited with status \(status)")
         if status != 0 { throw ExitCode(status) }
     }
+
+    /// Longest wait for the coordinator to bind before the workers start. It loads the
+    /// checkpoint, model and data first (and exits on failure, which ends the wait at once), so
+    /// this only guards against a coordinator stuck before binding.
+    static let bindTimeout = 900.0
 
     /// Whether the newest checkpoint of `runDirectory` (by file name, not opened) is at `steps`
     /// or beyond, so that a resumed coordinator has nothing to do. A hint for stopping the

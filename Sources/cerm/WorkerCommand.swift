@@ -31,6 +31,9 @@ struct WorkerCommand: ParsableCommand {
     var parentPid: Int32?
 
     func validate() throws {
+        // The config's endpoint rule: otherwise a bad port retries for ever ("no reply") and a
+        // missing scheme surfaces as a raw libzmq error.
+        if let problem = Self.connectProblem(connect) { throw ValidationError("--connect: \(problem)") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
         if let name, name.isEmpty { throw ValidationError("--name must not be empty") }
     }
@@ -56,6 +59,17 @@ struct WorkerCommand: ParsableCommand {
         // WorkerClient already logged the goodbye, refusal or engine failure.
         logger.info("worker exits with status \(outcome.exitCode)")
         if outcome.exitCode != 0 { throw ExitCode(outcome.exitCode) }
+    }
+
+    /// Why `endpoint` is not an address a worker can connect to, or nil: the rule of
+    /// `cluster.endpoint` (``ClusterConfig/endpointProblem(_:)``), without the wildcards only a
+    /// bind accepts.
+    static func connectProblem(_ endpoint: String) -> String? {
+        if let problem = ClusterConfig.endpointProblem(endpoint) { return problem }
+        if endpoint.hasPrefix("tcp://"), endpoint.hasPrefix("tcp://*:") || endpoint.hasSuffix(":*") {
+            return "cannot connect to a wildcard host or port, got \(JSONWriter.quote(endpoint)) (expected the coordinator's tcp://HOST:PORT)"
+        }
+        return nil
     }
 
     /// The kernel's host name (no DNS lookup, unlike `ProcessInfo.hostName`).

@@ -299,6 +299,70 @@ import Testing
         #expect(resumed.status == 2 && resumed.stderr == "error: checkpoint nothing.h5: no such file\n")
     }
 
+    /// `cerm worker --connect` is checked like `cluster.endpoint`, instead of retrying for ever
+    /// on a port that cannot exist or failing in libzmq on a missing scheme. (An out-of-range
+    /// port is the same check as ConfigTests' `tcp://127.0.0.1:65536`; not run here, because
+    /// without the check the worker retries for ever and the test would hang, not fail.)
+    @Test(arguments: [
+        ("127.0.0.1:5599", #"expected tcp://HOST:PORT, ipc://PATH or inproc://NAME, got "127.0.0.1:5599""#),
+        ("tcp://127.0.0.1:*", #"cannot connect to a wildcard host or port, got "tcp://127.0.0.1:*" (expected the coordinator's tcp://HOST:PORT)"#),
+    ])
+    func workerConnectIsValidated(endpoint: String, problem: String) throws {
+        let dir = try Self.directory("worker-connect")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let result = try #require(try Self.cerm(["worker", "--connect", endpoint, "--config", "c.toml"], in: dir))
+        #expect(result.status == 64)
+        #expect(result.stderrLines.first == "Error: --connect: \(problem)")
+    }
+
+    /// The coordinator reads its key files and checks the bind is allowed before it loads data
+    /// and model: `data.train` is missing here, and the key is reported, not the data.
+    @Test(arguments: [
+        ("curve_secret_key_file = \"missing.key\"\nauthorized_keys_file = \"workers\"",
+         "cluster.curve_secret_key_file: missing.key: cannot read file"),
+        // A config for workers (their keys only) cannot serve as the coordinator's on the network.
+        ("endpoint = \"tcp://0.0.0.0:5599\"\nworker_secret_key_file = \"w.key\"\nserver_public_key_file = \"c.pub\"",
+         "refusing to bind tcp://0.0.0.0:5599 without CURVE keys: set cluster.curve_secret_key_file and cluster.authorized_keys_file "
+            + "(see `cerm keygen`), bind a loopback address, or set cluster.allow_insecure = true"),
+    ])
+    func coordinatorChecksKeysAndBindBeforeLoading(cluster: String, message: String) throws {
+        let dir = try Self.directory("coordinator-keys", config: "[cluster]\n\(cluster)\n[data]\ntrain = \"missing.jsonl\"\n")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let result = try #require(try Self.cerm(["coordinator", "--config", "c.toml"], in: dir))
+        #expect(result.status != 0)
+        #expect(result.stderr == "error: \(message)\n")
+    }
+
+    /// With the endpoint's port taken (here by a plain TCP listener, in the walkthrough by
+    /// another run's coordinator), `cerm launch` starts no worker: they would join whoever
+    /// listens there. It fails with the coordinator's bind error instead.
+    @Test func launchStartsNoWorkerWhenItsCoordinatorCannotBind() throws {
+        let dir = try Self.directory("launch-port-taken")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let listening = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw -> Bool in
+                bind(fd, raw, length) == 0 && listen(fd, 4) == 0 && getsockname(fd, raw, &length) == 0
+            }
+        }
+        try #require(listening)
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let config = try KillResumeTests.writeRun(directory: dir, port: port, steps: 1)
+        let result = try #require(try Self.cerm(["launch", "--config", config], in: dir))
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("the coordinator exited with status \(result.status) before binding tcp://127.0.0.1:\(port); "
+                                       + "no worker started"), "\(result.stderr)")
+        #expect(result.stderr.contains("Address already in use"), "\(result.stderr)")
+        #expect(!result.stderr.contains("started worker-"), "\(result.stderr)")
+    }
+
     /// `dir/run` holding valid checkpoints of steps 1 and 2, and their paths.
     static func runOfTwoCheckpoints(in dir: String) throws -> (run: String, step1: String, step2: String) {
         let run = (dir as NSString).appendingPathComponent("run")

@@ -66,6 +66,39 @@ import Testing
             == ["INFO  [launch] started coordinator pid \(coordinator.pid)", "INFO  [launch] started worker-0 pid \(worker.pid)"])
     }
 
+    /// A worker killed with `kill -9` while the coordinator runs is named in the log with its
+    /// signal, at warning level; one that exits cleanly only at info level.
+    @Test func workerExitsWhileThePrimaryRunsAreLogged() throws {
+        let path = NSTemporaryDirectory() + "cerm-supervisor-\(UUID().uuidString).log"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let sink = LogSink()
+        try sink.attachFile(path)
+        defer { sink.detachFile() }
+        let supervisor = ProcessSupervisor(logger: Logger(label: "launch") { CermLogHandler(label: $0, sink: sink) })
+        try supervisor.spawn(name: "coordinator", executable: "/bin/sleep", arguments: ["30"])
+        let killed = try supervisor.spawn(name: "worker-0", executable: "/bin/sh", arguments: ["-c", "kill -9 $$"])
+        let clean = try supervisor.spawn(name: "worker-1", executable: "/bin/sh", arguments: ["-c", "exit 0"])
+        // Every worker gone, one failed: the primary is stopped, so the wait ends.
+        _ = supervisor.waitForPrimary("coordinator", grace: 0.2, stopWhenOthersFail: true)
+        let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map { String($0.split(separator: " ", maxSplits: 1)[1]) }
+        #expect(lines.contains("WARN  [launch] worker-0 (pid \(killed.pid)) exited with signal 9 (Killed) while coordinator runs; it is not restarted"),
+                "\(lines)")
+        #expect(lines.contains("INFO  [launch] worker-1 (pid \(clean.pid)) exited with status 0 while coordinator runs; it is not restarted"),
+                "\(lines)")
+    }
+
+    /// The launcher's wait for its coordinator to bind: ready when the condition holds, the
+    /// child's status when it exits first.
+    @Test func waitUntilReadyEndsWithTheConditionOrTheChildsExit() throws {
+        let supervisor = ProcessSupervisor()
+        try supervisor.spawn(name: "coordinator", executable: "/bin/sh", arguments: ["-c", "exit 4"])
+        #expect(supervisor.waitUntilReady("coordinator", timeout: 30) { false } == .exited(status: 4))
+        try supervisor.spawn(name: "other", executable: "/bin/sleep", arguments: ["30"])
+        #expect(supervisor.waitUntilReady("other", timeout: 30) { true } == .ready)
+        #expect(supervisor.waitUntilReady("other", timeout: 0.05) { false } == .timedOut)
+        supervisor.terminateAll(grace: 0.2)
+    }
+
     @Test func missingExecutableIsNamed() {
         let supervisor = ProcessSupervisor()
         #expect(throws: CermError.self) { try supervisor.spawn(name: "x", executable: "/nonexistent/cerm", arguments: []) }

@@ -185,8 +185,7 @@ import Testing
         let configPath = try KillResumeTests.writeRun(directory: dir, port: try KillResumeTests.freePort(), steps: 2)
         let sft = dir + "/sft.h5"
         var text = try String(contentsOfFile: configPath, encoding: .utf8)
-        text = text.replacingOccurrences(of: "[data]\n", with: "[data]\ndir = \"\(dir)/synth\"\neval = \"\(dir)/synth/eval.jsonl\"\n"
-                                         + "best_of_n = \"\"\nsynth_train = 20\nsynth_eval = 4\n")
+        text = text.replacingOccurrences(of: "[data]\n", with: "[data]\neval = \"\(dir)/pairs.jsonl\"\nbest_of_n = \"\"\n")
             + "\n[sft]\noutput = \"\(sft)\"\n"
         try text.write(toFile: configPath, atomically: true, encoding: .utf8)
         var other = try Config.load(path: configPath).model

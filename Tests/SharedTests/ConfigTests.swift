@@ -107,6 +107,22 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         // Refused here, not after `cerm sft` has loaded its data and built the model.
         ("[sft]\nbatch_size = 16\nepochs = 0\n", "cfg.toml:3: sft.epochs: must be in 1...10000, got 0"),
         ("[sft]\nbatch_size = 0\n", "cfg.toml:2: sft.batch_size: must be in 1...1000000, got 0"),
+        // A weight chunk must fit in a message, or the run waits for ever on the weights.
+        ("[cluster]\nworkers = 1\nmax_message_bytes = 65536\n",
+         "cfg.toml:3: cluster.max_message_bytes: must be at least cluster.weight_chunk_bytes (1048576) + 48 (the WEIGHTS_CHUNK "
+            + "header and fields) = 1048624, or no worker can receive the weights; got 65536"),
+        ("[cluster]\nweight_chunk_bytes = 67108864\n",
+         "cfg.toml:2: cluster.weight_chunk_bytes: plus 48 (the WEIGHTS_CHUNK header and fields) must not exceed "
+            + "cluster.max_message_bytes (67108864), or no worker can receive the weights; got 67108864"),
+        // The coordinator's refusal to bind the network in plain text, reported with the config.
+        ("[cluster]\nworkers = 1\nendpoint = \"tcp://0.0.0.0:5599\"\n",
+         "cfg.toml:3: cluster.endpoint: \"tcp://0.0.0.0:5599\" is not a loopback, ipc or inproc endpoint and no CURVE key file is "
+            + "set: set cluster.curve_secret_key_file and cluster.authorized_keys_file (coordinator) or "
+            + "cluster.worker_secret_key_file and cluster.server_public_key_file (workers) (see `cerm keygen`), use a loopback "
+            + "address, or set cluster.allow_insecure = true"),
+        // CRLF line endings keep their line numbers ("\r\n" is one Swift Character, not "\n").
+        ("[grpo]\r\nclip_low = 1.5\r\n", "cfg.toml:2: grpo.clip_low: must be in 0.0...1.0, got 1.5"),
+        ("[run]\r\n\r\nname = \"wa\\u0000x\"\r\n", "cfg.toml:3: a NUL character (\\u0000) cannot be part of a config value"),
     ])
     func badValuesNameFileLineAndKey(text: String, message: String) {
         do {
@@ -157,7 +173,23 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
                       "tcp://node-7.cluster:5557", "tcp://eth0:5557", "ipc:///tmp/cerm.sock", "inproc://coordinator"])
     func wellFormedEndpointsAreAccepted(endpoint: String) throws {
         #expect(ClusterConfig.endpointProblem(endpoint) == nil)
-        #expect(try Config.parse("[cluster]\nendpoint = \(JSONWriter.quote(endpoint))\n").cluster.endpoint == endpoint)
+        // allow_insecure: the non-loopback ones need keys otherwise (below).
+        #expect(try Config.parse("[cluster]\nendpoint = \(JSONWriter.quote(endpoint))\nallow_insecure = true\n").cluster.endpoint == endpoint)
+    }
+
+    /// A network endpoint needs CURVE keys or allow_insecure; either side's key files will do,
+    /// since a config shared by the coordinator and its workers may set only one side's (and
+    /// each command checks the files it reads when it starts).
+    @Test(arguments: ["allow_insecure = true", "curve_secret_key_file = \"c.key\"\nauthorized_keys_file = \"workers\"",
+                      "worker_secret_key_file = \"w.key\"\nserver_public_key_file = \"c.pub\""])
+    func networkEndpointWithKeysOrAllowInsecureIsAccepted(setting: String) throws {
+        #expect(try Config.parse("[cluster]\nendpoint = \"tcp://0.0.0.0:5599\"\n\(setting)\n").cluster.endpoint == "tcp://0.0.0.0:5599")
+    }
+
+    /// The smallest message limit a full weight chunk fits in is accepted.
+    @Test func messageLimitOfExactlyOneChunkIsAccepted() throws {
+        let config = try Config.parse("[cluster]\nweight_chunk_bytes = 4096\nmax_message_bytes = \(4096 + 48)\n")
+        #expect(config.cluster.maxMessageBytes == 4144)
     }
 
     @Test func syntaxErrorsCarryTheLine() {

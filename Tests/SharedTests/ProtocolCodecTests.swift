@@ -280,6 +280,16 @@ enum ProtocolSamples {
         #expect(decoded < 3000)
     }
 
+    /// The overhead the config's max_message_bytes check adds to weight_chunk_bytes is what a
+    /// WEIGHTS_CHUNK of that many bytes really takes on the wire.
+    @Test func weightsChunkOverheadIsTheEncodedSize() throws {
+        let data = [UInt8](repeating: 7, count: 1000)
+        let chunk = WeightsChunk(version: 1, chunkIndex: 0, chunkCount: 1, totalBytes: 1000, checksum: Checksum.fnv1a64(data), data: data)
+        let frames = try MessageCodec().encode(.weightsChunk(chunk))
+        #expect(MessageCodec.weightsChunkOverhead == 48)
+        #expect(frames.map(\.count).reduce(0, +) == data.count + MessageCodec.weightsChunkOverhead)
+    }
+
     @Test func limitsFollowTheConfiguration() {
         var config = Config()
         config.cluster.maxMessageBytes = 8192

@@ -21,6 +21,22 @@ public final class ProcessSupervisor: @unchecked Sendable {
         let name: String
         let pid: pid_t
         var exitStatus: Int32?
+        /// How it ended, in words (`status 3`, `signal 9 (Killed)`), once it has.
+        var ending: String?
+        /// Whether its exit while the primary ran has been logged.
+        var reported = false
+    }
+
+    /// How ``waitUntilReady(_:timeout:stop:isReady:)`` ended.
+    public enum Readiness: Equatable, Sendable {
+        /// `isReady` held while the child ran.
+        case ready
+        /// The child exited first, with this status (128 + signal if killed by one).
+        case exited(status: Int32)
+        /// A stop was requested first (not forwarded: ``waitForPrimary(_:grace:stop:stopWhenOthersFail:stopOthersAtOnce:)`` does).
+        case stopped
+        /// `timeout` seconds passed.
+        case timedOut
     }
 
     private let lock = NSLock()
@@ -55,6 +71,7 @@ public final class ProcessSupervisor: @unchecked Sendable {
             if waitpid(entries[i].pid, &status, WNOHANG) == entries[i].pid {
                 let signal = status & 0x7f
                 entries[i].exitStatus = signal == 0 ? (status >> 8) & 0xff : 128 + signal
+                entries[i].ending = signal == 0 ? "status \((status >> 8) & 0xff)" : "signal \(signal) (\(String(cString: strsignal(signal))))"
             }
         }
     }
@@ -69,6 +86,45 @@ public final class ProcessSupervisor: @unchecked Sendable {
     /// Sends `signal` to every running child.
     public func forward(signal: Int32) {
         for child in running { kill(child.pid, signal) }
+    }
+
+    /// Waits until `isReady()` holds while child `name` runs (polled every 20 ms), so that
+    /// what depends on it starts only once it is ready: `cerm launch` starts its workers only
+    /// once its coordinator has bound the endpoint, instead of letting them join whatever else
+    /// listens there. Ends early when the child exits, a stop is requested on `stop`, or
+    /// `timeout` seconds pass.
+    public func waitUntilReady(_ name: String, timeout: Double, stop: StopSignal? = nil, isReady: () -> Bool) -> Readiness {
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            // Readiness first: a child that got ready and exited at once (nothing to do) was ready.
+            if isReady() { return .ready }
+            reap()
+            lock.lock()
+            let status = entries.first { $0.name == name }.map { $0.exitStatus ?? -1 } ?? 1
+            lock.unlock()
+            if status >= 0 { return isReady() ? .ready : .exited(status: status) }
+            if let stop, stop.isRequested { return .stopped }
+            if Date() >= deadline { return .timedOut }
+            usleep(20_000)
+        }
+    }
+
+    /// Logs each child other than `primary` that exited since the last call, once: a warning
+    /// when it failed or was killed (a `kill -9`ed worker would otherwise vanish without a
+    /// word), info for a clean exit (a worker leaving on the coordinator's goodbye). Exited
+    /// children are not restarted.
+    private func reportExits(besides primary: String) {
+        lock.lock()
+        var exited: [Entry] = []
+        for i in entries.indices where entries[i].name != primary && entries[i].exitStatus != nil && !entries[i].reported {
+            entries[i].reported = true
+            exited.append(entries[i])
+        }
+        lock.unlock()
+        for child in exited {
+            let message: Logger.Message = "\(child.name) (pid \(child.pid)) exited with \(child.ending ?? "status \(child.exitStatus ?? 0)") while \(primary) runs; it is not restarted"
+            if child.exitStatus == 0 { logger.info(message) } else { logger.warning(message) }
+        }
     }
 
     /// Waits for child `primary` to exit, then stops the others: `grace` seconds to exit on
@@ -92,6 +148,7 @@ public final class ProcessSupervisor: @unchecked Sendable {
             let others = entries.filter { $0.name != primary }
             lock.unlock()
             guard let entry else { return 1 }
+            if entry.exitStatus == nil { reportExits(besides: primary) }
             if let status = entry.exitStatus {
                 if stopOthersAtOnce(status) { terminateAll(grace: grace) } else { stopAll(grace: grace) }
                 return othersFailed ?? status

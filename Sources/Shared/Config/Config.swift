@@ -443,7 +443,7 @@ public struct Config: Sendable, Equatable {
     /// Parses and validates config text; `file` names it in errors.
     public static func parse(_ text: String, file: String = "<string>") throws -> Config {
         // TOMLKit hands strings over as C strings, so `"wa\u0000x"` would silently become `wa`.
-        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated()
+        for (index, line) in text.tomlLines.enumerated()
         where line.contains("\\u0000") || line.contains("\\U00000000") || line.contains("\u{0}") {
             throw ConfigError(file: file, line: index + 1, key: "", message: "a NUL character (\\u0000) cannot be part of a config value")
         }
@@ -508,6 +508,31 @@ public struct Config: Sendable, Equatable {
         }
         if let problem = ClusterConfig.endpointProblem(cluster.endpoint) {
             throw fail("cluster.endpoint", problem)
+        }
+        // The coordinator refuses to bind such an endpoint in plain text, and no worker can use
+        // CURVE without keys: refused here so that every command (and `cerm config check`) says
+        // so at once, not the coordinator after loading data and model. One side's key files
+        // suffice, since a config shared by coordinator and workers may set only one side's;
+        // each command checks its own side's files when it starts.
+        let keyFiles = [cluster.curveSecretKeyFile, cluster.authorizedKeysFile, cluster.workerSecretKeyFile, cluster.serverPublicKeyFile]
+        if !cluster.allowInsecure, !EndpointSecurity.isLocal(cluster.endpoint), keyFiles.allSatisfy(\.isEmpty) {
+            throw fail("cluster.endpoint", "\(JSONWriter.quote(cluster.endpoint)) is not a loopback, ipc or inproc endpoint and no CURVE "
+                       + "key file is set: set cluster.curve_secret_key_file and cluster.authorized_keys_file (coordinator) or "
+                       + "cluster.worker_secret_key_file and cluster.server_public_key_file (workers) (see `cerm keygen`), "
+                       + "use a loopback address, or set cluster.allow_insecure = true")
+        }
+        // Every weight chunk but the last is weight_chunk_bytes long: a smaller message limit
+        // makes the coordinator unable to send the weights, and the run waits for ever.
+        let chunkMessage = cluster.weightChunkBytes + MessageCodec.weightsChunkOverhead
+        if cluster.maxMessageBytes < chunkMessage {
+            let overhead = "\(MessageCodec.weightsChunkOverhead) (the WEIGHTS_CHUNK header and fields)"
+            // Blame the key the file sets: max_message_bytes, unless only the chunk size is set.
+            if locator.line(of: "cluster.max_message_bytes") == nil && locator.line(of: "cluster.weight_chunk_bytes") != nil {
+                throw fail("cluster.weight_chunk_bytes", "plus \(overhead) must not exceed cluster.max_message_bytes "
+                           + "(\(cluster.maxMessageBytes)), or no worker can receive the weights; got \(cluster.weightChunkBytes)")
+            }
+            throw fail("cluster.max_message_bytes", "must be at least cluster.weight_chunk_bytes (\(cluster.weightChunkBytes)) + \(overhead) "
+                       + "= \(chunkMessage), or no worker can receive the weights; got \(cluster.maxMessageBytes)")
         }
         if cluster.heartbeatTimeout <= cluster.heartbeatInterval {
             throw fail("cluster.heartbeat_timeout", "must exceed cluster.heartbeat_interval (\(cluster.heartbeatInterval)), got \(cluster.heartbeatTimeout)")

@@ -53,7 +53,7 @@ struct TOMLLineLocator {
 
     init(text: String) {
         var section = ""
-        for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        for (index, raw) in text.tomlLines.enumerated() {
             let line = raw.trimmingCharacters(in: .whitespaces)
             if line.hasPrefix("[") && !line.hasPrefix("[[") {
                 if let end = line.firstIndex(of: "]") {
@@ -71,6 +71,15 @@ struct TOMLLineLocator {
     }
 
     func line(of dottedKey: String) -> Int? { lines[dottedKey] }
+}
+
+extension String {
+    /// The lines of TOML text, split at LF and CRLF (TOML's two newlines). Not
+    /// `split(separator: "\n")`: Swift reads "\r\n" as one Character, which is not "\n", so a
+    /// CRLF file would be one line and its errors would lose their line numbers.
+    var tomlLines: [Substring] {
+        split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
+    }
 }
 
 /// Decodes a section from a TOML table, checking types and ranges, and remembers which keys

@@ -8,6 +8,11 @@ public struct MessageCodec: Sendable {
     public static let magic: [UInt8] = [0x43, 0x45, 0x52, 0x4D]
     /// Magic, version, type, flags, body length.
     public static let headerSize = 12
+    /// Bytes a WEIGHTS_CHUNK message adds to its data: the header, then version (8),
+    /// chunk_index (4), chunk_count (4), total_bytes (8), checksum (8) and the data's length (4).
+    /// `cluster.max_message_bytes` must leave room for a full chunk plus this, or no worker
+    /// can ever receive the weights (checked with the config).
+    public static let weightsChunkOverhead = headerSize + 36
     /// Log-probabilities may exceed 0 by this much (float rounding), no more.
     public static let logprobTolerance: Float = 1e-5
 
