@@ -122,8 +122,13 @@ public final class ProcessSupervisor: @unchecked Sendable {
         }
         lock.unlock()
         for child in exited {
-            let message: Logger.Message = "\(child.name) (pid \(child.pid)) exited with \(child.ending ?? "status \(child.exitStatus ?? 0)") while \(primary) runs; it is not restarted"
-            if child.exitStatus == 0 { logger.info(message) } else { logger.warning(message) }
+            let ending = child.ending ?? "status \(child.exitStatus ?? 0)"
+            // A clean exit is a worker leaving on the coordinator's goodbye at the end of a run.
+            if child.exitStatus == 0 {
+                logger.info("\(child.name) (pid \(child.pid)) exited with \(ending)")
+            } else {
+                logger.warning("\(child.name) (pid \(child.pid)) exited with \(ending) while \(primary) runs; it is not restarted")
+            }
         }
     }
 
