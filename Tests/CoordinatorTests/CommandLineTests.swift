@@ -339,21 +339,8 @@ import Testing
     @Test func launchStartsNoWorkerWhenItsCoordinatorCannotBind() throws {
         let dir = try Self.directory("launch-port-taken")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        try #require(fd >= 0)
+        let (fd, port) = try KillResumeTests.loopbackSocket(listening: true)
         defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let listening = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw -> Bool in
-                bind(fd, raw, length) == 0 && listen(fd, 4) == 0 && getsockname(fd, raw, &length) == 0
-            }
-        }
-        try #require(listening)
-        let port = Int(UInt16(bigEndian: address.sin_port))
         let config = try KillResumeTests.writeRun(directory: dir, port: port, steps: 1)
         let result = try #require(try Self.cerm(["launch", "--config", config], in: dir))
         #expect(result.status != 0)

@@ -4,6 +4,25 @@ import Testing
 @testable import Coordinator
 @testable import Shared
 
+/// A `[launch]` logger writing into a temporary file, as `cerm launch` writes its log.
+private struct LaunchLog {
+    let path = NSTemporaryDirectory() + "cerm-supervisor-\(UUID().uuidString).log"
+    let sink = LogSink()
+    var logger: Logger { Logger(label: "launch") { [sink] in CermLogHandler(label: $0, sink: sink) } }
+
+    init() throws { try sink.attachFile(path) }
+
+    /// The lines written so far, without their timestamps.
+    func lines() throws -> [String] {
+        try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map { String($0.split(separator: " ", maxSplits: 1)[1]) }
+    }
+
+    func close() {
+        sink.detachFile()
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}
+
 @Suite struct ProcessSupervisorTests {
     @Test func primaryExitStopsTheOthersAndReportsItsStatus() throws {
         let supervisor = ProcessSupervisor()
@@ -45,12 +64,9 @@ import Testing
     }
 
     @Test func othersAreStoppedAtOnceWhenAskedForThePrimarysStatus() throws {
-        let path = NSTemporaryDirectory() + "cerm-supervisor-\(UUID().uuidString).log"
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        let sink = LogSink()
-        try sink.attachFile(path)
-        defer { sink.detachFile() }
-        let supervisor = ProcessSupervisor(logger: Logger(label: "launch") { CermLogHandler(label: $0, sink: sink) })
+        let log = try LaunchLog()
+        defer { log.close() }
+        let supervisor = ProcessSupervisor(logger: log.logger)
         let coordinator = try supervisor.spawn(name: "coordinator", executable: "/bin/sh", arguments: ["-c", "exit 0"])
         let worker = try supervisor.spawn(name: "worker-0", executable: "/bin/sleep", arguments: ["30"])
         var asked: [Int32] = []
@@ -61,26 +77,21 @@ import Testing
         // No 20 s grace period, no warning: the worker got SIGTERM as soon as the primary exited.
         #expect(Date().timeIntervalSince(started) < 10)
         #expect(kill(worker.pid, 0) != 0)
-        let log = try String(contentsOfFile: path, encoding: .utf8)
-        #expect(log.split(separator: "\n").map { String($0.split(separator: " ", maxSplits: 1)[1]) }
-            == ["INFO  [launch] started coordinator pid \(coordinator.pid)", "INFO  [launch] started worker-0 pid \(worker.pid)"])
+        #expect(try log.lines() == ["INFO  [launch] started coordinator pid \(coordinator.pid)", "INFO  [launch] started worker-0 pid \(worker.pid)"])
     }
 
     /// A worker killed with `kill -9` while the coordinator runs is named in the log with its
     /// signal, at warning level; one that exits cleanly only at info level.
     @Test func workerExitsWhileThePrimaryRunsAreLogged() throws {
-        let path = NSTemporaryDirectory() + "cerm-supervisor-\(UUID().uuidString).log"
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        let sink = LogSink()
-        try sink.attachFile(path)
-        defer { sink.detachFile() }
-        let supervisor = ProcessSupervisor(logger: Logger(label: "launch") { CermLogHandler(label: $0, sink: sink) })
+        let log = try LaunchLog()
+        defer { log.close() }
+        let supervisor = ProcessSupervisor(logger: log.logger)
         try supervisor.spawn(name: "coordinator", executable: "/bin/sleep", arguments: ["30"])
         let killed = try supervisor.spawn(name: "worker-0", executable: "/bin/sh", arguments: ["-c", "kill -9 $$"])
         let clean = try supervisor.spawn(name: "worker-1", executable: "/bin/sh", arguments: ["-c", "exit 0"])
         // Every worker gone, one failed: the primary is stopped, so the wait ends.
         _ = supervisor.waitForPrimary("coordinator", grace: 0.2, stopWhenOthersFail: true)
-        let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map { String($0.split(separator: " ", maxSplits: 1)[1]) }
+        let lines = try log.lines()
         #expect(lines.contains("WARN  [launch] worker-0 (pid \(killed.pid)) exited with signal 9 (Killed) while coordinator runs; it is not restarted"),
                 "\(lines)")
         #expect(lines.contains("INFO  [launch] worker-1 (pid \(clean.pid)) exited with status 0"),
