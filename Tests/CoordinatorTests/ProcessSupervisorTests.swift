@@ -57,10 +57,32 @@ private struct LaunchLog {
         let supervisor = ProcessSupervisor()
         try supervisor.spawn(name: "coordinator", executable: "/bin/sleep", arguments: ["30"])
         try supervisor.spawn(name: "worker-0", executable: "/bin/sh", arguments: ["-c", "exit 2"])
-        try supervisor.spawn(name: "worker-1", executable: "/bin/sh", arguments: ["-c", "exit 0"])
+        try supervisor.spawn(name: "worker-1", executable: "/bin/sh", arguments: ["-c", "sleep 0.3; exit 3"])
         let status = supervisor.waitForPrimary("coordinator", grace: 0.2, stopWhenOthersFail: true)
         #expect(status == 2)
         #expect(supervisor.running.isEmpty)
+    }
+
+    /// A worker killed earlier does not turn the end of the run into a failure: the last worker
+    /// leaving cleanly (on the coordinator's goodbye, or on a stop request) means the
+    /// coordinator is ending by itself, and its status is the launcher's. Seen: Ctrl-C after a
+    /// `kill -9` of one worker made `cerm launch` stop the coordinator and exit 137.
+    @Test func aCleanLastWorkerLeavesThePrimaryItsOwnStatus() throws {
+        let supervisor = ProcessSupervisor()
+        try supervisor.spawn(name: "coordinator", executable: "/bin/sh", arguments: ["-c", "sleep 1; exit 0"])
+        try supervisor.spawn(name: "worker-0", executable: "/bin/sh", arguments: ["-c", "kill -9 $$"])
+        try supervisor.spawn(name: "worker-1", executable: "/bin/sh", arguments: ["-c", "sleep 0.3; exit 0"])
+        #expect(supervisor.waitForPrimary("coordinator", grace: 0.2, stopWhenOthersFail: true) == 0)
+
+        // A stop request: forwarded, and the coordinator's own status (0 after a clean stop) is returned.
+        let stopped = ProcessSupervisor()
+        try stopped.spawn(name: "coordinator", executable: "/bin/sh", arguments: ["-c", "trap 'exit 0' TERM; sleep 30 & wait"])
+        try stopped.spawn(name: "worker-0", executable: "/bin/sh", arguments: ["-c", "kill -9 $$"])
+        try stopped.spawn(name: "worker-1", executable: "/bin/sh", arguments: ["-c", "trap 'exit 0' TERM; sleep 30 & wait"])
+        let stop = StopSignal()
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.5) { stop.request(SIGINT) }
+        #expect(stopped.waitForPrimary("coordinator", grace: 2, stop: stop, stopWhenOthersFail: true) == 0)
+        #expect(stopped.running.isEmpty)
     }
 
     @Test func othersAreStoppedAtOnceWhenAskedForThePrimarysStatus() throws {
@@ -86,10 +108,9 @@ private struct LaunchLog {
         let log = try LaunchLog()
         defer { log.close() }
         let supervisor = ProcessSupervisor(logger: log.logger)
-        try supervisor.spawn(name: "coordinator", executable: "/bin/sleep", arguments: ["30"])
+        try supervisor.spawn(name: "coordinator", executable: "/bin/sleep", arguments: ["1"])
         let killed = try supervisor.spawn(name: "worker-0", executable: "/bin/sh", arguments: ["-c", "kill -9 $$"])
         let clean = try supervisor.spawn(name: "worker-1", executable: "/bin/sh", arguments: ["-c", "exit 0"])
-        // Every worker gone, one failed: the primary is stopped, so the wait ends.
         _ = supervisor.waitForPrimary("coordinator", grace: 0.2, stopWhenOthersFail: true)
         let lines = try log.lines()
         #expect(lines.contains("WARN  [launch] worker-0 (pid \(killed.pid)) exited with signal 9 (Killed) while coordinator runs; it is not restarted"),

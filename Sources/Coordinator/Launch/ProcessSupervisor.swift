@@ -137,8 +137,10 @@ public final class ProcessSupervisor: @unchecked Sendable {
     /// When `stopOthersAtOnce` returns true for the primary's exit status, the others get
     /// SIGTERM at once instead (no goodbye is coming: the primary failed, or had nothing to do).
     /// A stop request on `stop` is forwarded as SIGTERM. With `stopWhenOthersFail`, once every
-    /// other child has exited and one of them failed (a refused or crashed worker), the primary
-    /// is stopped too instead of waiting forever for workers that will not come back.
+    /// other child has exited and each failed (refused or crashed workers), the primary is
+    /// stopped too instead of waiting forever for workers that will not come back. A child that
+    /// exited 0 left on the primary's goodbye, so the primary is ending by itself: then, and
+    /// after a stop request, earlier failures neither stop it nor replace its status.
     /// Returns the primary's exit status (128 + signal if it was killed by one), the first
     /// failed child's status when the others' failure ended the run, or 1 if there is no such child.
     public func waitForPrimary(_ primary: String, grace: Double = 5, stop: StopSignal? = nil,
@@ -158,8 +160,9 @@ public final class ProcessSupervisor: @unchecked Sendable {
                 if stopOthersAtOnce(status) { terminateAll(grace: grace) } else { stopAll(grace: grace) }
                 return othersFailed ?? status
             }
-            if stopWhenOthersFail, othersFailed == nil, !others.isEmpty, others.allSatisfy({ $0.exitStatus != nil }),
-               let failure = others.first(where: { $0.exitStatus != 0 }), let failed = failure.exitStatus {
+            if stopWhenOthersFail, othersFailed == nil, !forwarded, !others.isEmpty,
+               others.allSatisfy({ $0.exitStatus != nil && $0.exitStatus != 0 }),
+               let failure = others.first, let failed = failure.exitStatus {
                 othersFailed = failed
                 logger.error("every worker has exited (\(failure.name) with status \(failed)); stopping \(primary)")
                 kill(entry.pid, SIGTERM)
