@@ -152,7 +152,7 @@ struct PipelineCommand: ParsableCommand {
 
     private func stopIfRequested(_ stop: StopSignal) throws {
         if stop.isRequested {
-            FileHandle.standardError.write(Data("stopped; run `make run` again to continue from the finished stages\n".utf8))
+            FileHandle.standardError.write(Data("stopped; run `cerm pipeline --config \(config)` again (`make run` for the repository's cluster.toml) to continue from the finished stages\n".utf8))
             throw ExitCode(130)
         }
     }

@@ -19,7 +19,10 @@ struct SFTCommand: ParsableCommand {
         negative log-probability of the target tokens. Ends with a held-out \
         evaluation on data.eval and data.best_of_n and writes the weights (atomically) to \
         sft.output or --out; the training curve goes to <that path without .h5>.metrics.jsonl, \
-        one JSON line per step.
+        one JSON line per step. Ctrl-C (or SIGTERM) stops training before the next step and \
+        writes the weights so far to <that path without .h5>.partial.h5, never to sft.output \
+        (which `cerm pipeline` would reuse as finished); SFT starts from scratch when run again. \
+        Exit status 130 then.
         """)
 
     @Option(help: "The run configuration.")
@@ -41,8 +44,9 @@ struct SFTCommand: ParsableCommand {
     }
 
     func run() throws {
+        let stop = StopSignal.install()
         do {
-            try runSFT()
+            try runSFT(stop: stop)
         } catch let error as ExitCode {
             throw error
         } catch {
@@ -54,7 +58,13 @@ struct SFTCommand: ParsableCommand {
         FileHandle.standardError.write(Data((text + "\n").utf8))
     }
 
-    private func runSFT() throws {
+    /// Where weights of an SFT run stopped by a signal go: beside `output`, never `output`
+    /// itself, which `cerm pipeline` reuses as a finished stage.
+    static func partialPath(forWeights output: String) -> String {
+        (output.hasSuffix(".h5") ? String(output.dropLast(3)) : output) + ".partial.h5"
+    }
+
+    private func runSFT(stop: StopSignal) throws {
         let start = Date()
         let cfg = try Config.load(path: config)
         let output = out ?? cfg.sft.output
@@ -80,7 +90,7 @@ struct SFTCommand: ParsableCommand {
         log("training curve: \(metrics.path) (one JSON line per step)")
         var metricsError: (any Error)?
         let line = ProgressLine()
-        let result = try trainer.train(sequences) { p in
+        let result = try trainer.train(sequences, stop: stop) { p in
             // A full disk must not cost the run: keep training, report once.
             if metricsError == nil {
                 do { try metrics.record(p) } catch {
@@ -96,12 +106,21 @@ struct SFTCommand: ParsableCommand {
         line.finish()
         metrics.close()
         let epochLosses = result.epochLosses.map { String(format: "%.4f", $0) }.joined(separator: ", ")
+        let ending = result.stopSignal.map { "stopped by \(ChildProcessCheckpointProbe.signalName($0))" }
+            ?? (result.stoppedEarly ? "stopped early by --max-minutes" : "done")
         log(String(format: "SFT %@ after %d/%d steps in %@ (%.0f tokens/s); first batch loss %.4f, final loss EMA %.4f; epoch mean losses [%@]%@",
-                   result.stoppedEarly ? "stopped early by --max-minutes" : "done", result.steps, result.totalSteps,
+                   ending, result.steps, result.totalSteps,
                    formatDuration(result.elapsedSeconds), Double(result.tokens) / max(result.elapsedSeconds, 1e-9),
                    result.firstLoss ?? .nan, result.finalLossEMA ?? .nan, epochLosses,
                    result.skippedSteps > 0 ? "; \(result.skippedSteps) steps skipped (non-finite gradient)" : ""))
 
+        if result.stopSignal != nil {
+            let partial = Self.partialPath(forWeights: output)
+            try WeightsFile.saveAtomically(result.weights, to: partial)
+            log("wrote the weights after \(result.steps) of \(result.totalSteps) steps to \(partial) (checksum "
+                + "\(String(result.weights.checksum, radix: 16))), not to \(output): SFT starts from scratch when run again")
+            throw ExitCode(130)
+        }
         try WeightsFile.saveAtomically(result.weights, to: output)
         log("wrote \(output) (checksum \(String(result.weights.checksum, radix: 16)))")
 

@@ -436,6 +436,62 @@ import Testing
                 + "step_2.h5: \(CheckpointProbeTests.crashMessage)\n")
     }
 
+    /// Ctrl-C during `cerm sft` ends training before the next step and keeps the weights so far
+    /// beside `sft.output`, never as `sft.output` (which `cerm pipeline` would reuse as a
+    /// finished stage); it used to kill the process and lose them.
+    @Test func ctrlCDuringSFTKeepsThePartialWeightsAside() throws {
+        let dir = try Self.directory("sft-ctrl-c", config: """
+            [model]
+            hidden_size = 16
+            layers = 1
+            heads = 2
+            kv_heads = 1
+            ffn_size = 32
+            [data]
+            synth_train = 40
+            synth_eval = 4
+            [sft]
+            epochs = 10000
+            batch_size = 2
+            output = "sft.h5"
+            """)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        guard let binary = KillResumeTests.cermBinary else {
+            Issue.record("no cerm binary under .build/{debug,release}: run `swift build --build-tests` first")
+            return
+        }
+        let err = (dir as NSString).appendingPathComponent(".stderr")
+        _ = FileManager.default.createFile(atPath: err, contents: nil)
+        let sft = Process()
+        sft.executableURL = URL(fileURLWithPath: binary)
+        sft.arguments = ["sft", "--config", "c.toml", "--skip-eval", "--threads", "1"]
+        sft.currentDirectoryURL = URL(fileURLWithPath: dir)
+        sft.standardOutput = FileHandle.nullDevice
+        sft.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
+        try sft.run()
+        // Training has begun once the curve has a line.
+        let curve = (dir as NSString).appendingPathComponent("sft.metrics.jsonl")
+        for _ in 0..<1200 where sft.isRunning && ((try? String(contentsOfFile: curve, encoding: .utf8)) ?? "").isEmpty {
+            usleep(50_000)
+        }
+        sft.interrupt()
+        let interrupted = Date()
+        while sft.isRunning, Date().timeIntervalSince(interrupted) < 60 { usleep(20_000) }
+        guard !sft.isRunning else {
+            kill(sft.processIdentifier, SIGKILL)
+            sft.waitUntilExit()
+            Issue.record("cerm sft still ran 60 s after Ctrl-C")
+            return
+        }
+        let stderr = try String(contentsOfFile: err, encoding: .utf8)
+        #expect(sft.terminationReason == .exit && sft.terminationStatus == 130, "\(stderr)")
+        #expect(stderr.contains("SFT stopped by SIGINT after "), "\(stderr)")
+        #expect(stderr.contains("to sft.partial.h5 (checksum "), "\(stderr)")
+        #expect(stderr.contains("not to sft.h5: SFT starts from scratch when run again"), "\(stderr)")
+        #expect(!FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent("sft.h5")))
+        #expect(FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent("sft.partial.h5")))
+    }
+
     /// Ctrl-C while a child reads a checkpoint libhdf5 loops on: the coordinator kills the child
     /// and stops at once, saying why, instead of waiting out the child's minute and then reading
     /// the file itself or resuming from an older one.

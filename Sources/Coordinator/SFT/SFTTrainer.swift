@@ -84,8 +84,10 @@ public struct SFTResult: Sendable {
     public var finalLossEMA: Double?
     /// Mean loss of each completed or partial epoch.
     public var epochLosses: [Double]
-    /// True when the time cap ended training before `totalSteps`.
+    /// True when the time cap or a stop request ended training before `totalSteps`.
     public var stoppedEarly: Bool
+    /// The signal of the stop request that ended training (``SFTTrainer/train(_:stop:progress:)``), if one did.
+    public var stopSignal: Int32? = nil
     public var elapsedSeconds: Double
     public var tokens: Int
     /// Steps whose gradient norm was not finite (skipped).
@@ -198,7 +200,9 @@ public final class SFTTrainer {
 
     /// Trains on `sequences` for the configured epochs (or until the time cap), calling
     /// `progress` after every step.
-    public func train(_ sequences: [SFTSequence], progress: (SFTProgress) -> Void = { _ in }) throws -> SFTResult {
+    /// Trains on `sequences` for the options' epochs; a request on `stop` (Ctrl-C) ends training
+    /// before the next step, like the time cap, and the result says which signal it was.
+    public func train(_ sequences: [SFTSequence], stop: StopSignal? = nil, progress: (SFTProgress) -> Void = { _ in }) throws -> SFTResult {
         let start = Date()
         let batchesPerEpoch = (sequences.count + options.batchSize - 1) / options.batchSize
         let totalSteps = batchesPerEpoch * options.epochs
@@ -209,6 +213,7 @@ public final class SFTTrainer {
         var epochLosses: [Double] = []
         var skipped = 0
         var stoppedEarly = false
+        var stopSignal: Int32?
         training: for epoch in 0..<options.epochs {
             let order = Self.epochOrder(count: sequences.count, seed: options.seed, epoch: epoch)
             var epochLoss = 0.0
@@ -217,6 +222,11 @@ public final class SFTTrainer {
             for batchIndex in 0..<batchesPerEpoch {
                 if let cap = options.maxSeconds, Date().timeIntervalSince(start) >= cap {
                     stoppedEarly = true
+                    break training
+                }
+                if let signal = stop?.signal {
+                    stoppedEarly = true
+                    stopSignal = signal
                     break training
                 }
                 let range = (batchIndex * options.batchSize)..<min(sequences.count, (batchIndex + 1) * options.batchSize)
@@ -238,7 +248,7 @@ public final class SFTTrainer {
             }
         }
         return SFTResult(weights: model.weights, steps: step, totalSteps: totalSteps, firstLoss: firstLoss,
-                         finalLossEMA: ema, epochLosses: epochLosses, stoppedEarly: stoppedEarly,
+                         finalLossEMA: ema, epochLosses: epochLosses, stoppedEarly: stoppedEarly, stopSignal: stopSignal,
                          elapsedSeconds: Date().timeIntervalSince(start), tokens: tokens, skippedSteps: skipped)
     }
 }
