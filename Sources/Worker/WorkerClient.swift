@@ -65,6 +65,8 @@ public struct WorkerSettings: Sendable {
                 try CurveKeyFiles.loadKeyPair(path: cluster.workerSecretKeyFile)
             }
             security = .curveClient(serverKey: serverKey, keys: keys)
+        } else {
+            try EndpointSecurity.checkInsecureConnect(endpoint ?? cluster.endpoint, allowInsecure: cluster.allowInsecure)
         }
         self.init(endpoint: endpoint ?? cluster.endpoint, name: name, kind: kind, configHash: config.hash,
                   limits: ProtocolLimits(config: config), heartbeatInterval: cluster.heartbeatInterval,

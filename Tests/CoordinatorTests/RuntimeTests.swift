@@ -852,5 +852,15 @@ import Worker
         missing.cluster.serverPublicKeyFile = workerFiles.secret + ".absent"
         #expect(failure { _ = try WorkerSettings(config: missing, name: "w") }
             == "cluster.server_public_key_file: \(workerFiles.secret).absent: cannot read file")
+
+        // Without keys a worker connects only to a local endpoint (or with allow_insecure), as
+        // the coordinator binds only one: it used to talk plain text to any host.
+        var plainWorker = Config()
+        #expect(failure { _ = try WorkerSettings(config: plainWorker, name: "w", endpoint: "tcp://192.0.2.1:5611") }
+            == "refusing to connect to tcp://192.0.2.1:5611 without CURVE keys: set cluster.worker_secret_key_file and "
+            + "cluster.server_public_key_file (see `cerm keygen`), connect to a loopback address, or set cluster.allow_insecure = true")
+        #expect(failure { _ = try WorkerSettings(config: plainWorker, name: "w", endpoint: "tcp://127.0.0.1:5611") } == nil)
+        plainWorker.cluster.allowInsecure = true
+        #expect(failure { _ = try WorkerSettings(config: plainWorker, name: "w", endpoint: "tcp://192.0.2.1:5611") } == nil)
     }
 }

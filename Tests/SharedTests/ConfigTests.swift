@@ -120,6 +120,11 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             + "set: set cluster.curve_secret_key_file and cluster.authorized_keys_file (coordinator) or "
             + "cluster.worker_secret_key_file and cluster.server_public_key_file (workers) (see `cerm keygen`), use a loopback "
             + "address, or set cluster.allow_insecure = true"),
+        // Half a worker key pair: it used to connect in plain text without a word.
+        ("[cluster]\nserver_public_key_file = \"c.pub\"\n",
+         "cfg.toml: cluster.worker_secret_key_file: worker_secret_key_file and server_public_key_file are set together or not at all"),
+        ("[cluster]\nworker_secret_key_file = \"w.key\"\n",
+         "cfg.toml: cluster.server_public_key_file: worker_secret_key_file and server_public_key_file are set together or not at all"),
         // CRLF line endings keep their line numbers ("\r\n" is one Swift Character, not "\n").
         ("[grpo]\r\nclip_low = 1.5\r\n", "cfg.toml:2: grpo.clip_low: must be in 0.0...1.0, got 1.5"),
         ("[run]\r\n\r\nname = \"wa\\u0000x\"\r\n", "cfg.toml:3: a NUL character (\\u0000) cannot be part of a config value"),

@@ -550,6 +550,11 @@ public struct Config: Sendable, Equatable {
         if keys.contains(where: { !$0.isEmpty }) && keys.contains(where: { $0.isEmpty }) {
             throw fail("cluster.authorized_keys_file", "curve_secret_key_file and authorized_keys_file are set together or not at all")
         }
+        // Half a worker key pair would connect in plain text without a word.
+        if cluster.workerSecretKeyFile.isEmpty != cluster.serverPublicKeyFile.isEmpty {
+            throw fail(cluster.workerSecretKeyFile.isEmpty ? "cluster.worker_secret_key_file" : "cluster.server_public_key_file",
+                       "worker_secret_key_file and server_public_key_file are set together or not at all")
+        }
     }
 
     /// The pairs RL trains on: the curated file when `curation.enabled`, else `data.train`.

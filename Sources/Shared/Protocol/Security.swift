@@ -192,6 +192,16 @@ public enum EndpointSecurity {
             "refusing to bind \(endpoint) without CURVE keys: set cluster.curve_secret_key_file and cluster.authorized_keys_file "
                 + "(see `cerm keygen`), bind a loopback address, or set cluster.allow_insecure = true")
     }
+
+    /// Throws unless `endpoint` is local or `allowInsecure`: a worker's counterpart of
+    /// ``checkInsecureBind(_:allowInsecure:)``, so that a worker without keys never sends
+    /// weights requests and results in plain text over a network.
+    public static func checkInsecureConnect(_ endpoint: String, allowInsecure: Bool) throws {
+        if allowInsecure || isLocal(endpoint) { return }
+        throw CermError.invalid(
+            "refusing to connect to \(endpoint) without CURVE keys: set cluster.worker_secret_key_file and "
+                + "cluster.server_public_key_file (see `cerm keygen`), connect to a loopback address, or set cluster.allow_insecure = true")
+    }
 }
 
 /// A ZAP handler (RFC 27) that admits CURVE clients whose public key is listed and denies
