@@ -74,6 +74,13 @@ struct CoordinatorCommand: ParsableCommand {
             // The SFT weights are read by a child first, as resume candidates are.
             if let initPath { try CheckpointReader.probeFirst(path: initPath, with: ChildProcessCheckpointProbe(stop: stop, logger: logger)) }
             let learner = try GRPOLearner(config: config, initPath: initPath, threads: threads)
+            // A resumed run continues from its checkpoint whatever --init says (`cerm pipeline`
+            // passes both); say so when they disagree, instead of ignoring --init silently.
+            if let initPath, let loaded = resumePoint, let recorded = loaded.state.initWeightsChecksum,
+               recorded != learner.reference.checksum {
+                let checksums = "checksum \(CheckpointFormat.hex(recorded)), not \(CheckpointFormat.hex(learner.reference.checksum))"
+                logger.warning("--init \(initPath) is ignored: the run resumes from \(loaded.path), which started from other weights (\(checksums))")
+            }
             let pairs = try DatasetPairSource(config: config)
             // Only once the run can start (weights and data load): the files an earlier line of
             // training left that this run would mix with its own go aside, so that the next

@@ -36,6 +36,11 @@ struct WorkerCommand: ParsableCommand {
         if let problem = Self.connectProblem(connect) { throw ValidationError("--connect: \(problem)") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
         if let name, name.isEmpty { throw ValidationError("--name must not be empty") }
+        // The coordinator drops a longer HELLO as malformed, and the worker would retry for ever.
+        let nameLimit = ProtocolLimits().maxNameBytes
+        if let name, name.utf8.count > nameLimit {
+            throw ValidationError("--name is \(name.utf8.count) bytes; a worker name is at most \(nameLimit) (the protocol's HELLO limit)")
+        }
     }
 
     func run() throws {

@@ -315,6 +315,17 @@ import Testing
         #expect(result.stderrLines.first == "Error: --connect: \(problem)")
     }
 
+    /// A name longer than HELLO allows is refused at once: the coordinator dropped such a HELLO
+    /// as malformed and the worker retried for ever without being told.
+    @Test func workerNameLongerThanHelloAllowsIsRefused() throws {
+        let dir = try Self.directory("worker-name")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let long = String(repeating: "n", count: 300)
+        let result = try #require(try Self.cerm(["worker", "--connect", "tcp://127.0.0.1:1", "--config", "c.toml", "--name", long], in: dir))
+        #expect(result.status == 64)
+        #expect(result.stderrLines.first == "Error: --name is 300 bytes; a worker name is at most 256 (the protocol's HELLO limit)")
+    }
+
     /// The coordinator reads its key files and checks the bind is allowed before it loads data
     /// and model: `data.train` is missing here, and the key is reported, not the data.
     @Test(arguments: [

@@ -126,6 +126,15 @@ import Testing
         #expect(log.hasPrefix(trainLog))
         #expect(log.contains(freshWarning), "\(log)")
         #expect(log.contains("event run_superseded moved=step_1.h5,step_2.h5,step_3.h5,metrics.jsonl to=\(run)/\(second)"))
+
+        // --init with --resume: the checkpoint wins; weights other than those it started from
+        // are named, not ignored silently.
+        let other = dir + "/other.h5"
+        try ModelWeights(config: TransformerConfig(try Config.load(path: config).model), seed: 99, initStd: 0.1).save(to: other)
+        let ignored = try coordinator(["--resume", "--init", other, "--steps", "1"], log: dir + "/init.log")
+        #expect(ignored.status == 0, "\(ignored.stderr)")
+        #expect(ignored.stderr.contains("--init \(other) is ignored: the run resumes from \(run)/step_1.h5, which started from other weights (checksum "),
+                "\(ignored.stderr)")
     }
 
     /// A resume whose [model] differs is refused before train.log is opened or a change logged.
