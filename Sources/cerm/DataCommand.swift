@@ -33,7 +33,7 @@ struct DataCommand: ParsableCommand {
         var eval: Int?
         @Option(help: "Generation seed (default data.synth_seed).")
         var seed: UInt64?
-        @Option(name: .customLong("bon-n"), help: "Responses per Best-of-N item (0 or 1: no Best-of-N file).")
+        @Option(name: .customLong("bon-n"), help: "Responses per Best-of-N item (0 or 1: no Best-of-N file); queries without that many distinct responses get no item.")
         var bestOfN: Int = 4
 
         func validate() throws {
@@ -47,7 +47,10 @@ struct DataCommand: ParsableCommand {
             let dataset = SyntheticTask.generate(trainCount: train, evalCount: eval, seed: seed, bestOfN: bestOfN)
             let paths: [String]
             do { paths = try SyntheticTask.write(dataset, to: out, bestOfN: bestOfN) } catch { throw exitWithError(error) }
-            print("train: \(dataset.train.count) pairs, eval: \(dataset.eval.count) pairs, best-of-\(bestOfN): \(dataset.bestOfN.count) items (seed \(seed))")
+            // An eval query with fewer than bestOfN distinct responses gets no Best-of-N item.
+            let skipped = bestOfN >= 2 ? dataset.eval.count - dataset.bestOfN.count : 0
+            let note = skipped > 0 ? "; \(skipped) eval queries have fewer than \(bestOfN) distinct responses and got no item" : ""
+            print("train: \(dataset.train.count) pairs, eval: \(dataset.eval.count) pairs, best-of-\(bestOfN): \(dataset.bestOfN.count) items\(note) (seed \(seed))")
             paths.forEach { print("wrote \($0)") }
         }
     }

@@ -260,6 +260,16 @@ import Testing
         #expect(first == #"{"id":"train-0","query":"List 4 tools in uppercase, separated by \"/\".","chosen":"CHISEL/SAW/AXE/SPADE","rejected":"CHISEL/Saw/AXE/SPADE","task_type":"list"}"# + "\n")
     }
 
+    /// With a large N some eval queries cannot have N distinct responses: the count of those
+    /// left out is printed (it used to be silent).
+    @Test func synthSaysWhichQueriesGotNoBestOfNItem() throws {
+        let dir = try Self.directory("synth-bon8")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        guard let result = try Self.cerm(["data", "synth", "--out", "d", "--train", "10", "--eval", "20", "--bon-n", "8"], in: dir) else { return }
+        #expect(result.stdout.hasPrefix("train: 10 pairs, eval: 20 pairs, best-of-8: 13 items; 7 eval queries have fewer than 8 "
+                                        + "distinct responses and got no item (seed 7)\n"), "\(result.stdout)")
+    }
+
     /// `cerm export` prints the number of tensors model.safetensors holds (not the checkpoint's
     /// reference.* tensors too); `inspect` and `export` take SFT weights files as well.
     @Test func exportAndInspectOfCheckpointsAndSFTWeights() throws {
