@@ -405,6 +405,28 @@ struct EvaluationBackendTests {
         #expect(!unfiltered.table(title: "t").contains("unsupported"))
     }
 
+    @Test("Best-of-N items of different N are labelled as such, with a note, not as the largest N")
+    func mixedBestOfNSizesAreNamed() throws {
+        let two = SyntheticTask.generate(trainCount: 0, evalCount: 3, seed: 21, bestOfN: 2).bestOfN
+        let four = SyntheticTask.generate(trainCount: 0, evalCount: 3, seed: 21, bestOfN: 4).bestOfN
+        let evaluator = Evaluator(format: CompactFormat(), options: EvaluationOptions(seed: 1))
+        let judge = TeacherJudge(teacher: Teacher(errorRate: 0, seed: 1), format: CompactFormat())
+        let single = try evaluator.evaluate(four.enumerated().map { EvaluationItem(bestOfN: $1, index: $0) }, backend: judge)
+        #expect(single.bestOfNSize == 4 && single.bestOfNSmallestSize == 4)
+        #expect(single.table(title: "t").split(separator: "\n")[1].hasSuffix(" best-of-4"))
+        #expect(!single.table(title: "t").contains("note:"))
+        let items = (two + four).enumerated().map { EvaluationItem(bestOfN: $1, index: $0) }
+        let mixed = try evaluator.evaluate(items, backend: judge)
+        #expect(mixed.bestOfNSize == 4 && mixed.bestOfNSmallestSize == 2)
+        let lines = mixed.table(title: "t").split(separator: "\n").map(String.init)
+        #expect(lines[1].hasSuffix(" best-of-2…4"))
+        #expect(lines.contains("note: the Best-of-N items have 2 to 4 responses, and their chance levels differ (1/N): "
+                + "evaluate each Best-of-N file alone to compare N"))
+        var merged = single
+        merged.merge(try evaluator.evaluate(two.enumerated().map { EvaluationItem(bestOfN: $1, index: $0) }, backend: judge))
+        #expect(merged.bestOfNSmallestSize == 2 && merged.bestOfNSize == 4)
+    }
+
     @Test("a model judge generates and parses; both threads give the same report as one")
     func modelJudgeRuns() throws {
         let dataset = SyntheticTask.generate(trainCount: 0, evalCount: 2, seed: 21, bestOfN: 0)

@@ -7,7 +7,8 @@ extension EvaluationReport {
         func pct(_ tally: AccuracyTally) -> String {
             tally.count == 0 ? "—" : String(format: "%5.1f%% (n=%d)", 100 * tally.accuracy, tally.count)
         }
-        let bonLabel = "best-of-\(bestOfNSize == 0 ? "N" : String(bestOfNSize))"
+        let mixed = bestOfNSmallestSize > 0 && bestOfNSmallestSize < bestOfNSize
+        let bonLabel = "best-of-" + (bestOfNSize == 0 ? "N" : mixed ? "\(bestOfNSmallestSize)…\(bestOfNSize)" : String(bestOfNSize))
         var lines = [title, "subset".padding(toLength: 12, withPad: " ", startingAt: 0) + " "
                      + "pairwise".padding(toLength: 18, withPad: " ", startingAt: 0) + " " + bonLabel]
         func row(_ name: String, _ pair: AccuracyTally, _ bon: AccuracyTally) {
@@ -28,6 +29,10 @@ extension EvaluationReport {
             lines.append("evaluation parse failures: " + evaluationFailures.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         }
         if unsupported > 0 { lines.append("unsupported queries (skipped): \(unsupported)") }
+        if mixed {
+            lines.append("note: the Best-of-N items have \(bestOfNSmallestSize) to \(bestOfNSize) responses, and their chance levels differ "
+                         + "(1/N): evaluate each Best-of-N file alone to compare N")
+        }
         lines.append(String(format: "time: %.1f s", seconds))
         return lines.joined(separator: "\n")
     }
@@ -48,6 +53,7 @@ extension EvaluationReport {
         return [
             ("pairwise", tally(pairwise)), ("pairwise_by_type", byType(pairwiseByType)),
             ("best_of_n", tally(bestOfN)), ("best_of_n_by_type", byType(bestOfNByType)), ("best_of_n_size", String(bestOfNSize)),
+            ("best_of_n_smallest_size", String(bestOfNSmallestSize)),
             ("valid_format_rate", number(validFormatRate)),
             ("criteria_generated", String(criteriaGenerated)), ("criteria_valid", String(criteriaValid)),
             ("evaluations_generated", String(evaluationsGenerated)), ("evaluations_valid", String(evaluationsValid)),

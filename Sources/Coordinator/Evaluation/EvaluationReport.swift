@@ -79,6 +79,9 @@ public struct EvaluationReport: Sendable, Equatable {
     public var bestOfNByType: [String: AccuracyTally] = [:]
     /// Largest N among the Best-of-N items.
     public var bestOfNSize = 0
+    /// Smallest N among the Best-of-N items (0 without any): below ``bestOfNSize`` the
+    /// Best-of-N figure mixes items of different N, whose chance levels differ.
+    public var bestOfNSmallestSize = 0
     public var criteriaGenerated = 0
     public var criteriaValid = 0
     public var evaluationsGenerated = 0
@@ -116,6 +119,7 @@ public struct EvaluationReport: Sendable, Equatable {
             bestOfN.add(credit)
             bestOfNByType[item.taskType, default: AccuracyTally()].add(credit)
             bestOfNSize = max(bestOfNSize, item.responses.count)
+            bestOfNSmallestSize = bestOfNSmallestSize == 0 ? item.responses.count : min(bestOfNSmallestSize, item.responses.count)
         }
     }
 
@@ -138,6 +142,9 @@ public struct EvaluationReport: Sendable, Equatable {
         bestOfN.add(other.bestOfN)
         bestOfNByType.merge(other.bestOfNByType) { a, b in var sum = a; sum.add(b); return sum }
         bestOfNSize = max(bestOfNSize, other.bestOfNSize)
+        if other.bestOfNSmallestSize > 0 {
+            bestOfNSmallestSize = bestOfNSmallestSize == 0 ? other.bestOfNSmallestSize : min(bestOfNSmallestSize, other.bestOfNSmallestSize)
+        }
         criteriaGenerated += other.criteriaGenerated
         criteriaValid += other.criteriaValid
         evaluationsGenerated += other.evaluationsGenerated
