@@ -34,6 +34,25 @@ import Testing
                       stderr: try String(contentsOfFile: err, encoding: .utf8))
     }
 
+    /// Starts `cerm ARGUMENTS` in `directory` without waiting, its stderr going to a file (whose
+    /// path is returned) and stdout discarded; nil (with an issue recorded) without a built binary.
+    static func start(_ arguments: [String], in directory: String) throws -> (Process, stderr: String)? {
+        guard let binary = KillResumeTests.cermBinary else {
+            Issue.record("no cerm binary under .build/{debug,release}: run `swift build --build-tests` first")
+            return nil
+        }
+        let err = (directory as NSString).appendingPathComponent(".stderr")
+        _ = FileManager.default.createFile(atPath: err, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
+        try process.run()
+        return (process, err)
+    }
+
     /// `text` with every run of whitespace as one space (help text is wrapped to the terminal).
     static func words(_ text: String) -> String {
         text.split(whereSeparator: \.isWhitespace).joined(separator: " ")
@@ -477,19 +496,7 @@ import Testing
             output = "sft.h5"
             """)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        guard let binary = KillResumeTests.cermBinary else {
-            Issue.record("no cerm binary under .build/{debug,release}: run `swift build --build-tests` first")
-            return
-        }
-        let err = (dir as NSString).appendingPathComponent(".stderr")
-        _ = FileManager.default.createFile(atPath: err, contents: nil)
-        let sft = Process()
-        sft.executableURL = URL(fileURLWithPath: binary)
-        sft.arguments = ["sft", "--config", "c.toml", "--skip-eval", "--threads", "1"]
-        sft.currentDirectoryURL = URL(fileURLWithPath: dir)
-        sft.standardOutput = FileHandle.nullDevice
-        sft.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
-        try sft.run()
+        guard let (sft, err) = try Self.start(["sft", "--config", "c.toml", "--skip-eval", "--threads", "1"], in: dir) else { return }
         // Training has begun once the curve has a line.
         let curve = (dir as NSString).appendingPathComponent("sft.metrics.jsonl")
         for _ in 0..<1200 where sft.isRunning && ((try? String(contentsOfFile: curve, encoding: .utf8)) ?? "").isEmpty {
@@ -521,19 +528,7 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let (run, _, step2) = try Self.runOfTwoCheckpoints(in: dir)
         try corruptFormatHeapObject(in: step2, byte: 0, value: 0xff)
-        guard let binary = KillResumeTests.cermBinary else {
-            Issue.record("no cerm binary under .build/{debug,release}: run `swift build --build-tests` first")
-            return
-        }
-        let err = (dir as NSString).appendingPathComponent(".stderr")
-        _ = FileManager.default.createFile(atPath: err, contents: nil)
-        let coordinator = Process()
-        coordinator.executableURL = URL(fileURLWithPath: binary)
-        coordinator.arguments = ["coordinator", "--config", "c.toml", "--resume", run]
-        coordinator.currentDirectoryURL = URL(fileURLWithPath: dir)
-        coordinator.standardOutput = FileHandle.nullDevice
-        coordinator.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
-        try coordinator.run()
+        guard let (coordinator, err) = try Self.start(["coordinator", "--config", "c.toml", "--resume", run], in: dir) else { return }
         let parent = coordinator.processIdentifier
 
         /// The pid of the coordinator's `checkpoint-probe` child, once it runs.
