@@ -143,7 +143,7 @@ struct PipelineCommand: ParsableCommand {
         let weights = try WeightsFile.load(path: path, probe: probe).weights
         let differences = weights.config.changes(to: TransformerConfig(config.model))
         guard differences.isEmpty else {
-            let keys = differences.map { "\($0.key): \($0.old) (weights) ≠ \($0.new) (config)" }.joined(separator: "; ")
+            let keys = differences.mismatches(labelled: "weights")
             throw CermError.invalid("cannot reuse the SFT weights \(path): they were trained for another [model] (\(keys)); "
                                     + "delete \(path) to train SFT again with this config, or restore the [model] section")
         }

@@ -61,7 +61,7 @@ struct SFTCommand: ParsableCommand {
     /// Where weights of an SFT run stopped by a signal go: beside `output`, never `output`
     /// itself, which `cerm pipeline` reuses as a finished stage.
     static func partialPath(forWeights output: String) -> String {
-        (output.hasSuffix(".h5") ? String(output.dropLast(3)) : output) + ".partial.h5"
+        (output as NSString).deletingPathExtension + ".partial.h5"
     }
 
     private func runSFT(stop: StopSignal) throws {

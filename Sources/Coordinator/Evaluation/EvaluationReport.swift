@@ -118,9 +118,14 @@ public struct EvaluationReport: Sendable, Equatable {
             let credit = EvaluationScoring.bestOfNCredit(scores: scores, best: best)
             bestOfN.add(credit)
             bestOfNByType[item.taskType, default: AccuracyTally()].add(credit)
-            bestOfNSize = max(bestOfNSize, item.responses.count)
-            bestOfNSmallestSize = bestOfNSmallestSize == 0 ? item.responses.count : min(bestOfNSmallestSize, item.responses.count)
+            noteBestOfNSize(item.responses.count)
         }
+    }
+
+    /// Widens ``bestOfNSmallestSize``…``bestOfNSize`` to include `size`.
+    private mutating func noteBestOfNSize(_ size: Int) {
+        bestOfNSize = max(bestOfNSize, size)
+        bestOfNSmallestSize = bestOfNSmallestSize == 0 ? size : min(bestOfNSmallestSize, size)
     }
 
     /// Counts one parsed criteria output.
@@ -141,9 +146,9 @@ public struct EvaluationReport: Sendable, Equatable {
         pairwiseByType.merge(other.pairwiseByType) { a, b in var sum = a; sum.add(b); return sum }
         bestOfN.add(other.bestOfN)
         bestOfNByType.merge(other.bestOfNByType) { a, b in var sum = a; sum.add(b); return sum }
-        bestOfNSize = max(bestOfNSize, other.bestOfNSize)
-        if other.bestOfNSmallestSize > 0 {
-            bestOfNSmallestSize = bestOfNSmallestSize == 0 ? other.bestOfNSmallestSize : min(bestOfNSmallestSize, other.bestOfNSmallestSize)
+        if other.bestOfNSize > 0 {
+            noteBestOfNSize(other.bestOfNSmallestSize)
+            noteBestOfNSize(other.bestOfNSize)
         }
         criteriaGenerated += other.criteriaGenerated
         criteriaValid += other.criteriaValid

@@ -49,8 +49,7 @@ public enum GRPOLearnerError: Error, Equatable, CustomStringConvertible {
         case let .sequenceTooLong(step, id, length, maxSeqLen):
             return "step \(step), \(id): prompt + output is \(length) tokens, model.max_seq_len is \(maxSeqLen)"
         case let .modelConfigMismatch(source, label, differences):
-            let keys = differences.map { "\($0.key): \($0.old) (\(label)) ≠ \($0.new) (config)" }.joined(separator: "; ")
-            return "\(source): the model differs from [model] (the architecture cannot change): \(keys)"
+            return "\(source): the model differs from [model] (the architecture cannot change): \(differences.mismatches(labelled: label))"
         }
     }
 }

@@ -90,7 +90,7 @@ public struct ModelChangedOnResume: Error, CustomStringConvertible, Equatable {
     public var differences: [ConfigChange]
 
     public var description: String {
-        let keys = differences.map { "\($0.key): \($0.old) (checkpoint) ≠ \($0.new) (config)" }.joined(separator: "; ")
+        let keys = differences.mismatches(labelled: "checkpoint")
         return "cannot resume from \(path): its model differs from the config's [model] (\(keys)); "
             + "a run continues only with the model it was trained with: restore the [model] section, "
             + "or start a new run under another run.name"

@@ -637,6 +637,14 @@ public struct ConfigChange: Sendable, Equatable {
     }
 }
 
+extension Array where Element == ConfigChange {
+    /// `model.layers: 4 (weights) ≠ 2 (config); …`: each change with its old value labelled
+    /// `label` (where it came from) against the config's, for errors refusing an architecture.
+    public func mismatches(labelled label: String) -> String {
+        map { "\($0.key): \($0.old) (\(label)) ≠ \($0.new) (config)" }.joined(separator: "; ")
+    }
+}
+
 /// Type-erased section so that one loop can walk sections of different types.
 protocol ConfigSectionBox {
     mutating func visit<V: ConfigVisitor>(_ visitor: inout V) throws
