@@ -30,34 +30,72 @@ let package = Package(
         // inference path: OpenBLAS's sgemm rounds a row differently depending on the batch.
         .target(name: "CKernels"),
 
-        // Shared: config, logging, safe wrappers over the C libraries, the CE-RM method
-        // (formats, rewards, GRPO), the wire protocol and data formats.
+        // Shared: the small core every module may link: errors, checksums, the seeded RNG, JSON,
+        // BLAS / HDF5 / C-string wrappers, the model families, token ids and the byte tokenizer.
+        .target(name: "Shared", dependencies: ["CHDF5", "COpenBLAS"]),
+        // Runtime: process plumbing: logging, clocks, stop and parent-death signals, warning limits.
         .target(
-            name: "Shared",
-            dependencies: [
-                "CZeroMQ", "CHDF5", "COpenBLAS", "CSystemShims",
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "TOMLKit", package: "TOMLKit"),
-            ]),
+            name: "Runtime",
+            dependencies: ["Shared", "CSystemShims", .product(name: "Logging", package: "swift-log")]),
+        // Configuration: the run's TOML configuration, its schema and checks, endpoint security.
+        .target(
+            name: "Configuration",
+            dependencies: ["Shared", .product(name: "TOMLKit", package: "TOMLKit")]),
+        // Method: CE-RM itself: prompt formats and parsers, rollout plan, rewards, advantages,
+        // GRPO loss, metrics. No I/O.
+        .target(name: "Method", dependencies: ["Shared", "Configuration"]),
+        // Datasets: preference-data loaders, JSON lines, the synthetic task and its teacher.
+        .target(name: "Datasets", dependencies: ["Shared", "Configuration", "Method"]),
+        // WireProtocol: ZeroMQ, CURVE, the messages and their codec, channels, weight transfer.
+        .target(
+            name: "WireProtocol",
+            dependencies: ["Shared", "Runtime", "Configuration", "Method", "CZeroMQ",
+                           .product(name: "Logging", package: "swift-log")]),
         // Engine: the Llama/Qwen-family transformer (forward, backward, generation, AdamW).
         .target(name: "Engine", dependencies: ["Shared", "COpenBLAS", "CKernels"]),
-        // Coordinator: scheduler, learner (GRPO), checkpoints, monitoring.
-        .target(name: "Coordinator", dependencies: ["Shared", "Engine", "CSystemShims"]),
+        // EngineConfiguration: the engine's model and initial weights from a run's configuration.
+        .target(name: "EngineConfiguration", dependencies: ["Engine", "Configuration"]),
+        // Coordinator: scheduler, learner (GRPO), SFT, checkpoints, evaluation, monitoring.
+        .target(
+            name: "Coordinator",
+            dependencies: ["Shared", "Runtime", "Configuration", "Method", "Datasets", "WireProtocol",
+                           "Engine", "EngineConfiguration", "CSystemShims",
+                           .product(name: "Logging", package: "swift-log")]),
         // Worker: two-stage rollout on the engine, weight fetching, reconnects.
-        .target(name: "Worker", dependencies: ["Shared", "Engine"]),
+        .target(
+            name: "Worker",
+            dependencies: ["Shared", "Runtime", "Configuration", "Method", "WireProtocol", "Engine", "EngineConfiguration",
+                           .product(name: "Logging", package: "swift-log")]),
         // The one executable with subcommands.
         .executableTarget(
             name: "cerm",
             dependencies: [
-                "Shared", "Engine", "Coordinator", "Worker",
+                "Shared", "Runtime", "Configuration", "Method", "Datasets", "WireProtocol",
+                "Engine", "EngineConfiguration", "Coordinator", "Worker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
-        .testTarget(name: "SharedTests", dependencies: ["Shared"]),
-        .testTarget(name: "EngineTests", dependencies: ["Engine", "Shared", "CKernels"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Worker", "Engine", "Shared"]),
-        .testTarget(name: "WorkerTests", dependencies: ["Worker", "Engine", "Shared"]),
+        // Helpers the test targets share (temporary files, the `cerm` binary, free ports, tiny runs).
+        .target(name: "TestSupport", dependencies: ["Shared"], path: "Tests/TestSupport"),
+        // Tests, one target per module.
+        .testTarget(name: "SharedTests", dependencies: ["TestSupport", "Shared"]),
+        .testTarget(name: "RuntimeTests", dependencies: ["TestSupport", "Runtime", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Shared"]),
+        .testTarget(name: "MethodTests", dependencies: ["Method", "Configuration", "Shared"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Method", "Configuration", "Shared"]),
+        .testTarget(name: "WireProtocolTests", dependencies: ["WireProtocol", "Method", "Configuration", "Runtime", "Shared"]),
+        .testTarget(
+            name: "EngineTests", dependencies: ["Engine", "EngineConfiguration", "Configuration", "Shared", "CKernels"],
+            resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "CoordinatorTests",
+            dependencies: ["TestSupport", "Coordinator", "Worker", "Engine", "EngineConfiguration", "Shared", "Runtime", "Configuration",
+                           "Method", "Datasets", "WireProtocol", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(
+            name: "WorkerTests",
+            dependencies: ["Worker", "Engine", "Shared", "Runtime", "Configuration", "Method", "WireProtocol",
+                           .product(name: "Logging", package: "swift-log")]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -5,4 +5,3 @@
 /// entropies, backward to ``ModelGradients``), ``AdamW`` and ``LearningRateSchedule``,
 /// ``EngineBenchmark``. Generation path: `Generator`, `KVCache`, `TokenSampler`.
 import Foundation
-import Shared

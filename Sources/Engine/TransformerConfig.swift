@@ -41,15 +41,6 @@ public struct TransformerConfig: Sendable, Equatable, Codable {
         self.tieEmbeddings = tieEmbeddings
     }
 
-    /// The architecture named by a `[model]` config section.
-    public init(_ section: ModelSection) {
-        self.init(family: section.family, hiddenSize: section.hiddenSize, layers: section.layers,
-                  heads: section.heads, kvHeads: section.kvHeads, headDim: section.effectiveHeadDim,
-                  ffnSize: section.ffnSize, vocabSize: section.vocabSize, maxSeqLen: section.maxSeqLen,
-                  ropeTheta: section.ropeTheta, rmsNormEps: section.rmsNormEps, qkNorm: section.qkNorm,
-                  qkvBias: section.qkvBias, tieEmbeddings: section.tieEmbeddings)
-    }
-
     /// Query projection width (`heads · headDim`).
     public var qDim: Int { heads * headDim }
     /// Key/value projection width (`kvHeads · headDim`).
@@ -70,30 +61,11 @@ public struct TransformerConfig: Sendable, Equatable, Codable {
         return String(decoding: data, as: UTF8.self)
     }
 
-    /// Each field as its `[model]` key (`model.layers`) and value, in the section's order;
-    /// `model.head_dim` is the effective per-head dimension.
-    public var keyedValues: [(key: String, value: String)] {
-        [("family", family.rawValue), ("hidden_size", "\(hiddenSize)"), ("layers", "\(layers)"), ("heads", "\(heads)"),
-         ("kv_heads", "\(kvHeads)"), ("head_dim", "\(headDim)"), ("ffn_size", "\(ffnSize)"), ("vocab_size", "\(vocabSize)"),
-         ("max_seq_len", "\(maxSeqLen)"), ("rope_theta", "\(ropeTheta)"), ("rms_norm_eps", "\(rmsNormEps)"),
-         ("qk_norm", "\(qkNorm)"), ("qkv_bias", "\(qkvBias)"), ("tie_embeddings", "\(tieEmbeddings)")]
-            .map { ("model.\($0.0)", $0.1) }
-    }
-
-    /// The fields whose values differ from `other`'s (`old`: this one's, `new`: `other`'s).
-    public func changes(to other: TransformerConfig) -> [ConfigChange] {
-        zip(keyedValues, other.keyedValues).compactMap { mine, theirs in
-            mine.value == theirs.value ? nil : ConfigChange(key: mine.key, old: mine.value, new: theirs.value)
-        }
-    }
-
     /// Parses ``jsonString()`` (or a fixture's `config_json`).
     public static func fromJSON(_ text: String) throws -> TransformerConfig {
         try JSONDecoder().decode(TransformerConfig.self, from: Data(text.utf8))
     }
 }
-
-extension ModelFamily: Codable {}
 
 /// One named parameter tensor inside the flat parameter buffer.
 public struct ParameterSpec: Sendable, Equatable {

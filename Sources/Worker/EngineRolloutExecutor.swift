@@ -1,7 +1,11 @@
+import Configuration
 import Engine
+import EngineConfiguration
 import Foundation
 import Logging
+import Method
 import Shared
+import WireProtocol
 
 /// Sampling settings of one task, as the engine takes them.
 public struct RolloutSampling: Sendable, Equatable {
@@ -316,7 +320,7 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
 
     /// The engine reports both a spent budget and a full context as `length`; only a sequence cut
     /// short of its budget ran out of context.
-    static func finishReason(_ result: GenerationResult, maxTokens: Int) -> Shared.FinishReason {
+    static func finishReason(_ result: GenerationResult, maxTokens: Int) -> WireProtocol.FinishReason {
         switch result.finishReason {
         case .eos, .stop: .stop
         case .length: result.tokens.count >= maxTokens ? .length : .context

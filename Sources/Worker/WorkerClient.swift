@@ -1,6 +1,9 @@
+import Configuration
 import Foundation
 import Logging
+import Runtime
 import Shared
+import WireProtocol
 
 /// Worker side of the runtime: runs one task's rollouts with the weights the coordinator
 /// publishes.

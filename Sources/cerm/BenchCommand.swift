@@ -1,5 +1,7 @@
 import ArgumentParser
+import Configuration
 import Engine
+import EngineConfiguration
 import Foundation
 import Shared
 

@@ -1,8 +1,7 @@
 import ArgumentParser
 import Coordinator
-import Engine
 import Foundation
-import Shared
+import Runtime
 
 /// `cerm checkpoint-probe FILE` (hidden): reads and verifies one checkpoint (or SFT weights
 /// file) and exits 0 when it loads, 1 with the reader's error otherwise. Other commands run it

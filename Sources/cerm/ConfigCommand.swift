@@ -1,6 +1,6 @@
 import ArgumentParser
+import Configuration
 import Foundation
-import Shared
 
 /// `cerm config check FILE`: validates a config and prints the effective configuration.
 struct ConfigCommand: ParsableCommand {

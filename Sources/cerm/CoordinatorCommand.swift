@@ -1,7 +1,9 @@
 import ArgumentParser
+import Configuration
 import Coordinator
 import Foundation
 import Logging
+import Runtime
 import Shared
 
 /// `cerm coordinator`: serves rollout tasks to workers and trains the policy with GRPO

@@ -1,7 +1,8 @@
 import ArgumentParser
+import Configuration
 import Coordinator
-import Engine
 import Foundation
+import Method
 import Shared
 
 /// `cerm curate`: CE-RM's data curation between SFT and RL: screen training pairs with sampled

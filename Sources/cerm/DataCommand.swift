@@ -1,6 +1,9 @@
 import ArgumentParser
+import Configuration
 import Coordinator
+import Datasets
 import Foundation
+import Method
 import Shared
 
 extension DataFormat: ExpressibleByArgument {}

@@ -1,7 +1,11 @@
 import ArgumentParser
+import Configuration
 import Coordinator
+import Datasets
 import Engine
+import EngineConfiguration
 import Foundation
+import Method
 import Shared
 
 extension CriteriaMode: ExpressibleByArgument {}

@@ -2,7 +2,6 @@ import ArgumentParser
 import Coordinator
 import Engine
 import Foundation
-import Shared
 
 /// `cerm export FILE --out DIR`: model tensors as safetensors plus a Hugging Face config.json,
 /// from an RL checkpoint (its policy) or an SFT weights file.

@@ -1,8 +1,6 @@
 import ArgumentParser
 import Coordinator
-import Engine
 import Foundation
-import Shared
 
 /// Prints an error and exits with status 2 (unreadable input), the convention of `cerm config`.
 func exitWithError(_ error: Error) -> ExitCode {

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import Shared
+import WireProtocol
 
 /// `cerm keygen NAME`: makes a CURVE key pair for a coordinator or a worker.
 struct KeygenCommand: ParsableCommand {

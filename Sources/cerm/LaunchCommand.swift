@@ -2,6 +2,7 @@ import ArgumentParser
 import Coordinator
 import Foundation
 import Logging
+import Runtime
 import Shared
 
 /// `cerm launch`: a local cluster, one coordinator and N workers, as supervised child processes.

@@ -1,8 +1,12 @@
 import ArgumentParser
+import Configuration
 import Coordinator
+import Datasets
 import Engine
+import EngineConfiguration
 import Foundation
 import Logging
+import Runtime
 import Shared
 
 /// `cerm pipeline`: the default run end to end, what `make run` does.

@@ -1,7 +1,11 @@
 import ArgumentParser
+import Configuration
 import Coordinator
 import Engine
+import EngineConfiguration
 import Foundation
+import Method
+import Runtime
 import Shared
 
 /// `cerm sft`: cold-start supervised fine-tuning of a fresh model on the teacher's traces,

@@ -1,7 +1,6 @@
 import ArgumentParser
 import Coordinator
 import Foundation
-import Shared
 
 /// `cerm status RUN_DIR`: latest checkpoint, last metrics, and whether the run is alive.
 struct StatusCommand: ParsableCommand {

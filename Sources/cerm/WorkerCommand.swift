@@ -1,8 +1,10 @@
 import ArgumentParser
-import Engine
+import Configuration
 import Foundation
 import Logging
+import Runtime
 import Shared
+import WireProtocol
 import Worker
 
 /// `cerm worker --connect ENDPOINT`: a rollout worker on the engine (docs/PROTOCOL.md §7).

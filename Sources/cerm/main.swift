@@ -1,6 +1,6 @@
 import ArgumentParser
-import Engine
 import Foundation
+import Runtime
 import Shared
 
 // OpenBLAS picks its kernels once, when it is loaded, and different kernels round differently:

@@ -1,8 +1,10 @@
+@testable import Coordinator
 import Engine
+import EngineConfiguration
 import Foundation
 import Shared
+import TestSupport
 import Testing
-@testable import Coordinator
 
 /// The two kinds of .h5 cerm writes are told apart wherever one is given for the other.
 @Suite struct CermFileKindTests {

@@ -1,8 +1,9 @@
+@testable import Coordinator
 import Foundation
 import Logging
-import Shared
+import Runtime
+import TestSupport
 import Testing
-@testable import Coordinator
 
 /// A probe that answers from a table instead of running anything: a crash without a file
 /// that crashes libhdf5.

@@ -1,14 +1,9 @@
+import Configuration
+@testable import Coordinator
 import Foundation
 import Shared
+import TestSupport
 import Testing
-@testable import Coordinator
-
-/// A fresh empty directory under the system temporary directory.
-func makeTemporaryDirectory(_ label: String) throws -> String {
-    let path = (NSTemporaryDirectory() as NSString).appendingPathComponent("cerm-\(label)-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
 
 /// A small state exercising the awkward cases: NaNs with and without payload, signed zeros,
 /// infinities, subnormals, empty and scalar tensors, non-ASCII and decomposed Unicode text.

@@ -1,8 +1,12 @@
+import Configuration
+@testable import Coordinator
+import Datasets
 import Engine
 import Foundation
+import Method
 import Shared
+import TestSupport
 import Testing
-@testable import Coordinator
 
 /// The `cerm` executable as a user runs it: messages and files of single commands.
 @Suite struct CommandLineTests {

@@ -1,8 +1,10 @@
-import Foundation
-import Testing
+@testable import Configuration
 @testable import Coordinator
-import Engine
+@testable import Datasets
+import Foundation
+@testable import Method
 @testable import Shared
+import Testing
 
 @Suite("Curation (CE-RM's uncertainty filter before RL)")
 struct CurationTests {

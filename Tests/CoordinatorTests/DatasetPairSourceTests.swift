@@ -1,7 +1,11 @@
-import Foundation
-import Testing
+@testable import Configuration
 @testable import Coordinator
+@testable import Datasets
+import Foundation
+@testable import Method
 @testable import Shared
+import TestSupport
+import Testing
 
 @Suite struct DatasetPairSourceTests {
     static func pairs(_ count: Int) -> [PreferencePair] {

@@ -1,9 +1,11 @@
+@testable import Coordinator
 import Engine
 import Foundation
 import Logging
-import Testing
-@testable import Coordinator
+@testable import Method
 @testable import Shared
+import Testing
+@testable import WireProtocol
 import Worker
 
 /// A learner stand-in that serves real model weights (fixed across versions) and records the

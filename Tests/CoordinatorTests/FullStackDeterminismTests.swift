@@ -1,9 +1,15 @@
+@testable import Configuration
+@testable import Coordinator
+@testable import Datasets
 import Engine
+import EngineConfiguration
 import Foundation
 import Logging
-import Testing
-@testable import Coordinator
+@testable import Method
+@testable import Runtime
 @testable import Shared
+import Testing
+@testable import WireProtocol
 import Worker
 
 /// A real learner that also keeps the metrics of every step, so a test can check that the run

@@ -1,8 +1,13 @@
-import Foundation
-import Testing
+@testable import Configuration
 @testable import Coordinator
 @testable import Engine
+import EngineConfiguration
+import Foundation
+@testable import Method
 @testable import Shared
+import TestSupport
+import Testing
+@testable import WireProtocol
 
 /// A tiny model and a hand-built CE-RM step whose outputs all parse.
 enum LearnerFixture {

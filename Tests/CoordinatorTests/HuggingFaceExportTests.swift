@@ -1,8 +1,9 @@
+@testable import Coordinator
 import Engine
 import Foundation
 import Shared
+import TestSupport
 import Testing
-@testable import Coordinator
 
 /// `cerm export`: a transformers `config.json` for the model's family and the policy tensors.
 /// (That transformers loads the pair and computes the engine's logits is checked by hand with

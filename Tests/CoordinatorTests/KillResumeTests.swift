@@ -1,7 +1,7 @@
-import Foundation
-import Testing
 @testable import Coordinator
+import Foundation
 @testable import Shared
+import Testing
 
 /// `cerm launch` as real processes: the coordinator is killed with SIGKILL after a checkpoint,
 /// then `cerm launch --resume` finishes the run, which must end with the same policy, bit for

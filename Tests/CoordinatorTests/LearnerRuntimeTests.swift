@@ -1,9 +1,14 @@
+@testable import Configuration
+@testable import Coordinator
+@testable import Datasets
+@testable import Engine
+import EngineConfiguration
 import Foundation
 import Logging
-import Testing
-@testable import Coordinator
-@testable import Engine
 @testable import Shared
+import TestSupport
+import Testing
+@testable import WireProtocol
 import Worker
 
 /// A worker engine that writes the fixture's outputs (teacher forcing) and scores them with the

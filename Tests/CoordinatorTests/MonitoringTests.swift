@@ -1,7 +1,9 @@
-import Foundation
-import Shared
-import Testing
 @testable import Coordinator
+import Foundation
+import Runtime
+import Shared
+import TestSupport
+import Testing
 
 /// The `metrics.jsonl` keys as documented in docs/MONITORING.md.
 private let documentedKeys: Set<String> = [

@@ -1,8 +1,9 @@
+@testable import Coordinator
 import Foundation
 import Logging
-import Testing
-@testable import Coordinator
+@testable import Runtime
 @testable import Shared
+import Testing
 
 /// A `[launch]` logger writing into a temporary file, as `cerm launch` writes its log.
 private struct LaunchLog {

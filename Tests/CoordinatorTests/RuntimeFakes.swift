@@ -1,6 +1,8 @@
-import Foundation
 @testable import Coordinator
+import Foundation
+@testable import Method
 @testable import Shared
+@testable import WireProtocol
 import Worker
 
 /// Deterministic stand-ins for the engine: trajectories and weights are hashes of exactly the

@@ -1,9 +1,12 @@
-import Foundation
-import Synchronization
-import Logging
-import Testing
+@testable import Configuration
 @testable import Coordinator
+import Foundation
+import Logging
+@testable import Runtime
 @testable import Shared
+import Synchronization
+import Testing
+@testable import WireProtocol
 import Worker
 
 /// Coordinator and workers as threads of this process over TCP loopback, with fake engines.

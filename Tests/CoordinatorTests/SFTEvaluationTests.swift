@@ -1,8 +1,12 @@
-import Foundation
-import Testing
+import Configuration
 @testable import Coordinator
+import Datasets
 import Engine
+import EngineConfiguration
+import Foundation
+import Method
 import Shared
+import Testing
 
 /// A model small enough to train a few steps in a debug build.
 private let tinyConfig = TransformerConfig(

@@ -1,7 +1,9 @@
-import Foundation
-import Shared
-import Testing
+import Configuration
 @testable import Coordinator
+import Datasets
+import Foundation
+import TestSupport
+import Testing
 
 /// `cerm sft`, `cerm curate` and `cerm eval` report the lines `data.skip_bad` skipped, with the
 /// report of ``LoadReport/skippedLinesReport(rest:limit:)`` the coordinator uses too.

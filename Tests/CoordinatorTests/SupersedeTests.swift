@@ -1,8 +1,10 @@
-import Engine
-import Foundation
-import Shared
-import Testing
+import Configuration
 @testable import Coordinator
+import Engine
+import EngineConfiguration
+import Foundation
+import TestSupport
+import Testing
 
 /// A run that starts from step N moves the run directory's later checkpoints (a fresh run: all
 /// of them and metrics.jsonl) into `superseded-<UTC time>/`, so the next `--resume` continues

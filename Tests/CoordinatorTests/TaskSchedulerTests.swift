@@ -1,6 +1,10 @@
-import Testing
+import Configuration
 @testable import Coordinator
+import Method
+import Runtime
 import Shared
+import Testing
+import WireProtocol
 
 @Suite struct TaskSchedulerTests {
     static let alice = RoutingID([0xA1])

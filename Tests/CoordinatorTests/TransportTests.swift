@@ -1,7 +1,9 @@
 import Foundation
-import Testing
-@testable import Coordinator
+@testable import Method
+@testable import Runtime
 @testable import Shared
+import Testing
+@testable import WireProtocol
 #if canImport(Glibc)
 import Glibc
 #endif

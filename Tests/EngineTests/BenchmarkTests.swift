@@ -1,7 +1,8 @@
+import Configuration
+@testable import Engine
+import EngineConfiguration
 import Foundation
 import Testing
-@testable import Engine
-import Shared
 
 @Suite struct BenchmarkTests {
     @Test func flopCountOfATinyConfigMatchesHandCount() {

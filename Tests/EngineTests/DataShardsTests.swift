@@ -1,7 +1,7 @@
+@testable import Engine
 import Foundation
 import Synchronization
 import Testing
-@testable import Engine
 
 @Suite struct DataShardsTests {
     @Test func shardsAreBalancedByTokensInRowOrder() {

@@ -1,7 +1,7 @@
-import Foundation
-import Testing
 @testable import Engine
+import Foundation
 import Shared
+import Testing
 
 /// The engine against reference outputs of PyTorch/transformers (see Fixtures/README.md of the
 /// `fixtures` branch): logits, log-probs, entropies, loss and every parameter gradient.

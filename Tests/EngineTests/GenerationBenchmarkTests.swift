@@ -1,7 +1,7 @@
+@testable import Engine
 import Foundation
 import Shared
 import Testing
-@testable import Engine
 
 /// Prints the generation benchmark; opt-in (`CERM_BENCH=1`) because it only means something in a
 /// release build: `CERM_BENCH=1 swift test -c release -Xswiftc -enable-testing --filter GenerationBenchmarkRun`.

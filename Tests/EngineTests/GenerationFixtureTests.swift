@@ -1,7 +1,7 @@
+@testable import Engine
 import Foundation
 import Shared
 import Testing
-@testable import Engine
 
 /// Greedy generation against Hugging Face `transformers` fixtures (see Fixtures/README.md).
 ///

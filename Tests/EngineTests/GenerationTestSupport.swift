@@ -1,6 +1,7 @@
+@testable import Engine
+import EngineConfiguration
 import Foundation
 import Shared
-@testable import Engine
 
 /// Tiny models with deterministic pseudo-random weights for the generation tests.
 enum GenerationTestModels {

@@ -1,9 +1,9 @@
 import CKernels
 import COpenBLAS
+@testable import Engine
 import Foundation
 import Shared
 import Testing
-@testable import Engine
 
 @Suite("Generation")
 struct GenerationTests {

@@ -1,7 +1,6 @@
+@testable import Engine
 import Foundation
 import Testing
-@testable import Engine
-import Shared
 
 /// Central finite differences against the analytic backward, for every parameter tensor.
 @Suite struct GradientCheckTests {

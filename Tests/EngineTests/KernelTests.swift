@@ -1,6 +1,6 @@
+@testable import Engine
 import Foundation
 import Testing
-@testable import Engine
 
 /// Each fast kernel against its naive reference on odd sizes (not multiples of the SIMD width).
 @Suite struct KernelTests {

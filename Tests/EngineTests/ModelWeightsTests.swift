@@ -1,7 +1,7 @@
-import Foundation
-import Testing
 @testable import Engine
+import Foundation
 import Shared
+import Testing
 
 @Suite struct ModelWeightsTests {
     @Test func splitMix64MatchesTheReferenceSequence() {

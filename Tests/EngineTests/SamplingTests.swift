@@ -1,7 +1,6 @@
-import Foundation
-import Shared
-import Testing
 @testable import Engine
+import Foundation
+import Testing
 
 @Suite("Sampling")
 struct SamplingTests {

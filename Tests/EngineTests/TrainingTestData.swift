@@ -1,5 +1,5 @@
-import Foundation
 @testable import Engine
+import Foundation
 import Shared
 
 /// Deterministic test data.

@@ -1,7 +1,7 @@
-import Foundation
-import Testing
 @testable import Engine
+import Foundation
 import Shared
+import Testing
 
 /// Batch semantics, validation and the forward/backward protocol of ``Transformer``.
 @Suite struct TransformerTests {

@@ -1,6 +1,6 @@
-import Testing
 @testable import Engine
 @testable import Shared
+import Testing
 
 @Suite struct WireWeightsTests {
     static let config = TransformerConfig(family: .qwen3, hiddenSize: 8, layers: 1, heads: 2, kvHeads: 1, headDim: 4,

@@ -1,5 +1,5 @@
-import Testing
 @testable import Shared
+import Testing
 
 @Suite struct BLASTests {
     /// Deterministic pseudo-random fill so failures reproduce.

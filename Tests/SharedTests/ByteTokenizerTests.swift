@@ -1,5 +1,5 @@
-import Testing
 @testable import Shared
+import Testing
 
 @Suite struct ByteTokenizerTests {
     let tokenizer = ByteTokenizer()

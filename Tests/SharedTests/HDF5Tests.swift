@@ -1,12 +1,7 @@
 import Foundation
-import Testing
 @testable import Shared
-
-func temporaryPath(_ name: String) -> String {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cerm-tests-\(getpid())")
-    try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    return dir.appendingPathComponent(name).path
-}
+import TestSupport
+import Testing
 
 @Suite struct HDF5Tests {
     /// A corrupted dataspace dimension (as a random byte flip makes it) is an error naming the

@@ -1,8 +1,11 @@
+@testable import Configuration
 import Engine
 import Foundation
 import Logging
-import Testing
+@testable import Method
 @testable import Shared
+import Testing
+@testable import WireProtocol
 @testable import Worker
 
 /// Tiny models, tasks and re-scoring helpers for the executor tests.

@@ -1,7 +1,10 @@
 import Foundation
 import Logging
-import Testing
+@testable import Method
+@testable import Runtime
 @testable import Shared
+import Testing
+@testable import WireProtocol
 @testable import Worker
 
 /// An executor that records what it was given and answers one criteria trajectory per pair.

@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-import Shared
+import Runtime
 
 /// What reading a checkpoint in another process showed, before this process reads it.
 public enum CheckpointProbeResult: Sendable, Equatable {

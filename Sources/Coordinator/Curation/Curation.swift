@@ -1,4 +1,7 @@
+import Configuration
+import Datasets
 import Foundation
+import Method
 import Shared
 
 // CE-RM's data curation (docs/DESIGN.md §1.5, docs/METHOD.md "Curation"): RL trains on the pairs the

@@ -1,4 +1,6 @@
-import Shared
+import Configuration
+import Datasets
+import Method
 
 /// A pair or Best-of-N item to judge.
 public struct EvaluationItem: Sendable, Equatable {

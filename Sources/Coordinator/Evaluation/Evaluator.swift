@@ -1,4 +1,6 @@
+import Configuration
 import Foundation
+import Method
 import Shared
 
 /// How responses are judged at evaluation.

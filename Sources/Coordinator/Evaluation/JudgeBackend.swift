@@ -1,4 +1,6 @@
+import Datasets
 import Engine
+import Method
 import Shared
 
 /// One criteria turn to produce.

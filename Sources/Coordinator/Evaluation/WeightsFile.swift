@@ -1,5 +1,5 @@
-import Foundation
 import Engine
+import Foundation
 import Shared
 
 /// Loads model weights from either file kind the trainer writes.

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Runtime
 import Shared
 
 /// Starts and supervises the processes of a local cluster (`cerm launch`): one coordinator

@@ -1,5 +1,9 @@
+import Configuration
+import Datasets
 import Foundation
+import Method
 import Shared
+import WireProtocol
 
 /// The training pairs of `data.train`, served in a fresh seeded permutation per epoch.
 ///

@@ -1,7 +1,11 @@
+import Configuration
 import Engine
+import EngineConfiguration
 import Foundation
 import Logging
+import Method
 import Shared
+import WireProtocol
 
 /// What ``GRPOLearner`` refuses, naming the step and trajectory at fault.
 public enum GRPOLearnerError: Error, Equatable, CustomStringConvertible {

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Runtime
 import Shared
 
 /// Something that happened in the cluster, worth a line in `train.log`.

@@ -1,4 +1,7 @@
+import Configuration
+import Datasets
 import Foundation
+import Method
 import Shared
 
 /// The inputs of a cold-start SFT run, from a run's configuration.

@@ -1,4 +1,7 @@
+import Configuration
+import Datasets
 import Engine
+import Method
 import Shared
 
 /// One supervised training sequence: tokens the model reads, some of which (the target turns:

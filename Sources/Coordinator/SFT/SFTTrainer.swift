@@ -1,5 +1,7 @@
-import Foundation
+import Configuration
 import Engine
+import Foundation
+import Runtime
 import Shared
 
 /// Hyper-parameters of one SFT run (the `[sft]` section plus the run seed and a time cap).

@@ -1,5 +1,7 @@
+import Configuration
 import Foundation
-import Shared
+import Method
+import WireProtocol
 
 /// The trajectories a result must hold for each pair of its task, when known.
 public enum ExpectedRollout: Equatable, Sendable {

@@ -1,4 +1,4 @@
-import Shared
+import WireProtocol
 
 /// What the coordinator knows about one connected worker.
 public struct WorkerRecord: Equatable, Sendable {

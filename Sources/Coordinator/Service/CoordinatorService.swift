@@ -1,6 +1,9 @@
+import Configuration
 import Foundation
 import Logging
+import Runtime
 import Shared
+import WireProtocol
 
 /// How a coordinator run ended.
 public enum CoordinatorOutcome: Sendable, Equatable {

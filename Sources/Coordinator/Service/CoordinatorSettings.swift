@@ -1,4 +1,6 @@
+import Configuration
 import Shared
+import WireProtocol
 
 /// CURVE material of a coordinator: its secret key and the worker public keys it admits.
 public struct CoordinatorCurve: Sendable, Equatable {

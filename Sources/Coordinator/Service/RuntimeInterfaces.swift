@@ -1,5 +1,7 @@
+import Configuration
 import Engine
-import Shared
+import EngineConfiguration
+import WireProtocol
 
 /// The coordinator's learner: turns a completed step's trajectories into new policy weights.
 ///

@@ -1,5 +1,4 @@
 import Foundation
-import Shared
 
 /// Offsets of one layer's tensors in the flat parameter buffer.
 struct InferenceLayerOffsets {

@@ -34,13 +34,6 @@ public struct ModelWeights: Sendable {
         self.values = values
     }
 
-    /// A run's freshly initialised model: the `[model]` architecture drawn with `model.init_std`
-    /// from `run.seed`. SFT starts from it, RL without `--init` too, and `cerm eval --random`
-    /// judges with it.
-    public init(initialFor config: Config) {
-        self.init(config: TransformerConfig(config.model), seed: config.run.seed, initStd: Float(config.model.initStd))
-    }
-
     /// Deterministic random initialisation: every matrix (2-D tensor, including the embedding
     /// and an untied LM head) ~ Normal(0, `initStd`), norm weights = 1, biases = 0.
     ///

@@ -1,0 +1,118 @@
+import Configuration
+import Method
+import Shared
+import WireProtocol
+
+/// Checks a RESULT's trajectories against the rollout plan of their step before the coordinator
+/// accepts them (docs/PROTOCOL.md, "Coordinator's acceptance rules", rule 5), so that what the
+/// learner refuses never reaches it: a protocol-valid but inconsistent result is dropped and
+/// its task re-queued instead of failing the run at the update.
+///
+/// Per pair of the task it rebuilds the plan's trajectory set (in `cerm` mode the evaluation
+/// requests follow from the criteria outputs received, exactly as the learner rebuilds them)
+/// and requires exactly that set, each trajectory's prompt length as rebuilt, one behaviour
+/// and one reference log-prob per token (finite), tokens inside the vocabulary and prompt +
+/// output − 1 ≤ `model.max_seq_len` when there is output (an empty output after a prompt that
+/// does not fit is what an honest worker returns, finish `context`).
+public struct RolloutResultCheck: Sendable, Equatable {
+    public var rollout: RolloutConfig
+    public var mode: RewardMode
+    public var runSeed: UInt64
+    public var maxSeqLen: Int
+    public var vocabSize: Int
+
+    public init(rollout: RolloutConfig, mode: RewardMode, runSeed: UInt64, maxSeqLen: Int, vocabSize: Int) {
+        self.rollout = rollout
+        self.mode = mode
+        self.runSeed = runSeed
+        self.maxSeqLen = maxSeqLen
+        self.vocabSize = vocabSize
+    }
+
+    /// The check of `[rollout]`, `reward.mode`, `run.seed` and `[model]`.
+    public init(config: Config) {
+        self.init(rollout: config.rollout, mode: config.reward.mode, runSeed: config.run.seed,
+                  maxSeqLen: config.model.maxSeqLen, vocabSize: config.model.vocabSize)
+    }
+
+    /// Nil when `trajectories` are exactly what the plan of `step` asks for `pairs`, with
+    /// consistent contents; otherwise the first problem, naming the trajectory.
+    public func problem(step: UInt64, pairs: [TaskPair], trajectories: [Trajectory]) -> String? {
+        let plan = RolloutPlan(config: rollout, runSeed: runSeed, step: step)
+        var byPair: [UInt64: [Trajectory]] = [:]
+        for trajectory in trajectories { byPair[trajectory.id.pairID, default: []].append(trajectory) }
+        for pair in pairs.sorted(by: { $0.pairID < $1.pairID }) {
+            let received = (byPair.removeValue(forKey: pair.pairID) ?? []).sorted { $0.id < $1.id }
+            // Token ids are checked before they become prompt material.
+            for trajectory in received {
+                if let problem = contentProblem(trajectory) { return problem }
+            }
+            var outputs: [TrajectoryID: [TokenID]] = [:]
+            for trajectory in received { outputs[trajectory.id] = trajectory.tokens.map { TokenID(truncatingIfNeeded: $0) } }
+            let prompts = plan.expectedPrompts(for: pair, mode: mode, outputs: outputs)
+            for trajectory in received {
+                let id = trajectory.id
+                guard let prompt = prompts[id] else {
+                    if id.stage == .evaluation, mode == .cerm, (0..<plan.nc).contains(id.criteriaIndex),
+                       prompts[.criteria(pair: pair.pairID, id.criteriaIndex)] != nil {
+                        return "\(id) is not in the rollout plan: criteria set c\(id.criteriaIndex) does not parse, so it has no evaluations"
+                    }
+                    return "\(id) is not in the rollout plan"
+                }
+                let reported = Int(trajectory.promptTokenCount)
+                guard reported == prompt.count else {
+                    return "\(id): generated after a \(reported)-token prompt but the rollout plan rebuilds \(prompt.count) tokens"
+                }
+                let n = trajectory.tokens.count
+                guard n == 0 || prompt.count + n - 1 <= maxSeqLen else {
+                    return "\(id): prompt + output is \(prompt.count + n) tokens, model.max_seq_len is \(maxSeqLen)"
+                }
+            }
+            let got = Set(received.map(\.id))
+            if let missing = prompts.keys.sorted().first(where: { !got.contains($0) }) {
+                return "\(missing) is missing (the rollout plan asks for \(prompts.count) trajectories of pair \(pair.pairID), the result has \(got.count))"
+            }
+        }
+        if let stray = byPair.values.joined().map(\.id).min() { return "\(stray) names a pair outside the task" }
+        return nil
+    }
+
+    /// Log-prob counts, finiteness and token ids of one trajectory.
+    private func contentProblem(_ trajectory: Trajectory) -> String? {
+        let id = trajectory.id
+        let n = trajectory.tokens.count
+        guard trajectory.behaviourLogprobs.count == n, trajectory.referenceLogprobs.count == n else {
+            return "\(id): \(n) generated tokens but \(trajectory.behaviourLogprobs.count) behaviour and \(trajectory.referenceLogprobs.count) reference log-probs"
+        }
+        for (index, (behaviour, reference)) in zip(trajectory.behaviourLogprobs, trajectory.referenceLogprobs).enumerated()
+        where !(behaviour.isFinite && reference.isFinite) {
+            return "\(id): behaviour or reference log-prob of token \(index) is not finite"
+        }
+        if let index = trajectory.tokens.firstIndex(where: { Int($0) >= vocabSize }) {
+            return "\(id): generated token \(index) is \(trajectory.tokens[index]), outside the vocabulary of \(vocabSize)"
+        }
+        return nil
+    }
+}
+
+extension RolloutPlan {
+    /// The prompt of every trajectory this plan asks for of `pair` under reward `mode`, given
+    /// the outputs received so far: in `cerm` mode the criteria outputs decide which evaluations
+    /// exist. The coordinator checks results against it on arrival (``RolloutResultCheck``) and
+    /// the learner rebuilds the trained sequences from it.
+    public func expectedPrompts(for pair: TaskPair, mode: RewardMode, outputs: [TrajectoryID: [TokenID]]) -> [TrajectoryID: [TokenID]] {
+        let requests: [RolloutRequest]
+        switch mode {
+        case .cerm:
+            let criteriaOutputs = (0..<max(nc, 0)).map { outputs[.criteria(pair: pair.pairID, $0)] ?? [] }
+            requests = criteriaRequests(for: pair) + evaluationRequests(for: pair, criteriaOutputs: criteriaOutputs).requests
+        case .par:
+            requests = judgmentRequests(for: pair)
+        case .pairwise:
+            requests = comparisonRequests(for: pair)
+        }
+        var prompts: [TrajectoryID: [TokenID]] = [:]
+        for request in requests { prompts[request.id] = request.promptTokens }
+        return prompts
+    }
+}

@@ -1,0 +1,165 @@
+@testable import Configuration
+import Foundation
+@testable import Runtime
+@testable import Shared
+import Testing
+@testable import WireProtocol
+
+@Suite struct KeyFileTests {
+    func temporaryDirectory() throws -> String {
+        let path = NSTemporaryDirectory() + "cerm-keys-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    @Test func keygenFilesRoundTripWithSecretMode0600() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let keys = try CurveKeyFiles.generate()
+        let paths = try CurveKeyFiles.write(name: "worker-1", keys: keys, directory: dir)
+        #expect(paths.secret == dir + "/worker-1.key")
+        let attributes = try FileManager.default.attributesOfItem(atPath: paths.secret)
+        #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+        #expect(try CurveKeyFiles.loadKeyPair(path: paths.secret) == keys)
+        #expect(try CurveKeyFiles.loadPublicKey(path: paths.public) == keys.publicKey)
+        #expect(try CurveKeyFiles.loadPublicKey(path: paths.secret) == keys.publicKey)
+        // The .pub file is a valid authorized-keys file on its own.
+        #expect(try CurveKeyFiles.loadAuthorizedKeys(path: paths.public) == [keys.publicKey])
+        #expect(throws: KeyFileError(file: paths.secret, line: nil, message: "already exists (use --force to replace it)")) {
+            try CurveKeyFiles.write(name: "worker-1", keys: keys, directory: dir)
+        }
+        let replacement = try CurveKeyFiles.generate()
+        try CurveKeyFiles.write(name: "worker-1", keys: replacement, directory: dir, overwrite: true)
+        #expect(try CurveKeyFiles.loadKeyPair(path: paths.secret) == replacement)
+    }
+
+    @Test func keyPairFileErrorsNameFileAndLine() throws {
+        let keys = try CurveKeyPair.generate()
+        let other = try CurveKeyPair.generate()
+        #expect(throws: KeyFileError(file: "a.key", line: 2, message: "public-key does not belong to the secret-key (expected \(keys.publicKey))")) {
+            try CurveKeyFiles.parseKeyPair("secret-key = \(keys.secretKey)\npublic-key = \(other.publicKey)\n", file: "a.key")
+        }
+        #expect(throws: KeyFileError(file: "a.key", line: 3, message: "secret-key is not a 40-character Z85 key")) {
+            try CurveKeyFiles.parseKeyPair("# c\n\nsecret-key = short\n", file: "a.key")
+        }
+        #expect(throws: KeyFileError(file: "a.key", line: nil, message: "no secret-key line")) {
+            try CurveKeyFiles.parseKeyPair("public-key = \(keys.publicKey)\n", file: "a.key")
+        }
+        #expect(throws: KeyFileError(file: "a.key", line: 1, message: "unknown entry `key`")) {
+            try CurveKeyFiles.parseKeyPair("key = \(keys.secretKey)\n", file: "a.key")
+        }
+        #expect(throws: KeyFileError(file: "missing.key", line: nil, message: "cannot read file")) {
+            try CurveKeyFiles.loadKeyPair(path: "missing.key")
+        }
+    }
+
+    @Test func authorizedKeysParsing() throws {
+        let a = try CurveKeyPair.generate().publicKey
+        let b = try CurveKeyPair.generate().publicKey
+        #expect(!CurveKeyPair.isValidKey("#" + String(a.dropFirst()))) // so '#' lines are always comments
+        let text = "# workers\n\n  \(a)   # worker-1\r\n\(b)\r\n#\(a)\n"
+        #expect(try CurveKeyFiles.parseAuthorizedKeys(text, file: "auth") == [a, b])
+        #expect(throws: KeyFileError(file: "auth", line: 3, message: "expected a 40-character Z85 public key, found `x`")) {
+            try CurveKeyFiles.parseAuthorizedKeys("\(a)\r\n\r\nx\n", file: "auth")
+        }
+        #expect(throws: KeyFileError(file: "auth", line: 2, message: "expected a 40-character Z85 public key, found `not-a-key`")) {
+            try CurveKeyFiles.parseAuthorizedKeys("\(a)\nnot-a-key\n", file: "auth")
+        }
+        #expect(throws: KeyFileError(file: "auth", line: 1, message: "expected a 40-character Z85 public key, found `\(a)`")) {
+            try CurveKeyFiles.parseAuthorizedKeys("\(a) trailing words\n", file: "auth")
+        }
+    }
+
+    @Test func insecureBindOnlyOnLocalEndpoints() throws {
+        for local in ["tcp://127.0.0.1:5557", "tcp://127.1.2.3:*", "tcp://localhost:5557", "tcp://[::1]:5557", "ipc:///tmp/x", "inproc://a"] {
+            #expect(EndpointSecurity.isLocal(local), "\(local)")
+            try EndpointSecurity.checkInsecureBind(local, allowInsecure: false)
+        }
+        for remote in ["tcp://0.0.0.0:5557", "tcp://*:5557", "tcp://10.0.0.1:5557", "tcp://eth0:5557", "tcp://[::]:5557",
+                       "tcp://127.0.0.1.example.com:1", "tcp://128.0.0.1:1", "udp://127.0.0.1:1", "tcp://1270.0.0.1:1"] {
+            #expect(!EndpointSecurity.isLocal(remote), "\(remote)")
+            #expect(throws: CermError.self) { try EndpointSecurity.checkInsecureBind(remote, allowInsecure: false) }
+            try EndpointSecurity.checkInsecureBind(remote, allowInsecure: true)
+        }
+    }
+}
+
+@Suite struct LivenessTests {
+    @Test func peerLivenessExpiresAfterTimeoutAndAsksForHeartbeats() {
+        let clock = ManualClock(start: 100)
+        var peer = PeerLiveness(interval: 1, timeout: 3, now: clock.now())
+        #expect(!peer.isHeartbeatDue(at: clock.now()))
+        clock.advance(by: 1)
+        #expect(peer.isHeartbeatDue(at: clock.now()))
+        peer.sent(at: clock.now())
+        #expect(!peer.isHeartbeatDue(at: clock.now()))
+        clock.advance(by: 2)
+        #expect(!peer.isExpired(at: clock.now())) // silent for exactly 3 s: not yet beyond the timeout
+        clock.advance(by: 0.5)
+        #expect(peer.isExpired(at: clock.now()))
+        peer.heard(at: clock.now())
+        #expect(!peer.isExpired(at: clock.now()))
+        clock.advance(by: -10) // a manual clock never goes back
+        #expect(clock.now() == 103.5)
+    }
+
+    @Test func backoffDoublesUpToTheCapAndResets() {
+        var backoff = ReconnectBackoff(initial: 0.5, maximum: 3)
+        #expect((0..<5).map { _ in backoff.nextDelay() } == [0.5, 1, 2, 3, 3])
+        backoff.reset()
+        #expect(backoff.nextDelay() == 0.5)
+        var spread = ReconnectBackoff(initial: 1, maximum: 8, spread: 0.5)
+        #expect(spread.nextDelay() == 1.125)
+    }
+
+    @Test func systemClockIsMonotonic() {
+        let clock = SystemClock()
+        let a = clock.now(), b = clock.now()
+        #expect(b >= a)
+    }
+}
+
+@Suite struct WeightsTransferTests {
+    @Test func chunksReassembleThroughTheCodec() throws {
+        let blob = (0..<2500).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        var publisher = WeightsPublisher(chunkBytes: 1024, retain: 2)
+        publisher.publish(version: 1, bytes: blob)
+        #expect(publisher.chunkCount(version: 1) == 3)
+        let codec = MessageCodec()
+        var assembler = WeightsAssembler(version: 1)
+        var result: [UInt8]?
+        var requests = 0
+        while let index = assembler.nextMissingChunk {
+            requests += 1
+            guard case let .weightsChunk(chunk) = try codec.decode(try codec.encode(publisher.reply(version: 1, chunkIndex: index))) else {
+                Issue.record("expected a chunk"); return
+            }
+            #expect(chunk.data.count == (index == 2 ? 452 : 1024))
+            result = try assembler.add(chunk)
+        }
+        #expect(requests == 3)
+        #expect(result == blob)
+    }
+
+    @Test func oldVersionsBecomeUnavailable() throws {
+        var publisher = WeightsPublisher(chunkBytes: 4, retain: 2)
+        for v: UInt64 in 1...3 { publisher.publish(version: v, bytes: [UInt8(v)]) }
+        #expect(publisher.reply(version: 1, chunkIndex: 0) == .weightsUnavailable(version: 1, latestVersion: 3))
+        #expect(publisher.reply(version: 3, chunkIndex: 1) == .weightsUnavailable(version: 3, latestVersion: 3))
+        #expect(publisher.reply(version: 2, chunkIndex: 0) == .weightsChunk(WeightsChunk(version: 2, chunkIndex: 0, chunkCount: 1, totalBytes: 1, data: [2])))
+    }
+
+    @Test func assemblerRejectsInconsistentChunks() throws {
+        var assembler = WeightsAssembler(version: 2)
+        #expect(try assembler.add(WeightsChunk(version: 2, chunkIndex: 0, chunkCount: 2, totalBytes: 5, data: [1, 2])) == nil)
+        #expect(throws: ProtocolError.invalidValue(field: "WEIGHTS_CHUNK.chunk_count", reason: "changed from 2 to 3")) {
+            try assembler.add(WeightsChunk(version: 2, chunkIndex: 1, chunkCount: 3, totalBytes: 5, data: [3]))
+        }
+        #expect(throws: ProtocolError.invalidValue(field: "WEIGHTS_CHUNK.version", reason: "expected 2, got 1")) {
+            try assembler.add(WeightsChunk(version: 1, chunkIndex: 1, chunkCount: 2, totalBytes: 5, data: [3]))
+        }
+        #expect(throws: ProtocolError.invalidValue(field: "WEIGHTS_CHUNK.total_bytes", reason: "chunks add up to 3 bytes, declared 5")) {
+            try assembler.add(WeightsChunk(version: 2, chunkIndex: 1, chunkCount: 2, totalBytes: 5, data: [3]))
+        }
+    }
+}
