@@ -39,6 +39,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]),
+        // Tokenizers: byte-level BPE as Hugging Face tokenizers computes it, and chat templates.
+        .target(name: "Tokenizers", dependencies: ["Shared"]),
         // Engine: the Llama/Qwen-family transformer (forward, backward, generation, AdamW).
         .target(name: "Engine", dependencies: ["Shared", "COpenBLAS", "CKernels"]),
         // Coordinator: scheduler, learner (GRPO), checkpoints, monitoring.
@@ -49,7 +51,7 @@ let package = Package(
         .executableTarget(
             name: "cerm",
             dependencies: [
-                "Shared", "Engine", "Coordinator", "Worker",
+                "Shared", "Engine", "Coordinator", "Worker", "Tokenizers",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -57,6 +59,7 @@ let package = Package(
         .testTarget(name: "SharedTests", dependencies: ["Shared"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Shared", "CKernels"], resources: [.copy("Fixtures")]),
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Worker", "Engine", "Shared"]),
+        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "Shared"], exclude: ["Fixtures"]),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "Engine", "Shared"]),
     ],
     swiftLanguageModes: [.v6]
