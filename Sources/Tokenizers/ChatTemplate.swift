@@ -1,16 +1,5 @@
 import Shared
 
-/// One turn of a conversation.
-public struct ChatMessage: Sendable, Equatable, Codable {
-    public var role: String
-    public var content: String
-
-    public init(role: String, content: String) {
-        self.role = role
-        self.content = content
-    }
-}
-
 /// The prompt formats cerm renders itself, equal to what the models' Jinja templates render:
 ///
 ///     chatml:  [<|im_start|>system\n{default}<|im_end|>\n]  <|im_start|>{role}\n{content}<|im_end|>\n …  [<|im_start|>assistant\n]
@@ -24,6 +13,18 @@ public enum ChatTemplate: Sendable, Equatable {
     case chatml(defaultSystemPrompt: String?)
     case llama3
     case none
+
+    /// One turn of a conversation. (Kept here rather than Shared's `ChatMessage` of the data
+    /// loader, so this module needs only the core of Shared.)
+    public struct Message: Sendable, Equatable, Codable {
+        public var role: String
+        public var content: String
+
+        public init(role: String, content: String) {
+            self.role = role
+            self.content = content
+        }
+    }
 
     /// The override `model.chat_template` names (ChatML without a default system message).
     public static func named(_ name: String) throws -> ChatTemplate {
@@ -67,7 +68,7 @@ public enum ChatTemplate: Sendable, Equatable {
     }
 
     /// The prompt text; with `addGenerationPrompt` it ends where the assistant's reply begins.
-    public func render(messages: [ChatMessage], addGenerationPrompt: Bool) -> String {
+    public func render(messages: [Message], addGenerationPrompt: Bool) -> String {
         var text = ""
         switch self {
         case let .chatml(defaultSystemPrompt):
