@@ -181,3 +181,22 @@ private struct JSONReader {
         return flag
     }
 }
+
+extension BPETokenizer {
+    /// A `tokenizer.json` file, or a directory holding one (a Hugging Face model directory).
+    public init(source path: String) throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw CermError.io(path: path, reason: "no such file or directory")
+        }
+        if isDirectory.boolValue {
+            let file = URL(fileURLWithPath: path).appendingPathComponent("tokenizer.json").path
+            guard FileManager.default.fileExists(atPath: file) else {
+                throw CermError.io(path: path, reason: "the directory holds no tokenizer.json")
+            }
+            try self.init(tokenizerJSON: file)
+        } else {
+            try self.init(tokenizerJSON: path)
+        }
+    }
+}
