@@ -51,6 +51,8 @@ let package = Package(
             name: "WireProtocol",
             dependencies: ["Shared", "Runtime", "Configuration", "Method", "CZeroMQ",
                            .product(name: "Logging", package: "swift-log")]),
+        // Tokenizers: byte-level BPE as Hugging Face tokenizers computes it, and chat templates.
+        .target(name: "Tokenizers", dependencies: ["Shared"]),
         // Engine: the Llama/Qwen-family transformer (forward, backward, generation, AdamW).
         .target(name: "Engine", dependencies: ["Shared", "COpenBLAS", "CKernels"]),
         // EngineConfiguration: the engine's model and initial weights from a run's configuration.
@@ -71,7 +73,7 @@ let package = Package(
             name: "cerm",
             dependencies: [
                 "Shared", "Runtime", "Configuration", "Method", "Datasets", "WireProtocol",
-                "Engine", "EngineConfiguration", "Coordinator", "Worker",
+                "Engine", "EngineConfiguration", "Coordinator", "Worker", "Tokenizers",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -85,6 +87,7 @@ let package = Package(
         .testTarget(name: "MethodTests", dependencies: ["Method", "Configuration", "Shared"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Method", "Configuration", "Shared"]),
         .testTarget(name: "WireProtocolTests", dependencies: ["WireProtocol", "Method", "Configuration", "Runtime", "Shared"]),
+        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "Shared"], exclude: ["Fixtures"]),
         .testTarget(
             name: "EngineTests", dependencies: ["Engine", "EngineConfiguration", "Configuration", "Shared", "CKernels"],
             resources: [.copy("Fixtures")]),

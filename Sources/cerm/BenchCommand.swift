@@ -4,13 +4,15 @@ import Engine
 import EngineConfiguration
 import Foundation
 import Shared
+import Tokenizers
 
-/// `cerm bench engine`: the engine's speed against the machine's own sgemm, in one run.
+/// `cerm bench engine`: the engine's speed against the machine's own sgemm, in one run;
+/// `cerm bench tokenizer`: encoding speed on one thread.
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks (release build recommended).",
-        subcommands: [Engine_.self])
+        subcommands: [Engine_.self, Tokenizer_.self])
 
     struct Engine_: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -51,6 +53,52 @@ struct BenchCommand: ParsableCommand {
             }
             print("## generation, hidden-512 reference config, prompt 64, 64 new tokens")
             print(try GenerationBenchmark.run(batches: batches))
+        }
+    }
+
+    struct Tokenizer_: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "tokenizer",
+            abstract: "Encoding speed in MB of text per second on one thread, over a corpus encoded repeatedly.")
+
+        @Option(help: "The tokenizer: a tokenizer.json file or a directory holding one.")
+        var tokenizer: String
+
+        @Option(help: "Corpus: JSON lines of strings (.jsonl) or a plain text file (one text per line).")
+        var corpus: String = "Tests/TokenizersTests/Fixtures/corpus.jsonl"
+
+        @Option(help: "Keep encoding for at least this many seconds.")
+        var seconds: Double = 5
+
+        func run() throws {
+            let loaded: BPETokenizer
+            let texts: [String]
+            do {
+                loaded = try BPETokenizer(source: tokenizer)
+                texts = try Self.readCorpus(corpus)
+            } catch {
+                throw exitWithError(error)
+            }
+            print("# cerm bench tokenizer (\(tokenizer), \(texts.count) texts from \(corpus), 1 thread)")
+            print(TokenizerBenchmark.run(loaded, texts: texts, minimumSeconds: seconds).summary)
+        }
+
+        static func readCorpus(_ path: String) throws -> [String] {
+            let text: String
+            do {
+                text = try String(contentsOfFile: path, encoding: .utf8)
+            } catch {
+                throw CermError.io(path: path, reason: "cannot read as UTF-8 text")
+            }
+            let lines = text.split(separator: "\n")
+            guard path.hasSuffix(".jsonl") else { return lines.map(String.init) }
+            return try lines.enumerated().map { index, line in
+                do {
+                    return try JSONDecoder().decode(String.self, from: Data(line.utf8))
+                } catch {
+                    throw CermError.io(path: path, reason: "line \(index + 1) is not a JSON string")
+                }
+            }
         }
     }
 }

@@ -1,0 +1,36 @@
+import Foundation
+
+/// Encoding speed on one thread: the texts encoded over and over until `minimumSeconds` have
+/// passed. The first pass starts with an empty word cache; the figure is over all passes.
+public enum TokenizerBenchmark {
+    public struct Result: Sendable {
+        public var bytes: Int
+        public var tokens: Int
+        public var seconds: Double
+        public var passes: Int
+        /// First pass alone (cold word cache).
+        public var firstPassSeconds: Double
+
+        public var megabytesPerSecond: Double { Double(bytes) / seconds / 1e6 }
+        public var firstPassMegabytesPerSecond: Double { Double(bytes / passes) / firstPassSeconds / 1e6 }
+
+        public var summary: String {
+            String(format: "%.2f MB/s (%d passes, %.1f MB, %d tokens in %.2f s; first pass %.2f MB/s)",
+                   megabytesPerSecond, passes, Double(bytes) / 1e6, tokens, seconds, firstPassMegabytesPerSecond)
+        }
+    }
+
+    public static func run(_ tokenizer: BPETokenizer, texts: [String], minimumSeconds: Double = 3) -> Result {
+        let passBytes = texts.reduce(0) { $0 + $1.utf8.count }
+        var result = Result(bytes: 0, tokens: 0, seconds: 0, passes: 0, firstPassSeconds: 0)
+        let start = DispatchTime.now().uptimeNanoseconds
+        repeat {
+            for text in texts { result.tokens += tokenizer.encode(text).count }
+            result.passes += 1
+            result.bytes += passBytes
+            result.seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            if result.passes == 1 { result.firstPassSeconds = result.seconds }
+        } while result.seconds < minimumSeconds
+        return result
+    }
+}

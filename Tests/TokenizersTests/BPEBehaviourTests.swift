@@ -1,0 +1,131 @@
+import Foundation
+import Shared
+import Tokenizers
+import XCTest
+
+/// Special tokens, decoding, tokenizer.json options and errors; expected ids are `tokenizers` 0.23.3's
+/// on the committed fixtures (the edited JSON mirrors the edit made in Python).
+final class BPEBehaviourTests: XCTestCase {
+    private func fixture(_ name: String) throws -> BPETokenizer {
+        try BPETokenizer(tokenizerJSON: TokenizerFixtures.path(name))
+    }
+
+    /// The fixture's JSON after `edit`, written to a temporary tokenizer.json.
+    private func edited(_ name: String, _ edit: (inout [String: Any]) -> Void) throws -> String {
+        var root = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: TokenizerFixtures.path(name)))) as? [String: Any])
+        edit(&root)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("cerm-tokenizer-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("tokenizer.json").path
+        try JSONSerialization.data(withJSONObject: root).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    func testSpecialTokensParsedOrLeftAsText() throws {
+        let tokenizer = try fixture("qwen2.tokenizer.json")
+        let text = "<|im_start|>user\nhi<|im_end|>"
+        XCTAssertEqual(tokenizer.encode(text), [1, 87, 85, 269, 201, 434, 2])
+        XCTAssertEqual(tokenizer.encode(text, parseSpecial: false), [266, 283, 348, 275, 87, 85, 269, 201, 434, 266, 283, 333, 275])
+        XCTAssertEqual(tokenizer.decode([1, 87, 85, 269, 201, 434, 2]), text)
+        XCTAssertEqual(tokenizer.decode([1, 87, 85, 269, 201, 434, 2], skipSpecial: true), "user\nhi")
+        XCTAssertEqual(tokenizer.id(of: "<|im_end|>"), 2)
+        XCTAssertEqual(tokenizer.token(of: 2), "<|im_end|>")
+        XCTAssertTrue(tokenizer.isSpecial(2))
+        XCTAssertNil(tokenizer.token(of: TokenID(tokenizer.vocabularySize)))
+    }
+
+    /// Ids that end inside a UTF-8 sequence decode to U+FFFD, one per maximal invalid subpart.
+    func testInvalidUTF8DecodesToReplacementCharacters() throws {
+        let tokenizer = try fixture("qwen2.tokenizer.json")
+        XCTAssertEqual(tokenizer.decode([163, 119]), "\u{FFFD}")
+        XCTAssertEqual(tokenizer.decode([163, 67, 119, 119]), "\u{FFFD}a\u{FFFD}\u{FFFD}")
+    }
+
+    func testAddedTokenStripsAndNormalizedPass() throws {
+        let path = try edited("qwen2.tokenizer.json") { root in
+            var added = root["added_tokens"] as? [[String: Any]] ?? []
+            added.append(["id": 1500, "content": "<mask>", "single_word": false, "lstrip": true, "rstrip": true, "normalized": false, "special": false])
+            added.append(["id": 1501, "content": "<norm>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": true, "special": false])
+            root["added_tokens"] = added
+            root["normalizer"] = ["type": "NFC"]
+        }
+        let tokenizer = try BPETokenizer(tokenizerJSON: path)
+        XCTAssertEqual(tokenizer.encode("a <mask>  b"), [67, 1500, 68])
+        XCTAssertEqual(tokenizer.encode("x\t<mask>\ny"), [90, 1500, 91])
+        XCTAssertEqual(tokenizer.encode("cafe\u{301}<norm>e\u{301}"), [1177, 1501, 674])
+        XCTAssertEqual(tokenizer.encode("<mask><mask>"), [1500, 1500])
+        XCTAssertEqual(tokenizer.encode("<norm<mask>m>"), [30, 80, 279, 79, 1500, 79, 32])
+    }
+
+    func testByteLevelPrefixSpace() throws {
+        let path = try edited("gpt2.tokenizer.json") { root in
+            var pre = root["pre_tokenizer"] as? [String: Any] ?? [:]
+            pre["add_prefix_space"] = true
+            root["pre_tokenizer"] = pre
+        }
+        let tokenizer = try BPETokenizer(tokenizerJSON: path)
+        XCTAssertEqual(tokenizer.encode("hello world"), [855, 1263, 81, 697])
+        XCTAssertEqual(tokenizer.encode("<|im_start|>hi there<|im_end|>"), [1, 334, 75, 836, 2])
+        XCTAssertEqual(tokenizer.encode(" x"), [736])
+    }
+
+    func testUnsupportedTokenizerJSONNamesFileAndKey() throws {
+        let cases: [(String, (inout [String: Any]) -> Void, String)] = [
+            ("model.type", { $0["model"] = ["type": "WordPiece"] }, "model.type: WordPiece is not supported (only BPE)"),
+            ("pre_tokenizer", { $0["pre_tokenizer"] = ["type": "Metaspace"] },
+             "pre_tokenizer.type: Metaspace is not supported (ByteLevel, or a Sequence of Split/Digits then ByteLevel)"),
+            ("regex", { root in
+                var pre = root["pre_tokenizer"] as? [String: Any] ?? [:]
+                var steps = pre["pretokenizers"] as? [[String: Any]] ?? []
+                steps[0]["pattern"] = ["Regex": "\\w+"]
+                pre["pretokenizers"] = steps
+                root["pre_tokenizer"] = pre
+            }, "pre_tokenizer.pretokenizers[0].pattern.Regex: \\w+ is not one of the implemented regexes (GPT-2, Llama 3, Qwen2)"),
+            ("decoder", { $0["decoder"] = NSNull() }, "decoder: only the ByteLevel decoder is supported, not null"),
+            ("byte_fallback", { root in
+                var model = root["model"] as? [String: Any] ?? [:]
+                model["byte_fallback"] = true
+                root["model"] = model
+            }, "model.byte_fallback: byte fallback is not supported (byte-level BPE needs none)"),
+        ]
+        for (label, edit, reason) in cases {
+            let path = try edited("llama3.tokenizer.json", edit)
+            XCTAssertThrowsError(try BPETokenizer(tokenizerJSON: path), label) { error in
+                XCTAssertEqual(error as? CermError, .io(path: path, reason: reason), label)
+            }
+        }
+        XCTAssertThrowsError(try BPETokenizer(tokenizerJSON: "/nonexistent/tokenizer.json")) { error in
+            guard case let .io(path, _) = error as? CermError else { return XCTFail("\(error)") }
+            XCTAssertEqual(path, "/nonexistent/tokenizer.json")
+        }
+    }
+
+    func testGGUFMetadataErrors() {
+        let tokens = ["a", "b", "ab"]
+        XCTAssertThrowsError(try BPETokenizer(ggufTokens: tokens, merges: ["a b"], tokenTypes: [1, 1, 1], pre: "tekken",
+                                              bosID: nil, eosID: nil, padID: nil, unkID: nil, source: "m.gguf")) { error in
+            XCTAssertEqual(error as? CermError, .io(path: "m.gguf", reason: "tokenizer.ggml.pre: \"tekken\" is not a supported pre-tokenizer (llama-bpe, qwen2, gpt2, smollm, …)"))
+        }
+        XCTAssertThrowsError(try BPETokenizer(ggufTokens: tokens, merges: ["a c"], tokenTypes: [1, 1, 1], pre: "gpt2",
+                                              bosID: nil, eosID: nil, padID: nil, unkID: nil, source: "m.gguf")) { error in
+            XCTAssertEqual(error as? CermError, .io(path: "m.gguf", reason: "merge 0 \"a c\" uses a token that is not in the vocabulary"))
+        }
+        XCTAssertThrowsError(try BPETokenizer(ggufTokens: tokens, merges: ["a b"], tokenTypes: [1, 1, 1], pre: "gpt2",
+                                              bosID: 7, eosID: nil, padID: nil, unkID: nil, source: "m.gguf")) { error in
+            XCTAssertEqual(error as? CermError, .io(path: "m.gguf", reason: "bos id 7 is outside the vocabulary of 3"))
+        }
+    }
+
+    /// Llama 3 keeps a word that is itself a token whole even where the merges would not build it.
+    func testIgnoreMergesKeepsVocabularyWords() throws {
+        let tokens = ["a", "b", "c", "ab", "abc"]
+        let merges = ["a b"]
+        let merging = try BPETokenizer(ggufTokens: tokens, merges: merges, tokenTypes: [], pre: "qwen2",
+                                       bosID: nil, eosID: nil, padID: nil, unkID: nil, source: "m.gguf")
+        let ignoring = try BPETokenizer(ggufTokens: tokens, merges: merges, tokenTypes: [], pre: "llama-bpe",
+                                        bosID: nil, eosID: nil, padID: nil, unkID: nil, source: "m.gguf")
+        XCTAssertEqual(merging.encode("abc"), [3, 2])
+        XCTAssertEqual(ignoring.encode("abc"), [4])
+    }
+}
