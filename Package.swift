@@ -41,9 +41,11 @@ let package = Package(
         .target(
             name: "Configuration",
             dependencies: ["Shared", .product(name: "TOMLKit", package: "TOMLKit")]),
+        // Tokenizers: byte-level BPE as Hugging Face tokenizers computes it, and chat templates.
+        .target(name: "Tokenizers", dependencies: ["Shared"]),
         // Method: CE-RM itself: prompt formats and parsers, rollout plan, rewards, advantages,
         // GRPO loss, metrics. No I/O.
-        .target(name: "Method", dependencies: ["Shared", "Configuration"]),
+        .target(name: "Method", dependencies: ["Shared", "Configuration", "Tokenizers"]),
         // Datasets: preference-data loaders, JSON lines, the synthetic task and its teacher.
         .target(name: "Datasets", dependencies: ["Shared", "Configuration", "Method"]),
         // WireProtocol: ZeroMQ, CURVE, the messages and their codec, channels, weight transfer.
@@ -51,8 +53,6 @@ let package = Package(
             name: "WireProtocol",
             dependencies: ["Shared", "Runtime", "Configuration", "Method", "CZeroMQ",
                            .product(name: "Logging", package: "swift-log")]),
-        // Tokenizers: byte-level BPE as Hugging Face tokenizers computes it, and chat templates.
-        .target(name: "Tokenizers", dependencies: ["Shared"]),
         // Engine: the Llama/Qwen-family transformer (forward, backward, generation, AdamW).
         .target(name: "Engine", dependencies: ["Shared", "COpenBLAS", "CKernels"]),
         // EngineConfiguration: the engine's model and initial weights from a run's configuration.
@@ -84,7 +84,7 @@ let package = Package(
         .testTarget(name: "SharedTests", dependencies: ["TestSupport", "Shared"]),
         .testTarget(name: "RuntimeTests", dependencies: ["TestSupport", "Runtime", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Shared"]),
-        .testTarget(name: "MethodTests", dependencies: ["Method", "Configuration", "Shared"]),
+        .testTarget(name: "MethodTests", dependencies: ["Method", "Configuration", "Shared", "Tokenizers"], exclude: ["Fixtures"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Method", "Configuration", "Shared"]),
         .testTarget(name: "WireProtocolTests", dependencies: ["WireProtocol", "Method", "Configuration", "Runtime", "Shared"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "Shared"], exclude: ["Fixtures"]),

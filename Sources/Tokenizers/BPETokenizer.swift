@@ -269,12 +269,17 @@ public struct BPETokenizer: Sendable {
     /// The text of `ids`: their bytes concatenated, invalid UTF-8 replaced by U+FFFD. Ids outside the
     /// vocabulary are skipped, as `tokenizers` does.
     public func decode(_ ids: [TokenID], skipSpecial: Bool = false) -> String {
+        String(decoding: decodeBytes(ids, skipSpecial: skipSpecial), as: UTF8.self)
+    }
+
+    /// The bytes of `ids` concatenated (``decode(_:skipSpecial:)`` before UTF-8 decoding).
+    public func decodeBytes(_ ids: [TokenID], skipSpecial: Bool = false) -> [UInt8] {
         var bytes: [UInt8] = []
         for id in ids where id >= 0 && Int(id) < decodedBytes.count {
             if skipSpecial && specialIDs.contains(id) { continue }
             bytes.append(contentsOf: decodedBytes[Int(id)])
         }
-        return String(decoding: bytes, as: UTF8.self)
+        return bytes
     }
 }
 

@@ -67,26 +67,79 @@ public enum ChatTemplate: Sendable, Equatable {
         return nil
     }
 
+    /// A stretch of rendered prompt: plain text, or a marker the template writes (`<|im_start|>`),
+    /// which is one special token of the model's vocabulary.
+    public enum Piece: Sendable, Equatable {
+        case text(String)
+        case marker(String)
+
+        var string: String {
+            switch self {
+            case let .text(text), let .marker(text): text
+            }
+        }
+    }
+
     /// The prompt text; with `addGenerationPrompt` it ends where the assistant's reply begins.
     public func render(messages: [Message], addGenerationPrompt: Bool) -> String {
-        var text = ""
+        pieces(messages: messages, addGenerationPrompt: addGenerationPrompt).map(\.string).joined()
+    }
+
+    /// The prompt as pieces; joined, they are ``render(messages:addGenerationPrompt:)``.
+    public func pieces(messages: [Message], addGenerationPrompt: Bool) -> [Piece] {
+        var pieces: [Piece] = []
         switch self {
         case let .chatml(defaultSystemPrompt):
             if let defaultSystemPrompt, let first = messages.first, first.role != "system" {
-                text += "<|im_start|>system\n\(defaultSystemPrompt)<|im_end|>\n"
+                pieces += Self.chatmlTurn(role: "system", content: defaultSystemPrompt)
             }
-            for message in messages { text += "<|im_start|>\(message.role)\n\(message.content)<|im_end|>\n" }
-            if addGenerationPrompt { text += "<|im_start|>assistant\n" }
+            for message in messages { pieces += Self.chatmlTurn(role: message.role, content: message.content) }
+            if addGenerationPrompt { pieces += [.marker("<|im_start|>"), .text("assistant\n")] }
         case .llama3:
-            text = "<|begin_of_text|>"
-            for message in messages {
-                text += "<|start_header_id|>\(message.role)<|end_header_id|>\n\n\(Self.pythonStrip(message.content))<|eot_id|>"
-            }
-            if addGenerationPrompt { text += "<|start_header_id|>assistant<|end_header_id|>\n\n" }
+            pieces = [.marker("<|begin_of_text|>")]
+            for message in messages { pieces += Self.llama3Turn(role: message.role, content: message.content) }
+            if addGenerationPrompt { pieces += Self.llama3Header(role: "assistant") }
         case .none:
-            text = messages.map(\.content).joined(separator: "\n")
+            pieces = [.text(messages.map(\.content).joined(separator: "\n"))]
         }
-        return text
+        return pieces
+    }
+
+    /// What follows a reply that ended with ``endOfTurnMarker``: the text the template writes after
+    /// that marker, the user's next turn and the generation prompt. A prompt built as
+    /// `pieces([user]) + reply + endOfTurnMarker + nextTurnPieces(user2)` equals
+    /// `pieces([user, assistant: reply, user2])` (`.none`: turns joined by newlines).
+    public func nextTurnPieces(user: String) -> [Piece] {
+        switch self {
+        case .chatml:
+            return [.text("\n")] + Self.chatmlTurn(role: "user", content: user) + [.marker("<|im_start|>"), .text("assistant\n")]
+        case .llama3:
+            return Self.llama3Turn(role: "user", content: user) + Self.llama3Header(role: "assistant")
+        case .none:
+            return [.text("\n" + user)]
+        }
+    }
+
+    /// The marker that ends a reply as the template writes it; nil for `.none` (the model's EOS).
+    public var endOfTurnMarker: String? {
+        switch self {
+        case .chatml: "<|im_end|>"
+        case .llama3: "<|eot_id|>"
+        case .none: nil
+        }
+    }
+
+    private static func chatmlTurn(role: String, content: String) -> [Piece] {
+        [.marker("<|im_start|>"), .text("\(role)\n\(content)"), .marker("<|im_end|>"), .text("\n")]
+    }
+
+    private static func llama3Header(role: String) -> [Piece] {
+        [.marker("<|start_header_id|>"), .text(role), .marker("<|end_header_id|>"), .text("\n\n")]
+    }
+
+    private static func llama3Turn(role: String, content: String) -> [Piece] {
+        [.marker("<|start_header_id|>"), .text(role), .marker("<|end_header_id|>"),
+         .text("\n\n" + pythonStrip(content)), .marker("<|eot_id|>")]
     }
 
     /// The ids that end a reply: the end-of-turn marker the template writes, and the tokenizer's EOS.
@@ -100,6 +153,15 @@ public enum ChatTemplate: Sendable, Equatable {
         var ids: [TokenID] = []
         for id in markers.compactMap(tokenizer.id(of:)) + [tokenizer.eosID].compactMap({ $0 }) where !ids.contains(id) { ids.append(id) }
         return ids
+    }
+
+    /// Every marker the template writes.
+    var markers: [String] {
+        switch self {
+        case .chatml: ["<|im_start|>", "<|im_end|>"]
+        case .llama3: ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+        case .none: []
+        }
     }
 
     /// Jinja's `trim`, which is Python's `str.strip()`: White_Space plus the separators U+001C–U+001F.

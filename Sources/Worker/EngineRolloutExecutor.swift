@@ -91,21 +91,21 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
     public func prepare(policyVersion: UInt64, weights: [UInt8]) throws {
         let decoded = try decode(weights, what: "policy version \(policyVersion)")
         try lock.withLock {
-            policy = try Self.load(decoded, into: policy)
+            policy = try Self.load(decoded, into: policy, stopTokens: format.chat.stopTokens)
             loadedPolicyVersion = policyVersion
         }
     }
 
     public func prepareReference(weights: [UInt8]) throws {
         let decoded = try decode(weights, what: "reference")
-        try lock.withLock { reference = try Self.load(decoded, into: reference) }
+        try lock.withLock { reference = try Self.load(decoded, into: reference, stopTokens: format.chat.stopTokens) }
     }
 
     /// Loads policy weights directly (tests, local evaluation); the version is recorded as given.
     public func load(policy weights: ModelWeights, version: UInt64 = 0) throws {
         try checkArchitecture(weights, what: "policy")
         try lock.withLock {
-            policy = try Self.load(weights, into: policy)
+            policy = try Self.load(weights, into: policy, stopTokens: format.chat.stopTokens)
             loadedPolicyVersion = version
         }
     }
@@ -113,7 +113,7 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
     /// Loads reference weights directly (tests, local evaluation).
     public func load(reference weights: ModelWeights) throws {
         try checkArchitecture(weights, what: "reference")
-        try lock.withLock { reference = try Self.load(weights, into: reference) }
+        try lock.withLock { reference = try Self.load(weights, into: reference, stopTokens: format.chat.stopTokens) }
     }
 
     private func decode(_ bytes: [UInt8], what: String) throws -> ModelWeights {
@@ -131,13 +131,14 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
     }
 
     /// Reuses the existing generator (its workspace) when there is one.
-    private static func load(_ weights: ModelWeights, into generator: Generator?) throws -> Generator {
+    private static func load(_ weights: ModelWeights, into generator: Generator?, stopTokens: [TokenID]) throws -> Generator {
         if let generator {
             try generator.setParameters(weights.values)
             return generator
         }
-        // The generator stops at the byte tokenizer's ⟨eos⟩ by default, as the formats end every turn.
-        return try Generator(config: weights.config, parameters: weights.values)
+        let generator = try Generator(config: weights.config, parameters: weights.values)
+        generator.stopTokens = stopTokens
+        return generator
     }
 
     // MARK: - Tasks
@@ -214,6 +215,8 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
     private struct Models {
         let policy: Generator
         let reference: Generator
+        /// Decodes trajectory text.
+        let chat: any ChatCodec
         var maxSeqLen: Int { policy.config.maxSeqLen }
     }
 
@@ -221,7 +224,7 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
     private func loadedModels() throws -> Models {
         guard let policy else { throw CermError.invalid("executor: no policy weights loaded (prepare was not called)") }
         guard let reference else { throw CermError.invalid("executor: no reference weights loaded (prepareReference was not called)") }
-        return Models(policy: policy, reference: reference)
+        return Models(policy: policy, reference: reference, chat: format.chat)
     }
 
     private static func evaluate(item: RolloutItem, criteriaOutputs: [[TokenID]], plan: RolloutPlan,
@@ -266,7 +269,7 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
         let referenceLogprobs = try models.reference.score(zip(fitting, results).map {
             ScoringRequest(prompt: $0.promptTokens, tokens: $1.tokens, temperature: sampling.temperature)
         })
-        return try assemble(fitting, results, referenceLogprobs) + overflow
+        return try assemble(fitting, results, referenceLogprobs, models.chat) + overflow
     }
 
     /// Generates `requests` continuing their longest common prompt prefix, prefilled once on each
@@ -288,7 +291,7 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
         let referenceLogprobs = try models.reference.score(zip(fitting, results).map {
             ScoringRequest(prompt: Array($0.promptTokens[prefixLength...]), tokens: $1.tokens, temperature: sampling.temperature)
         }, continuing: referencePrefix)
-        return try assemble(fitting, results, referenceLogprobs) + overflow
+        return try assemble(fitting, results, referenceLogprobs, models.chat) + overflow
     }
 
     static func commonPrefixLength(_ sequences: [[TokenID]]) -> Int {
@@ -303,8 +306,7 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
     }
 
     private static func assemble(_ requests: [RolloutRequest], _ results: [GenerationResult],
-                                 _ referenceLogprobs: [[Float]]) throws -> [Trajectory] {
-        let tokenizer = ByteTokenizer()
+                                 _ referenceLogprobs: [[Float]], _ chat: any ChatCodec) throws -> [Trajectory] {
         return try zip(requests, zip(results, referenceLogprobs)).map { request, output in
             let (result, reference) = output
             guard result.tokens.count == result.logProbs.count, reference.count == result.tokens.count else {
@@ -314,7 +316,7 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
                               tokens: result.tokens.map { UInt32(truncatingIfNeeded: $0) },
                               behaviourLogprobs: result.logProbs, referenceLogprobs: reference,
                               finishReason: finishReason(result, maxTokens: request.maxTokens),
-                              text: tokenizer.decode(result.tokens))
+                              text: chat.text(result.tokens))
         }
     }
 

@@ -99,7 +99,7 @@ public struct Evaluator: Sendable {
             report.recordCriteria(parsed.failure)
             if let transcript {
                 for response in owner.responses.prefix(options.criteriaMode == .unified ? 1 : owner.responses.count) {
-                    transcript(items[owner.item], owner.sample, options.criteriaMode == .unified ? nil : response, "criteria: " + ByteTokenizer().decode(output, showSpecials: true))
+                    transcript(items[owner.item], owner.sample, options.criteriaMode == .unified ? nil : response, "criteria: " + format.chat.text(output, showSpecials: true))
                 }
             }
             // Invalid criteria: no evaluation is generated under them; their responses keep no score for this sample.
@@ -122,7 +122,7 @@ public struct Evaluator: Sendable {
                 let tokens = position < outputs.count ? outputs[position] : []
                 let parsed = format.parseEvaluation(tokens: tokens, criteriaCount: owner.criteriaCount)
                 report.recordEvaluation(parsed.failure)
-                transcript?(items[owner.item], owner.sample, response, ByteTokenizer().decode(tokens, showSpecials: true))
+                transcript?(items[owner.item], owner.sample, response, format.chat.text(tokens, showSpecials: true))
                 scores[owner.item][response][owner.sample] = parsed.value?.overall
             }
         }

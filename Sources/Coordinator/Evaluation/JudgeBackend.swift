@@ -49,9 +49,14 @@ public final class ModelJudge: JudgeBackend {
     public var criteriaMaxTokens: Int
     public var evaluationMaxTokens: Int
     public var topP: Float
+    /// The model's tokenizer and template: its stop tokens end generation.
+    public let chat: any ChatCodec
 
-    public init(weights: ModelWeights, criteriaMaxTokens: Int, evaluationMaxTokens: Int, topP: Float = 1) throws {
+    public init(weights: ModelWeights, criteriaMaxTokens: Int, evaluationMaxTokens: Int, topP: Float = 1,
+                chat: any ChatCodec = ByteChat()) throws {
         generator = try Generator(config: weights.config, parameters: weights.values)
+        generator.stopTokens = chat.stopTokens
+        self.chat = chat
         self.criteriaMaxTokens = criteriaMaxTokens
         self.evaluationMaxTokens = evaluationMaxTokens
         self.topP = topP
@@ -78,13 +83,11 @@ public final class ModelJudge: JudgeBackend {
 
     public func evaluations(_ jobs: [EvaluationJob]) throws -> [[[TokenID]]] {
         let limit = generator.config.maxSeqLen
-        let eos = ByteTokenizer.Special.eos.rawValue
         var outputs = jobs.map { [[TokenID]](repeating: [], count: $0.prompts.count) }
         var groups: [PrefixedGenerations] = []
         var owners: [(job: Int, positions: [Int])] = []
         for (jobIndex, job) in jobs.enumerated() {
-            let turn = job.criteriaOutput.firstIndex(of: eos).map { Array(job.criteriaOutput[...$0]) } ?? job.criteriaOutput + [eos]
-            let prefixTokens = job.criteriaPrompt + turn
+            let prefixTokens = job.criteriaPrompt + chat.completedTurn(job.criteriaOutput)
             var requests: [GenerationRequest] = []
             var positions: [Int] = []
             // A prompt that leaves no room to generate yields no output: it parses as truncated.

@@ -25,7 +25,7 @@ import Shared
 /// ``prefillChunkRows`` token rows, then every decode step runs one matrix product per weight
 /// matrix over the still-active sequences (`[active, in] · Wᵀ`); finished sequences drop out.
 ///
-/// **Stopping.** A sequence stops after ``endOfSequence`` (kept as its last token, reason
+/// **Stopping.** A sequence stops after one of ``stopTokens`` (kept as its last token, reason
 /// ``FinishReason/eos``), after a stop sequence (``FinishReason/stop``), or after `maxNewTokens`
 /// or when its context would exceed `maxSeqLen` (``FinishReason/length``).
 ///
@@ -61,8 +61,9 @@ public final class Generator {
     /// Maximum token rows per prefill forward pass (bounds workspace memory; larger is faster
     /// for long prompts).
     public var prefillChunkRows = 512
-    /// The token that ends a sequence (the byte tokenizer's `<|eos|>`, 258, by default).
-    public var endOfSequence: TokenID = ByteTokenizer.Special.eos.rawValue
+    /// The tokens that end a sequence: the byte tokenizer's `<|eos|>` (258) by default; a
+    /// pretrained model's end-of-turn token(s) and EOS (`ChatCodec.stopTokens`).
+    public var stopTokens: [TokenID] = [ByteTokenizer.Special.eos.rawValue]
 
     private(set) var parametersVersion = 0
     private let offsets: InferenceWeightOffsets
@@ -377,7 +378,7 @@ public final class Generator {
                                       temperature: request.temperature, topP: request.topP, uniform: uniform)
             states[sequence].tokens.append(pick.token)
             states[sequence].logProbs.append(pick.logProb)
-            if pick.token == endOfSequence {
+            if stopTokens.contains(pick.token) {
                 states[sequence].finish = .eos
             } else if Self.endsWithStopSequence(states[sequence].tokens, request.stopSequences) {
                 states[sequence].finish = .stop

@@ -10,7 +10,9 @@ import Shared
 /// writes, per criterion, an analysis and a 0–5 score in `\boxed{}`, optionally an
 /// "Other Points" item scored the same way, and an overall 0–10 score in the last `\boxed{}`.
 public struct CermFormat: PromptFormat {
-    public init() {}
+    public let chat: any ChatCodec
+
+    public init(chat: any ChatCodec = ByteChat()) { self.chat = chat }
 
     public var name: PromptFormatName { .cerm }
 
@@ -42,12 +44,12 @@ public struct CermFormat: PromptFormat {
 
     public func criteriaPrompt(query: String) -> [TokenID] {
         let text = Tok.fill(Self.criteriaInstruction, ["query": query])
-        return [Tok.bos, Tok.user] + Tok.text(text) + [Tok.assistant]
+        return chat.firstTurn(user: text)
     }
 
     public func evaluationPrompt(criteriaPrompt: [TokenID], criteriaOutput: [TokenID], response: String) -> [TokenID] {
         let text = Tok.fill(Self.evaluationInstruction, ["response": response])
-        return criteriaPrompt + Tok.completedTurn(criteriaOutput) + [Tok.user] + Tok.text(text) + [Tok.assistant]
+        return criteriaPrompt + chat.completedTurn(criteriaOutput) + chat.nextTurn(user: text)
     }
 
     /// The criteria output text (what a teacher writes), without `⟨eos⟩`.

@@ -8,17 +8,18 @@ import Shared
 /// `{analysis}\n[C]\n1. …\n[/C]`; evaluation request `⟨user⟩R: {response}\nEvaluate.⟨assistant⟩`;
 /// evaluation output `1. {analysis}: {score}/5\n…[+. {other}: {score}/5\n]=> {overall}/10`.
 public struct CompactFormat: PromptFormat {
-    public init() {}
+    public let chat: any ChatCodec
+
+    public init(chat: any ChatCodec = ByteChat()) { self.chat = chat }
 
     public var name: PromptFormatName { .compact }
 
     public func criteriaPrompt(query: String) -> [TokenID] {
-        [Tok.bos, Tok.user] + Tok.text("Q: \(query)\nCriteria?") + [Tok.assistant]
+        chat.firstTurn(user: "Q: \(query)\nCriteria?")
     }
 
     public func evaluationPrompt(criteriaPrompt: [TokenID], criteriaOutput: [TokenID], response: String) -> [TokenID] {
-        criteriaPrompt + Tok.completedTurn(criteriaOutput)
-            + [Tok.user] + Tok.text("R: \(response)\nEvaluate.") + [Tok.assistant]
+        criteriaPrompt + chat.completedTurn(criteriaOutput) + chat.nextTurn(user: "R: \(response)\nEvaluate.")
     }
 
     /// The criteria output text for `items` (what a teacher writes), without `⟨eos⟩`.

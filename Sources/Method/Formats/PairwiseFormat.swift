@@ -8,7 +8,9 @@ import Shared
 /// Only the verdict is parsed (RM-R1 gives no format reward): exactly one of `[[A]]` / `[[B]]`
 /// must appear in the output, any number of times.
 public struct PairwiseFormat: Sendable {
-    public init() {}
+    public let chat: any ChatCodec
+
+    public init(chat: any ChatCodec = ByteChat()) { self.chat = chat }
 
     static let instruction = """
         Decide which response answers the query better. Write a rubric for this query in \
@@ -31,7 +33,7 @@ public struct PairwiseFormat: Sendable {
     /// Prompt tokens with `responseA` in position A and `responseB` in position B.
     public func prompt(query: String, responseA: String, responseB: String) -> [TokenID] {
         let text = Tok.fill(Self.instruction, ["query": query, "a": responseA, "b": responseB])
-        return [Tok.bos, Tok.user] + Tok.text(text) + [Tok.assistant]
+        return chat.firstTurn(user: text)
     }
 
     /// Prompt tokens for a preference pair, the chosen response in position A when `chosenIsA`.
@@ -54,7 +56,7 @@ public struct PairwiseFormat: Sendable {
 
     /// Parses generated tokens (must end in `⟨eos⟩`, else `.truncated`).
     public func parseVerdict(tokens: [TokenID]) -> ParseResult<PairwiseVerdict> {
-        switch Bytes.outputBytes(tokens) {
+        switch chat.replyBytes(tokens) {
         case let .valid(bytes): return parseVerdict(bytes: bytes)
         case let .invalid(reason): return .invalid(reason: reason)
         }

@@ -6,7 +6,9 @@ import Shared
 /// `generate_rubrics`), `<eval>…</eval>` and `<answer>{score}</answer>` in this order, the score
 /// a decimal in 0–10.
 public struct ParFormat: Sendable {
-    public init() {}
+    public let chat: any ChatCodec
+
+    public init(chat: any ChatCodec = ByteChat()) { self.chat = chat }
 
     /// The required tags, in the required order.
     public static let tags = ["<think>", "</think>", "<rubric>", "</rubric>", "<eval>", "</eval>", "<answer>", "</answer>"]
@@ -27,7 +29,7 @@ public struct ParFormat: Sendable {
 
     /// Prompt tokens for judging `response` to `query`.
     public func prompt(query: String, response: String) -> [TokenID] {
-        [Tok.bos, Tok.user] + Tok.text(Tok.fill(Self.instruction, ["query": query, "response": response])) + [Tok.assistant]
+        chat.firstTurn(user: Tok.fill(Self.instruction, ["query": query, "response": response]))
     }
 
     /// The output text a teacher writes, without `⟨eos⟩`.
@@ -37,7 +39,7 @@ public struct ParFormat: Sendable {
 
     /// Parses generated tokens (must end in `⟨eos⟩`, else `.truncated`).
     public func parseJudgment(tokens: [TokenID]) -> ParseResult<ParsedJudgment> {
-        switch Bytes.outputBytes(tokens) {
+        switch chat.replyBytes(tokens) {
         case let .valid(bytes): return parseJudgment(bytes: bytes)
         case let .invalid(reason): return .invalid(reason: reason)
         }

@@ -133,21 +133,6 @@ public struct ParsedJudgment: Sendable, Equatable {
 enum Bytes {
     static let newline = UInt8(ascii: "\n")
 
-    /// The generated text of `tokens`: the bytes before the first `⟨eos⟩`, or the failure when
-    /// there is no `⟨eos⟩` or a special token appears before it. Tokens after `⟨eos⟩` are ignored
-    /// (the sampler stops there).
-    static func outputBytes(_ tokens: [TokenID]) -> ParseResult<[UInt8]> {
-        let eos = ByteTokenizer.Special.eos.rawValue
-        guard let end = tokens.firstIndex(of: eos) else { return .invalid(reason: .truncated) }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(end)
-        for token in tokens[..<end] {
-            guard (0...255).contains(token) else { return .invalid(reason: .unexpectedSpecialToken) }
-            bytes.append(UInt8(token))
-        }
-        return .valid(bytes)
-    }
-
     static func isSpace(_ byte: UInt8) -> Bool {
         byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D || byte == 0x0B || byte == 0x0C
     }

@@ -12,6 +12,9 @@ public protocol PromptFormat: Sendable {
     /// The format's name as written in `rollout.format`.
     var name: PromptFormatName { get }
 
+    /// The model's tokenizer and chat template.
+    var chat: any ChatCodec { get }
+
     /// Tokens of the criteria-turn prompt for `query`, ending in `⟨assistant⟩`.
     func criteriaPrompt(query: String) -> [TokenID]
 
@@ -41,7 +44,7 @@ extension PromptFormat {
     /// Parses generated criteria tokens; they must contain `⟨eos⟩` (else `.truncated`) and no
     /// other special token before it (else `.unexpectedSpecialToken`).
     public func parseCriteria(tokens: [TokenID]) -> ParseResult<ParsedCriteria> {
-        switch Bytes.outputBytes(tokens) {
+        switch chat.replyBytes(tokens) {
         case let .valid(bytes): return parseCriteria(bytes: bytes)
         case let .invalid(reason): return .invalid(reason: reason)
         }
@@ -55,7 +58,7 @@ extension PromptFormat {
     /// Parses generated evaluation tokens (same `⟨eos⟩` rules as criteria) against a criteria
     /// set of `criteriaCount` items.
     public func parseEvaluation(tokens: [TokenID], criteriaCount: Int) -> ParseResult<ParsedEvaluation> {
-        switch Bytes.outputBytes(tokens) {
+        switch chat.replyBytes(tokens) {
         case let .valid(bytes): return parseEvaluation(bytes: bytes, criteriaCount: criteriaCount)
         case let .invalid(reason): return .invalid(reason: reason)
         }
@@ -66,22 +69,13 @@ extension PromptFormat {
         parseEvaluation(bytes: Array(text.utf8), criteriaCount: criteriaCount)
     }
 
-    /// The tokens a model must generate to produce `text` as a complete turn: its bytes and
-    /// `⟨eos⟩`. Used to build SFT targets and to feed teacher criteria into evaluation prompts.
-    public func outputTokens(text: String) -> [TokenID] {
-        ByteTokenizer().encode(text) + [ByteTokenizer.Special.eos.rawValue]
-    }
+    /// The tokens a model must generate to produce `text` as a complete turn: its tokens and
+    /// the end-of-turn token. Used to build SFT targets and to feed teacher criteria into evaluation prompts.
+    public func outputTokens(text: String) -> [TokenID] { chat.replyTokens(text: text) }
 }
 
-/// Special-token shorthands for building prompts.
+/// Prompt-text helpers.
 enum Tok {
-    static let bos = ByteTokenizer.Special.bos.rawValue
-    static let eos = ByteTokenizer.Special.eos.rawValue
-    static let user = ByteTokenizer.Special.user.rawValue
-    static let assistant = ByteTokenizer.Special.assistant.rawValue
-
-    static func text(_ string: String) -> [TokenID] { ByteTokenizer().encode(string) }
-
     /// `template` with each `{name}` in `values` replaced in one pass, so that braces inside
     /// substituted text (queries, responses) are never expanded again.
     static func fill(_ template: String, _ values: [String: String]) -> String {
@@ -100,18 +94,12 @@ enum Tok {
         }
         return out + rest
     }
-
-    /// `output` cut after its first `⟨eos⟩`, or with `⟨eos⟩` appended when it has none.
-    static func completedTurn(_ output: [TokenID]) -> [TokenID] {
-        if let end = output.firstIndex(of: eos) { return Array(output[...end]) }
-        return output + [eos]
-    }
 }
 
 /// The CE-RM prompt format named in the configuration.
-public func makePromptFormat(_ name: PromptFormatName) -> any PromptFormat {
+public func makePromptFormat(_ name: PromptFormatName, chat: any ChatCodec = ByteChat()) -> any PromptFormat {
     switch name {
-    case .compact: CompactFormat()
-    case .cerm: CermFormat()
+    case .compact: CompactFormat(chat: chat)
+    case .cerm: CermFormat(chat: chat)
     }
 }
