@@ -58,6 +58,18 @@ import Shared
         // mistral without a sliding window is llama.
         let mistral = try Self.directoryWithConfig({ $0["model_type"] = "mistral"; $0["sliding_window"] = NSNull() }, in: parent)
         #expect(try HuggingFaceModel.weights(directory: mistral).config.family == .llama)
+        let deep = try Self.directoryWithConfig({ $0["num_hidden_layers"] = 1000 }, in: parent)
+        #expect(throws: CermError.io(path: (deep as NSString).appendingPathComponent("config.json"),
+                                     reason: "num_hidden_layers 1000 needs more tensors than the 20 in the safetensors files")) {
+            try HuggingFaceModel.weights(directory: deep)
+        }
+        let untied = try Self.directoryWithConfig({ $0["tie_word_embeddings"] = false }, in: parent)
+        #expect(throws: CermError.io(path: untied, reason: "tensor lm_head.weight is missing")) {
+            try HuggingFaceModel.weights(directory: untied)
+        }
+        let shallow = try Self.directoryWithConfig({ $0["num_hidden_layers"] = 1 }, in: parent)
+        let extra = try #require(throws: CermError.self) { try HuggingFaceModel.weights(directory: shallow) }
+        #expect(extra.description.hasSuffix("safetensors: tensor model.layers.1.input_layernorm.weight is not part of a llama model with this config.json"))
         // A config that does not match the tensors: the shard and tensor are named.
         let wide = try Self.directoryWithConfig({ $0["intermediate_size"] = 24 }, in: parent)
         let error = try #require(throws: CermError.self) { try HuggingFaceModel.weights(directory: wide) }

@@ -155,22 +155,27 @@ public enum HuggingFaceModel {
 
     /// The weights of the model directory `directory`.
     public static func weights(directory: String) throws -> ModelWeights {
-        let config = try config(path: (directory as NSString).appendingPathComponent(configFile))
-        let layout = ParameterLayout(config)
+        let configPath = (directory as NSString).appendingPathComponent(configFile)
+        let config = try config(path: configPath)
         var found: [String: (file: SafetensorsFile, tensor: SafetensorsFile.Tensor)] = [:]
         for path in try weightFiles(in: directory) {
             let file = try SafetensorsFile(path: path)
-            for (name, tensor) in file.tensors {
-                // Older checkpoints store RoPE's inverse frequencies, which are computed, not learnt.
-                if name.hasSuffix(".rotary_emb.inv_freq") { continue }
-                guard layout.spec(name) != nil else {
-                    throw CermError.io(path: path, reason: "tensor \(name) is not part of a \(config.family.rawValue) model with this config.json")
-                }
+            // Older checkpoints store RoPE's inverse frequencies, which are computed, not learnt.
+            for (name, tensor) in file.tensors where !name.hasSuffix(".rotary_emb.inv_freq") {
                 if let other = found[name] {
                     throw CermError.io(path: path, reason: "tensor \(name) is also in \(other.file.path)")
                 }
                 found[name] = (file, tensor)
             }
+        }
+        // Each layer has at least 9 tensors: a layer count the files cannot hold is refused
+        // before the layout is built.
+        guard config.layers <= found.count / 9 else {
+            throw CermError.io(path: configPath, reason: "num_hidden_layers \(config.layers) needs more tensors than the \(found.count) in the safetensors files")
+        }
+        let layout = ParameterLayout(config)
+        if let extra = found.keys.filter({ layout.spec($0) == nil }).sorted().first, let (file, _) = found[extra] {
+            throw CermError.io(path: file.path, reason: "tensor \(extra) is not part of a \(config.family.rawValue) model with this config.json")
         }
         // Every tensor present with its shape and a float dtype before the buffer is allocated.
         for spec in layout.specs {
