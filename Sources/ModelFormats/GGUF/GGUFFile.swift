@@ -346,6 +346,7 @@ public struct GGUFFile: Sendable {
             throw CermError.io(path: path, reason: "tensor \(tensor.name) has type \(tensor.type), which cerm cannot read (supported: \(GGMLType.dequantizable.map(\.name).sorted().joined(separator: ", ")))")
         }
         Dequantize.blocks(of: tensor.type, from: data(of: tensor), into: output)
+        file.releasePages((dataOffset + tensor.offset)..<(dataOffset + tensor.offset + tensor.byteCount))
     }
 
     /// `tensor` as float32 values (see ``dequantize(_:into:)``).

@@ -125,6 +125,7 @@ public struct SafetensorsFile: Sendable {
             throw CermError.io(path: path, reason: "tensor \(tensor.name) has dtype \(tensor.dtype); cerm reads F32, F16 and BF16")
         }
         Dequantize.blocks(of: type, from: source, into: output)
+        file.releasePages(tensor.bytes)
     }
 
     // MARK: Writing
