@@ -55,13 +55,16 @@ let package = Package(
                            .product(name: "Logging", package: "swift-log")]),
         // Engine: the Llama/Qwen-family transformer (forward, backward, generation, AdamW).
         .target(name: "Engine", dependencies: ["Shared", "COpenBLAS", "CKernels"]),
+        // ModelFormats: reads and writes model files of other tools (GGUF, safetensors, Hugging
+        // Face directories) as cerm weights.
+        .target(name: "ModelFormats", dependencies: ["Shared", "Engine"]),
         // EngineConfiguration: the engine's model and initial weights from a run's configuration.
         .target(name: "EngineConfiguration", dependencies: ["Engine", "Configuration"]),
         // Coordinator: scheduler, learner (GRPO), SFT, checkpoints, evaluation, monitoring.
         .target(
             name: "Coordinator",
             dependencies: ["Shared", "Runtime", "Configuration", "Method", "Datasets", "WireProtocol",
-                           "Engine", "EngineConfiguration", "CSystemShims",
+                           "Engine", "EngineConfiguration", "ModelFormats", "CSystemShims",
                            .product(name: "Logging", package: "swift-log")]),
         // Worker: two-stage rollout on the engine, weight fetching, reconnects.
         .target(
@@ -73,7 +76,7 @@ let package = Package(
             name: "cerm",
             dependencies: [
                 "Shared", "Runtime", "Configuration", "Method", "Datasets", "WireProtocol",
-                "Engine", "EngineConfiguration", "Coordinator", "Worker", "Tokenizers",
+                "Engine", "EngineConfiguration", "ModelFormats", "Coordinator", "Worker", "Tokenizers",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -87,6 +90,7 @@ let package = Package(
         .testTarget(name: "MethodTests", dependencies: ["Method", "Configuration", "Shared", "Tokenizers"], exclude: ["Fixtures"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Method", "Configuration", "Shared"]),
         .testTarget(name: "WireProtocolTests", dependencies: ["WireProtocol", "Method", "Configuration", "Runtime", "Shared"]),
+        .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats", "Engine", "Shared"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "Shared"], exclude: ["Fixtures"]),
         .testTarget(
             name: "EngineTests", dependencies: ["Engine", "EngineConfiguration", "Configuration", "Shared", "CKernels"],
@@ -94,7 +98,7 @@ let package = Package(
         .testTarget(
             name: "CoordinatorTests",
             dependencies: ["TestSupport", "Coordinator", "Worker", "Engine", "EngineConfiguration", "Shared", "Runtime", "Configuration",
-                           "Method", "Datasets", "WireProtocol", .product(name: "Logging", package: "swift-log")]),
+                           "Method", "Datasets", "WireProtocol", "ModelFormats", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "WorkerTests",
             dependencies: ["Worker", "Engine", "Shared", "Runtime", "Configuration", "Method", "WireProtocol",
