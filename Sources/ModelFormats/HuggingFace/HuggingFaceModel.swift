@@ -13,7 +13,7 @@ public enum HuggingFaceModel {
     public static let weightsFile = "model.safetensors"
     public static let indexFile = "model.safetensors.index.json"
 
-    /// The parsed `config.json` of `directory`.
+    /// The parsed JSON file at `path` (`config.json`, the shard index); errors name it.
     static func readJSON(_ path: String) throws -> JSONValue {
         let data: Data
         do {
