@@ -57,7 +57,7 @@ let package = Package(
         .target(name: "Engine", dependencies: ["Shared", "COpenBLAS", "CKernels"]),
         // ModelFormats: reads and writes model files of other tools (GGUF, safetensors, Hugging
         // Face directories) as cerm weights.
-        .target(name: "ModelFormats", dependencies: ["Shared", "Engine"]),
+        .target(name: "ModelFormats", dependencies: ["Shared", "Engine", "Tokenizers"]),
         // EngineConfiguration: the engine's model and initial weights from a run's configuration.
         .target(name: "EngineConfiguration", dependencies: ["Engine", "Configuration"]),
         // Coordinator: scheduler, learner (GRPO), SFT, checkpoints, evaluation, monitoring.
@@ -87,7 +87,8 @@ let package = Package(
         .testTarget(name: "SharedTests", dependencies: ["TestSupport", "Shared"]),
         .testTarget(name: "RuntimeTests", dependencies: ["TestSupport", "Runtime", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Shared"]),
-        .testTarget(name: "MethodTests", dependencies: ["Method", "Configuration", "Shared", "Tokenizers"], exclude: ["Fixtures"]),
+        .testTarget(name: "MethodTests", dependencies: ["TestSupport", "Method", "Configuration", "Shared", "Tokenizers", "ModelFormats"],
+                    exclude: ["Fixtures"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Method", "Configuration", "Shared"]),
         .testTarget(name: "WireProtocolTests", dependencies: ["WireProtocol", "Method", "Configuration", "Runtime", "Shared"]),
         .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats", "Engine", "Shared"], resources: [.copy("Fixtures")]),

@@ -61,9 +61,36 @@ public struct GGUFTokenizerMetadata: Sendable, Equatable {
 
 /// The one entry point for pretrained models: a GGUF file or a Hugging Face model directory.
 public enum ModelImport {
+    /// What a model path turned out to be.
+    enum Source {
+        case gguf(GGUFFile)
+        case huggingFace(directory: String)
+    }
+
     /// Reads the model at `path`: a file starting with the GGUF magic, or a directory holding
     /// `config.json`. Anything else is an error naming the path and what was expected.
     public static func load(path: String) throws -> ImportedModel {
+        switch try open(path: path) {
+        case let .huggingFace(directory):
+            let weights = try HuggingFaceModel.weights(directory: directory)
+            return ImportedModel(weights: weights, source: "Hugging Face directory \(directory) (\(weights.config.family.rawValue))",
+                                 tokenizer: tokenizerFiles(directory: directory))
+        case let .gguf(gguf):
+            let weights = try GGUFModel.weights(of: gguf)
+            return ImportedModel(weights: weights, source: "GGUF v\(gguf.version) file \(path) (\(try gguf.string("general.architecture")))",
+                                 tokenizer: .gguf(try GGUFTokenizerMetadata(gguf)))
+        }
+    }
+
+    /// The tokenizer material of the model at `path`, without reading its weights.
+    public static func tokenizerMaterial(path: String) throws -> TokenizerMaterial {
+        switch try open(path: path) {
+        case let .huggingFace(directory): tokenizerFiles(directory: directory)
+        case let .gguf(gguf): .gguf(try GGUFTokenizerMetadata(gguf))
+        }
+    }
+
+    static func open(path: String) throws -> Source {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw CermError.io(path: path, reason: "does not exist (expected a GGUF file or a Hugging Face model directory)")
@@ -73,24 +100,21 @@ public enum ModelImport {
             guard FileManager.default.fileExists(atPath: configPath) else {
                 throw CermError.io(path: path, reason: "is a directory without \(HuggingFaceModel.configFile) (expected a Hugging Face model directory or a GGUF file)")
             }
-            let weights = try HuggingFaceModel.weights(directory: path)
-            func optionalFile(_ name: String) -> String? {
-                let file = (path as NSString).appendingPathComponent(name)
-                return FileManager.default.fileExists(atPath: file) ? file : nil
-            }
-            return ImportedModel(
-                weights: weights, source: "Hugging Face directory \(path) (\(weights.config.family.rawValue))",
-                tokenizer: .huggingFace(tokenizerJSON: optionalFile("tokenizer.json"),
-                                        tokenizerConfigJSON: optionalFile("tokenizer_config.json"),
-                                        generationConfigJSON: optionalFile("generation_config.json")))
+            return .huggingFace(directory: path)
         }
         let file = try MappedFile(path: path)
         guard file.bytes.count >= 4, file.bytes.prefix(4).elementsEqual(GGUFFile.magic) else {
             throw CermError.io(path: path, reason: "is neither a GGUF file (it does not start with \"GGUF\") nor a Hugging Face model directory")
         }
-        let gguf = try GGUFFile(file: file)
-        let weights = try GGUFModel.weights(of: gguf)
-        return ImportedModel(weights: weights, source: "GGUF v\(gguf.version) file \(path) (\(try gguf.string("general.architecture")))",
-                             tokenizer: .gguf(try GGUFTokenizerMetadata(gguf)))
+        return .gguf(try GGUFFile(file: file))
+    }
+
+    private static func tokenizerFiles(directory: String) -> TokenizerMaterial {
+        func optionalFile(_ name: String) -> String? {
+            let file = (directory as NSString).appendingPathComponent(name)
+            return FileManager.default.fileExists(atPath: file) ? file : nil
+        }
+        return .huggingFace(tokenizerJSON: optionalFile("tokenizer.json"), tokenizerConfigJSON: optionalFile("tokenizer_config.json"),
+                            generationConfigJSON: optionalFile("generation_config.json"))
     }
 }

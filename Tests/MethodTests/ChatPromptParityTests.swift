@@ -1,6 +1,8 @@
 import Foundation
 import Method
+import ModelFormats
 import Shared
+import TestSupport
 import Tokenizers
 import XCTest
 
@@ -16,13 +18,11 @@ final class ChatPromptParityTests: XCTestCase {
         var evaluation_prompt: [TokenID]
     }
 
-    static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
     func testCermPromptsMatchTransformersChatTemplate() throws {
-        let chat = try TemplateChat(ChatEncoder(tokenizer: try SmolLM2.tokenizer(), template: try SmolLM2.template()))
+        let chat = try SmolLM2.chat()
         let format = CermFormat(chat: chat)
-        let fixture = Self.repositoryRoot.appendingPathComponent("Tests/MethodTests/Fixtures/smollm2_cerm_prompts.jsonl")
-        let records = try String(contentsOf: fixture, encoding: .utf8).split(separator: "\n").map {
+        let fixture = SmolLM2Model.repositoryRoot + "/Tests/MethodTests/Fixtures/smollm2_cerm_prompts.jsonl"
+        let records = try String(contentsOfFile: fixture, encoding: .utf8).split(separator: "\n").map {
             try JSONDecoder().decode(Record.self, from: Data($0.utf8))
         }
         XCTAssertEqual(records.count, 100)
@@ -40,7 +40,7 @@ final class ChatPromptParityTests: XCTestCase {
     /// A reply is read up to the template's end-of-turn token; text that spells a marker stays
     /// text and cannot end a turn.
     func testRepliesEndAtTheTemplatesEndOfTurn() throws {
-        let chat = try TemplateChat(ChatEncoder(tokenizer: try SmolLM2.tokenizer(), template: try SmolLM2.template()))
+        let chat = try SmolLM2.chat()
         let imEnd = try XCTUnwrap(chat.encoder.tokenizer.id(of: "<|im_end|>"))
         let eos = try XCTUnwrap(chat.encoder.tokenizer.eosID)
         XCTAssertEqual(chat.stopTokens, [imEnd] + (eos == imEnd ? [] : [eos]))
@@ -55,19 +55,13 @@ final class ChatPromptParityTests: XCTestCase {
     }
 }
 
-/// SmolLM2-135M-Instruct's tokenizer and template, from the model file `make fetch-model` brings;
-/// without it the tests are skipped, saying so.
+/// SmolLM2-135M-Instruct's tokenizer and template, read from its GGUF.
 enum SmolLM2 {
-    static let tokenizerCache = ChatPromptParityTests.repositoryRoot.appendingPathComponent(".cache/models/smollm2/tokenizer.json").path
-
-    static func tokenizer() throws -> BPETokenizer {
-        guard FileManager.default.fileExists(atPath: tokenizerCache) else {
-            throw XCTSkip("\(tokenizerCache) is absent: run scripts/cache_smollm2_tokenizer.py")
-        }
-        return try BPETokenizer(tokenizerJSON: tokenizerCache)
-    }
-
-    static func template() throws -> ChatTemplate {
-        .chatml(defaultSystemPrompt: "You are a helpful AI assistant named SmolLM, trained by Hugging Face")
+    static func chat() throws -> TemplateChat {
+        let path = try SmolLM2Model.requireGGUF()
+        let material = try ModelImport.tokenizerMaterial(path: path)
+        let template = try material.chatTemplate(setting: "auto", source: path)
+        XCTAssertEqual(template, .chatml(defaultSystemPrompt: SmolLM2Model.defaultSystemPrompt))
+        return TemplateChat(try ChatEncoder(tokenizer: try material.tokenizer(source: path), template: template))
     }
 }
