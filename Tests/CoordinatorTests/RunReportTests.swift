@@ -230,6 +230,21 @@ struct RunReportTests {
         #expect(try RunRecord.load(directory: directory).steps.map(\.time) == [1_700_000_010, 5, 1_700_000_030])
     }
 
+    /// `cerm report --watch` stops by itself once the run has ended, and notes where it wrote.
+    @Test func watchingAnEndedRunWritesOnceAndStops() throws {
+        let parent = try makeTemporaryDirectory("report-watch")
+        let directory = parent + "/run"
+        try Self.writeRun(directory, steps: 2)
+        try (Self.eventLine(.runStopped(completedSteps: 2), time: 1_700_000_021) + "\n")
+            .write(toFile: directory + "/train.log", atomically: true, encoding: .utf8)
+        let result = try #require(try CommandLineTests.cerm(["report", "run", "--watch", "0.2"], in: parent))
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout == "wrote run/report.html (run step 2); every run has ended, stopped watching\n")
+        #expect(RunReport.notedLocation(in: directory) == (parent as NSString).standardizingPath + "/run/report.html")
+        let bad = try #require(try CommandLineTests.cerm(["report", "absent"], in: parent))
+        #expect(bad.status == 2 && bad.stderr == "error: absent: not a run directory (does not exist or is not a directory)\n")
+    }
+
     @Test func statusPrintsTheLastReport() throws {
         let parent = try makeTemporaryDirectory("report-status")
         let directory = parent + "/run"

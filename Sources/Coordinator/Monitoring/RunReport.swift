@@ -9,11 +9,12 @@ public enum RunReport {
     /// Run colours (Okabe–Ito, distinguishable with colour-blindness), reused after 7 runs.
     static let runColors = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
 
-    /// The cluster events drawn as vertical marks, with their colours and legend text.
+    /// The cluster events drawn as vertical marks, with their colours and legend text; later
+    /// ones are drawn over earlier ones (a death over the re-queue it causes).
     static let markedEvents: [(name: String, color: String, legend: String)] = [
         ("worker_joined", "#2ca02c", "worker joined"),
-        ("worker_died", "#d62728", "worker died"),
         ("tasks_requeued", "#ff7f0e", "tasks re-queued"),
+        ("worker_died", "#d62728", "worker died"),
     ]
 
     /// One per-step plot: title, y-axis label with its unit, and the value of a step.
@@ -168,7 +169,11 @@ public enum RunReport {
                                            title: "\(labels[index]): \(event.name) \(event.fields) at \(when)"))
             }
         }
-        return marks
+        let order = markedEvents.map(\.color)
+        return marks.enumerated().sorted { a, b in
+            let (ka, kb) = (order.firstIndex(of: a.element.color) ?? 0, order.firstIndex(of: b.element.color) ?? 0)
+            return ka != kb ? ka < kb : a.offset < b.offset
+        }.map(\.element)
     }
 
     static func runTable(_ runs: [RunRecord], labels: [String]) -> String {
@@ -270,9 +275,9 @@ public enum RunReport {
         .meta,.note{color:#555}table{border-collapse:collapse;margin:8px 0}th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}
         .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(480px,1fr));gap:12px}
         figure.plot{margin:0;border:1px solid #e3e3e3;padding:6px}figcaption{font-weight:600;margin-bottom:2px}
-        svg.chart{width:100%;height:auto;display:block}.frame{fill:none;stroke:#999}.grid line,line.grid{stroke:#eee}
+        svg.chart{width:100%;height:auto;display:block}.frame{fill:none;stroke:#999}line.grid{stroke:#eee}
         .tick{font-size:11px;fill:#444}.axis-label{font-size:12px;fill:#222}path.series{stroke-width:1.6}
-        .band{opacity:.18;stroke:none}line.mark{stroke-width:1;stroke-dasharray:2 3;opacity:.7}line.cursor{stroke:#888}
+        .band{opacity:.18;stroke:none}line.mark{stroke-width:1.5;stroke-dasharray:4 3;opacity:.9}line.cursor{stroke:#888}
         .legend .entry{margin-right:16px;white-space:nowrap}.swatch{display:inline-block;width:14px;height:10px;margin-right:5px}
         .tick-swatch{display:inline-block;width:0;height:12px;border-left:2px dashed;margin:0 6px -2px 4px}
         pre{background:#f6f6f6;padding:8px;overflow:auto;font-size:12px}
