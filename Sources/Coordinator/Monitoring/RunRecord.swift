@@ -86,7 +86,7 @@ public struct RunRecord: Sendable {
         if let curve = sftCurve ?? ownCurve ?? config.text.flatMap({ sftCurveCandidate(configText: $0, runDirectory: directory) }) {
             record.sftCurvePath = curve
             for line in try completeLines(of: curve) {
-                do { record.sftCurve.append(try metricsDecoder().decode(SFTPoint.self, from: Data(line.text.utf8))) } catch {
+                do { record.sftCurve.append(try StepMetrics.jsonDecoder().decode(SFTPoint.self, from: Data(line.text.utf8))) } catch {
                     throw CermError.invalid("\(curve):\(line.number): not an SFT curve line (\(describe(error)))")
                 }
             }
@@ -106,14 +106,6 @@ public struct RunRecord: Sendable {
             let text = String(decoding: bytes, as: UTF8.self)
             return text.allSatisfy(\.isWhitespace) ? nil : (index + 1, text)
         }
-    }
-
-    static func metricsDecoder() -> JSONDecoder {
-        let decoder = JSONDecoder()
-        let strings = StepMetrics.nonFiniteStrings
-        decoder.nonConformingFloatDecodingStrategy = .convertFromString(
-            positiveInfinity: strings.positiveInfinity, negativeInfinity: strings.negativeInfinity, nan: strings.nan)
-        return decoder
     }
 
     /// A decoding error in a few words (`missing key "kl"`), not Foundation's paragraph.
