@@ -46,12 +46,12 @@ struct ReportCommand: ParsableCommand {
                     }
                 }
                 let steps = runs.map { "\($0.name) step \($0.steps.last?.step ?? 0)" }.joined(separator: ", ")
-                guard let watch else { print("wrote \(path) (\(steps))"); return }
+                guard let watch else { say("wrote \(path) (\(steps))"); return }
                 if runs.allSatisfy({ $0.ending != nil }) {
-                    print("wrote \(path) (\(steps)); every run has ended, stopped watching")
+                    say("wrote \(path) (\(steps)); every run has ended, stopped watching")
                     return
                 }
-                print("wrote \(path) (\(steps)); next in \(watch) s (Ctrl-C stops)")
+                say("wrote \(path) (\(steps)); next in \(watch) s (Ctrl-C stops)")
                 let deadline = Date().addingTimeInterval(watch)
                 while Date() < deadline {
                     if stop.isRequested { return }
@@ -62,5 +62,11 @@ struct ReportCommand: ParsableCommand {
         } catch {
             throw exitWithError(error)
         }
+    }
+
+    /// A line on stdout at once (print buffers when stdout is a file or pipe; `--watch` output
+    /// would then only appear at the end).
+    private func say(_ line: String) {
+        FileHandle.standardOutput.write(Data((line + "\n").utf8))
     }
 }
