@@ -44,7 +44,7 @@ struct SVGChart {
     /// Series this short also get a dot per point (a 1-step run is a dot, not nothing).
     static let markerLimit = 60
 
-    /// Points actually drawn (after downsampling), over all series and single points.
+    /// Whether there is anything to draw: a finite point in some series, or a single point.
     var hasData: Bool { series.contains { $0.points.contains { $0.y.isFinite && $0.x.isFinite } } || !points.isEmpty }
 
     /// A bucket of consecutive points: mean position, and the y range it covers.
