@@ -73,7 +73,7 @@ import Testing
         let first = try KillResumeTests.launch(binary, config: config, log: dir + "/launch.log")
         first.waitUntilExit()
         #expect(first.terminationStatus == 0)
-        #expect(Self.names(run) == ["metrics.jsonl", "step_1.h5", "step_2.h5", "step_3.h5", "step_4.h5", "train.log"])
+        #expect(Self.names(run) == ["metrics.jsonl", "metrics.prom", "step_1.h5", "step_2.h5", "step_3.h5", "step_4.h5", "train.log"])
 
         /// `cerm coordinator ARGS` with one worker; the coordinator's stderr.
         func coordinator(_ arguments: [String], log: String) throws -> (status: Int32, stderr: String) {
@@ -100,7 +100,7 @@ import Testing
         #expect(resumed.status == 0, "\(resumed.stderr)")
         let aside = try #require(Self.names(run).first { $0.hasPrefix("superseded-") })
         #expect(aside.count == "superseded-20261202T120000Z".count)
-        #expect(Self.names(run) == ["metrics.jsonl", "step_1.h5", "step_2.h5", "step_3.h5", aside, "train.log"])
+        #expect(Self.names(run) == ["metrics.jsonl", "metrics.prom", "step_1.h5", "step_2.h5", "step_3.h5", aside, "train.log"])
         #expect(Self.names(run + "/" + aside) == ["step_3.h5", "step_4.h5"])
         let warning = "resuming from step 2 (\(run)/step_2.h5) abandons the later checkpoints of \(run): moved step_3.h5, step_4.h5 "
             + "to \(run)/\(aside) (nothing deleted), so that the next --resume continues this run"
@@ -116,7 +116,9 @@ import Testing
         let fresh = try coordinator(["--steps", "1"], log: dir + "/fresh.log")
         #expect(fresh.status == 0, "\(fresh.stderr)")
         let second = try #require(Self.names(run).first { $0.hasPrefix("superseded-") && $0 != aside })
-        #expect(Self.names(run) == ["metrics.jsonl", "step_1.h5", aside, second, "train.log"].sorted())
+        #expect(Self.names(run) == ["metrics.jsonl", "metrics.prom", "step_1.h5", aside, second, "train.log"].sorted())
+        // metrics.prom stays in place (it describes the latest step, whichever run wrote it).
+        #expect(try String(contentsOfFile: run + "/metrics.prom", encoding: .utf8).contains("\ncerm_step{run=\"chaos\"} 1\n"))
         #expect(Self.names(run + "/" + second) == ["metrics.jsonl", "step_1.h5", "step_2.h5", "step_3.h5"])
         #expect(try String(contentsOfFile: run + "/\(second)/metrics.jsonl", encoding: .utf8) == metricsBefore)
         let metrics = try String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")

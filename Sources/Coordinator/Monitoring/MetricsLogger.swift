@@ -67,7 +67,8 @@ public enum ClusterEvent: Sendable, Equatable {
 
 /// Writes a run's monitoring output: one JSON object per step appended to
 /// `<runDir>/metrics.jsonl` (written and flushed per line), and one human line per step and per
-/// event on stderr and `<runDir>/train.log` through the shared ``LogSink``.
+/// event on stderr and `<runDir>/train.log` through the shared ``LogSink``; after each step also
+/// `<runDir>/metrics.prom` (``PrometheusTextFile``).
 public final class MetricsLogger: @unchecked Sendable {
     public let runDirectory: String
     /// `<runDir>/metrics.jsonl`.
@@ -77,6 +78,9 @@ public final class MetricsLogger: @unchecked Sendable {
     private let logger: Logger
     private let lock = NSLock()
     private var metricsFile: FileHandle?
+    private let prometheus: PrometheusTextFile
+    /// Whether the last `metrics.prom` write failed: warned once per run of failures.
+    private var prometheusFailing = false
 
     /// Opens `metrics.jsonl` for appending and attaches `train.log` to `sink`, creating the run
     /// directory when missing. After a resume, steps after the checkpoint appear twice; the last
@@ -99,6 +103,7 @@ public final class MetricsLogger: @unchecked Sendable {
         }
         _ = try? handle.seekToEnd()
         metricsFile = handle
+        prometheus = PrometheusTextFile(runDirectory: runDirectory)
         try sink.attachFile(trainLogPath)
         logger = Logger(label: "train") { CermLogHandler(label: $0, sink: sink) }
     }
@@ -114,10 +119,19 @@ public final class MetricsLogger: @unchecked Sendable {
             throw CermError.io(path: metricsPath, reason: "append failed: \(error.localizedDescription)")
         }
         logger.info("\(stamped.tailLine())")
+        // A monitoring file must never stop the run: warn (once until it works again) and go on.
+        do {
+            try prometheus.write(after: stamped)
+            prometheusFailing = false
+        } catch {
+            if !prometheusFailing { logger.warning("cannot update \(prometheus.path), training goes on: \(error)") }
+            prometheusFailing = true
+        }
     }
 
     /// Logs one event line.
     public func event(_ event: ClusterEvent) {
+        prometheus.observe(event)
         logger.log(level: event.level, "\(event.line)")
     }
 

@@ -35,6 +35,9 @@ public struct RunStatus: Sendable {
     /// without a word, or a resumed run has not ended yet).
     public var ending: Ending?
 
+    /// The last report `cerm report` wrote about this run (its `report.path` note), nil without one.
+    public var lastReport: String?
+
     /// The newest checkpoint by step.
     public var latestCheckpoint: CheckpointFile? { checkpoints.last }
 
@@ -80,6 +83,7 @@ public struct RunStatus: Sendable {
             status.trainLogModified = attributes[.modificationDate] as? Date
             status.ending = try ending(inTrainLog: trainLogPath)
         }
+        status.lastReport = RunReport.notedLocation(in: runDirectory)
         return status
     }
 
@@ -167,6 +171,10 @@ public struct RunStatus: Sendable {
             lines.append(log)
         } else {
             lines.append("train.log   missing")
+        }
+        if let lastReport {
+            let modified = (try? FileManager.default.attributesOfItem(atPath: lastReport))?[.modificationDate] as? Date
+            lines.append("report      \(lastReport) (" + (modified.map { "written \(ago($0))" } ?? "missing") + ")")
         }
         return lines.joined(separator: "\n")
     }

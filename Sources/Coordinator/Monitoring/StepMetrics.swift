@@ -129,11 +129,17 @@ public struct StepMetrics: Sendable, Codable, Equatable {
 
     /// Parses one `metrics.jsonl` line.
     public static func parse(jsonLine line: String) throws -> StepMetrics {
+        try jsonDecoder().decode(StepMetrics.self, from: Data(line.utf8))
+    }
+
+    /// A decoder for the metrics files' encoding (non-finite numbers as strings), shared by
+    /// `metrics.jsonl` and the SFT curve.
+    static func jsonDecoder() -> JSONDecoder {
         let decoder = JSONDecoder()
         decoder.nonConformingFloatDecodingStrategy = .convertFromString(
             positiveInfinity: nonFiniteStrings.positiveInfinity,
             negativeInfinity: nonFiniteStrings.negativeInfinity, nan: nonFiniteStrings.nan)
-        return try decoder.decode(StepMetrics.self, from: Data(line.utf8))
+        return decoder
     }
 
     /// The fixed-width line `tail -f train.log` shows for this step, e.g.
