@@ -43,6 +43,9 @@ let package = Package(
         .target(name: "Engine", dependencies: ["Shared", "COpenBLAS", "CKernels"]),
         // Coordinator: scheduler, learner (GRPO), checkpoints, monitoring.
         .target(name: "Coordinator", dependencies: ["Shared", "Engine", "CSystemShims"]),
+        // ModelFormats: reads and writes model files of other tools (GGUF, safetensors, Hugging
+        // Face directories) as cerm weights.
+        .target(name: "ModelFormats", dependencies: ["Shared", "Engine"]),
         // Worker: two-stage rollout on the engine, weight fetching, reconnects.
         .target(name: "Worker", dependencies: ["Shared", "Engine"]),
         // The one executable with subcommands.
@@ -57,6 +60,7 @@ let package = Package(
         .testTarget(name: "SharedTests", dependencies: ["Shared"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Shared", "CKernels"], resources: [.copy("Fixtures")]),
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Worker", "Engine", "Shared"]),
+        .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats", "Engine", "Shared"], resources: [.copy("Fixtures")]),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "Engine", "Shared"]),
     ],
     swiftLanguageModes: [.v6]
