@@ -52,7 +52,7 @@ let package = Package(
         .executableTarget(
             name: "cerm",
             dependencies: [
-                "Shared", "Engine", "Coordinator", "Worker",
+                "Shared", "Engine", "Coordinator", "Worker", "ModelFormats",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
