@@ -62,6 +62,7 @@ import Shared
 
     @Test func identicalLogitsAgreeExactly() throws {
         let (directory, logits) = try Self.twoPromptFixture()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
         let fixture = try ParityFixture(directory: directory)
         #expect(fixture.prompts.map(\.tokens.count) == [3, 5])
         #expect(fixture.row(prompt: 1, position: 0).topIDs.first == 2)
@@ -75,6 +76,7 @@ import Shared
 
     @Test func aDifferenceAtAStoredEntryBeyondToleranceIsFoundWithItsPositionAndId() throws {
         let (directory, logits) = try Self.twoPromptFixture()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
         let fixture = try ParityFixture(directory: directory)
         var changed = logits[1]
         let maxAbs = fixture.row(prompt: 1, position: 3).maxAbsoluteLogit
@@ -92,6 +94,7 @@ import Shared
 
     @Test func aLargerMaximumAnywhereInTheVocabularyIsCaughtByMaxAbsoluteLogit() throws {
         let (directory, logits) = try Self.twoPromptFixture()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
         let fixture = try ParityFixture(directory: directory)
         var changed = logits[0]
         let unstored = (0..<Self.vocab).first { id in
@@ -107,6 +110,7 @@ import Shared
 
     @Test func aNonFiniteLogitFails() throws {
         let (directory, logits) = try Self.twoPromptFixture()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
         let fixture = try ParityFixture(directory: directory)
         var changed = logits[0]
         changed[2 * Self.vocab + 11] = .nan
@@ -119,6 +123,7 @@ import Shared
 
     @Test func greedyDivergenceNamesTheStepAndTheReferenceMargin() throws {
         let (directory, _) = try Self.twoPromptFixture()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
         let fixture = try ParityFixture(directory: directory)
         #expect(ParityComparison.greedy([9, 8], prompt: 0, fixture: fixture).isIdentical)
         let differs = ParityComparison.greedy([9, 7], prompt: 0, fixture: fixture)
@@ -130,6 +135,7 @@ import Shared
 
     @Test func damagedFixturesAreRefusedNamingTheFile() throws {
         let (directory, _) = try Self.twoPromptFixture()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
         let logitsPath = directory + "/logits.f32"
         let bytes = try Data(contentsOf: URL(fileURLWithPath: logitsPath))
         try bytes.dropLast(4).write(to: URL(fileURLWithPath: logitsPath))
