@@ -42,7 +42,7 @@ let package = Package(
         // Engine: the Llama/Qwen-family transformer (forward, backward, generation, AdamW).
         .target(name: "Engine", dependencies: ["Shared", "COpenBLAS", "CKernels"]),
         // Coordinator: scheduler, learner (GRPO), checkpoints, monitoring.
-        .target(name: "Coordinator", dependencies: ["Shared", "Engine", "CSystemShims"]),
+        .target(name: "Coordinator", dependencies: ["Shared", "Engine", "ModelFormats", "CSystemShims"]),
         // ModelFormats: reads and writes model files of other tools (GGUF, safetensors, Hugging
         // Face directories) as cerm weights.
         .target(name: "ModelFormats", dependencies: ["Shared", "Engine"]),
@@ -52,14 +52,14 @@ let package = Package(
         .executableTarget(
             name: "cerm",
             dependencies: [
-                "Shared", "Engine", "Coordinator", "Worker", "ModelFormats",
+                "Shared", "Engine", "ModelFormats", "Coordinator", "Worker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
         .testTarget(name: "SharedTests", dependencies: ["Shared"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Shared", "CKernels"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Worker", "Engine", "Shared"]),
+        .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Worker", "Engine", "ModelFormats", "Shared"]),
         .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats", "Engine", "Shared"], resources: [.copy("Fixtures")]),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "Engine", "Shared"]),
     ],

@@ -13,7 +13,8 @@ Needs numpy, gguf (gguf-py), torch, transformers and safetensors.
   transformers' `save_pretrained` (llama float32 and sharded in 3 files, qwen2 bfloat16, qwen3
   float16), and <family>_tiny.gguf: the same float32 weights written with GGUFWriter as
   llama.cpp's converter does (llama Q/K rows permuted for ggml's RoPE; GGUF metadata and
-  tokenizer keys), checked to load back in transformers with the same logits.
+  tokenizer keys), checked to load back in transformers with the same logits (llama and qwen2;
+  transformers' qwen3 GGUF mapping ignores attention.key_length, see below).
 - reference_logits.json: transformers' float32 logits of `TOKENS` for each model.
 """
 import json

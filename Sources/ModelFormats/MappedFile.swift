@@ -39,6 +39,18 @@ public final class MappedFile: @unchecked Sendable {
         bytes = UnsafeRawBufferPointer(start: base, count: size)
     }
 
+    /// Drops the pages of `range` from the resident set once they have been converted: the map
+    /// is private and read-only, so a page touched again is simply read from the file again.
+    /// Keeps an import's peak memory near the float32 model instead of model + file.
+    func releasePages(_ range: Range<Int>) {
+        guard let base = bytes.baseAddress, !range.isEmpty else { return }
+        let page = max(1, Int(sysconf(Int32(_SC_PAGESIZE))))
+        let start = range.lowerBound / page * page
+        let end = min(range.upperBound, bytes.count)
+        guard start < end else { return }
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
+    }
+
     deinit {
         if let base = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), bytes.count) }
     }

@@ -5,7 +5,7 @@ import ModelFormats
 import Shared
 
 /// `cerm check-parity --model GGUF --fixture DIR` (hidden; run by `make test-pretrained`): loads a
-/// pretrained GGUF model and holds cerm's float32 forward and greedy generation to the reference
+/// pretrained model as `cerm import` does (``ModelImport``) and holds cerm's float32 forward and greedy generation to the reference
 /// numbers transformers computed for it (`scripts/reference_smollm2.py`, issue 23 point 5):
 ///
 /// - logits: the training forward (``Transformer``) over each whole prompt, max |Δ| over the
@@ -26,7 +26,7 @@ struct CheckParityCommand: ParsableCommand {
     /// Share of prompts whose greedy continuation must be identical (18 of 20).
     static let requiredGreedyShare = 0.9
 
-    @Option(help: "The GGUF model file the fixture was made from.")
+    @Option(help: "The model the fixture was made from (a GGUF file or a Hugging Face directory).")
     var model: String
 
     @Option(help: "The directory with reference.json, logits.f32 and top_ids.i32.")
@@ -35,8 +35,7 @@ struct CheckParityCommand: ParsableCommand {
     func run() throws {
         let started = Date()
         let reference = try ParityFixture(directory: fixture)
-        let file = try GGUFFile(path: model)
-        let weights = try GGUFModel.weights(of: file)
+        let weights = try ModelImport.load(path: model).weights
         let config = weights.config
         guard config.vocabSize == reference.vocabSize else {
             throw CermError.invalid("check-parity: \(model) has a vocabulary of \(config.vocabSize), the fixture \(fixture) is for \(reference.modelFile) with \(reference.vocabSize)")

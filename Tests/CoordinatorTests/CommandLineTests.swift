@@ -1,5 +1,6 @@
 import Engine
 import Foundation
+import ModelFormats
 import Shared
 import Testing
 @testable import Coordinator
@@ -391,6 +392,31 @@ import Testing
     }
 
     /// `dir/run` holding valid checkpoints of steps 1 and 2, and their paths.
+    /// `cerm import` of a GGUF file and of a Hugging Face directory (the ModelFormats fixtures):
+    /// the weights file holds what ModelImport reads, stderr the summary; a bad source is an error.
+    @Test func importWritesTheModelAsAWeightsFile() throws {
+        let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("ModelFormatsTests/Fixtures").path
+        let dir = try Self.directory("import")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for (source, family) in [("llama_tiny.gguf", "llama"), ("qwen2_tiny", "qwen2")] {
+            let path = (fixtures as NSString).appendingPathComponent(source)
+            guard let result = try Self.cerm(["import", path, "--out", "out/\(family).h5"], in: dir) else { return }
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.stdout == "")
+            let imported = try ModelImport.load(path: path)
+            let saved = try ModelWeights.load(path: (dir as NSString).appendingPathComponent("out/\(family).h5"))
+            #expect(saved == imported.weights)
+            #expect(result.stderrLines.first == "imported \(imported.source): \(saved.layout.specs.count) tensors, \(saved.values.count) parameters")
+            #expect(result.stderrLines.contains("  model.family = \(family)"))
+            #expect(result.stderrLines.contains("wrote out/\(family).h5"))
+        }
+        let bad = try #require(try Self.cerm(["import", "absent.gguf", "--out", "x.h5"], in: dir))
+        #expect(bad.status == 2)
+        #expect(bad.stderr == "error: absent.gguf: does not exist (expected a GGUF file or a Hugging Face model directory)\n")
+        #expect(!FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent("x.h5")))
+    }
+
     static func runOfTwoCheckpoints(in dir: String) throws -> (run: String, step1: String, step2: String) {
         let run = (dir as NSString).appendingPathComponent("run")
         let writer = CheckpointWriter(directory: run, keepLast: 10)

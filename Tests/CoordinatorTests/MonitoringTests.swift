@@ -1,4 +1,5 @@
 import Foundation
+import ModelFormats
 import Shared
 import Testing
 @testable import Coordinator
@@ -185,8 +186,8 @@ struct MonitoringTests {
         // export of a real model is HuggingFaceExportTests'.
         let state = sampleState(step: 7)
         let path = (dir as NSString).appendingPathComponent("model.safetensors")
-        try HuggingFaceExport.writeSafetensors(state.tensors, metadata: ["format": "pt", "cerm_step": "7", "cerm_policy_version": "107"],
-                                               to: path)
+        try SafetensorsFile.write(state.tensors.map { ($0.name, $0.shape, $0.values) },
+                                  metadata: ["format": "pt", "cerm_step": "7", "cerm_policy_version": "107"], to: path)
 
         let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
         let headerLength = bytes[0..<8].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }

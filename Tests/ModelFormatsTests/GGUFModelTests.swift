@@ -75,7 +75,7 @@ enum ReferenceLogits {
         let cases: [(String, (inout GGUFBuilder) -> Void)] = [
             ("tensor blk.1.ffn_up.weight (model.layers.1.mlp.up_proj.weight) is missing",
              { $0.tensors.removeAll { $0.name == "blk.1.ffn_up.weight" } }),
-            ("tensor rope_freqs.weight is not part of a llama model (1 unexpected tensor)",
+            ("tensor rope_freqs.weight is not part of a llama model (1 unexpected tensor); it holds Llama 3 RoPE scaling, which cerm does not support",
              { $0.tensors.append(.init(name: "rope_freqs.weight", dimensions: [2], type: .f32, bytes: [UInt8](repeating: 0, count: 8))) }),
             ("tensor blk.0.attn_v.weight (model.layers.0.self_attn.v_proj.weight) has shape [2, 16], the config needs [4, 8]",
              { b in b.tensors[b.tensors.firstIndex { $0.name == "blk.0.attn_v.weight" }!].dimensions = [16, 2] }),

@@ -196,8 +196,8 @@ public struct GGUFFile: Sendable {
         dataOffset = headerEnd + padding
         let dataSize = fileSize - dataOffset
         tensors = try infos.map { info in
-            // elements / blockSize · typeSize ≤ elements · 4 for every type; the product of the
-            // dimensions was overflow-checked above and the division is exact (row check).
+            // The product of the dimensions was overflow-checked above and the division is exact
+            // (the row length is a multiple of the block size).
             let blocks = info.dimensions.reduce(1, *) / info.type.blockSize
             let (bytes, overflow) = blocks.multipliedReportingOverflow(by: info.type.typeSize)
             guard !overflow, info.offset <= UInt64(dataSize), bytes <= dataSize - Int(info.offset) else {
@@ -307,21 +307,21 @@ public struct GGUFFile: Sendable {
 
     /// An array of strings.
     public func strings(_ key: String) throws -> [String] {
-        let value = try value(key)
-        guard case let .array(elements) = value else { throw wrongType(key, value, expected: "an array of strings") }
-        return try elements.map { element in
-            guard case let .string(string) = element else { throw wrongType(key, element, expected: "strings in the array") }
-            return string
-        }
+        try array(key, of: "strings") { if case let .string(string) = $0 { string } else { nil } }
     }
 
     /// An array of integers.
     public func ints(_ key: String) throws -> [Int] {
+        try array(key, of: "integers", \.intValue)
+    }
+
+    /// The array `key` with each element converted by `convert` (nil: the wrong type).
+    private func array<T>(_ key: String, of elements: String, _ convert: (GGUFValue) -> T?) throws -> [T] {
         let value = try value(key)
-        guard case let .array(elements) = value else { throw wrongType(key, value, expected: "an array of integers") }
-        return try elements.map { element in
-            guard let int = element.intValue else { throw wrongType(key, element, expected: "integers in the array") }
-            return int
+        guard case let .array(values) = value else { throw wrongType(key, value, expected: "an array of \(elements)") }
+        return try values.map { element in
+            guard let converted = convert(element) else { throw wrongType(key, element, expected: "\(elements) in the array") }
+            return converted
         }
     }
 
@@ -346,6 +346,7 @@ public struct GGUFFile: Sendable {
             throw CermError.io(path: path, reason: "tensor \(tensor.name) has type \(tensor.type), which cerm cannot read (supported: \(GGMLType.dequantizable.map(\.name).sorted().joined(separator: ", ")))")
         }
         Dequantize.blocks(of: tensor.type, from: data(of: tensor), into: output)
+        file.releasePages((dataOffset + tensor.offset)..<(dataOffset + tensor.offset + tensor.byteCount))
     }
 
     /// `tensor` as float32 values (see ``dequantize(_:into:)``).

@@ -108,7 +108,9 @@ public enum GGUFModel {
             sources.append((spec, tensor))
         }
         if let extra = byName.keys.sorted().first {
-            throw CermError.io(path: file.path, reason: "tensor \(extra) is not part of a \(config.family.rawValue) model (\(byName.count) unexpected tensor\(byName.count == 1 ? "" : "s"))")
+            // Llama 3.1+ GGUFs carry their RoPE frequency scaling as this tensor.
+            let hint = extra == "rope_freqs.weight" ? "; it holds Llama 3 RoPE scaling, which cerm does not support" : ""
+            throw CermError.io(path: file.path, reason: "tensor \(extra) is not part of a \(config.family.rawValue) model (\(byName.count) unexpected tensor\(byName.count == 1 ? "" : "s"))\(hint)")
         }
 
         var weights = ModelWeights(config: config)
