@@ -58,7 +58,7 @@ struct CheckParityCommand: ParsableCommand {
         forwardStarted = Date()
         let generator = try Generator(config: config, parameters: weights.values)
         // The reference generates all its tokens past end-of-turn and EOS: no id stops this one.
-        generator.endOfSequence = -1
+        generator.stopTokens = []
         let continuations = try generator.generate(requests: reference.prompts.map {
             GenerationRequest(prompt: $0.tokens, seed: 0, maxNewTokens: reference.greedyTokens, temperature: 0)
         })
