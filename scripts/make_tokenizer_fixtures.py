@@ -52,7 +52,7 @@ HARD_CASES = [
     "hello \nworld", "hello  \n  world", "line one\r\nline two\r\n", "trailing spaces   \n   ",
     "I'm sure you're right, it's what we'd've done; they'll see.",
     "I'M SURE YOU'RE RIGHT, IT'S WHAT WE'D'VE DONE; THEY'LL SEE.", "'s 't 're 've 'm 'll 'd",
-    "'S 'T 'RE 'VE 'M 'LL 'D", "'Re 'rE 'lL", "don't DON'T Don'T", "''s '''", "'hello", " 'tis",
+    "'S 'T 'RE 'VE 'M 'LL 'D", "'Re 'rE 'lL", "'\u017ft x'\u017f 'st", "'\u212aelvin '\u212b", "don't DON'T Don'T", "''s '''", "'hello", " 'tis",
     "12345678901234567890", "3.14159265358979", "1,000,000", "x1y22z333w4444", " 42", "  42", "4 2",
     "٣٤٥ ۱۲۳ १२३ ½ ⅔ Ⅻ ①②③", "price: $19.99 (USD)", "v1.2.3-rc.4+build.567",
     "你好，世界！这是一个测试。", "日本語のテキストです。カタカナとひらがな。", "한국어 텍스트입니다.",

@@ -221,11 +221,11 @@ public struct BPETokenizer: Sendable {
             appendByteSymbol(word[word.startIndex], &output)
             return
         }
-        if let cached = cache.lookup(word) {
+        let key = Array(word)
+        if let cached = cache.lookup(key) {
             output.append(contentsOf: cached)
             return
         }
-        let key = Array(word)
         if ignoreMerges, let whole = idsOfBytes[key] {
             output.append(whole)
             cache.store(key, [whole])
@@ -285,10 +285,10 @@ private final class WordCache: @unchecked Sendable {
     private var words: [[UInt8]: [TokenID]] = [:]
     private let lock = NSLock()
 
-    func lookup(_ word: ArraySlice<UInt8>) -> [TokenID]? {
+    func lookup(_ word: [UInt8]) -> [TokenID]? {
         lock.lock()
         defer { lock.unlock() }
-        return words[Array(word)]
+        return words[word]
     }
 
     func store(_ word: [UInt8], _ ids: [TokenID]) {

@@ -70,6 +70,20 @@ final class BPEBehaviourTests: XCTestCase {
         XCTAssertEqual(tokenizer.encode(" x"), [736])
     }
 
+    /// Digits grouped (`individual_digits: false`), then ByteLevel giving each piece its own prefix space.
+    func testDigitRunsThenPrefixSpacedByteLevel() throws {
+        let path = try edited("gpt2.tokenizer.json") { root in
+            root["pre_tokenizer"] = ["type": "Sequence", "pretokenizers": [
+                ["type": "Digits", "individual_digits": false],
+                ["type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true],
+            ]]
+        }
+        let tokenizer = try BPETokenizer(tokenizerJSON: path)
+        XCTAssertEqual(tokenizer.preTokenizer, PreTokenizer(splits: [.digits(individual: false)], addPrefixSpace: true, byteLevelRegex: true))
+        XCTAssertEqual(tokenizer.encode("abc 12345 x9y"), [380, 68, 69, 223, 330, 1335, 374, 736, 382, 223, 91])
+        XCTAssertEqual(tokenizer.encode("<|im_start|>42<|im_end|> 7"), [1, 1433, 2, 223, 528])
+    }
+
     func testUnsupportedTokenizerJSONNamesFileAndKey() throws {
         let cases: [(String, (inout [String: Any]) -> Void, String)] = [
             ("model.type", { $0["model"] = ["type": "WordPiece"] }, "model.type: WordPiece is not supported (only BPE)"),
