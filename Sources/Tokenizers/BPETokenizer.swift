@@ -94,8 +94,8 @@ public struct BPETokenizer: Sendable {
                 throw CermError.io(path: source, reason: "merge \(rank) \"\(left) \(right)\" uses a token that is not in the vocabulary")
             }
             let key = UInt64(UInt32(leftID)) << 32 | UInt64(UInt32(rightID))
-            // The first (lowest-ranked) occurrence of a pair wins, as tokenizers keeps it.
-            if mergeTable[key] == nil { mergeTable[key] = UInt64(rank) << 32 | UInt64(UInt32(mergedID)) }
+            // A pair listed twice takes its later rank: tokenizers collects the merges into a map.
+            mergeTable[key] = UInt64(rank) << 32 | UInt64(UInt32(mergedID))
         }
 
         var idsOfBytes: [[UInt8]: TokenID] = [:]
@@ -152,25 +152,13 @@ public struct BPETokenizer: Sendable {
             switch segment {
             case let .added(id): output.append(id)
             case let .text(range):
-                let plain = bytes[range]
-                if normalizesNFC {
-                    let normalized = String(decoding: plain, as: UTF8.self).precomposedStringWithCanonicalMapping
-                    let normalizedBytes = Array(normalized.utf8)
-                    addedMatcher.split(normalizedBytes, parseSpecial: parseSpecial, normalizedPass: true) { inner in
-                        switch inner {
-                        case let .added(id): output.append(id)
-                        case let .text(innerRange):
-                            encodeText(normalizedBytes[innerRange], &scanned, &pieces, &next, &output)
-                        }
-                    }
-                } else {
-                    addedMatcher.split(Array(plain), parseSpecial: parseSpecial, normalizedPass: true) { inner in
-                        switch inner {
-                        case let .added(id): output.append(id)
-                        case let .text(innerRange):
-                            encodeText(plain[plain.startIndex + innerRange.lowerBound..<plain.startIndex + innerRange.upperBound],
-                                       &scanned, &pieces, &next, &output)
-                        }
+                let plain = normalizesNFC
+                    ? Array(String(decoding: bytes[range], as: UTF8.self).precomposedStringWithCanonicalMapping.utf8)
+                    : Array(bytes[range])
+                addedMatcher.split(plain, parseSpecial: parseSpecial, normalizedPass: true) { inner in
+                    switch inner {
+                    case let .added(id): output.append(id)
+                    case let .text(innerRange): encodeText(plain[innerRange], &scanned, &pieces, &next, &output)
                     }
                 }
             }

@@ -142,4 +142,15 @@ final class BPEBehaviourTests: XCTestCase {
         XCTAssertEqual(merging.encode("abc"), [3, 2])
         XCTAssertEqual(ignoring.encode("abc"), [4])
     }
+
+    /// A pair listed twice counts at its later rank, as in `tokenizers` (`[a b, b c, a b]`: "abc" → a, bc).
+    func testRepeatedMergeTakesItsLaterRank() throws {
+        let vocabulary: [String: TokenID] = ["a": 0, "b": 1, "c": 2, "ab": 3, "bc": 4]
+        let once = try BPETokenizer(vocabulary: vocabulary, merges: [("a", "b"), ("b", "c")], addedTokens: [],
+                                    preTokenizer: .gpt2, source: "test")
+        let twice = try BPETokenizer(vocabulary: vocabulary, merges: [("a", "b"), ("b", "c"), ("a", "b")], addedTokens: [],
+                                     preTokenizer: .gpt2, source: "test")
+        XCTAssertEqual(once.encode("abc"), [3, 2])
+        XCTAssertEqual(twice.encode("abc"), [0, 4])
+    }
 }
