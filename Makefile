@@ -13,7 +13,7 @@ RELEASE_BIN = .build/release/cerm
 help:
 	@echo "make run    set up and run the default training pipeline ($(CONFIG))"
 	@echo "make test   set up and run the whole test suite"
-	@echo "make bench  engine and cluster benchmarks (release build)"
+	@echo "make bench  engine, tokenizer and cluster benchmarks (release build)"
 
 # Installs the C libraries with apt when pkg-config cannot find them.
 deps:
@@ -43,6 +43,7 @@ test: deps
 
 bench: build
 	$(RELEASE_BIN) bench engine
+	$(RELEASE_BIN) bench tokenizer --tokenizer Tests/TokenizersTests/Fixtures/llama3.tokenizer.json
 	scripts/bench_cluster.sh
 
 # Distributed runtime only (BENCHMARKS.md, issue 6): cerm launch runs on this machine.

@@ -69,7 +69,7 @@ HARD_CASES = [
     "{\"key\": [1, 2, {\"nested\": null}]}", "    \n    \n    x", "a\u00a0b\u2003c\u3000d", "\u200b\u200c\u200d",
     "\x00\x01\x1f\x7f", "\u0085next line", "\u2028\u2029", "\ufeffBOM", "Ω≈ç√∫˜µ≤≥÷", "\U0001d400\U0001d7d8",
     "....!!!???", "--- *** ___", " .", " . ", ". ", "a.b.c", "a\n\nb", "a \n\n b", "\n a", "\n\t a",
-    "x" * 300, " " * 64, "\n" * 20, "9" * 100, "ab" * 150, "中" * 200, "😀" * 40,
+    "x" * 300, "thequickbrownfoxjumps" * 1000, " " * 64, "\n" * 20, "9" * 100, "ab" * 150, "中" * 200, "😀" * 40,
 ]
 
 WORDS = ("the of and to in is was for that on as with by he it at from his an were are which this be or "

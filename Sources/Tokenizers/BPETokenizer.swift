@@ -222,23 +222,43 @@ public struct BPETokenizer: Sendable {
         var symbols: [TokenID] = []
         symbols.reserveCapacity(word.count)
         for byte in word { appendByteSymbol(byte, &symbols) }
-        var ranks = [UInt64](repeating: .max, count: max(symbols.count - 1, 0))
-        for index in ranks.indices { ranks[index] = merges[pairKey(symbols[index], symbols[index + 1])] ?? .max }
-        while true {
-            var best = UInt64.max, bestIndex = -1
-            for (index, rank) in ranks.enumerated() where rank < best {
-                best = rank
-                bestIndex = index
-            }
-            guard bestIndex >= 0 else { break }
-            symbols[bestIndex] = TokenID(truncatingIfNeeded: best & 0xFFFF_FFFF)
-            symbols.remove(at: bestIndex + 1)
-            ranks.remove(at: bestIndex)
-            if bestIndex > 0 { ranks[bestIndex - 1] = merges[pairKey(symbols[bestIndex - 1], symbols[bestIndex])] ?? .max }
-            if bestIndex < ranks.count { ranks[bestIndex] = merges[pairKey(symbols[bestIndex], symbols[bestIndex + 1])] ?? .max }
-        }
+        mergePairs(&symbols)
         output.append(contentsOf: symbols)
         cache.store(key, symbols)
+    }
+
+    /// Merges adjacent symbols, lowest merge rank first and leftmost among equal ranks, as
+    /// `tokenizers`' Word::merge_all: a min-heap of `rank << 32 | position` over a linked list, so a
+    /// word of n bytes costs n log n (a long run without spaces must not take quadratic time).
+    private func mergePairs(_ symbols: inout [TokenID]) {
+        let count = symbols.count
+        guard count > 1 else { return }
+        var next = Array(1...count), previous = Array(-1..<(count - 1))
+        var alive = [Bool](repeating: true, count: count)
+        var heap = MinHeap()
+        func push(_ left: Int) {
+            let right = next[left]
+            if right < count, let merge = merges[pairKey(symbols[left], symbols[right])] { heap.push(merge & 0xFFFF_FFFF_0000_0000 | UInt64(left)) }
+        }
+        for position in 0..<(count - 1) { push(position) }
+        while let top = heap.pop() {
+            let position = Int(top & 0xFFFF_FFFF), right = alive[position] ? next[position] : count
+            // Stale entries: the symbol or its right neighbour has merged since (ranks are unique per pair).
+            guard right < count, let merge = merges[pairKey(symbols[position], symbols[right])], merge >> 32 == top >> 32 else { continue }
+            symbols[position] = TokenID(truncatingIfNeeded: merge & 0xFFFF_FFFF)
+            alive[right] = false
+            next[position] = next[right]
+            if next[right] < count { previous[next[right]] = position }
+            if previous[position] >= 0 { push(previous[position]) }
+            push(position)
+        }
+        var merged: [TokenID] = []
+        var position = 0
+        while position < count {
+            merged.append(symbols[position])
+            position = next[position]
+        }
+        symbols = merged
     }
 
     private func appendByteSymbol(_ byte: UInt8, _ output: inout [TokenID]) {
@@ -263,6 +283,40 @@ public struct BPETokenizer: Sendable {
             bytes.append(contentsOf: decodedBytes[Int(id)])
         }
         return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// A binary min-heap of merge candidates.
+private struct MinHeap {
+    private var items: [UInt64] = []
+
+    mutating func push(_ item: UInt64) {
+        items.append(item)
+        var child = items.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard items[child] < items[parent] else { break }
+            items.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    mutating func pop() -> UInt64? {
+        guard let last = items.popLast() else { return nil }
+        guard !items.isEmpty else { return last }
+        let top = items[0]
+        items[0] = last
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1, right = left + 1
+            var smallest = parent
+            if left < items.count && items[left] < items[smallest] { smallest = left }
+            if right < items.count && items[right] < items[smallest] { smallest = right }
+            guard smallest != parent else { break }
+            items.swapAt(parent, smallest)
+            parent = smallest
+        }
+        return top
     }
 }
 
