@@ -40,7 +40,26 @@ final class BPEParityTests: XCTestCase {
     /// The same vocabulary given as GGUF metadata with `tokenizer.ggml.pre = "smollm"`: llama.cpp's
     /// digits-apart split, which is the original SmolLM2 tokenizer.json's Digits + ByteLevel.
     func testSmolLM2FromGGUFMetadataMatchesDigitsSplit() throws {
-        let path = try TokenizerFixtures.smolLM2Path()
+        let tokenizer = try ggufTokenizer(from: try TokenizerFixtures.smolLM2Path(), pre: "smollm", bosID: 1, eosID: 2)
+        XCTAssertEqual(tokenizer.preTokenizer, .individualDigitsThenGPT2)
+        XCTAssertEqual(tokenizer.encode("<|im_start|>user"), [1, 4093])
+        TokenizerFixtures.assertParity(tokenizer, try TokenizerFixtures.ids("smollm2-digits.ids"))
+        TokenizerFixtures.assertRoundTrip(tokenizer)
+    }
+
+    /// llama.cpp's "llama-bpe" (Llama 3, ignore_merges) and "qwen2" on the trained vocabularies.
+    func testLlama3AndQwen2FromGGUFMetadata() throws {
+        let llama3 = try ggufTokenizer(from: TokenizerFixtures.path("llama3.tokenizer.json"), pre: "llama-bpe")
+        XCTAssertEqual(llama3.preTokenizer, .llama3)
+        XCTAssertTrue(llama3.ignoreMerges)
+        TokenizerFixtures.assertParity(llama3, try TokenizerFixtures.ids("llama3.ids"))
+        let qwen2 = try ggufTokenizer(from: TokenizerFixtures.path("qwen2.tokenizer.json"), pre: "qwen2")
+        XCTAssertEqual(qwen2.preTokenizer, .qwen2)
+        TokenizerFixtures.assertParity(qwen2, try TokenizerFixtures.ids("qwen2.ids"))
+    }
+
+    /// A tokenizer.json's vocabulary as GGUF stores it: tokens by id, merges as "a b", added tokens as control.
+    private func ggufTokenizer(from path: String, pre: String, bosID: TokenID? = nil, eosID: TokenID? = nil) throws -> BPETokenizer {
         let root = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
         let model = try XCTUnwrap(root["model"] as? [String: Any])
         let vocabulary = try XCTUnwrap(model["vocab"] as? [String: Int])
@@ -48,12 +67,8 @@ final class BPEParityTests: XCTestCase {
         for (token, id) in vocabulary { tokens[id] = token }
         let merges = try XCTUnwrap(model["merges"] as? [[String]]).map { $0.joined(separator: " ") }
         let control = Set(try XCTUnwrap(root["added_tokens"] as? [[String: Any]]).compactMap { $0["id"] as? Int })
-        let types = tokens.indices.map { control.contains($0) ? Int32(3) : Int32(1) }
-        let tokenizer = try BPETokenizer(ggufTokens: tokens, merges: merges, tokenTypes: types, pre: "smollm",
-                                         bosID: 1, eosID: 2, padID: 2, unkID: 0, source: "SmolLM2.gguf")
-        XCTAssertEqual(tokenizer.preTokenizer, .individualDigitsThenGPT2)
-        XCTAssertEqual(tokenizer.encode("<|im_start|>user"), [1, 4093])
-        TokenizerFixtures.assertParity(tokenizer, try TokenizerFixtures.ids("smollm2-digits.ids"))
-        TokenizerFixtures.assertRoundTrip(tokenizer)
+        let types = tokens.indices.map { control.contains($0) ? BPETokenizer.GGUFTokenType.control.rawValue : BPETokenizer.GGUFTokenType.normal.rawValue }
+        return try BPETokenizer(ggufTokens: tokens, merges: merges, tokenTypes: types, pre: pre,
+                                bosID: bosID, eosID: eosID, padID: eosID, unkID: 0, source: path)
     }
 }
