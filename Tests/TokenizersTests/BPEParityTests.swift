@@ -5,27 +5,20 @@ import XCTest
 
 /// Ids equal to Hugging Face `tokenizers` / transformers on every corpus line, and lossless decoding.
 final class BPEParityTests: XCTestCase {
-    func testGPT2ByteLevelMatchesTokenizers() throws {
-        let tokenizer = try BPETokenizer(tokenizerJSON: TokenizerFixtures.path("gpt2.tokenizer.json"))
-        XCTAssertEqual(tokenizer.preTokenizer, .gpt2)
-        TokenizerFixtures.assertParity(tokenizer, try TokenizerFixtures.ids("gpt2.ids"))
+    /// A trained fixture tokenizer: its pre-tokenizer read right, its ids, its round trip.
+    private func assertTrainedFixture(_ name: String, _ preTokenizer: PreTokenizer, ignoreMerges: Bool = false) throws {
+        let tokenizer = try BPETokenizer(tokenizerJSON: TokenizerFixtures.path("\(name).tokenizer.json"))
+        XCTAssertEqual(tokenizer.preTokenizer, preTokenizer)
+        XCTAssertEqual(tokenizer.ignoreMerges, ignoreMerges)
+        TokenizerFixtures.assertParity(tokenizer, try TokenizerFixtures.ids("\(name).ids"))
         TokenizerFixtures.assertRoundTrip(tokenizer)
     }
 
-    func testLlama3SplitMatchesTokenizers() throws {
-        let tokenizer = try BPETokenizer(tokenizerJSON: TokenizerFixtures.path("llama3.tokenizer.json"))
-        XCTAssertEqual(tokenizer.preTokenizer, .llama3)
-        XCTAssertTrue(tokenizer.ignoreMerges)
-        TokenizerFixtures.assertParity(tokenizer, try TokenizerFixtures.ids("llama3.ids"))
-        TokenizerFixtures.assertRoundTrip(tokenizer)
-    }
+    func testGPT2ByteLevelMatchesTokenizers() throws { try assertTrainedFixture("gpt2", .gpt2) }
 
-    func testQwen2SplitMatchesTokenizers() throws {
-        let tokenizer = try BPETokenizer(tokenizerJSON: TokenizerFixtures.path("qwen2.tokenizer.json"))
-        XCTAssertEqual(tokenizer.preTokenizer, .qwen2)
-        TokenizerFixtures.assertParity(tokenizer, try TokenizerFixtures.ids("qwen2.ids"))
-        TokenizerFixtures.assertRoundTrip(tokenizer)
-    }
+    func testLlama3SplitMatchesTokenizers() throws { try assertTrainedFixture("llama3", .llama3, ignoreMerges: true) }
+
+    func testQwen2SplitMatchesTokenizers() throws { try assertTrainedFixture("qwen2", .qwen2) }
 
     /// SmolLM2-135M-Instruct's tokenizer as transformers builds it from the GGUF.
     func testSmolLM2MatchesTransformers() throws {
