@@ -45,7 +45,7 @@ public struct BPETokenizer: Sendable {
     /// Token spelling (byte alphabet for the model vocabulary, content for added tokens) by id.
     private let tokens: [String?]
     private let ids: [String: TokenID]
-    /// The bytes each id decodes to, and whether it is a special added token.
+    /// The bytes each id decodes to (an added token's content as is, a vocabulary token from its byte spelling).
     private let decodedBytes: [[UInt8]]
     private let specialIDs: Set<TokenID>
     /// Id of each single-byte symbol (-1 when the vocabulary lacks it).

@@ -188,9 +188,12 @@ extension SplitPattern {
         return nil
     }
 
+    /// The classes of ` ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+`, in the regex's order.
+    private static let gpt2WordClasses: [CharacterClass] = [.letter, .number, .other]
+
     private static func gpt2Match(_ text: ScannedText, _ start: Int, _ end: Int) -> Int {
         if let contraction = contractionEnd(text, start, end, caseInsensitive: false) { return contraction }
-        for wanted in [CharacterClass.letter, .number, .other] {
+        for wanted in gpt2WordClasses {
             if let wordStart = spacedStart(wanted, text, start, end) { return run(of: wanted, text, from: wordStart, end) }
         }
         return whitespaceEnd(text, start, end)
