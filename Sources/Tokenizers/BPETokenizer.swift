@@ -65,13 +65,19 @@ public struct BPETokenizer: Sendable {
                 preTokenizer: PreTokenizer, ignoreMerges: Bool = false, normalizesNFC: Bool = false,
                 bosID: TokenID? = nil, eosID: TokenID? = nil, padID: TokenID? = nil, unkID: TokenID? = nil,
                 modelUnknownID: TokenID? = nil, source: String) throws {
+        // Ids are dense in real vocabularies; bounding them keeps a corrupt id from sizing the tables.
+        let idLimit = vocabulary.count + addedTokens.count
         var size = 0
         for (token, id) in vocabulary {
-            guard id >= 0 else { throw CermError.io(path: source, reason: "token \"\(token)\" has negative id \(id)") }
+            guard id >= 0, Int(id) < idLimit else {
+                throw CermError.io(path: source, reason: "token \"\(token)\" has id \(id), outside 0..<\(idLimit) (the number of tokens)")
+            }
             size = max(size, Int(id) + 1)
         }
         for token in addedTokens {
-            guard token.id >= 0 else { throw CermError.io(path: source, reason: "added token \"\(token.content)\" has negative id \(token.id)") }
+            guard token.id >= 0, Int(token.id) < idLimit else {
+                throw CermError.io(path: source, reason: "added token \"\(token.content)\" has id \(token.id), outside 0..<\(idLimit) (the number of tokens)")
+            }
             size = max(size, Int(token.id) + 1)
         }
         var tokens = [String?](repeating: nil, count: size)

@@ -154,3 +154,62 @@ final class BPEBehaviourTests: XCTestCase {
         XCTAssertEqual(twice.encode("abc"), [0, 4])
     }
 }
+
+/// Arbitrary text and damaged files: never a crash, text always round-trips, damage is an error naming the file.
+final class BPERobustnessTests: XCTestCase {
+    /// SplitMix64, so a failure reproduces.
+    private struct Generator: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    func testRandomScalarsRoundTrip() throws {
+        var generator = Generator(state: 23)
+        let tokenizers = try ["gpt2", "llama3", "qwen2"].map { try BPETokenizer(tokenizerJSON: TokenizerFixtures.path("\($0).tokenizer.json")) }
+        for _ in 0..<300 {
+            var text = String.UnicodeScalarView()
+            for _ in 0..<Int.random(in: 0..<40, using: &generator) {
+                // Mostly ASCII and common planes, sometimes anywhere in Unicode (surrogates excluded).
+                let bound: UInt32 = Bool.random(using: &generator) ? 0x80 : (Bool.random(using: &generator) ? 0x3000 : 0x11_0000)
+                if let scalar = Unicode.Scalar(UInt32.random(in: 0..<bound, using: &generator)) { text.append(scalar) }
+            }
+            let string = String(text)
+            for tokenizer in tokenizers {
+                XCTAssertEqual(tokenizer.decode(tokenizer.encode(string)), string, string.debugDescription)
+            }
+        }
+    }
+
+    func testDamagedTokenizerJSONIsAnErrorNamingTheFile() throws {
+        let original = try Data(contentsOf: URL(fileURLWithPath: TokenizerFixtures.path("llama3.tokenizer.json")))
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("cerm-tokenizer-fuzz-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("tokenizer.json").path
+        var generator = Generator(state: 7)
+        var errors = 0
+        for _ in 0..<60 {
+            var damaged = original
+            if Bool.random(using: &generator) {
+                damaged = damaged.prefix(Int.random(in: 0..<original.count, using: &generator))
+            } else {
+                for _ in 0..<4 { damaged[Int.random(in: 0..<damaged.count, using: &generator)] = UInt8.random(in: 0...255, using: &generator) }
+            }
+            try damaged.write(to: URL(fileURLWithPath: path))
+            do {
+                _ = try BPETokenizer(tokenizerJSON: path)
+            } catch let error as CermError {
+                guard case let .io(errorPath, _) = error else { return XCTFail("\(error)") }
+                XCTAssertEqual(errorPath, path)
+                errors += 1
+            }
+        }
+        XCTAssertGreaterThan(errors, 30)
+    }
+}
