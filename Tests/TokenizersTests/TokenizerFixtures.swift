@@ -12,13 +12,8 @@ enum TokenizerFixtures {
 
     static func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
 
-    /// The corpus, one JSON string per line. (JSONDecoder, because JSONSerialization drops a raw U+FEFF inside a string.)
-    static let corpus: [String] = {
-        guard let text = try? String(contentsOfFile: path("corpus.jsonl"), encoding: .utf8) else { return [] }
-        return text.split(separator: "\n", omittingEmptySubsequences: false).dropLast().compactMap { line in
-            try? JSONDecoder().decode(String.self, from: Data(line.utf8))
-        }
-    }()
+    /// The corpus, one JSON string per line.
+    static let corpus: [String] = (try? TokenizerBenchmark.texts(fromFile: path("corpus.jsonl"))) ?? []
 
     /// Reference ids, one line of space-separated ids per corpus line.
     static func ids(_ name: String) throws -> [[TokenID]] {
