@@ -24,6 +24,8 @@ public enum TokenizerBenchmark {
     /// A corpus: JSON lines of strings (`.jsonl`) or plain text, one text per line.
     /// (JSONDecoder, because JSONSerialization drops a raw U+FEFF inside a string.)
     public static func texts(fromFile path: String) throws -> [String] {
+        guard FileManager.default.fileExists(atPath: path) else { throw CermError.io(path: path, reason: "no such file") }
+        if let reason = directoryInsteadOfFile(path) { throw CermError.io(path: path, reason: reason) }
         let text: String
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
