@@ -40,6 +40,12 @@ final class BPEParityTests: XCTestCase {
         TokenizerFixtures.assertRoundTrip(tokenizer)
     }
 
+    /// The GGUF path with transformers' reading of "smollm" (plain GPT-2) gives transformers' ids.
+    func testSmolLM2FromGGUFMetadataAsTransformersReadsIt() throws {
+        let tokenizer = try ggufTokenizer(from: try TokenizerFixtures.smolLM2Path(), pre: "smollm", preTokenizer: .gpt2)
+        TokenizerFixtures.assertParity(tokenizer, try TokenizerFixtures.ids("smollm2.ids"))
+    }
+
     /// llama.cpp's "llama-bpe" (Llama 3, ignore_merges) and "qwen2" on the trained vocabularies.
     func testLlama3AndQwen2FromGGUFMetadata() throws {
         let llama3 = try ggufTokenizer(from: TokenizerFixtures.path("llama3.tokenizer.json"), pre: "llama-bpe")
@@ -52,7 +58,8 @@ final class BPEParityTests: XCTestCase {
     }
 
     /// A tokenizer.json's vocabulary as GGUF stores it: tokens by id, merges as "a b", added tokens as control.
-    private func ggufTokenizer(from path: String, pre: String, bosID: TokenID? = nil, eosID: TokenID? = nil) throws -> BPETokenizer {
+    private func ggufTokenizer(from path: String, pre: String, preTokenizer: PreTokenizer? = nil,
+                               bosID: TokenID? = nil, eosID: TokenID? = nil) throws -> BPETokenizer {
         let root = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
         let model = try XCTUnwrap(root["model"] as? [String: Any])
         let vocabulary = try XCTUnwrap(model["vocab"] as? [String: Int])
@@ -62,6 +69,6 @@ final class BPEParityTests: XCTestCase {
         let control = Set(try XCTUnwrap(root["added_tokens"] as? [[String: Any]]).compactMap { $0["id"] as? Int })
         let types = tokens.indices.map { control.contains($0) ? BPETokenizer.GGUFTokenType.control.rawValue : BPETokenizer.GGUFTokenType.normal.rawValue }
         return try BPETokenizer(ggufTokens: tokens, merges: merges, tokenTypes: types, pre: pre,
-                                bosID: bosID, eosID: eosID, padID: eosID, unkID: 0, source: path)
+                                bosID: bosID, eosID: eosID, padID: eosID, unkID: 0, preTokenizer: preTokenizer, source: path)
     }
 }
