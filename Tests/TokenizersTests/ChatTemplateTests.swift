@@ -51,6 +51,8 @@ final class ChatTemplateTests: XCTestCase {
             XCTAssertEqual("\(error)", #"the model's chat template is not one cerm renders (ChatML or Llama 3): "{{ bos_token }}{% for m in messages %}[INST] {{ m.content }} [/INST]{% endfor %}"; set model.chat_template = "chatml" | "llama3" | "none""#)
         }
         XCTAssertEqual(try ChatTemplate.named("none"), ChatTemplate.none)
+        XCTAssertEqual(try ChatTemplate.named("llama3"), .llama3)
+        XCTAssertNil(try ChatTemplate.named("auto"))
         XCTAssertThrowsError(try ChatTemplate.named("mistral")) { error in
             XCTAssertEqual(error as? CermError, .invalid(#"model.chat_template: "mistral" is not one of "auto", "chatml", "llama3", "none""#))
         }
