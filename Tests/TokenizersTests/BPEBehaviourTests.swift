@@ -47,15 +47,19 @@ final class BPEBehaviourTests: XCTestCase {
             var added = root["added_tokens"] as? [[String: Any]] ?? []
             added.append(["id": 1500, "content": "<mask>", "single_word": false, "lstrip": true, "rstrip": true, "normalized": false, "special": false])
             added.append(["id": 1501, "content": "<norm>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": true, "special": false])
+            // Already a vocabulary token (the byte symbol for 0xE9): keeps id 168 whatever the entry says.
+            added.append(["id": 1502, "content": "é", "single_word": false, "lstrip": false, "rstrip": false, "normalized": true, "special": false])
             root["added_tokens"] = added
             root["normalizer"] = ["type": "NFC"]
         }
         let tokenizer = try BPETokenizer(tokenizerJSON: path)
         XCTAssertEqual(tokenizer.encode("a <mask>  b"), [67, 1500, 68])
         XCTAssertEqual(tokenizer.encode("x\t<mask>\ny"), [90, 1500, 91])
-        XCTAssertEqual(tokenizer.encode("cafe\u{301}<norm>e\u{301}"), [1177, 1501, 674])
+        XCTAssertEqual(tokenizer.encode("cafe\u{301}<norm>e\u{301}"), [69, 673, 168, 1501, 168])
         XCTAssertEqual(tokenizer.encode("<mask><mask>"), [1500, 1500])
         XCTAssertEqual(tokenizer.encode("<norm<mask>m>"), [30, 80, 279, 79, 1500, 79, 32])
+        XCTAssertEqual(tokenizer.id(of: "é"), 168)
+        XCTAssertEqual(tokenizer.vocabularySize, 1502)
     }
 
     func testByteLevelPrefixSpace() throws {
