@@ -17,7 +17,7 @@ PARITY_FIXTURE = Tests/Fixtures/smollm2
 help:
 	@echo "make run    set up and run the default training pipeline ($(CONFIG))"
 	@echo "make test   set up and run the whole test suite"
-	@echo "make bench  engine and cluster benchmarks (release build)"
+	@echo "make bench  engine, tokenizer and cluster benchmarks (release build)"
 	@echo "make test-report  the training report's tests, in headless Chromium (installs Debian's chromium)"
 
 # Installs the C libraries with apt when pkg-config cannot find them.
@@ -91,6 +91,7 @@ test-report: deps test-deps deps-report
 
 bench: build
 	$(RELEASE_BIN) bench engine
+	$(RELEASE_BIN) bench tokenizer --tokenizer Tests/TokenizersTests/Fixtures/llama3.tokenizer.json
 	scripts/bench_cluster.sh
 
 # Distributed runtime only (BENCHMARKS.md, issue 6): cerm launch runs on this machine.

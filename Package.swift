@@ -92,7 +92,7 @@ let package = Package(
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Method", "Configuration", "Shared"]),
         .testTarget(name: "WireProtocolTests", dependencies: ["WireProtocol", "Method", "Configuration", "Runtime", "Shared"]),
         .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats", "Engine", "Shared"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "Shared"], exclude: ["Fixtures"]),
+        .testTarget(name: "TokenizersTests", dependencies: ["TestSupport", "Tokenizers", "ModelFormats", "Shared"], exclude: ["Fixtures"]),
         .testTarget(
             name: "EngineTests", dependencies: ["Engine", "EngineConfiguration", "Configuration", "Shared", "CKernels"],
             resources: [.copy("Fixtures")]),

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the fixtures of Tests/ModelFormatsTests/Fixtures (committed; run by hand):
 
-    /work/venv-ref/bin/python scripts/make_modelformats_fixtures.py
+    .venv-ref/bin/python scripts/make_modelformats_fixtures.py
 
 Needs numpy, gguf (gguf-py), torch, transformers and safetensors.
 

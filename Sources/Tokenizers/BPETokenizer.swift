@@ -45,7 +45,7 @@ public struct BPETokenizer: Sendable {
     /// Token spelling (byte alphabet for the model vocabulary, content for added tokens) by id.
     private let tokens: [String?]
     private let ids: [String: TokenID]
-    /// The bytes each id decodes to, and whether it is a special added token.
+    /// The bytes each id decodes to (an added token's content as is, a vocabulary token from its byte spelling).
     private let decodedBytes: [[UInt8]]
     private let specialIDs: Set<TokenID>
     /// Id of each single-byte symbol (-1 when the vocabulary lacks it).
@@ -65,13 +65,19 @@ public struct BPETokenizer: Sendable {
                 preTokenizer: PreTokenizer, ignoreMerges: Bool = false, normalizesNFC: Bool = false,
                 bosID: TokenID? = nil, eosID: TokenID? = nil, padID: TokenID? = nil, unkID: TokenID? = nil,
                 modelUnknownID: TokenID? = nil, source: String) throws {
+        // Ids are dense in real vocabularies; bounding them keeps a corrupt id from sizing the tables.
+        let idLimit = vocabulary.count + addedTokens.count
         var size = 0
         for (token, id) in vocabulary {
-            guard id >= 0 else { throw CermError.io(path: source, reason: "token \"\(token)\" has negative id \(id)") }
+            guard id >= 0, Int(id) < idLimit else {
+                throw CermError.io(path: source, reason: "token \"\(token)\" has id \(id), outside 0..<\(idLimit) (the number of tokens)")
+            }
             size = max(size, Int(id) + 1)
         }
         for token in addedTokens {
-            guard token.id >= 0 else { throw CermError.io(path: source, reason: "added token \"\(token.content)\" has negative id \(token.id)") }
+            guard token.id >= 0, Int(token.id) < idLimit else {
+                throw CermError.io(path: source, reason: "added token \"\(token.content)\" has id \(token.id), outside 0..<\(idLimit) (the number of tokens)")
+            }
             size = max(size, Int(token.id) + 1)
         }
         var tokens = [String?](repeating: nil, count: size)
@@ -94,8 +100,8 @@ public struct BPETokenizer: Sendable {
                 throw CermError.io(path: source, reason: "merge \(rank) \"\(left) \(right)\" uses a token that is not in the vocabulary")
             }
             let key = UInt64(UInt32(leftID)) << 32 | UInt64(UInt32(rightID))
-            // The first (lowest-ranked) occurrence of a pair wins, as tokenizers keeps it.
-            if mergeTable[key] == nil { mergeTable[key] = UInt64(rank) << 32 | UInt64(UInt32(mergedID)) }
+            // A pair listed twice takes its later rank: tokenizers collects the merges into a map.
+            mergeTable[key] = UInt64(rank) << 32 | UInt64(UInt32(mergedID))
         }
 
         var idsOfBytes: [[UInt8]: TokenID] = [:]
@@ -152,25 +158,13 @@ public struct BPETokenizer: Sendable {
             switch segment {
             case let .added(id): output.append(id)
             case let .text(range):
-                let plain = bytes[range]
-                if normalizesNFC {
-                    let normalized = String(decoding: plain, as: UTF8.self).precomposedStringWithCanonicalMapping
-                    let normalizedBytes = Array(normalized.utf8)
-                    addedMatcher.split(normalizedBytes, parseSpecial: parseSpecial, normalizedPass: true) { inner in
-                        switch inner {
-                        case let .added(id): output.append(id)
-                        case let .text(innerRange):
-                            encodeText(normalizedBytes[innerRange], &scanned, &pieces, &next, &output)
-                        }
-                    }
-                } else {
-                    addedMatcher.split(Array(plain), parseSpecial: parseSpecial, normalizedPass: true) { inner in
-                        switch inner {
-                        case let .added(id): output.append(id)
-                        case let .text(innerRange):
-                            encodeText(plain[plain.startIndex + innerRange.lowerBound..<plain.startIndex + innerRange.upperBound],
-                                       &scanned, &pieces, &next, &output)
-                        }
+                let plain = normalizesNFC
+                    ? Array(String(decoding: bytes[range], as: UTF8.self).precomposedStringWithCanonicalMapping.utf8)
+                    : Array(bytes[range])
+                addedMatcher.split(plain, parseSpecial: parseSpecial, normalizedPass: true) { inner in
+                    switch inner {
+                    case let .added(id): output.append(id)
+                    case let .text(innerRange): encodeText(plain[innerRange], &scanned, &pieces, &next, &output)
                     }
                 }
             }
@@ -221,11 +215,11 @@ public struct BPETokenizer: Sendable {
             appendByteSymbol(word[word.startIndex], &output)
             return
         }
-        if let cached = cache.lookup(word) {
+        let key = Array(word)
+        if let cached = cache.lookup(key) {
             output.append(contentsOf: cached)
             return
         }
-        let key = Array(word)
         if ignoreMerges, let whole = idsOfBytes[key] {
             output.append(whole)
             cache.store(key, [whole])
@@ -234,23 +228,43 @@ public struct BPETokenizer: Sendable {
         var symbols: [TokenID] = []
         symbols.reserveCapacity(word.count)
         for byte in word { appendByteSymbol(byte, &symbols) }
-        var ranks = [UInt64](repeating: .max, count: max(symbols.count - 1, 0))
-        for index in ranks.indices { ranks[index] = merges[pairKey(symbols[index], symbols[index + 1])] ?? .max }
-        while true {
-            var best = UInt64.max, bestIndex = -1
-            for (index, rank) in ranks.enumerated() where rank < best {
-                best = rank
-                bestIndex = index
-            }
-            guard bestIndex >= 0 else { break }
-            symbols[bestIndex] = TokenID(truncatingIfNeeded: best & 0xFFFF_FFFF)
-            symbols.remove(at: bestIndex + 1)
-            ranks.remove(at: bestIndex)
-            if bestIndex > 0 { ranks[bestIndex - 1] = merges[pairKey(symbols[bestIndex - 1], symbols[bestIndex])] ?? .max }
-            if bestIndex < ranks.count { ranks[bestIndex] = merges[pairKey(symbols[bestIndex], symbols[bestIndex + 1])] ?? .max }
-        }
+        mergePairs(&symbols)
         output.append(contentsOf: symbols)
         cache.store(key, symbols)
+    }
+
+    /// Merges adjacent symbols, lowest merge rank first and leftmost among equal ranks, as
+    /// `tokenizers`' Word::merge_all: a min-heap of `rank << 32 | position` over a linked list, so a
+    /// word of n bytes costs n log n (a long run without spaces must not take quadratic time).
+    private func mergePairs(_ symbols: inout [TokenID]) {
+        let count = symbols.count
+        guard count > 1 else { return }
+        var next = Array(1...count), previous = Array(-1..<(count - 1))
+        var alive = [Bool](repeating: true, count: count)
+        var heap = MinHeap()
+        func push(_ left: Int) {
+            let right = next[left]
+            if right < count, let merge = merges[pairKey(symbols[left], symbols[right])] { heap.push(merge & 0xFFFF_FFFF_0000_0000 | UInt64(left)) }
+        }
+        for position in 0..<(count - 1) { push(position) }
+        while let top = heap.pop() {
+            let position = Int(top & 0xFFFF_FFFF), right = alive[position] ? next[position] : count
+            // Stale entries: the symbol or its right neighbour has merged since (ranks are unique per pair).
+            guard right < count, let merge = merges[pairKey(symbols[position], symbols[right])], merge >> 32 == top >> 32 else { continue }
+            symbols[position] = TokenID(truncatingIfNeeded: merge & 0xFFFF_FFFF)
+            alive[right] = false
+            next[position] = next[right]
+            if next[right] < count { previous[next[right]] = position }
+            if previous[position] >= 0 { push(previous[position]) }
+            push(position)
+        }
+        var merged: [TokenID] = []
+        var position = 0
+        while position < count {
+            merged.append(symbols[position])
+            position = next[position]
+        }
+        symbols = merged
     }
 
     private func appendByteSymbol(_ byte: UInt8, _ output: inout [TokenID]) {
@@ -283,6 +297,40 @@ public struct BPETokenizer: Sendable {
     }
 }
 
+/// A binary min-heap of merge candidates.
+private struct MinHeap {
+    private var items: [UInt64] = []
+
+    mutating func push(_ item: UInt64) {
+        items.append(item)
+        var child = items.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard items[child] < items[parent] else { break }
+            items.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    mutating func pop() -> UInt64? {
+        guard let last = items.popLast() else { return nil }
+        guard !items.isEmpty else { return last }
+        let top = items[0]
+        items[0] = last
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1, right = left + 1
+            var smallest = parent
+            if left < items.count && items[left] < items[smallest] { smallest = left }
+            if right < items.count && items[right] < items[smallest] { smallest = right }
+            guard smallest != parent else { break }
+            items.swapAt(parent, smallest)
+            parent = smallest
+        }
+        return top
+    }
+}
+
 /// Words already merged, keyed by their bytes. Bounded like `tokenizers`' cache: once full, new
 /// words are merged every time rather than evicting.
 private final class WordCache: @unchecked Sendable {
@@ -290,10 +338,10 @@ private final class WordCache: @unchecked Sendable {
     private var words: [[UInt8]: [TokenID]] = [:]
     private let lock = NSLock()
 
-    func lookup(_ word: ArraySlice<UInt8>) -> [TokenID]? {
+    func lookup(_ word: [UInt8]) -> [TokenID]? {
         lock.lock()
         defer { lock.unlock() }
-        return words[Array(word)]
+        return words[word]
     }
 
     func store(_ word: [UInt8], _ ids: [TokenID]) {

@@ -26,12 +26,14 @@ public enum ChatTemplate: Sendable, Equatable {
         }
     }
 
-    /// The override `model.chat_template` names (ChatML without a default system message).
-    public static func named(_ name: String) throws -> ChatTemplate {
+    /// The template `model.chat_template` names: nil for "auto" (detect it from the model's template
+    /// text), else the override ("chatml" has no default system message).
+    public static func named(_ name: String) throws -> ChatTemplate? {
         switch name {
+        case "auto": return nil
         case "chatml": return .chatml(defaultSystemPrompt: nil)
         case "llama3": return .llama3
-        case "none": return .none
+        case "none": return ChatTemplate.none  // spelled out: a bare .none would be Optional.none
         default: throw CermError.invalid("model.chat_template: \"\(name)\" is not one of \"auto\", \"chatml\", \"llama3\", \"none\"")
         }
     }

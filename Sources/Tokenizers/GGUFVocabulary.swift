@@ -28,12 +28,16 @@ extension BPETokenizer {
     /// From GGUF metadata (`tokenizer.ggml.model = "gpt2"`) given as plain arrays: `tokens` in the
     /// byte alphabet, `merges` as `"a b"`, `tokenTypes` (control tokens become special added tokens,
     /// user-defined ones plain added tokens, as transformers' GGUF loader does), `pre` mapped to its
-    /// regexes as llama.cpp maps it. `source` names the file in errors.
+    /// regexes as llama.cpp maps it, unless `preTokenizer` is given. (transformers' GGUF loader
+    /// reads `smollm` as plain GPT-2, without llama.cpp's digit split: pass `.gpt2` to match it.)
+    /// `source` names the file in errors.
     public init(ggufTokens tokens: [String], merges: [String], tokenTypes: [Int32], pre: String,
-                bosID: TokenID?, eosID: TokenID?, padID: TokenID?, unkID: TokenID?, source: String) throws {
-        guard let (preTokenizer, ignoreMerges) = Self.ggufPreTokenizer(named: pre) else {
+                bosID: TokenID?, eosID: TokenID?, padID: TokenID?, unkID: TokenID?,
+                preTokenizer: PreTokenizer? = nil, source: String) throws {
+        guard let (named, ignoreMerges) = Self.ggufPreTokenizer(named: pre) else {
             throw CermError.io(path: source, reason: "tokenizer.ggml.pre: \"\(pre)\" is not a supported pre-tokenizer (llama-bpe, qwen2, gpt2, smollm, …)")
         }
+        let preTokenizer = preTokenizer ?? named
         guard tokenTypes.isEmpty || tokenTypes.count == tokens.count else {
             throw CermError.io(path: source, reason: "tokenizer.ggml.token_type: \(tokenTypes.count) entries for \(tokens.count) tokens")
         }

@@ -145,13 +145,16 @@ extension SplitPattern {
 
     private static let apostrophe: UInt32 = 0x27, space: UInt32 = 0x20, carriageReturn: UInt32 = 0x0D, lineFeed: UInt32 = 0x0A
 
-    /// End of the contraction `'s 't 're 've 'm 'll 'd` at `start`, or nil.
+    /// End of the contraction `'s 't 're 've 'm 'll 'd` at `start`, or nil. Case-insensitively,
+    /// Oniguruma's case folding also takes the long s `ſ` (U+017F) for `s`.
     private static func contractionEnd(_ text: ScannedText, _ start: Int, _ end: Int, caseInsensitive: Bool) -> Int? {
         guard text.scalars[start] == apostrophe, start + 1 < end else { return nil }
         func letter(_ index: Int) -> UInt32? {
             guard index < end else { return nil }
             let value = text.scalars[index]
-            return caseInsensitive && value >= 0x41 && value <= 0x5A ? value + 0x20 : value
+            guard caseInsensitive else { return value }
+            if value >= 0x41 && value <= 0x5A { return value + 0x20 }
+            return value == 0x17F ? UInt32(UInt8(ascii: "s")) : value
         }
         switch letter(start + 1) {
         case UInt32(UInt8(ascii: "s")), UInt32(UInt8(ascii: "t")), UInt32(UInt8(ascii: "m")), UInt32(UInt8(ascii: "d")):
@@ -185,9 +188,12 @@ extension SplitPattern {
         return nil
     }
 
+    /// The classes of ` ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+`, in the regex's order.
+    private static let gpt2WordClasses: [CharacterClass] = [.letter, .number, .other]
+
     private static func gpt2Match(_ text: ScannedText, _ start: Int, _ end: Int) -> Int {
         if let contraction = contractionEnd(text, start, end, caseInsensitive: false) { return contraction }
-        for wanted in [CharacterClass.letter, .number, .other] {
+        for wanted in gpt2WordClasses {
             if let wordStart = spacedStart(wanted, text, start, end) { return run(of: wanted, text, from: wordStart, end) }
         }
         return whitespaceEnd(text, start, end)

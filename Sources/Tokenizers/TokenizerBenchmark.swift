@@ -1,4 +1,5 @@
 import Foundation
+import Shared
 
 /// Encoding speed on one thread: the texts encoded over and over until `minimumSeconds` have
 /// passed. The first pass starts with an empty word cache; the figure is over all passes.
@@ -17,6 +18,28 @@ public enum TokenizerBenchmark {
         public var summary: String {
             String(format: "%.2f MB/s (%d passes, %.1f MB, %d tokens in %.2f s; first pass %.2f MB/s)",
                    megabytesPerSecond, passes, Double(bytes) / 1e6, tokens, seconds, firstPassMegabytesPerSecond)
+        }
+    }
+
+    /// A corpus: JSON lines of strings (`.jsonl`) or plain text, one text per line.
+    /// (JSONDecoder, because JSONSerialization drops a raw U+FEFF inside a string.)
+    public static func texts(fromFile path: String) throws -> [String] {
+        guard FileManager.default.fileExists(atPath: path) else { throw CermError.io(path: path, reason: "no such file") }
+        if let reason = directoryInsteadOfFile(path) { throw CermError.io(path: path, reason: reason) }
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw CermError.io(path: path, reason: "cannot read as UTF-8 text")
+        }
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).dropLast(text.hasSuffix("\n") ? 1 : 0)
+        guard path.hasSuffix(".jsonl") else { return lines.map(String.init) }
+        return try lines.enumerated().map { index, line in
+            do {
+                return try JSONDecoder().decode(String.self, from: Data(line.utf8))
+            } catch {
+                throw CermError.io(path: path, reason: "line \(index + 1) is not a JSON string")
+            }
         }
     }
 

@@ -70,8 +70,9 @@ extension BPETokenizer {
             if try json.bool(object, "single_word", at: "\(key).single_word") == true {
                 throw json.error("\(key).single_word", "single_word added tokens are not supported")
             }
+            // Content that is already a vocabulary token keeps that token's id, as tokenizers assigns it.
             addedTokens.append(AddedToken(
-                id: tokenID, content: content, special: try json.bool(object, "special", at: "\(key).special") ?? false,
+                id: vocabulary[content] ?? tokenID, content: content, special: try json.bool(object, "special", at: "\(key).special") ?? false,
                 lstrip: try json.bool(object, "lstrip", at: "\(key).lstrip") ?? false,
                 rstrip: try json.bool(object, "rstrip", at: "\(key).rstrip") ?? false,
                 normalized: try json.bool(object, "normalized", at: "\(key).normalized") ?? false))

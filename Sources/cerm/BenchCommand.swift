@@ -75,30 +75,12 @@ struct BenchCommand: ParsableCommand {
             let texts: [String]
             do {
                 loaded = try BPETokenizer(source: tokenizer)
-                texts = try Self.readCorpus(corpus)
+                texts = try TokenizerBenchmark.texts(fromFile: corpus)
             } catch {
                 throw exitWithError(error)
             }
             print("# cerm bench tokenizer (\(tokenizer), \(texts.count) texts from \(corpus), 1 thread)")
             print(TokenizerBenchmark.run(loaded, texts: texts, minimumSeconds: seconds).summary)
-        }
-
-        static func readCorpus(_ path: String) throws -> [String] {
-            let text: String
-            do {
-                text = try String(contentsOfFile: path, encoding: .utf8)
-            } catch {
-                throw CermError.io(path: path, reason: "cannot read as UTF-8 text")
-            }
-            let lines = text.split(separator: "\n")
-            guard path.hasSuffix(".jsonl") else { return lines.map(String.init) }
-            return try lines.enumerated().map { index, line in
-                do {
-                    return try JSONDecoder().decode(String.self, from: Data(line.utf8))
-                } catch {
-                    throw CermError.io(path: path, reason: "line \(index + 1) is not a JSON string")
-                }
-            }
         }
     }
 }

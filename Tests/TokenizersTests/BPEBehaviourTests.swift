@@ -47,15 +47,19 @@ final class BPEBehaviourTests: XCTestCase {
             var added = root["added_tokens"] as? [[String: Any]] ?? []
             added.append(["id": 1500, "content": "<mask>", "single_word": false, "lstrip": true, "rstrip": true, "normalized": false, "special": false])
             added.append(["id": 1501, "content": "<norm>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": true, "special": false])
+            // Already a vocabulary token (the byte symbol for 0xE9): keeps id 168 whatever the entry says.
+            added.append(["id": 1502, "content": "é", "single_word": false, "lstrip": false, "rstrip": false, "normalized": true, "special": false])
             root["added_tokens"] = added
             root["normalizer"] = ["type": "NFC"]
         }
         let tokenizer = try BPETokenizer(tokenizerJSON: path)
         XCTAssertEqual(tokenizer.encode("a <mask>  b"), [67, 1500, 68])
         XCTAssertEqual(tokenizer.encode("x\t<mask>\ny"), [90, 1500, 91])
-        XCTAssertEqual(tokenizer.encode("cafe\u{301}<norm>e\u{301}"), [1177, 1501, 674])
+        XCTAssertEqual(tokenizer.encode("cafe\u{301}<norm>e\u{301}"), [69, 673, 168, 1501, 168])
         XCTAssertEqual(tokenizer.encode("<mask><mask>"), [1500, 1500])
         XCTAssertEqual(tokenizer.encode("<norm<mask>m>"), [30, 80, 279, 79, 1500, 79, 32])
+        XCTAssertEqual(tokenizer.id(of: "é"), 168)
+        XCTAssertEqual(tokenizer.vocabularySize, 1502)
     }
 
     func testByteLevelPrefixSpace() throws {
@@ -68,6 +72,20 @@ final class BPEBehaviourTests: XCTestCase {
         XCTAssertEqual(tokenizer.encode("hello world"), [855, 1263, 81, 697])
         XCTAssertEqual(tokenizer.encode("<|im_start|>hi there<|im_end|>"), [1, 334, 75, 836, 2])
         XCTAssertEqual(tokenizer.encode(" x"), [736])
+    }
+
+    /// Digits grouped (`individual_digits: false`), then ByteLevel giving each piece its own prefix space.
+    func testDigitRunsThenPrefixSpacedByteLevel() throws {
+        let path = try edited("gpt2.tokenizer.json") { root in
+            root["pre_tokenizer"] = ["type": "Sequence", "pretokenizers": [
+                ["type": "Digits", "individual_digits": false],
+                ["type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true],
+            ]]
+        }
+        let tokenizer = try BPETokenizer(tokenizerJSON: path)
+        XCTAssertEqual(tokenizer.preTokenizer, PreTokenizer(splits: [.digits(individual: false)], addPrefixSpace: true, byteLevelRegex: true))
+        XCTAssertEqual(tokenizer.encode("abc 12345 x9y"), [380, 68, 69, 223, 330, 1335, 374, 736, 382, 223, 91])
+        XCTAssertEqual(tokenizer.encode("<|im_start|>42<|im_end|> 7"), [1, 1433, 2, 223, 528])
     }
 
     func testUnsupportedTokenizerJSONNamesFileAndKey() throws {
@@ -127,5 +145,75 @@ final class BPEBehaviourTests: XCTestCase {
                                         bosID: nil, eosID: nil, padID: nil, unkID: nil, source: "m.gguf")
         XCTAssertEqual(merging.encode("abc"), [3, 2])
         XCTAssertEqual(ignoring.encode("abc"), [4])
+    }
+
+    /// A pair listed twice counts at its later rank, as in `tokenizers` (`[a b, b c, a b]`: "abc" → a, bc).
+    func testRepeatedMergeTakesItsLaterRank() throws {
+        let vocabulary: [String: TokenID] = ["a": 0, "b": 1, "c": 2, "ab": 3, "bc": 4]
+        let once = try BPETokenizer(vocabulary: vocabulary, merges: [("a", "b"), ("b", "c")], addedTokens: [],
+                                    preTokenizer: .gpt2, source: "test")
+        let twice = try BPETokenizer(vocabulary: vocabulary, merges: [("a", "b"), ("b", "c"), ("a", "b")], addedTokens: [],
+                                     preTokenizer: .gpt2, source: "test")
+        XCTAssertEqual(once.encode("abc"), [3, 2])
+        XCTAssertEqual(twice.encode("abc"), [0, 4])
+    }
+}
+
+/// Arbitrary text and damaged files: never a crash, text always round-trips, damage is an error naming the file.
+final class BPERobustnessTests: XCTestCase {
+    /// SplitMix64, so a failure reproduces.
+    private struct Generator: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    func testRandomScalarsRoundTrip() throws {
+        var generator = Generator(state: 23)
+        let tokenizers = try ["gpt2", "llama3", "qwen2"].map { try BPETokenizer(tokenizerJSON: TokenizerFixtures.path("\($0).tokenizer.json")) }
+        for _ in 0..<300 {
+            var text = String.UnicodeScalarView()
+            for _ in 0..<Int.random(in: 0..<40, using: &generator) {
+                // Mostly ASCII and common planes, sometimes anywhere in Unicode (surrogates excluded).
+                let bound: UInt32 = Bool.random(using: &generator) ? 0x80 : (Bool.random(using: &generator) ? 0x3000 : 0x11_0000)
+                if let scalar = Unicode.Scalar(UInt32.random(in: 0..<bound, using: &generator)) { text.append(scalar) }
+            }
+            let string = String(text)
+            for tokenizer in tokenizers {
+                XCTAssertEqual(tokenizer.decode(tokenizer.encode(string)), string, string.debugDescription)
+            }
+        }
+    }
+
+    func testDamagedTokenizerJSONIsAnErrorNamingTheFile() throws {
+        let original = try Data(contentsOf: URL(fileURLWithPath: TokenizerFixtures.path("llama3.tokenizer.json")))
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("cerm-tokenizer-fuzz-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("tokenizer.json").path
+        var generator = Generator(state: 7)
+        var errors = 0
+        for _ in 0..<60 {
+            var damaged = original
+            if Bool.random(using: &generator) {
+                damaged = damaged.prefix(Int.random(in: 0..<original.count, using: &generator))
+            } else {
+                for _ in 0..<4 { damaged[Int.random(in: 0..<damaged.count, using: &generator)] = UInt8.random(in: 0...255, using: &generator) }
+            }
+            try damaged.write(to: URL(fileURLWithPath: path))
+            do {
+                _ = try BPETokenizer(tokenizerJSON: path)
+            } catch let error as CermError {
+                guard case let .io(errorPath, _) = error else { return XCTFail("\(error)") }
+                XCTAssertEqual(errorPath, path)
+                errors += 1
+            }
+        }
+        XCTAssertGreaterThan(errors, 30)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import ModelFormats
 import Shared
 import Tokenizers
 import XCTest
@@ -19,8 +20,11 @@ final class ChatTemplateTests: XCTestCase {
     static let smolLM2Template = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 
     func testSmolLM2TemplateMatchesTransformers() throws {
-        let tokenizer = try BPETokenizer(tokenizerJSON: try TokenizerFixtures.smolLM2Path())
-        let template = try ChatTemplate.detect(fromTemplate: Self.smolLM2Template)
+        let (path, metadata) = try TokenizerFixtures.smolLM2Metadata()
+        XCTAssertEqual(metadata.chatTemplate, Self.smolLM2Template)
+        // transformers' reading of the GGUF's pre-tokenizer, whose ids the fixture holds.
+        let tokenizer = try TokenizerFixtures.smolLM2(preTokenizer: .gpt2)
+        let template = try ModelImport.tokenizerMaterial(path: path).chatTemplate(setting: "auto", source: path)
         XCTAssertEqual(template, .chatml(defaultSystemPrompt: "You are a helpful AI assistant named SmolLM, trained by Hugging Face"))
         let all = try conversations()
         XCTAssertEqual(all.count, 50)
@@ -51,6 +55,8 @@ final class ChatTemplateTests: XCTestCase {
             XCTAssertEqual("\(error)", #"the model's chat template is not one cerm renders (ChatML or Llama 3): "{{ bos_token }}{% for m in messages %}[INST] {{ m.content }} [/INST]{% endfor %}"; set model.chat_template = "chatml" | "llama3" | "none""#)
         }
         XCTAssertEqual(try ChatTemplate.named("none"), ChatTemplate.none)
+        XCTAssertEqual(try ChatTemplate.named("llama3"), .llama3)
+        XCTAssertNil(try ChatTemplate.named("auto"))
         XCTAssertThrowsError(try ChatTemplate.named("mistral")) { error in
             XCTAssertEqual(error as? CermError, .invalid(#"model.chat_template: "mistral" is not one of "auto", "chatml", "llama3", "none""#))
         }

@@ -1,24 +1,19 @@
 import Foundation
+import ModelFormats
 import Shared
+import TestSupport
 import Tokenizers
 import XCTest
 
-/// The committed parity fixtures (written by scripts/make_tokenizer_fixtures.py) and the SmolLM2
-/// tokenizer cache (scripts/cache_smollm2_tokenizer.py).
+/// The committed parity fixtures (written by scripts/make_tokenizer_fixtures.py) and SmolLM2's
+/// tokenizer read from its GGUF (`make fetch-model`).
 enum TokenizerFixtures {
     static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
-    static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    static let smolLM2Cache = repositoryRoot.appendingPathComponent(".cache/models/smollm2/tokenizer.json").path
 
     static func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
 
-    /// The corpus, one JSON string per line. (JSONDecoder, because JSONSerialization drops a raw U+FEFF inside a string.)
-    static let corpus: [String] = {
-        guard let text = try? String(contentsOfFile: path("corpus.jsonl"), encoding: .utf8) else { return [] }
-        return text.split(separator: "\n", omittingEmptySubsequences: false).dropLast().compactMap { line in
-            try? JSONDecoder().decode(String.self, from: Data(line.utf8))
-        }
-    }()
+    /// The corpus, one JSON string per line.
+    static let corpus: [String] = (try? TokenizerBenchmark.texts(fromFile: path("corpus.jsonl"))) ?? []
 
     /// Reference ids, one line of space-separated ids per corpus line.
     static func ids(_ name: String) throws -> [[TokenID]] {
@@ -28,12 +23,23 @@ enum TokenizerFixtures {
         }
     }
 
-    /// The SmolLM2 tokenizer.json, or a skip that says how to make it.
-    static func smolLM2Path() throws -> String {
-        guard FileManager.default.fileExists(atPath: smolLM2Cache) else {
-            throw XCTSkip("\(smolLM2Cache) is absent: run /work/venv-ref/bin/python scripts/cache_smollm2_tokenizer.py (needs the SmolLM2 GGUF)")
+    /// SmolLM2's GGUF tokenizer metadata, or a skip that says how to get the model.
+    static func smolLM2Metadata() throws -> (path: String, metadata: GGUFTokenizerMetadata) {
+        let path = try SmolLM2Model.requireGGUF()
+        guard case let .gguf(metadata) = try ModelImport.tokenizerMaterial(path: path) else {
+            throw XCTSkip("\(path) is not read as a GGUF file")
         }
-        return smolLM2Cache
+        return (path, metadata)
+    }
+
+    /// SmolLM2's tokenizer from its GGUF with `preTokenizer` in place of the one its
+    /// `tokenizer.ggml.pre` names (transformers' GGUF loader reads "smollm" as plain GPT-2).
+    static func smolLM2(preTokenizer: PreTokenizer) throws -> BPETokenizer {
+        let (path, gguf) = try smolLM2Metadata()
+        return try BPETokenizer(ggufTokens: gguf.tokens, merges: gguf.merges, tokenTypes: gguf.tokenTypes.map { Int32($0) },
+                                pre: try XCTUnwrap(gguf.pre), bosID: gguf.bosTokenID.map { TokenID($0) },
+                                eosID: gguf.eosTokenID.map { TokenID($0) }, padID: gguf.padTokenID.map { TokenID($0) },
+                                unkID: gguf.unknownTokenID.map { TokenID($0) }, preTokenizer: preTokenizer, source: path)
     }
 
     /// Compares `tokenizer` with the reference on every corpus line; reports the first differences.
