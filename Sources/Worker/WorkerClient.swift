@@ -358,11 +358,10 @@ struct WorkerSession {
     let logger: Logger
 
     /// Sends and notes it (any message counts as a heartbeat); false when the socket failed or
-    /// has no connection to queue on. Never blocks: a DEALER whose handshake failed (a CURVE key
-    /// the coordinator does not list) has no pipe, and a blocking send would wait forever.
+    /// has no connection to queue on (``DealerChannel/send(_:)`` never blocks).
     func send(_ message: Message, state: inout State) -> Bool {
         do {
-            guard try channel.socket.send(try channel.codec.encode(message), dontWait: true) else {
+            guard try channel.send(message) else {
                 logger.debug("cannot queue \(message.type): no connection to the coordinator")
                 return false
             }

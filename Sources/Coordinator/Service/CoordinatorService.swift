@@ -528,20 +528,18 @@ private final class SocketLoop {
         if deliver(message, to: peer) { scheduler.sent(to: peer, now: clock.now()) }
     }
 
-    /// Queues `message` for `peer` without ever blocking the socket thread: a peer that is gone
-    /// or has a full queue (it stopped reading) loses the message, it does not stall heartbeats
-    /// and weights for everyone else. Liveness and re-requests recover the loss.
+    /// Queues `message` for `peer` (``RouterChannel/send(_:to:)`` never blocks); a peer that is
+    /// gone or has a full queue loses the message, logged.
     @discardableResult
     private func deliver(_ message: Message, to peer: RoutingID) -> Bool {
         do {
-            let frames = try router.codec.encode(message)
-            if try router.socket.send([peer.bytes] + frames, dontWait: true) { return true }
+            if try router.send(message, to: peer) { return true }
+            logger.debug("peer \(peer) is gone; \(message.type) not delivered")
+        } catch is RouterChannel.QueueFull {
             // A peer that floods requests and never reads would get this for each of them.
             if warnings.admit("queue is full", from: "peer \(peer)") {
                 logger.warning("queue to \(name(peer)) is full; \(message.type) dropped")
             }
-        } catch let error as ZMQError where error.code == EHOSTUNREACH {
-            logger.debug("peer \(peer) is gone; \(message.type) not delivered")
         } catch {
             logger.error("cannot send \(message.type) to \(name(peer)): \(error)")
         }
