@@ -84,9 +84,9 @@ let package = Package(
         .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Shared"]),
         .testTarget(name: "MethodTests", dependencies: ["Method", "Configuration", "Shared"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Method", "Configuration", "Shared"]),
-        .testTarget(name: "WireProtocolTests", dependencies: ["WireProtocol", "Method", "Configuration", "Runtime", "Shared"]),
+        .testTarget(name: "WireProtocolTests", dependencies: ["TestSupport", "WireProtocol", "Method", "Configuration", "Runtime", "Shared"]),
         .testTarget(
-            name: "EngineTests", dependencies: ["Engine", "EngineConfiguration", "Configuration", "Shared", "CKernels"],
+            name: "EngineTests", dependencies: ["TestSupport", "Engine", "EngineConfiguration", "Configuration", "Shared", "CKernels"],
             resources: [.copy("Fixtures")]),
         .testTarget(
             name: "CoordinatorTests",
