@@ -169,9 +169,7 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
         self.reference = weights
         self.model = try Transformer(weights: weights)
         self.gradients = ModelGradients(config: modelConfig)
-        var shards = [LearnerShard(model: model)]
-        for _ in 1..<Self.dataShards { shards.append(LearnerShard(model: try Transformer(weights: weights))) }
-        self.shards = shards
+        self.shards = try DataShards.replicas(of: model, count: Self.dataShards, LearnerShard.init)
         self.threads = max(1, threads)
         let grpo = config.grpo
         self.optimizer = AdamW(layout: weights.layout, beta1: Float(grpo.adamBeta1), beta2: Float(grpo.adamBeta2),
@@ -419,9 +417,7 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
         let budget = workspaceBudgetFloats
         let temperature = temperature
         for (index, shard) in shards.enumerated() {
-            shard.rowIndices = assignment.indices.filter { assignment[$0] == index }
-            shard.rows = shard.rowIndices.map { rows[$0] }
-            shard.model.weights = model.weights
+            shard.take(rows, assignment: assignment, index: index, weights: model.weights)
         }
         let shards = shards
         DataShards.run(count: shards.count, threads: threads) { shards[$0].forward(budget: budget, temperature: temperature) }
@@ -485,15 +481,8 @@ extension TrainingState {
     }
 }
 
-/// One data shard of a GRPO mini-batch: a model replica, its gradient buffer and the rows
-/// assigned to it. Touched by one thread at a time: the learner fills it, one worker thread runs
-/// a phase, and the learner reads it after the phase has joined.
-private final class LearnerShard: @unchecked Sendable {
-    let model: Transformer
-    var gradients: ModelGradients
-    /// The shard's rows and their indices in the mini-batch.
-    var rows: [PreparedTrajectory] = []
-    var rowIndices: [Int] = []
+/// One data shard of a GRPO mini-batch: its rows are the mini-batch's trajectories assigned to it.
+private final class LearnerShard: DataShard<PreparedTrajectory>, @unchecked Sendable {
     /// Per row: log-probs and Σ entropy of the output tokens under the current policy.
     var logprobs: [[Double]] = []
     var entropySums: [Double] = []
@@ -501,12 +490,6 @@ private final class LearnerShard: @unchecked Sendable {
     var tokenWeights: [[Double]] = []
     /// The rows' micro-batches (index ranges into ``rows``).
     var microBatches: [Range<Int>] = []
-    var error: (any Error)?
-
-    init(model: Transformer) {
-        self.model = model
-        gradients = ModelGradients(config: model.config)
-    }
 
     private func tokenBatch(_ range: Range<Int>) -> TokenBatch {
         TokenBatch(sequences: rows[range].map(\.sequence), scoredFrom: rows[range].map(\.promptLength))
