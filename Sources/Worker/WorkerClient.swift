@@ -57,17 +57,8 @@ public struct WorkerSettings: Sendable {
     public init(config: Config, name: String, kind: WorkerKind = .cpu, endpoint: String? = nil) throws {
         let cluster = config.cluster
         var security = ChannelSecurity.none
-        if !cluster.workerSecretKeyFile.isEmpty {
-            guard !cluster.serverPublicKeyFile.isEmpty else {
-                throw CermError.invalid("cluster.worker_secret_key_file is set but cluster.server_public_key_file is empty")
-            }
-            let serverKey = try KeyFileError.naming("cluster.server_public_key_file") {
-                try CurveKeyFiles.loadPublicKey(path: cluster.serverPublicKeyFile)
-            }
-            let keys = try KeyFileError.naming("cluster.worker_secret_key_file") {
-                try CurveKeyFiles.loadKeyPair(path: cluster.workerSecretKeyFile)
-            }
-            security = .curveClient(serverKey: serverKey, keys: keys)
+        if let curve = try CurveKeyFiles.workerKeys(of: cluster) {
+            security = .curveClient(serverKey: curve.serverKey, keys: curve.keys)
         } else {
             try EndpointSecurity.checkInsecureConnect(endpoint ?? cluster.endpoint, allowInsecure: cluster.allowInsecure)
         }
