@@ -65,7 +65,7 @@ public final class Generator {
     public var endOfSequence: TokenID = ByteTokenizer.Special.eos.rawValue
 
     private(set) var parametersVersion = 0
-    private let offsets: InferenceWeightOffsets
+    private let offsets: ParameterOffsets
     private let ropeCosines: UnsafeMutablePointer<Float>
     private let ropeSines: UnsafeMutablePointer<Float>
     let workspace: InferenceWorkspace
@@ -85,7 +85,7 @@ public final class Generator {
         self.config = config
         self.layout = layout
         self.parameters = parameters
-        offsets = try InferenceWeightOffsets(config: config, layout: layout)
+        offsets = ParameterOffsets(layout, config: config)
         workspace = InferenceWorkspace(config: config)
         sampler = TokenSampler(vocabSize: config.vocabSize)
 
@@ -498,7 +498,7 @@ public final class Generator {
             (x + r * hidden).update(from: params + offsets.embed + Int(rows[r].token) * hidden, count: hidden)
         }
 
-        for (layer, w) in offsets.layers.enumerated() {
+        for (layer, w) in offsets.blocks.enumerated() {
             for r in 0..<rowCount {
                 InferenceKernels.rmsNorm(x + r * hidden, params + w.inputNorm, normed + r * hidden, hidden, eps: eps)
             }
