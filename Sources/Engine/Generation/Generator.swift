@@ -333,9 +333,10 @@ public final class Generator {
         var finish: FinishReason?
     }
 
-    /// `prefixes[i]` is request `i`'s shared prefix (checked by the caller) or nil.
-    private func runGeneration(requests: [GenerationRequest], prefixes: [SharedPrefix?]) throws -> [GenerationResult] {
-        let prefixLengths = prefixes.map { $0?.length ?? 0 }
+    /// Checks each request against the model (and its shared prefix) and returns its starting
+    /// state, with the number of tokens it may generate, and the KV-cache capacity the batch needs.
+    private func startingStates(_ requests: [GenerationRequest], prefixLengths: [Int], prefixes: [SharedPrefix?]) throws
+        -> (states: [SequenceState], capacity: Int) {
         var states: [SequenceState] = []
         states.reserveCapacity(requests.count)
         var capacity = 1
@@ -364,6 +365,15 @@ public final class Generator {
             states[index].logProbs.reserveCapacity(limit)
             capacity = max(capacity, request.prompt.count + limit - 1)
         }
+        return (states, capacity)
+    }
+
+    /// `prefixes[i]` is request `i`'s shared prefix (checked by the caller) or nil.
+    private func runGeneration(requests: [GenerationRequest], prefixes: [SharedPrefix?]) throws -> [GenerationResult] {
+        let prefixLengths = prefixes.map { $0?.length ?? 0 }
+        var states: [SequenceState]
+        let capacity: Int
+        (states, capacity) = try startingStates(requests, prefixLengths: prefixLengths, prefixes: prefixes)
         guard !requests.isEmpty else { return [] }
 
         let cache = KVCache(config: config, sequences: requests.count, capacity: capacity)
