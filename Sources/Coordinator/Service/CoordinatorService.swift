@@ -339,21 +339,9 @@ private final class StepDriver: @unchecked Sendable {
     }
 
     private func drive() throws -> CoordinatorOutcome {
-        var completedSteps = 0
-        var lastSaved: Int?
-        if let resume {
-            // Before the restore, so they are on record even when it fails.
-            for skipped in resume.skipped { event(.checkpointSkipped(path: skipped.path, reason: "\(skipped.reason)")) }
-            for change in resume.configChanges {
-                logger.warning("config differs from the checkpoint's: \(change.key): \(change.old) (checkpoint) → \(change.new) (config)")
-                event(.configChanged(key: change.key, checkpoint: change.old, config: change.new))
-            }
-            try learner.restore(from: resume.state)
-            try pairs.restore(cursor: resume.state.dataCursor)
-            completedSteps = resume.state.step
-            lastSaved = resume.state.step
-            event(.resumed(path: resume.path, step: completedSteps))
-        }
+        let resumedStep = try restoreResumePoint()
+        var completedSteps = resumedStep ?? 0
+        var lastSaved = resumedStep
         if completedSteps >= settings.steps {
             logger.notice("already at step \(completedSteps) of \(settings.steps): nothing to do (raise run.steps or pass --steps to continue)")
         }
@@ -400,38 +388,63 @@ private final class StepDriver: @unchecked Sendable {
                 checkpointSeconds = try save(step: step, cursor: cursorAfterCompleted(open: open))
                 lastSaved = step
             }
-            let tokens = rollouts.trajectories.reduce(0) { $0 + $1.tokens.count }
-            line.step = step
-            line.policyVersion = sampledWith
-            line.generatedTokens = tokens
-            line.trajectories = rollouts.trajectories.count
-            line.waitRolloutsSeconds = waited - fetching
-            line.updateSeconds = updateSeconds
-            line.weightDistributionSeconds = handover + fetching
-            line.checkpointSeconds = checkpointSeconds
             let stepEnded = clock.now()
-            line.stepSeconds = stepEnded - stepStarted
             // Sync: workers sample only while the learner waits, so the wait is their sampling
             // time. Async: they sample the next step during the update and the wait is near 0,
             // so the whole interval since the previous step ended is the sampling time.
             let samplingSeconds = lookahead > 0 ? stepEnded - previousStepEnded : waited - fetching
-            line.tokensPerSecond = samplingSeconds > 0 ? Double(tokens) / samplingSeconds : 0
             previousStepEnded = stepEnded
-            line.workersAlive = mailbox.aliveWorkers
-            if let metrics { try metrics.record(line) } else { logger.info("\(line.tailLine())") }
-            onStep?(line)
+            line.step = step
+            line.policyVersion = sampledWith
+            line.waitRolloutsSeconds = waited - fetching
+            line.updateSeconds = updateSeconds
+            line.weightDistributionSeconds = handover + fetching
+            line.checkpointSeconds = checkpointSeconds
+            line.stepSeconds = stepEnded - stepStarted
+            try record(line, rollouts: rollouts, samplingSeconds: samplingSeconds)
         }
 
-        if stopped {
-            // Abandoned steps leave no trace: the next run draws their pairs again.
-            if let earliest = open.keys.min(), let cursor = open[earliest]?.cursorBefore { try pairs.restore(cursor: cursor) }
-            logger.notice("stop requested: abandoned \(open.count) open step(s) after \(completedSteps) completed")
-            if lastSaved != completedSteps { _ = try save(step: completedSteps, cursor: pairs.cursor) }
-            event(.runStopped(completedSteps: completedSteps))
-            return .stopped(completedSteps: completedSteps)
-        }
+        if stopped { return try abandon(open: open, completedSteps: completedSteps, lastSaved: lastSaved) }
         event(.runFinished(steps: completedSteps))
         return .finished(steps: completedSteps)
+    }
+
+    /// Restores learner and data source from the resume point, if any, and returns its step.
+    private func restoreResumePoint() throws -> Int? {
+        guard let resume else { return nil }
+        // Before the restore, so they are on record even when it fails.
+        for skipped in resume.skipped { event(.checkpointSkipped(path: skipped.path, reason: "\(skipped.reason)")) }
+        for change in resume.configChanges {
+            logger.warning("config differs from the checkpoint's: \(change.key): \(change.old) (checkpoint) → \(change.new) (config)")
+            event(.configChanged(key: change.key, checkpoint: change.old, config: change.new))
+        }
+        try learner.restore(from: resume.state)
+        try pairs.restore(cursor: resume.state.dataCursor)
+        event(.resumed(path: resume.path, step: resume.state.step))
+        return resume.state.step
+    }
+
+    /// Completes a step's metrics line with the rollouts' sizes, throughput and the workers
+    /// alive, and records it.
+    private func record(_ stepLine: StepMetrics, rollouts: StepRollouts, samplingSeconds: Double) throws {
+        var line = stepLine
+        let tokens = rollouts.trajectories.reduce(0) { $0 + $1.tokens.count }
+        line.generatedTokens = tokens
+        line.trajectories = rollouts.trajectories.count
+        line.tokensPerSecond = samplingSeconds > 0 ? Double(tokens) / samplingSeconds : 0
+        line.workersAlive = mailbox.aliveWorkers
+        if let metrics { try metrics.record(line) } else { logger.info("\(line.tailLine())") }
+        onStep?(line)
+    }
+
+    /// A stop before `run.steps`: the open steps are abandoned without a trace (the next run
+    /// draws their pairs again) and the completed ones are saved.
+    private func abandon(open: [Int: OpenStep], completedSteps: Int, lastSaved: Int?) throws -> CoordinatorOutcome {
+        if let earliest = open.keys.min(), let cursor = open[earliest]?.cursorBefore { try pairs.restore(cursor: cursor) }
+        logger.notice("stop requested: abandoned \(open.count) open step(s) after \(completedSteps) completed")
+        if lastSaved != completedSteps { _ = try save(step: completedSteps, cursor: pairs.cursor) }
+        event(.runStopped(completedSteps: completedSteps))
+        return .stopped(completedSteps: completedSteps)
     }
 
     /// The cursor a checkpoint after the completed steps stores: before the earliest step still
