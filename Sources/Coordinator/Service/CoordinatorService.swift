@@ -105,9 +105,7 @@ public final class CoordinatorService: @unchecked Sendable {
         // One limiter for every warning a peer can trigger at will, on the service's clock.
         let warnings = PeerWarningLimiter(clock: clock, logger: logger)
         do {
-            if settings.curve == nil {
-                try EndpointSecurity.checkInsecureBind(settings.endpoint, allowInsecure: settings.allowInsecure)
-            }
+            try settings.checkBindAllowed()
             let context = try ZMQContext()
             if let curve = settings.curve {
                 let log = logger

@@ -69,6 +69,12 @@ public struct CoordinatorSettings: Sendable {
                   weightChunkBytes: cluster.weightChunkBytes, curve: curve, allowInsecure: cluster.allowInsecure)
     }
 
+    /// Throws unless the endpoint may be bound as configured: with CURVE keys always, without
+    /// them only when it is local or `allowInsecure` (``EndpointSecurity/checkInsecureBind(_:allowInsecure:)``).
+    public func checkBindAllowed() throws {
+        if curve == nil { try EndpointSecurity.checkInsecureBind(endpoint, allowInsecure: allowInsecure) }
+    }
+
     /// Whether step `step` (1-based count of optimizer steps) gets a checkpoint.
     public func isSaveDue(step: Int) -> Bool { step > 0 && (step % saveEvery == 0 || step == steps) }
 
