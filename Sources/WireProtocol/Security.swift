@@ -152,9 +152,8 @@ public enum CurveKeyFiles {
         guard !cluster.authorizedKeysFile.isEmpty else {
             throw CermError.invalid("cluster.curve_secret_key_file is set but cluster.authorized_keys_file is empty: no worker could be admitted")
         }
-        let keys = try KeyFileError.naming("cluster.curve_secret_key_file") { try loadKeyPair(path: cluster.curveSecretKeyFile) }
-        let authorized = try KeyFileError.naming("cluster.authorized_keys_file") { try loadAuthorizedKeys(path: cluster.authorizedKeysFile) }
-        return (keys, authorized)
+        return (try load("cluster.curve_secret_key_file", cluster.curveSecretKeyFile, loadKeyPair),
+                try load("cluster.authorized_keys_file", cluster.authorizedKeysFile, loadAuthorizedKeys))
     }
 
     /// A worker's CURVE material as `[cluster]` names it: the coordinator's public key
@@ -165,9 +164,13 @@ public enum CurveKeyFiles {
         guard !cluster.serverPublicKeyFile.isEmpty else {
             throw CermError.invalid("cluster.worker_secret_key_file is set but cluster.server_public_key_file is empty")
         }
-        let serverKey = try KeyFileError.naming("cluster.server_public_key_file") { try loadPublicKey(path: cluster.serverPublicKeyFile) }
-        let keys = try KeyFileError.naming("cluster.worker_secret_key_file") { try loadKeyPair(path: cluster.workerSecretKeyFile) }
-        return (serverKey, keys)
+        return (try load("cluster.server_public_key_file", cluster.serverPublicKeyFile, loadPublicKey),
+                try load("cluster.worker_secret_key_file", cluster.workerSecretKeyFile, loadKeyPair))
+    }
+
+    /// The file `path` named by config key `configKey`, read by `loader`; its errors name the key.
+    private static func load<T>(_ configKey: String, _ path: String, _ loader: (_ path: String) throws -> T) throws -> T {
+        try KeyFileError.naming(configKey) { try loader(path) }
     }
 
     /// Loads an authorized-keys file: one Z85 public key per line.
