@@ -32,6 +32,20 @@ public enum GRPOLearnerError: Error, Equatable, CustomStringConvertible {
     /// differing key with the value in `source` (`old`, labelled `label`) and in `[model]` (`new`).
     case modelConfigMismatch(source: String, label: String, differences: [ConfigChange])
 
+    /// The learner's error for `fault`, found in the rollouts of step `step`.
+    init(step: Int, _ fault: TrajectoryFault) {
+        switch fault {
+        case let .logprobCount(id, tokens, behaviour, reference):
+            self = .logprobCountMismatch(step: step, trajectory: id, tokens: tokens, behaviour: behaviour, reference: reference)
+        case let .nonFiniteLogprob(id, index): self = .nonFiniteLogprob(step: step, trajectory: id, index: index)
+        case let .tokenOutOfVocabulary(id, index, token, vocabSize):
+            self = .tokenOutOfVocabulary(step: step, trajectory: id, index: index, token: token, vocabSize: vocabSize)
+        case let .promptLength(id, reported, rebuilt):
+            self = .promptLengthMismatch(step: step, trajectory: id, reported: reported, rebuilt: rebuilt)
+        case let .sequenceTooLong(id, length, maxSeqLen): self = .sequenceTooLong(step: step, trajectory: id, length: length, maxSeqLen: maxSeqLen)
+        }
+    }
+
     public var description: String {
         switch self {
         case let .stepMismatch(expected, rollouts):
@@ -43,15 +57,16 @@ public enum GRPOLearnerError: Error, Equatable, CustomStringConvertible {
         case let .unexpectedTrajectory(step, id):
             return "step \(step), \(id): the rollout plan has no such trajectory"
         case let .promptLengthMismatch(step, id, reported, rebuilt):
-            return "step \(step), \(id): the worker generated after a \(reported)-token prompt but the rollout plan rebuilds \(rebuilt) tokens; refusing to train on a different context"
+            let rule = TrajectoryFault.promptLength(id, reported: reported, rebuilt: rebuilt).rule
+            return "step \(step), \(id): the worker \(rule); refusing to train on a different context"
         case let .logprobCountMismatch(step, id, tokens, behaviour, reference):
-            return "step \(step), \(id): \(tokens) generated tokens but \(behaviour) behaviour and \(reference) reference log-probs"
+            return "step \(step), \(TrajectoryFault.logprobCount(id, tokens: tokens, behaviour: behaviour, reference: reference))"
         case let .nonFiniteLogprob(step, id, index):
-            return "step \(step), \(id): behaviour or reference log-prob of token \(index) is not finite"
+            return "step \(step), \(TrajectoryFault.nonFiniteLogprob(id, index: index))"
         case let .tokenOutOfVocabulary(step, id, index, token, vocab):
-            return "step \(step), \(id): generated token \(index) is \(token), outside the vocabulary of \(vocab)"
+            return "step \(step), \(TrajectoryFault.tokenOutOfVocabulary(id, index: index, token: token, vocabSize: vocab))"
         case let .sequenceTooLong(step, id, length, maxSeqLen):
-            return "step \(step), \(id): prompt + output is \(length) tokens, model.max_seq_len is \(maxSeqLen)"
+            return "step \(step), \(TrajectoryFault.sequenceTooLong(id, length: length, maxSeqLen: maxSeqLen))"
         case let .modelConfigMismatch(source, label, differences):
             return "\(source): the model differs from [model] (the architecture cannot change): \(differences.mismatches(labelled: label))"
         }
@@ -371,9 +386,8 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
                 guard let prompt = prompts[trajectory.id] else {
                     throw GRPOLearnerError.unexpectedTrajectory(step: step, trajectory: trajectory.id)
                 }
-                guard prompt.count == Int(trajectory.promptTokenCount) else {
-                    throw GRPOLearnerError.promptLengthMismatch(step: step, trajectory: trajectory.id,
-                                                                reported: Int(trajectory.promptTokenCount), rebuilt: prompt.count)
+                if let fault = TrajectoryFault.promptLengthFault(of: trajectory, prompt: prompt) {
+                    throw GRPOLearnerError(step: step, fault)
                 }
                 checked.append((trajectory, prompt))
             }
@@ -386,29 +400,15 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
 
     /// Validates one trajectory's tokens and log-probs and joins prompt and output.
     func prepare(step: Int, _ trajectory: Trajectory, prompt: [TokenID], advantage: AdvantagedTrajectory) throws -> PreparedTrajectory {
-        let id = trajectory.id
-        let n = trajectory.tokens.count
-        guard trajectory.behaviourLogprobs.count == n, trajectory.referenceLogprobs.count == n else {
-            throw GRPOLearnerError.logprobCountMismatch(step: step, trajectory: id, tokens: n,
-                                                        behaviour: trajectory.behaviourLogprobs.count,
-                                                        reference: trajectory.referenceLogprobs.count)
-        }
         // Checked here, before any mini-batch steps, so a bad trajectory leaves the model untouched.
-        for (index, (behaviour, reference)) in zip(trajectory.behaviourLogprobs, trajectory.referenceLogprobs).enumerated()
-        where !(behaviour.isFinite && reference.isFinite) {
-            throw GRPOLearnerError.nonFiniteLogprob(step: step, trajectory: id, index: index)
-        }
-        for (index, token) in trajectory.tokens.enumerated() where Int(token) >= modelConfig.vocabSize {
-            throw GRPOLearnerError.tokenOutOfVocabulary(step: step, trajectory: id, index: index, token: token,
-                                                        vocabSize: modelConfig.vocabSize)
-        }
-        // The forward reads every token but the last. An empty output (a prompt that did not
-        // fit the context: finish `context`) is scored as invalid output and never forwarded.
-        guard n == 0 || prompt.count + n - 1 <= modelConfig.maxSeqLen else {
-            throw GRPOLearnerError.sequenceTooLong(step: step, trajectory: id, length: prompt.count + n, maxSeqLen: modelConfig.maxSeqLen)
+        // An empty output (a prompt that did not fit the context: finish `context`) is scored as
+        // invalid output and never forwarded.
+        if let fault = TrajectoryFault.contentFault(of: trajectory, vocabSize: modelConfig.vocabSize)
+            ?? TrajectoryFault.contextFault(of: trajectory, promptLength: prompt.count, maxSeqLen: modelConfig.maxSeqLen) {
+            throw GRPOLearnerError(step: step, fault)
         }
         return PreparedTrajectory(
-            id: id, sequence: prompt + trajectory.tokens.map { TokenID(truncatingIfNeeded: $0) }, promptLength: prompt.count,
+            id: trajectory.id, sequence: prompt + trajectory.tokens.map { TokenID(truncatingIfNeeded: $0) }, promptLength: prompt.count,
             behaviourLogprobs: trajectory.behaviourLogprobs.map(Double.init),
             referenceLogprobs: trajectory.referenceLogprobs.map(Double.init),
             advantage: advantage.advantage, included: advantage.inLoss)
