@@ -90,11 +90,11 @@ let package = Package(
         .testTarget(name: "MethodTests", dependencies: ["TestSupport", "Method", "Configuration", "Shared", "Tokenizers", "ModelFormats"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Method", "Configuration", "Shared"]),
-        .testTarget(name: "WireProtocolTests", dependencies: ["WireProtocol", "Method", "Configuration", "Runtime", "Shared"]),
+        .testTarget(name: "WireProtocolTests", dependencies: ["TestSupport", "WireProtocol", "Method", "Configuration", "Runtime", "Shared"]),
         .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats", "Engine", "Shared"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TokenizersTests", dependencies: ["TestSupport", "Tokenizers", "ModelFormats", "Shared"], exclude: ["Fixtures"]),
         .testTarget(
-            name: "EngineTests", dependencies: ["Engine", "EngineConfiguration", "Configuration", "Shared", "CKernels"],
+            name: "EngineTests", dependencies: ["TestSupport", "Engine", "EngineConfiguration", "Configuration", "Shared", "CKernels"],
             resources: [.copy("Fixtures")]),
         .testTarget(
             name: "CoordinatorTests",

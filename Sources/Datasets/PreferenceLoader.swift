@@ -153,6 +153,17 @@ public struct PreferenceLoader: Sendable {
                         message: "cannot detect the format: expected \"responses\" (bon), \"chosen\" as a message list (skywork), \"query\"+\"chosen\" (canonical) or \"prompt\"+\"chosen\" (rewardbench)")
     }
 
+    /// A pair of the formats whose query, chosen, rejected and task type are plain string
+    /// fields (canonical and RewardBench), under these keys.
+    private static func pair(_ fields: FieldReader, id: String, queryKey: String, taskTypeKey: String) throws(DataError) -> PreferenceRecord {
+        let query = try fields.requiredString(queryKey)
+        let chosen = try fields.requiredString("chosen")
+        let rejected = try fields.requiredString("rejected")
+        let taskType = try fields.optionalString(taskTypeKey)
+        try fields.requireDifferent(chosen, rejected)
+        return .pair(PreferencePair(id: id, query: query, chosen: chosen, rejected: rejected, taskType: taskType))
+    }
+
     /// One record of a known format.
     static func record(from object: JSONValue, format: DataFormat, file: String, line: Int, defaultID: String) throws(DataError) -> PreferenceRecord {
         let fields = FieldReader(object: object, file: file, line: line)
@@ -160,21 +171,9 @@ public struct PreferenceLoader: Sendable {
         case .auto:
             return try record(from: object, format: detect(object, file: file, line: line), file: file, line: line, defaultID: defaultID)
         case .canonical:
-            let id = try fields.requiredString("id")
-            let query = try fields.requiredString("query")
-            let chosen = try fields.requiredString("chosen")
-            let rejected = try fields.requiredString("rejected")
-            let taskType = try fields.optionalString("task_type")
-            try fields.requireDifferent(chosen, rejected)
-            return .pair(PreferencePair(id: id, query: query, chosen: chosen, rejected: rejected, taskType: taskType))
+            return try pair(fields, id: fields.requiredString("id"), queryKey: "query", taskTypeKey: "task_type")
         case .rewardbench:
-            let id = try fields.optionalID("id") ?? defaultID
-            let query = try fields.requiredString("prompt")
-            let chosen = try fields.requiredString("chosen")
-            let rejected = try fields.requiredString("rejected")
-            let taskType = try fields.optionalString("subset")
-            try fields.requireDifferent(chosen, rejected)
-            return .pair(PreferencePair(id: id, query: query, chosen: chosen, rejected: rejected, taskType: taskType))
+            return try pair(fields, id: fields.optionalID("id") ?? defaultID, queryKey: "prompt", taskTypeKey: "subset")
         case .skywork:
             let id = try fields.optionalID("id") ?? defaultID
             let chosen = try fields.conversation("chosen")

@@ -361,6 +361,15 @@ public struct Teacher: Sendable {
     /// 25!`), so the score follows from two nearby values; list counts enumerate the items. The
     /// transform line quotes only the response (`got enos!t`): its criterion is the word itself.
     static func check(_ kind: CriterionKind, query: SyntheticQuery, response: String) -> Check? {
+        switch query {
+        case .list: listCheck(kind, query: query, response: response)
+        case .arithmetic: arithmeticCheck(kind, query: query, response: response)
+        case .transform: transformCheck(kind, query: query, response: response)
+        }
+    }
+
+    /// The criteria of a list query: count, letter case, separator, topic, distinct items.
+    static func listCheck(_ kind: CriterionKind, query: SyntheticQuery, response: String) -> Check? {
         switch (kind, query) {
         case let (.count, .list(count, _, _, _)):
             let items = ListResponse(response).items
@@ -425,6 +434,14 @@ public struct Teacher: Sendable {
             return Check(passed: repeats.isEmpty, passAnalysis: "no repeats",
                          failAnalysis: "repeats \(quote(repeats.first.map { items[$0] } ?? ""))", failScore: 1,
                          missAnalysis: "no repeats", failItems: repeats)
+        default:
+            return nil
+        }
+    }
+
+    /// The criteria of an arithmetic query: the value, and that the answer is a number.
+    static func arithmeticCheck(_ kind: CriterionKind, query: SyntheticQuery, response: String) -> Check? {
+        switch (kind, query) {
         case (.arithmetic, .arithmetic):
             let value = query.arithmeticValue ?? 0
             let needed = String(value)
@@ -446,6 +463,14 @@ public struct Teacher: Sendable {
         case (.format, .arithmetic):
             let isNumber = !response.isEmpty && Int(response) != nil
             return Check(passed: isNumber, passAnalysis: "a number", failAnalysis: "not a number", missAnalysis: "a number")
+        default:
+            return nil
+        }
+    }
+
+    /// The criteria of a word transform: the transformed word, and its length.
+    static func transformCheck(_ kind: CriterionKind, query: SyntheticQuery, response: String) -> Check? {
+        switch (kind, query) {
         case let (.transform, .transform(kind, word)):
             let expected = kind.apply(word)
             // The needed word stands in the criteria (`gives enots`); restated beside the copy, the

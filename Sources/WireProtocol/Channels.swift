@@ -105,12 +105,22 @@ public final class RouterChannel {
         self.warnings = warnings ?? PeerWarningLimiter(clock: SystemClock(), logger: logger)
     }
 
-    /// Sends `message` to `peer`. Returns false when the peer is no longer connected.
+    /// A peer's queue is full (it stopped reading): the message was dropped.
+    public struct QueueFull: Error, Equatable {
+        public let peer: RoutingID
+    }
+
+    /// Queues `message` for `peer` without ever blocking the caller: a peer that is gone or
+    /// stopped reading must not stall heartbeats and weights for everyone else (liveness and
+    /// re-requests recover the loss). Returns false when the peer is no longer connected;
+    /// throws ``QueueFull`` when its queue is full, a ``ProtocolError`` when the message
+    /// cannot be encoded.
     @discardableResult
     public func send(_ message: Message, to peer: RoutingID) throws -> Bool {
         let frames = try codec.encode(message)
         do {
-            return try socket.send([peer.bytes] + frames)
+            guard try socket.send([peer.bytes] + frames, dontWait: true) else { throw QueueFull(peer: peer) }
+            return true
         } catch let error as ZMQError where error.code == cerm_zmq_ehostunreach() {
             return false
         }
@@ -166,9 +176,12 @@ public final class DealerChannel {
         self.logger = logger
     }
 
-    /// Queues `message` for the coordinator.
-    public func send(_ message: Message) throws {
-        try socket.send(try codec.encode(message))
+    /// Queues `message` for the coordinator; false when there is no connection to queue on.
+    /// Never blocks: a DEALER whose handshake failed (a CURVE key the coordinator does not
+    /// list) has no pipe, and a blocking send would wait forever.
+    @discardableResult
+    public func send(_ message: Message) throws -> Bool {
+        try socket.send(try codec.encode(message), dontWait: true)
     }
 
     /// Waits up to `timeoutMs` (−1 forever) for the next valid message; nil on timeout.

@@ -18,7 +18,7 @@ public enum FinishReason: UInt8, Sendable, CaseIterable {
     case context = 2
 }
 
-// `TrajectoryID` and `TrajectoryStage` are the method's (Sources/Shared/Method/RolloutPlan.swift):
+// `TrajectoryID` and `TrajectoryStage` are the method's (Sources/Method/RolloutPlan.swift):
 // the wire carries exactly the ids the rollout plan assigns.
 
 /// One sampled trajectory as a worker reports it.

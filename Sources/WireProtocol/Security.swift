@@ -1,8 +1,9 @@
+import Configuration
 import CZeroMQ
 import Foundation
+import Shared
 #if canImport(Glibc)
 import Glibc
-import Shared
 #endif
 
 /// A problem with a key file or authorized-keys file, naming the file and, where known, the line
@@ -141,6 +142,35 @@ public enum CurveKeyFiles {
             throw KeyFileError(file: path, line: nil, message: "expected exactly one public key, found \(keys.count)")
         }
         return keys[0]
+    }
+
+    /// The coordinator's CURVE material as `[cluster]` names it: its key pair
+    /// (`curve_secret_key_file`) and the worker keys it admits (`authorized_keys_file`); nil when
+    /// no secret key file is set. Errors name the config key, the file and the line at fault.
+    public static func coordinatorKeys(of cluster: ClusterConfig) throws -> (keys: CurveKeyPair, authorized: [String])? {
+        guard !cluster.curveSecretKeyFile.isEmpty else { return nil }
+        guard !cluster.authorizedKeysFile.isEmpty else {
+            throw CermError.invalid("cluster.curve_secret_key_file is set but cluster.authorized_keys_file is empty: no worker could be admitted")
+        }
+        return (try load("cluster.curve_secret_key_file", cluster.curveSecretKeyFile, loadKeyPair),
+                try load("cluster.authorized_keys_file", cluster.authorizedKeysFile, loadAuthorizedKeys))
+    }
+
+    /// A worker's CURVE material as `[cluster]` names it: the coordinator's public key
+    /// (`server_public_key_file`) and its own key pair (`worker_secret_key_file`); nil when no
+    /// worker key file is set. Errors name the config key, the file and the line at fault.
+    public static func workerKeys(of cluster: ClusterConfig) throws -> (serverKey: String, keys: CurveKeyPair)? {
+        guard !cluster.workerSecretKeyFile.isEmpty else { return nil }
+        guard !cluster.serverPublicKeyFile.isEmpty else {
+            throw CermError.invalid("cluster.worker_secret_key_file is set but cluster.server_public_key_file is empty")
+        }
+        return (try load("cluster.server_public_key_file", cluster.serverPublicKeyFile, loadPublicKey),
+                try load("cluster.worker_secret_key_file", cluster.workerSecretKeyFile, loadKeyPair))
+    }
+
+    /// The file `path` named by config key `configKey`, read by `loader`; its errors name the key.
+    private static func load<T>(_ configKey: String, _ path: String, _ loader: (_ path: String) throws -> T) throws -> T {
+        try KeyFileError.naming(configKey) { try loader(path) }
     }
 
     /// Loads an authorized-keys file: one Z85 public key per line.

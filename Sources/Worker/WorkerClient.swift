@@ -57,17 +57,8 @@ public struct WorkerSettings: Sendable {
     public init(config: Config, name: String, kind: WorkerKind = .cpu, endpoint: String? = nil) throws {
         let cluster = config.cluster
         var security = ChannelSecurity.none
-        if !cluster.workerSecretKeyFile.isEmpty {
-            guard !cluster.serverPublicKeyFile.isEmpty else {
-                throw CermError.invalid("cluster.worker_secret_key_file is set but cluster.server_public_key_file is empty")
-            }
-            let serverKey = try KeyFileError.naming("cluster.server_public_key_file") {
-                try CurveKeyFiles.loadPublicKey(path: cluster.serverPublicKeyFile)
-            }
-            let keys = try KeyFileError.naming("cluster.worker_secret_key_file") {
-                try CurveKeyFiles.loadKeyPair(path: cluster.workerSecretKeyFile)
-            }
-            security = .curveClient(serverKey: serverKey, keys: keys)
+        if let curve = try CurveKeyFiles.workerKeys(of: cluster) {
+            security = .curveClient(serverKey: curve.serverKey, keys: curve.keys)
         } else {
             try EndpointSecurity.checkInsecureConnect(endpoint ?? cluster.endpoint, allowInsecure: cluster.allowInsecure)
         }
@@ -358,11 +349,10 @@ struct WorkerSession {
     let logger: Logger
 
     /// Sends and notes it (any message counts as a heartbeat); false when the socket failed or
-    /// has no connection to queue on. Never blocks: a DEALER whose handshake failed (a CURVE key
-    /// the coordinator does not list) has no pipe, and a blocking send would wait forever.
+    /// has no connection to queue on (``DealerChannel/send(_:)`` never blocks).
     func send(_ message: Message, state: inout State) -> Bool {
         do {
-            guard try channel.socket.send(try channel.codec.encode(message), dontWait: true) else {
+            guard try channel.send(message) else {
                 logger.debug("cannot queue \(message.type): no connection to the coordinator")
                 return false
             }

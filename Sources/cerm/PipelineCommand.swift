@@ -67,7 +67,7 @@ struct PipelineCommand: ParsableCommand {
             // [model] would be evaluated as "after SFT" and only refused by the RL launch.
             var sftWeights: ModelWeights?
             if FileManager.default.fileExists(atPath: cfg.sft.output) {
-                sftWeights = try Self.reusableSFTWeights(path: cfg.sft.output, config: cfg, probe: probe)
+                sftWeights = try PipelineReuse.sftWeights(path: cfg.sft.output, config: cfg, probe: probe)
             }
             let random = ModelWeights(initialFor: cfg)
             rows.append(("random init", try evaluate("random init", .model(random))))
@@ -100,19 +100,7 @@ struct PipelineCommand: ParsableCommand {
                 }
             }
 
-            // Probed in a child first, as `--resume` does: a file that crashes libhdf5 is skipped.
-            let existing = try CheckpointReader.findResumeCheckpoint(runDir: cfg.run.runDirectory, probe: probe, logger: logger)
-            // Reused or resumed only when it started from these SFT weights: after a new SFT its
-            // checkpoints describe a policy trained from the old ones.
-            let decision = RLRunReuse.decide(existing: existing?.state, sftChecksum: sft.checksum, steps: cfg.run.steps)
-            if case let .stale(recorded) = decision, let existing {
-                let started = recorded.map { "weights with checksum \(CheckpointFormat.hex($0))" } ?? "unrecorded weights"
-                let moved = try SupersededFiles.moveAside(in: cfg.run.runDirectory, startStep: 0, fresh: true)
-                let message = "the RL run in \(cfg.run.runDirectory) (\(existing.path)) started from \(started), not from \(cfg.sft.output) "
-                    + "(checksum \(CheckpointFormat.hex(sft.checksum))): moved \(moved?.names.joined(separator: ", ") ?? "nothing") "
-                    + "to \(moved?.destination ?? "-") (nothing deleted); training RL anew"
-                logger.warning("\(message)")
-            }
+            let (decision, existing) = try PipelineReuse.rlRun(config: cfg, sft: sft, probe: probe, logger: logger)
             if decision == .reuse, let existing {
                 logger.info("reusing the RL run: \(existing.path) is at step \(existing.state.step) of \(cfg.run.steps)")
             } else {
@@ -126,7 +114,7 @@ struct PipelineCommand: ParsableCommand {
             }
             rows.append(("after RL (step \(final.state.step))", try evaluate("after RL", .model(try WeightsFile.load(path: final.path).weights))))
 
-            let table = Self.table(rows, timings: timings, total: Date().timeIntervalSince(started))
+            let table = EvaluationReport.pipelineTable(rows, timings: timings, total: Date().timeIntervalSince(started))
             print(table)
             let resultsPath = (cfg.run.runDirectory as NSString).appendingPathComponent("results.md")
             try table.write(toFile: resultsPath, atomically: true, encoding: .utf8)
@@ -138,20 +126,6 @@ struct PipelineCommand: ParsableCommand {
         } catch {
             throw exitWithError(error)
         }
-    }
-
-    /// The SFT weights at `path` when they can be reused for `config`: the file loads (read by
-    /// a child first) and was trained for the config's `[model]`; otherwise an error naming the
-    /// file, the differing keys and the remedy.
-    static func reusableSFTWeights(path: String, config: Config, probe: (any CheckpointProbe)?) throws -> ModelWeights {
-        let weights = try WeightsFile.load(path: path, probe: probe).weights
-        let differences = weights.config.changes(to: TransformerConfig(config.model))
-        guard differences.isEmpty else {
-            let keys = differences.mismatches(labelled: "weights")
-            throw CermError.invalid("cannot reuse the SFT weights \(path): they were trained for another [model] (\(keys)); "
-                                    + "delete \(path) to train SFT again with this config, or restore the [model] section")
-        }
-        return weights
     }
 
     private func stopIfRequested(_ stop: StopSignal) throws {
@@ -170,31 +144,5 @@ struct PipelineCommand: ParsableCommand {
         guard status == 0 else {
             throw CermError.invalid("`cerm \(arguments.joined(separator: " "))` exited with status \(status)")
         }
-    }
-
-    /// The headline table: held-out pairwise and Best-of-N accuracy, overall and per task type.
-    static func table(_ rows: [(String, EvaluationReport)], timings: [(String, Double)], total: Double) -> String {
-        let types = Set(rows.flatMap { Array($0.1.pairwiseByType.keys) + Array($0.1.bestOfNByType.keys) }).sorted()
-        let bonSize = rows.map(\.1.bestOfNSize).max() ?? 0
-        let bon = bonSize == 0 ? "best-of-N" : "best-of-\(bonSize)"
-        func pct(_ tally: AccuracyTally?) -> String {
-            guard let tally, tally.count > 0 else { return "—" }
-            return String(format: "%.1f%%", 100 * tally.accuracy)
-        }
-        let header = ["judge", "pairwise"] + types.map { "pairwise \($0)" } + [bon] + types.map { "\(bon) \($0)" } + ["valid format"]
-        var lines: [[String]] = []
-        for (name, report) in rows {
-            lines.append([name, pct(report.pairwise)] + types.map { pct(report.pairwiseByType[$0]) }
-                         + [pct(report.bestOfN)] + types.map { pct(report.bestOfNByType[$0]) }
-                         + [String(format: "%.1f%%", 100 * report.validFormatRate)])
-        }
-        var out = ["| " + header.joined(separator: " | ") + " |", "|" + header.map { _ in "---" }.joined(separator: "|") + "|"]
-        out += lines.map { "| " + $0.joined(separator: " | ") + " |" }
-        let pairs = rows.first.map { $0.1.pairwise.count } ?? 0
-        out.append("")
-        out.append("Held-out pairs: \(pairs); ties count ½. Stage times: "
-                   + timings.map { String(format: "%@ %.0f s", $0.0, $0.1) }.joined(separator: ", ")
-                   + String(format: "; total %.1f min.", total / 60))
-        return out.joined(separator: "\n")
     }
 }

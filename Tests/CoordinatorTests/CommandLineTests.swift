@@ -20,7 +20,7 @@ import Testing
 
     /// Runs `cerm ARGUMENTS` in `directory`; nil (with an issue recorded) without a built binary.
     static func cerm(_ arguments: [String], in directory: String) throws -> Result? {
-        guard let binary = KillResumeTests.cermBinary else {
+        guard let binary = TestCluster.cermBinary else {
             Issue.record("no cerm binary under .build/{debug,release}: run `swift build --build-tests` first")
             return nil
         }
@@ -42,7 +42,7 @@ import Testing
     /// Starts `cerm ARGUMENTS` in `directory` without waiting, its stderr going to a file (whose
     /// path is returned) and stdout discarded; nil (with an issue recorded) without a built binary.
     static func start(_ arguments: [String], in directory: String) throws -> (Process, stderr: String)? {
-        guard let binary = KillResumeTests.cermBinary else {
+        guard let binary = TestCluster.cermBinary else {
             Issue.record("no cerm binary under .build/{debug,release}: run `swift build --build-tests` first")
             return nil
         }
@@ -384,9 +384,9 @@ import Testing
     @Test func launchStartsNoWorkerWhenItsCoordinatorCannotBind() throws {
         let dir = try Self.directory("launch-port-taken")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let (fd, port) = try KillResumeTests.loopbackSocket(listening: true)
+        let (fd, port) = try TestCluster.loopbackSocket(listening: true)
         defer { close(fd) }
-        let config = try KillResumeTests.writeRun(directory: dir, port: port, steps: 1)
+        let config = try TestCluster.writeRun(directory: dir, port: port, steps: 1)
         let result = try #require(try Self.cerm(["launch", "--config", config], in: dir))
         #expect(result.status != 0)
         #expect(result.stderr.contains("the coordinator exited with status \(result.status) before binding tcp://127.0.0.1:\(port); "
@@ -463,7 +463,7 @@ import Testing
         let pidFile = (dir as NSString).appendingPathComponent("probe.pid")
         // The shell is spawned and waited for with waitpid, not Foundation's Process, whose
         // wait can also hinge on descriptors an orphan inherited.
-        let binary = try #require(KillResumeTests.cermBinary)
+        let binary = try #require(TestCluster.cermBinary)
         let script = "'\(binary)' checkpoint-probe --parent-pid $$ '\(hangs)' & echo $! > '\(pidFile)'; sleep 1; kill -0 $! && kill -9 $$"
         let shell = try spawnChild(executable: "/bin/sh", arguments: ["-c", script],
                                    environment: ProcessInfo.processInfo.environment, silenced: true).get()

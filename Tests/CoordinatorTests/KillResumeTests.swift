@@ -1,6 +1,7 @@
 @testable import Coordinator
 import Foundation
 @testable import Shared
+import TestSupport
 import Testing
 
 /// `cerm launch` as real processes: the coordinator is killed with SIGKILL after a checkpoint,
@@ -15,137 +16,12 @@ import Testing
 /// its grace period. When the launcher is killed too, the parent-death signal (SIGTERM) stops
 /// them at once: they exit 0 and no orphan remains, which this test checks.
 @Suite(.serialized) struct KillResumeTests {
-    /// `.build/<triple>/debug/cerm`, found through the `.build/debug` link next to the package.
-    static var cermBinary: String? {
-        let package = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        for configuration in ["debug", "release"] {
-            let path = package.appendingPathComponent(".build/\(configuration)/cerm").path
-            if FileManager.default.isExecutableFile(atPath: path) { return path }
-        }
-        return nil
-    }
-
-    /// A TCP port nobody listens on right now (bound to port 0, then released).
-    static func freePort() throws -> Int {
-        let (fd, port) = try loopbackSocket(listening: false)
-        close(fd)
-        return port
-    }
-
-    /// A TCP socket bound to a free loopback port (listening when asked), and the port; the
-    /// caller closes it.
-    static func loopbackSocket(listening: Bool) throws -> (fd: Int32, port: Int) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw CermError.invalid("socket() failed: errno \(errno)") }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw -> Bool in
-                bind(fd, raw, length) == 0 && (!listening || listen(fd, 4) == 0) && getsockname(fd, raw, &length) == 0
-            }
-        }
-        guard bound else {
-            close(fd)
-            throw CermError.invalid("bind/listen/getsockname failed: errno \(errno)")
-        }
-        return (fd, Int(UInt16(bigEndian: address.sin_port)))
-    }
-
-    /// A tiny run: 6 pairs, 4 per batch, so steps cross epoch boundaries (step 2 into epoch 1); a
-    /// checkpoint every step. `CERM_KEEP_CHAOS=1` keeps the run directories and logs.
-    static func writeRun(directory: String, port: Int, steps: Int) throws -> String {
-        let data = (directory as NSString).appendingPathComponent("pairs.jsonl")
-        let lines = (0..<6).map { #"{"id":"p\#($0)","query":"q\#($0)","chosen":"good \#($0)","rejected":"bad"}"# }
-        try (lines.joined(separator: "\n") + "\n").write(toFile: data, atomically: true, encoding: .utf8)
-        let config = (directory as NSString).appendingPathComponent("cluster.toml")
-        try """
-            [run]
-            name = "chaos"
-            seed = 5
-            checkpoint_dir = "\(directory)/Checkpoints"
-            steps = \(steps)
-            save_every = 1
-            keep_last = 10
-            [cluster]
-            endpoint = "tcp://127.0.0.1:\(port)"
-            workers = 2
-            heartbeat_interval = 0.1
-            heartbeat_timeout = 2.0
-            [model]
-            hidden_size = 16
-            layers = 1
-            heads = 2
-            kv_heads = 1
-            ffn_size = 32
-            max_seq_len = 128
-            init_std = 0.5
-            [rollout]
-            nc = 2
-            ne = 1
-            criteria_max_tokens = 12
-            evaluation_max_tokens = 8
-            [grpo]
-            pairs_per_batch = 4
-            mini_batches = 2
-            learning_rate = 0.01
-            kl_coef = 0.05
-            [curation]
-            enabled = false
-            [data]
-            train = "\(data)"
-            """.write(toFile: config, atomically: true, encoding: .utf8)
-        return config
-    }
-
-    static func launch(_ binary: String, config: String, extra: [String] = [], log: String) throws -> Process {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["launch", "--config", config] + extra
-        _ = FileManager.default.createFile(atPath: log, contents: nil)
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
-        return process
-    }
-
-    /// Child process ids of `pid` (from `/proc/<pid>/task/<pid>/children`).
-    static func children(of pid: Int32) -> [Int32] {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8) else { return [] }
-        return text.split(separator: " ").compactMap { Int32($0) }
-    }
-
-    static func commandLine(_ pid: Int32) -> [String] {
-        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return [] }
-        return data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-    }
-
-    /// Whether `pid` still runs (a zombie counts as gone).
-    static func isAlive(_ pid: Int32) -> Bool {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return false }
-        let state = stat[stat.index(close, offsetBy: 2)...].prefix(1)
-        return state != "Z" && state != "X"
-    }
-
-    static func waitUntil(timeout: Double, _ condition: () -> Bool) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if condition() { return true }
-            Thread.sleep(forTimeInterval: 0.02)
-        }
-        return condition()
-    }
-
     static func policyTensors(_ path: String) throws -> [NamedTensor] {
         try CheckpointReader.load(path: path).tensors.filter { !$0.name.hasPrefix(GRPOLearner.referencePrefix) }
     }
 
     @Test func killNineThenResumeEndsWithTheUninterruptedPolicy() throws {
-        guard let binary = Self.cermBinary else {
+        guard let binary = TestCluster.cermBinary else {
             Issue.record("no cerm binary under .build/{debug,release}: run `swift build --build-tests` first")
             return
         }
@@ -162,24 +38,24 @@ import Testing
         }
 
         // Run A, uninterrupted.
-        let configA = try Self.writeRun(directory: dirA, port: try Self.freePort(), steps: steps)
-        let runA = try Self.launch(binary, config: configA, log: dirA + "/launch.log")
+        let configA = try TestCluster.writeRun(directory: dirA, port: try TestCluster.freePort(), steps: steps)
+        let runA = try TestCluster.launch(binary, config: configA, log: dirA + "/launch.log")
         runA.waitUntilExit()
         #expect(runA.terminationStatus == 0, "run A: \((try? String(contentsOfFile: dirA + "/launch.log", encoding: .utf8)) ?? "")")
 
         // Run B: SIGKILL the coordinator (then the launcher) once step 2 is saved.
-        let configB = try Self.writeRun(directory: dirB, port: try Self.freePort(), steps: steps)
+        let configB = try TestCluster.writeRun(directory: dirB, port: try TestCluster.freePort(), steps: steps)
         let runDirectoryB = dirB + "/Checkpoints/chaos"
-        let runB = try Self.launch(binary, config: configB, log: dirB + "/launch1.log")
+        let runB = try TestCluster.launch(binary, config: configB, log: dirB + "/launch1.log")
         let launcher = runB.processIdentifier
         var coordinator: Int32?, workers: [Int32] = []
-        #expect(Self.waitUntil(timeout: 30) {
-            let kids = Self.children(of: launcher)
-            coordinator = kids.first { Self.commandLine($0).dropFirst().first == "coordinator" }
-            workers = kids.filter { Self.commandLine($0).dropFirst().first == "worker" }
+        #expect(TestCluster.waitUntil(timeout: 30) {
+            let kids = TestCluster.children(of: launcher)
+            coordinator = kids.first { TestCluster.commandLine($0).dropFirst().first == "coordinator" }
+            workers = kids.filter { TestCluster.commandLine($0).dropFirst().first == "worker" }
             return coordinator != nil && workers.count == 2
         })
-        let saved = Self.waitUntil(timeout: 60) { FileManager.default.fileExists(atPath: runDirectoryB + "/step_2.h5") }
+        let saved = TestCluster.waitUntil(timeout: 60) { FileManager.default.fileExists(atPath: runDirectoryB + "/step_2.h5") }
         #expect(saved)
         guard let coordinator, saved else {
             kill(launcher, SIGKILL)
@@ -189,12 +65,12 @@ import Testing
         kill(launcher, SIGKILL)
         runB.waitUntilExit()
         // No orphans: the workers get SIGTERM when the launcher dies (parent-death signal).
-        #expect(Self.waitUntil(timeout: 15) { !workers.contains(where: Self.isAlive) }, "workers \(workers) outlived their launcher")
+        #expect(TestCluster.waitUntil(timeout: 15) { !workers.contains(where: TestCluster.isAlive) }, "workers \(workers) outlived their launcher")
         let finalPath = runDirectoryB + "/step_\(steps).h5"
         let killedBeforeEnd = !FileManager.default.fileExists(atPath: finalPath)
         #expect(killedBeforeEnd, "the run finished before the kill; the test proved nothing")
 
-        let resumed = try Self.launch(binary, config: configB, extra: ["--resume"], log: dirB + "/launch2.log")
+        let resumed = try TestCluster.launch(binary, config: configB, extra: ["--resume"], log: dirB + "/launch2.log")
         resumed.waitUntilExit()
         #expect(resumed.terminationStatus == 0, "resumed run: \((try? String(contentsOfFile: dirB + "/launch2.log", encoding: .utf8)) ?? "")")
 

@@ -69,7 +69,7 @@ struct RunReportBrowserTests {
         guard let python = ExternalTools.python(importing: "html.parser") else {
             try ExternalTools.skip("no python3 to parse the dumped DOM with html.parser")
         }
-        guard let binary = KillResumeTests.cermBinary else {
+        guard let binary = TestCluster.cermBinary else {
             Issue.record("no cerm binary under .build/{debug,release}: run `swift build --build-tests` first")
             return
         }
@@ -85,9 +85,9 @@ struct RunReportBrowserTests {
                 "console capture missed the broken page's errors: \(brokenConsole)")
 
         // A small real run: coordinator and two workers over ZeroMQ, 3 steps.
-        let config = try KillResumeTests.writeRun(directory: directory, port: try KillResumeTests.freePort(), steps: 3)
-        let launch = try KillResumeTests.launch(binary, config: config, log: directory + "/launch.log")
-        let finished = KillResumeTests.waitUntil(timeout: 300) { !launch.isRunning }
+        let config = try TestCluster.writeRun(directory: directory, port: try TestCluster.freePort(), steps: 3)
+        let launch = try TestCluster.launch(binary, config: config, log: directory + "/launch.log")
+        let finished = TestCluster.waitUntil(timeout: 300) { !launch.isRunning }
         if !finished { launch.terminate(); launch.waitUntilExit() }
         try #require(finished && launch.terminationStatus == 0,
                      "cerm launch failed: \((try? String(contentsOfFile: directory + "/launch.log", encoding: .utf8))?.suffix(3000) ?? "")")

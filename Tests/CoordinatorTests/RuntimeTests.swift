@@ -5,6 +5,7 @@ import Logging
 @testable import Runtime
 @testable import Shared
 import Synchronization
+import TestSupport
 import Testing
 @testable import WireProtocol
 import Worker
@@ -69,12 +70,6 @@ import Worker
         let sink = LogSink()
         let metrics = try MetricsLogger(runDirectory: directory, sink: sink)
         return (sink, metrics, Logger(label: "cerm.coordinator") { CermLogHandler(label: $0, sink: sink) })
-    }
-
-    static func temporaryDirectory() -> String {
-        let path = NSTemporaryDirectory() + "cerm-runtime-\(UUID().uuidString)"
-        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        return path
     }
 
     /// A coordinator on its own thread; returns it, its run and the bound endpoint.
@@ -272,7 +267,7 @@ import Worker
     /// as from an unknown peer), and the run completes on an honest worker with unchanged weights.
     @Test func aWorkerWithThreeRejectedResultsIsRefused() throws {
         let learner = FakeLearner()
-        let directory = Self.temporaryDirectory()
+        let directory = try makeTemporaryDirectory("runtime")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let sink = LogSink()
         let metrics = try MetricsLogger(runDirectory: directory, sink: sink)
@@ -366,7 +361,7 @@ import Worker
         #expect(try alone.value() == .goodbye(reason: "run finished after 2 steps"))
         #expect(aloneLearner.weights == (try Self.expectedWeights(steps: 2)))
 
-        let directory = Self.temporaryDirectory()
+        let directory = try makeTemporaryDirectory("runtime")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         // Notice and up keeps the per-worker info lines out and the deadline warning and late drop in.
         var (sink, metrics, logger) = try Self.trainLog(in: directory)
@@ -485,7 +480,7 @@ import Worker
     /// service's clock; the next bad message is logged again at once. Every dropped message is
     /// still counted.
     @Test func aFloodOfBadMessagesCostsTrainLogABoundedNumberOfLines() throws {
-        let directory = Self.temporaryDirectory()
+        let directory = try makeTemporaryDirectory("runtime")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let (sink, metrics, logger) = try Self.trainLog(in: directory)
         defer { sink.detachFile() }
@@ -590,7 +585,7 @@ import Worker
     }
 
     @Test func aStopAbandonsTheStepSavesAndResumingMatchesAnUninterruptedRun() throws {
-        let directory = Self.temporaryDirectory()
+        let directory = try makeTemporaryDirectory("runtime")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let stop = StopSignal()
         let learner = FakeLearner()
@@ -644,7 +639,7 @@ import Worker
     }
 
     @Test func checkpointsSkippedWhenResumingAreEventsInTrainLog() throws {
-        let directory = Self.temporaryDirectory()
+        let directory = try makeTemporaryDirectory("runtime")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let writer = CheckpointWriter(directory: directory, keepLast: 3)
         let cursor = DataCursor(epoch: 0, position: 5, permutationSeed: 3)
@@ -695,7 +690,7 @@ import Worker
             _ = try ResumePoint.configChanges(from: state, path: "ck/step_1.h5", to: current)
         }
 
-        let directory = Self.temporaryDirectory()
+        let directory = try makeTemporaryDirectory("runtime")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let (sink, metrics, logger) = try Self.trainLog(in: directory)
         defer { sink.detachFile() }

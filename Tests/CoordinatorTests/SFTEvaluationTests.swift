@@ -6,18 +6,13 @@ import EngineConfiguration
 import Foundation
 import Method
 import Shared
+import TestSupport
 import Testing
 
 /// A model small enough to train a few steps in a debug build.
 private let tinyConfig = TransformerConfig(
     family: .qwen3, hiddenSize: 16, layers: 1, heads: 2, kvHeads: 1, headDim: 8, ffnSize: 32, vocabSize: 264,
     maxSeqLen: 384, ropeTheta: 10000, rmsNormEps: 1e-6, qkNorm: true, qkvBias: false, tieEmbeddings: true)
-
-private func temporaryDirectory() throws -> String {
-    let path = NSTemporaryDirectory() + "cerm-sft-tests-\(UUID().uuidString)"
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
 
 /// A few teacher traces of the synthetic task (both sides of each pair).
 private func sampleTraces(pairs: Int = 3) -> [SFTTrace] {
@@ -73,7 +68,7 @@ struct SFTSequenceTests {
 
     @Test("a trace file (`cerm sft --traces`) loads as written; an empty one or a bad line is an error naming it")
     func traceFile() throws {
-        let directory = try temporaryDirectory()
+        let directory = try makeTemporaryDirectory("sft-tests")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let traces = sampleTraces(pairs: 2)
         let path = directory + "/traces.jsonl"
@@ -92,7 +87,7 @@ struct SFTSequenceTests {
 
     @Test("a trace too long for model.max_seq_len is refused naming the file, its line and its id")
     func overlongTraceNamesItsLine() throws {
-        let directory = try temporaryDirectory()
+        let directory = try makeTemporaryDirectory("sft-tests")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var traces = sampleTraces(pairs: 1)
         traces[1].id = "long-one"
@@ -109,7 +104,7 @@ struct SFTSequenceTests {
 
     @Test("a data.train record whose teacher trace is too long for model.max_seq_len names its line and response; skip_bad skips it")
     func overlongTeacherTraceNamesItsLine() throws {
-        let directory = try temporaryDirectory()
+        let directory = try makeTemporaryDirectory("sft-tests")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let dataset = SyntheticTask.generate(trainCount: 3, evalCount: 0, seed: 11, bestOfN: 0)
         var pairs = dataset.train
@@ -450,7 +445,7 @@ struct EvaluationBackendTests {
 
     @Test("SFT weights round trip through the output file; checkpoints are detected")
     func weightsRoundTrip() throws {
-        let directory = try temporaryDirectory()
+        let directory = try makeTemporaryDirectory("sft-tests")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let weights = ModelWeights(config: tinyConfig, seed: 4, initStd: 0.02)
         let path = directory + "/sft/model.h5"
@@ -472,7 +467,7 @@ struct SyntheticDataTests {
     /// A fresh directory gets all three files, as `make run` on a fresh clone; a second call
     /// reuses them; with one removed the others are kept and the missing key is named.
     @Test func generatesOnlyWhenNoDataFileExists() throws {
-        let directory = try temporaryDirectory()
+        let directory = try makeTemporaryDirectory("sft-tests")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var data = DataConfig()
         data.dir = directory + "/synth"
@@ -499,7 +494,7 @@ struct SyntheticDataTests {
     /// With no data file at all, a key the synthetic task would not write is named instead of
     /// generating files that leave it missing.
     @Test func refusesWhenGeneratingWouldNotWriteAMissingFile() throws {
-        let directory = try temporaryDirectory()
+        let directory = try makeTemporaryDirectory("sft-tests")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var data = DataConfig()
         data.dir = directory + "/synth"

@@ -61,16 +61,16 @@ import Testing
 
     /// The user walkthrough: `--resume step_2.h5 --steps 3` among step_1..4, then a fresh run.
     @Test func resumingAnOlderCheckpointThenStartingFreshSetsTheOldRunsAside() throws {
-        guard let binary = KillResumeTests.cermBinary else {
+        guard let binary = TestCluster.cermBinary else {
             Issue.record("no cerm binary under .build/{debug,release}: run `swift build --build-tests` first")
             return
         }
         let dir = try makeTemporaryDirectory("supersede-cli")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let port = try KillResumeTests.freePort()
-        let config = try KillResumeTests.writeRun(directory: dir, port: port, steps: 4)
+        let port = try TestCluster.freePort()
+        let config = try TestCluster.writeRun(directory: dir, port: port, steps: 4)
         let run = dir + "/Checkpoints/chaos"
-        let first = try KillResumeTests.launch(binary, config: config, log: dir + "/launch.log")
+        let first = try TestCluster.launch(binary, config: config, log: dir + "/launch.log")
         first.waitUntilExit()
         #expect(first.terminationStatus == 0)
         #expect(Self.names(run) == ["metrics.jsonl", "metrics.prom", "step_1.h5", "step_2.h5", "step_3.h5", "step_4.h5", "train.log"])
@@ -91,7 +91,7 @@ import Testing
             worker.standardError = FileHandle.nullDevice
             try worker.run()
             coordinator.waitUntilExit()
-            if !KillResumeTests.waitUntil(timeout: 20, { !worker.isRunning }) { worker.terminate() }
+            if !TestCluster.waitUntil(timeout: 20, { !worker.isRunning }) { worker.terminate() }
             worker.waitUntilExit()
             return (coordinator.terminationStatus, try String(contentsOfFile: log, encoding: .utf8))
         }
@@ -145,7 +145,7 @@ import Testing
     @Test func aChangedModelIsRefusedBeforeTheRunOpens() throws {
         let dir = try makeTemporaryDirectory("model-changed")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let configPath = try KillResumeTests.writeRun(directory: dir, port: try KillResumeTests.freePort(), steps: 4)
+        let configPath = try TestCluster.writeRun(directory: dir, port: try TestCluster.freePort(), steps: 4)
         let config = try Config.load(path: configPath)
         let checkpoint = dir + "/kept/step_5.h5"
         try CheckpointWriter(directory: dir + "/kept", keepLast: 1)
@@ -167,7 +167,7 @@ import Testing
     @Test func checkpointsRecordTheInitWeightsAndThePipelineComparesThem() throws {
         let dir = try makeTemporaryDirectory("init-weights")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let config = try Config.load(path: try KillResumeTests.writeRun(directory: dir, port: 5999, steps: 4))
+        let config = try Config.load(path: try TestCluster.writeRun(directory: dir, port: 5999, steps: 4))
         let old = ModelWeights(config: TransformerConfig(config.model), seed: 1, initStd: 0.1)
         let new = ModelWeights(config: TransformerConfig(config.model), seed: 2, initStd: 0.1)
         let state = try GRPOLearner(config: config, initialWeights: old).trainingState(step: 4, dataCursor: DataCursor())
@@ -195,7 +195,7 @@ import Testing
     @Test func thePipelineRefusesSFTWeightsOfAnotherModelBeforeEvaluating() throws {
         let dir = try makeTemporaryDirectory("pipeline-sft-model")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let configPath = try KillResumeTests.writeRun(directory: dir, port: try KillResumeTests.freePort(), steps: 2)
+        let configPath = try TestCluster.writeRun(directory: dir, port: try TestCluster.freePort(), steps: 2)
         let sft = dir + "/sft.h5"
         var text = try String(contentsOfFile: configPath, encoding: .utf8)
         text = text.replacingOccurrences(of: "[data]\n", with: "[data]\neval = \"\(dir)/pairs.jsonl\"\nbest_of_n = \"\"\n")

@@ -1,6 +1,7 @@
 @testable import Engine
 import Foundation
 import Shared
+import TestSupport
 import Testing
 
 @Suite struct ModelWeightsTests {
@@ -62,16 +63,12 @@ import Testing
         }
     }
 
-    static func temporaryPath(_ name: String) -> String {
-        FileManager.default.temporaryDirectory.appendingPathComponent("cerm-engine-\(name)-\(getpid()).h5").path
-    }
-
     @Test func saveLoadRoundTripIsBitExact() throws {
         for config in [TrainingTestData.qwenTinyAllFeatures, TrainingTestData.llamaTiny] {
             var w = ModelWeights(config: config, seed: 3, initStd: 0.5)
             w.values[1] = -0.0
             w.values[2] = .leastNonzeroMagnitude
-            let path = Self.temporaryPath("roundtrip")
+            let path = temporaryPath("engine-roundtrip.h5")
             defer { try? FileManager.default.removeItem(atPath: path) }
             try w.save(to: path)
             let loaded = try ModelWeights.load(path: path)
@@ -88,7 +85,7 @@ import Testing
 
     @Test func loadRejectsCorruptAndIncompleteFiles() throws {
         let w = ModelWeights(config: TrainingTestData.llamaTiny, seed: 3, initStd: 0.5)
-        let path = Self.temporaryPath("corrupt")
+        let path = temporaryPath("engine-corrupt.h5")
         defer { try? FileManager.default.removeItem(atPath: path) }
         try w.save(to: path)
         do {

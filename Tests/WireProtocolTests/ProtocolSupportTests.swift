@@ -2,18 +2,13 @@
 import Foundation
 @testable import Runtime
 @testable import Shared
+import TestSupport
 import Testing
 @testable import WireProtocol
 
 @Suite struct KeyFileTests {
-    func temporaryDirectory() throws -> String {
-        let path = NSTemporaryDirectory() + "cerm-keys-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        return path
-    }
-
     @Test func keygenFilesRoundTripWithSecretMode0600() throws {
-        let dir = try temporaryDirectory()
+        let dir = try makeTemporaryDirectory("keys")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let keys = try CurveKeyFiles.generate()
         let paths = try CurveKeyFiles.write(name: "worker-1", keys: keys, directory: dir)

@@ -1,5 +1,8 @@
+import Configuration
 import Engine
+import EngineConfiguration
 import Foundation
+import Logging
 import Shared
 
 extension TrainingState {
@@ -40,5 +43,44 @@ public enum RLRunReuse: Sendable, Equatable {
         let recorded = existing.initWeightsChecksum
         guard recorded == sftChecksum else { return .stale(recorded: recorded) }
         return existing.step >= steps ? .reuse : .resume
+    }
+}
+
+/// The finished stages `cerm pipeline` reuses when it runs again: SFT weights trained for this
+/// `[model]`, and an RL run that started from them.
+public enum PipelineReuse {
+    /// The SFT weights at `path` when they can be reused for `config`: the file loads (read by
+    /// a child first) and was trained for the config's `[model]`; otherwise an error naming the
+    /// file, the differing keys and the remedy.
+    public static func sftWeights(path: String, config: Config, probe: (any CheckpointProbe)?) throws -> ModelWeights {
+        let weights = try WeightsFile.load(path: path, probe: probe).weights
+        let differences = weights.config.changes(to: TransformerConfig(config.model))
+        guard differences.isEmpty else {
+            let keys = differences.mismatches(labelled: "weights")
+            throw CermError.invalid("cannot reuse the SFT weights \(path): they were trained for another [model] (\(keys)); "
+                                    + "delete \(path) to train SFT again with this config, or restore the [model] section")
+        }
+        return weights
+    }
+
+    /// What to do with the RL run in the run directory given the SFT weights `sft` (from
+    /// `config.sft.output`). Its newest valid checkpoint (probed in a child first, as `--resume`
+    /// does) is reused or resumed only when it started from these weights: after a new SFT its
+    /// checkpoints describe a policy trained from the old ones, so they are moved aside (nothing
+    /// deleted) and RL trains anew.
+    public static func rlRun(config: Config, sft: ModelWeights, probe: (any CheckpointProbe)?, logger: Logger) throws
+        -> (decision: RLRunReuse, existing: LoadedCheckpoint?) {
+        let runDirectory = config.run.runDirectory
+        let existing = try CheckpointReader.findResumeCheckpoint(runDir: runDirectory, probe: probe, logger: logger)
+        let decision = RLRunReuse.decide(existing: existing?.state, sftChecksum: sft.checksum, steps: config.run.steps)
+        if case let .stale(recorded) = decision, let existing {
+            let started = recorded.map { "weights with checksum \(CheckpointFormat.hex($0))" } ?? "unrecorded weights"
+            let moved = try SupersededFiles.moveAside(in: runDirectory, startStep: 0, fresh: true)
+            let message = "the RL run in \(runDirectory) (\(existing.path)) started from \(started), not from \(config.sft.output) "
+                + "(checksum \(CheckpointFormat.hex(sft.checksum))): moved \(moved?.names.joined(separator: ", ") ?? "nothing") "
+                + "to \(moved?.destination ?? "-") (nothing deleted); training RL anew"
+            logger.warning("\(message)")
+        }
+        return (decision, existing)
     }
 }

@@ -64,4 +64,31 @@ extension EvaluationReport {
             ("seconds", number(seconds)),
         ]
     }
+
+    /// `cerm pipeline`'s headline table: held-out pairwise and Best-of-N accuracy of each judge,
+    /// overall and per task type, and the stage times.
+    public static func pipelineTable(_ rows: [(String, EvaluationReport)], timings: [(String, Double)], total: Double) -> String {
+        let types = Set(rows.flatMap { Array($0.1.pairwiseByType.keys) + Array($0.1.bestOfNByType.keys) }).sorted()
+        let bonSize = rows.map(\.1.bestOfNSize).max() ?? 0
+        let bon = bonSize == 0 ? "best-of-N" : "best-of-\(bonSize)"
+        func pct(_ tally: AccuracyTally?) -> String {
+            guard let tally, tally.count > 0 else { return "—" }
+            return String(format: "%.1f%%", 100 * tally.accuracy)
+        }
+        let header = ["judge", "pairwise"] + types.map { "pairwise \($0)" } + [bon] + types.map { "\(bon) \($0)" } + ["valid format"]
+        var lines: [[String]] = []
+        for (name, report) in rows {
+            lines.append([name, pct(report.pairwise)] + types.map { pct(report.pairwiseByType[$0]) }
+                         + [pct(report.bestOfN)] + types.map { pct(report.bestOfNByType[$0]) }
+                         + [String(format: "%.1f%%", 100 * report.validFormatRate)])
+        }
+        var out = ["| " + header.joined(separator: " | ") + " |", "|" + header.map { _ in "---" }.joined(separator: "|") + "|"]
+        out += lines.map { "| " + $0.joined(separator: " | ") + " |" }
+        let pairs = rows.first.map { $0.1.pairwise.count } ?? 0
+        out.append("")
+        out.append("Held-out pairs: \(pairs); ties count ½. Stage times: "
+                   + timings.map { String(format: "%@ %.0f s", $0.0, $0.1) }.joined(separator: ", ")
+                   + String(format: "; total %.1f min.", total / 60))
+        return out.joined(separator: "\n")
+    }
 }

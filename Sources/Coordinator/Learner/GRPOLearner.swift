@@ -32,6 +32,20 @@ public enum GRPOLearnerError: Error, Equatable, CustomStringConvertible {
     /// differing key with the value in `source` (`old`, labelled `label`) and in `[model]` (`new`).
     case modelConfigMismatch(source: String, label: String, differences: [ConfigChange])
 
+    /// The learner's error for `fault`, found in the rollouts of step `step`.
+    init(step: Int, _ fault: TrajectoryFault) {
+        switch fault {
+        case let .logprobCount(id, tokens, behaviour, reference):
+            self = .logprobCountMismatch(step: step, trajectory: id, tokens: tokens, behaviour: behaviour, reference: reference)
+        case let .nonFiniteLogprob(id, index): self = .nonFiniteLogprob(step: step, trajectory: id, index: index)
+        case let .tokenOutOfVocabulary(id, index, token, vocabSize):
+            self = .tokenOutOfVocabulary(step: step, trajectory: id, index: index, token: token, vocabSize: vocabSize)
+        case let .promptLength(id, reported, rebuilt):
+            self = .promptLengthMismatch(step: step, trajectory: id, reported: reported, rebuilt: rebuilt)
+        case let .sequenceTooLong(id, length, maxSeqLen): self = .sequenceTooLong(step: step, trajectory: id, length: length, maxSeqLen: maxSeqLen)
+        }
+    }
+
     public var description: String {
         switch self {
         case let .stepMismatch(expected, rollouts):
@@ -43,15 +57,16 @@ public enum GRPOLearnerError: Error, Equatable, CustomStringConvertible {
         case let .unexpectedTrajectory(step, id):
             return "step \(step), \(id): the rollout plan has no such trajectory"
         case let .promptLengthMismatch(step, id, reported, rebuilt):
-            return "step \(step), \(id): the worker generated after a \(reported)-token prompt but the rollout plan rebuilds \(rebuilt) tokens; refusing to train on a different context"
+            let rule = TrajectoryFault.promptLength(id, reported: reported, rebuilt: rebuilt).rule
+            return "step \(step), \(id): the worker \(rule); refusing to train on a different context"
         case let .logprobCountMismatch(step, id, tokens, behaviour, reference):
-            return "step \(step), \(id): \(tokens) generated tokens but \(behaviour) behaviour and \(reference) reference log-probs"
+            return "step \(step), \(TrajectoryFault.logprobCount(id, tokens: tokens, behaviour: behaviour, reference: reference))"
         case let .nonFiniteLogprob(step, id, index):
-            return "step \(step), \(id): behaviour or reference log-prob of token \(index) is not finite"
+            return "step \(step), \(TrajectoryFault.nonFiniteLogprob(id, index: index))"
         case let .tokenOutOfVocabulary(step, id, index, token, vocab):
-            return "step \(step), \(id): generated token \(index) is \(token), outside the vocabulary of \(vocab)"
+            return "step \(step), \(TrajectoryFault.tokenOutOfVocabulary(id, index: index, token: token, vocabSize: vocab))"
         case let .sequenceTooLong(step, id, length, maxSeqLen):
-            return "step \(step), \(id): prompt + output is \(length) tokens, model.max_seq_len is \(maxSeqLen)"
+            return "step \(step), \(TrajectoryFault.sequenceTooLong(id, length: length, maxSeqLen: maxSeqLen))"
         case let .modelConfigMismatch(source, label, differences):
             return "\(source): the model differs from [model] (the architecture cannot change): \(differences.mismatches(labelled: label))"
         }
@@ -133,6 +148,17 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
     /// Shards computed at once (one thread each, with one BLAS thread each as set by the
     /// caller); does not change the result.
     public var threads: Int
+
+    /// The coordinator's split of this machine's processors: the data shards run in parallel,
+    /// at most one per processor, each with an even share of the processors as BLAS threads (at
+    /// the default model size ~1.8x faster than one shard on all BLAS threads). Sets the BLAS
+    /// threads and returns the shard threads for ``init(config:initPath:threads:logger:)``.
+    public static func claimProcessors() -> Int {
+        let processors = ProcessInfo.processInfo.activeProcessorCount
+        let threads = min(processors, dataShards)
+        BLAS.setThreads(max(1, processors / threads))
+        return threads
+    }
     private let lossOptions: GRPOLossOptions
     private let schedule: LearningRateSchedule
     private let temperature: Float
@@ -169,9 +195,7 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
         self.reference = weights
         self.model = try Transformer(weights: weights)
         self.gradients = ModelGradients(config: modelConfig)
-        var shards = [LearnerShard(model: model)]
-        for _ in 1..<Self.dataShards { shards.append(LearnerShard(model: try Transformer(weights: weights))) }
-        self.shards = shards
+        self.shards = try DataShards.replicas(of: model, count: Self.dataShards, LearnerShard.init)
         self.threads = max(1, threads)
         let grpo = config.grpo
         self.optimizer = AdamW(layout: weights.layout, beta1: Float(grpo.adamBeta1), beta2: Float(grpo.adamBeta2),
@@ -362,9 +386,8 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
                 guard let prompt = prompts[trajectory.id] else {
                     throw GRPOLearnerError.unexpectedTrajectory(step: step, trajectory: trajectory.id)
                 }
-                guard prompt.count == Int(trajectory.promptTokenCount) else {
-                    throw GRPOLearnerError.promptLengthMismatch(step: step, trajectory: trajectory.id,
-                                                                reported: Int(trajectory.promptTokenCount), rebuilt: prompt.count)
+                if let fault = TrajectoryFault.promptLengthFault(of: trajectory, prompt: prompt) {
+                    throw GRPOLearnerError(step: step, fault)
                 }
                 checked.append((trajectory, prompt))
             }
@@ -377,29 +400,15 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
 
     /// Validates one trajectory's tokens and log-probs and joins prompt and output.
     func prepare(step: Int, _ trajectory: Trajectory, prompt: [TokenID], advantage: AdvantagedTrajectory) throws -> PreparedTrajectory {
-        let id = trajectory.id
-        let n = trajectory.tokens.count
-        guard trajectory.behaviourLogprobs.count == n, trajectory.referenceLogprobs.count == n else {
-            throw GRPOLearnerError.logprobCountMismatch(step: step, trajectory: id, tokens: n,
-                                                        behaviour: trajectory.behaviourLogprobs.count,
-                                                        reference: trajectory.referenceLogprobs.count)
-        }
         // Checked here, before any mini-batch steps, so a bad trajectory leaves the model untouched.
-        for (index, (behaviour, reference)) in zip(trajectory.behaviourLogprobs, trajectory.referenceLogprobs).enumerated()
-        where !(behaviour.isFinite && reference.isFinite) {
-            throw GRPOLearnerError.nonFiniteLogprob(step: step, trajectory: id, index: index)
-        }
-        for (index, token) in trajectory.tokens.enumerated() where Int(token) >= modelConfig.vocabSize {
-            throw GRPOLearnerError.tokenOutOfVocabulary(step: step, trajectory: id, index: index, token: token,
-                                                        vocabSize: modelConfig.vocabSize)
-        }
-        // The forward reads every token but the last. An empty output (a prompt that did not
-        // fit the context: finish `context`) is scored as invalid output and never forwarded.
-        guard n == 0 || prompt.count + n - 1 <= modelConfig.maxSeqLen else {
-            throw GRPOLearnerError.sequenceTooLong(step: step, trajectory: id, length: prompt.count + n, maxSeqLen: modelConfig.maxSeqLen)
+        // An empty output (a prompt that did not fit the context: finish `context`) is scored as
+        // invalid output and never forwarded.
+        if let fault = TrajectoryFault.contentFault(of: trajectory, vocabSize: modelConfig.vocabSize)
+            ?? TrajectoryFault.contextFault(of: trajectory, promptLength: prompt.count, maxSeqLen: modelConfig.maxSeqLen) {
+            throw GRPOLearnerError(step: step, fault)
         }
         return PreparedTrajectory(
-            id: id, sequence: prompt + trajectory.tokens.map { TokenID(truncatingIfNeeded: $0) }, promptLength: prompt.count,
+            id: trajectory.id, sequence: prompt + trajectory.tokens.map { TokenID(truncatingIfNeeded: $0) }, promptLength: prompt.count,
             behaviourLogprobs: trajectory.behaviourLogprobs.map(Double.init),
             referenceLogprobs: trajectory.referenceLogprobs.map(Double.init),
             advantage: advantage.advantage, included: advantage.inLoss)
@@ -419,9 +428,7 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
         let budget = workspaceBudgetFloats
         let temperature = temperature
         for (index, shard) in shards.enumerated() {
-            shard.rowIndices = assignment.indices.filter { assignment[$0] == index }
-            shard.rows = shard.rowIndices.map { rows[$0] }
-            shard.model.weights = model.weights
+            shard.take(rows, assignment: assignment, index: index, weights: model.weights)
         }
         let shards = shards
         DataShards.run(count: shards.count, threads: threads) { shards[$0].forward(budget: budget, temperature: temperature) }
@@ -485,15 +492,8 @@ extension TrainingState {
     }
 }
 
-/// One data shard of a GRPO mini-batch: a model replica, its gradient buffer and the rows
-/// assigned to it. Touched by one thread at a time: the learner fills it, one worker thread runs
-/// a phase, and the learner reads it after the phase has joined.
-private final class LearnerShard: @unchecked Sendable {
-    let model: Transformer
-    var gradients: ModelGradients
-    /// The shard's rows and their indices in the mini-batch.
-    var rows: [PreparedTrajectory] = []
-    var rowIndices: [Int] = []
+/// One data shard of a GRPO mini-batch: its rows are the mini-batch's trajectories assigned to it.
+private final class LearnerShard: DataShard<PreparedTrajectory>, @unchecked Sendable {
     /// Per row: log-probs and Σ entropy of the output tokens under the current policy.
     var logprobs: [[Double]] = []
     var entropySums: [Double] = []
@@ -501,12 +501,6 @@ private final class LearnerShard: @unchecked Sendable {
     var tokenWeights: [[Double]] = []
     /// The rows' micro-batches (index ranges into ``rows``).
     var microBatches: [Range<Int>] = []
-    var error: (any Error)?
-
-    init(model: Transformer) {
-        self.model = model
-        gradients = ModelGradients(config: model.config)
-    }
 
     private func tokenBatch(_ range: Range<Int>) -> TokenBatch {
         TokenBatch(sequences: rows[range].map(\.sequence), scoredFrom: rows[range].map(\.promptLength))

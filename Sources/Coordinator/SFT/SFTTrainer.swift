@@ -118,9 +118,7 @@ public final class SFTTrainer {
         self.options = options
         model = try Transformer(weights: weights)
         optimizer = AdamW(layout: weights.layout, weightDecay: options.weightDecay)
-        var states = [SFTShard(model: model)]
-        for _ in 1..<options.shards { states.append(SFTShard(model: try Transformer(weights: weights))) }
-        shardStates = states
+        shardStates = try DataShards.replicas(of: model, count: options.shards, SFTShard.init)
     }
 
     /// Optimizer steps of a run over `sequenceCount` sequences.
@@ -173,8 +171,7 @@ public final class SFTTrainer {
         let weight = -1 / Float(scored)
         let assignment = DataShards.assignment(lengths: sequences.map(\.tokens.count), shards: shardStates.count)
         for (index, shard) in shardStates.enumerated() {
-            shard.sequences = zip(sequences, assignment).filter { $0.1 == index }.map(\.0)
-            shard.model.weights = model.weights
+            shard.take(sequences, assignment: assignment, index: index, weights: model.weights)
         }
         let states = shardStates
         let budget = options.microBatchFloatBudget
@@ -255,28 +252,17 @@ public final class SFTTrainer {
     }
 }
 
-/// One data shard of an SFT step: a model replica, its gradient buffer and the sequences of the
-/// current batch assigned to it. Touched by one thread at a time: ``SFTTrainer`` fills it, one
-/// worker thread runs it, and the trainer reads it after the parallel section has joined.
-private final class SFTShard: @unchecked Sendable {
-    let model: Transformer
-    var gradients: ModelGradients
-    var sequences: [SFTSequence] = []
+/// One data shard of an SFT step: its rows are the batch's sequences assigned to it.
+private final class SFTShard: DataShard<SFTSequence>, @unchecked Sendable {
     /// −Σ log p over the shard's target tokens in the last run.
     var negativeLogLikelihood = 0.0
-    var error: (any Error)?
-
-    init(model: Transformer) {
-        self.model = model
-        gradients = ModelGradients(config: model.config)
-    }
 
     /// Adds `weight · ∂(Σ log p)/∂θ` over the shard's target tokens to ``gradients``.
     func run(weight: Float, budget: Int) {
         negativeLogLikelihood = 0
         error = nil
         do {
-            for micro in SFTTrainer.microBatches(sequences, config: model.config, budgetFloats: budget) {
+            for micro in SFTTrainer.microBatches(rows, config: model.config, budgetFloats: budget) {
                 let batch = SFTSequenceBuilder.batch(micro)
                 try model.forwardBackward(batch, into: &gradients) { pass in
                     var dL: [[Float]] = []

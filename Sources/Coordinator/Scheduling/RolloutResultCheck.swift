@@ -45,7 +45,7 @@ public struct RolloutResultCheck: Sendable, Equatable {
             let received = (byPair.removeValue(forKey: pair.pairID) ?? []).sorted { $0.id < $1.id }
             // Token ids are checked before they become prompt material.
             for trajectory in received {
-                if let problem = contentProblem(trajectory) { return problem }
+                if let fault = TrajectoryFault.contentFault(of: trajectory, vocabSize: vocabSize) { return fault.description }
             }
             var outputs: [TrajectoryID: [TokenID]] = [:]
             for trajectory in received { outputs[trajectory.id] = trajectory.tokens.map { TokenID(truncatingIfNeeded: $0) } }
@@ -59,13 +59,9 @@ public struct RolloutResultCheck: Sendable, Equatable {
                     }
                     return "\(id) is not in the rollout plan"
                 }
-                let reported = Int(trajectory.promptTokenCount)
-                guard reported == prompt.count else {
-                    return "\(id): generated after a \(reported)-token prompt but the rollout plan rebuilds \(prompt.count) tokens"
-                }
-                let n = trajectory.tokens.count
-                guard n == 0 || prompt.count + n - 1 <= maxSeqLen else {
-                    return "\(id): prompt + output is \(prompt.count + n) tokens, model.max_seq_len is \(maxSeqLen)"
+                if let fault = TrajectoryFault.promptLengthFault(of: trajectory, prompt: prompt)
+                    ?? TrajectoryFault.contextFault(of: trajectory, promptLength: prompt.count, maxSeqLen: maxSeqLen) {
+                    return fault.description
                 }
             }
             let got = Set(received.map(\.id))
@@ -77,22 +73,79 @@ public struct RolloutResultCheck: Sendable, Equatable {
         return nil
     }
 
-    /// Log-prob counts, finiteness and token ids of one trajectory.
-    private func contentProblem(_ trajectory: Trajectory) -> String? {
+}
+
+/// A rule a received trajectory breaks, with the one text that states it. The coordinator's
+/// acceptance (``RolloutResultCheck``) and the learner (``GRPOLearnerError``) check with the
+/// same functions and say the same words.
+public enum TrajectoryFault: Sendable, Equatable, CustomStringConvertible {
+    /// Behaviour or reference log-probs are not one per generated token.
+    case logprobCount(TrajectoryID, tokens: Int, behaviour: Int, reference: Int)
+    /// A behaviour or reference log-prob is NaN or infinite.
+    case nonFiniteLogprob(TrajectoryID, index: Int)
+    /// A generated token id outside the model's vocabulary.
+    case tokenOutOfVocabulary(TrajectoryID, index: Int, token: UInt32, vocabSize: Int)
+    /// The worker's prompt differs in length from the one the rollout plan rebuilds.
+    case promptLength(TrajectoryID, reported: Int, rebuilt: Int)
+    /// Prompt + output do not fit the model's context.
+    case sequenceTooLong(TrajectoryID, length: Int, maxSeqLen: Int)
+
+    /// The first of one behaviour and one reference log-prob per token, all finite, and token
+    /// ids inside the vocabulary that `trajectory` breaks.
+    public static func contentFault(of trajectory: Trajectory, vocabSize: Int) -> TrajectoryFault? {
         let id = trajectory.id
         let n = trajectory.tokens.count
         guard trajectory.behaviourLogprobs.count == n, trajectory.referenceLogprobs.count == n else {
-            return "\(id): \(n) generated tokens but \(trajectory.behaviourLogprobs.count) behaviour and \(trajectory.referenceLogprobs.count) reference log-probs"
+            return .logprobCount(id, tokens: n, behaviour: trajectory.behaviourLogprobs.count, reference: trajectory.referenceLogprobs.count)
         }
         for (index, (behaviour, reference)) in zip(trajectory.behaviourLogprobs, trajectory.referenceLogprobs).enumerated()
         where !(behaviour.isFinite && reference.isFinite) {
-            return "\(id): behaviour or reference log-prob of token \(index) is not finite"
+            return .nonFiniteLogprob(id, index: index)
         }
         if let index = trajectory.tokens.firstIndex(where: { Int($0) >= vocabSize }) {
-            return "\(id): generated token \(index) is \(trajectory.tokens[index]), outside the vocabulary of \(vocabSize)"
+            return .tokenOutOfVocabulary(id, index: index, token: trajectory.tokens[index], vocabSize: vocabSize)
         }
         return nil
     }
+
+    /// Whether the worker reports the length of `prompt`, the one the rollout plan rebuilds.
+    public static func promptLengthFault(of trajectory: Trajectory, prompt: [TokenID]) -> TrajectoryFault? {
+        let reported = Int(trajectory.promptTokenCount)
+        return reported == prompt.count ? nil : .promptLength(trajectory.id, reported: reported, rebuilt: prompt.count)
+    }
+
+    /// Prompt + output − 1 ≤ `maxSeqLen` when there is output: the forward reads every token but
+    /// the last, and an empty output after a prompt that does not fit is what an honest worker
+    /// returns (finish `context`).
+    public static func contextFault(of trajectory: Trajectory, promptLength: Int, maxSeqLen: Int) -> TrajectoryFault? {
+        let n = trajectory.tokens.count
+        guard n == 0 || promptLength + n - 1 <= maxSeqLen else {
+            return .sequenceTooLong(trajectory.id, length: promptLength + n, maxSeqLen: maxSeqLen)
+        }
+        return nil
+    }
+
+    /// The trajectory at fault.
+    public var trajectory: TrajectoryID {
+        switch self {
+        case let .logprobCount(id, _, _, _), let .nonFiniteLogprob(id, _), let .tokenOutOfVocabulary(id, _, _, _),
+             let .promptLength(id, _, _), let .sequenceTooLong(id, _, _): id
+        }
+    }
+
+    /// The rule broken, without the trajectory.
+    public var rule: String {
+        switch self {
+        case let .logprobCount(_, tokens, behaviour, reference):
+            "\(tokens) generated tokens but \(behaviour) behaviour and \(reference) reference log-probs"
+        case let .nonFiniteLogprob(_, index): "behaviour or reference log-prob of token \(index) is not finite"
+        case let .tokenOutOfVocabulary(_, index, token, vocabSize): "generated token \(index) is \(token), outside the vocabulary of \(vocabSize)"
+        case let .promptLength(_, reported, rebuilt): "generated after a \(reported)-token prompt but the rollout plan rebuilds \(rebuilt) tokens"
+        case let .sequenceTooLong(_, length, maxSeqLen): "prompt + output is \(length) tokens, model.max_seq_len is \(maxSeqLen)"
+        }
+    }
+
+    public var description: String { "\(trajectory): \(rule)" }
 }
 
 extension RolloutPlan {

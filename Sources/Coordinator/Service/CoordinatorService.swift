@@ -105,9 +105,7 @@ public final class CoordinatorService: @unchecked Sendable {
         // One limiter for every warning a peer can trigger at will, on the service's clock.
         let warnings = PeerWarningLimiter(clock: clock, logger: logger)
         do {
-            if settings.curve == nil {
-                try EndpointSecurity.checkInsecureBind(settings.endpoint, allowInsecure: settings.allowInsecure)
-            }
+            try settings.checkBindAllowed()
             let context = try ZMQContext()
             if let curve = settings.curve {
                 let log = logger
@@ -339,21 +337,9 @@ private final class StepDriver: @unchecked Sendable {
     }
 
     private func drive() throws -> CoordinatorOutcome {
-        var completedSteps = 0
-        var lastSaved: Int?
-        if let resume {
-            // Before the restore, so they are on record even when it fails.
-            for skipped in resume.skipped { event(.checkpointSkipped(path: skipped.path, reason: "\(skipped.reason)")) }
-            for change in resume.configChanges {
-                logger.warning("config differs from the checkpoint's: \(change.key): \(change.old) (checkpoint) → \(change.new) (config)")
-                event(.configChanged(key: change.key, checkpoint: change.old, config: change.new))
-            }
-            try learner.restore(from: resume.state)
-            try pairs.restore(cursor: resume.state.dataCursor)
-            completedSteps = resume.state.step
-            lastSaved = resume.state.step
-            event(.resumed(path: resume.path, step: completedSteps))
-        }
+        let resumedStep = try restoreResumePoint()
+        var completedSteps = resumedStep ?? 0
+        var lastSaved = resumedStep
         if completedSteps >= settings.steps {
             logger.notice("already at step \(completedSteps) of \(settings.steps): nothing to do (raise run.steps or pass --steps to continue)")
         }
@@ -400,38 +386,63 @@ private final class StepDriver: @unchecked Sendable {
                 checkpointSeconds = try save(step: step, cursor: cursorAfterCompleted(open: open))
                 lastSaved = step
             }
-            let tokens = rollouts.trajectories.reduce(0) { $0 + $1.tokens.count }
-            line.step = step
-            line.policyVersion = sampledWith
-            line.generatedTokens = tokens
-            line.trajectories = rollouts.trajectories.count
-            line.waitRolloutsSeconds = waited - fetching
-            line.updateSeconds = updateSeconds
-            line.weightDistributionSeconds = handover + fetching
-            line.checkpointSeconds = checkpointSeconds
             let stepEnded = clock.now()
-            line.stepSeconds = stepEnded - stepStarted
             // Sync: workers sample only while the learner waits, so the wait is their sampling
             // time. Async: they sample the next step during the update and the wait is near 0,
             // so the whole interval since the previous step ended is the sampling time.
             let samplingSeconds = lookahead > 0 ? stepEnded - previousStepEnded : waited - fetching
-            line.tokensPerSecond = samplingSeconds > 0 ? Double(tokens) / samplingSeconds : 0
             previousStepEnded = stepEnded
-            line.workersAlive = mailbox.aliveWorkers
-            if let metrics { try metrics.record(line) } else { logger.info("\(line.tailLine())") }
-            onStep?(line)
+            line.step = step
+            line.policyVersion = sampledWith
+            line.waitRolloutsSeconds = waited - fetching
+            line.updateSeconds = updateSeconds
+            line.weightDistributionSeconds = handover + fetching
+            line.checkpointSeconds = checkpointSeconds
+            line.stepSeconds = stepEnded - stepStarted
+            try record(line, rollouts: rollouts, samplingSeconds: samplingSeconds)
         }
 
-        if stopped {
-            // Abandoned steps leave no trace: the next run draws their pairs again.
-            if let earliest = open.keys.min(), let cursor = open[earliest]?.cursorBefore { try pairs.restore(cursor: cursor) }
-            logger.notice("stop requested: abandoned \(open.count) open step(s) after \(completedSteps) completed")
-            if lastSaved != completedSteps { _ = try save(step: completedSteps, cursor: pairs.cursor) }
-            event(.runStopped(completedSteps: completedSteps))
-            return .stopped(completedSteps: completedSteps)
-        }
+        if stopped { return try abandon(open: open, completedSteps: completedSteps, lastSaved: lastSaved) }
         event(.runFinished(steps: completedSteps))
         return .finished(steps: completedSteps)
+    }
+
+    /// Restores learner and data source from the resume point, if any, and returns its step.
+    private func restoreResumePoint() throws -> Int? {
+        guard let resume else { return nil }
+        // Before the restore, so they are on record even when it fails.
+        for skipped in resume.skipped { event(.checkpointSkipped(path: skipped.path, reason: "\(skipped.reason)")) }
+        for change in resume.configChanges {
+            logger.warning("config differs from the checkpoint's: \(change.key): \(change.old) (checkpoint) → \(change.new) (config)")
+            event(.configChanged(key: change.key, checkpoint: change.old, config: change.new))
+        }
+        try learner.restore(from: resume.state)
+        try pairs.restore(cursor: resume.state.dataCursor)
+        event(.resumed(path: resume.path, step: resume.state.step))
+        return resume.state.step
+    }
+
+    /// Completes a step's metrics line with the rollouts' sizes, throughput and the workers
+    /// alive, and records it.
+    private func record(_ stepLine: StepMetrics, rollouts: StepRollouts, samplingSeconds: Double) throws {
+        var line = stepLine
+        let tokens = rollouts.trajectories.reduce(0) { $0 + $1.tokens.count }
+        line.generatedTokens = tokens
+        line.trajectories = rollouts.trajectories.count
+        line.tokensPerSecond = samplingSeconds > 0 ? Double(tokens) / samplingSeconds : 0
+        line.workersAlive = mailbox.aliveWorkers
+        if let metrics { try metrics.record(line) } else { logger.info("\(line.tailLine())") }
+        onStep?(line)
+    }
+
+    /// A stop before `run.steps`: the open steps are abandoned without a trace (the next run
+    /// draws their pairs again) and the completed ones are saved.
+    private func abandon(open: [Int: OpenStep], completedSteps: Int, lastSaved: Int?) throws -> CoordinatorOutcome {
+        if let earliest = open.keys.min(), let cursor = open[earliest]?.cursorBefore { try pairs.restore(cursor: cursor) }
+        logger.notice("stop requested: abandoned \(open.count) open step(s) after \(completedSteps) completed")
+        if lastSaved != completedSteps { _ = try save(step: completedSteps, cursor: pairs.cursor) }
+        event(.runStopped(completedSteps: completedSteps))
+        return .stopped(completedSteps: completedSteps)
     }
 
     /// The cursor a checkpoint after the completed steps stores: before the earliest step still
@@ -528,20 +539,18 @@ private final class SocketLoop {
         if deliver(message, to: peer) { scheduler.sent(to: peer, now: clock.now()) }
     }
 
-    /// Queues `message` for `peer` without ever blocking the socket thread: a peer that is gone
-    /// or has a full queue (it stopped reading) loses the message, it does not stall heartbeats
-    /// and weights for everyone else. Liveness and re-requests recover the loss.
+    /// Queues `message` for `peer` (``RouterChannel/send(_:to:)`` never blocks); a peer that is
+    /// gone or has a full queue loses the message, logged.
     @discardableResult
     private func deliver(_ message: Message, to peer: RoutingID) -> Bool {
         do {
-            let frames = try router.codec.encode(message)
-            if try router.socket.send([peer.bytes] + frames, dontWait: true) { return true }
+            if try router.send(message, to: peer) { return true }
+            logger.debug("peer \(peer) is gone; \(message.type) not delivered")
+        } catch is RouterChannel.QueueFull {
             // A peer that floods requests and never reads would get this for each of them.
             if warnings.admit("queue is full", from: "peer \(peer)") {
                 logger.warning("queue to \(name(peer)) is full; \(message.type) dropped")
             }
-        } catch let error as ZMQError where error.code == EHOSTUNREACH {
-            logger.debug("peer \(peer) is gone; \(message.type) not delivered")
         } catch {
             logger.error("cannot send \(message.type) to \(name(peer)): \(error)")
         }

@@ -59,24 +59,20 @@ public struct CoordinatorSettings: Sendable {
     /// `cluster.curve_secret_key_file` is set (then `cluster.authorized_keys_file` is required);
     /// errors name the config key, the file and the line at fault.
     public init(config: Config) throws {
-        var curve: CoordinatorCurve?
         let cluster = config.cluster
-        if !cluster.curveSecretKeyFile.isEmpty {
-            guard !cluster.authorizedKeysFile.isEmpty else {
-                throw CermError.invalid("cluster.curve_secret_key_file is set but cluster.authorized_keys_file is empty: no worker could be admitted")
-            }
-            let keys = try KeyFileError.naming("cluster.curve_secret_key_file") {
-                try CurveKeyFiles.loadKeyPair(path: cluster.curveSecretKeyFile)
-            }
-            let authorized = try KeyFileError.naming("cluster.authorized_keys_file") {
-                try CurveKeyFiles.loadAuthorizedKeys(path: cluster.authorizedKeysFile)
-            }
-            curve = CoordinatorCurve(secretKey: keys.secretKey, authorizedKeys: authorized)
+        let curve = try CurveKeyFiles.coordinatorKeys(of: cluster).map {
+            CoordinatorCurve(secretKey: $0.keys.secretKey, authorizedKeys: $0.authorized)
         }
         self.init(endpoint: cluster.endpoint, scheduler: SchedulerSettings(config: config), limits: ProtocolLimits(config: config),
                   rollout: RolloutParameters(config: config.rollout), runSeed: config.run.seed, steps: config.run.steps,
                   pairsPerBatch: config.grpo.pairsPerBatch, saveEvery: config.run.saveEvery,
                   weightChunkBytes: cluster.weightChunkBytes, curve: curve, allowInsecure: cluster.allowInsecure)
+    }
+
+    /// Throws unless the endpoint may be bound as configured: with CURVE keys always, without
+    /// them only when it is local or `allowInsecure` (``EndpointSecurity/checkInsecureBind(_:allowInsecure:)``).
+    public func checkBindAllowed() throws {
+        if curve == nil { try EndpointSecurity.checkInsecureBind(endpoint, allowInsecure: allowInsecure) }
     }
 
     /// Whether step `step` (1-based count of optimizer steps) gets a checkpoint.

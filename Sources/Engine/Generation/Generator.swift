@@ -66,7 +66,7 @@ public final class Generator {
     public var stopTokens: [TokenID] = [ByteTokenizer.Special.eos.rawValue]
 
     private(set) var parametersVersion = 0
-    private let offsets: InferenceWeightOffsets
+    private let offsets: ParameterOffsets
     private let ropeCosines: UnsafeMutablePointer<Float>
     private let ropeSines: UnsafeMutablePointer<Float>
     let workspace: InferenceWorkspace
@@ -86,7 +86,7 @@ public final class Generator {
         self.config = config
         self.layout = layout
         self.parameters = parameters
-        offsets = try InferenceWeightOffsets(config: config, layout: layout)
+        offsets = ParameterOffsets(layout, config: config)
         workspace = InferenceWorkspace(config: config)
         sampler = TokenSampler(vocabSize: config.vocabSize)
 
@@ -334,9 +334,10 @@ public final class Generator {
         var finish: FinishReason?
     }
 
-    /// `prefixes[i]` is request `i`'s shared prefix (checked by the caller) or nil.
-    private func runGeneration(requests: [GenerationRequest], prefixes: [SharedPrefix?]) throws -> [GenerationResult] {
-        let prefixLengths = prefixes.map { $0?.length ?? 0 }
+    /// Checks each request against the model (and its shared prefix) and returns its starting
+    /// state, with the number of tokens it may generate, and the KV-cache capacity the batch needs.
+    private func startingStates(_ requests: [GenerationRequest], prefixLengths: [Int], prefixes: [SharedPrefix?]) throws
+        -> (states: [SequenceState], capacity: Int) {
         var states: [SequenceState] = []
         states.reserveCapacity(requests.count)
         var capacity = 1
@@ -365,6 +366,15 @@ public final class Generator {
             states[index].logProbs.reserveCapacity(limit)
             capacity = max(capacity, request.prompt.count + limit - 1)
         }
+        return (states, capacity)
+    }
+
+    /// `prefixes[i]` is request `i`'s shared prefix (checked by the caller) or nil.
+    private func runGeneration(requests: [GenerationRequest], prefixes: [SharedPrefix?]) throws -> [GenerationResult] {
+        let prefixLengths = prefixes.map { $0?.length ?? 0 }
+        var states: [SequenceState]
+        let capacity: Int
+        (states, capacity) = try startingStates(requests, prefixLengths: prefixLengths, prefixes: prefixes)
         guard !requests.isEmpty else { return [] }
 
         let cache = KVCache(config: config, sequences: requests.count, capacity: capacity)
@@ -499,7 +509,7 @@ public final class Generator {
             (x + r * hidden).update(from: params + offsets.embed + Int(rows[r].token) * hidden, count: hidden)
         }
 
-        for (layer, w) in offsets.layers.enumerated() {
+        for (layer, w) in offsets.blocks.enumerated() {
             for r in 0..<rowCount {
                 InferenceKernels.rmsNorm(x + r * hidden, params + w.inputNorm, normed + r * hidden, hidden, eps: eps)
             }

@@ -1,55 +1,5 @@
 import Foundation
 
-/// Offsets of one layer's tensors in the flat parameter buffer.
-struct InferenceLayerOffsets {
-    var inputNorm = 0, q = 0, k = 0, v = 0, o = 0, postNorm = 0, gate = 0, up = 0, down = 0
-    var qBias: Int?, kBias: Int?, vBias: Int?, qNorm: Int?, kNorm: Int?
-}
-
-/// Where every tensor the generator reads lives in the flat parameter buffer.
-struct InferenceWeightOffsets {
-    let embed: Int
-    let layers: [InferenceLayerOffsets]
-    let finalNorm: Int
-    /// `lm_head.weight`, or `embed_tokens.weight` when embeddings are tied.
-    let lmHead: Int
-
-    init(config: TransformerConfig, layout: ParameterLayout) throws {
-        func offset(_ name: String) throws -> Int {
-            guard let spec = layout.spec(name) else { throw GenerationError.missingParameter(name: name) }
-            return spec.offset
-        }
-        embed = try offset("model.embed_tokens.weight")
-        var layers: [InferenceLayerOffsets] = []
-        for l in 0..<config.layers {
-            let p = "model.layers.\(l)."
-            var o = InferenceLayerOffsets()
-            o.inputNorm = try offset(p + "input_layernorm.weight")
-            o.q = try offset(p + "self_attn.q_proj.weight")
-            o.k = try offset(p + "self_attn.k_proj.weight")
-            o.v = try offset(p + "self_attn.v_proj.weight")
-            if config.qkvBias {
-                o.qBias = try offset(p + "self_attn.q_proj.bias")
-                o.kBias = try offset(p + "self_attn.k_proj.bias")
-                o.vBias = try offset(p + "self_attn.v_proj.bias")
-            }
-            if config.qkNorm {
-                o.qNorm = try offset(p + "self_attn.q_norm.weight")
-                o.kNorm = try offset(p + "self_attn.k_norm.weight")
-            }
-            o.o = try offset(p + "self_attn.o_proj.weight")
-            o.postNorm = try offset(p + "post_attention_layernorm.weight")
-            o.gate = try offset(p + "mlp.gate_proj.weight")
-            o.up = try offset(p + "mlp.up_proj.weight")
-            o.down = try offset(p + "mlp.down_proj.weight")
-            layers.append(o)
-        }
-        self.layers = layers
-        finalNorm = try offset("model.norm.weight")
-        lmHead = config.tieEmbeddings ? embed : try offset("lm_head.weight")
-    }
-}
-
 /// Row kernels of the inference path. Every reduction has a fixed order that depends only on the
 /// vector length (never on the batch), which is what keeps generation batch-invariant.
 ///

@@ -38,3 +38,39 @@ public enum DataShards {
         }
     }
 }
+
+/// One data shard of a training step: a model replica, its gradient buffer, the rows of the
+/// batch assigned to it (with their indices in the batch) and the error of its last phase.
+/// Touched by one thread at a time: the trainer fills it, one worker thread runs a phase, and
+/// the trainer reads it after the phase has joined. Trainers subclass it with what a phase of
+/// theirs leaves behind.
+open class DataShard<Row>: @unchecked Sendable {
+    public let model: Transformer
+    public var gradients: ModelGradients
+    public var rows: [Row] = []
+    public var rowIndices: [Int] = []
+    public var error: (any Error)?
+
+    public init(model: Transformer) {
+        self.model = model
+        gradients = ModelGradients(config: model.config)
+    }
+
+    /// Takes the rows of `batch` that ``DataShards/assignment(lengths:shards:)`` gave shard
+    /// `index`, in batch order, and the weights to compute with.
+    public func take(_ batch: [Row], assignment: [Int], index: Int, weights: ModelWeights) {
+        rowIndices = assignment.indices.filter { assignment[$0] == index }
+        rows = rowIndices.map { batch[$0] }
+        model.weights = weights
+    }
+}
+
+extension DataShards {
+    /// `count` shards made by `make`: the first computes on `model` itself, the others on
+    /// replicas of its weights.
+    public static func replicas<Shard>(of model: Transformer, count: Int, _ make: (Transformer) -> Shard) throws -> [Shard] {
+        var shards = [make(model)]
+        for _ in 1..<max(1, count) { shards.append(make(try Transformer(weights: model.weights))) }
+        return shards
+    }
+}
