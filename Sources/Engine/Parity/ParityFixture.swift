@@ -43,9 +43,7 @@ public struct ParityFixture: Sendable {
 
     struct Model: Decodable {
         let file: String
-        let sha256: String
         let vocabSize: Int
-        let endOfTurn: TokenID
     }
 
     struct Index: Decodable {
@@ -60,12 +58,9 @@ public struct ParityFixture: Sendable {
 
     /// The directory read, for messages.
     public let directory: String
-    /// The GGUF file name and sha256 of the model the numbers belong to.
+    /// The file name of the model the numbers belong to (its sha256 is in the index, for people).
     public let modelFile: String
-    public let modelSHA256: String
     public let vocabSize: Int
-    /// The model's end-of-turn token (`<|im_end|>` for ChatML).
-    public let endOfTurn: TokenID
     public let topK: Int
     public let vocabSample: [Int]
     /// Length of every greedy continuation.
@@ -127,9 +122,7 @@ public struct ParityFixture: Sendable {
             throw CermError.io(path: Self.path(directory, Self.topIDsFile), reason: "id \(id) is outside 0..<\(vocabSize)")
         }
         modelFile = index.model.file
-        modelSHA256 = index.model.sha256
         self.vocabSize = vocabSize
-        endOfTurn = index.model.endOfTurn
         self.topK = topK
         vocabSample = index.vocabSample
         self.greedyTokens = greedyTokens
