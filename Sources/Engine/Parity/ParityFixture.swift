@@ -56,8 +56,6 @@ public struct ParityFixture: Sendable {
         let prompts: [Prompt]
     }
 
-    /// The directory read, for messages.
-    public let directory: String
     /// The file name of the model the numbers belong to (its sha256 is in the index, for people).
     public let modelFile: String
     public let vocabSize: Int
@@ -74,7 +72,6 @@ public struct ParityFixture: Sendable {
     /// Reads and checks the fixture in `directory`: sizes of the binary files against the index,
     /// contiguous prompt rows, ids inside the vocabulary. Errors name the file and the entry.
     public init(directory: String) throws {
-        self.directory = directory
         let indexPath = (directory as NSString).appendingPathComponent(Self.indexFile)
         let index: Index
         do {
@@ -89,8 +86,8 @@ public struct ParityFixture: Sendable {
         // Checked on locals: closures cannot capture self before every property is set.
         let vocabSize = index.model.vocabSize, topK = index.topK, greedyTokens = index.greedyTokens
         func invalid(_ reason: String) -> CermError { .io(path: indexPath, reason: reason) }
-        guard vocabSize > 0, topK > 0, topK <= vocabSize, greedyTokens > 0 else {
-            throw invalid("vocab_size \(vocabSize), top_k \(topK) and greedy_tokens \(greedyTokens) must be positive, top_k ≤ vocab_size")
+        guard (1...Int(Int32.max)).contains(vocabSize), (1...vocabSize).contains(topK), greedyTokens > 0 else {
+            throw invalid("vocab_size \(vocabSize), top_k \(topK) and greedy_tokens \(greedyTokens) must be positive, top_k ≤ vocab_size < 2³¹")
         }
         if let id = index.vocabSample.first(where: { !(0..<vocabSize).contains($0) }) {
             throw invalid("vocab_sample id \(id) is outside 0..<\(vocabSize)")
