@@ -63,7 +63,8 @@ test-deps:
 # "parity: skipped (<reason>)" and succeeds; a failed build or comparison fails.
 test-pretrained: deps
 	@if { fetch_error=$$(scripts/fetch_smollm2.sh $(MODEL_CACHE) 2>&1 1>&3); } 3>&1; then \
-		$(SWIFT) build -c release --product cerm && \
+		echo "==> release build for the parity check" && $(SWIFT) build -c release --product cerm && \
+		echo "==> $(RELEASE_BIN) check-parity --model $(PARITY_MODEL) --fixture $(PARITY_FIXTURE)" && \
 		$(RELEASE_BIN) check-parity --model $(PARITY_MODEL) --fixture $(PARITY_FIXTURE); \
 	else \
 		echo "parity: skipped ($${fetch_error#fetch-model: })"; \

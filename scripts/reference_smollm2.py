@@ -15,8 +15,8 @@ and records for each prompt:
   recorded), and at each step the margin between the two largest logits, so that a greedy
   disagreement can be told apart from a near-tie.
 
-A full-vocabulary dump would be ~1 GB; this one is ~0.6 MB. Output (the contract read by
-`cerm check-parity`, Sources/cerm/CheckParityCommand.swift):
+A full-vocabulary dump would be ~1 GB; this one is ~0.4 MB. Output (the contract read by
+`cerm check-parity` through Sources/Engine/Parity/ParityFixture.swift):
 
     DIR/reference.json   index: versions, model sha256, vocab sample, per prompt its messages,
                          token ids, greedy tokens, margins and the offset of its rows

@@ -5,8 +5,9 @@ import ModelFormats
 import Shared
 
 /// `cerm check-parity --model GGUF --fixture DIR` (hidden; run by `make test-pretrained`): loads a
-/// pretrained model as `cerm import` does (``ModelImport``) and holds cerm's float32 forward and greedy generation to the reference
-/// numbers transformers computed for it (`scripts/reference_smollm2.py`, issue 23 point 5):
+/// pretrained model as `cerm import` does (``ModelImport``) and holds cerm's float32 forward and
+/// greedy generation to the numbers transformers computed for it (`scripts/reference_smollm2.py`,
+/// issue 23 point 5):
 ///
 /// - logits: the training forward (``Transformer``) over each whole prompt, max |Δ| over the
 ///   stored entries at most ``ParityComparison/relativeTolerance`` × max |logit|, every prompt;
@@ -42,7 +43,7 @@ struct CheckParityCommand: ParsableCommand {
         }
         progress(String(format: "loaded %@ (%d parameters) in %.1f s", model, weights.values.count, Date().timeIntervalSince(started)))
 
-        var forwardStarted = Date()
+        let forwardStarted = Date()
         let transformer = try Transformer(weights: weights)
         let logitAgreements = try reference.prompts.indices.map { number in
             let tokens = reference.prompts[number].tokens
@@ -52,10 +53,9 @@ struct CheckParityCommand: ParsableCommand {
             }
             return try ParityComparison.logits(logits, prompt: number, fixture: reference)
         }
-        let forwardSeconds = Date().timeIntervalSince(forwardStarted)
-        progress(String(format: "forward of %d prompts in %.1f s", reference.prompts.count, forwardSeconds))
+        progress(String(format: "forward of %d prompts in %.1f s", reference.prompts.count, Date().timeIntervalSince(forwardStarted)))
 
-        forwardStarted = Date()
+        let greedyStarted = Date()
         let generator = try Generator(config: config, parameters: weights.values)
         // The reference generates all its tokens past end-of-turn and EOS: no id stops this one.
         generator.stopTokens = []
@@ -66,7 +66,7 @@ struct CheckParityCommand: ParsableCommand {
             ParityComparison.greedy(continuations[$0].tokens, prompt: $0, fixture: reference)
         }
         progress(String(format: "greedy %d tokens for %d prompts in %.1f s", reference.greedyTokens,
-                        reference.prompts.count, Date().timeIntervalSince(forwardStarted)))
+                        reference.prompts.count, Date().timeIntervalSince(greedyStarted)))
 
         let tolerance = ParityComparison.relativeTolerance
         var passed = 0
@@ -75,7 +75,8 @@ struct CheckParityCommand: ParsableCommand {
             let greedyText: String
             if let step = greedy.firstDivergence {
                 let margin = greedy.referenceMarginAtDivergence.map { String(format: ", reference top-2 margin %.5f", $0) } ?? ""
-                greedyText = "greedy differs from step \(step)\(margin)"
+                let endOfTurn = reference.prompts[number].greedyFirstEndOfTurn.map { ", reference end of turn at step \($0)" } ?? ""
+                greedyText = "greedy differs from step \(step)\(margin)\(endOfTurn)"
             } else {
                 greedyText = "greedy \(reference.greedyTokens)/\(reference.greedyTokens) identical"
             }

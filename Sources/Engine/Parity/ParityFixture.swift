@@ -43,9 +43,7 @@ public struct ParityFixture: Sendable {
 
     struct Model: Decodable {
         let file: String
-        let sha256: String
         let vocabSize: Int
-        let endOfTurn: TokenID
     }
 
     struct Index: Decodable {
@@ -58,14 +56,9 @@ public struct ParityFixture: Sendable {
         let prompts: [Prompt]
     }
 
-    /// The directory read, for messages.
-    public let directory: String
-    /// The GGUF file name and sha256 of the model the numbers belong to.
+    /// The file name of the model the numbers belong to (its sha256 is in the index, for people).
     public let modelFile: String
-    public let modelSHA256: String
     public let vocabSize: Int
-    /// The model's end-of-turn token (`<|im_end|>` for ChatML).
-    public let endOfTurn: TokenID
     public let topK: Int
     public let vocabSample: [Int]
     /// Length of every greedy continuation.
@@ -79,7 +72,6 @@ public struct ParityFixture: Sendable {
     /// Reads and checks the fixture in `directory`: sizes of the binary files against the index,
     /// contiguous prompt rows, ids inside the vocabulary. Errors name the file and the entry.
     public init(directory: String) throws {
-        self.directory = directory
         let indexPath = (directory as NSString).appendingPathComponent(Self.indexFile)
         let index: Index
         do {
@@ -94,8 +86,8 @@ public struct ParityFixture: Sendable {
         // Checked on locals: closures cannot capture self before every property is set.
         let vocabSize = index.model.vocabSize, topK = index.topK, greedyTokens = index.greedyTokens
         func invalid(_ reason: String) -> CermError { .io(path: indexPath, reason: reason) }
-        guard vocabSize > 0, topK > 0, topK <= vocabSize, greedyTokens > 0 else {
-            throw invalid("vocab_size \(vocabSize), top_k \(topK) and greedy_tokens \(greedyTokens) must be positive, top_k ≤ vocab_size")
+        guard (1...Int(Int32.max)).contains(vocabSize), (1...vocabSize).contains(topK), greedyTokens > 0 else {
+            throw invalid("vocab_size \(vocabSize), top_k \(topK) and greedy_tokens \(greedyTokens) must be positive, top_k ≤ vocab_size < 2³¹")
         }
         if let id = index.vocabSample.first(where: { !(0..<vocabSize).contains($0) }) {
             throw invalid("vocab_sample id \(id) is outside 0..<\(vocabSize)")
@@ -127,9 +119,7 @@ public struct ParityFixture: Sendable {
             throw CermError.io(path: Self.path(directory, Self.topIDsFile), reason: "id \(id) is outside 0..<\(vocabSize)")
         }
         modelFile = index.model.file
-        modelSHA256 = index.model.sha256
         self.vocabSize = vocabSize
-        endOfTurn = index.model.endOfTurn
         self.topK = topK
         vocabSample = index.vocabSample
         self.greedyTokens = greedyTokens
