@@ -30,8 +30,7 @@ let package = Package(
         // inference path: OpenBLAS's sgemm rounds a row differently depending on the batch.
         .target(name: "CKernels"),
 
-        // Shared: the small core every module may link: errors, checksums, the seeded RNG, JSON,
-        // BLAS / HDF5 / C-string wrappers, the model families, token ids and the byte tokenizer.
+        // Shared: the small core: errors, checksums, seeded RNG, JSON, BLAS/HDF5 wrappers, model families, token ids.
         .target(name: "Shared", dependencies: ["CHDF5", "COpenBLAS"]),
         // Runtime: process plumbing: logging, clocks, stop and parent-death signals, warning limits.
         .target(
@@ -41,8 +40,7 @@ let package = Package(
         .target(
             name: "Configuration",
             dependencies: ["Shared", .product(name: "TOMLKit", package: "TOMLKit")]),
-        // Method: CE-RM itself: prompt formats and parsers, rollout plan, rewards, advantages,
-        // GRPO loss, metrics. No I/O.
+        // Method: CE-RM itself, no I/O: prompt formats and parsers, rollout plan, rewards, advantages, GRPO loss.
         .target(name: "Method", dependencies: ["Shared", "Configuration"]),
         // Datasets: preference-data loaders, JSON lines, the synthetic task and its teacher.
         .target(name: "Datasets", dependencies: ["Shared", "Configuration", "Method"]),
@@ -55,7 +53,7 @@ let package = Package(
         .target(name: "Engine", dependencies: ["Shared", "COpenBLAS", "CKernels"]),
         // EngineConfiguration: the engine's model and initial weights from a run's configuration.
         .target(name: "EngineConfiguration", dependencies: ["Engine", "Configuration"]),
-        // Coordinator: scheduler, learner (GRPO), SFT, checkpoints, evaluation, monitoring.
+        // Coordinator: a run, scheduling, result acceptance, the GRPO learner, SFT, evaluation, checkpoints, pipeline.
         .target(
             name: "Coordinator",
             dependencies: ["Shared", "Runtime", "Configuration", "Method", "Datasets", "WireProtocol",
