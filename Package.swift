@@ -30,8 +30,7 @@ let package = Package(
         // inference path: OpenBLAS's sgemm rounds a row differently depending on the batch.
         .target(name: "CKernels"),
 
-        // Shared: the small core every module may link: errors, checksums, the seeded RNG, JSON,
-        // BLAS / HDF5 / C-string wrappers, the model families, token ids and the byte tokenizer.
+        // Shared: the small core: errors, checksums, seeded RNG, JSON, BLAS/HDF5 wrappers, model families, token ids.
         .target(name: "Shared", dependencies: ["CHDF5", "COpenBLAS"]),
         // Runtime: process plumbing: logging, clocks, stop and parent-death signals, warning limits.
         .target(
@@ -43,8 +42,7 @@ let package = Package(
             dependencies: ["Shared", .product(name: "TOMLKit", package: "TOMLKit")]),
         // Tokenizers: byte-level BPE as Hugging Face tokenizers computes it, and chat templates.
         .target(name: "Tokenizers", dependencies: ["Shared"]),
-        // Method: CE-RM itself: prompt formats and parsers, rollout plan, rewards, advantages,
-        // GRPO loss, metrics. No I/O.
+        // Method: CE-RM itself, no I/O: prompt formats and parsers, rollout plan, rewards, advantages, GRPO loss.
         .target(name: "Method", dependencies: ["Shared", "Configuration", "Tokenizers"]),
         // Datasets: preference-data loaders, JSON lines, the synthetic task and its teacher.
         .target(name: "Datasets", dependencies: ["Shared", "Configuration", "Method"]),
@@ -55,12 +53,11 @@ let package = Package(
                            .product(name: "Logging", package: "swift-log")]),
         // Engine: the Llama/Qwen-family transformer (forward, backward, generation, AdamW).
         .target(name: "Engine", dependencies: ["Shared", "COpenBLAS", "CKernels"]),
-        // ModelFormats: reads and writes model files of other tools (GGUF, safetensors, Hugging
-        // Face directories) as cerm weights.
+        // ModelFormats: model files of other tools (GGUF, safetensors, Hugging Face directories) in and out.
         .target(name: "ModelFormats", dependencies: ["Shared", "Engine", "Tokenizers"]),
         // EngineConfiguration: the engine's model and initial weights from a run's configuration.
         .target(name: "EngineConfiguration", dependencies: ["Engine", "Configuration"]),
-        // Coordinator: scheduler, learner (GRPO), SFT, checkpoints, evaluation, monitoring.
+        // Coordinator: a run, scheduling, result acceptance, the GRPO learner, SFT, evaluation, checkpoints, pipeline.
         .target(
             name: "Coordinator",
             dependencies: ["Shared", "Runtime", "Configuration", "Method", "Datasets", "WireProtocol",

@@ -112,12 +112,6 @@ struct EvalCommand: ParsableCommand {
     }
 }
 
-/// Who judges.
-enum JudgeSource: Sendable {
-    case model(ModelWeights)
-    case teacher(Teacher)
-}
-
 /// Loads `files`, judges their items and returns the report; a progress line goes to stderr,
 /// and so do the lines `data.skip_bad` skipped unless `reportSkipped` is false (a caller that
 /// evaluates the same files again and reported them the first time).

@@ -154,3 +154,9 @@ extension TeacherJudge {
         return (known, items.count - known.count)
     }
 }
+
+/// Who judges an evaluation: a model's weights, or the synthetic task's teacher.
+public enum JudgeSource: Sendable {
+    case model(ModelWeights)
+    case teacher(Teacher)
+}

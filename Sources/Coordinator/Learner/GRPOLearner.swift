@@ -148,17 +148,6 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
     /// Shards computed at once (one thread each, with one BLAS thread each as set by the
     /// caller); does not change the result.
     public var threads: Int
-
-    /// The coordinator's split of this machine's processors: the data shards run in parallel,
-    /// at most one per processor, each with an even share of the processors as BLAS threads (at
-    /// the default model size ~1.8x faster than one shard on all BLAS threads). Sets the BLAS
-    /// threads and returns the shard threads for ``init(config:initPath:threads:logger:)``.
-    public static func claimProcessors() -> Int {
-        let processors = ProcessInfo.processInfo.activeProcessorCount
-        let threads = min(processors, dataShards)
-        BLAS.setThreads(max(1, processors / threads))
-        return threads
-    }
     private let lossOptions: GRPOLossOptions
     private let schedule: LearningRateSchedule
     private let temperature: Float
@@ -240,6 +229,17 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
     }
 
     // MARK: Learner
+
+    /// The coordinator's split of this machine's processors: the data shards run in parallel,
+    /// at most one per processor, each with an even share of the processors as BLAS threads (at
+    /// the default model size ~1.8x faster than one shard on all BLAS threads). Sets the BLAS
+    /// threads and returns the shard threads for ``init(config:initPath:threads:logger:)``.
+    public static func claimProcessors() -> Int {
+        let processors = ProcessInfo.processInfo.activeProcessorCount
+        let threads = min(processors, dataShards)
+        BLAS.setThreads(max(1, processors / threads))
+        return threads
+    }
 
     public func currentWeights() throws -> [UInt8] { model.weights.wireBytes }
 

@@ -1,0 +1,137 @@
+import Configuration
+import Engine
+import EngineConfiguration
+import Foundation
+import Logging
+import Runtime
+import Shared
+
+/// `cerm pipeline`: the default run end to end, what `make run` does.
+///
+/// Synthetic data → held-out evaluation of a random model and of the teacher → cold-start SFT →
+/// curation of the RL pairs (`curation.enabled`) → CE-RM GRPO with a coordinator and local
+/// workers over ZeroMQ → held-out evaluation of the SFT and RL models → one table. Finished
+/// stages are reused when it runs again (``PipelineReuse``): the data files, the SFT weights
+/// (`sft.output`), the curated pairs (`curation.output`, removed when SFT trains anew), and the
+/// RL run (resumed from its newest checkpoint, skipped when it already reached `run.steps`).
+/// SFT, curation and RL run as child processes of `executable` (`cerm sft`, `cerm curate`,
+/// `cerm launch`).
+public struct PipelineRun {
+    /// A stop was requested (SIGINT/SIGTERM): the finished stages are kept for the next run.
+    public struct Stopped: Error, Equatable {}
+
+    public var config: Config
+    /// The config file, as the stages run as child processes are given it.
+    public var configPath: String
+    /// Local workers for the RL stage (nil: `cluster.workers`).
+    public var workers: Int?
+    /// The `cerm` binary the stages run as children.
+    public var executable: String
+    /// Evaluates `judge` on held-out `files`; `reportSkipped` is false when the same files were
+    /// evaluated (and their skipped lines reported) before.
+    public var evaluate: (_ judge: JudgeSource, _ files: [String], _ reportSkipped: Bool) throws -> EvaluationReport
+
+    public init(config: Config, configPath: String, workers: Int?, executable: String,
+                evaluate: @escaping (_ judge: JudgeSource, _ files: [String], _ reportSkipped: Bool) throws -> EvaluationReport) {
+        self.config = config
+        self.configPath = configPath
+        self.workers = workers
+        self.executable = executable
+        self.evaluate = evaluate
+    }
+
+    /// Runs every stage not finished yet, hands the results table to `present`, and writes it
+    /// to `results.md` in the run directory. Throws ``Stopped`` after a stop request.
+    public func run(stop: StopSignal, logger: Logger, present: (String) -> Void) throws {
+        let cfg = config
+        let started = Date()
+        var timings: [(String, Double)] = []
+        func timed<T>(_ stage: String, _ body: () throws -> T) rethrows -> T {
+            let t0 = Date()
+            defer { timings.append((stage, Date().timeIntervalSince(t0))) }
+            return try body()
+        }
+        try FileManager.default.createDirectory(atPath: cfg.run.runDirectory, withIntermediateDirectories: true)
+        for path in try timed("data", { try SFTData.ensureSynthetic(cfg.data) }) { logger.info("generated \(path)") }
+        let files = [cfg.data.eval] + (cfg.data.bestOfN.isEmpty ? [] : [cfg.data.bestOfN])
+        var rows: [(String, EvaluationReport)] = []
+        func evaluate(_ name: String, _ judge: JudgeSource) throws -> EvaluationReport {
+            logger.info("evaluating \(name) on \(files.joined(separator: " + "))")
+            return try timed("eval \(name)") {
+                // The same files each time: their skipped lines are reported by the first evaluation only.
+                try self.evaluate(judge, files, rows.isEmpty)
+            }
+        }
+        let probe = ChildProcessCheckpointProbe(stop: stop, logger: logger)
+        // Existing SFT weights are checked before anything is evaluated: weights for another
+        // [model] would be evaluated as "after SFT" and only refused by the RL launch.
+        var sftWeights: ModelWeights?
+        if FileManager.default.fileExists(atPath: cfg.sft.output) {
+            sftWeights = try PipelineReuse.sftWeights(path: cfg.sft.output, config: cfg, probe: probe)
+        }
+        let random = ModelWeights(initialFor: cfg)
+        rows.append(("random init", try evaluate("random init", .model(random))))
+        rows.append(("teacher", try evaluate("teacher", .teacher(SFTData.teacher(cfg)))))
+        try stopIfRequested(stop)
+
+        if sftWeights != nil {
+            logger.info("reusing SFT weights \(cfg.sft.output) (delete the file to train them again)")
+        } else {
+            // Pairs curated with an earlier SFT model do not describe the new one.
+            if cfg.curation.enabled, FileManager.default.fileExists(atPath: cfg.curation.output) {
+                try FileManager.default.removeItem(atPath: cfg.curation.output)
+            }
+            try timed("sft") {
+                try runChild("sft", ["sft", "--config", configPath, "--skip-eval"], stop: stop, logger: logger)
+            }
+        }
+        let sft = try sftWeights ?? WeightsFile.load(path: cfg.sft.output, probe: probe).weights
+        rows.append(("after SFT", try evaluate("after SFT", .model(sft))))
+        try stopIfRequested(stop)
+
+        if cfg.curation.enabled {
+            if FileManager.default.fileExists(atPath: cfg.curation.output) {
+                logger.info("reusing the curated pairs \(cfg.curation.output) (delete the file to curate again)")
+            } else {
+                try timed("curation") {
+                    try runChild("curate", ["curate", "--config", configPath], stop: stop, logger: logger)
+                }
+            }
+        }
+
+        let (decision, existing) = try PipelineReuse.rlRun(config: cfg, sft: sft, probe: probe, logger: logger)
+        if decision == .reuse, let existing {
+            logger.info("reusing the RL run: \(existing.path) is at step \(existing.state.step) of \(cfg.run.steps)")
+        } else {
+            var arguments = ["launch", "--config", configPath, "--init", cfg.sft.output]
+            if let workers { arguments += ["--workers", String(workers)] }
+            if decision == .resume { arguments.append("--resume") }
+            try timed("rl") { try runChild("launch", arguments, stop: stop, logger: logger) }
+        }
+        guard let final = try CheckpointReader.findResumeCheckpoint(runDir: cfg.run.runDirectory, probe: probe, logger: logger) else {
+            throw CermError.invalid("\(cfg.run.runDirectory): the RL stage left no valid checkpoint")
+        }
+        rows.append(("after RL (step \(final.state.step))", try evaluate("after RL", .model(try WeightsFile.load(path: final.path).weights))))
+
+        let table = EvaluationReport.pipelineTable(rows, timings: timings, total: Date().timeIntervalSince(started))
+        present(table)
+        let resultsPath = (cfg.run.runDirectory as NSString).appendingPathComponent("results.md")
+        try table.write(toFile: resultsPath, atomically: true, encoding: .utf8)
+        logger.info("results written to \(resultsPath)")
+    }
+
+    private func stopIfRequested(_ stop: StopSignal) throws {
+        if stop.isRequested { throw Stopped() }
+    }
+
+    /// Runs one `cerm` subcommand as a child, forwarding SIGINT/SIGTERM; fails on a non-zero exit.
+    private func runChild(_ name: String, _ arguments: [String], stop: StopSignal, logger: Logger) throws {
+        let supervisor = ProcessSupervisor(logger: logger)
+        try supervisor.spawn(name: name, executable: executable, arguments: arguments)
+        let status = supervisor.waitForPrimary(name, stop: stop)
+        try stopIfRequested(stop)
+        guard status == 0 else {
+            throw CermError.invalid("`cerm \(arguments.joined(separator: " "))` exited with status \(status)")
+        }
+    }
+}
