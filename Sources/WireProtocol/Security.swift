@@ -111,6 +111,11 @@ public enum CurveKeyFiles {
         for (index, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let line = raw.trimmingCharacters(in: .whitespaces)
             if line.isEmpty || line.hasPrefix("#") { continue }
+            // A bare key is what `cerm keygen` writes to NAME.pub: the wrong file of the pair.
+            if CurveKeyPair.isValidKey(String(line.prefix(while: { !$0.isWhitespace }))) {
+                throw KeyFileError(file: file, line: index + 1,
+                                   message: "this is a public key (a NAME.pub file); a secret key file is the NAME.key that `cerm keygen` wrote beside it")
+            }
             guard let eq = line.firstIndex(of: "=") else {
                 throw KeyFileError(file: file, line: index + 1, message: "expected `public-key = KEY` or `secret-key = KEY`")
             }
@@ -173,9 +178,26 @@ public enum CurveKeyFiles {
         try KeyFileError.naming(configKey) { try loader(path) }
     }
 
-    /// Loads an authorized-keys file: one Z85 public key per line.
+    /// Loads an authorized-keys file: one Z85 public key per line, at least one (a file without
+    /// keys would admit no worker, and the run would wait for ever).
     public static func loadAuthorizedKeys(path: String) throws -> [String] {
-        try parseAuthorizedKeys(read(path), file: path)
+        let keys = try parseAuthorizedKeys(read(path), file: path)
+        guard !keys.isEmpty else {
+            throw KeyFileError(file: path, line: nil, message: "holds no public key, so no worker could be admitted (add each worker's NAME.pub, one key per line)")
+        }
+        return keys
+    }
+
+    /// A warning for each secret key file `[cluster]` names that group or others may read
+    /// (`cerm keygen` writes them 0600; a copy often loses that).
+    public static func exposureWarnings(of cluster: ClusterConfig) -> [String] {
+        [("cluster.curve_secret_key_file", cluster.curveSecretKeyFile), ("cluster.worker_secret_key_file", cluster.workerSecretKeyFile)]
+            .compactMap { key, path in
+                var info = stat()
+                guard !path.isEmpty, stat(path, &info) == 0, info.st_mode & 0o077 != 0 else { return nil }
+                let mode = String(info.st_mode & 0o777, radix: 8)
+                return "\(key): \(path) is readable by group or others (mode \(mode)); anyone who reads it can pose as this host: chmod 600 \(path)"
+            }
     }
 
     /// Parses authorized-keys text: one key per line, optionally followed by whitespace and a

@@ -37,7 +37,7 @@ struct CurateCommand: ParsableCommand {
     func run() throws {
         do {
             let cfg = try Config.load(path: config)
-            try Self.curate(config: cfg, weightsPath: weights ?? cfg.sft.output, output: out ?? cfg.curation.output,
+            try Self.curate(config: cfg, configPath: config, weightsPath: weights ?? cfg.sft.output, output: out ?? cfg.curation.output,
                             threads: threads) { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
         } catch let error as ExitCode {
             throw error
@@ -48,9 +48,10 @@ struct CurateCommand: ParsableCommand {
 
     /// Screens, selects and writes the curated pairs (atomically); `log` gets the summary.
     /// Throws when no pair is kept: RL would have nothing to train on.
-    static func curate(config cfg: Config, weightsPath: String, output: String, threads: Int,
+    static func curate(config cfg: Config, configPath: String, weightsPath: String, output: String, threads: Int,
                        log: (String) -> Void) throws {
-        let (weights, _) = try WeightsFile.load(path: weightsPath, probe: ChildProcessCheckpointProbe())
+        let loaded = try WeightsFile.load(path: weightsPath, probe: ChildProcessCheckpointProbe()).weights
+        let weights = try WeightsFile.requireModel(of: cfg, configPath: configPath, weights: loaded, path: weightsPath)
         let pairs = try Curation.trainPairs(config: cfg, log: log)
         let options = CurationOptions(config: cfg)
         let screening = min(options.candidates, pairs.count)

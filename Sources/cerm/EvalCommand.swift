@@ -77,7 +77,8 @@ struct EvalCommand: ParsableCommand {
             let label: String
             if let checkpoint {
                 let (weights, kind) = try WeightsFile.load(path: checkpoint, probe: ChildProcessCheckpointProbe())
-                judge = .model(weights)
+                // Without --config the weights are judged as stored; with one, they must be its [model].
+                judge = .model(try config.map { try WeightsFile.requireModel(of: cfg, configPath: $0, weights: weights, path: checkpoint) } ?? weights)
                 label = "\(checkpoint) (\(kind.rawValue))"
             } else if random {
                 judge = .model(ModelWeights(initialFor: cfg))

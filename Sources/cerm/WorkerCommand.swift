@@ -57,6 +57,7 @@ struct WorkerCommand: ParsableCommand {
         let outcome: WorkerOutcome
         do {
             let settings = try WorkerSettings(config: config, name: workerName, endpoint: connect)
+            for warning in CurveKeyFiles.exposureWarnings(of: config.cluster) { logger.warning("\(warning)") }
             let executor = try EngineRolloutExecutor(config: config, logger: logger)
             logger.info("connecting to \(connect) with \(threadCount) threads (config hash \(String(config.hash, radix: 16)))")
             outcome = try WorkerClient(settings: settings, executor: executor, stop: stop, logger: logger).run()

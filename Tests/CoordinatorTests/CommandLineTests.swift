@@ -296,6 +296,25 @@ import Testing
 
     /// `cerm export` prints the number of tensors model.safetensors holds (not the checkpoint's
     /// reference.* tensors too); `inspect` and `export` take SFT weights files as well.
+    /// `cerm eval --config` and `cerm curate` refuse weights of another architecture than the
+    /// config's [model], as the coordinator does, naming each differing key.
+    @Test func evalAndCurateRefuseWeightsOfAnotherModel() throws {
+        let dir = try Self.directory("other-model")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let config = HuggingFaceExportTests.tinyConfig(.qwen3)
+        try ModelWeights(config: config, seed: 3, initStd: 0.1).save(to: (dir as NSString).appendingPathComponent("model.h5"))
+        try "[run]\nname = \"x\"\n".write(toFile: (dir as NSString).appendingPathComponent("run.toml"), atomically: true, encoding: .utf8)
+        let keys = config.changes(to: TransformerConfig(Config().model)).mismatches(labelled: "weights")
+        let expected = "error: model.h5: the weights were built for another [model] than run.toml's (\(keys)); "
+            + "give weights of this [model], or the config they were trained with\n"
+        guard let eval = try Self.cerm(["eval", "--checkpoint", "model.h5", "--config", "run.toml"], in: dir) else { return }
+        #expect(eval.status == 2)
+        #expect(eval.stderr == expected)
+        let curate = try #require(try Self.cerm(["curate", "--config", "run.toml", "--weights", "model.h5"], in: dir))
+        #expect(curate.status == 2)
+        #expect(curate.stderr == expected)
+    }
+
     @Test func exportAndInspectOfCheckpointsAndSFTWeights() throws {
         let dir = try Self.directory("export-inspect")
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -65,6 +65,37 @@ import Testing
         }
     }
 
+    /// The mistakes users make with key files are named as such: a NAME.pub given as the secret
+    /// key, an authorized-keys file without keys, a secret key others may read.
+    @Test func keyFileMistakesAreNamed() throws {
+        let dir = try makeTemporaryDirectory("key-mistakes")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let paths = try CurveKeyFiles.write(name: "worker-a", keys: try CurveKeyFiles.generate(), directory: dir)
+        var cluster = ClusterConfig()
+        cluster.workerSecretKeyFile = paths.public
+        cluster.serverPublicKeyFile = paths.public
+        #expect(throws: KeyFileError(file: paths.public, line: 2, message: "this is a public key (a NAME.pub file); a secret key file is the NAME.key that `cerm keygen` wrote beside it",
+                                     configKey: "cluster.worker_secret_key_file")) {
+            try CurveKeyFiles.workerKeys(of: cluster)
+        }
+
+        let empty = dir + "/authorized_workers"
+        try "# workers\n\n".write(toFile: empty, atomically: true, encoding: .utf8)
+        var coordinator = ClusterConfig()
+        coordinator.curveSecretKeyFile = paths.secret
+        coordinator.authorizedKeysFile = empty
+        #expect(throws: KeyFileError(file: empty, line: nil, message: "holds no public key, so no worker could be admitted (add each worker's NAME.pub, one key per line)",
+                                     configKey: "cluster.authorized_keys_file")) {
+            try CurveKeyFiles.coordinatorKeys(of: coordinator)
+        }
+
+        #expect(CurveKeyFiles.exposureWarnings(of: coordinator).isEmpty)
+        #expect(chmod(paths.secret, 0o644) == 0)
+        #expect(CurveKeyFiles.exposureWarnings(of: coordinator) == [
+            "cluster.curve_secret_key_file: \(paths.secret) is readable by group or others (mode 644); anyone who reads it can pose as this host: chmod 600 \(paths.secret)",
+        ])
+    }
+
     @Test func insecureBindOnlyOnLocalEndpoints() throws {
         for local in ["tcp://127.0.0.1:5557", "tcp://127.1.2.3:*", "tcp://localhost:5557", "tcp://[::1]:5557", "ipc:///tmp/x", "inproc://a"] {
             #expect(EndpointSecurity.isLocal(local), "\(local)")

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Runtime
 import Shared
+import WireProtocol
 
 /// One run of the coordinator as `cerm coordinator` starts it: the checks that can fail fast,
 /// the resume point, the learner and its BLAS threads, the data, the files an earlier line of
@@ -58,6 +59,7 @@ public struct CoordinatorRun {
         // key) at once, not after minutes of loading.
         let settings = try CoordinatorSettings(config: config)
         try settings.checkBindAllowed()
+        for warning in CurveKeyFiles.exposureWarnings(of: config.cluster) { logger.warning("\(warning)") }
         var resumePoint = try loadResumePoint(stop: stop, logger: logger)
         // A changed [model] cannot be restored: refused here, before train.log is opened or
         // any config change is reported as if the resume went ahead.
