@@ -99,7 +99,7 @@ let package = Package(
         .testTarget(
             name: "CoordinatorTests",
             dependencies: ["TestSupport", "Coordinator", "Worker", "Engine", "EngineConfiguration", "Shared", "Runtime", "Configuration",
-                           "Method", "Datasets", "WireProtocol", "ModelFormats", .product(name: "Logging", package: "swift-log")]),
+                           "Method", "Datasets", "WireProtocol", "ModelFormats", "Tokenizers", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "WorkerTests",
             dependencies: ["Worker", "Engine", "Shared", "Runtime", "Configuration", "Method", "WireProtocol",

@@ -50,7 +50,7 @@ struct CurateCommand: ParsableCommand {
     /// Throws when no pair is kept: RL would have nothing to train on.
     static func curate(config cfg: Config, weightsPath: String, output: String, threads: Int,
                        log: (String) -> Void) throws {
-        let (weights, _) = try WeightsFile.load(path: weightsPath, probe: ChildProcessCheckpointProbe())
+        let (weights, _, _) = try WeightsFile.load(path: weightsPath, probe: ChildProcessCheckpointProbe())
         let pairs = try Curation.trainPairs(config: cfg, log: log)
         let options = CurationOptions(config: cfg)
         let screening = min(options.candidates, pairs.count)

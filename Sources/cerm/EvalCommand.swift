@@ -76,7 +76,7 @@ struct EvalCommand: ParsableCommand {
             let judge: JudgeSource
             let label: String
             if let checkpoint {
-                let (weights, kind) = try WeightsFile.load(path: checkpoint, probe: ChildProcessCheckpointProbe())
+                let (weights, kind, _) = try WeightsFile.load(path: checkpoint, probe: ChildProcessCheckpointProbe())
                 judge = .model(weights)
                 label = "\(checkpoint) (\(kind.rawValue))"
             } else if random {
