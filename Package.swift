@@ -64,7 +64,7 @@ let package = Package(
         .target(
             name: "Coordinator",
             dependencies: ["Shared", "Runtime", "Configuration", "Method", "Datasets", "WireProtocol",
-                           "Engine", "EngineConfiguration", "ModelFormats", "CSystemShims",
+                           "Engine", "EngineConfiguration", "ModelFormats", "Tokenizers", "CSystemShims",
                            .product(name: "Logging", package: "swift-log")]),
         // Worker: two-stage rollout on the engine, weight fetching, reconnects.
         .target(

@@ -2,13 +2,15 @@ import ArgumentParser
 import Coordinator
 import Engine
 import Foundation
+import Shared
 
 /// `cerm export FILE --out DIR`: model tensors as safetensors plus a Hugging Face config.json,
 /// from an RL checkpoint (its policy) or an SFT weights file.
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export",
-        abstract: "Export a checkpoint's or SFT weights file's model as model.safetensors (float32) and a Hugging Face config.json.")
+        abstract: "Export a checkpoint's or SFT weights file's model as model.safetensors (float32) and a Hugging Face config.json.",
+        discussion: "A model with a stored tokenizer (`cerm import`) also gets tokenizer.json, tokenizer_config.json (its chat template) and generation_config.json.")
 
     @Argument(help: "The checkpoint file (step_<N>.h5) or SFT weights file (sft.output).")
     var file: String
@@ -19,22 +21,26 @@ struct ExportCommand: ParsableCommand {
     func run() throws {
         do {
             let weights: ModelWeights
+            let tokenizer: StoredTokenizer?
             let what: String
             let metadata: [String: String]
             // Read by a child first: a file that crashes libhdf5 becomes an error naming it.
             try CheckpointReader.probeFirst(path: file, with: ChildProcessCheckpointProbe())
             switch try CermFileKind.detect(path: file) {
             case .sftWeights:
-                weights = try ModelWeights.load(path: file)
+                let stored = try ModelWeights.loadVerified(path: file)
+                weights = stored.weights
+                tokenizer = stored.storedTokenizer
                 what = "SFT weights"
                 metadata = [:]
             case .checkpoint:
                 let state = try CheckpointReader.load(path: file)
                 weights = try WeightsFile.policyWeights(of: state, path: file)
+                tokenizer = state.tokenizer
                 what = "step \(state.step)"
                 metadata = ["cerm_step": "\(state.step)", "cerm_policy_version": "\(state.policyVersion)"]
             }
-            let written = try HuggingFaceExport.export(weights, to: out, source: file, metadata: metadata)
+            let written = try HuggingFaceExport.export(weights, tokenizer: tokenizer, to: out, source: file, metadata: metadata)
             // The count of what model.safetensors holds: the policy, not the reference.* tensors.
             print("exported \(what) (\(weights.layout.specs.count) tensors) from \(file)")
             written.forEach { print("  \($0)") }

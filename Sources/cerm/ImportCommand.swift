@@ -27,14 +27,22 @@ struct ImportCommand: ParsableCommand {
     @Option(name: .long, help: "The chat template to store: auto (detected from the model's template), chatml, llama3 or none.")
     var chatTemplate = "auto"
 
+    @Flag(help: "Store the weights alone: the file then counts as using cerm's byte tokenizer (for models whose tokenizer cerm cannot read).")
+    var withoutTokenizer = false
+
     func run() throws {
         do {
             let model = try ModelImport.load(path: source)
-            let tokenizer = try model.tokenizer.storedTokenizer(chatTemplate: chatTemplate, source: source)
+            var tokenizer: StoredTokenizer?
+            if !withoutTokenizer {
+                do { tokenizer = try model.tokenizer.storedTokenizer(chatTemplate: chatTemplate, source: source) } catch let CermError.io(path, reason) {
+                    throw CermError.io(path: path, reason: reason + " (--without-tokenizer imports the weights alone)")
+                }
+            }
             try WeightsFile.saveAtomically(model.weights, tokenizer: tokenizer, to: out)
             var lines = ["imported \(model.source): \(model.weights.layout.specs.count) tensors, \(model.weights.values.count) parameters"]
             lines += model.config.keyedValues.map { "  \($0.key) = \($0.value)" }
-            lines.append("  tokenizer: \(tokenizer.description)")
+            lines.append("  tokenizer: \(tokenizer?.description ?? "none stored (--without-tokenizer)")")
             lines.append("wrote \(out)")
             FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
         } catch {
