@@ -40,7 +40,9 @@ final class BPEParityTests: XCTestCase {
     /// The same vocabulary given as GGUF metadata with `tokenizer.ggml.pre = "smollm"`: llama.cpp's
     /// digits-apart split, which is the original SmolLM2 tokenizer.json's Digits + ByteLevel.
     func testSmolLM2FromGGUFMetadataMatchesDigitsSplit() throws {
-        let root = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: try TokenizerFixtures.smolLM2Path()))) as? [String: Any])
+        // Outside XCTUnwrap, which would turn the skip into a failure.
+        let path = try TokenizerFixtures.smolLM2Path()
+        let root = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
         let model = try XCTUnwrap(root["model"] as? [String: Any])
         let vocabulary = try XCTUnwrap(model["vocab"] as? [String: Int])
         var tokens = [String](repeating: "", count: vocabulary.count)
