@@ -72,7 +72,11 @@ import Tokenizers
         var continuation = result.tokens
         if result.finishReason == .eos { continuation.removeLast() }
         let expected = chat.encoder.tokenizer.decode(continuation) + "\n"
-        for source in ["tiny.h5", model] {
+        // Exported as GGUF and read back, the model generates the same.
+        guard let exported = try CommandLineTests.cerm(["export", "tiny.h5", "--gguf", "tiny.gguf"], in: work) else { return }
+        #expect(exported.status == 0, "\(exported.stderr)")
+        #expect(exported.stdout == "exported SFT weights (\(loaded.weights.layout.specs.count) tensors) from tiny.h5\n  tiny.gguf\n")
+        for source in ["tiny.h5", model, "tiny.gguf"] {
             guard let generated = try CommandLineTests.cerm(["generate", "--model", source, "--prompt", "ab c", "--chat", "--max-tokens", "6"],
                                                             in: work) else { return }
             #expect(generated.status == 0, "\(generated.stderr)")
@@ -91,5 +95,19 @@ import Tokenizers
         guard let zero = try CommandLineTests.cerm(["generate", "--model", "nope.gguf", "--prompt", "x", "--max-tokens", "0"], in: work) else { return }
         #expect(zero.status == 64)
         #expect(zero.stderr.contains("--max-tokens must be positive, not 0"))
+        guard let both = try CommandLineTests.cerm(["export", "m.h5", "--out", "d", "--gguf", "m.gguf"], in: work) else { return }
+        #expect(both.status == 64)
+        #expect(both.stderr.contains("give exactly one of --out DIR and --gguf FILE"))
+
+        // A byte-tokenizer model has no vocabulary GGUF can hold.
+        let bytes = (work as NSString).appendingPathComponent("bytes.h5")
+        try WeightsFile.saveAtomically(ModelWeights(config: TransformerConfig(family: .llama, hiddenSize: 8, layers: 1, heads: 2, kvHeads: 1,
+                                                                               headDim: 4, ffnSize: 16, vocabSize: 264, maxSeqLen: 16, ropeTheta: 10_000,
+                                                                               rmsNormEps: 1e-5, qkNorm: false, qkvBias: false, tieEmbeddings: true),
+                                                    seed: 1, initStd: 0.1), to: bytes)
+        guard let byteExport = try CommandLineTests.cerm(["export", "bytes.h5", "--gguf", "b.gguf"], in: work) else { return }
+        #expect(byteExport.status == 2)
+        #expect(byteExport.stderr == "error: bytes.h5: has cerm's byte tokenizer, which GGUF cannot express; "
+                + "--gguf exports models imported with their tokenizer\n")
     }
 }
