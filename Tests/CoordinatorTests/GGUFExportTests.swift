@@ -19,50 +19,54 @@ import Tokenizers
         padToken: "<|endoftext|>", unkToken: nil, chatTemplate: "chatml", chatTemplateSystem: nil,
         chatTemplateJinja: "{% for message in messages %}<|im_start|>{{ message['content'] }}<|im_end|>{% endfor %}")
 
-    @Test func anF32GGUFReadsBackToTheSameWeightsAndTokenizer() throws {
+    /// Random weights of ``config`` exported with ``tokenizer`` to a GGUF file in a new temporary
+    /// directory, given to `check` with the file's path.
+    static func withExport(f16: Bool, _ check: (ModelWeights, String) throws -> Void) throws {
         let dir = try makeTemporaryDirectory("gguf-export")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let weights = ModelWeights(config: Self.config, seed: 11, initStd: 0.3)
+        let weights = ModelWeights(config: config, seed: 11, initStd: 0.3)
         let path = (dir as NSString).appendingPathComponent("tiny.gguf")
-        try GGUFExport.write(weights, tokenizer: Self.tokenizer, f16: false, to: path, source: "tiny.h5")
+        try GGUFExport.write(weights, tokenizer: tokenizer, f16: f16, to: path, source: "tiny.h5")
+        try check(weights, path)
+    }
 
-        let imported = try ModelImport.load(path: path)
-        #expect(imported.config == Self.config)
-        #expect(imported.weights.values.map(\.bitPattern) == weights.values.map(\.bitPattern))
-        let file = try GGUFFile(path: path)
-        // The llama Q rows are stored in ggml's interleaved order: GGUF row 1 is HF row D/2 = 2.
-        let q = try file.floats(try #require(file.tensor("blk.0.attn_q.weight")))
-        let hfQ = try weights.tensor("model.layers.0.self_attn.q_proj.weight")
-        #expect(Array(q[16..<32]) == Array(hfQ[32..<48]))
-        #expect(try file.string("tokenizer.ggml.pre") == "gpt2")
-        #expect(try file.strings("tokenizer.ggml.tokens").suffix(3) == ["Ċ", "[PAD32]", "[PAD33]"])
-        #expect(try file.ints("tokenizer.ggml.token_type").suffix(6) == [3, 3, 3, 1, 5, 5])
+    @Test func anF32GGUFReadsBackToTheSameWeightsAndTokenizer() throws {
+        try Self.withExport(f16: false) { weights, path in
+            let imported = try ModelImport.load(path: path)
+            #expect(imported.config == Self.config)
+            #expect(imported.weights.values.map(\.bitPattern) == weights.values.map(\.bitPattern))
+            let file = try GGUFFile(path: path)
+            // The llama Q rows are stored in ggml's interleaved order: GGUF row 1 is HF row D/2 = 2.
+            let q = try file.floats(try #require(file.tensor("blk.0.attn_q.weight")))
+            let hfQ = try weights.tensor("model.layers.0.self_attn.q_proj.weight")
+            #expect(Array(q[16..<32]) == Array(hfQ[32..<48]))
+            #expect(try file.string("tokenizer.ggml.pre") == "gpt2")
+            #expect(try file.strings("tokenizer.ggml.tokens").suffix(3) == ["Ċ", "[PAD32]", "[PAD33]"])
+            #expect(try file.ints("tokenizer.ggml.token_type").suffix(6) == [3, 3, 3, 1, 5, 5])
 
-        // The tokenizer and template the GGUF carries give the stored one's ids.
-        let stored = try Self.tokenizer.chatEncoder(source: "tiny.h5")
-        let read = try imported.tokenizer.tokenizer(source: path)
-        for text in ["ab c<|im_end|>", "abba\nzz ab"] { #expect(read.encode(text) == stored.tokenizer.encode(text)) }
-        #expect(read.eosID == 30)
-        #expect(read.padID == 28)
-        #expect(try imported.tokenizer.chatTemplateText() == Self.tokenizer.chatTemplateJinja)
+            // The tokenizer and template the GGUF carries give the stored one's ids.
+            let stored = try Self.tokenizer.chatEncoder(source: "tiny.h5")
+            let read = try imported.tokenizer.tokenizer(source: path)
+            for text in ["ab c<|im_end|>", "abba\nzz ab"] { #expect(read.encode(text) == stored.tokenizer.encode(text)) }
+            #expect(read.eosID == 30)
+            #expect(read.padID == 28)
+            #expect(try imported.tokenizer.chatTemplateText() == Self.tokenizer.chatTemplateJinja)
+        }
     }
 
     @Test func anF16GGUFRoundsMatricesAndKeepsNormsExact() throws {
-        let dir = try makeTemporaryDirectory("gguf-export-f16")
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let weights = ModelWeights(config: Self.config, seed: 12, initStd: 0.3)
-        let path = (dir as NSString).appendingPathComponent("tiny.gguf")
-        try GGUFExport.write(weights, tokenizer: Self.tokenizer, f16: true, to: path, source: "tiny.h5")
-        let imported = try ModelImport.load(path: path)
-        for spec in weights.layout.specs {
-            let original = weights.values[spec.offset..<(spec.offset + spec.count)]
-            let expected = spec.shape.count > 1 ? original.map { Float(Float16($0)) } : Array(original)
-            #expect(Array(imported.weights.values[spec.offset..<(spec.offset + spec.count)]) == expected, "\(spec.name)")
+        try Self.withExport(f16: true) { weights, path in
+            let imported = try ModelImport.load(path: path)
+            for spec in weights.layout.specs {
+                let original = weights.values[spec.offset..<(spec.offset + spec.count)]
+                let expected = spec.shape.count > 1 ? original.map { Float(Float16($0)) } : Array(original)
+                #expect(Array(imported.weights.values[spec.offset..<(spec.offset + spec.count)]) == expected, "\(spec.name)")
+            }
+            let file = try GGUFFile(path: path)
+            #expect(file.tensor("blk.0.attn_norm.weight")?.type == .f32)
+            #expect(file.tensor("blk.0.ffn_up.weight")?.type == .f16)
+            #expect(try file.int("general.file_type") == 1)
         }
-        let file = try GGUFFile(path: path)
-        #expect(file.tensor("blk.0.attn_norm.weight")?.type == .f32)
-        #expect(file.tensor("blk.0.ffn_up.weight")?.type == .f16)
-        #expect(try file.int("general.file_type") == 1)
     }
 
     @Test func aTokenizerWiderThanTheModelIsRefused() throws {
