@@ -21,12 +21,10 @@ extension BPETokenizer {
             preTokenizerJSON = byteLevel
         } else {
             let steps = preTokenizer.splits.map { split -> String in
-                switch split {
-                case let .digits(individual):
-                    return "{\"type\": \"Digits\", \"individual_digits\": \(flag(individual))}"
-                case .gpt2, .llama3, .qwen2:
-                    return "{\"type\": \"Split\", \"pattern\": {\"Regex\": \(quote(split.regex ?? ""))}, \"behavior\": \"Isolated\", \"invert\": false}"
+                if let regex = split.regex {
+                    return "{\"type\": \"Split\", \"pattern\": {\"Regex\": \(quote(regex))}, \"behavior\": \"Isolated\", \"invert\": false}"
                 }
+                return "{\"type\": \"Digits\", \"individual_digits\": \(flag(split == .digits(individual: true)))}"
             }
             preTokenizerJSON = "{\"type\": \"Sequence\", \"pretokenizers\": [" + (steps + [byteLevel]).joined(separator: ", ") + "]}"
         }

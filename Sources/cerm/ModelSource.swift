@@ -30,7 +30,7 @@ struct ModelSource {
         }
         let isModelDirectory = isDirectory.boolValue
             && FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent("config.json"))
-        if isDirectory.boolValue && !isModelDirectory || !isDirectory.boolValue && path.hasSuffix(".json") {
+        if (isDirectory.boolValue && !isModelDirectory) || (!isDirectory.boolValue && path.hasSuffix(".json")) {
             let tokenizer = try BPETokenizer(source: path)
             return ModelSource(tokenizer: tokenizer, weights: nil, description: "tokenizer \(path)") {
                 throw CermError.io(path: path, reason: "is a tokenizer without a model or chat template")
