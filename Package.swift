@@ -61,7 +61,7 @@ let package = Package(
         .target(
             name: "Coordinator",
             dependencies: ["Shared", "Runtime", "Configuration", "Method", "Datasets", "WireProtocol",
-                           "Engine", "EngineConfiguration", "ModelFormats", "CSystemShims",
+                           "Engine", "EngineConfiguration", "ModelFormats", "Tokenizers", "CSystemShims",
                            .product(name: "Logging", package: "swift-log")]),
         // Worker: two-stage rollout on the engine, weight fetching, reconnects.
         .target(
@@ -96,7 +96,7 @@ let package = Package(
         .testTarget(
             name: "CoordinatorTests",
             dependencies: ["TestSupport", "Coordinator", "Worker", "Engine", "EngineConfiguration", "Shared", "Runtime", "Configuration",
-                           "Method", "Datasets", "WireProtocol", "ModelFormats", .product(name: "Logging", package: "swift-log")]),
+                           "Method", "Datasets", "WireProtocol", "ModelFormats", "Tokenizers", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "WorkerTests",
             dependencies: ["Worker", "Engine", "Shared", "Runtime", "Configuration", "Method", "WireProtocol",

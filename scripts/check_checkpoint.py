@@ -12,10 +12,11 @@ import json, struct
 import h5py, numpy as np
 
 def read_cerm_checkpoint(path):
-    """Returns a dict with the training state of a cerm-checkpoint v1 file; raises on a bad checksum."""
+    """Returns a dict with the training state of a cerm-checkpoint v1 or v2 file; raises on a bad checksum."""
     with h5py.File(path, "r") as f:
         assert f.attrs["format"] == "cerm-checkpoint", f.attrs.get("format")
-        assert int(f.attrs["format_version"][0]) == 1
+        version = int(f.attrs["format_version"][0])
+        assert version in (1, 2), version
         attr = lambda k: int(f.attrs[k][0])
         text = lambda k: bytes(f[k][()]).decode("utf-8")
         groups = {}
@@ -31,6 +32,20 @@ def read_cerm_checkpoint(path):
         raw = {k: bytes(f[k][()]) for k in ("meta/config_toml", "meta/model_config_json",
                                              "meta/tokenizer", "meta/extra_json")}
         stored = attr("checksum")
+        tokenizer_part = b""
+        if version >= 2:
+            if "tokenizer" not in f:
+                tokenizer_part = struct.pack("<Q", 0)
+            else:
+                g = f["tokenizer"]
+                def field(b):
+                    return struct.pack("<Q", 0) if b is None else struct.pack("<QQ", 1, len(b)) + b
+                data = lambda k: bytes(g[k][()]) if k in g else None
+                attr_text = lambda k: g.attrs[k].encode() if k in g.attrs else None
+                tokenizer_part = struct.pack("<Q", 1) + b"".join(field(b) for b in (
+                    data("tokenizer_json"), attr_text("bos_token"), attr_text("eos_token"), attr_text("pad_token"),
+                    attr_text("unk_token"), attr_text("chat_template"), data("chat_template_system"),
+                    data("chat_template_jinja")))
 
     h = 0xCBF29CE484222325
     def feed(b):
@@ -39,7 +54,7 @@ def read_cerm_checkpoint(path):
             h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
     u64 = lambda x: feed(struct.pack("<Q", x & 0xFFFFFFFFFFFFFFFF))
     def string(b): u64(len(b)); feed(b)
-    string(b"cerm-checkpoint"); u64(1)
+    string(b"cerm-checkpoint"); u64(version)
     for k in ("step", "policy_version", "adam_step", "data_epoch", "data_position", "data_permutation_seed"):
         u64(s[k])
     u64(len(s["rng"])); [u64(w) for w in s["rng"]]
@@ -50,6 +65,7 @@ def read_cerm_checkpoint(path):
             data = a.tobytes(order="C"); u64(len(data)); feed(data)
     for k in ("meta/config_toml", "meta/model_config_json", "meta/tokenizer", "meta/extra_json"):
         string(raw[k])
+    feed(tokenizer_part)
     if h != stored:
         raise ValueError(f"{path}: checksum mismatch (stored {stored:016x}, computed {h:016x})")
     return s

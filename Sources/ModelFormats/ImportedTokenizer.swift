@@ -88,3 +88,17 @@ extension TokenizerMaterial {
         }
     }
 }
+
+extension TokenizerMaterial {
+    /// The tokenizer and the template `setting` names, as a weights file stores them, with the
+    /// model's Jinja template text kept for export. Errors name `source`.
+    public func storedTokenizer(chatTemplate setting: String, source: String) throws -> StoredTokenizer {
+        let tokenizer = try tokenizer(source: source)
+        let template = try chatTemplate(setting: setting, source: source)
+        do {
+            return StoredTokenizer(try ChatEncoder(tokenizer: tokenizer, template: template), jinja: try chatTemplateText())
+        } catch let CermError.invalid(message) {
+            throw CermError.io(path: source, reason: message)
+        }
+    }
+}

@@ -54,8 +54,12 @@ public struct BPETokenizer: Sendable {
     private let idsOfBytes: [[UInt8]: TokenID]
     /// Merge of the pair `left << 32 | right` to `rank << 32 | merged id`.
     private let merges: [UInt64: UInt64]
+    /// The model's vocabulary (byte-alphabet spellings) and merges in rank order, as given: what
+    /// ``tokenizerJSON()`` writes back.
+    let vocabulary: [String: TokenID]
+    let mergePairs: [(String, String)]
     /// The model's unknown token, used for a byte the vocabulary lacks (none: the byte is dropped, as `tokenizers` does).
-    private let modelUnknownID: TokenID?
+    let modelUnknownID: TokenID?
     private let addedMatcher: AddedTokenMatcher
     private let cache = WordCache()
 
@@ -119,6 +123,8 @@ public struct BPETokenizer: Sendable {
         self.byteIDs = ByteLevel.characterOfByte.map { vocabulary[String($0)] ?? -1 }
         self.idsOfBytes = idsOfBytes
         self.merges = mergeTable
+        self.vocabulary = vocabulary
+        self.mergePairs = merges
         self.specialIDs = Set(addedTokens.filter(\.special).map(\.id))
         self.addedTokens = addedTokens
         self.addedMatcher = AddedTokenMatcher(addedTokens)

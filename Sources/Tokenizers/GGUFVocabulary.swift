@@ -69,3 +69,33 @@ extension BPETokenizer {
                       ignoreMerges: ignoreMerges, bosID: bosID, eosID: eosID, padID: padID, unkID: unkID, source: source)
     }
 }
+
+extension BPETokenizer {
+    /// The tokenizer as `tokenizer.ggml.*` metadata (the inverse of
+    /// ``init(ggufTokens:merges:tokenTypes:pre:bosID:eosID:padID:unkID:source:)``): `count` tokens
+    /// by id (ids the tokenizer lacks as `[PAD<id>]`, type unused, as llama.cpp's converter pads a
+    /// model's embedding rows), special added tokens as control, other added tokens as
+    /// user-defined, merges as `"a b"`, and the `tokenizer.ggml.pre` name llama.cpp maps to this
+    /// pre-tokenizer; nil when none does.
+    public func ggufVocabulary(count: Int) -> (tokens: [String], tokenTypes: [Int32], merges: [String], pre: String?) {
+        var tokens = (0..<count).map { "[PAD\($0)]" }
+        var types = [Int32](repeating: GGUFTokenType.unused.rawValue, count: count)
+        for (spelling, id) in vocabulary where Int(id) < count {
+            tokens[Int(id)] = spelling
+            types[Int(id)] = GGUFTokenType.normal.rawValue
+        }
+        for token in addedTokens where Int(token.id) < count {
+            tokens[Int(token.id)] = token.content
+            types[Int(token.id)] = (token.special ? GGUFTokenType.control : GGUFTokenType.userDefined).rawValue
+        }
+        let pre: String? = switch (preTokenizer, ignoreMerges) {
+        case (.llama3, true): "llama-bpe"
+        case (.llama3, false): "dbrx"
+        case (.qwen2, false): "qwen2"
+        case (.gpt2, false): "gpt2"
+        case (.individualDigitsThenGPT2, false): "smollm"
+        default: nil
+        }
+        return (tokens, types, mergePairs.map { "\($0.0) \($0.1)" }, pre)
+    }
+}

@@ -6,7 +6,39 @@ extension BPETokenizer {
     /// names (`bos_token`, `eos_token`, `pad_token`, `unk_token`) of a `tokenizer_config.json` next to
     /// it when there is one. Anything this tokenizer does not reproduce is an error naming the key.
     public init(tokenizerJSON path: String) throws {
-        let root = try Self.readJSONObject(path)
+        let configPath = URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("tokenizer_config.json").path
+        var names: [String: String] = [:]
+        if FileManager.default.fileExists(atPath: configPath) {
+            names = try Self.specialTokenNames(inConfig: Self.readJSONObject(configPath), path: configPath)
+        }
+        try self.init(root: Self.readJSONObject(path), specialTokenNames: names, path: path, namesPath: configPath)
+    }
+
+    /// From the bytes of a `tokenizer.json` (as weights files store them) and the special-token
+    /// names by `tokenizer_config.json` key (`bos_token`, …). `source` names them in errors.
+    public init(tokenizerJSONBytes bytes: [UInt8], specialTokenNames: [String: String], source: String) throws {
+        try self.init(root: Self.parseJSONObject(Data(bytes), path: source), specialTokenNames: specialTokenNames,
+                      path: source, namesPath: source)
+    }
+
+    /// The special-token names of a `tokenizer_config.json` object (`bos_token`, `eos_token`,
+    /// `pad_token`, `unk_token`; a string or an object with `content`), by key.
+    static func specialTokenNames(inConfig config: [String: Any], path: String) throws -> [String: String] {
+        let configJSON = JSONReader(path: path)
+        var names: [String: String] = [:]
+        for key in specialTokenKeys {
+            guard let value = config[key], !(value is NSNull) else { continue }
+            guard let name = value as? String ?? (value as? [String: Any])?["content"] as? String else {
+                throw configJSON.error(key, "neither a string nor an object with content")
+            }
+            names[key] = name
+        }
+        return names
+    }
+
+    static let specialTokenKeys = ["bos_token", "eos_token", "pad_token", "unk_token"]
+
+    private init(root: [String: Any], specialTokenNames: [String: String], path: String, namesPath: String) throws {
         let json = JSONReader(path: path)
 
         guard let model = root["model"] as? [String: Any] else { throw json.error("model", "missing or not an object") }
@@ -78,22 +110,14 @@ extension BPETokenizer {
                 normalized: try json.bool(object, "normalized", at: "\(key).normalized") ?? false))
         }
 
-        // Special-token names from tokenizer_config.json, resolved against the vocabulary.
-        let configPath = URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("tokenizer_config.json").path
+        // Special-token names (from tokenizer_config.json), resolved against the vocabulary.
         var specialIDs: [String: TokenID] = [:]
-        if FileManager.default.fileExists(atPath: configPath) {
-            let config = try Self.readJSONObject(configPath)
-            let configJSON = JSONReader(path: configPath)
-            var known = vocabulary
-            for token in addedTokens { known[token.content] = token.id }
-            for key in ["bos_token", "eos_token", "pad_token", "unk_token"] {
-                guard let value = config[key], !(value is NSNull) else { continue }
-                guard let name = value as? String ?? (value as? [String: Any])?["content"] as? String else {
-                    throw configJSON.error(key, "neither a string nor an object with content")
-                }
-                guard let id = known[name] else { throw configJSON.error(key, "\"\(name)\" is not a token of \(path)") }
-                specialIDs[key] = id
-            }
+        var known = vocabulary
+        for token in addedTokens { known[token.content] = token.id }
+        for key in Self.specialTokenKeys {
+            guard let name = specialTokenNames[key] else { continue }
+            guard let id = known[name] else { throw JSONReader(path: namesPath).error(key, "\"\(name)\" is not a token of \(path)") }
+            specialIDs[key] = id
         }
 
         try self.init(vocabulary: vocabulary, merges: merges, addedTokens: addedTokens, preTokenizer: preTokenizer,
@@ -110,6 +134,10 @@ extension BPETokenizer {
         } catch {
             throw CermError.io(path: path, reason: "cannot read: \((error as NSError).localizedDescription)")
         }
+        return try parseJSONObject(data, path: path)
+    }
+
+    private static func parseJSONObject(_ data: Data, path: String) throws -> [String: Any] {
         let object: Any
         do {
             object = try JSONSerialization.jsonObject(with: data)

@@ -76,7 +76,7 @@ struct EvalCommand: ParsableCommand {
             let judge: JudgeSource
             let label: String
             if let checkpoint {
-                let (weights, kind) = try WeightsFile.load(path: checkpoint, probe: ChildProcessCheckpointProbe())
+                let (weights, kind, _) = try WeightsFile.load(path: checkpoint, probe: ChildProcessCheckpointProbe())
                 // Without --config the weights are judged as stored; with one, they must be its [model].
                 judge = .model(try config.map { try WeightsFile.requireModel(of: cfg, configPath: $0, weights: weights, path: checkpoint) } ?? weights)
                 label = "\(checkpoint) (\(kind.rawValue))"

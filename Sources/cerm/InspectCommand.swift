@@ -59,7 +59,7 @@ struct InspectCommand: ParsableCommand {
         } else {
             print("optimizer        \(state.adamM.count) first-moment, \(state.adamV.count) second-moment tensors (--optimizer lists them)")
         }
-        print("tokenizer        \(state.tokenizerDescription)")
+        print("tokenizer        \(state.tokenizer?.description ?? state.tokenizerDescription)")
         for (key, value) in state.extra.sorted(by: { $0.key < $1.key }) {
             print("extra            \(CheckpointFormat.jsonString(key)) = \(CheckpointFormat.jsonString(value))")
         }
@@ -87,7 +87,7 @@ struct InspectCommand: ParsableCommand {
         }
         let weights = loaded.weights
         printTensors("model", try weights.layout.tensors(of: weights.values).map { NamedTensor(name: $0.name, shape: $0.shape, values: $0.values) })
-        print("tokenizer        \(loaded.tokenizerDescription ?? "(none stored)")")
+        print("tokenizer        \(loaded.storedTokenizer?.description ?? loaded.tokenizerDescription ?? "(none stored)")")
         print("model config     \(loaded.modelConfigJSON)")
         if !loaded.checksumMatches { throw ExitCode(1) }
     }

@@ -1,16 +1,19 @@
 import ArgumentParser
 import Foundation
 import Shared
-import Tokenizers
 
 /// `cerm tokenize --model SRC TEXT`: the ids of TEXT on one line, or with `--decode` the text of ids.
 struct TokenizeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tokenize",
         abstract: "Print the token ids of TEXT (one line, separated by spaces), or with --decode the text of ids.",
-        discussion: "SRC is a tokenizer.json or a directory holding one. Special tokens in TEXT (<|im_start|>…) are parsed as such unless --split-special.")
+        discussion: """
+        SRC is a GGUF file, a Hugging Face model directory, a cerm weights file or RL checkpoint (its stored tokenizer, \
+        or cerm's byte tokenizer), or a tokenizer.json (or a directory holding one). Special tokens in TEXT \
+        (<|im_start|>…) are parsed as such unless --split-special.
+        """)
 
-    @Option(help: "The tokenizer: a tokenizer.json file or a directory holding one.")
+    @Option(help: "The model or tokenizer: a GGUF file, a Hugging Face model directory, a cerm weights file or checkpoint, or a tokenizer.json.")
     var model: String
 
     @Flag(help: "Read ids (as arguments, or one argument of space-separated ids) and print their text.")
@@ -26,9 +29,9 @@ struct TokenizeCommand: ParsableCommand {
     var text: [String]
 
     func run() throws {
-        let tokenizer: BPETokenizer
+        let tokenizer: ModelSource
         do {
-            tokenizer = try BPETokenizer(source: model)
+            tokenizer = try ModelSource.open(model, chatTemplate: "auto", loadWeights: false)
         } catch {
             throw exitWithError(error)
         }

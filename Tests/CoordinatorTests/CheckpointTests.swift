@@ -62,7 +62,7 @@ struct CheckpointTests {
         let loaded = try CheckpointReader.read(path: result.path)
         #expect(loaded.checksumMatches)
         #expect(loaded.storedChecksum == result.checksum)
-        #expect(loaded.formatVersion == 1)
+        #expect(loaded.formatVersion == 2)
         #expect(loaded.state.isBitIdentical(to: state))
         // The payload NaN and -0 survive as bits, not just as "some NaN" / "zero".
         #expect(loaded.state.tensors[0].values[1].bitPattern == 0x7fc0_1234)
@@ -106,7 +106,50 @@ struct CheckpointTests {
         let state = TrainingState(step: 1, policyVersion: 2, tensors: [NamedTensor(name: "w", shape: [1], values: [1])])
         let extra = CheckpointFormat.encodeExtra(state.extra)
         #expect(extra == Array("{}".utf8))
-        #expect(CheckpointFormat.checksum(of: state, extraJSON: extra) == referenceChecksumOfTinyState())
+        #expect(CheckpointFormat.checksum(of: state, extraJSON: extra) == referenceChecksumOfTinyState(version: 2))
+        // Version 1 files (no tokenizer part) keep their checksums.
+        #expect(CheckpointFormat.checksum(of: state, extraJSON: extra, formatVersion: 1) == referenceChecksumOfTinyState(version: 1))
+        var withTokenizer = state
+        withTokenizer.tokenizer = StoredTokenizer(tokenizerJSON: Array("{}".utf8), bosToken: nil, eosToken: "e", padToken: nil,
+                                                  unkToken: nil, chatTemplate: "none", chatTemplateSystem: nil, chatTemplateJinja: nil)
+        #expect(CheckpointFormat.checksum(of: withTokenizer, extraJSON: extra) == referenceChecksumOfTinyState(version: 2, tokenizerEOS: "e"))
+    }
+
+    @Test func aStoredTokenizerRoundTripsAndVersion1FilesStillLoad() throws {
+        let tokenizer = StoredTokenizer(tokenizerJSON: Array(#"{"model": {}}"#.utf8), bosToken: "<s>", eosToken: "</s>", padToken: nil,
+                                        unkToken: "<unk>", chatTemplate: "chatml", chatTemplateSystem: "Be brief.",
+                                        chatTemplateJinja: "{{ messages }}")
+        let dir = try makeTemporaryDirectory("tokenizer")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var state = TrainingState(step: 3, policyVersion: 3, tensors: [NamedTensor(name: "w", shape: [1], values: [1])])
+        state.tokenizer = tokenizer
+        let written = try CheckpointWriter(directory: dir, keepLast: 5).write(state)
+        let loaded = try CheckpointReader.read(path: written.path)
+        #expect(loaded.formatVersion == 2)
+        #expect(loaded.checksumMatches)
+        #expect(loaded.state.tokenizer == tokenizer)
+        #expect(loaded.state.isBitIdentical(to: state))
+
+        // The checksum covers the tokenizer: a changed template is a mismatch.
+        do {
+            let file = try HDF5File(path: written.path, mode: .readWrite)
+            try file.root.group("tokenizer").setAttribute("chat_template", "llama3")
+            try file.close()
+        }
+        #expect(try !CheckpointReader.read(path: written.path).checksumMatches)
+
+        // A version 1 file: no tokenizer group, the checksum without the tokenizer part.
+        let v1State = TrainingState(step: 4, policyVersion: 4, tensors: state.tensors)
+        let v1 = try CheckpointWriter(directory: dir, keepLast: 5).write(v1State)
+        do {
+            let file = try HDF5File(path: v1.path, mode: .readWrite)
+            try file.root.setAttribute("format_version", Int64(1))
+            try file.root.setAttribute("checksum", CheckpointFormat.checksum(of: v1State, extraJSON: CheckpointFormat.encodeExtra([:]), formatVersion: 1))
+            try file.close()
+        }
+        let old = try CheckpointReader.load(path: v1.path)
+        #expect(old.tokenizer == nil)
+        #expect(old.step == 4)
     }
 
     @Test func flippedTensorByteIsAChecksumMismatch() throws {
@@ -183,8 +226,8 @@ struct CheckpointTests {
         #expect(reason { _ = try CheckpointReader.load(path: unlisted) }
             == CheckpointError(path: unlisted, reason: .malformed("dataset /optim/m/lm_head.bias is not listed in /meta/optim_m_names")))
 
-        let future = try storeVariant("future.h5") { try $0.setAttribute("format_version", Int64(2)) }
-        #expect(reason { _ = try CheckpointReader.load(path: future) } == CheckpointError(path: future, reason: .unsupportedVersion(2)))
+        let future = try storeVariant("future.h5") { try $0.setAttribute("format_version", Int64(3)) }
+        #expect(reason { _ = try CheckpointReader.load(path: future) } == CheckpointError(path: future, reason: .unsupportedVersion(3)))
 
         let other = try storeVariant("other.h5") { try $0.setAttribute("format", "something-else") }
         #expect(reason { _ = try CheckpointReader.load(path: other) }
@@ -343,17 +386,27 @@ struct CheckpointTests {
 
 /// FNV-1a-64 of the canonical stream of the tiny state in `checksumIsStableAcrossRuns`,
 /// computed independently here byte by byte.
-private func referenceChecksumOfTinyState() -> UInt64 {
+/// Version 2 appends the tokenizer: `u64(0)` without one, else `u64(1)` and its fields (here
+/// tokenizer.json `{}`, only an EOS name, template `none`).
+private func referenceChecksumOfTinyState(version: UInt64, tokenizerEOS: String? = nil) -> UInt64 {
     var bytes: [UInt8] = []
     func u64(_ v: UInt64) { bytes += withUnsafeBytes(of: v.littleEndian) { Array($0) } }
     func str(_ s: String) { u64(UInt64(s.utf8.count)); bytes += Array(s.utf8) }
-    str("cerm-checkpoint"); u64(1)
+    str("cerm-checkpoint"); u64(version)
     u64(1); u64(2); u64(0); u64(0); u64(0); u64(0)  // step, version, adam step, cursor
     u64(0)                                          // no rng words
     str("model"); u64(1); str("w"); u64(1); u64(1); u64(4); bytes += [0x00, 0x00, 0x80, 0x3f]
     str("optim/m"); u64(0)
     str("optim/v"); u64(0)
     str(""); str("{}"); str(""); str("{}")
+    if version >= 2 {
+        if let tokenizerEOS {
+            u64(1)
+            u64(1); str("{}"); u64(0); u64(1); str(tokenizerEOS); u64(0); u64(0); u64(1); str("none"); u64(0); u64(0)
+        } else {
+            u64(0)
+        }
+    }
     var h: UInt64 = 0xcbf2_9ce4_8422_2325
     for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
     return h

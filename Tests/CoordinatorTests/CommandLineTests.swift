@@ -422,9 +422,14 @@ import Testing
             .appendingPathComponent("ModelFormatsTests/Fixtures").path
         let dir = try Self.directory("import")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        for (source, family) in [("llama_tiny.gguf", "llama"), ("qwen2_tiny", "qwen2")] {
+        // The fixtures have no usable tokenizer: the GGUF's merges use tokens it lacks, the directory has no tokenizer.json.
+        for (source, family, tokenizerError) in [("llama_tiny.gguf", "llama", "merge 0 \"t 1\" uses a token that is not in the vocabulary"),
+                                                 ("qwen2_tiny", "qwen2", "has no tokenizer.json (cerm reads the fast tokenizer's tokenizer.json)")] {
             let path = (fixtures as NSString).appendingPathComponent(source)
-            guard let result = try Self.cerm(["import", path, "--out", "out/\(family).h5"], in: dir) else { return }
+            guard let refused = try Self.cerm(["import", path, "--out", "out/\(family).h5"], in: dir) else { return }
+            #expect(refused.status == 2)
+            #expect(refused.stderr == "error: \(path): \(tokenizerError) (--without-tokenizer imports the weights alone)\n")
+            guard let result = try Self.cerm(["import", path, "--out", "out/\(family).h5", "--without-tokenizer"], in: dir) else { return }
             #expect(result.status == 0, "\(result.stderr)")
             #expect(result.stdout == "")
             let imported = try ModelImport.load(path: path)
@@ -433,6 +438,7 @@ import Testing
             #expect(result.stderrLines.first == "imported \(imported.source): \(saved.layout.specs.count) tensors, \(saved.values.count) parameters")
             #expect(result.stderrLines.contains("  model.family = \(family)"))
             #expect(result.stderrLines.contains("wrote out/\(family).h5"))
+            #expect(result.stderrLines.contains("  tokenizer: none stored (--without-tokenizer)"))
         }
         let bad = try #require(try Self.cerm(["import", "absent.gguf", "--out", "x.h5"], in: dir))
         #expect(bad.status == 2)

@@ -320,6 +320,29 @@ enum LearnerFixture {
         #expect(!String(decoding: header, as: UTF8.self).contains("reference."))
     }
 
+    /// The `--init` weights' tokenizer goes into every checkpoint, and a learner restored from
+    /// such a checkpoint (resumed without --init) keeps it.
+    @Test func theInitWeightsTokenizerGoesIntoCheckpoints() throws {
+        let config = LearnerFixture.config()
+        let directory = try makeTemporaryDirectory("learner-tokenizer")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let initPath = (directory as NSString).appendingPathComponent("init.h5")
+        let tokenizer = StoredTokenizer(tokenizerJSON: Array("{}".utf8), bosToken: nil, eosToken: "</s>", padToken: nil, unkToken: nil,
+                                        chatTemplate: "none", chatTemplateSystem: nil, chatTemplateJinja: nil)
+        try WeightsFile.saveAtomically(ModelWeights(initialFor: config), tokenizer: tokenizer, to: initPath)
+        let learner = try GRPOLearner(config: config, initPath: initPath)
+        #expect(learner.modelTokenizer == tokenizer)
+        let state = try learner.trainingState(step: 0, dataCursor: DataCursor())
+        #expect(state.tokenizer == tokenizer)
+        #expect(state.tokenizerDescription == tokenizer.description)
+
+        let resumed = try GRPOLearner(config: config)
+        #expect(resumed.modelTokenizer == nil)
+        #expect(try resumed.trainingState(step: 0, dataCursor: DataCursor()).tokenizerDescription == ByteTokenizer().description)
+        try resumed.restore(from: state)
+        #expect(resumed.modelTokenizer == tokenizer)
+    }
+
     /// `par` and `pairwise`: single-stage prompts are rebuilt and rewarded; the step trains.
     @Test(arguments: [RewardMode.par, .pairwise]) func singleStageModesTrain(mode: RewardMode) throws {
         var config = LearnerFixture.config()

@@ -121,4 +121,57 @@ import Testing
             try HuggingFaceExport.export(broken, to: dir, source: "step_5.h5")
         }
     }
+
+    /// A checkpoint with a stored tokenizer (the tiny ChatML one of GenerateCommandTests) also
+    /// gets tokenizer.json as stored, tokenizer_config.json with the Jinja template and token
+    /// names, generation_config.json with the stop tokens, and config.json the tokenizer's ids.
+    @Test func aStoredTokenizerIsExportedWithItsTemplateAndStopTokens() throws {
+        let dir = try makeTemporaryDirectory("hf-export-tokenizer")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let config = Self.tinyConfig(.qwen3)
+        let policy = ModelWeights(config: config, seed: 3, initStd: 0.1)
+        let tokenizer = StoredTokenizer(
+            tokenizerJSON: Array(GenerateCommandTests.tokenizerJSON.utf8), bosToken: "<|im_start|>", eosToken: "<|endoftext|>",
+            padToken: nil, unkToken: nil, chatTemplate: "chatml", chatTemplateSystem: nil, chatTemplateJinja: "{{ messages }}\n")
+        let state = TrainingState(step: 2, policyVersion: 2, tensors: try policy.layout.tensors(of: policy.values)
+            .map { NamedTensor(name: $0.name, shape: $0.shape, values: $0.values) }, modelConfigJSON: config.jsonString(), tokenizer: tokenizer)
+        let written = try HuggingFaceExport.export(state, to: dir, source: "step_2.h5")
+        #expect(written.map { ($0 as NSString).lastPathComponent }
+            == ["model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"])
+        #expect(try Array(Data(contentsOf: URL(fileURLWithPath: written[2]))) == tokenizer.tokenizerJSON)
+        #expect(try String(contentsOfFile: written[3], encoding: .utf8) == """
+            {
+              "tokenizer_class": "PreTrainedTokenizerFast",
+              "bos_token": "<|im_start|>",
+              "eos_token": "<|endoftext|>",
+              "pad_token": null,
+              "unk_token": null,
+              "model_max_length": \(config.maxSeqLen),
+              "clean_up_tokenization_spaces": false,
+              "chat_template": "{{ messages }}\\n"
+            }
+
+            """)
+        // ChatML stops at <|im_end|> (30) and at the EOS (28); the first is the model's end of turn.
+        #expect(try String(contentsOfFile: written[4], encoding: .utf8) == """
+            {
+              "bos_token_id": 29,
+              "eos_token_id": [30, 28],
+              "pad_token_id": null
+            }
+
+            """)
+        let configJSON = try String(contentsOfFile: written[1], encoding: .utf8)
+        #expect(configJSON.contains("  \"bos_token_id\": 29,\n"))
+        #expect(configJSON.contains("  \"eos_token_id\": 30,\n"))
+
+        // A stored tokenizer that does not read is an error naming the checkpoint, before any file is written.
+        var broken = state
+        broken.tokenizer?.tokenizerJSON = Array("{}".utf8)
+        let other = (dir as NSString).appendingPathComponent("other")
+        #expect(throws: CermError.io(path: "step_2.h5 (stored tokenizer.json)", reason: "model: missing or not an object")) {
+            try HuggingFaceExport.export(broken, to: other, source: "step_2.h5")
+        }
+        #expect(!FileManager.default.fileExists(atPath: other))
+    }
 }

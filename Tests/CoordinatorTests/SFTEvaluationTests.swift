@@ -451,13 +451,13 @@ struct EvaluationBackendTests {
         let path = directory + "/sft/model.h5"
         try WeightsFile.saveAtomically(weights, to: path)
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory + "/sft") == ["model.h5"])
-        let (loaded, kind) = try WeightsFile.load(path: path)
+        let (loaded, kind, _) = try WeightsFile.load(path: path)
         #expect(kind == .modelWeights && loaded == weights)
 
         let tensors = try weights.layout.tensors(of: weights.values).map { NamedTensor(name: $0.name, shape: $0.shape, values: $0.values) }
         let state = TrainingState(step: 3, policyVersion: 3, tensors: tensors, modelConfigJSON: tinyConfig.jsonString())
         let written = try CheckpointWriter(directory: directory + "/run", keepLast: 2).write(state)
-        let (fromCheckpoint, checkpointKind) = try WeightsFile.load(path: written.path)
+        let (fromCheckpoint, checkpointKind, _) = try WeightsFile.load(path: written.path)
         #expect(checkpointKind == .checkpoint && fromCheckpoint == weights)
     }
 }

@@ -103,6 +103,49 @@ import Testing
             try ModelWeights.load(path: path)
         }
     }
+
+    static let storedTokenizer = StoredTokenizer(
+        tokenizerJSON: Array(#"{"model": {"type": "BPE"}}"#.utf8), bosToken: "<s>", eosToken: "<|im_end|>", padToken: nil,
+        unkToken: nil, chatTemplate: "chatml", chatTemplateSystem: "You are helpful.\n",
+        chatTemplateJinja: "{% for m in messages %}<|im_start|>{{ m.content }}<|im_end|>{% endfor %}")
+
+    @Test func aStoredTokenizerTravelsWithTheWeights() throws {
+        let w = ModelWeights(config: TrainingTestData.llamaTiny, seed: 3, initStd: 0.5)
+        let path = temporaryPath("tokenizer")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try w.save(to: path, tokenizer: Self.storedTokenizer)
+        let loaded = try ModelWeights.loadVerified(path: path)
+        #expect(loaded.weights == w)
+        #expect(loaded.storedTokenizer == Self.storedTokenizer)
+        #expect(loaded.tokenizer == Self.storedTokenizer.description)
+        #expect(Self.storedTokenizer.description == #"tokenizer.json (26 bytes); chat template chatml with a default system message, "#
+                + #"Jinja text kept; bos_token "<s>", eos_token "<|im_end|>""#)
+
+        // Without the group: cerm's byte tokenizer.
+        try w.save(to: path)
+        #expect(try ModelWeights.loadVerified(path: path).storedTokenizer == nil)
+    }
+
+    @Test func aDamagedTokenizerGroupIsAnErrorNamingTheKey() throws {
+        let w = ModelWeights(config: TrainingTestData.llamaTiny, seed: 3, initStd: 0.5)
+        let path = temporaryPath("tokenizer-damaged")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try w.save(to: path)
+        do {
+            let file = try HDF5File(path: path, mode: .readWrite)
+            let group = try file.root.group("tokenizer", create: true)
+            try group.write("tokenizer_json", [UInt8]("{}".utf8), shape: [2])
+            try file.close()
+        }
+        #expect(throws: CermError.io(path: path, reason: "missing attribute /tokenizer/@chat_template")) { try ModelWeights.loadVerified(path: path) }
+        try w.save(to: path)
+        do {
+            let file = try HDF5File(path: path, mode: .readWrite)
+            try file.root.group("tokenizer", create: true).setAttribute("chat_template", "chatml")
+            try file.close()
+        }
+        #expect(throws: CermError.io(path: path, reason: "missing dataset /tokenizer/tokenizer_json")) { try ModelWeights.loadVerified(path: path) }
+    }
 }
 
 @Suite struct ParameterLayoutTensorTests {

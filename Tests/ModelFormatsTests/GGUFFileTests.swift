@@ -97,7 +97,7 @@ import Shared
         var builder = GGUFBuilder()
         builder.set("general.architecture", .string("test"))
         builder.tensors = [.init(name: "blk.0.attn_q.weight", dimensions: [32, 2], type: GGMLType(rawValue: 6)!, bytes: [UInt8](repeating: 0, count: 44))]
-        let path = try Fixtures.write(builder.bytes(), named: "q5_0.gguf", in: directory)
+        let path = try Fixtures.write(try builder.bytes(), named: "q5_0.gguf", in: directory)
         let file = try GGUFFile(path: path)
         #expect(file.tensors.first?.type.name == "Q5_0")
         #expect(throws: CermError.io(path: path, reason: "tensor blk.0.attn_q.weight has type Q5_0, which cerm cannot read (supported: BF16, F16, F32, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K, Q8_0)")) {
@@ -112,7 +112,7 @@ import Shared
         builder.set("general.architecture", .string("test"))
         builder.tensors = [.init(name: "a", dimensions: [4], type: .f32, bytes: [UInt8](repeating: 0, count: 16)),
                            .init(name: "b", dimensions: [8, 2], type: .f32, bytes: [UInt8](repeating: 0, count: 64))]
-        var bytes = builder.bytes()
+        var bytes = try builder.bytes()
         bytes.removeLast(8)
         let path = try Fixtures.write(bytes, named: "short.gguf", in: directory)
         #expect(throws: CermError.io(path: path, reason: "tensor b: data at offset 32 of 64 bytes is past the end of the data section (88 bytes)")) {

@@ -66,7 +66,7 @@ enum ReferenceLogits {
     static func damaged(_ change: (inout GGUFBuilder) -> Void, in directory: String) throws -> String {
         var builder = GGUFBuilder(copying: try GGUFFile(path: Fixtures.path("llama_tiny.gguf")))
         change(&builder)
-        return try Fixtures.write(builder.bytes(), named: "damaged.gguf", in: directory)
+        return try Fixtures.write(try builder.bytes(), named: "damaged.gguf", in: directory)
     }
 
     @Test func badModelsAreErrorsNamingFileAndTensorOrKey() throws {

@@ -58,6 +58,8 @@ public struct LoadedSFTWeights: Sendable {
     public var tokenizerDescription: String?
     /// The root attribute `weights_fnv1a64`, or nil when the file has none.
     public var storedChecksum: UInt64?
+    /// The group `tokenizer/`, nil when absent (cerm's byte tokenizer).
+    public var storedTokenizer: StoredTokenizer?
     /// ``ModelWeights/checksum`` of the loaded values.
     public var computedChecksum: UInt64 { weights.checksum }
     /// True when the stored checksum equals the computed one, or none is stored (as
@@ -78,6 +80,6 @@ public struct LoadedSFTWeights: Sendable {
             stored = values[0]
         }
         return LoadedSFTWeights(path: path, weights: file.weights, modelConfigJSON: file.modelConfigJSON,
-                                tokenizerDescription: file.tokenizer, storedChecksum: stored)
+                                tokenizerDescription: file.tokenizer, storedChecksum: stored, storedTokenizer: file.storedTokenizer)
     }
 }

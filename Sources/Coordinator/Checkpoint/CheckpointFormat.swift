@@ -6,8 +6,11 @@ import Shared
 public enum CheckpointFormat {
     /// Value of the root attribute `format`.
     public static let name = "cerm-checkpoint"
-    /// Value of the root attribute `format_version` this build writes and reads.
-    public static let version: Int64 = 1
+    /// Value of the root attribute `format_version` this build writes. Version 2 added the
+    /// optional group `tokenizer/` (a pretrained model's tokenizer and chat template).
+    public static let version: Int64 = 2
+    /// The versions this build reads (a version 1 file has cerm's byte tokenizer).
+    public static let readableVersions: ClosedRange<Int64> = 1...2
     /// Value of the root attribute `checksum_algorithm`.
     public static let checksumAlgorithm = "fnv1a64-canonical-v1"
 
@@ -55,11 +58,12 @@ public enum CheckpointFormat {
     }
 
     /// The checkpoint checksum: FNV-1a-64 over the canonical byte stream of the state (see
-    /// docs/CHECKPOINT.md, "Checksum"). `extraJSON` is the stored encoding of `state.extra`.
-    public static func checksum(of state: TrainingState, extraJSON: [UInt8]) -> UInt64 {
+    /// docs/CHECKPOINT.md, "Checksum"). `extraJSON` is the stored encoding of `state.extra`;
+    /// `formatVersion` the file's (version 1 has no tokenizer part).
+    public static func checksum(of state: TrainingState, extraJSON: [UInt8], formatVersion: Int64 = version) -> UInt64 {
         var stream = ChecksumStream()
         stream.feed(string: Array(name.utf8))
-        stream.feed(int: version)
+        stream.feed(int: formatVersion)
         stream.feed(int: Int64(state.step))
         stream.feed(uint: state.policyVersion)
         stream.feed(int: Int64(state.adamStep))
@@ -82,6 +86,14 @@ public enum CheckpointFormat {
         stream.feed(string: Array(state.modelConfigJSON.utf8))
         stream.feed(string: Array(state.tokenizerDescription.utf8))
         stream.feed(string: extraJSON)
+        if formatVersion >= 2 {
+            if let tokenizer = state.tokenizer {
+                stream.feed(uint: 1)
+                tokenizer.canonicalBytes.withUnsafeBytes { stream.feed(bytes: $0) }
+            } else {
+                stream.feed(uint: 0)
+            }
+        }
         return stream.value
     }
 

@@ -41,7 +41,7 @@ public enum CheckpointReader {
         do { format = try root.stringAttribute("format") } catch { throw fail(.wrongFormat("'format' attribute is not a string")) }
         guard format == CheckpointFormat.name else { throw fail(.wrongFormat("format is \(CheckpointFormat.jsonString(format))")) }
         let version = try int64Attribute(root, "format_version", path)
-        guard version == CheckpointFormat.version else { throw fail(.unsupportedVersion(version)) }
+        guard CheckpointFormat.readableVersions.contains(version) else { throw fail(.unsupportedVersion(version)) }
 
         let step = try int64Attribute(root, "step", path)
         let policyVersion = try uint64Attribute(root, "policy_version", path)
@@ -59,6 +59,10 @@ public enum CheckpointReader {
         let modelConfigJSON = try text(root, CheckpointFormat.modelConfigDataset, path)
         let tokenizer = try text(root, CheckpointFormat.tokenizerDataset, path)
         let extraBytes: [UInt8] = try dataset(root, CheckpointFormat.extraDataset, path, oneDimensional: true)
+        let storedTokenizer: StoredTokenizer?
+        do { storedTokenizer = version >= 2 ? try StoredTokenizer.read(from: root) : nil } catch let CermError.io(_, reason) {
+            throw fail(.malformed(reason))
+        }
         let extra: [String: String]
         do {
             extra = try JSONDecoder().decode([String: String].self, from: Data(extraBytes))
@@ -69,8 +73,9 @@ public enum CheckpointReader {
         let state = TrainingState(
             step: try intValue(step, "step", path), policyVersion: policyVersion, tensors: tensors, adamM: adamM,
             adamV: adamV, adamStep: try intValue(adamStep, "adam_step", path), dataCursor: cursor, rngState: rng,
-            configText: configText, modelConfigJSON: modelConfigJSON, tokenizerDescription: tokenizer, extra: extra)
-        let computed = CheckpointFormat.checksum(of: state, extraJSON: extraBytes)
+            configText: configText, modelConfigJSON: modelConfigJSON, tokenizerDescription: tokenizer,
+            tokenizer: storedTokenizer, extra: extra)
+        let computed = CheckpointFormat.checksum(of: state, extraJSON: extraBytes, formatVersion: version)
         return LoadedCheckpoint(path: path, state: state, formatVersion: version,
                                 storedChecksum: storedChecksum, computedChecksum: computed)
     }

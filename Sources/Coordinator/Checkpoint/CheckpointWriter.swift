@@ -166,6 +166,7 @@ public final class CheckpointWriter: @unchecked Sendable {
         try root.writeText(CheckpointFormat.modelConfigDataset, state.modelConfigJSON)
         try root.writeText(CheckpointFormat.tokenizerDataset, state.tokenizerDescription)
         try root.write(CheckpointFormat.extraDataset, extraJSON, shape: [extraJSON.count])
+        try state.tokenizer?.write(to: root)
     }
 
     private func removeStaleTemporaryFiles() -> [String] {

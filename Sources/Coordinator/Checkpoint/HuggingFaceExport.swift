@@ -2,6 +2,7 @@ import Engine
 import Foundation
 import ModelFormats
 import Shared
+import Tokenizers
 
 /// Exports a model in the Hugging Face layout: `model.safetensors` (float32) and a
 /// transformers `config.json` (`AutoModelForCausalLM.from_pretrained(DIR)` loads the pair;
@@ -13,36 +14,83 @@ public enum HuggingFaceExport {
     /// `reference.*` tensors are not exported. `source` names the checkpoint in errors.
     @discardableResult
     public static func export(_ state: TrainingState, to directory: String, source: String) throws -> [String] {
-        try export(WeightsFile.policyWeights(of: state, path: source), to: directory, source: source,
+        try export(WeightsFile.policyWeights(of: state, path: source), tokenizer: state.tokenizer, to: directory, source: source,
                    metadata: ["cerm_step": "\(state.step)", "cerm_policy_version": "\(state.policyVersion)"])
     }
 
     /// Writes `model.safetensors` (one entry per parameter of `weights.config`, so
     /// `weights.layout.specs.count` tensors, plus `metadata` and `"format": "pt"` in its
     /// `__metadata__`) and `config.json` (``configJSON(for:source:)``) into `directory`, and
-    /// returns the two paths. The config is built before anything is written: a model the
-    /// Hugging Face classes cannot express fails before any file is touched.
+    /// returns the two paths. With a pretrained model's `tokenizer` also `tokenizer.json`,
+    /// `tokenizer_config.json` and `generation_config.json` (``tokenizerFiles(_:config:source:)``),
+    /// and config.json's BOS/EOS ids are the tokenizer's. The config is built before anything is
+    /// written: a model the Hugging Face classes cannot express fails before any file is touched.
     @discardableResult
-    public static func export(_ weights: ModelWeights, to directory: String, source: String,
+    public static func export(_ weights: ModelWeights, tokenizer: StoredTokenizer? = nil, to directory: String, source: String,
                               metadata: [String: String] = [:]) throws -> [String] {
-        let config = try configJSON(for: weights.config, source: source)
+        let files = try tokenizer.map { try tokenizerFiles($0, config: weights.config, source: source) }
+        let config = try configJSON(for: weights.config, source: source, specialTokens: files?.ids ?? .byteTokenizer)
         let configPath = (directory as NSString).appendingPathComponent("config.json")
         try createParentDirectory(of: configPath)
         let weightsPath = (directory as NSString).appendingPathComponent("model.safetensors")
         try SafetensorsFile.write(weights.layout.tensors(of: weights.values), metadata: metadata.merging(["format": "pt"]) { _, pt in pt },
                                   to: weightsPath)
         try AtomicFile.write(configPath) { try $0.write(contentsOf: Data(config.utf8)) }
-        return [weightsPath, configPath]
+        var written = [weightsPath, configPath]
+        for (name, bytes) in files?.contents ?? [] {
+            let path = (directory as NSString).appendingPathComponent(name)
+            try AtomicFile.write(path) { try $0.write(contentsOf: Data(bytes)) }
+            written.append(path)
+        }
+        return written
+    }
+
+    /// The token ids config.json and generation_config.json name.
+    public struct SpecialTokenIDs: Sendable, Equatable {
+        public var bos: TokenID?
+        public var eos: [TokenID]
+        public var pad: TokenID?
+
+        /// cerm's byte tokenizer: `⟨bos⟩` and `⟨eos⟩`.
+        public static let byteTokenizer = SpecialTokenIDs(bos: ByteTokenizer.Special.bos.rawValue, eos: [ByteTokenizer.Special.eos.rawValue], pad: nil)
+    }
+
+    /// A pretrained model's tokenizer files: `tokenizer.json` as stored; `tokenizer_config.json`
+    /// with the special-token names, the model's Jinja `chat_template` (when kept) and
+    /// `model_max_length`; `generation_config.json` whose `eos_token_id` lists the template's stop
+    /// tokens (what `generate` stops at). `ids` are the BOS, stop and pad ids. Errors name `source`.
+    public static func tokenizerFiles(_ tokenizer: StoredTokenizer, config: TransformerConfig, source: String) throws
+        -> (contents: [(name: String, bytes: [UInt8])], ids: SpecialTokenIDs) {
+        let encoder = try tokenizer.chatEncoder(source: source)
+        let ids = SpecialTokenIDs(bos: encoder.tokenizer.bosID, eos: encoder.stopTokens, pad: encoder.tokenizer.padID)
+        var settings: [(String, String)] = [("tokenizer_class", JSONWriter.quote("PreTrainedTokenizerFast"))]
+        for (key, name) in [("bos_token", tokenizer.bosToken), ("eos_token", tokenizer.eosToken), ("pad_token", tokenizer.padToken),
+                            ("unk_token", tokenizer.unkToken)] {
+            settings.append((key, name.map(JSONWriter.quote) ?? "null"))
+        }
+        settings.append(("model_max_length", String(config.maxSeqLen)))
+        settings.append(("clean_up_tokenization_spaces", "false"))
+        if let jinja = tokenizer.chatTemplateJinja { settings.append(("chat_template", JSONWriter.quote(jinja))) }
+        func idJSON(_ id: TokenID?) -> String { id.map(String.init) ?? "null" }
+        let eos = ids.eos.count == 1 ? String(ids.eos[0]) : "[" + ids.eos.map(String.init).joined(separator: ", ") + "]"
+        let generation = [("bos_token_id", idJSON(ids.bos)), ("eos_token_id", eos), ("pad_token_id", idJSON(ids.pad))]
+        return ([("tokenizer.json", tokenizer.tokenizerJSON), ("tokenizer_config.json", Array(prettyObject(settings).utf8)),
+                 ("generation_config.json", Array(prettyObject(generation).utf8))], ids)
+    }
+
+    /// A JSON object with members in the given order, two-space indented, as transformers writes.
+    private static func prettyObject(_ members: [(String, String)]) -> String {
+        "{\n" + members.map { "  " + JSONWriter.quote($0.0) + ": " + $0.1 }.joined(separator: ",\n") + "\n}\n"
     }
 
     /// The transformers `config.json` of `config`: the architecture of its family
     /// (`LlamaForCausalLM`, `Qwen2ForCausalLM`, `Qwen3ForCausalLM`) with the engine's sizes under
-    /// their Hugging Face names, float32, the byte tokenizer's `⟨bos⟩`/`⟨eos⟩` ids, keys sorted,
+    /// their Hugging Face names, float32, the BOS and EOS ids of `specialTokens`, keys sorted,
     /// two-space indentation (as transformers writes it). Every field of `TransformerConfig` is
     /// recoverable from it: `qk_norm` and `qkv_bias` are implied by the architecture, which is why
     /// a model whose flags its family's class cannot express is refused (the class would build
     /// different layers and silently compute something else).
-    public static func configJSON(for config: TransformerConfig, source: String) throws -> String {
+    public static func configJSON(for config: TransformerConfig, source: String, specialTokens: SpecialTokenIDs = .byteTokenizer) throws -> String {
         let architecture: String
         var members: [String: String] = [:]
         func refuse(_ reason: String) -> CermError {
@@ -84,8 +132,9 @@ public enum HuggingFaceExport {
         }
         members["tie_word_embeddings"] = String(config.tieEmbeddings)
         members["hidden_act"] = CheckpointFormat.jsonString("silu")
-        members["bos_token_id"] = String(ByteTokenizer.Special.bos.rawValue)
-        members["eos_token_id"] = String(ByteTokenizer.Special.eos.rawValue)
+        members["bos_token_id"] = specialTokens.bos.map(String.init) ?? "null"
+        // The model's EOS: the first stop token is the template's end of turn, which the model ends a reply with.
+        members["eos_token_id"] = specialTokens.eos.first.map(String.init) ?? "null"
         members["torch_dtype"] = CheckpointFormat.jsonString("float32")
         let lines = members.sorted { $0.key < $1.key }.map { "  " + CheckpointFormat.jsonString($0.key) + ": " + $0.value }
         return "{\n" + lines.joined(separator: ",\n") + "\n}\n"

@@ -1,3 +1,5 @@
+import Shared
+
 /// A float32 tensor with its Hugging Face name (`model.layers.0.self_attn.q_proj.weight`) and
 /// row-major shape. An empty shape is a scalar (one value); a zero dimension makes it empty.
 public struct NamedTensor: Sendable, Equatable {
@@ -60,13 +62,16 @@ public struct TrainingState: Sendable, Equatable {
     /// `family`, `hidden_size`, `heads`, …; `cerm export` maps them to Hugging Face's).
     public var modelConfigJSON: String
     public var tokenizerDescription: String
+    /// A pretrained model's tokenizer and chat template (format version 2, group `tokenizer/`);
+    /// nil for cerm's byte tokenizer.
+    public var tokenizer: StoredTokenizer?
     /// Free-form metadata (run name, git revision, ...).
     public var extra: [String: String]
 
     public init(step: Int, policyVersion: UInt64, tensors: [NamedTensor], adamM: [NamedTensor] = [],
                 adamV: [NamedTensor] = [], adamStep: Int = 0, dataCursor: DataCursor = DataCursor(),
                 rngState: [UInt64] = [], configText: String = "", modelConfigJSON: String = "{}",
-                tokenizerDescription: String = "", extra: [String: String] = [:]) {
+                tokenizerDescription: String = "", tokenizer: StoredTokenizer? = nil, extra: [String: String] = [:]) {
         self.step = step
         self.policyVersion = policyVersion
         self.tensors = tensors
@@ -78,6 +83,7 @@ public struct TrainingState: Sendable, Equatable {
         self.configText = configText
         self.modelConfigJSON = modelConfigJSON
         self.tokenizerDescription = tokenizerDescription
+        self.tokenizer = tokenizer
         self.extra = extra
     }
 
@@ -95,7 +101,7 @@ public struct TrainingState: Sendable, Equatable {
         return step == other.step && policyVersion == other.policyVersion && adamStep == other.adamStep
             && dataCursor == other.dataCursor && rngState == other.rngState
             && bytes(configText, other.configText) && bytes(modelConfigJSON, other.modelConfigJSON)
-            && bytes(tokenizerDescription, other.tokenizerDescription)
+            && bytes(tokenizerDescription, other.tokenizerDescription) && tokenizer?.canonicalBytes == other.tokenizer?.canonicalBytes
             && extraA.count == extraB.count && zip(extraA, extraB).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
             && same(tensors, other.tensors) && same(adamM, other.adamM) && same(adamV, other.adamV)
     }

@@ -22,16 +22,20 @@ public enum WeightsFile {
     }
 
     /// The weights stored in `path`: an SFT weights file or the policy of an RL checkpoint
-    /// (verified against its checksum). With a `probe`, a child reads the file first
+    /// (verified against its checksum), with the model's stored tokenizer and chat template (nil:
+    /// cerm's byte tokenizer). With a `probe`, a child reads the file first
     /// (``CheckpointReader/probeFirst(path:with:)``), so a file that crashes libhdf5 is an
     /// error naming it rather than the death of this process.
-    public static func load(path: String, probe: (any CheckpointProbe)? = nil) throws -> (weights: ModelWeights, kind: Kind) {
+    public static func load(path: String, probe: (any CheckpointProbe)? = nil) throws
+        -> (weights: ModelWeights, kind: Kind, tokenizer: StoredTokenizer?) {
         try CheckpointReader.probeFirst(path: path, with: probe)
         switch try kind(path: path) {
         case .modelWeights:
-            return (try ModelWeights.load(path: path), .modelWeights)
+            let file = try ModelWeights.loadVerified(path: path)
+            return (file.weights, .modelWeights, file.storedTokenizer)
         case .checkpoint:
-            return (try policyWeights(of: CheckpointReader.load(path: path), path: path), .checkpoint)
+            let state = try CheckpointReader.load(path: path)
+            return (try policyWeights(of: state, path: path), .checkpoint, state.tokenizer)
         }
     }
 
@@ -55,14 +59,15 @@ public enum WeightsFile {
         }
     }
 
-    /// Writes `weights` to `path` atomically: to a hidden temporary name in the same directory,
-    /// fsynced, then renamed over `path` (and the directory fsynced), so neither a reader nor a
-    /// crash ever leaves a half-written file under `path`.
-    public static func saveAtomically(_ weights: ModelWeights, to path: String) throws {
+    /// Writes `weights` (and the model's tokenizer; nil: cerm's byte tokenizer) to `path`
+    /// atomically: to a hidden temporary name in the same directory, fsynced, then renamed over
+    /// `path` (and the directory fsynced), so neither a reader nor a crash ever leaves a
+    /// half-written file under `path`.
+    public static func saveAtomically(_ weights: ModelWeights, tokenizer: StoredTokenizer? = nil, to path: String) throws {
         let directory = try createParentDirectory(of: path)
         let name = (path as NSString).lastPathComponent
         let temporary = (directory.isEmpty ? "" : directory + "/") + ".\(name).tmp"
-        try weights.save(to: temporary)
+        try weights.save(to: temporary, tokenizer: tokenizer)
         // The data must be on disk before the rename makes it the weights file: a crash after
         // the rename must never leave a truncated model under the final name.
         do {

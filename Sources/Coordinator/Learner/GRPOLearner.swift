@@ -138,6 +138,9 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
     public private(set) var reference: ModelWeights
     /// AdamW state (moments, step counter).
     public private(set) var optimizer: AdamW
+    /// The tokenizer and chat template of the `--init` weights (or of the restored checkpoint),
+    /// written into every checkpoint; nil for cerm's byte tokenizer.
+    public private(set) var modelTokenizer: StoredTokenizer?
 
     private let model: Transformer
     private var gradients: ModelGradients
@@ -164,7 +167,8 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
 
     /// A learner whose policy and reference both start at `initialWeights`, or at a random
     /// init from `model.init_std` and `run.seed` when nil. `source` names the weights in errors.
-    public init(config: Config, initialWeights: ModelWeights? = nil, source: String = "initial weights",
+    public init(config: Config, initialWeights: ModelWeights? = nil, tokenizer: StoredTokenizer? = nil,
+                source: String = "initial weights",
                 workspaceBudgetFloats: Int = GRPOLearner.defaultWorkspaceBudgetFloats, threads: Int = 1,
                 logger: Logger = Logger(label: "cerm.learner")) throws {
         let modelConfig = TransformerConfig(config.model)
@@ -182,6 +186,7 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
         self.modelConfig = modelConfig
         self.workspaceBudgetFloats = max(1, workspaceBudgetFloats)
         self.reference = weights
+        self.modelTokenizer = tokenizer
         self.model = try Transformer(weights: weights)
         self.gradients = ModelGradients(config: modelConfig)
         self.shards = try DataShards.replicas(of: model, count: Self.dataShards, LearnerShard.init)
@@ -204,6 +209,7 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
     public convenience init(config: Config, initPath: String?, threads: Int = 1,
                             logger: Logger = Logger(label: "cerm.learner")) throws {
         var weights: ModelWeights?
+        var tokenizer: StoredTokenizer?
         if let initPath {
             guard FileManager.default.fileExists(atPath: initPath) else {
                 throw CermError.io(path: initPath, reason: "no such SFT weights file (--init)")
@@ -218,14 +224,18 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
                 throw CermError.invalid("\(initPath) is \(kind), not an SFT weights file: --resume \(initPath) continues that run; "
                                         + "--init takes SFT weights (`cerm sft` writes them to sft.output)")
             }
-            do { weights = try ModelWeights.load(path: initPath) } catch let error as CermError {
+            do {
+                let file = try ModelWeights.loadVerified(path: initPath)
+                weights = file.weights
+                tokenizer = file.storedTokenizer
+            } catch let error as CermError {
                 throw error
             } catch {
                 throw CermError.io(path: initPath, reason: "cannot load SFT weights (--init): \(error)")
             }
         }
-        try self.init(config: config, initialWeights: weights, source: initPath ?? "initial weights", threads: threads,
-                      logger: logger)
+        try self.init(config: config, initialWeights: weights, tokenizer: tokenizer, source: initPath ?? "initial weights",
+                      threads: threads, logger: logger)
     }
 
     // MARK: Learner
@@ -310,7 +320,8 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
             tensors: try named(model.weights.values) + named(reference.values, prefix: Self.referencePrefix),
             adamM: try named(optimizer.m), adamV: try named(optimizer.v), adamStep: optimizer.step,
             dataCursor: dataCursor, rngState: [], configText: config.renderTOML(),
-            modelConfigJSON: modelConfig.jsonString(), tokenizerDescription: ByteTokenizer().description,
+            modelConfigJSON: modelConfig.jsonString(),
+            tokenizerDescription: modelTokenizer?.description ?? ByteTokenizer().description, tokenizer: modelTokenizer,
             // The reference is the weights the run started from (restored with it on resume),
             // so `cerm pipeline` can tell a run trained from other SFT weights.
             extra: ["learner": "grpo", "reward_mode": config.reward.mode.rawValue,
@@ -349,6 +360,8 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
         optimizer.v = v
         optimizer.step = state.adamStep
         policyVersion = state.policyVersion
+        // A run resumed without --init keeps the checkpoint's tokenizer.
+        if let stored = state.tokenizer { modelTokenizer = stored }
         gradients.zero()
     }
 

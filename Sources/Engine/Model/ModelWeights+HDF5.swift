@@ -5,33 +5,44 @@ import Shared
 ///
 /// File layout written by ``ModelWeights/save(to:)`` (readable with h5py):
 /// - root attribute `model_config_json`: ``TransformerConfig/jsonString()``
-/// - root attribute `tokenizer`: ``ByteTokenizer/description``
+/// - root attribute `tokenizer`: ``ByteTokenizer/description``, or ``StoredTokenizer/description``
 /// - root attribute `weights_fnv1a64` (UInt64): ``ModelWeights/checksum``, verified on load
-/// - group `model/`: one float32 dataset per Hugging Face tensor name, with its HF shape.
+/// - group `model/`: one float32 dataset per Hugging Face tensor name, with its HF shape
+/// - group `tokenizer/` (a pretrained model's tokenizer and chat template, ``StoredTokenizer``):
+///   absent for models that use cerm's byte tokenizer (docs/CHECKPOINT.md, "Tokenizer").
+
 extension ModelWeights {
     /// Name of the group holding the tensors in files written by ``save(to:)``.
     public static let hdf5Group = "model"
 
-    /// Writes the weights and model config to a new HDF5 file at `path` (replacing it).
-    /// Not atomic: checkpoint writers should write a temporary name and rename.
-    public func save(to path: String) throws {
+    /// Writes the weights, model config and tokenizer (nil: cerm's byte tokenizer) to a new HDF5
+    /// file at `path` (replacing it). Not atomic: checkpoint writers should write a temporary
+    /// name and rename.
+    public func save(to path: String, tokenizer: StoredTokenizer? = nil) throws {
         let file = try HDF5File(path: path, mode: .truncate)
         let root = file.root
         try root.setAttribute("model_config_json", config.jsonString())
-        try root.setAttribute("tokenizer", ByteTokenizer().description)
+        try root.setAttribute("tokenizer", tokenizer?.description ?? ByteTokenizer().description)
         try root.setAttribute("weights_fnv1a64", checksum)
         try write(to: root.group(Self.hdf5Group, create: true))
+        try tokenizer?.write(to: root)
         try file.flush()
         try file.close()
     }
 
     /// Reads a file written by ``save(to:)``; checks every tensor's shape and the checksum.
     public static func load(path: String) throws -> ModelWeights {
+        try loadVerified(path: path).weights
+    }
+
+    /// Reads a file written by ``save(to:tokenizer:)`` with its stored tokenizer; a checksum
+    /// mismatch is an error naming the file.
+    public static func loadVerified(path: String) throws -> StoredFile {
         let file = try readFile(path: path)
         if let stored = file.storedChecksums, stored.first != file.weights.checksum {
             throw CermError.io(path: path, reason: "weights checksum mismatch (stored \(stored.first.map { String($0, radix: 16) } ?? "none"), computed \(String(file.weights.checksum, radix: 16)))")
         }
-        return file.weights
+        return file
     }
 
     /// What a file written by ``save(to:)`` holds, read without verifying the checksum (that
@@ -44,6 +55,8 @@ extension ModelWeights {
         public var tokenizer: String?
         /// The root attribute `weights_fnv1a64`, nil when absent.
         public var storedChecksums: [UInt64]?
+        /// The group `tokenizer/`, nil when absent (cerm's byte tokenizer).
+        public var storedTokenizer: StoredTokenizer?
     }
 
     /// Reads every part of a file written by ``save(to:)``; checks the tensors' shapes, not
@@ -62,7 +75,8 @@ extension ModelWeights {
         let weights = try read(config: config, from: root.group(hdf5Group))
         let tokenizer = root.hasAttribute("tokenizer") ? try root.stringAttribute("tokenizer") : nil
         let stored: [UInt64]? = root.hasAttribute("weights_fnv1a64") ? try root.attribute("weights_fnv1a64") : nil
-        return StoredFile(weights: weights, modelConfigJSON: json, tokenizer: tokenizer, storedChecksums: stored)
+        return StoredFile(weights: weights, modelConfigJSON: json, tokenizer: tokenizer, storedChecksums: stored,
+                          storedTokenizer: try StoredTokenizer.read(from: root))
     }
 
     /// Writes one dataset per tensor (HF name and shape) into `group`.
