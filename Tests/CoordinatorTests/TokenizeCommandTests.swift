@@ -29,7 +29,7 @@ import Testing
         guard let missing = try CommandLineTests.cerm(["tokenize", "--model", "/nonexistent/tok", "x"], in: dir) else { return }
         #expect(missing.status == 2)
         #expect(missing.stdout == "")
-        #expect(missing.stderr == "error: /nonexistent/tok: no such file or directory\n")
+        #expect(missing.stderr == "error: /nonexistent/tok: does not exist (expected a GGUF file, a Hugging Face model directory, a cerm weights file or checkpoint, or a tokenizer.json)\n")
         let empty = try #require(try CommandLineTests.cerm(["tokenize", "--model", dir, "x"], in: dir))
         #expect(empty.status == 2)
         #expect(empty.stderr == "error: \(dir): the directory holds no tokenizer.json\n")
