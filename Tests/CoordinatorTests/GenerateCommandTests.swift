@@ -85,6 +85,27 @@ import Tokenizers
         }
     }
 
+    /// Where weights are accepted (`--init`, `cerm eval --checkpoint`, `cerm curate --weights`),
+    /// a GGUF file or Hugging Face directory is taken as `cerm import` takes it: the same weights,
+    /// with the model's tokenizer and template.
+    @Test func weightsFileLoadTakesAPretrainedModelAsImportDoes() throws {
+        let model = try Self.tinyModelDirectory()
+        let work = (model as NSString).deletingLastPathComponent
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        guard let imported = try CommandLineTests.cerm(["import", model, "--out", "tiny.h5"], in: work) else { return }
+        #expect(imported.status == 0, "\(imported.stderr)")
+        let viaImport = try WeightsFile.load(path: work + "/tiny.h5")
+        let direct = try WeightsFile.load(path: model)
+        #expect(direct.kind == .pretrained)
+        #expect(direct.weights.config == viaImport.weights.config)
+        #expect(direct.weights.checksum == viaImport.weights.checksum)
+        #expect(direct.tokenizer != nil)
+        #expect(direct.tokenizer == viaImport.tokenizer)
+        #expect(throws: CermError.io(path: work, reason: "is a directory without config.json (expected a Hugging Face model directory or a GGUF file)")) {
+            try WeightsFile.load(path: work)
+        }
+    }
+
     @Test func badSourcesAreErrorsNamingThem() throws {
         let work = try makeTemporaryDirectory("generate-errors")
         defer { try? FileManager.default.removeItem(atPath: work) }

@@ -1,8 +1,10 @@
 import Engine
 import Foundation
+import ModelFormats
 import Shared
 
-/// Loads model weights from either file kind the trainer writes.
+/// Loads model weights from either file kind the trainer writes, or from a pretrained model
+/// (a GGUF file or a Hugging Face directory, imported as `cerm import` does).
 public enum WeightsFile {
     /// What a weights file turned out to be.
     public enum Kind: String, Sendable {
@@ -10,6 +12,8 @@ public enum WeightsFile {
         case modelWeights = "model-weights"
         /// An RL checkpoint (`format = "cerm-checkpoint"`).
         case checkpoint
+        /// A GGUF file or Hugging Face model directory (``ModelImport``).
+        case pretrained
     }
 
     /// The file's kind (``CermFileKind/detect(path:)``); a file of neither kind is an error
@@ -28,15 +32,30 @@ public enum WeightsFile {
     /// error naming it rather than the death of this process.
     public static func load(path: String, probe: (any CheckpointProbe)? = nil) throws
         -> (weights: ModelWeights, kind: Kind, tokenizer: StoredTokenizer?) {
+        if isPretrainedModel(path: path) {
+            let model = try ModelImport.load(path: path)
+            return (model.weights, .pretrained, try model.tokenizer.storedTokenizer(chatTemplate: "auto", source: path))
+        }
         try CheckpointReader.probeFirst(path: path, with: probe)
-        switch try kind(path: path) {
-        case .modelWeights:
+        switch try CermFileKind.detect(path: path) {
+        case .sftWeights:
             let file = try ModelWeights.loadVerified(path: path)
             return (file.weights, .modelWeights, file.storedTokenizer)
         case .checkpoint:
             let state = try CheckpointReader.load(path: path)
             return (try policyWeights(of: state, path: path), .checkpoint, state.tokenizer)
         }
+    }
+
+    /// Whether `path` is a directory (a Hugging Face model's; ``ModelImport`` names what a
+    /// directory lacks) or a file that starts with the GGUF magic.
+    static func isPretrainedModel(path: String) -> Bool {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return false }
+        if isDirectory.boolValue { return true }
+        guard let handle = FileHandle(forReadingAtPath: path) else { return false }
+        defer { try? handle.close() }
+        return (try? handle.read(upToCount: 4)) == Data("GGUF".utf8)
     }
 
     /// The policy of a checkpoint's state as weights of its stored model config: every
