@@ -5,8 +5,10 @@ import Tokenizers
 /// A pretrained model's tokenizer and chat template, built from its files' tokenizer material.
 extension TokenizerMaterial {
     /// The byte-level BPE tokenizer: from the GGUF's `tokenizer.ggml.*` keys (`model = "gpt2"`), or
-    /// from the directory's `tokenizer.json`. `source` names the model in errors.
-    public func tokenizer(source: String) throws -> BPETokenizer {
+    /// from the directory's `tokenizer.json`. `source` names the model in errors. `preTokenizer`
+    /// replaces the one a GGUF's `tokenizer.ggml.pre` names (transformers' GGUF loader reads
+    /// "smollm" as plain GPT-2, for instance).
+    public func tokenizer(source: String, preTokenizer: PreTokenizer? = nil) throws -> BPETokenizer {
         switch self {
         case let .gguf(metadata):
             guard metadata.model == "gpt2" else {
@@ -33,7 +35,8 @@ extension TokenizerMaterial {
                                     bosID: id(metadata.bosTokenID, "tokenizer.ggml.bos_token_id"),
                                     eosID: id(metadata.eosTokenID, "tokenizer.ggml.eos_token_id"),
                                     padID: id(metadata.padTokenID, "tokenizer.ggml.padding_token_id"),
-                                    unkID: id(metadata.unknownTokenID, "tokenizer.ggml.unknown_token_id"), source: source)
+                                    unkID: id(metadata.unknownTokenID, "tokenizer.ggml.unknown_token_id"),
+                                    preTokenizer: preTokenizer, source: source)
         case let .huggingFace(tokenizerJSON, _, _):
             guard let tokenizerJSON else {
                 throw CermError.io(path: source, reason: "has no tokenizer.json (cerm reads the fast tokenizer's tokenizer.json)")

@@ -90,6 +90,18 @@ public enum ModelImport {
         }
     }
 
+    /// Whether `path` is a source ``load(path:)`` takes rather than a file of cerm's own: a
+    /// directory (``load(path:)`` names a missing `config.json`) or a file that starts with the
+    /// GGUF magic. Reads at most four bytes.
+    public static func isModelSource(path: String) -> Bool {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return false }
+        if isDirectory.boolValue { return true }
+        guard let handle = FileHandle(forReadingAtPath: path) else { return false }
+        defer { try? handle.close() }
+        return (try? handle.read(upToCount: 4)).map { $0.elementsEqual(GGUFFile.magic) } ?? false
+    }
+
     static func open(path: String) throws -> Source {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {

@@ -35,11 +35,8 @@ enum TokenizerFixtures {
     /// SmolLM2's tokenizer from its GGUF with `preTokenizer` in place of the one its
     /// `tokenizer.ggml.pre` names (transformers' GGUF loader reads "smollm" as plain GPT-2).
     static func smolLM2(preTokenizer: PreTokenizer) throws -> BPETokenizer {
-        let (path, gguf) = try smolLM2Metadata()
-        return try BPETokenizer(ggufTokens: gguf.tokens, merges: gguf.merges, tokenTypes: gguf.tokenTypes.map { Int32($0) },
-                                pre: try XCTUnwrap(gguf.pre), bosID: gguf.bosTokenID.map { TokenID($0) },
-                                eosID: gguf.eosTokenID.map { TokenID($0) }, padID: gguf.padTokenID.map { TokenID($0) },
-                                unkID: gguf.unknownTokenID.map { TokenID($0) }, preTokenizer: preTokenizer, source: path)
+        let (path, metadata) = try smolLM2Metadata()
+        return try TokenizerMaterial.gguf(metadata).tokenizer(source: path, preTokenizer: preTokenizer)
     }
 
     /// Compares `tokenizer` with the reference on every corpus line; reports the first differences.

@@ -32,7 +32,7 @@ public enum WeightsFile {
     /// error naming it rather than the death of this process.
     public static func load(path: String, probe: (any CheckpointProbe)? = nil) throws
         -> (weights: ModelWeights, kind: Kind, tokenizer: StoredTokenizer?) {
-        if isPretrainedModel(path: path) {
+        if ModelImport.isModelSource(path: path) {
             let model = try ModelImport.load(path: path)
             return (model.weights, .pretrained, try model.tokenizer.storedTokenizer(chatTemplate: "auto", source: path))
         }
@@ -45,17 +45,6 @@ public enum WeightsFile {
             let state = try CheckpointReader.load(path: path)
             return (try policyWeights(of: state, path: path), .checkpoint, state.tokenizer)
         }
-    }
-
-    /// Whether `path` is a directory (a Hugging Face model's; ``ModelImport`` names what a
-    /// directory lacks) or a file that starts with the GGUF magic.
-    static func isPretrainedModel(path: String) -> Bool {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return false }
-        if isDirectory.boolValue { return true }
-        guard let handle = FileHandle(forReadingAtPath: path) else { return false }
-        defer { try? handle.close() }
-        return (try? handle.read(upToCount: 4)) == Data("GGUF".utf8)
     }
 
     /// The policy of a checkpoint's state as weights of its stored model config: every
@@ -102,18 +91,4 @@ public enum WeightsFile {
         }
         try? fsyncFile(directory.isEmpty ? "." : directory)
     }
-}
-
-/// Creates the directory `path` goes into when missing, and returns it ("" for a bare name);
-/// the error names the directory.
-@discardableResult
-public func createParentDirectory(of path: String) throws -> String {
-    let directory = (path as NSString).deletingLastPathComponent
-    guard !directory.isEmpty else { return directory }
-    do {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    } catch {
-        throw CermError.io(path: directory, reason: "cannot create directory (\(error.localizedDescription))")
-    }
-    return directory
 }

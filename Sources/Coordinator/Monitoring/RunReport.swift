@@ -351,12 +351,7 @@ public enum RunReport {
     /// Writes `html` to `path` atomically (a reader, or a browser reloading during `--watch`,
     /// sees the old or the new report, never half of one), creating the directory when missing.
     public static func write(_ html: String, to path: String) throws {
-        do {
-            let directory = (path as NSString).deletingLastPathComponent
-            if !directory.isEmpty { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
-            try Data(html.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
-        } catch {
-            throw CermError.io(path: path, reason: "cannot write the report: \(error.localizedDescription)")
-        }
+        try createParentDirectory(of: path)
+        try AtomicFile.write(path) { try $0.write(contentsOf: Data(html.utf8)) }
     }
 }
