@@ -55,8 +55,8 @@ let package = Package(
         .target(name: "Engine", dependencies: ["Shared", "COpenBLAS", "CKernels"]),
         // ModelFormats: model files of other tools (GGUF, safetensors, Hugging Face directories) in and out.
         .target(name: "ModelFormats", dependencies: ["Shared", "Engine", "Tokenizers"]),
-        // EngineConfiguration: the engine's model and initial weights from a run's configuration.
-        .target(name: "EngineConfiguration", dependencies: ["Engine", "Configuration"]),
+        // EngineConfiguration: the run's model (own or pretrained), its chat codec and initial weights from a run's configuration.
+        .target(name: "EngineConfiguration", dependencies: ["Shared", "Engine", "Configuration", "Method", "ModelFormats", "Tokenizers"]),
         // Coordinator: a run, scheduling, result acceptance, the GRPO learner, SFT, evaluation, checkpoints, pipeline.
         .target(
             name: "Coordinator",

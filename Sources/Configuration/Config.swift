@@ -121,9 +121,18 @@ extension ClusterConfig {
     }
 }
 
-/// `[model]`: the transformer's architecture (Llama / Qwen2 / Qwen3 family).
+/// How a pretrained model's prompts are rendered (`model.chat_template`): detected from the
+/// model's own template text, or a named one.
+public enum ChatTemplateSetting: String, CaseIterable, Sendable { case auto, chatml, llama3, none }
+
+/// `[model]`: the transformer's architecture (Llama / Qwen2 / Qwen3 family), cerm's own model
+/// initialised from `run.seed`, or a pretrained model (`source`) whose own config gives the
+/// architecture (EngineConfiguration's `RunModel` resolves it).
 public struct ModelSection: ConfigSection {
     public static let sectionName = "model"
+    /// A GGUF file or Hugging Face model directory; empty: cerm's own model with the byte tokenizer.
+    public var source = ""
+    public var chatTemplate = ChatTemplateSetting.auto
     public var family = ModelFamily.qwen3
     public var hiddenSize = 128
     public var layers = 4
@@ -139,8 +148,14 @@ public struct ModelSection: ConfigSection {
     public var qkvBias = false
     public var tieEmbeddings = true
     public var initStd = 0.02
+    /// The keys the config file sets (empty for a config built in code): with a `source`, an
+    /// architecture key the file sets must agree with the model's. Where a value came from is
+    /// not part of the configuration's value, so it is left out of `==`.
+    public var declaredKeys = DeclaredKeys()
     public init() {}
     public mutating func visit<V: ConfigVisitor>(_ v: inout V) throws {
+        try v.string("source", &source, nonEmpty: false)
+        try v.choice("chat_template", &chatTemplate)
         try v.choice("family", &family)
         try v.int("hidden_size", &hiddenSize, 1...65536)
         try v.int("layers", &layers, 1...512)
@@ -159,6 +174,30 @@ public struct ModelSection: ConfigSection {
     }
     /// Per-head dimension: `head_dim`, or `hidden_size / heads` when it is 0.
     public var effectiveHeadDim: Int { headDim > 0 ? headDim : hiddenSize / heads }
+
+    /// Whether the model is a pretrained one (`source` set) rather than cerm's own.
+    public var isPretrained: Bool { !source.isEmpty }
+}
+
+/// The keys of a section its config file sets, with the file and their lines for errors; equal
+/// to any other such set (see ``ModelSection/declaredKeys``).
+public struct DeclaredKeys: Sendable, Equatable {
+    /// The config file (empty for a config built in code).
+    public var file = ""
+    /// Key (without the section) → its 1-based line, when known.
+    public var lines: [String: Int?] = [:]
+    public init() {}
+    init(file: String, section: String, keys: [String], locator: TOMLLineLocator) {
+        self.file = file
+        for key in keys { lines[key] = locator.line(of: "\(section).\(key)") }
+    }
+    public func contains(_ key: String) -> Bool { lines[key] != nil }
+    /// An error at `key` of the section (dotted `key` given in full, e.g. `model.layers`).
+    public func error(_ dottedKey: String, _ message: String) -> ConfigError {
+        let key = dottedKey.split(separator: ".", maxSplits: 1).last.map(String.init) ?? dottedKey
+        return ConfigError(file: file.isEmpty ? "<config>" : file, line: lines[key] ?? nil, key: dottedKey, message: message)
+    }
+    public static func == (_: DeclaredKeys, _: DeclaredKeys) -> Bool { true }
 }
 
 /// Prompt format the model reads and writes.
@@ -482,6 +521,8 @@ public struct Config: Sendable, Equatable {
                 }
             }
         }
+        config.model.declaredKeys = DeclaredKeys(file: file, section: "model", keys: (table["model"]?.table?.keys).map(Array.init) ?? [],
+                                                 locator: locator)
         try config.validate(file: file, locator: locator)
         return config
     }
@@ -502,7 +543,7 @@ public struct Config: Sendable, Equatable {
         }
         // Every prompt carries special tokens (ids up to 263): a smaller embedding table passes
         // here but fails at the first SFT or RL sequence.
-        if model.vocabSize < ByteTokenizer.vocabularySize {
+        if !model.isPretrained && model.vocabSize < ByteTokenizer.vocabularySize {
             throw fail("model.vocab_size", "must be at least \(ByteTokenizer.vocabularySize) (the byte tokenizer's 256 bytes and "
                        + "\(ByteTokenizer.Special.allCases.count) special tokens), got \(model.vocabSize)")
         }

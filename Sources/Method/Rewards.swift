@@ -277,9 +277,9 @@ public struct PairRewarder: Sendable {
         self.step = step
     }
 
-    /// The rewarder of a run's configuration at `step`.
-    public init(reward: RewardConfig, rollout: RolloutConfig, runSeed: UInt64, step: UInt64) {
-        self.init(mode: reward.mode, parFunction: reward.parF, format: makePromptFormat(rollout.format),
+    /// The rewarder of a run's configuration at `step`; outputs are read through the run model's `chat`.
+    public init(reward: RewardConfig, rollout: RolloutConfig, chat: any ChatCodec, runSeed: UInt64, step: UInt64) {
+        self.init(mode: reward.mode, parFunction: reward.parF, format: makePromptFormat(rollout.format, chat: chat),
                   nc: rollout.nc, ne: rollout.ne, runSeed: runSeed, step: step)
     }
 

@@ -168,9 +168,10 @@ public struct RolloutPlan: Sendable {
         self.step = step
     }
 
-    /// The plan of `config` (format, nc, ne, token budgets) at `step` of the run with `runSeed`.
-    public init(config: RolloutConfig, runSeed: UInt64, step: UInt64) {
-        self.init(format: makePromptFormat(config.format), nc: config.nc, ne: config.ne,
+    /// The plan of `config` (format, nc, ne, token budgets) at `step` of the run with `runSeed`,
+    /// its prompts rendered through the run model's `chat`.
+    public init(config: RolloutConfig, chat: any ChatCodec, runSeed: UInt64, step: UInt64) {
+        self.init(format: makePromptFormat(config.format, chat: chat), nc: config.nc, ne: config.ne,
                   criteriaMaxTokens: config.criteriaMaxTokens, evaluationMaxTokens: config.evaluationMaxTokens,
                   runSeed: runSeed, step: step)
     }

@@ -82,6 +82,14 @@ public enum ModelImport {
         }
     }
 
+    /// The architecture of the model at `path`, without reading its weights.
+    public static func config(path: String) throws -> TransformerConfig {
+        switch try open(path: path) {
+        case let .huggingFace(directory): try HuggingFaceModel.config(path: (directory as NSString).appendingPathComponent(HuggingFaceModel.configFile))
+        case let .gguf(gguf): try GGUFModel.config(of: gguf)
+        }
+    }
+
     /// The tokenizer material of the model at `path`, without reading its weights.
     public static func tokenizerMaterial(path: String) throws -> TokenizerMaterial {
         switch try open(path: path) {

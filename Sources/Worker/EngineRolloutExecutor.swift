@@ -64,9 +64,10 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
     private var reference: Generator?
     private var loadedPolicyVersion: UInt64?
 
-    /// An executor for the model, format and reward mode of `config`.
-    public convenience init(config: Config, logger: Logger = Logger(label: "cerm.executor")) throws {
-        try self.init(model: TransformerConfig(config.model), format: makePromptFormat(config.rollout.format),
+    /// An executor for the run model, format and reward mode of `config` (`[model]` resolved
+    /// into `runModel`, whose chat renders the prompts and whose stop tokens end generation).
+    public convenience init(config: Config, runModel: RunModel, logger: Logger = Logger(label: "cerm.executor")) throws {
+        try self.init(model: runModel.architecture, format: runModel.promptFormat(config.rollout.format),
                       mode: config.reward.mode, logger: logger)
     }
 
@@ -74,7 +75,7 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
     /// - Throws: when the model's vocabulary cannot hold the byte tokenizer's tokens.
     public init(model: TransformerConfig, format: any PromptFormat, mode: RewardMode = .cerm,
                 logger: Logger = Logger(label: "cerm.executor")) throws {
-        guard model.vocabSize >= ByteTokenizer.vocabularySize else {
+        if format.chat is ByteChat, model.vocabSize < ByteTokenizer.vocabularySize {
             throw CermError.invalid("model.vocab_size \(model.vocabSize) is smaller than the byte tokenizer's \(ByteTokenizer.vocabularySize) tokens")
         }
         self.model = model

@@ -30,6 +30,8 @@ public struct WorkerSettings: Sendable {
     public var kind: WorkerKind
     /// `Config.hash` of this worker's configuration; the coordinator refuses a different one.
     public var configHash: UInt64
+    /// `RunModel.fingerprint` of this worker's model; the coordinator refuses a different one.
+    public var modelFingerprint: UInt64
     public var limits: ProtocolLimits
     /// Heartbeat timing until WELCOME brings the coordinator's; also the reconnect backoff base.
     public var heartbeatInterval: Double
@@ -39,12 +41,14 @@ public struct WorkerSettings: Sendable {
     /// Longest the socket thread blocks in one receive.
     public var pollMilliseconds: Int
 
-    public init(endpoint: String, name: String, kind: WorkerKind = .cpu, configHash: UInt64, limits: ProtocolLimits,
-                heartbeatInterval: Double, heartbeatTimeout: Double, security: ChannelSecurity = .none, pollMilliseconds: Int = 10) {
+    public init(endpoint: String, name: String, kind: WorkerKind = .cpu, configHash: UInt64, modelFingerprint: UInt64 = 0,
+                limits: ProtocolLimits, heartbeatInterval: Double, heartbeatTimeout: Double, security: ChannelSecurity = .none,
+                pollMilliseconds: Int = 10) {
         self.endpoint = endpoint
         self.name = name
         self.kind = kind
         self.configHash = configHash
+        self.modelFingerprint = modelFingerprint
         self.limits = limits
         self.heartbeatInterval = heartbeatInterval
         self.heartbeatTimeout = heartbeatTimeout
@@ -54,7 +58,7 @@ public struct WorkerSettings: Sendable {
 
     /// The settings of a run's configuration; loads the worker's CURVE keys and the server's
     /// public key when `cluster.worker_secret_key_file` is set (errors name the config key and the file).
-    public init(config: Config, name: String, kind: WorkerKind = .cpu, endpoint: String? = nil) throws {
+    public init(config: Config, modelFingerprint: UInt64, name: String, kind: WorkerKind = .cpu, endpoint: String? = nil) throws {
         let cluster = config.cluster
         var security = ChannelSecurity.none
         if let curve = try CurveKeyFiles.workerKeys(of: cluster) {
@@ -63,7 +67,7 @@ public struct WorkerSettings: Sendable {
             try EndpointSecurity.checkInsecureConnect(endpoint ?? cluster.endpoint, allowInsecure: cluster.allowInsecure)
         }
         self.init(endpoint: endpoint ?? cluster.endpoint, name: name, kind: kind, configHash: config.hash,
-                  limits: ProtocolLimits(config: config), heartbeatInterval: cluster.heartbeatInterval,
+                  modelFingerprint: modelFingerprint, limits: ProtocolLimits(config: config), heartbeatInterval: cluster.heartbeatInterval,
                   heartbeatTimeout: cluster.heartbeatTimeout, security: security)
     }
 }
@@ -182,7 +186,8 @@ public final class WorkerClient: @unchecked Sendable {
         compute.abandonCurrent()
         state.pending = []
         state.fetching = nil
-        guard s.send(.hello(HelloMessage(name: settings.name, capacity: 1, configHash: settings.configHash, kind: settings.kind)), state: &state) else {
+        guard s.send(.hello(HelloMessage(name: settings.name, capacity: 1, configHash: settings.configHash,
+                                                       modelFingerprint: settings.modelFingerprint, kind: settings.kind)), state: &state) else {
             return .reconnect(.connectionLost)
         }
         var welcomed = false

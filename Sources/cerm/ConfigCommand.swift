@@ -1,5 +1,6 @@
 import ArgumentParser
 import Configuration
+import EngineConfiguration
 import Foundation
 
 /// `cerm config check FILE`: validates a config and prints the effective configuration.
@@ -34,6 +35,19 @@ func loadConfigOrExit(_ path: String) throws -> Config {
     do {
         return try Config.load(path: path)
     } catch let error as ConfigError {
+        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+        throw ExitCode(2)
+    }
+}
+
+/// Loads a config and resolves its `[model]` (``RunModel/resolve(_:)``): a config error, or a
+/// `model.source` that cannot be read, is printed and exits with status 2.
+func loadRunConfigOrExit(_ path: String) throws -> (Config, RunModel) {
+    var config = try loadConfigOrExit(path)
+    do {
+        let runModel = try RunModel.resolve(&config)
+        return (config, runModel)
+    } catch {
         FileHandle.standardError.write(Data("error: \(error)\n".utf8))
         throw ExitCode(2)
     }

@@ -51,12 +51,12 @@ struct CoordinatorCommand: ParsableCommand {
         // Handlers first: the parent-death SIGTERM then becomes a graceful stop.
         let stop = StopSignal.install()
         if let parentPid { ParentDeathSignal.arm(expectedParent: parentPid) }
-        var config = try loadConfigOrExit(self.config)
+        var (config, runModel) = try loadRunConfigOrExit(self.config)
         if let steps { config.run.steps = steps }
         let source: CoordinatorRun.ResumeSource? = resume ? resumePath.map { .path($0) } ?? .runDirectory : nil
-        let run = CoordinatorRun(config: config, initPath: initPath, resume: source, boundFile: boundFile)
         let report: CoordinatorReport?
         do {
+            let run = CoordinatorRun(config: config, runModel: runModel, initPath: initPath, resume: source, boundFile: boundFile)
             report = try run.run(stop: stop, logger: Logger(label: "cerm.coordinator"))
         } catch {
             throw exitWithError(error)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Configuration
+import EngineConfiguration
 import Coordinator
 import Foundation
 import Method
@@ -36,8 +37,9 @@ struct CurateCommand: ParsableCommand {
 
     func run() throws {
         do {
-            let cfg = try Config.load(path: config)
-            try Self.curate(config: cfg, configPath: config, weightsPath: weights ?? cfg.sft.output, output: out ?? cfg.curation.output,
+            var cfg = try Config.load(path: config)
+            let runModel = try RunModel.resolve(&cfg)
+            try Self.curate(config: cfg, runModel: runModel, configPath: config, weightsPath: weights ?? cfg.sft.output, output: out ?? cfg.curation.output,
                             threads: threads) { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
         } catch let error as ExitCode {
             throw error
@@ -48,10 +50,9 @@ struct CurateCommand: ParsableCommand {
 
     /// Screens, selects and writes the curated pairs (atomically); `log` gets the summary.
     /// Throws when no pair is kept: RL would have nothing to train on.
-    static func curate(config cfg: Config, configPath: String, weightsPath: String, output: String, threads: Int,
+    static func curate(config cfg: Config, runModel: RunModel, configPath: String, weightsPath: String, output: String, threads: Int,
                        log: (String) -> Void) throws {
-        let loaded = try WeightsFile.load(path: weightsPath, probe: ChildProcessCheckpointProbe()).weights
-        let weights = try WeightsFile.requireModel(of: cfg, configPath: configPath, weights: loaded, path: weightsPath)
+        let (weights, chat, _) = try WeightsFile.loadJudge(path: weightsPath, run: (cfg, configPath, runModel), probe: ChildProcessCheckpointProbe())
         let pairs = try Curation.trainPairs(config: cfg, log: log)
         let options = CurationOptions(config: cfg)
         let screening = min(options.candidates, pairs.count)
@@ -59,10 +60,10 @@ struct CurateCommand: ParsableCommand {
         let rollout = cfg.rollout
         BLAS.setThreads(1)
         let line = ProgressLineBox(ProgressLine(), total: screening, quiet: false, label: ("curation", "pairs"))
-        let result = try Curation.run(pairs: pairs, options: options, format: makePromptFormat(rollout.format), threads: threads,
+        let result = try Curation.run(pairs: pairs, options: options, format: makePromptFormat(rollout.format, chat: chat), threads: threads,
                                       makeBackend: {
                                           try ModelJudge(weights: weights, criteriaMaxTokens: rollout.criteriaMaxTokens,
-                                                         evaluationMaxTokens: rollout.evaluationMaxTokens, topP: Float(rollout.topP))
+                                                         evaluationMaxTokens: rollout.evaluationMaxTokens, topP: Float(rollout.topP), chat: chat)
                                       }, progress: { done, _ in line.show(done) })
         line.finish()
         log(result.summary)

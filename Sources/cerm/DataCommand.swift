@@ -78,9 +78,11 @@ struct DataCommand: ParsableCommand {
         var config: String?
 
         func run() throws {
-            let cfg = try config.map { try loadConfigOrExit($0) }
+            // Prompts are measured in the tokens of the config's model (model.source's tokenizer).
+            let run = try config.map { try loadRunConfigOrExit($0) }
+            let cfg = run?.0
             let loader = PreferenceLoader(format: format ?? cfg?.data.format ?? .auto, skipBad: skipBad,
-                                          recordCheck: cfg.map { DatasetPairSource.promptFitCheck(config: $0) })
+                                          recordCheck: run.map { DatasetPairSource.promptFitCheck(config: $0.0, chat: $0.1.chat) })
             let report = try loadOrExit { try loader.stream(path: file) { _ in } }
             print("\(file): format \(report.format?.rawValue ?? "none"), \(report.records) records, \(report.skipped.count) skipped, \(report.blankLines) blank lines")
             for (type, count) in report.countsByTaskType.sorted(by: { $0.key < $1.key }) { print("  \(type): \(count)") }

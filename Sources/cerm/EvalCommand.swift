@@ -32,7 +32,7 @@ struct EvalCommand: ParsableCommand {
 
     @Option(help: "Weights: an SFT weights file (sft.output) or an RL checkpoint (step_<N>.h5).")
     var checkpoint: String?
-    @Flag(help: "Evaluate a randomly initialised model of the config's [model] (seed run.seed).")
+    @Flag(help: "Evaluate the config's model untrained: a random init of [model] (seed run.seed), or model.source as it is (zero-shot).")
     var random = false
     @Flag(help: "Evaluate the programmatic teacher (data.teacher_error_rate, seed run.seed).")
     var teacher = false
@@ -68,7 +68,8 @@ struct EvalCommand: ParsableCommand {
 
     func run() throws {
         do {
-            let cfg = try config.map { try Config.load(path: $0) } ?? Config()
+            var cfg = try config.map { try Config.load(path: $0) } ?? Config()
+            let runModel = try RunModel.resolve(&cfg)
             var evalConfig = cfg.eval
             if let k { evalConfig.k = k }
             if let criteria { evalConfig.criteria = criteria }
@@ -76,13 +77,14 @@ struct EvalCommand: ParsableCommand {
             let judge: JudgeSource
             let label: String
             if let checkpoint {
-                let (weights, kind, _) = try WeightsFile.load(path: checkpoint, probe: ChildProcessCheckpointProbe())
                 // Without --config the weights are judged as stored; with one, they must be its [model].
-                judge = .model(try config.map { try WeightsFile.requireModel(of: cfg, configPath: $0, weights: weights, path: checkpoint) } ?? weights)
+                let (weights, chat, kind) = try WeightsFile.loadJudge(path: checkpoint, run: config.map { (cfg, $0, runModel) },
+                                                                      probe: ChildProcessCheckpointProbe())
+                judge = .model(weights, chat: chat)
                 label = "\(checkpoint) (\(kind.rawValue))"
             } else if random {
-                judge = .model(ModelWeights(initialFor: cfg))
-                label = "random model (seed \(cfg.run.seed))"
+                judge = .model(try runModel.initialWeights(config: cfg), chat: runModel.chat)
+                label = runModel.source.map { "\($0) (zero-shot)" } ?? "random model (seed \(cfg.run.seed))"
             } else {
                 judge = .teacher(SFTData.teacher(cfg))
                 label = "teacher (error rate \(cfg.data.teacherErrorRate), seed \(cfg.run.seed))"
@@ -125,7 +127,11 @@ func runEvaluation(judge: JudgeSource, files: [String], config: Config, eval: Ev
     if case let .teacher(teacher) = judge {
         (items, unsupported) = TeacherJudge.supportedItems(items, teacher: teacher)
     }
-    let format = makePromptFormat(config.rollout.format)
+    let format: any PromptFormat
+    switch judge {
+    case let .model(_, chat): format = makePromptFormat(config.rollout.format, chat: chat)
+    case .teacher: format = makePromptFormat(config.rollout.format)
+    }
     var evaluator = Evaluator(format: format, options: EvaluationOptions(eval: eval, seed: config.run.seed))
     if show > 0 {
         let shown = Set(items.prefix(show).map(\.id))
@@ -139,10 +145,10 @@ func runEvaluation(judge: JudgeSource, files: [String], config: Config, eval: Ev
     let rollout = config.rollout
     let makeBackend: @Sendable () throws -> any JudgeBackend
     switch judge {
-    case let .model(weights):
+    case let .model(weights, chat):
         makeBackend = {
             try ModelJudge(weights: weights, criteriaMaxTokens: rollout.criteriaMaxTokens,
-                           evaluationMaxTokens: rollout.evaluationMaxTokens, topP: 1)
+                           evaluationMaxTokens: rollout.evaluationMaxTokens, topP: 1, chat: chat)
         }
         // Each evaluation thread runs its own generator; keep BLAS from oversubscribing the cores.
         BLAS.setThreads(1)

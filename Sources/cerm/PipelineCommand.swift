@@ -30,10 +30,10 @@ struct PipelineCommand: ParsableCommand {
 
     func run() throws {
         let stop = StopSignal.install()
-        let cfg = try loadConfigOrExit(config)
+        let (cfg, runModel) = try loadRunConfigOrExit(config)
         let evalThreads = evalThreads
         do {
-            let pipeline = PipelineRun(config: cfg, configPath: config, workers: workers,
+            let pipeline = PipelineRun(config: cfg, runModel: runModel, configPath: config, workers: workers,
                                        executable: try LaunchCommand.currentExecutable()) { judge, files, reportSkipped in
                 try runEvaluation(judge: judge, files: files, config: cfg, eval: cfg.eval, limit: nil,
                                   threads: evalThreads, quiet: false, reportSkipped: reportSkipped)

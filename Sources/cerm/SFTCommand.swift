@@ -70,17 +70,20 @@ struct SFTCommand: ParsableCommand {
 
     private func runSFT(stop: StopSignal) throws {
         let start = Date()
-        let cfg = try Config.load(path: config)
+        var cfg = try Config.load(path: config)
+        let runModel = try RunModel.resolve(&cfg)
         let output = out ?? cfg.sft.output
         for path in try SFTData.ensureSynthetic(cfg.data) { log("generated \(path)") }
 
-        let format = makePromptFormat(cfg.rollout.format)
+        let format = runModel.promptFormat(cfg.rollout.format)
         let (traces, unsupported) = try self.traces.map { (try SFTData.traces(path: $0, format: format, maxSeqLen: cfg.model.maxSeqLen), 0) }
-            ?? SFTData.traces(cfg, log: log)
+            ?? SFTData.traces(cfg, format: format, log: log)
         let sequences = SFTSequenceBuilder.sequences(for: traces, format: format, criteria: cfg.sft.criteriaTurn)
         let modelConfig = TransformerConfig(cfg.model)
         try modelConfig.validate()
-        let weights = ModelWeights(initialFor: cfg)
+        // Cold start from the pretrained model (model.source), or cerm's own model initialised from run.seed.
+        log("SFT starts from \(runModel.description)")
+        let weights = try runModel.initialWeights(config: cfg)
         let options = SFTOptions(sft: cfg.sft, seed: cfg.run.seed, maxSeconds: maxMinutes.map { $0 * 60 }, threads: threads)
         let targetTokens = sequences.reduce(0) { $0 + $1.targetCount }
         let allTokens = sequences.reduce(0) { $0 + $1.tokens.count }
@@ -120,17 +123,17 @@ struct SFTCommand: ParsableCommand {
 
         if result.stopSignal != nil {
             let partial = Self.partialPath(forWeights: output)
-            try WeightsFile.saveAtomically(result.weights, to: partial)
+            try WeightsFile.saveAtomically(result.weights, tokenizer: runModel.tokenizer, to: partial)
             log("wrote the weights after \(result.steps) of \(result.totalSteps) steps to \(partial) (checksum "
                 + "\(String(result.weights.checksum, radix: 16))), not to \(output): SFT starts from scratch when run again")
             throw ExitCode(130)
         }
-        try WeightsFile.saveAtomically(result.weights, to: output)
+        try WeightsFile.saveAtomically(result.weights, tokenizer: runModel.tokenizer, to: output)
         log("wrote \(output) (checksum \(String(result.weights.checksum, radix: 16)))")
 
         if !skipEval {
             let files = [cfg.data.eval, cfg.data.bestOfN].filter { !$0.isEmpty }
-            let report = try runEvaluation(judge: .model(result.weights), files: files, config: cfg, eval: cfg.eval,
+            let report = try runEvaluation(judge: .model(result.weights, chat: runModel.chat), files: files, config: cfg, eval: cfg.eval,
                                            limit: nil, threads: min(2, ProcessInfo.processInfo.activeProcessorCount), quiet: false)
             print(report.table(title: "SFT model on \(files.joined(separator: " + ")) (k \(cfg.eval.k), \(cfg.eval.criteria.rawValue) criteria)"))
         }

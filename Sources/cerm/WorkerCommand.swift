@@ -49,16 +49,16 @@ struct WorkerCommand: ParsableCommand {
         // Handlers first: the parent-death SIGTERM then becomes a graceful stop (GOODBYE).
         let stop = StopSignal.install()
         if let parentPid { ParentDeathSignal.arm(expectedParent: parentPid) }
-        let config = try loadConfigOrExit(configPath)
+        let (config, runModel) = try loadRunConfigOrExit(configPath)
         let threadCount = threads ?? max(1, config.cluster.workerThreads)
         BLAS.setThreads(threadCount)  // also sizes the engine's batch-invariant kernels
         let workerName = name ?? "\(Self.hostName())-\(getpid())"
         let logger = Logger(label: "worker \(workerName)")
         let outcome: WorkerOutcome
         do {
-            let settings = try WorkerSettings(config: config, name: workerName, endpoint: connect)
+            let settings = try WorkerSettings(config: config, modelFingerprint: runModel.fingerprint, name: workerName, endpoint: connect)
             for warning in CurveKeyFiles.exposureWarnings(of: config.cluster) { logger.warning("\(warning)") }
-            let executor = try EngineRolloutExecutor(config: config, logger: logger)
+            let executor = try EngineRolloutExecutor(config: config, runModel: runModel, logger: logger)
             logger.info("connecting to \(connect) with \(threadCount) threads (config hash \(String(config.hash, radix: 16)))")
             outcome = try WorkerClient(settings: settings, executor: executor, stop: stop, logger: logger).run()
         } catch {

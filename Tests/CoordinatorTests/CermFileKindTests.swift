@@ -57,14 +57,14 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: dir) }
         #expect(throws: CermError.invalid("\(checkpoint) is an RL checkpoint (step 3), not an SFT weights file: --resume \(checkpoint) "
                                           + "continues that run; --init takes SFT weights (`cerm sft` writes them to sft.output)")) {
-            try GRPOLearner(config: LearnerFixture.config(), initPath: checkpoint)
+            try GRPOLearner(config: LearnerFixture.config(), runModel: RunModel(ownModel: LearnerFixture.config().model), initPath: checkpoint)
         }
         let garbage = (dir as NSString).appendingPathComponent("garbage.h5")
         try Data("not hdf5".utf8).write(to: URL(fileURLWithPath: garbage))
         #expect(throws: CermError.io(path: garbage, reason: "cannot load SFT weights (--init): not an HDF5 file (no HDF5 signature)")) {
-            try GRPOLearner(config: LearnerFixture.config(), initPath: garbage)
+            try GRPOLearner(config: LearnerFixture.config(), runModel: RunModel(ownModel: LearnerFixture.config().model), initPath: garbage)
         }
-        #expect(try GRPOLearner(config: LearnerFixture.config(), initPath: sft).currentWeights() == weights.wireBytes)
+        #expect(try GRPOLearner(config: LearnerFixture.config(), runModel: RunModel(ownModel: LearnerFixture.config().model), initPath: sft).currentWeights() == weights.wireBytes)
     }
 
     /// `cerm inspect` of an SFT file: tensors and checksum status, without judging it.

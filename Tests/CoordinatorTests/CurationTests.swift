@@ -1,6 +1,7 @@
 @testable import Configuration
 @testable import Coordinator
 @testable import Datasets
+import Method
 import Foundation
 @testable import Method
 @testable import Shared
@@ -107,7 +108,7 @@ struct CurationTests {
         config.curation.output = NSTemporaryDirectory() + "cerm-missing-\(UUID().uuidString).jsonl"
         #expect(config.rlTrainPath == config.curation.output)
         do {
-            _ = try DatasetPairSource(config: config)
+            _ = try DatasetPairSource(config: config, chat: ByteChat())
             Issue.record("expected a missing-file error")
         } catch let error as CermError {
             #expect("\(error)".contains("\(config.curation.output)"))

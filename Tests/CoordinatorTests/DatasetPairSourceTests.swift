@@ -1,6 +1,7 @@
 @testable import Configuration
 @testable import Coordinator
 @testable import Datasets
+import Method
 import Foundation
 @testable import Method
 @testable import Shared
@@ -106,7 +107,7 @@ import Testing
         var config = Config()
         config.data.train = path
         config.data.skipBad = true
-        let source = try DatasetPairSource(config: config)
+        let source = try DatasetPairSource(config: config, chat: ByteChat())
         #expect(source.pairs == Self.pairs(4))
         #expect(source.skippedLinesReport() == [
             "data.skip_bad: skipped 2 bad lines of \(path); training on the other 4 pairs",
@@ -130,7 +131,7 @@ import Testing
         config.data.train = path
         config.run.seed = 5
         config.curation.enabled = false
-        let source = try DatasetPairSource(config: config)
+        let source = try DatasetPairSource(config: config, chat: ByteChat())
         #expect(source.pairs == pairs)
         #expect(source.runSeed == 5)
         #expect(source.skipped == [] && source.skippedLinesReport() == [])
@@ -138,7 +139,7 @@ import Testing
         config.curation.enabled = true
         config.curation.output = path
         config.data.train = "/nonexistent/train.jsonl"
-        #expect(try DatasetPairSource(config: config).pairs == pairs)
+        #expect(try DatasetPairSource(config: config, chat: ByteChat()).pairs == pairs)
     }
 
     /// A pair whose prompts cannot fit `model.max_seq_len` before generating is a data error
@@ -167,21 +168,21 @@ import Testing
         let lineTwo = DataError(file: path, line: 2, field: "query", message: "the criteria prompt needs \(criteria) tokens, model.max_seq_len is 128")
         let lineThree = DataError(file: path, line: 3, field: "rejected", message: "the evaluation prompt needs \(evaluation) tokens, model.max_seq_len is 128")
         #expect(lineTwo.description == "\(path):2: query: the criteria prompt needs \(criteria) tokens, model.max_seq_len is 128")
-        #expect(throws: lineTwo) { _ = try DatasetPairSource(config: config) }
+        #expect(throws: lineTwo) { _ = try DatasetPairSource(config: config, chat: ByteChat()) }
 
         config.data.skipBad = true
-        let skipping = try DatasetPairSource(config: config)
+        let skipping = try DatasetPairSource(config: config, chat: ByteChat())
         #expect(skipping.pairs == [pairs[0], pairs[3]])
         #expect(skipping.skipped == [lineTwo, lineThree])
         #expect(skipping.skippedLinesReport().last == "skipped \(lineThree)")
-        let loaded = try PreferenceLoader(skipBad: true, recordCheck: DatasetPairSource.promptFitCheck(config: config)).loadPairs(path: path)
+        let loaded = try PreferenceLoader(skipBad: true, recordCheck: DatasetPairSource.promptFitCheck(config: config, chat: ByteChat())).loadPairs(path: path)
         #expect(loaded.report.skipped == [lineTwo, lineThree])
 
         // par mode checks the judgment prompts instead.
         config.reward.mode = .par
         config.model.maxSeqLen = 400
         let judgment = ParFormat().prompt(query: "fine", response: long).count
-        let check = DatasetPairSource.promptFitCheck(config: config)
+        let check = DatasetPairSource.promptFitCheck(config: config, chat: ByteChat())
         #expect(check(.pair(pairs[2]))?.field == "rejected")
         #expect(check(.pair(pairs[2]))?.message == "the judgment prompt needs \(judgment) tokens, model.max_seq_len is 400")
         #expect(check(.pair(pairs[0])) == nil)

@@ -162,7 +162,7 @@ final class CrashingExecutor: RolloutExecutor, @unchecked Sendable {
 
     /// Runs the three steps under `scenario`; returns the final policy and the per-step metrics.
     static func run(_ scenario: Scenario, config: Config, initial: ModelWeights) throws -> (ModelWeights, [StepMetrics], CoordinatorReport) {
-        var settings = try CoordinatorSettings(config: config)
+        var settings = try CoordinatorSettings(config: config, runModel: RunModel(ownModel: config.model))
         settings.endpoint = "tcp://127.0.0.1:*"
         settings.scheduler.heartbeatInterval = 0.05
         if case .oneKilledMidStep = scenario { settings.scheduler.heartbeatTimeout = 0.5 } else { settings.scheduler.heartbeatTimeout = 2 }
@@ -173,7 +173,7 @@ final class CrashingExecutor: RolloutExecutor, @unchecked Sendable {
         let (coordinator, endpoint) = try RuntimeTests.startCoordinator(service)
         func worker(_ name: String, _ executor: any RolloutExecutor, crash: StopSignal? = nil) -> Background<WorkerOutcome> {
             let client = WorkerClient(
-                settings: WorkerSettings(endpoint: endpoint, name: name, configHash: config.hash, limits: settings.limits,
+                settings: WorkerSettings(endpoint: endpoint, name: name, configHash: config.hash, modelFingerprint: settings.scheduler.modelFingerprint ?? 0, limits: settings.limits,
                                          heartbeatInterval: 0.05, heartbeatTimeout: 2),
                 executor: executor, crash: crash, logger: quiet("worker.\(name)"))
             return Background("worker-\(name)") { try client.run() }

@@ -59,7 +59,7 @@ enum LearnerFixture {
     /// The trajectories of one pair (see ``rollouts(config:policy:reference:step:pairs:)``).
     static func trajectories(config: Config, policy: ModelWeights, reference: ModelWeights?, step: Int, pair: TaskPair) throws -> [Trajectory] {
         let format = CompactFormat()
-        let plan = RolloutPlan(config: config.rollout, runSeed: config.run.seed, step: UInt64(step))
+        let plan = RolloutPlan(config: config.rollout, chat: ByteChat(), runSeed: config.run.seed, step: UInt64(step))
         var requests: [(RolloutRequest, [TokenID])] = []
         let item = RolloutItem(pairID: pair.pairID, query: pair.query, responses: pair.responses)
         var criteriaOutputs: [[TokenID]] = []
@@ -246,7 +246,7 @@ enum LearnerFixture {
         let learner = try GRPOLearner(config: config)
         let long = TaskPair(pairID: 5, query: String(repeating: "q", count: 300), responses: ["a", "b"])
         let pairs = LearnerFixture.pairs + [long]
-        let plan = RolloutPlan(config: config.rollout, runSeed: config.run.seed, step: 1)
+        let plan = RolloutPlan(config: config.rollout, chat: ByteChat(), runSeed: config.run.seed, step: 1)
         let criteria = plan.criteriaRequests(for: long)
         #expect(criteria.count == 2)
         #expect(criteria[0].promptTokens.count > config.model.maxSeqLen + 1)
@@ -320,27 +320,41 @@ enum LearnerFixture {
         #expect(!String(decoding: header, as: UTF8.self).contains("reference."))
     }
 
-    /// The `--init` weights' tokenizer goes into every checkpoint, and a learner restored from
-    /// such a checkpoint (resumed without --init) keeps it.
-    @Test func theInitWeightsTokenizerGoesIntoCheckpoints() throws {
+    /// The run model's tokenizer goes into every checkpoint; `--init` weights or a checkpoint
+    /// carrying another tokenizer are refused, naming the file: their token ids mean other text.
+    @Test func theRunModelsTokenizerGoesIntoCheckpointsAndOthersAreRefused() throws {
         let config = LearnerFixture.config()
         let directory = try makeTemporaryDirectory("learner-tokenizer")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let initPath = (directory as NSString).appendingPathComponent("init.h5")
-        let tokenizer = StoredTokenizer(tokenizerJSON: Array("{}".utf8), bosToken: nil, eosToken: "</s>", padToken: nil, unkToken: nil,
-                                        chatTemplate: "none", chatTemplateSystem: nil, chatTemplateJinja: nil)
+        let tokenizer = StoredTokenizer(tokenizerJSON: Array(GenerateCommandTests.tokenizerJSON.utf8), bosToken: "<|im_start|>",
+                                        eosToken: "<|endoftext|>", padToken: nil, unkToken: nil, chatTemplate: "chatml",
+                                        chatTemplateSystem: nil, chatTemplateJinja: nil)
+        let pretrained = try RunModel(architecture: TransformerConfig(config.model), tokenizer: tokenizer, source: "tiny.gguf")
         try WeightsFile.saveAtomically(ModelWeights(initialFor: config), tokenizer: tokenizer, to: initPath)
-        let learner = try GRPOLearner(config: config, initPath: initPath)
+        let learner = try GRPOLearner(config: config, runModel: pretrained, initPath: initPath)
         #expect(learner.modelTokenizer == tokenizer)
         let state = try learner.trainingState(step: 0, dataCursor: DataCursor())
         #expect(state.tokenizer == tokenizer)
         #expect(state.tokenizerDescription == tokenizer.description)
 
+        let byteModel = RunModel(ownModel: config.model)
+        #expect(throws: CermError.invalid("\(initPath) carries the tokenizer \(tokenizer.description), but the run's model is cerm's own "
+                                          + "model with the byte tokenizer: set model.source to the pretrained model these weights come from")) {
+            try GRPOLearner(config: config, runModel: byteModel, initPath: initPath)
+        }
         let resumed = try GRPOLearner(config: config)
-        #expect(resumed.modelTokenizer == nil)
         #expect(try resumed.trainingState(step: 0, dataCursor: DataCursor()).tokenizerDescription == ByteTokenizer().description)
-        try resumed.restore(from: state)
-        #expect(resumed.modelTokenizer == tokenizer)
+        #expect(throws: CermError.invalid("the checkpoint of step 0 carries the tokenizer \(tokenizer.description), but the run's model is "
+                                          + "cerm's own model with the byte tokenizer: set model.source to the pretrained model these weights come from")) {
+            try resumed.restore(from: state)
+        }
+        let other = try GRPOLearner(config: config, runModel: pretrained)
+        #expect(throws: CermError.invalid("the checkpoint of step 0 carries cerm's byte tokenizer, but the run's model is tiny.gguf (qwen3, "
+                                          + "chatml template, vocabulary 264): use weights trained from model.source, or set model.source "
+                                          + "to the model these weights come from")) {
+            try other.restore(from: resumed.trainingState(step: 0, dataCursor: DataCursor()))
+        }
     }
 
     /// `par` and `pairwise`: single-stage prompts are rebuilt and rewarded; the step trains.
@@ -351,7 +365,7 @@ enum LearnerFixture {
         config.rollout.nc = 2
         config.rollout.ne = 1
         let learner = try GRPOLearner(config: config)
-        let plan = RolloutPlan(config: config.rollout, runSeed: config.run.seed, step: 1)
+        let plan = RolloutPlan(config: config.rollout, chat: ByteChat(), runSeed: config.run.seed, step: 1)
         let eos = ByteTokenizer.Special.eos.rawValue
         var requests: [(RolloutRequest, [TokenID])] = []
         for pair in LearnerFixture.pairs {

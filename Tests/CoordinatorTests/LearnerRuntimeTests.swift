@@ -53,7 +53,7 @@ final class TeacherForcedExecutor: RolloutExecutor, @unchecked Sendable {
         config.run.steps = 2
         config.grpo.pairsPerBatch = 2
         config.cluster.pairsPerTask = 1
-        var settings = try CoordinatorSettings(config: config)
+        var settings = try CoordinatorSettings(config: config, runModel: RunModel(ownModel: config.model))
         settings.endpoint = "tcp://127.0.0.1:*"
         settings.scheduler.heartbeatInterval = 0.05
         settings.scheduler.heartbeatTimeout = 2
@@ -66,7 +66,7 @@ final class TeacherForcedExecutor: RolloutExecutor, @unchecked Sendable {
                                          checkpoints: CheckpointWriter(directory: directory, keepLast: 3),
                                          logger: RuntimeTests.quiet("coordinator"))
         let (run, endpoint) = try RuntimeTests.startCoordinator(service)
-        let workerSettings = WorkerSettings(endpoint: endpoint, name: "w1", configHash: config.hash, limits: settings.limits,
+        let workerSettings = WorkerSettings(endpoint: endpoint, name: "w1", configHash: config.hash, modelFingerprint: settings.scheduler.modelFingerprint ?? 0, limits: settings.limits,
                                             heartbeatInterval: 0.05, heartbeatTimeout: 2)
         let client = WorkerClient(settings: workerSettings, executor: TeacherForcedExecutor(config: config),
                                   logger: RuntimeTests.quiet("worker"))

@@ -1,5 +1,7 @@
 @testable import Configuration
 @testable import Coordinator
+import Method
+import EngineConfiguration
 import Foundation
 import Logging
 @testable import Runtime
@@ -808,7 +810,7 @@ import Worker
         config.grpo.pairsPerBatch = 3
         config.cluster.weightChunkBytes = 4096
         config.cluster.taskTimeout = 12
-        let plain = try CoordinatorSettings(config: config)
+        let plain = try CoordinatorSettings(config: config, runModel: RunModel(ownModel: config.model))
         // The service's deadline is the config's (the run above exercises it over sockets).
         #expect(plain.scheduler.taskTimeout == 12)
         #expect(plain.steps == 6 && plain.pairsPerBatch == 3 && plain.weightChunkBytes == 4096 && plain.runSeed == config.run.seed)
@@ -823,12 +825,12 @@ import Worker
         let serverFiles = try CurveKeyFiles.write(name: "coordinator", keys: server, directory: directory)
         let workerFiles = try CurveKeyFiles.write(name: "worker", keys: worker, directory: directory)
         config.cluster.curveSecretKeyFile = serverFiles.secret
-        #expect(throws: CermError.self) { try CoordinatorSettings(config: config) }
+        #expect(throws: CermError.self) { try CoordinatorSettings(config: config, runModel: RunModel(ownModel: config.model)) }
         config.cluster.authorizedKeysFile = workerFiles.public
         config.cluster.workerSecretKeyFile = workerFiles.secret
         config.cluster.serverPublicKeyFile = serverFiles.public
-        #expect(try CoordinatorSettings(config: config).curve == CoordinatorCurve(secretKey: server.secretKey, authorizedKeys: [worker.publicKey]))
-        let workerSettings = try WorkerSettings(config: config, name: "w")
+        #expect(try CoordinatorSettings(config: config, runModel: RunModel(ownModel: config.model)).curve == CoordinatorCurve(secretKey: server.secretKey, authorizedKeys: [worker.publicKey]))
+        let workerSettings = try WorkerSettings(config: config, modelFingerprint: 0, name: "w")
         #expect(workerSettings.configHash == config.hash)
         guard case let .curveClient(serverKey, keys) = workerSettings.security else { Issue.record("expected a CURVE client"); return }
         #expect(serverKey == server.publicKey && keys == worker)
@@ -839,26 +841,26 @@ import Worker
         }
         var missing = config
         missing.cluster.curveSecretKeyFile = "nope.key"
-        #expect(failure { _ = try CoordinatorSettings(config: missing) } == "cluster.curve_secret_key_file: nope.key: cannot read file")
+        #expect(failure { _ = try CoordinatorSettings(config: missing, runModel: RunModel(ownModel: missing.model)) } == "cluster.curve_secret_key_file: nope.key: cannot read file")
         missing = config
         missing.cluster.authorizedKeysFile = "nope.txt"
-        #expect(failure { _ = try CoordinatorSettings(config: missing) } == "cluster.authorized_keys_file: nope.txt: cannot read file")
+        #expect(failure { _ = try CoordinatorSettings(config: missing, runModel: RunModel(ownModel: missing.model)) } == "cluster.authorized_keys_file: nope.txt: cannot read file")
         missing = config
         missing.cluster.workerSecretKeyFile = "nope.key"
-        #expect(failure { _ = try WorkerSettings(config: missing, name: "w") } == "cluster.worker_secret_key_file: nope.key: cannot read file")
+        #expect(failure { _ = try WorkerSettings(config: missing, modelFingerprint: 0, name: "w") } == "cluster.worker_secret_key_file: nope.key: cannot read file")
         missing = config
         missing.cluster.serverPublicKeyFile = workerFiles.secret + ".absent"
-        #expect(failure { _ = try WorkerSettings(config: missing, name: "w") }
+        #expect(failure { _ = try WorkerSettings(config: missing, modelFingerprint: 0, name: "w") }
             == "cluster.server_public_key_file: \(workerFiles.secret).absent: cannot read file")
 
         // Without keys a worker connects only to a local endpoint (or with allow_insecure), as
         // the coordinator binds only one: it used to talk plain text to any host.
         var plainWorker = Config()
-        #expect(failure { _ = try WorkerSettings(config: plainWorker, name: "w", endpoint: "tcp://192.0.2.1:5611") }
+        #expect(failure { _ = try WorkerSettings(config: plainWorker, modelFingerprint: 0, name: "w", endpoint: "tcp://192.0.2.1:5611") }
             == "refusing to connect to tcp://192.0.2.1:5611 without CURVE keys: set cluster.worker_secret_key_file and "
             + "cluster.server_public_key_file (see `cerm keygen`), connect to a loopback address, or set cluster.allow_insecure = true")
-        #expect(failure { _ = try WorkerSettings(config: plainWorker, name: "w", endpoint: "tcp://127.0.0.1:5611") } == nil)
+        #expect(failure { _ = try WorkerSettings(config: plainWorker, modelFingerprint: 0, name: "w", endpoint: "tcp://127.0.0.1:5611") } == nil)
         plainWorker.cluster.allowInsecure = true
-        #expect(failure { _ = try WorkerSettings(config: plainWorker, name: "w", endpoint: "tcp://192.0.2.1:5611") } == nil)
+        #expect(failure { _ = try WorkerSettings(config: plainWorker, modelFingerprint: 0, name: "w", endpoint: "tcp://192.0.2.1:5611") } == nil)
     }
 }

@@ -117,11 +117,11 @@ struct SFTSequenceTests {
         let tokens = SFTSequenceBuilder.sequences(for: [trace], format: CompactFormat()).map(\.tokens.count).max()!
         let message = "the teacher's SFT sequence has \(tokens) tokens; model.max_seq_len is 384"
         #expect(throws: DataError(file: config.data.train, line: 2, field: "rejected", message: message)) {
-            try SFTData.traces(config) { _ in }
+            try SFTData.traces(config, format: makePromptFormat(config.rollout.format)) { _ in }
         }
         config.data.skipBad = true
         var log: [String] = []
-        let (traces, _) = try SFTData.traces(config) { log.append($0) }
+        let (traces, _) = try SFTData.traces(config, format: makePromptFormat(config.rollout.format)) { log.append($0) }
         #expect(traces.count == 4)
         #expect(log.contains("skipped \(config.data.train):2: rejected: \(message)"))
     }
@@ -432,7 +432,7 @@ struct EvaluationBackendTests {
         let items = dataset.eval.enumerated().map { EvaluationItem(pair: $1, index: $0) }
         let weights = ModelWeights(config: tinyConfig, seed: 2, initStd: 0.02)
         let evaluator = Evaluator(format: CompactFormat(), options: EvaluationOptions(seed: 1))
-        let make: @Sendable () throws -> any JudgeBackend = { try ModelJudge(weights: weights, criteriaMaxTokens: 8, evaluationMaxTokens: 8) }
+        let make: @Sendable () throws -> any JudgeBackend = { try ModelJudge(weights: weights, criteriaMaxTokens: 8, evaluationMaxTokens: 8, chat: ByteChat()) }
         let one = try evaluator.evaluate(items, threads: 1, makeBackend: make)
         let two = try evaluator.evaluate(items, threads: 2, makeBackend: make)
         // A random model never closes a criteria turn in 8 tokens: all truncated, pairs tie.

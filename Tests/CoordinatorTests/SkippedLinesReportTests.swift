@@ -1,3 +1,4 @@
+import Method
 import Configuration
 @testable import Coordinator
 import Datasets
@@ -35,7 +36,7 @@ import Testing
         let (directory, config) = try Self.files("sft")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var log: [String] = []
-        let (traces, unsupported) = try SFTData.traces(config) { log.append($0) }
+        let (traces, unsupported) = try SFTData.traces(config, format: makePromptFormat(config.rollout.format)) { log.append($0) }
         #expect(!traces.isEmpty && unsupported == 0)
         let train = config.data.train
         #expect(log == ["data.skip_bad: skipped 2 bad lines of \(train); SFT uses the teacher's traces of the other 3 records"]

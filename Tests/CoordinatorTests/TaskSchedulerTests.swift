@@ -290,9 +290,9 @@ import WireProtocol
         #expect(s.handle(hello: wrongHash, from: Self.bob, now: 0)
             == .refuse(reason: "config hash mismatch: worker 0xbad, coordinator 0xc0ffee (compare `cerm config check` output on both machines)"))
         var wrongVersion = Self.hello("x")
-        wrongVersion.protocolVersion = 2
+        wrongVersion.protocolVersion = 1
         #expect(s.handle(hello: wrongVersion, from: Self.bob, now: 0)
-            == .refuse(reason: "protocol version 2 not supported: the coordinator speaks cerm protocol v1"))
+            == .refuse(reason: "protocol version 1 not supported: the coordinator speaks cerm protocol v2"))
         #expect(!s.registry.contains(Self.bob))
 
         try s.openStep(0, pairIDs: [1, 2])
@@ -304,6 +304,26 @@ import WireProtocol
         #expect(s.registry.worker(Self.alice)?.credit == 0)
         #expect(s.handle(goodbyeFrom: Self.alice, now: 0) == [])
         #expect(s.registry.count == 0)
+    }
+
+    /// A worker whose model (architecture and tokenizer) differs from the coordinator's is
+    /// refused with the reason: its token ids would mean other text. The config hash alone
+    /// cannot tell, as both may name the same `model.source` path on different machines.
+    @Test func helloIsRefusedOnModelMismatch() throws {
+        var settings = SchedulerSettings(mode: .sync, pairsPerTask: 1, heartbeatInterval: 1, heartbeatTimeout: 5, configHash: 0xC0FFEE,
+                                         modelFingerprint: 0xF00D)
+        settings.maxMessageBytes = 1 << 20
+        var s = Self.scheduler(settings, workers: [], credit: 1, clock: ManualClock())
+        var other = Self.hello("x")
+        other.configHash = 0xC0FFEE
+        other.modelFingerprint = 0xBEEF
+        #expect(s.handle(hello: other, from: Self.bob, now: 0)
+            == .refuse(reason: "model mismatch: the worker's architecture and tokenizer (fingerprint 0xbeef) differ from the coordinator's "
+                + "(0xf00d): every prompt and token id depends on them; give the worker the coordinator's model.source and "
+                + "model.chat_template (its tokenizer, not its weights, is read)"))
+        #expect(!s.registry.contains(Self.bob))
+        other.modelFingerprint = 0xF00D
+        guard case .welcome = s.handle(hello: other, from: Self.bob, now: 0) else { Issue.record("same model refused"); return }
     }
 
     @Test func goodbyeRequeuesInFlightTasks() throws {
@@ -322,7 +342,7 @@ import WireProtocol
         config.cluster.maxStaleness = 3
         config.cluster.pairsPerTask = 2
         config.rollout.ne = 2
-        let settings = SchedulerSettings(config: config)
+        let settings = SchedulerSettings(config: config, chat: ByteChat(), modelFingerprint: 0)
         #expect(settings.mode == .async && settings.maxStaleness == 3 && settings.pairsPerTask == 2)
         #expect(settings.configHash == config.hash)
         #expect(settings.expectedRollout == .twoStage(nc: 4, ne: 2, responses: 2))
@@ -344,7 +364,7 @@ import WireProtocol
         extra.insert(.evaluation(pair: 0, criteria: 4, response: 0, sample: 0))
         #expect(rollout.problem(with: extra, pairID: 0) == "pair 0: 1 unexpected trajectories (first: pair 0 evaluation c4 r0 s0)")
         config.reward.mode = .par
-        #expect(SchedulerSettings(config: config).expectedRollout == nil)
+        #expect(SchedulerSettings(config: config, chat: ByteChat(), modelFingerprint: 0).expectedRollout == nil)
     }
 }
 
@@ -416,7 +436,7 @@ extension TaskSchedulerTests {
     /// overrides the output) and, if they parse, both evaluations.
     static func honestTrajectories(config: Config, step: UInt64, criteria: [TokenID]? = nil) -> [Trajectory] {
         let format = CompactFormat()
-        let plan = RolloutPlan(config: config.rollout, runSeed: config.run.seed, step: step)
+        let plan = RolloutPlan(config: config.rollout, chat: ByteChat(), runSeed: config.run.seed, step: step)
         let output = criteria ?? format.outputTokens(text: format.criteriaText(analysis: "a", items: ["c1"]))
         func trajectory(_ request: RolloutRequest, _ tokens: [TokenID]) -> Trajectory {
             Trajectory(id: request.id, promptTokenCount: UInt32(request.promptTokens.count), tokens: tokens.map { UInt32($0) },
@@ -432,8 +452,8 @@ extension TaskSchedulerTests {
     /// results counted; the honest result is accepted.
     @Test func resultsAreCheckedAgainstTheRolloutPlan() throws {
         let config = Self.planConfig()
-        var settings = SchedulerSettings(config: config)
-        #expect(settings.resultCheck == RolloutResultCheck(config: config))
+        var settings = SchedulerSettings(config: config, chat: ByteChat(), modelFingerprint: 0)
+        #expect(settings.resultCheck?.rollout == config.rollout && settings.resultCheck?.maxSeqLen == config.model.maxSeqLen)
         settings.configHash = 0xC0FFEE
         let clock = ManualClock()
         var s = Self.scheduler(settings, credit: 1, clock: clock)
@@ -463,7 +483,7 @@ extension TaskSchedulerTests {
         #expect(unparsed.count == 1)
         unparsed += honest.dropFirst().map { t -> Trajectory in
             var t = t
-            t.promptTokenCount = UInt32(CompactFormat().evaluationPrompt(criteriaPrompt: RolloutPlan(config: config.rollout, runSeed: config.run.seed, step: 1).criteriaRequests(for: Self.planPair)[0].promptTokens,
+            t.promptTokenCount = UInt32(CompactFormat().evaluationPrompt(criteriaPrompt: RolloutPlan(config: config.rollout, chat: ByteChat(), runSeed: config.run.seed, step: 1).criteriaRequests(for: Self.planPair)[0].promptTokens,
                                                                          criteriaOutput: unparsed[0].tokens.map { TokenID($0) }, response: Self.planPair.responses[t.id.responseIndex]).count)
             return t
         }
@@ -495,7 +515,7 @@ extension TaskSchedulerTests {
 
         // An empty output after a prompt that does not fit is what an honest worker returns.
         try s.openStep(2, pairs: [TaskPair(pairID: 4, query: String(repeating: "q", count: 250), responses: ["a", "b"])])
-        let plan = RolloutPlan(config: config.rollout, runSeed: config.run.seed, step: 2)
+        let plan = RolloutPlan(config: config.rollout, chat: ByteChat(), runSeed: config.run.seed, step: 2)
         let request = plan.criteriaRequests(for: TaskPair(pairID: 4, query: String(repeating: "q", count: 250), responses: ["a", "b"]))[0]
         #expect(request.promptTokens.count > 201)
         let empty = Trajectory(id: request.id, promptTokenCount: UInt32(request.promptTokens.count), tokens: [], behaviourLogprobs: [],
@@ -599,7 +619,7 @@ extension TaskSchedulerTests {
 
     /// `task_timeout = 0` turns the deadline off: a task may be held for ever by a live worker.
     @Test func aZeroTaskTimeoutNeverRequeues() throws {
-        #expect(SchedulerSettings(config: Config()).taskTimeout == 600)
+        #expect(SchedulerSettings(config: Config(), chat: ByteChat(), modelFingerprint: 0).taskTimeout == 600)
         let clock = ManualClock()
         var settings = Self.settings(pairsPerTask: 1)
         settings.taskTimeout = 0

@@ -123,7 +123,7 @@ import Testing
         config.format = .cerm
         config.nc = 3
         config.ne = 1
-        let plan = RolloutPlan(config: config, runSeed: 5, step: 1)
+        let plan = RolloutPlan(config: config, chat: ByteChat(), runSeed: 5, step: 1)
         #expect(plan.format.name == .cerm)
         #expect(plan.criteriaRequests(for: RolloutItem(pairID: 0, query: "q", chosen: "a", rejected: "b")).count == 3)
     }

@@ -52,8 +52,9 @@ public enum PipelineReuse {
     /// The SFT weights at `path` when they can be reused for `config`: the file loads (read by
     /// a child first) and was trained for the config's `[model]`; otherwise an error naming the
     /// file, the differing keys and the remedy.
-    public static func sftWeights(path: String, config: Config, probe: (any CheckpointProbe)?) throws -> ModelWeights {
-        let weights = try WeightsFile.load(path: path, probe: probe).weights
+    public static func sftWeights(path: String, config: Config, runModel: RunModel, probe: (any CheckpointProbe)?) throws -> ModelWeights {
+        let (weights, _, tokenizer) = try WeightsFile.load(path: path, probe: probe)
+        try runModel.checkTokenizer(tokenizer, of: path)
         let differences = weights.config.changes(to: TransformerConfig(config.model))
         guard differences.isEmpty else {
             let keys = differences.mismatches(labelled: "weights")

@@ -53,7 +53,7 @@ public final class ModelJudge: JudgeBackend {
     public let chat: any ChatCodec
 
     public init(weights: ModelWeights, criteriaMaxTokens: Int, evaluationMaxTokens: Int, topP: Float = 1,
-                chat: any ChatCodec = ByteChat()) throws {
+                chat: any ChatCodec) throws {
         generator = try Generator(config: weights.config, parameters: weights.values)
         generator.stopTokens = chat.stopTokens
         self.chat = chat
@@ -155,8 +155,9 @@ extension TeacherJudge {
     }
 }
 
-/// Who judges an evaluation: a model's weights, or the synthetic task's teacher.
+/// Who judges an evaluation: a model's weights with the conversation its tokenizer and
+/// template give (``RunModel/chat``), or the synthetic task's teacher.
 public enum JudgeSource: Sendable {
-    case model(ModelWeights)
+    case model(ModelWeights, chat: any ChatCodec)
     case teacher(Teacher)
 }

@@ -8,7 +8,8 @@ import Shared
 
 /// `cerm pipeline`: the default run end to end, what `make run` does.
 ///
-/// Synthetic data → held-out evaluation of a random model and of the teacher → cold-start SFT →
+/// Synthetic data → held-out evaluation of the untrained model (a random init of
+/// cerm's own, or the pretrained `model.source` zero-shot) and of the teacher → cold-start SFT →
 /// curation of the RL pairs (`curation.enabled`) → CE-RM GRPO with a coordinator and local
 /// workers over ZeroMQ → held-out evaluation of the SFT and RL models → one table. Finished
 /// stages are reused when it runs again (``PipelineReuse``): the data files, the SFT weights
@@ -20,7 +21,11 @@ public struct PipelineRun {
     /// A stop was requested (SIGINT/SIGTERM): the finished stages are kept for the next run.
     public struct Stopped: Error, Equatable {}
 
+    /// The run's configuration, `[model]` resolved (``RunModel/resolve(_:)``).
     public var config: Config
+    /// The run's model: the untrained judge of the first row (a random init of cerm's own
+    /// model, or the pretrained model zero-shot) and the tokenizer every stage must share.
+    public var runModel: RunModel
     /// The config file, as the stages run as child processes are given it.
     public var configPath: String
     /// Local workers for the RL stage (nil: `cluster.workers`).
@@ -31,9 +36,10 @@ public struct PipelineRun {
     /// evaluated (and their skipped lines reported) before.
     public var evaluate: (_ judge: JudgeSource, _ files: [String], _ reportSkipped: Bool) throws -> EvaluationReport
 
-    public init(config: Config, configPath: String, workers: Int?, executable: String,
+    public init(config: Config, runModel: RunModel, configPath: String, workers: Int?, executable: String,
                 evaluate: @escaping (_ judge: JudgeSource, _ files: [String], _ reportSkipped: Bool) throws -> EvaluationReport) {
         self.config = config
+        self.runModel = runModel
         self.configPath = configPath
         self.workers = workers
         self.executable = executable
@@ -67,10 +73,10 @@ public struct PipelineRun {
         // [model] would be evaluated as "after SFT" and only refused by the RL launch.
         var sftWeights: ModelWeights?
         if FileManager.default.fileExists(atPath: cfg.sft.output) {
-            sftWeights = try PipelineReuse.sftWeights(path: cfg.sft.output, config: cfg, probe: probe)
+            sftWeights = try PipelineReuse.sftWeights(path: cfg.sft.output, config: cfg, runModel: runModel, probe: probe)
         }
-        let random = ModelWeights(initialFor: cfg)
-        rows.append(("random init", try evaluate("random init", .model(random))))
+        let untrained = runModel.source == nil ? "random init" : "zero-shot"
+        rows.append((untrained, try evaluate(untrained, .model(try runModel.initialWeights(config: cfg), chat: runModel.chat))))
         rows.append(("teacher", try evaluate("teacher", .teacher(SFTData.teacher(cfg)))))
         try stopIfRequested(stop)
 
@@ -85,8 +91,8 @@ public struct PipelineRun {
                 try runChild("sft", ["sft", "--config", configPath, "--skip-eval"], stop: stop, logger: logger)
             }
         }
-        let sft = try sftWeights ?? WeightsFile.load(path: cfg.sft.output, probe: probe).weights
-        rows.append(("after SFT", try evaluate("after SFT", .model(sft))))
+        let sft = try sftWeights ?? PipelineReuse.sftWeights(path: cfg.sft.output, config: cfg, runModel: runModel, probe: probe)
+        rows.append(("after SFT", try evaluate("after SFT", .model(sft, chat: runModel.chat))))
         try stopIfRequested(stop)
 
         if cfg.curation.enabled {
@@ -111,7 +117,9 @@ public struct PipelineRun {
         guard let final = try CheckpointReader.findResumeCheckpoint(runDir: cfg.run.runDirectory, probe: probe, logger: logger) else {
             throw CermError.invalid("\(cfg.run.runDirectory): the RL stage left no valid checkpoint")
         }
-        rows.append(("after RL (step \(final.state.step))", try evaluate("after RL", .model(try WeightsFile.load(path: final.path).weights))))
+        try runModel.checkTokenizer(final.state.tokenizer, of: final.path)
+        let rl = try WeightsFile.policyWeights(of: final.state, path: final.path)
+        rows.append(("after RL (step \(final.state.step))", try evaluate("after RL", .model(rl, chat: runModel.chat))))
 
         let table = EvaluationReport.pipelineTable(rows, timings: timings, total: Date().timeIntervalSince(started))
         present(table)

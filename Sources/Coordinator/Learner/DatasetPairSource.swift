@@ -32,13 +32,14 @@ public struct DatasetPairSource: PairSource {
 
     /// Loads the RL pairs (``Config/rlTrainPath``: the curated file when `curation.enabled`,
     /// else `data.train`) with `data.format` and `data.skip_bad`; `run.seed` seeds the epochs.
-    public init(config: Config) throws {
+    /// Prompts are measured as the run model's `chat` renders them.
+    public init(config: Config, chat: any ChatCodec) throws {
         let path = config.rlTrainPath
         if config.curation.enabled, !FileManager.default.fileExists(atPath: path) {
             throw CermError.io(path: path, reason: "curation.enabled is true but the curated pairs are missing: run `cerm curate` (which `cerm pipeline` does after SFT) or set curation.enabled = false to train on data.train")
         }
         let loader = PreferenceLoader(format: config.data.format, skipBad: config.data.skipBad,
-                                      recordCheck: Self.promptFitCheck(config: config))
+                                      recordCheck: Self.promptFitCheck(config: config, chat: chat))
         let loaded = try loader.loadPairs(path: path)
         try self.init(pairs: loaded.pairs, runSeed: config.run.seed, source: path, skipped: loaded.report.skipped)
     }
@@ -47,8 +48,8 @@ public struct DatasetPairSource: PairSource {
     /// `model.max_seq_len` before anything is generated (``RolloutPlan/oversizedPrompt(for:mode:maxSeqLen:)``)
     /// is a data error `FILE:LINE: FIELD: the … prompt needs N tokens, model.max_seq_len is M`;
     /// such a pair could only ever yield empty trajectories.
-    public static func promptFitCheck(config: Config) -> @Sendable (PreferenceRecord) -> (field: String, message: String)? {
-        let plan = RolloutPlan(config: config.rollout, runSeed: config.run.seed, step: 0)
+    public static func promptFitCheck(config: Config, chat: any ChatCodec) -> @Sendable (PreferenceRecord) -> (field: String, message: String)? {
+        let plan = RolloutPlan(config: config.rollout, chat: chat, runSeed: config.run.seed, step: 0)
         let mode = config.reward.mode
         let maxSeqLen = config.model.maxSeqLen
         return { record in

@@ -138,9 +138,12 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
     public private(set) var reference: ModelWeights
     /// AdamW state (moments, step counter).
     public private(set) var optimizer: AdamW
-    /// The tokenizer and chat template of the `--init` weights (or of the restored checkpoint),
-    /// written into every checkpoint; nil for cerm's byte tokenizer.
-    public private(set) var modelTokenizer: StoredTokenizer?
+    /// The run's model: its tokenizer and chat template render every prompt the learner
+    /// rebuilds and go into every checkpoint. The `--init` weights and a restored checkpoint
+    /// must carry the same tokenizer.
+    public let runModel: RunModel
+    /// The tokenizer written into checkpoints; nil for cerm's byte tokenizer.
+    public var modelTokenizer: StoredTokenizer? { runModel.tokenizer }
 
     private let model: Transformer
     private var gradients: ModelGradients
@@ -166,8 +169,9 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
     public static let referencePrefix = "reference."
 
     /// A learner whose policy and reference both start at `initialWeights`, or at a random
-    /// init from `model.init_std` and `run.seed` when nil. `source` names the weights in errors.
-    public init(config: Config, initialWeights: ModelWeights? = nil, tokenizer: StoredTokenizer? = nil,
+    /// init from `model.init_std` and `run.seed` when nil. `source` names the weights in errors;
+    /// `runModel` is cerm's own model of `[model]` when nil.
+    public init(config: Config, runModel: RunModel? = nil, initialWeights: ModelWeights? = nil,
                 source: String = "initial weights",
                 workspaceBudgetFloats: Int = GRPOLearner.defaultWorkspaceBudgetFloats, threads: Int = 1,
                 logger: Logger = Logger(label: "cerm.learner")) throws {
@@ -186,7 +190,7 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
         self.modelConfig = modelConfig
         self.workspaceBudgetFloats = max(1, workspaceBudgetFloats)
         self.reference = weights
-        self.modelTokenizer = tokenizer
+        self.runModel = runModel ?? RunModel(ownModel: config.model)
         self.model = try Transformer(weights: weights)
         self.gradients = ModelGradients(config: modelConfig)
         self.shards = try DataShards.replicas(of: model, count: Self.dataShards, LearnerShard.init)
@@ -205,11 +209,11 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
     }
 
     /// A learner starting from the SFT weights file at `initPath` (``ModelWeights/load(path:)``),
-    /// or from a random init when nil.
-    public convenience init(config: Config, initPath: String?, threads: Int = 1,
+    /// which must carry `runModel`'s tokenizer, or from the run model's initial weights
+    /// (``RunModel/initialWeights(config:)``: the pretrained source's, or a random init) when nil.
+    public convenience init(config: Config, runModel: RunModel, initPath: String?, threads: Int = 1,
                             logger: Logger = Logger(label: "cerm.learner")) throws {
-        var weights: ModelWeights?
-        var tokenizer: StoredTokenizer?
+        let weights: ModelWeights
         if let initPath {
             guard FileManager.default.fileExists(atPath: initPath) else {
                 throw CermError.io(path: initPath, reason: "no such SFT weights file (--init)")
@@ -224,18 +228,21 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
                 throw CermError.invalid("\(initPath) is \(kind), not an SFT weights file: --resume \(initPath) continues that run; "
                                         + "--init takes SFT weights (`cerm sft` writes them to sft.output)")
             }
+            let file: ModelWeights.StoredFile
             do {
-                let file = try ModelWeights.loadVerified(path: initPath)
-                weights = file.weights
-                tokenizer = file.storedTokenizer
+                file = try ModelWeights.loadVerified(path: initPath)
             } catch let error as CermError {
                 throw error
             } catch {
                 throw CermError.io(path: initPath, reason: "cannot load SFT weights (--init): \(error)")
             }
+            try runModel.checkTokenizer(file.storedTokenizer, of: initPath)
+            weights = file.weights
+        } else {
+            weights = try runModel.initialWeights(config: config)
         }
-        try self.init(config: config, initialWeights: weights, tokenizer: tokenizer, source: initPath ?? "initial weights",
-                      threads: threads, logger: logger)
+        try self.init(config: config, runModel: runModel, initialWeights: weights,
+                      source: initPath ?? runModel.source ?? "initial weights", threads: threads, logger: logger)
     }
 
     // MARK: Learner
@@ -332,6 +339,7 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
     /// checkpoint's `reference.` tensors; a checkpoint without them keeps this learner's
     /// reference (the `--init` weights), with a warning.
     public func restore(from state: TrainingState) throws {
+        try runModel.checkTokenizer(state.tokenizer, of: "the checkpoint of step \(state.step)")
         let found: TransformerConfig
         do { found = try TransformerConfig.fromJSON(state.modelConfigJSON) } catch {
             throw CermError.invalid("checkpoint model config is not readable: \(error)")
@@ -360,8 +368,6 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
         optimizer.v = v
         optimizer.step = state.adamStep
         policyVersion = state.policyVersion
-        // A run resumed without --init keeps the checkpoint's tokenizer.
-        if let stored = state.tokenizer { modelTokenizer = stored }
         gradients.zero()
     }
 
@@ -385,8 +391,9 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
             throw GRPOLearnerError.unknownPair(step: step, trajectory: stray.id)
         }
 
-        let plan = RolloutPlan(config: config.rollout, runSeed: config.run.seed, step: UInt64(step))
-        let rewarder = PairRewarder(reward: config.reward, rollout: config.rollout, runSeed: config.run.seed, step: UInt64(step))
+        let plan = RolloutPlan(config: config.rollout, chat: runModel.chat, runSeed: config.run.seed, step: UInt64(step))
+        let rewarder = PairRewarder(reward: config.reward, rollout: config.rollout, chat: runModel.chat, runSeed: config.run.seed,
+                                    step: UInt64(step))
         var outcomes: [TrajectoryOutcome] = []
         var checked: [(Trajectory, [TokenID])] = []
         // Pairs in id order: canonical order does not depend on the order of `pairs`.

@@ -63,16 +63,16 @@ public enum SFTData {
         Teacher(errorRate: config.data.teacherErrorRate, seed: config.run.seed)
     }
 
-    /// The teacher's traces, in `rollout.format`, for every response of `data.train`; throws
+    /// The teacher's traces, in `format` (the run's `rollout.format` through its model's chat),
+    /// for every response of `data.train`; throws
     /// when the file has no query the teacher knows. A record with a response whose trace makes
     /// an SFT sequence longer than `model.max_seq_len` is a bad line,
     /// `FILE:LINE: chosen: the teacher's SFT sequence has N tokens; model.max_seq_len is M`
     /// (field `rejected` or `responses[k]` for the other responses), skipped under
     /// `data.skip_bad`. `log` gets the lines `data.skip_bad` skipped
     /// (``LoadReport/skippedLinesReport(rest:limit:)``).
-    public static func traces(_ config: Config, log: (String) -> Void) throws -> (traces: [SFTTrace], unsupported: Int) {
+    public static func traces(_ config: Config, format: any PromptFormat, log: (String) -> Void) throws -> (traces: [SFTTrace], unsupported: Int) {
         let teacher = teacher(config)
-        let format = makePromptFormat(config.rollout.format)
         let maxSeqLen = config.model.maxSeqLen
         // Checked per record while loading, so the error names the line; the traces are
         // cheap to compute again below.

@@ -14,31 +14,34 @@ import WireProtocol
 /// and one reference log-prob per token (finite), tokens inside the vocabulary and prompt +
 /// output − 1 ≤ `model.max_seq_len` when there is output (an empty output after a prompt that
 /// does not fit is what an honest worker returns, finish `context`).
-public struct RolloutResultCheck: Sendable, Equatable {
+public struct RolloutResultCheck: Sendable {
     public var rollout: RolloutConfig
+    /// The run model's conversation: the plan's prompts are rendered through it.
+    public var chat: any ChatCodec
     public var mode: RewardMode
     public var runSeed: UInt64
     public var maxSeqLen: Int
     public var vocabSize: Int
 
-    public init(rollout: RolloutConfig, mode: RewardMode, runSeed: UInt64, maxSeqLen: Int, vocabSize: Int) {
+    public init(rollout: RolloutConfig, chat: any ChatCodec, mode: RewardMode, runSeed: UInt64, maxSeqLen: Int, vocabSize: Int) {
         self.rollout = rollout
+        self.chat = chat
         self.mode = mode
         self.runSeed = runSeed
         self.maxSeqLen = maxSeqLen
         self.vocabSize = vocabSize
     }
 
-    /// The check of `[rollout]`, `reward.mode`, `run.seed` and `[model]`.
-    public init(config: Config) {
-        self.init(rollout: config.rollout, mode: config.reward.mode, runSeed: config.run.seed,
+    /// The check of `[rollout]`, `reward.mode`, `run.seed` and `[model]`, prompts rendered through `chat`.
+    public init(config: Config, chat: any ChatCodec) {
+        self.init(rollout: config.rollout, chat: chat, mode: config.reward.mode, runSeed: config.run.seed,
                   maxSeqLen: config.model.maxSeqLen, vocabSize: config.model.vocabSize)
     }
 
     /// Nil when `trajectories` are exactly what the plan of `step` asks for `pairs`, with
     /// consistent contents; otherwise the first problem, naming the trajectory.
     public func problem(step: UInt64, pairs: [TaskPair], trajectories: [Trajectory]) -> String? {
-        let plan = RolloutPlan(config: rollout, runSeed: runSeed, step: step)
+        let plan = RolloutPlan(config: rollout, chat: chat, runSeed: runSeed, step: step)
         var byPair: [UInt64: [Trajectory]] = [:]
         for trajectory in trajectories { byPair[trajectory.id.pairID, default: []].append(trajectory) }
         for pair in pairs.sorted(by: { $0.pairID < $1.pairID }) {

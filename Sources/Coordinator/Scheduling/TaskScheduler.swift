@@ -49,7 +49,7 @@ public enum ExpectedRollout: Equatable, Sendable {
 }
 
 /// Settings of a ``TaskScheduler``, normally from the run's configuration.
-public struct SchedulerSettings: Equatable, Sendable {
+public struct SchedulerSettings: Sendable {
     public var mode: RolloutMode
     /// Async mode: results sampled more than this many versions ago are dropped.
     public var maxStaleness: UInt64
@@ -61,6 +61,8 @@ public struct SchedulerSettings: Equatable, Sendable {
     public var taskTimeout: Double
     /// `Config.hash` workers must match.
     public var configHash: UInt64
+    /// `RunModel.fingerprint` workers must match (their architecture and tokenizer); nil: not checked.
+    public var modelFingerprint: UInt64?
     public var maxMessageBytes: Int
     /// When set, each result must hold exactly these trajectories per pair.
     public var expectedRollout: ExpectedRollout?
@@ -70,8 +72,8 @@ public struct SchedulerSettings: Equatable, Sendable {
     public var resultCheck: RolloutResultCheck?
 
     public init(mode: RolloutMode = .sync, maxStaleness: UInt64 = 1, pairsPerTask: Int = 1, heartbeatInterval: Double = 1,
-                heartbeatTimeout: Double = 10, taskTimeout: Double = 0, configHash: UInt64 = 0, maxMessageBytes: Int = 64 << 20,
-                expectedRollout: ExpectedRollout? = nil, resultCheck: RolloutResultCheck? = nil) {
+                heartbeatTimeout: Double = 10, taskTimeout: Double = 0, configHash: UInt64 = 0, modelFingerprint: UInt64? = nil,
+                maxMessageBytes: Int = 64 << 20, expectedRollout: ExpectedRollout? = nil, resultCheck: RolloutResultCheck? = nil) {
         self.mode = mode
         self.maxStaleness = maxStaleness
         self.pairsPerTask = max(1, pairsPerTask)
@@ -79,21 +81,23 @@ public struct SchedulerSettings: Equatable, Sendable {
         self.heartbeatTimeout = heartbeatTimeout
         self.taskTimeout = taskTimeout
         self.configHash = configHash
+        self.modelFingerprint = modelFingerprint
         self.maxMessageBytes = maxMessageBytes
         self.expectedRollout = expectedRollout
         self.resultCheck = resultCheck
     }
 
-    /// The settings `[cluster]`, `[rollout]`, `[reward]` and `[model]` imply. The exact
-    /// trajectory set is checked for the two-stage `cerm` reward mode (preference pairs: 2
-    /// responses), and every result against the rollout plan (``RolloutResultCheck``).
-    public init(config: Config) {
+    /// The settings `[cluster]`, `[rollout]`, `[reward]` and `[model]` imply, with the run
+    /// model's `chat` and `modelFingerprint`. The exact trajectory set is checked for the
+    /// two-stage `cerm` reward mode (preference pairs: 2 responses), and every result against
+    /// the rollout plan (``RolloutResultCheck``).
+    public init(config: Config, chat: any ChatCodec, modelFingerprint: UInt64) {
         self.init(mode: config.cluster.mode, maxStaleness: UInt64(config.cluster.maxStaleness),
                   pairsPerTask: config.cluster.pairsPerTask, heartbeatInterval: config.cluster.heartbeatInterval,
                   heartbeatTimeout: config.cluster.heartbeatTimeout, taskTimeout: config.cluster.taskTimeout, configHash: config.hash,
-                  maxMessageBytes: config.cluster.maxMessageBytes,
+                  modelFingerprint: modelFingerprint, maxMessageBytes: config.cluster.maxMessageBytes,
                   expectedRollout: config.reward.mode == .cerm ? .twoStage(nc: config.rollout.nc, ne: config.rollout.ne, responses: 2) : nil,
-                  resultCheck: RolloutResultCheck(config: config))
+                  resultCheck: RolloutResultCheck(config: config, chat: chat))
     }
 }
 
@@ -328,6 +332,11 @@ public struct TaskScheduler: Sendable {
         if hello.configHash != settings.configHash {
             return .refuse(reason: "config hash mismatch: worker 0x\(String(hello.configHash, radix: 16)), coordinator 0x\(String(settings.configHash, radix: 16)) "
                 + "(compare `cerm config check` output on both machines)")
+        }
+        if let expected = settings.modelFingerprint, hello.modelFingerprint != expected {
+            return .refuse(reason: "model mismatch: the worker's architecture and tokenizer (fingerprint 0x\(String(hello.modelFingerprint, radix: 16))) "
+                + "differ from the coordinator's (0x\(String(expected, radix: 16))): every prompt and token id depends on them; "
+                + "give the worker the coordinator's model.source and model.chat_template (its tokenizer, not its weights, is read)")
         }
         if hello.capacity == 0 { return .refuse(reason: "capacity must be at least 1") }
         var requeued: [UInt64] = []

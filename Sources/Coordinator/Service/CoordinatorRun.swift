@@ -1,4 +1,5 @@
 import Configuration
+import EngineConfiguration
 import Foundation
 import Logging
 import Runtime
@@ -17,8 +18,12 @@ public struct CoordinatorRun {
         case path(String)
     }
 
+    /// The run's configuration, `[model]` resolved (``RunModel/resolve(_:)``).
     public var config: Config
-    /// SFT weights the policy and reference start from (`--init`); random init from `[model]` when nil.
+    /// The run's model: its tokenizer and template render every prompt.
+    public var runModel: RunModel
+    /// SFT weights the policy and reference start from (`--init`); the run model's initial
+    /// weights when nil (``RunModel/initialWeights(config:)``).
     public var initPath: String?
     /// Nil for a new run.
     public var resume: ResumeSource?
@@ -26,8 +31,9 @@ public struct CoordinatorRun {
     /// signal to start the workers).
     public var boundFile: String?
 
-    public init(config: Config, initPath: String? = nil, resume: ResumeSource? = nil, boundFile: String? = nil) {
+    public init(config: Config, runModel: RunModel, initPath: String? = nil, resume: ResumeSource? = nil, boundFile: String? = nil) {
         self.config = config
+        self.runModel = runModel
         self.initPath = initPath
         self.resume = resume
         self.boundFile = boundFile
@@ -57,17 +63,20 @@ public struct CoordinatorRun {
         // Key files read and the bind allowed before the checkpoint, model and data are
         // loaded: a missing key file or a refused endpoint is reported (naming its config
         // key) at once, not after minutes of loading.
-        let settings = try CoordinatorSettings(config: config)
+        let settings = try CoordinatorSettings(config: config, runModel: runModel)
         try settings.checkBindAllowed()
         for warning in CurveKeyFiles.exposureWarnings(of: config.cluster) { logger.warning("\(warning)") }
         var resumePoint = try loadResumePoint(stop: stop, logger: logger)
         // A changed [model] cannot be restored: refused here, before train.log is opened or
         // any config change is reported as if the resume went ahead.
-        if let loaded = resumePoint { try ResumePoint.refuseModelChange(in: loaded.state, path: loaded.path, config: config) }
+        if let loaded = resumePoint {
+            try ResumePoint.refuseModelChange(in: loaded.state, path: loaded.path, config: config)
+            try runModel.checkTokenizer(loaded.state.tokenizer, of: loaded.path)
+        }
         let threads = GRPOLearner.claimProcessors()
         // The SFT weights are read by a child first, as resume candidates are.
         if let initPath { try CheckpointReader.probeFirst(path: initPath, with: ChildProcessCheckpointProbe(stop: stop, logger: logger)) }
-        let learner = try GRPOLearner(config: config, initPath: initPath, threads: threads)
+        let learner = try GRPOLearner(config: config, runModel: runModel, initPath: initPath, threads: threads)
         // A resumed run continues from its checkpoint whatever --init says (`cerm pipeline`
         // passes both); say so when they disagree, instead of ignoring --init silently.
         if let initPath, let loaded = resumePoint, let recorded = loaded.state.initWeightsChecksum,
@@ -75,7 +84,7 @@ public struct CoordinatorRun {
             let checksums = "checksum \(CheckpointFormat.hex(recorded)), not \(CheckpointFormat.hex(learner.reference.checksum))"
             logger.warning("--init \(initPath) is ignored: the run resumes from \(loaded.path), which started from other weights (\(checksums))")
         }
-        let pairs = try DatasetPairSource(config: config)
+        let pairs = try DatasetPairSource(config: config, chat: runModel.chat)
         // Only once the run can start (weights and data load): the files an earlier line of
         // training left that this run would mix with its own go aside, so that the next
         // --resume continues this run. Before MetricsLogger, which appends to metrics.jsonl.
@@ -112,7 +121,7 @@ public struct CoordinatorRun {
             "run": "\(config.run.name)", "steps": "\(config.run.steps)", "pairs": "\(pairs.pairs.count)",
             // A resumed policy starts from the checkpoint, whatever --init says.
             "init": "\(resumePoint?.path ?? initPath ?? "random")", "resume": "\(resumePoint?.path ?? "no")",
-            "data": "\(pairs.source)", "blas": "\(BLAS.coreName)",
+            "data": "\(pairs.source)", "blas": "\(BLAS.coreName)", "model": "\(runModel.description)",
         ])
         if let boundFile { announceEndpoint(of: service, in: boundFile, logger: logger) }
         return try service.run()
