@@ -29,6 +29,25 @@ public struct CermFormat: PromptFormat {
         and [End of Criteria].
         """
 
+    /// The criteria request with the response shown: the same task and output instructions as
+    /// ``criteriaInstruction``, the response between the query and them.
+    static let responseConditionedCriteriaInstruction = """
+        You are an impartial evaluator. Read the query and the response below, then decide what a \
+        good answer to the query must achieve, with this response in view.
+
+        [Start of Query]
+        {query}
+        [End of Query]
+
+        [Start of Response]
+        {response}
+        [End of Response]
+
+        First analyse briefly what the query asks for. Then list concise, non-overlapping \
+        criteria, most important first, numbered 1., 2., 3., … between [Start of Criteria] \
+        and [End of Criteria].
+        """
+
     static let evaluationInstruction = """
         Evaluate the response below against your criteria.
 
@@ -45,6 +64,10 @@ public struct CermFormat: PromptFormat {
     public func criteriaPrompt(query: String) -> [TokenID] {
         let text = Tok.fill(Self.criteriaInstruction, ["query": query])
         return chat.firstTurn(user: text)
+    }
+
+    public func criteriaPrompt(query: String, response: String) -> [TokenID] {
+        chat.firstTurn(user: Tok.fill(Self.responseConditionedCriteriaInstruction, ["query": query, "response": response]))
     }
 
     public func evaluationPrompt(criteriaPrompt: [TokenID], criteriaOutput: [TokenID], response: String) -> [TokenID] {
