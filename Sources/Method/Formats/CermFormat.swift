@@ -16,6 +16,13 @@ public struct CermFormat: PromptFormat {
 
     public var name: PromptFormatName { .cerm }
 
+    /// How every criteria turn is to be written (the last paragraph of both criteria prompts).
+    static let criteriaRequest = """
+        First analyse briefly what the query asks for. Then list concise, non-overlapping \
+        criteria, most important first, numbered 1., 2., 3., … between [Start of Criteria] \
+        and [End of Criteria].
+        """
+
     static let criteriaInstruction = """
         You are an impartial evaluator. Before seeing any response, decide what a good answer \
         to the query below must achieve.
@@ -24,13 +31,11 @@ public struct CermFormat: PromptFormat {
         {query}
         [End of Query]
 
-        First analyse briefly what the query asks for. Then list concise, non-overlapping \
-        criteria, most important first, numbered 1., 2., 3., … between [Start of Criteria] \
-        and [End of Criteria].
-        """
 
-    /// The criteria request with the response shown: the same task and output instructions as
-    /// ``criteriaInstruction``, the response between the query and them.
+        """ + criteriaRequest
+
+    /// The criteria request with the response shown: the response between the query and the
+    /// same ``criteriaRequest``, so the two prompts differ in what the criteria are written from.
     static let responseConditionedCriteriaInstruction = """
         You are an impartial evaluator. Read the query and the response below, then decide what a \
         good answer to the query must achieve, with this response in view.
@@ -43,10 +48,8 @@ public struct CermFormat: PromptFormat {
         {response}
         [End of Response]
 
-        First analyse briefly what the query asks for. Then list concise, non-overlapping \
-        criteria, most important first, numbered 1., 2., 3., … between [Start of Criteria] \
-        and [End of Criteria].
-        """
+
+        """ + criteriaRequest
 
     static let evaluationInstruction = """
         Evaluate the response below against your criteria.
