@@ -80,6 +80,7 @@ struct JudgeCommand: ParsableCommand {
 
     func run() throws {
         func log(_ text: String) { FileHandle.standardError.write(Data((text + "\n").utf8)) }
+        let started = Date()
         do {
             let cfg = try config.map { try loadConfigOrExit($0) } ?? Config()
             let items = try input.map { try JudgeItem.load(path: $0) }
@@ -101,6 +102,7 @@ struct JudgeCommand: ParsableCommand {
                 done += 1
                 if input != nil { log("judged \(done)/\(items.count) items") }
             }
+            log(String(format: "%d item%@ judged in %.1f s", items.count, items.count == 1 ? "" : "s", Date().timeIntervalSince(started)))
         } catch let error as ExitCode {
             throw error
         } catch {
