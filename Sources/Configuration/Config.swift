@@ -400,8 +400,17 @@ public struct DataConfig: ConfigSection {
 
 /// Whether evaluation generates one criteria set per query or one per response.
 public enum CriteriaMode: String, CaseIterable, Sendable {
+    /// One criteria set per query, written before any response is seen; every response is
+    /// evaluated under it (CE-RM's method).
     case unified
+    /// One criteria set per response from the same query-only prompt: under greedy decoding it
+    /// equals the unified set by construction, so it differs only when criteria are sampled.
     case perResponse = "per-response"
+    /// One criteria set per response written with that response in view (the query and the
+    /// response in the criteria prompt, as pointwise GRMs such as DeepSeek-GRM write their
+    /// principles); the response is then evaluated under its own criteria. The alternative
+    /// CE-RM argues against.
+    case responseConditioned = "response-conditioned"
 }
 
 /// `[eval]`: how `cerm eval` scores responses.

@@ -238,8 +238,8 @@ public struct ChatMessage: Sendable, Equatable {
     }
 }
 
-/// Typed access to an object's fields with errors that name the field.
-private struct FieldReader {
+/// Typed access to an object's fields with errors that name the field (preference records, judge items).
+struct FieldReader {
     let object: JSONValue
     let file: String
     let line: Int
@@ -290,7 +290,7 @@ private struct FieldReader {
     func stringArray(_ field: String, minimumCount: Int) throws(DataError) -> [String] {
         guard let value = object[field] else { throw error(field, "missing") }
         guard case let .array(items) = value else { throw error(field, "expected an array of strings, got \(value.typeName)") }
-        guard items.count >= minimumCount else { throw error(field, "expected at least \(minimumCount) responses, got \(items.count)") }
+        guard items.count >= minimumCount else { throw error(field, "expected at least \(minimumCount) response\(minimumCount == 1 ? "" : "s"), got \(items.count)") }
         var out: [String] = []
         for (k, item) in items.enumerated() { out.append(try string(item, "\(field)[\(k)]")) }
         return out

@@ -4,25 +4,43 @@ import Foundation
 public struct AccuracyTally: Sendable, Equatable {
     public var count = 0
     public var credit = 0.0
+    /// The sum of the squared credits: with ``credit`` and ``count`` it gives the spread of the
+    /// credits, so the ``standardError`` counts a tie's ½ as the half-win it is.
+    public var squaredCredit = 0.0
 
-    public init(count: Int = 0, credit: Double = 0) {
+    /// A tally of `count` judgements worth `credit` in all; `squaredCredit` defaults to
+    /// `credit`, the value when every credit is 0 or 1.
+    public init(count: Int = 0, credit: Double = 0, squaredCredit: Double? = nil) {
         self.count = count
         self.credit = credit
+        self.squaredCredit = squaredCredit ?? credit
     }
 
     /// credit / count, 0 when empty.
     public var accuracy: Double { count == 0 ? 0 : credit / Double(count) }
 
+    /// The standard error of ``accuracy`` as the mean of the per-judgement credits: the sample
+    /// standard deviation (n − 1) over √n; nil below two judgements. With 0/1 credits it is the
+    /// binomial √(p(1 − p)/(n − 1)).
+    public var standardError: Double? {
+        guard count >= 2 else { return nil }
+        let n = Double(count)
+        let variance = max(0, (squaredCredit - credit * credit / n) / (n - 1))
+        return (variance / n).squareRoot()
+    }
+
     /// Adds one judgement's credit (1, ½, 1/(t+1) or 0).
     public mutating func add(_ value: Double) {
         count += 1
         credit += value
+        squaredCredit += value * value
     }
 
     /// Adds the judgements of another tally.
     public mutating func add(_ other: AccuracyTally) {
         count += other.count
         credit += other.credit
+        squaredCredit += other.squaredCredit
     }
 }
 

@@ -6,7 +6,7 @@ struct Cerm: ParsableCommand {
         commandName: "cerm",
         abstract: "Distributed trainer for generative reward models (CE-RM) over ZeroMQ.",
         subcommands: [PipelineCommand.self, LaunchCommand.self, CoordinatorCommand.self, WorkerCommand.self, SFTCommand.self, CurateCommand.self,
-                      EvalCommand.self, DataCommand.self, ConfigCommand.self, KeygenCommand.self, InspectCommand.self,
+                      EvalCommand.self, JudgeCommand.self, DataCommand.self, ConfigCommand.self, KeygenCommand.self, InspectCommand.self,
                       ExportCommand.self, ImportCommand.self, TokenizeCommand.self, GenerateCommand.self, StatusCommand.self, ReportCommand.self, BenchCommand.self,
                       // Hidden: run by other commands as a child (ChildProcessCheckpointProbe).
                       CheckpointProbeCommand.self,

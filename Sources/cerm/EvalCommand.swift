@@ -44,7 +44,7 @@ struct EvalCommand: ParsableCommand {
     var config: String?
     @Option(help: "Criteria samples per query (default eval.k).")
     var k: Int?
-    @Option(help: "unified or per-response (default eval.criteria).")
+    @Option(help: "unified, per-response or response-conditioned (default eval.criteria).")
     var criteria: CriteriaMode?
     @Option(help: "Decoding temperature, 0 = greedy (default eval.temperature).")
     var temperature: Double?

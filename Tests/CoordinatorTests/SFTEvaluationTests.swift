@@ -306,10 +306,10 @@ struct EvaluationScoringTests {
         let report = try evaluator.evaluate(items, backend: judge)
         #expect(judge.criteriaCalls == 2)
         // Pairs: ½ + ½ + 1 + 0 + ½ (criteria invalid for both samples: no scores, tie) = 2.5 of 5.
-        #expect(report.pairwise == AccuracyTally(count: 5, credit: 2.5))
-        #expect(report.pairwiseByType["a"] == AccuracyTally(count: 2, credit: 1))
-        #expect(report.pairwiseByType["b"] == AccuracyTally(count: 3, credit: 1.5))
-        #expect(report.bestOfN == AccuracyTally(count: 1, credit: 0.5))
+        #expect(report.pairwise == AccuracyTally(count: 5, credit: 2.5, squaredCredit: 1.75))
+        #expect(report.pairwiseByType["a"] == AccuracyTally(count: 2, credit: 1, squaredCredit: 0.5))
+        #expect(report.pairwiseByType["b"] == AccuracyTally(count: 3, credit: 1.5, squaredCredit: 1.25))
+        #expect(report.bestOfN == AccuracyTally(count: 1, credit: 0.5, squaredCredit: 0.25))
         #expect(report.bestOfNSize == 4)
         // 6 items × 2 samples = 12 criteria sets, 2 invalid; evaluations: 2 per valid pair set (8 sets), 4 per BoN set (2).
         #expect(report.criteriaGenerated == 12 && report.criteriaValid == 10)
@@ -319,6 +319,13 @@ struct EvaluationScoringTests {
         #expect(report.evaluationsValid == 15)
         #expect(report.evaluationFailures == [ParseFailure.noScore.rawValue: 9])
         #expect(report.responses == 14 && report.responsesWithoutScore == 5) // c2, r2, r3, d0, d1
+
+        // The standard error of the mean credit: sample variance ((0 + 0 + ¼ + ¼ + 0) / 4) over n = 5.
+        #expect(abs(try #require(report.pairwise.standardError) - (0.125 / 5).squareRoot()) < 1e-12)
+        #expect(report.table(title: "t").split(separator: "\n")[2] == "overall       50.0% ± 15.8 (n=5)       50.0% (n=1)")
+        #expect(report.jsonMembers.first { $0.0 == "best_of_n" }?.1 == #"{"accuracy":0.5,"standard_error":null,"count":1,"credit":0.5}"#)
+        // 0/1 credits: the binomial √(p(1 − p)/(n − 1)).
+        #expect(abs(try #require(AccuracyTally(count: 5, credit: 4).standardError) - (0.8 * 0.2 / 4).squareRoot()) < 1e-12)
 
         // Per-response criteria: one criteria set per response and sample.
         let perResponse = Evaluator(format: CompactFormat(), options: EvaluationOptions(k: 2, criteriaMode: .perResponse, seed: 1))
@@ -387,7 +394,7 @@ struct EvaluationBackendTests {
         // Judged anyway, the unknown queries were truncated criteria and ties (the bug).
         let unfiltered = try evaluator.evaluate(items, backend: TeacherJudge(teacher: teacher, format: CompactFormat()))
         #expect(unfiltered.criteriaFailures == ["truncated": 3])
-        #expect(unfiltered.pairwise == AccuracyTally(count: 6, credit: 4.5))
+        #expect(unfiltered.pairwise == AccuracyTally(count: 6, credit: 4.5, squaredCredit: 3.75))
 
         var report = try evaluator.evaluate(kept, backend: TeacherJudge(teacher: teacher, format: CompactFormat()))
         report.unsupported = unsupported
@@ -437,7 +444,7 @@ struct EvaluationBackendTests {
         let two = try evaluator.evaluate(items, threads: 2, makeBackend: make)
         // A random model never closes a criteria turn in 8 tokens: all truncated, pairs tie.
         #expect(one.criteriaFailures[ParseFailure.truncated.rawValue] == 2)
-        #expect(one.pairwise == AccuracyTally(count: 2, credit: 1))
+        #expect(one.pairwise == AccuracyTally(count: 2, credit: 1, squaredCredit: 0.5))
         var a = one, b = two
         a.seconds = 0; b.seconds = 0
         #expect(a == b)

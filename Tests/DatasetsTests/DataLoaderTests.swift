@@ -239,3 +239,45 @@ enum Scratch {
         }
     }
 }
+
+/// `cerm judge --input`: one query and its responses a line; a bad line names the file, the
+/// line and the key, as preference files do.
+@Suite struct JudgeItemTests {
+    func loadError(_ name: String, _ lines: [String]) throws -> String {
+        let path = try Scratch.file(name, lines: lines)
+        do {
+            _ = try JudgeItem.load(path: path)
+        } catch {
+            return error.description.replacingOccurrences(of: Scratch.directory + "/", with: "")
+        }
+        return "no error"
+    }
+
+    @Test func loadsItemsSkippingBlankLinesAndOtherKeys() throws {
+        let path = try Scratch.file("judge-items.jsonl", lines: [
+            #"{"query": "What is 1+2?", "responses": ["3", "4"]}"#,
+            "  ",
+            #"{"id": 7, "query": "Say hi.", "responses": ["hi"], "best": 0, "task_type": "chat"}"#,
+        ])
+        #expect(try JudgeItem.load(path: path) == [
+            JudgeItem(id: "judge-items.jsonl:1", query: "What is 1+2?", responses: ["3", "4"]),
+            JudgeItem(id: "7", query: "Say hi.", responses: ["hi"]),
+        ])
+    }
+
+    @Test func badLinesNameTheFileLineAndKey() throws {
+        let good = #"{"query": "q", "responses": ["a"]}"#
+        #expect(try loadError("judge-json.jsonl", [good, #"{"query": "q", "responses": ["a"]"#])
+                == "judge-json.jsonl:2: line: malformed JSON at byte 34: unexpected end of line (expected ',' or '}')")
+        #expect(try loadError("judge-array.jsonl", ["[1]"]) == "judge-array.jsonl:1: line: expected a JSON object, got array")
+        #expect(try loadError("judge-query.jsonl", [good, good, #"{"prompt": "q", "responses": ["a"]}"#])
+                == "judge-query.jsonl:3: query: missing")
+        #expect(try loadError("judge-responses.jsonl", [#"{"query": "q"}"#]) == "judge-responses.jsonl:1: responses: missing")
+        #expect(try loadError("judge-none.jsonl", [#"{"query": "q", "responses": []}"#])
+                == "judge-none.jsonl:1: responses: expected at least 1 response, got 0")
+        #expect(try loadError("judge-number.jsonl", [#"{"query": "q", "responses": ["a", 2]}"#])
+                == "judge-number.jsonl:1: responses[1]: expected a string, got number")
+        #expect(try loadError("judge-empty.jsonl", ["", " "])
+                == #"judge-empty.jsonl: no items (expected one {"query": …, "responses": […]} per line)"#)
+    }
+}

@@ -312,6 +312,41 @@ private func generated(_ text: String) -> [TokenID] { tokenizer.encode(text) + [
         #expect(CermFormat().criteriaPrompt(query: "Q") == [bos, user] + tokenizer.encode(documented) + [assistant])
     }
 
+    /// The response-conditioned criteria prompts (`eval.criteria = "response-conditioned"`) as
+    /// docs/FORMATS.md shows them: the query and the one response, then the criteria request.
+    @Test func responseConditionedCriteriaPromptsMatchTheDocumentation() {
+        let documented = """
+            You are an impartial evaluator. Read the query and the response below, then decide what a good answer to the query must achieve, with this response in view.
+
+            [Start of Query]
+            Name {three} colours.
+            [End of Query]
+
+            [Start of Response]
+            red, {query}
+            [End of Response]
+
+            First analyse briefly what the query asks for. Then list concise, non-overlapping criteria, most important first, numbered 1., 2., 3., … between [Start of Criteria] and [End of Criteria].
+            """
+        let cerm = CermFormat().criteriaPrompt(query: "Name {three} colours.", response: "red, {query}")
+        #expect(cerm == [bos, user] + tokenizer.encode(documented) + [assistant])
+        let compact = CompactFormat().criteriaPrompt(query: "Add 2 and 3.", response: "5")
+        #expect(compact == [bos, user] + tokenizer.encode("Q: Add 2 and 3.\nR: 5\nCriteria?") + [assistant])
+        // The two modes differ in the criteria prompt alone: unified never shows a response, and
+        // the conditioned prompt differs per response.
+        for format in [CermFormat(), CompactFormat()] as [any PromptFormat] {
+            let unified = format.criteriaPrompt(query: "Add 2 and 3.")
+            let first = format.criteriaPrompt(query: "Add 2 and 3.", response: "5")
+            let second = format.criteriaPrompt(query: "Add 2 and 3.", response: "6")
+            #expect(unified != first && first != second, "\(format.name)")
+            #expect(!tokenizer.decode(unified).contains("5"), "\(format.name)")
+            // The evaluation turn after either is the same request.
+            let output = generated(format.criteriaText(analysis: "math", items: ["result is 5"]))
+            #expect(format.evaluationPrompt(criteriaPrompt: first, criteriaOutput: output, response: "5").dropFirst(first.count)
+                    == format.evaluationPrompt(criteriaPrompt: unified, criteriaOutput: output, response: "5").dropFirst(unified.count))
+        }
+    }
+
     @Test func scoresAreWrittenAsIntegersOrHalves() {
         #expect(ScoreFormatting.half(3) == "3")
         #expect(ScoreFormatting.half(3.5) == "3.5")

@@ -3,18 +3,21 @@ import Foundation
 import Shared
 
 extension EvaluationReport {
-    /// A plain-text table: accuracy overall and per task type, then output validity.
+    /// A plain-text table: accuracy with its standard error overall and per task type, then
+    /// output validity.
     public func table(title: String) -> String {
         func pct(_ tally: AccuracyTally) -> String {
-            tally.count == 0 ? "—" : String(format: "%5.1f%% (n=%d)", 100 * tally.accuracy, tally.count)
+            guard tally.count > 0 else { return "—" }
+            let error = tally.standardError.map { String(format: " ± %.1f", 100 * $0) } ?? ""
+            return String(format: "%5.1f%%", 100 * tally.accuracy) + error + " (n=\(tally.count))"
         }
         let mixed = bestOfNSmallestSize > 0 && bestOfNSmallestSize < bestOfNSize
         let bonLabel = "best-of-" + (bestOfNSize == 0 ? "N" : mixed ? "\(bestOfNSmallestSize)…\(bestOfNSize)" : String(bestOfNSize))
         var lines = [title, "subset".padding(toLength: 12, withPad: " ", startingAt: 0) + " "
-                     + "pairwise".padding(toLength: 18, withPad: " ", startingAt: 0) + " " + bonLabel]
+                     + "pairwise".padding(toLength: 24, withPad: " ", startingAt: 0) + " " + bonLabel]
         func row(_ name: String, _ pair: AccuracyTally, _ bon: AccuracyTally) {
             lines.append(name.padding(toLength: 12, withPad: " ", startingAt: 0) + " "
-                         + pct(pair).padding(toLength: 18, withPad: " ", startingAt: 0) + " " + pct(bon))
+                         + pct(pair).padding(toLength: 24, withPad: " ", startingAt: 0) + " " + pct(bon))
         }
         row("overall", pairwise, bestOfN)
         for type in Set(pairwiseByType.keys).union(bestOfNByType.keys).sorted() {
@@ -42,7 +45,8 @@ extension EvaluationReport {
     public var jsonMembers: [(String, String)] {
         func number(_ value: Double) -> String { value.isFinite ? String(value) : "null" }
         func tally(_ t: AccuracyTally) -> String {
-            JSONWriter.object([("accuracy", t.count == 0 ? "null" : number(t.accuracy)), ("count", String(t.count)),
+            JSONWriter.object([("accuracy", t.count == 0 ? "null" : number(t.accuracy)),
+                               ("standard_error", t.standardError.map(number) ?? "null"), ("count", String(t.count)),
                                ("credit", number(t.credit))])
         }
         func byType(_ map: [String: AccuracyTally]) -> String {

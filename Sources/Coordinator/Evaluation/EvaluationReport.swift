@@ -9,6 +9,8 @@ public struct EvaluationItem: Sendable, Equatable {
         case pair
         /// `best` indexes the best of the responses.
         case bestOfN(best: Int)
+        /// Responses with no known best (`cerm judge`): judged, never counted in an accuracy.
+        case unlabelled
     }
 
     public var id: String
@@ -121,6 +123,8 @@ public struct EvaluationReport: Sendable, Equatable {
             bestOfN.add(credit)
             bestOfNByType[item.taskType, default: AccuracyTally()].add(credit)
             noteBestOfNSize(item.responses.count)
+        case .unlabelled:
+            break
         }
     }
 

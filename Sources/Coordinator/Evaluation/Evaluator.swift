@@ -35,8 +35,8 @@ public struct EvaluationOptions: Sendable, Equatable {
     /// Temperature of the criteria samples.
     public var criteriaTemperature: Float { k > 1 ? sampledCriteriaTemperature : temperature }
 
-    /// The seed of criteria sample `sample` of `item` (for response `response` in per-response
-    /// mode, −1 otherwise) and, with `evaluationOf`, of that response's evaluation under it.
+    /// The seed of criteria sample `sample` of `item` (for response `response` in the
+    /// per-response modes, −1 otherwise) and, with `evaluationOf`, of that response's evaluation under it.
     public func seed(item: EvaluationItem, sample: Int, response: Int, evaluationOf: Int? = nil) -> UInt64 {
         var rng = SplitMix64(seed: seed, streams: item.isBestOfN ? 1 : 0, UInt64(item.index), UInt64(sample),
                              UInt64(bitPattern: Int64(response)), UInt64(bitPattern: Int64(evaluationOf ?? -1)))
@@ -45,7 +45,7 @@ public struct EvaluationOptions: Sendable, Equatable {
 }
 
 /// Pointwise held-out evaluation of a judge with CE-RM's two-stage format: criteria per query
-/// (or per response, the ablation), then one evaluation per response under each criteria set;
+/// (or per response, the ablations of `eval.criteria`), then one evaluation per response under each criteria set;
 /// a response's score is the mean of its valid overall scores over the k criteria sets.
 public struct Evaluator: Sendable {
     public var format: any PromptFormat
@@ -64,9 +64,18 @@ public struct Evaluator: Sendable {
     /// nil = no valid score), counting parse outcomes into `report`.
     public func scores(of items: [EvaluationItem], backend: any JudgeBackend,
                        report: inout EvaluationReport) throws -> [[[Double?]]] {
+        try judgments(of: items, backend: backend, report: &report).map(\.scores)
+    }
+
+    /// What the judge wrote for each item of `items`, in order: every criteria set with the
+    /// evaluations under it, parsed, and the per-response, per-sample overall scores; parse
+    /// outcomes are counted into `report`. The one path from prompts to scores: `cerm eval`,
+    /// curation and `cerm judge` all go through it.
+    public func judgments(of items: [EvaluationItem], backend: any JudgeBackend,
+                          report: inout EvaluationReport) throws -> [ItemJudgments] {
         let k = max(1, options.k)
         // Criteria sets: one per (item, sample) in unified mode, per (item, response, sample) in
-        // the per-response ablation. `owner` maps each set to the responses it judges.
+        // the per-response modes. `owner` maps each set to the responses it judges.
         var jobs: [CriteriaJob] = []
         var owners: [(item: Int, responses: [Int], sample: Int)] = []
         for (itemIndex, item) in items.enumerated() {
@@ -77,9 +86,11 @@ public struct Evaluator: Sendable {
                     jobs.append(CriteriaJob(query: item.query, prompt: prompt, seed: options.seed(item: item, sample: sample, response: -1),
                                             temperature: options.criteriaTemperature, sample: sample))
                     owners.append((itemIndex, Array(item.responses.indices), sample))
-                case .perResponse:
-                    for response in item.responses.indices {
-                        jobs.append(CriteriaJob(query: item.query, prompt: prompt,
+                case .perResponse, .responseConditioned:
+                    for (response, text) in item.responses.enumerated() {
+                        // Per response: the query-only prompt again, or the prompt with this response in view.
+                        let responsePrompt = options.criteriaMode == .perResponse ? prompt : format.criteriaPrompt(query: item.query, response: text)
+                        jobs.append(CriteriaJob(query: item.query, prompt: responsePrompt,
                                                 seed: options.seed(item: item, sample: sample, response: response),
                                                 temperature: options.criteriaTemperature, sample: sample))
                         owners.append((itemIndex, [response], sample))
@@ -91,42 +102,45 @@ public struct Evaluator: Sendable {
         guard criteriaOutputs.count == jobs.count else {
             throw CermError.invalid("judge returned \(criteriaOutputs.count) criteria outputs for \(jobs.count) prompts")
         }
-        var scores = items.map { [[Double?]](repeating: [Double?](repeating: nil, count: k), count: $0.responses.count) }
+        var judged = items.map { ItemJudgments(scores: [[Double?]](repeating: [Double?](repeating: nil, count: k), count: $0.responses.count)) }
         var evaluationJobs: [EvaluationJob] = []
-        var evaluationOwners: [(item: Int, responses: [Int], sample: Int, criteriaCount: Int)] = []
+        // Each evaluation job's criteria set, as (item, position in the item's criteriaSets).
+        var evaluationOwners: [(item: Int, set: Int)] = []
         for (job, (output, owner)) in zip(jobs, zip(criteriaOutputs, owners)) {
             let parsed = format.parseCriteria(tokens: output)
             report.recordCriteria(parsed.failure)
-            if let transcript {
-                for response in owner.responses.prefix(options.criteriaMode == .unified ? 1 : owner.responses.count) {
-                    transcript(items[owner.item], owner.sample, options.criteriaMode == .unified ? nil : response, "criteria: " + format.chat.text(output, showSpecials: true))
-                }
-            }
-            // Invalid criteria: no evaluation is generated under them; their responses keep no score for this sample.
-            guard let criteria = parsed.value else { continue }
             let item = items[owner.item]
+            transcript?(item, owner.sample, options.criteriaMode == .unified ? nil : owner.responses.first,
+                        "criteria: " + format.chat.text(output, showSpecials: true))
+            judged[owner.item].criteriaSets.append(CriteriaJudgment(sample: owner.sample, responses: owner.responses, prompt: job.prompt,
+                                                                    output: output, parsed: parsed))
+            // Invalid criteria: no evaluation is generated under them; their responses keep no score for this sample.
+            guard parsed.isValid else { continue }
             let responses = owner.responses.map { item.responses[$0] }
             evaluationJobs.append(EvaluationJob(
                 query: item.query, criteriaPrompt: job.prompt, criteriaOutput: output, responses: responses,
                 prompts: responses.map { format.evaluationPrompt(criteriaPrompt: job.prompt, criteriaOutput: output, response: $0) },
                 seeds: owner.responses.map { options.seed(item: item, sample: owner.sample, response: -1, evaluationOf: $0) },
                 temperature: options.temperature, sample: owner.sample))
-            evaluationOwners.append((owner.item, owner.responses, owner.sample, criteria.items.count))
+            evaluationOwners.append((owner.item, judged[owner.item].criteriaSets.count - 1))
         }
         let evaluationOutputs = try backend.evaluations(evaluationJobs)
         guard evaluationOutputs.count == evaluationJobs.count else {
             throw CermError.invalid("judge returned \(evaluationOutputs.count) evaluation groups for \(evaluationJobs.count)")
         }
         for (outputs, owner) in zip(evaluationOutputs, evaluationOwners) {
-            for (position, response) in owner.responses.enumerated() {
+            let set = judged[owner.item].criteriaSets[owner.set]
+            let criteriaCount = set.parsed.value?.items.count ?? 0
+            for (position, response) in set.responses.enumerated() {
                 let tokens = position < outputs.count ? outputs[position] : []
-                let parsed = format.parseEvaluation(tokens: tokens, criteriaCount: owner.criteriaCount)
+                let parsed = format.parseEvaluation(tokens: tokens, criteriaCount: criteriaCount)
                 report.recordEvaluation(parsed.failure)
-                transcript?(items[owner.item], owner.sample, response, format.chat.text(tokens, showSpecials: true))
-                scores[owner.item][response][owner.sample] = parsed.value?.overall
+                transcript?(items[owner.item], set.sample, response, format.chat.text(tokens, showSpecials: true))
+                judged[owner.item].criteriaSets[owner.set].evaluations.append(EvaluationTurn(output: tokens, parsed: parsed))
+                judged[owner.item].scores[response][set.sample] = parsed.value?.overall
             }
         }
-        return scores
+        return judged
     }
 
     /// Judges every item, `options.chunkSize` items per batched backend call, and tallies the
@@ -206,6 +220,37 @@ public struct Evaluator: Sendable {
         }
         return (scores, total)
     }
+}
+
+/// What the judge wrote for one item (``Evaluator/judgments(of:backend:report:)``).
+public struct ItemJudgments: Sendable, Equatable {
+    /// The criteria sets in the order they were generated: by sample, and within a sample by
+    /// response in the per-response modes.
+    public var criteriaSets: [CriteriaJudgment] = []
+    /// Overall score per response and criteria sample (`[response][sample]`; nil: no valid score).
+    public var scores: [[Double?]]
+}
+
+/// One criteria turn and the evaluation turns written under it.
+public struct CriteriaJudgment: Sendable, Equatable {
+    /// Criteria sample index (0..<k).
+    public var sample: Int
+    /// The responses judged under this set: all of the item's in unified mode, one otherwise.
+    public var responses: [Int]
+    /// The criteria prompt it was generated from.
+    public var prompt: [TokenID]
+    /// The generated tokens, through the stop token unless truncated.
+    public var output: [TokenID]
+    public var parsed: ParseResult<ParsedCriteria>
+    /// One per entry of ``responses`` when the criteria parsed; none when they did not (no
+    /// evaluation is generated under invalid criteria).
+    public var evaluations: [EvaluationTurn] = []
+}
+
+/// One generated evaluation and its parse.
+public struct EvaluationTurn: Sendable, Equatable {
+    public var output: [TokenID]
+    public var parsed: ParseResult<ParsedEvaluation>
 }
 
 /// What one evaluation thread judged: the positions of its items and their scores.

@@ -16,6 +16,13 @@ public struct CermFormat: PromptFormat {
 
     public var name: PromptFormatName { .cerm }
 
+    /// How every criteria turn is to be written (the last paragraph of both criteria prompts).
+    static let criteriaRequest = """
+        First analyse briefly what the query asks for. Then list concise, non-overlapping \
+        criteria, most important first, numbered 1., 2., 3., … between [Start of Criteria] \
+        and [End of Criteria].
+        """
+
     static let criteriaInstruction = """
         You are an impartial evaluator. Before seeing any response, decide what a good answer \
         to the query below must achieve.
@@ -24,10 +31,25 @@ public struct CermFormat: PromptFormat {
         {query}
         [End of Query]
 
-        First analyse briefly what the query asks for. Then list concise, non-overlapping \
-        criteria, most important first, numbered 1., 2., 3., … between [Start of Criteria] \
-        and [End of Criteria].
-        """
+
+        """ + criteriaRequest
+
+    /// The criteria request with the response shown: the response between the query and the
+    /// same ``criteriaRequest``, so the two prompts differ in what the criteria are written from.
+    static let responseConditionedCriteriaInstruction = """
+        You are an impartial evaluator. Read the query and the response below, then decide what a \
+        good answer to the query must achieve, with this response in view.
+
+        [Start of Query]
+        {query}
+        [End of Query]
+
+        [Start of Response]
+        {response}
+        [End of Response]
+
+
+        """ + criteriaRequest
 
     static let evaluationInstruction = """
         Evaluate the response below against your criteria.
@@ -45,6 +67,10 @@ public struct CermFormat: PromptFormat {
     public func criteriaPrompt(query: String) -> [TokenID] {
         let text = Tok.fill(Self.criteriaInstruction, ["query": query])
         return chat.firstTurn(user: text)
+    }
+
+    public func criteriaPrompt(query: String, response: String) -> [TokenID] {
+        chat.firstTurn(user: Tok.fill(Self.responseConditionedCriteriaInstruction, ["query": query, "response": response]))
     }
 
     public func evaluationPrompt(criteriaPrompt: [TokenID], criteriaOutput: [TokenID], response: String) -> [TokenID] {

@@ -18,6 +18,12 @@ public struct CompactFormat: PromptFormat {
         chat.firstTurn(user: "Q: \(query)\nCriteria?")
     }
 
+    /// `⟨bos⟩⟨user⟩Q: {query}\nR: {response}\nCriteria?⟨assistant⟩`: the response between the query
+    /// and the request, marked as in the evaluation turn.
+    public func criteriaPrompt(query: String, response: String) -> [TokenID] {
+        chat.firstTurn(user: "Q: \(query)\nR: \(response)\nCriteria?")
+    }
+
     public func evaluationPrompt(criteriaPrompt: [TokenID], criteriaOutput: [TokenID], response: String) -> [TokenID] {
         criteriaPrompt + chat.completedTurn(criteriaOutput) + chat.nextTurn(user: "R: \(response)\nEvaluate.")
     }

@@ -18,6 +18,13 @@ public protocol PromptFormat: Sendable {
     /// Tokens of the criteria-turn prompt for `query`, ending in `⟨assistant⟩`.
     func criteriaPrompt(query: String) -> [TokenID]
 
+    /// Tokens of the criteria-turn prompt for `query` with `response` in view, ending in
+    /// `⟨assistant⟩`: the `response-conditioned` ablation (`eval.criteria`), criteria written per
+    /// response as pointwise GRMs write principles. The criteria output and the evaluation turn
+    /// that follows are the same as after ``criteriaPrompt(query:)``, so that the two modes differ
+    /// in what the criteria were written from and nothing else.
+    func criteriaPrompt(query: String, response: String) -> [TokenID]
+
     /// Tokens of the evaluation-turn prompt: `criteriaPrompt`, then `criteriaOutput` cut after
     /// its first `⟨eos⟩` (an `⟨eos⟩` is appended when it has none), then the evaluation request
     /// for `response`, ending in `⟨assistant⟩`.
