@@ -12,10 +12,13 @@ MODEL_CACHE = .cache/models
 PARITY_MODEL = $(MODEL_CACHE)/SmolLM2-135M-Instruct.Q4_1.gguf
 PARITY_FIXTURE = Tests/Fixtures/smollm2
 
-.PHONY: run test test-deps test-report test-pretrained deps deps-report fetch-model build build-debug bench bench-cluster clean help
+PRETRAINED_CONFIG ?= configs/smollm2-135m.toml
+
+.PHONY: run run-pretrained test test-deps test-report test-pretrained deps deps-report fetch-model build build-debug bench bench-cluster clean help
 
 help:
 	@echo "make run    set up and run the default training pipeline ($(CONFIG))"
+	@echo "make run-pretrained  fetch SmolLM2-135M-Instruct and train it as a CE-RM judge ($(PRETRAINED_CONFIG), under 2 hours)"
 	@echo "make test   set up and run the whole test suite"
 	@echo "make bench  engine, tokenizer and cluster benchmarks (release build)"
 	@echo "make test-report  the training report's tests, in headless Chromium (installs Debian's chromium)"
@@ -41,6 +44,12 @@ build-debug: deps
 run: build
 	$(RELEASE_BIN) config check $(CONFIG) > /dev/null
 	$(RELEASE_BIN) pipeline --config $(CONFIG)
+
+# A pretrained instruct model as the judge: zero-shot evaluation, SFT, CE-RM GRPO on a local
+# cluster and evaluation, with SmolLM2-135M-Instruct fetched into $(MODEL_CACHE).
+run-pretrained: build fetch-model
+	$(RELEASE_BIN) config check $(PRETRAINED_CONFIG) > /dev/null
+	$(RELEASE_BIN) pipeline --config $(PRETRAINED_CONFIG)
 
 test: deps test-deps
 	$(SWIFT) build --build-tests

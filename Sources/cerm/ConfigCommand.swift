@@ -12,14 +12,15 @@ struct ConfigCommand: ParsableCommand {
 
     struct Check: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Validate a config file and print the effective configuration (defaults filled in).")
+            abstract: "Validate a config file and print the effective configuration (defaults filled in).",
+            discussion: "With model.source set, the model's header and tokenizer are read and its architecture is printed in [model].")
 
         @Argument(help: "The config file to check.")
         var file: String = "cluster.toml"
 
         func run() throws {
-            let config = try loadConfigOrExit(file)
-            print("# effective configuration of \(file) (hash \(String(config.hash, radix: 16)))")
+            let (config, runModel) = try loadRunConfigOrExit(file)
+            print("# effective configuration of \(file) (hash \(String(config.hash, radix: 16)); model: \(runModel.description))")
             print(config.renderTOML(), terminator: "")
         }
     }

@@ -62,6 +62,8 @@ extension EvaluationReport {
             ("valid_format_rate", number(validFormatRate)),
             ("criteria_generated", String(criteriaGenerated)), ("criteria_valid", String(criteriaValid)),
             ("evaluations_generated", String(evaluationsGenerated)), ("evaluations_valid", String(evaluationsValid)),
+            ("criteria_tokens", String(criteriaTokens)), ("evaluation_tokens", String(evaluationTokens)),
+            ("mean_output_tokens", number(meanOutputTokens)),
             ("criteria_failures", counts(criteriaFailures)), ("evaluation_failures", counts(evaluationFailures)),
             ("responses", String(responses)), ("responses_without_score", String(responsesWithoutScore)),
             ("unsupported", String(unsupported)),
@@ -69,22 +71,25 @@ extension EvaluationReport {
         ]
     }
 
-    /// `cerm pipeline`'s headline table: held-out pairwise and Best-of-N accuracy of each judge,
-    /// overall and per task type, and the stage times.
+    /// `cerm pipeline`'s headline table: held-out pairwise and Best-of-N accuracy of each judge
+    /// (overall with its standard error, and per task type), the valid-format rate, the mean
+    /// output length in tokens, and the stage times.
     public static func pipelineTable(_ rows: [(String, EvaluationReport)], timings: [(String, Double)], total: Double) -> String {
         let types = Set(rows.flatMap { Array($0.1.pairwiseByType.keys) + Array($0.1.bestOfNByType.keys) }).sorted()
         let bonSize = rows.map(\.1.bestOfNSize).max() ?? 0
         let bon = bonSize == 0 ? "best-of-N" : "best-of-\(bonSize)"
-        func pct(_ tally: AccuracyTally?) -> String {
+        func pct(_ tally: AccuracyTally?, error: Bool = false) -> String {
             guard let tally, tally.count > 0 else { return "—" }
-            return String(format: "%.1f%%", 100 * tally.accuracy)
+            let se = error ? tally.standardError.map { String(format: " ± %.1f", 100 * $0) } ?? "" : ""
+            return String(format: "%.1f%%", 100 * tally.accuracy) + se
         }
-        let header = ["judge", "pairwise"] + types.map { "pairwise \($0)" } + [bon] + types.map { "\(bon) \($0)" } + ["valid format"]
+        let header = ["judge", "pairwise"] + types.map { "pairwise \($0)" } + [bon] + types.map { "\(bon) \($0)" }
+            + ["valid format", "output tokens"]
         var lines: [[String]] = []
         for (name, report) in rows {
-            lines.append([name, pct(report.pairwise)] + types.map { pct(report.pairwiseByType[$0]) }
-                         + [pct(report.bestOfN)] + types.map { pct(report.bestOfNByType[$0]) }
-                         + [String(format: "%.1f%%", 100 * report.validFormatRate)])
+            lines.append([name, pct(report.pairwise, error: true)] + types.map { pct(report.pairwiseByType[$0]) }
+                         + [pct(report.bestOfN, error: true)] + types.map { pct(report.bestOfNByType[$0]) }
+                         + [String(format: "%.1f%%", 100 * report.validFormatRate), String(format: "%.0f", report.meanOutputTokens)])
         }
         var out = ["| " + header.joined(separator: " | ") + " |", "|" + header.map { _ in "---" }.joined(separator: "|") + "|"]
         out += lines.map { "| " + $0.joined(separator: " | ") + " |" }

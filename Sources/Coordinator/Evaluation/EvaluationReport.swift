@@ -90,6 +90,9 @@ public struct EvaluationReport: Sendable, Equatable {
     public var criteriaValid = 0
     public var evaluationsGenerated = 0
     public var evaluationsValid = 0
+    /// Tokens generated at each stage (the judge's output length; the teacher's outputs count too).
+    public var criteriaTokens = 0
+    public var evaluationTokens = 0
     /// Parse failures by reason (`ParseFailure.rawValue`) per stage.
     public var criteriaFailures: [String: Int] = [:]
     public var evaluationFailures: [String: Int] = [:]
@@ -134,15 +137,23 @@ public struct EvaluationReport: Sendable, Equatable {
         bestOfNSmallestSize = bestOfNSmallestSize == 0 ? size : min(bestOfNSmallestSize, size)
     }
 
-    /// Counts one parsed criteria output.
-    public mutating func recordCriteria(_ failure: ParseFailure?) {
+    /// Mean tokens of a generated output, both stages together (0 when nothing was generated).
+    public var meanOutputTokens: Double {
+        let total = criteriaGenerated + evaluationsGenerated
+        return total == 0 ? 0 : Double(criteriaTokens + evaluationTokens) / Double(total)
+    }
+
+    /// Counts one parsed criteria output of `tokens` tokens.
+    public mutating func recordCriteria(_ failure: ParseFailure?, tokens: Int) {
         criteriaGenerated += 1
+        criteriaTokens += tokens
         if let failure { criteriaFailures[failure.rawValue, default: 0] += 1 } else { criteriaValid += 1 }
     }
 
-    /// Counts one parsed evaluation output.
-    public mutating func recordEvaluation(_ failure: ParseFailure?) {
+    /// Counts one parsed evaluation output of `tokens` tokens.
+    public mutating func recordEvaluation(_ failure: ParseFailure?, tokens: Int) {
         evaluationsGenerated += 1
+        evaluationTokens += tokens
         if let failure { evaluationFailures[failure.rawValue, default: 0] += 1 } else { evaluationsValid += 1 }
     }
 
@@ -160,6 +171,8 @@ public struct EvaluationReport: Sendable, Equatable {
         criteriaValid += other.criteriaValid
         evaluationsGenerated += other.evaluationsGenerated
         evaluationsValid += other.evaluationsValid
+        criteriaTokens += other.criteriaTokens
+        evaluationTokens += other.evaluationTokens
         criteriaFailures.merge(other.criteriaFailures, uniquingKeysWith: +)
         evaluationFailures.merge(other.evaluationFailures, uniquingKeysWith: +)
         responses += other.responses

@@ -108,7 +108,7 @@ public struct Evaluator: Sendable {
         var evaluationOwners: [(item: Int, set: Int)] = []
         for (job, (output, owner)) in zip(jobs, zip(criteriaOutputs, owners)) {
             let parsed = format.parseCriteria(tokens: output)
-            report.recordCriteria(parsed.failure)
+            report.recordCriteria(parsed.failure, tokens: output.count)
             let item = items[owner.item]
             transcript?(item, owner.sample, options.criteriaMode == .unified ? nil : owner.responses.first,
                         "criteria: " + format.chat.text(output, showSpecials: true))
@@ -134,7 +134,7 @@ public struct Evaluator: Sendable {
             for (position, response) in set.responses.enumerated() {
                 let tokens = position < outputs.count ? outputs[position] : []
                 let parsed = format.parseEvaluation(tokens: tokens, criteriaCount: criteriaCount)
-                report.recordEvaluation(parsed.failure)
+                report.recordEvaluation(parsed.failure, tokens: tokens.count)
                 transcript?(items[owner.item], set.sample, response, format.chat.text(tokens, showSpecials: true))
                 judged[owner.item].criteriaSets[owner.set].evaluations.append(EvaluationTurn(output: tokens, parsed: parsed))
                 judged[owner.item].scores[response][set.sample] = parsed.value?.overall
