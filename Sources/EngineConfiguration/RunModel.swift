@@ -48,9 +48,16 @@ public struct RunModel: Sendable {
         let section = config.model
         guard section.isPretrained else { return RunModel(ownModel: section) }
         let path = section.source
-        var model = try ModelImport.config(path: path)
-        let stored = try ModelImport.tokenizerMaterial(path: path).storedTokenizer(chatTemplate: section.chatTemplate.rawValue, source: path)
         let declared = section.declaredKeys
+        var model: TransformerConfig
+        let stored: StoredTokenizer
+        do {
+            model = try ModelImport.config(path: path)
+            stored = try ModelImport.tokenizerMaterial(path: path).storedTokenizer(chatTemplate: section.chatTemplate.rawValue, source: path)
+        } catch {
+            // Named by the key that led here: the file's own error says what is wrong with it.
+            throw declared.error("model.source", "\(error)")
+        }
         if declared.contains("max_seq_len") {
             guard section.maxSeqLen <= model.maxSeqLen else {
                 throw declared.error("model.max_seq_len", "\(section.maxSeqLen) exceeds the context of \(path) (\(model.maxSeqLen) positions)")
