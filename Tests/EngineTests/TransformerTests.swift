@@ -266,6 +266,50 @@ import Testing
         }
     }
 
+    /// The same at SmolLM2's widths (hidden 576, vocabulary 49,152; one layer), where the sgemms
+    /// run OpenBLAS's real blocking: 51 rows in chunks of 25, 25 and 1.
+    @Test func chunkedLMHeadIsExactAtSmolLM2Widths() throws {
+        let config = TransformerConfig(family: .llama, hiddenSize: 576, layers: 1, heads: 9, kvHeads: 3, headDim: 64, ffnSize: 64,
+                                       vocabSize: 49_152, maxSeqLen: 256, ropeTheta: 100_000, rmsNormEps: 1e-5,
+                                       qkNorm: false, qkvBias: false, tieEmbeddings: true)
+        // Uniform ±0.1, a block of 1,000,003 repeated (28 M draws are slow in a debug build; the
+        // block's length is prime, so no two embedding rows are alike).
+        var weights = ModelWeights(config: config)
+        let block = TrainingTestData.floats(1_000_003, seed: 31, scale: 0.1)
+        var values: [Float] = []
+        values.reserveCapacity(weights.values.count)
+        while values.count < weights.values.count { values.append(contentsOf: block.prefix(weights.values.count - values.count)) }
+        weights.values = values
+        let tokens = TrainingTestData.ints(52, below: config.vocabSize, seed: 32)
+        let batch = TokenBatch(sequences: [tokens], scoredFrom: [1])
+        let w = [TrainingTestData.floats(51, seed: 33)]
+        var passes: [ForwardResult] = [], grads: [ModelGradients] = []
+        for chunkFloats in [Transformer.defaultLMHeadChunkFloats, 25 * 49_152] {
+            let m = try Transformer(weights: weights, lmHeadChunkFloats: chunkFloats)
+            var g = ModelGradients(config: config)
+            passes.append(try m.forward(batch))
+            try m.backward(dLogprobs: w, into: &g)
+            grads.append(g)
+        }
+        #expect(passes[1].logprobs == passes[0].logprobs)
+        #expect(passes[1].entropy == passes[0].entropy)
+        // Every gradient after the (tied) embedding is bit-identical; the embedding within rounding.
+        let embed = try #require(weights.layout.spec("model.embed_tokens.weight"))
+        grads[0].values.withUnsafeBufferPointer { a in
+            grads[1].values.withUnsafeBufferPointer { b in
+                let rest = embed.offset + embed.count
+                #expect(memcmp(a.baseAddress! + rest, b.baseAddress! + rest, (a.count - rest) * 4) == 0)
+                var scale: Float = 0, diff: Float = 0
+                for i in embed.offset..<rest {
+                    scale = max(scale, abs(a[i]))
+                    diff = max(diff, abs(a[i] - b[i]))
+                }
+                #expect(diff <= 1e-5 * scale, "embed_tokens: largest difference \(diff), largest entry \(scale)")
+                #expect(scale > 0)
+            }
+        }
+    }
+
     /// SFT end to end: a few AdamW steps on one sequence must raise its log-likelihood a lot.
     @Test func supervisedStepsLearnASequence() throws {
         let config = TrainingTestData.llamaTiny

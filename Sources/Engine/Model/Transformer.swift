@@ -23,7 +23,8 @@ import Shared
 /// reusable buffers and is meant for one thread at a time (it is not `Sendable`).
 ///
 /// Internally all rows of the batch are packed into one `[N, hidden]` matrix (no padding), all
-/// projections are single `BLAS.sgemm` calls over N rows, and attention runs per (row, head)
+/// projections are single `BLAS.sgemm` calls over N rows (the LM head over chunks of rows once
+/// N × vocab exceeds ``lmHeadChunkFloats``), and attention runs per (row, head)
 /// in blocks of 64 query rows, each two sgemms around a causal softmax over only the keys the
 /// block can see.
 public final class Transformer {
@@ -376,7 +377,7 @@ public final class Transformer {
     ///     dLogits_c [R, V] = dLogprobs[r0..]/T · (onehot(target) − softmax(logits_c/T))   (in place of logits_c)
     ///     dW_lm += dLogits_cᵀ · xnFinal[r0..]         dxn[r0..] [R, H] = dLogits_c · W_lm
     ///
-    /// A chunk with no weighted scored row (e.g. all prompt) adds exactly zero: it is skipped.
+    /// When chunked, a chunk with no weighted scored row (e.g. all prompt) adds exactly zero: it is skipped.
     private func lmHeadBackward(w: UnsafePointer<Float>, g: UnsafeMutablePointer<Float>,
                                 dLogprobs dlp: UnsafePointer<Float>, vocab: Int) {
         let ws = workspace, o = offsets
