@@ -32,6 +32,28 @@ extension TransformerConfig {
     }
 }
 
+extension ModelSection {
+    /// The `[model]` section naming `config` (the inverse of ``TransformerConfig/init(_:)``;
+    /// `head_dim` is written out, `init_std` keeps its default).
+    public init(_ config: TransformerConfig) {
+        self.init()
+        family = config.family
+        hiddenSize = config.hiddenSize
+        layers = config.layers
+        heads = config.heads
+        kvHeads = config.kvHeads
+        headDim = config.headDim
+        ffnSize = config.ffnSize
+        vocabSize = config.vocabSize
+        maxSeqLen = config.maxSeqLen
+        ropeTheta = config.ropeTheta
+        rmsNormEps = config.rmsNormEps
+        qkNorm = config.qkNorm
+        qkvBias = config.qkvBias
+        tieEmbeddings = config.tieEmbeddings
+    }
+}
+
 extension ModelWeights {
     /// A run's freshly initialised model: the `[model]` architecture drawn with `model.init_std`
     /// from `run.seed`. SFT starts from it, RL without `--init` too, and `cerm eval --random`

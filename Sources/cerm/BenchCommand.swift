@@ -1,5 +1,6 @@
 import ArgumentParser
 import Configuration
+import Coordinator
 import Engine
 import EngineConfiguration
 import Foundation
@@ -7,12 +8,13 @@ import Shared
 import Tokenizers
 
 /// `cerm bench engine`: the engine's speed against the machine's own sgemm, in one run;
-/// `cerm bench tokenizer`: encoding speed on one thread.
+/// `cerm bench tokenizer`: encoding speed on one thread; `cerm bench learner` and `cerm bench worker`:
+/// one learner update and one worker's batch on a given model (time; peak memory with `/usr/bin/time -v`).
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks (release build recommended).",
-        subcommands: [Engine_.self, Tokenizer_.self])
+        subcommands: [Engine_.self, Tokenizer_.self, Learner_.self, Worker_.self])
 
     struct Engine_: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -53,6 +55,85 @@ struct BenchCommand: ParsableCommand {
             }
             print("## generation, hidden-512 reference config, prompt 64, 64 new tokens")
             print(try GenerationBenchmark.run(batches: batches))
+        }
+    }
+
+    struct Learner_: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "learner",
+            abstract: "One GRPO learner update (one mini-batch, AdamW step) on random trajectories with the given model.",
+            discussion: "The learner as in a run: policy, frozen reference, AdamW moments, one gradient buffer and workspace per data shard, micro-batches under the default workspace budget. Measure its peak memory with /usr/bin/time -v.")
+
+        @Option(help: "The model: a GGUF file, a Hugging Face model directory or a cerm weights file.")
+        var model: String
+        @Option(help: "Trajectories in the mini-batch.")
+        var trajectories: Int = 64
+        @Option(help: "Prompt tokens per trajectory.")
+        var prompt: Int = 100
+        @Option(help: "Output tokens per trajectory.")
+        var output: Int = 200
+        @Option(help: "Threads: data shards run in parallel, the rest go to BLAS.")
+        var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+        func run() throws {
+            do {
+                let weights = try WeightsFile.load(path: model).weights
+                BLAS.setThreads(max(1, threads / min(threads, GRPOLearner.dataShards)))
+                print(try LearnerBenchmark.run(weights: weights, trajectories: trajectories, promptLength: prompt,
+                                               outputLength: output, threads: threads))
+            } catch {
+                throw exitWithError(error)
+            }
+        }
+    }
+
+    struct Worker_: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "worker",
+            abstract: "One worker batch with the given model: the policy samples a batch of random prompts, the reference scores the outputs.",
+            discussion: "The two generators a worker holds (policy and reference, each with its weights and KV cache). No stop tokens, so every row runs to its full length. Measure its peak memory with /usr/bin/time -v.")
+
+        @Option(help: "The model: a GGUF file, a Hugging Face model directory or a cerm weights file.")
+        var model: String
+        @Option(help: "Sequences in the batch.")
+        var batch: Int = 32
+        @Option(help: "Prompt tokens per sequence.")
+        var prompt: Int = 256
+        @Option(help: "New tokens per sequence.")
+        var newTokens: Int = 256
+        @Option(help: "BLAS threads.")
+        var threads: Int = 1
+
+        func run() throws {
+            guard batch > 0, prompt > 0, newTokens > 0 else { throw ValidationError("--batch, --prompt and --new-tokens must be positive") }
+            do {
+                let weights = try WeightsFile.load(path: model).weights
+                let c = weights.config
+                guard prompt + newTokens <= c.maxSeqLen else {
+                    throw ValidationError("\(prompt + newTokens) tokens exceed the model's max_seq_len \(c.maxSeqLen)")
+                }
+                BLAS.setThreads(threads)
+                let policy = try Generator(config: c, parameters: weights.values)
+                let reference = try Generator(config: c, parameters: weights.values)
+                policy.stopTokens = []
+                var rng = SplitMix64(seed: 1)
+                let requests = (0..<batch).map { index in
+                    GenerationRequest(prompt: (0..<prompt).map { _ in TokenID(rng.below(c.vocabSize)) }, seed: UInt64(index),
+                                      maxNewTokens: newTokens, temperature: 1)
+                }
+                let start = Date()
+                let results = try policy.generate(requests: requests)
+                let generated = Date().timeIntervalSince(start)
+                _ = try reference.score(zip(requests, results).map { ScoringRequest(prompt: $0.prompt, tokens: $1.tokens) })
+                let tokens = results.reduce(0) { $0 + $1.tokens.count }
+                print(String(format: "worker batch: %d × (%d prompt + %d new) tokens, BLAS threads %d: generated %d tokens in %.1f s (%.0f tokens/s), reference scoring %.1f s",
+                             batch, prompt, newTokens, threads, tokens, generated, Double(tokens) / generated,
+                             Date().timeIntervalSince(start) - generated))
+            } catch let error as ValidationError {
+                throw error
+            } catch {
+                throw exitWithError(error)
+            }
         }
     }
 

@@ -17,8 +17,10 @@ import Testing
     /// Checks 6 entries of every tensor (its largest-gradient entry and 5 spread over it):
     /// `|fd − analytic| ≤ 1e-2·|analytic| + 1e-3·max|grad of tensor| + 1e-4`; eps 3e-3 (with init std 0.5
     /// the loss is curved enough that 1e-2 leaves a few-percent truncation error).
-    static func check(config: TransformerConfig, temperature: Float, seed: UInt64, attentionBlockRows: Int) throws {
-        let model = try Transformer(weights: ModelWeights(config: config, seed: seed, initStd: 0.5), attentionBlockRows: attentionBlockRows)
+    static func check(config: TransformerConfig, temperature: Float, seed: UInt64, attentionBlockRows: Int,
+                      lmHeadChunkFloats: Int = Transformer.defaultLMHeadChunkFloats) throws {
+        let model = try Transformer(weights: ModelWeights(config: config, seed: seed, initStd: 0.5), attentionBlockRows: attentionBlockRows,
+                                    lmHeadChunkFloats: lmHeadChunkFloats)
         let batch = TrainingTestData.batch(vocab: config.vocabSize, seed: seed)
         let lossWeights = TrainingTestData.lossWeights(for: batch, seed: seed + 100)
         _ = try model.forward(batch, temperature: temperature)
@@ -64,6 +66,13 @@ import Testing
 
     @Test func everyTensorAtSamplingTemperature() throws {
         try Self.check(config: TrainingTestData.tinyConfig(family: .qwen2, qkNorm: false, qkvBias: true, tied: true), temperature: 0.7, seed: 5, attentionBlockRows: 2)
+    }
+
+    /// The LM head in chunks of 5 of the 17 rows (5, 5, 5, 2), computed again in backward.
+    @Test func everyTensorWithTheLMHeadInChunks() throws {
+        try Self.check(config: TrainingTestData.qwenTinyAllFeatures, temperature: 0.8, seed: 6, attentionBlockRows: 3,
+                       lmHeadChunkFloats: 5 * 32)
+        try Self.check(config: TrainingTestData.llamaTiny, temperature: 1, seed: 7, attentionBlockRows: 64, lmHeadChunkFloats: 5 * 32)
     }
 
     @Test func backwardAccumulatesAndIsLinearInTheWeights() throws {

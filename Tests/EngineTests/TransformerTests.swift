@@ -149,17 +149,81 @@ import Testing
         #expect(untouched.l2Norm == 0)
     }
 
-    @Test(arguments: [(TrainingTestData.qwenTinyAllFeatures, 64), (TrainingTestData.llamaTiny, 64), (TrainingTestData.qwenTinyAllFeatures, 5)])
-    func workspaceEstimateIsExact(config: TransformerConfig, blockRows: Int) throws {
+    /// The last case computes the LM head in chunks of 5 of the 17 rows.
+    @Test(arguments: [(TrainingTestData.qwenTinyAllFeatures, 64, Transformer.defaultLMHeadChunkFloats),
+                      (TrainingTestData.llamaTiny, 64, Transformer.defaultLMHeadChunkFloats),
+                      (TrainingTestData.qwenTinyAllFeatures, 5, Transformer.defaultLMHeadChunkFloats),
+                      (TrainingTestData.llamaTiny, 64, 5 * 32 + 7)])
+    func workspaceEstimateIsExact(config: TransformerConfig, blockRows: Int, lmHeadChunkFloats: Int) throws {
         // A fresh instance allocates each buffer exactly once at its first size.
-        let m = try Transformer(weights: ModelWeights(config: config, seed: 1, initStd: 0.1), attentionBlockRows: blockRows)
+        let m = try Transformer(weights: ModelWeights(config: config, seed: 1, initStd: 0.1), attentionBlockRows: blockRows,
+                                lmHeadChunkFloats: lmHeadChunkFloats)
         let batch = TrainingTestData.batch(vocab: config.vocabSize, seed: 1)
         var g = ModelGradients(config: config)
         _ = try m.forward(batch)
         try m.backward(dLogprobs: TrainingTestData.lossWeights(for: batch, seed: 2), into: &g)
         // Buffers never used by this architecture keep their 0 capacity.
         #expect(m.workspace.allocatedFloats == Transformer.workspaceFloats(config: config, lengths: batch.inputs.map(\.count),
-                                                                           attentionBlockRows: blockRows))
+                                                                           attentionBlockRows: blockRows,
+                                                                           lmHeadChunkFloats: lmHeadChunkFloats))
+    }
+
+    @Test func lmHeadChunkRowsChunkOnlyAboveTheThreshold() {
+        #expect(Transformer.lmHeadChunkRows(tokens: 17, vocab: 32, chunkFloats: 17 * 32) == 17)
+        #expect(Transformer.lmHeadChunkRows(tokens: 17, vocab: 32, chunkFloats: 17 * 32 - 1) == 16)
+        #expect(Transformer.lmHeadChunkRows(tokens: 17, vocab: 32, chunkFloats: 5) == 1)
+        // SmolLM2's vocabulary chunks at 341 rows; the default model's never does below 63,551 tokens.
+        #expect(Transformer.lmHeadChunkRows(tokens: 600, vocab: 49_152, chunkFloats: Transformer.defaultLMHeadChunkFloats) == 341)
+        #expect(Transformer.lmHeadChunkRows(tokens: 63_550, vocab: 264, chunkFloats: Transformer.defaultLMHeadChunkFloats) == 63_550)
+    }
+
+    /// The LM head in chunks of 4 rows (5 chunks of the 17 tokens, the last of one row; the
+    /// first has no weighted row and is skipped in backward) against one product over all rows.
+    /// Each row's logits come from the same sgemm dot products either way, so log-probs,
+    /// entropies, logits, ∂L/∂xnFinal and with it every gradient but the LM head's are
+    /// bit-identical; dW_lm sums the rows' outer products chunk by chunk, a different order,
+    /// so it matches to float rounding (1e-5 of the largest entry).
+    @Test(arguments: [TrainingTestData.tinyConfig(family: .qwen3, qkNorm: true, qkvBias: true, tied: false, vocab: 320),
+                      TrainingTestData.tinyConfig(family: .llama, qkNorm: false, qkvBias: false, tied: true, vocab: 320)])
+    func chunkedLMHeadMatchesOneProduct(config: TransformerConfig) throws {
+        let weights = ModelWeights(config: config, seed: 21, initStd: 0.3)
+        let whole = try Transformer(weights: weights)
+        let chunked = try Transformer(weights: weights, lmHeadChunkFloats: 4 * 320)
+        let batch = TrainingTestData.batch(vocab: 320, seed: 22)
+        var w = TrainingTestData.lossWeights(for: batch, seed: 23)
+        w[0] = [Float](repeating: 0, count: w[0].count)  // rows 0..<6: the first chunk has nothing to back-propagate
+        for temperature: Float in [1, 0.7] {
+            var gWhole = ModelGradients(config: config), gChunked = ModelGradients(config: config)
+            let a = try whole.forward(batch, temperature: temperature, returnLogits: true)
+            try whole.backward(dLogprobs: w, into: &gWhole)
+            let b = try chunked.forward(batch, temperature: temperature, returnLogits: true)
+            try chunked.backward(dLogprobs: w, into: &gChunked)
+            #expect(b.logprobs == a.logprobs)
+            #expect(b.entropy == a.entropy)
+            #expect(b.logits == a.logits)
+            let c = try chunked.forward(batch, temperature: temperature)
+            #expect(c.logprobs == a.logprobs && c.entropy == a.entropy)
+            #expect(chunked.workspace.logits.capacity == 17 * 320)  // grown by returnLogits, never beyond
+
+            let lmHead = config.tieEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight"
+            let scale = gWhole.values.map { abs($0) }.max() ?? 1
+            for spec in weights.layout.specs {
+                let range = spec.offset..<(spec.offset + spec.count)
+                if spec.name == lmHead {
+                    for i in range { #expect(abs(gChunked.values[i] - gWhole.values[i]) <= 1e-5 * scale, "\(spec.name)[\(i - spec.offset)]") }
+                } else {
+                    #expect(Array(gChunked.values[range]) == Array(gWhole.values[range]), "\(spec.name)")
+                }
+            }
+            #expect(gChunked.l2Norm > 0)
+        }
+        // Training passes keep one chunk of logits, not all of them.
+        let fresh = try Transformer(weights: weights, lmHeadChunkFloats: 4 * 320)
+        var g = ModelGradients(config: config)
+        _ = try fresh.forward(batch)
+        try fresh.backward(dLogprobs: w, into: &g)
+        #expect(fresh.workspace.logits.capacity == 4 * 320)
+        #expect(throws: CermError.self) { try Transformer(weights: weights, lmHeadChunkFloats: 0) }
     }
 
     @Test func weightsOfAnotherConfigAreRejected() throws {
@@ -199,6 +263,50 @@ import Testing
         var otherGrads = ModelGradients(config: TrainingTestData.llamaTiny)
         #expect(throws: CermError.invalid("Transformer.backward: gradients were made for a different model config")) {
             try m.backward(dLogprobs: [[1, 1]], into: &otherGrads)
+        }
+    }
+
+    /// The same at SmolLM2's widths (hidden 576, vocabulary 49,152; one layer), where the sgemms
+    /// run OpenBLAS's real blocking: 51 rows in chunks of 25, 25 and 1.
+    @Test func chunkedLMHeadIsExactAtSmolLM2Widths() throws {
+        let config = TransformerConfig(family: .llama, hiddenSize: 576, layers: 1, heads: 9, kvHeads: 3, headDim: 64, ffnSize: 64,
+                                       vocabSize: 49_152, maxSeqLen: 256, ropeTheta: 100_000, rmsNormEps: 1e-5,
+                                       qkNorm: false, qkvBias: false, tieEmbeddings: true)
+        // Uniform ±0.1, a block of 1,000,003 repeated (28 M draws are slow in a debug build; the
+        // block's length is prime, so no two embedding rows are alike).
+        var weights = ModelWeights(config: config)
+        let block = TrainingTestData.floats(1_000_003, seed: 31, scale: 0.1)
+        var values: [Float] = []
+        values.reserveCapacity(weights.values.count)
+        while values.count < weights.values.count { values.append(contentsOf: block.prefix(weights.values.count - values.count)) }
+        weights.values = values
+        let tokens = TrainingTestData.ints(52, below: config.vocabSize, seed: 32)
+        let batch = TokenBatch(sequences: [tokens], scoredFrom: [1])
+        let w = [TrainingTestData.floats(51, seed: 33)]
+        var passes: [ForwardResult] = [], grads: [ModelGradients] = []
+        for chunkFloats in [Transformer.defaultLMHeadChunkFloats, 25 * 49_152] {
+            let m = try Transformer(weights: weights, lmHeadChunkFloats: chunkFloats)
+            var g = ModelGradients(config: config)
+            passes.append(try m.forward(batch))
+            try m.backward(dLogprobs: w, into: &g)
+            grads.append(g)
+        }
+        #expect(passes[1].logprobs == passes[0].logprobs)
+        #expect(passes[1].entropy == passes[0].entropy)
+        // Every gradient after the (tied) embedding is bit-identical; the embedding within rounding.
+        let embed = try #require(weights.layout.spec("model.embed_tokens.weight"))
+        grads[0].values.withUnsafeBufferPointer { a in
+            grads[1].values.withUnsafeBufferPointer { b in
+                let rest = embed.offset + embed.count
+                #expect(memcmp(a.baseAddress! + rest, b.baseAddress! + rest, (a.count - rest) * 4) == 0)
+                var scale: Float = 0, diff: Float = 0
+                for i in embed.offset..<rest {
+                    scale = max(scale, abs(a[i]))
+                    diff = max(diff, abs(a[i] - b[i]))
+                }
+                #expect(diff <= 1e-5 * scale, "embed_tokens: largest difference \(diff), largest entry \(scale)")
+                #expect(scale > 0)
+            }
         }
     }
 

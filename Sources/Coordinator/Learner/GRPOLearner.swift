@@ -286,19 +286,11 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
         var entropySum = 0.0, entropyTokens = 0
         var gradNormSum = 0.0
         for batch in miniBatches {
-            let pass = try runMiniBatch(batch, backward: true)
+            let (pass, norm) = try train(miniBatch: batch, step: step)
             metrics.add(loss: pass.loss.metrics, value: pass.loss.loss)
             entropySum += pass.entropySum
             entropyTokens += pass.tokens
-            let norm = gradients.clipGlobalNorm(maxNorm: config.grpo.maxGradNorm)
             gradNormSum += norm
-            if norm.isFinite {
-                try optimizer.step(weights: &model.weights, gradients: gradients,
-                                   learningRate: schedule.rate(at: optimizer.step))
-            } else {
-                logger.warning("non-finite gradient norm: optimizer step skipped", metadata: ["step": "\(step)"])
-            }
-            gradients.zero()
         }
         if entropyTokens > 0 { metrics.entropy = entropySum / Double(entropyTokens) }
         if !miniBatches.isEmpty { metrics.gradNorm = gradNormSum / Double(miniBatches.count) }
@@ -432,6 +424,20 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
             behaviourLogprobs: trajectory.behaviourLogprobs.map(Double.init),
             referenceLogprobs: trajectory.referenceLogprobs.map(Double.init),
             advantage: advantage.advantage, included: advantage.inLoss)
+    }
+
+    /// One mini-batch's forward, backward and AdamW step on the clipped gradient (skipped, with a
+    /// warning, when its norm is not finite). Returns the pass and the gradient norm before clipping.
+    func train(miniBatch batch: [PreparedTrajectory], step: Int) throws -> (pass: MiniBatchPass, gradNorm: Double) {
+        defer { gradients.zero() }
+        let pass = try runMiniBatch(batch, backward: true)
+        let norm = gradients.clipGlobalNorm(maxNorm: config.grpo.maxGradNorm)
+        if norm.isFinite {
+            try optimizer.step(weights: &model.weights, gradients: gradients, learningRate: schedule.rate(at: optimizer.step))
+        } else {
+            logger.warning("non-finite gradient norm: optimizer step skipped", metadata: ["step": "\(step)"])
+        }
+        return (pass, norm)
     }
 
     /// The GRPO loss of one mini-batch under the current policy and, with `backward`, its

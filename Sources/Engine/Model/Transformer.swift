@@ -23,7 +23,8 @@ import Shared
 /// reusable buffers and is meant for one thread at a time (it is not `Sendable`).
 ///
 /// Internally all rows of the batch are packed into one `[N, hidden]` matrix (no padding), all
-/// projections are single `BLAS.sgemm` calls over N rows, and attention runs per (row, head)
+/// projections are single `BLAS.sgemm` calls over N rows (the LM head over chunks of rows once
+/// N × vocab exceeds ``lmHeadChunkFloats``), and attention runs per (row, head)
 /// in blocks of 64 query rows, each two sgemms around a causal softmax over only the keys the
 /// block can see.
 public final class Transformer {
@@ -45,14 +46,24 @@ public final class Transformer {
     /// beyond float rounding; tests use small blocks to exercise the blocking.
     public let attentionBlockRows: Int
 
-    /// Throws if the weights' config is not runnable (see ``TransformerConfig/validate()``) or
-    /// `attentionBlockRows < 1`.
-    public init(weights: ModelWeights, attentionBlockRows: Int = Transformer.defaultAttentionBlockRows) throws {
+    /// Most logits the LM head holds at once: a pass with more (tokens × vocab) computes them
+    /// in chunks of rows (``lmHeadChunkRows(tokens:vocab:chunkFloats:)``) and backward computes
+    /// each chunk again instead of keeping them. Tests set it low to force several chunks.
+    public let lmHeadChunkFloats: Int
+
+    /// Throws if the weights' config is not runnable (see ``TransformerConfig/validate()``),
+    /// `attentionBlockRows < 1` or `lmHeadChunkFloats < 1`.
+    public init(weights: ModelWeights, attentionBlockRows: Int = Transformer.defaultAttentionBlockRows,
+                lmHeadChunkFloats: Int = Transformer.defaultLMHeadChunkFloats) throws {
         try weights.config.validate()
         guard attentionBlockRows >= 1 else {
             throw CermError.invalid("Transformer: attentionBlockRows must be at least 1, got \(attentionBlockRows)")
         }
+        guard lmHeadChunkFloats >= 1 else {
+            throw CermError.invalid("Transformer: lmHeadChunkFloats must be at least 1, got \(lmHeadChunkFloats)")
+        }
         self.attentionBlockRows = attentionBlockRows
+        self.lmHeadChunkFloats = lmHeadChunkFloats
         self.weights = weights
         self.config = weights.config
         let c = weights.config
@@ -64,19 +75,24 @@ public final class Transformer {
     /// Floats of workspace a forward + backward over rows of `lengths` needs (multiply by 4
     /// for bytes), so learners can split large batches into micro-batches that fit in memory
     /// and accumulate their gradients. It grows with tokens `N` and with the attention
-    /// probabilities, `heads · attentionScoreEntries(len)` (≈ heads·len²/2) per row:
+    /// probabilities, `heads · attentionScoreEntries(len)` (≈ heads·len²/2) per row, but not with
+    /// the vocabulary beyond one chunk of `R = lmHeadChunkRows(...)` rows of logits:
     ///
     ///     (layers+1)·N·H + layers·(N·(3H + 2Q + 2K + 3F + 2) + Σ heads·entries(len) [+ N·(Q + K + heads + kvHeads)])
-    ///     + N·(3H + 2V + 2F + 2Q + 2K + 5) + max(min(len, 64)·len) [+ N·(Q + K)]   (brackets: QK-norm)
+    ///     + N·(3H + 2F + 2Q + 2K + 5) + R·V + max(min(len, 64)·len) [+ N·(Q + K)]   (brackets: QK-norm)
+    ///
+    /// (With `returnLogits` a forward keeps all N·V logits, whatever the chunking.)
     public static func workspaceFloats(config c: TransformerConfig, lengths: [Int],
-                                       attentionBlockRows: Int = defaultAttentionBlockRows) -> Int {
+                                       attentionBlockRows: Int = defaultAttentionBlockRows,
+                                       lmHeadChunkFloats: Int = defaultLMHeadChunkFloats) -> Int {
         let n = lengths.reduce(0, +)
         let h = c.hiddenSize, q = c.qDim, k = c.kvDim, f = c.ffnSize, v = c.vocabSize
         let probs = lengths.reduce(0) { $0 + c.heads * attentionScoreEntries(length: $1, blockRows: attentionBlockRows) }
         var perBlock = n * (3 * h + 2 * q + 2 * k + 3 * f + 2) + probs
         if c.qkNorm { perBlock += n * (q + k + c.heads + c.kvHeads) }
         var total = (c.layers + 1) * n * h + c.layers * perBlock
-        total += n * (3 * h + 2 * v + 2 * f + 2 * q + 2 * k + 5)
+        total += n * (3 * h + 2 * f + 2 * q + 2 * k + 5)
+        total += lmHeadChunkRows(tokens: n, vocab: v, chunkFloats: lmHeadChunkFloats) * v
         total += lengths.map { min($0, attentionBlockRows) * $0 }.max() ?? 0
         if c.qkNorm { total += n * (q + k) }
         return total
@@ -101,6 +117,22 @@ public final class Transformer {
 
     /// Default query rows per causal attention block.
     public static let defaultAttentionBlockRows = 64
+
+    /// Default ``lmHeadChunkFloats``: 2^24 logits (64 MiB), 341 rows of SmolLM2's 49,152-token
+    /// vocabulary. It is also the threshold below which the LM head runs as one product over
+    /// all N rows, exactly as before chunking existed: chunking changes the row count of the
+    /// sgemms and the order in which dW_lm sums rows, so it changes float rounding. The default
+    /// model (vocab 264) would need 63,551 tokens in one pass to chunk; at its ≈10k workspace
+    /// floats per token its micro-batches under the trainers' budgets (SFT 96·2^20, GRPO 2^28
+    /// floats) hold at most ~25k, so its results stay bit-identical.
+    public static let defaultLMHeadChunkFloats = 1 << 24
+
+    /// Rows per LM-head chunk of a pass over `tokens` rows: all of them when `tokens · vocab`
+    /// fits `chunkFloats` (one product, no recomputation), else `max(1, chunkFloats / vocab)`.
+    /// It depends on the shapes alone, never on threads, so chunked results are deterministic.
+    public static func lmHeadChunkRows(tokens: Int, vocab: Int, chunkFloats: Int) -> Int {
+        tokens * vocab <= chunkFloats ? tokens : max(1, chunkFloats / vocab)
+    }
 
     /// `Σ rows·cols` over the causal attention blocks of a sequence of `length` tokens: the
     /// score entries computed per head (about `length²/2` for long sequences).
@@ -141,17 +173,11 @@ public final class Transformer {
             for l in 0..<c.layers {
                 blockForward(layer: l, w: w)
             }
-            // Final norm and LM head: logits [N, V] = norm(x) · W_lmᵀ.
+            // Final norm, then the LM head.
             let xf = ws.residual[c.layers].pointer
-            let xnF = ws.xnFinal.reserve(n * h)
-            RMSNormKernel.forward(x: xf, weight: w + o.finalNorm, out: xnF, rstd: ws.rstdFinal.reserve(n),
+            RMSNormKernel.forward(x: xf, weight: w + o.finalNorm, out: ws.xnFinal.reserve(n * h), rstd: ws.rstdFinal.reserve(n),
                                   rows: n, dim: h, eps: Float(c.rmsNormEps))
-            let logits = ws.logits.reserve(n * vocab)
-            linearForward(x: xnF, rows: n, inDim: h, weight: w + o.lmHead, outDim: vocab, bias: nil, out: logits)
-            ws.targets.withUnsafeBufferPointer { t in
-                LogProbKernel.forward(logits: logits, targets: t.baseAddress!, rows: n, vocab: vocab, temperature: temperature,
-                                      logprobs: ws.logprobs.reserve(n), entropy: ws.entropy.reserve(n), lse: ws.lse.reserve(n))
-            }
+            lmHeadForward(w: w, temperature: temperature, keepLogits: returnLogits)
         } }
         ws.passWeights = weights
         ws.passTemperature = temperature
@@ -313,6 +339,72 @@ public final class Transformer {
         VectorMath.add(a.xMid.pointer, into: out, n * h)
     }
 
+    // MARK: LM head
+
+    /// The LM head, forward: per row `logits = xnFinal·W_lmᵀ` [V], then log-prob of the target,
+    /// entropy and logsumexp (kept for backward), in chunks of `R` rows
+    /// (``lmHeadChunkRows(tokens:vocab:chunkFloats:)``), so only `[R, V]` logits exist at once:
+    ///
+    ///     for each chunk of rows r0 ..< r0+R:
+    ///         logits_c [R, V] = xnFinal[r0..] · W_lmᵀ
+    ///         logprobs, entropy, lse [R] = LogProbKernel(logits_c / T, targets[r0..])
+    ///
+    /// With `keepLogits` each chunk goes to its place in an `[N, V]` buffer (for `returnLogits`).
+    /// Without chunking (one chunk of N rows) the logits stay for ``lmHeadBackward(w:g:dLogprobs:vocab:)``.
+    private func lmHeadForward(w: UnsafePointer<Float>, temperature: Float, keepLogits: Bool) {
+        let ws = workspace, c = config, o = offsets
+        let n = ws.tokenCount, h = c.hiddenSize, vocab = c.vocabSize
+        let chunk = Self.lmHeadChunkRows(tokens: n, vocab: vocab, chunkFloats: lmHeadChunkFloats)
+        let logits = ws.logits.reserve((keepLogits ? n : chunk) * vocab)
+        let xn = ws.xnFinal.pointer
+        let logprobs = ws.logprobs.reserve(n), entropy = ws.entropy.reserve(n), lse = ws.lse.reserve(n)
+        ws.targets.withUnsafeBufferPointer { t in
+            for r0 in stride(from: 0, to: n, by: chunk) {
+                let rows = min(chunk, n - r0)
+                let out = keepLogits ? logits + r0 * vocab : logits
+                linearForward(x: xn + r0 * h, rows: rows, inDim: h, weight: w + o.lmHead, outDim: vocab, bias: nil, out: out)
+                LogProbKernel.forward(logits: out, targets: t.baseAddress! + r0, rows: rows, vocab: vocab, temperature: temperature,
+                                      logprobs: logprobs + r0, entropy: entropy + r0, lse: lse + r0)
+            }
+        }
+    }
+
+    /// The LM head, backward: writes ∂L/∂xnFinal into `workspace.dxn` [N, H] and adds ∂L/∂W_lm
+    /// to `g`. Mirrors ``lmHeadForward(w:temperature:keepLogits:)`` chunk by chunk, computing
+    /// each chunk's logits again when there is more than one (the same product as forward, so
+    /// the same values, matching the saved lse):
+    ///
+    ///     dLogits_c [R, V] = dLogprobs[r0..]/T · (onehot(target) − softmax(logits_c/T))   (in place of logits_c)
+    ///     dW_lm += dLogits_cᵀ · xnFinal[r0..]         dxn[r0..] [R, H] = dLogits_c · W_lm
+    ///
+    /// When chunked, a chunk with no weighted scored row (e.g. all prompt) adds exactly zero: it is skipped.
+    private func lmHeadBackward(w: UnsafePointer<Float>, g: UnsafeMutablePointer<Float>,
+                                dLogprobs dlp: UnsafePointer<Float>, vocab: Int) {
+        let ws = workspace, o = offsets
+        let n = ws.tokenCount, h = config.hiddenSize
+        let chunk = Self.lmHeadChunkRows(tokens: n, vocab: vocab, chunkFloats: lmHeadChunkFloats)
+        let recompute = chunk < n
+        let logits = ws.logits.reserve(chunk * vocab)
+        let xn = ws.xnFinal.pointer, dxn = ws.dxn.reserve(n * h)
+        ws.targets.withUnsafeBufferPointer { tbuf in
+            let t = tbuf.baseAddress!
+            for r0 in stride(from: 0, to: n, by: chunk) {
+                let rows = min(chunk, n - r0)
+                if recompute {
+                    guard (r0..<(r0 + rows)).contains(where: { t[$0] >= 0 && dlp[$0] != 0 }) else {
+                        (dxn + r0 * h).update(repeating: 0, count: rows * h)
+                        continue
+                    }
+                    linearForward(x: xn + r0 * h, rows: rows, inDim: h, weight: w + o.lmHead, outDim: vocab, bias: nil, out: logits)
+                }
+                LogProbKernel.backward(logits: logits, targets: t + r0, lse: ws.lse.pointer + r0, dLogprobs: dlp + r0,
+                                       rows: rows, vocab: vocab, temperature: ws.passTemperature, dLogits: logits)
+                linearBackward(dOut: logits, x: xn + r0 * h, rows: rows, inDim: h, weight: w + o.lmHead, outDim: vocab,
+                               dWeight: g + o.lmHead, dBias: nil, dX: dxn + r0 * h, accumulateDX: false)
+            }
+        }
+    }
+
     // MARK: Backward
 
     /// Both phases in one call: runs ``forward(_:temperature:returnLogits:)``, asks
@@ -366,15 +458,9 @@ public final class Transformer {
         if n > 0 { passWeights.values.withUnsafeBufferPointer { wbuf in
             gradients.values.withUnsafeMutableBufferPointer { gbuf in
                 let w = wbuf.baseAddress!, g = gbuf.baseAddress!
-                // LM head and final norm.
-                let dLogits = ws.dLogits.reserve(n * vocab)
-                ws.targets.withUnsafeBufferPointer { t in
-                    LogProbKernel.backward(logits: ws.logits.pointer, targets: t.baseAddress!, lse: ws.lse.pointer, dLogprobs: dlp,
-                                           rows: n, vocab: vocab, temperature: ws.passTemperature, dLogits: dLogits)
-                }
-                let dxn = ws.dxn.reserve(n * h)
-                linearBackward(dOut: dLogits, x: ws.xnFinal.pointer, rows: n, inDim: h, weight: w + o.lmHead, outDim: vocab,
-                               dWeight: g + o.lmHead, dBias: nil, dX: dxn, accumulateDX: false)
+                // LM head (into ws.dxn) and final norm.
+                lmHeadBackward(w: w, g: g, dLogprobs: dlp, vocab: vocab)
+                let dxn = ws.dxn.pointer
                 let dx = ws.dx.reserve(n * h)
                 RMSNormKernel.backward(dOut: dxn, x: ws.residual[c.layers].pointer, weight: w + o.finalNorm, rstd: ws.rstdFinal.pointer,
                                        dx: dx, dWeight: g + o.finalNorm, rows: n, dim: h, accumulate: false)

@@ -72,7 +72,7 @@ final class TrainingWorkspace {
     var blocks: [BlockActivations] = []
     let xnFinal = ScratchBuffer()  // [N, H]
     let rstdFinal = ScratchBuffer() // [N]
-    let logits = ScratchBuffer()   // [N, V]
+    let logits = ScratchBuffer()   // [R, V] one LM-head chunk of rows, [N, V] unchunked; backward turns it into dLogits in place
     let lse = ScratchBuffer()      // [N] logsumexp of tempered logits
     let logprobs = ScratchBuffer() // [N]
     let entropy = ScratchBuffer()  // [N]
@@ -89,7 +89,6 @@ final class TrainingWorkspace {
     let dqPre = ScratchBuffer()    // [N, Q]
     let dkPre = ScratchBuffer()    // [N, K]
     let dScores = ScratchBuffer()  // [maxLen²]
-    let dLogits = ScratchBuffer()  // [N, V]
     let dLogprobs = ScratchBuffer() // [N]
 
     // The retained pass: the weights it used (so a later optimizer step on the model's weights
@@ -108,7 +107,7 @@ final class TrainingWorkspace {
             [a.xn1, a.rstd1, a.qPre, a.kPre, a.qRstd, a.kRstd, a.q, a.k, a.v, a.probs, a.attn, a.xMid, a.xn2, a.rstd2, a.gate, a.up, a.act]
         }
         let others = [xnFinal, rstdFinal, logits, lse, logprobs, entropy, dx, dxn, dFFN, dUp, dAttn, dq, dk, dv, dqPre, dkPre,
-                      dScores, dLogits, dLogprobs]
+                      dScores, dLogprobs]
         return (residual + blockBuffers + others).reduce(0) { $0 + $1.capacity }
     }
 }
