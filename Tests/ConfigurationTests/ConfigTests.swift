@@ -12,6 +12,19 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         #expect(config == Config())
     }
 
+    /// The configs under configs/ load (their model files are not read here: `RunModel` does
+    /// that where a command starts) and each names a pretrained model.
+    @Test func theRepositorysPretrainedConfigsLoad() throws {
+        let directory = repositoryRoot.appendingPathComponent("configs")
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".toml") }.sorted()
+        #expect(files == ["qwen3-0.6b-cluster.toml", "smollm2-135m.toml"])
+        for file in files {
+            let config = try Config.load(path: directory.appendingPathComponent(file).path)
+            #expect(config.model.isPretrained, "\(file) names no model.source")
+            #expect(config.rollout.format == .cerm, "\(file) does not use CE-RM's own format")
+        }
+    }
+
     @Test func everyKeyIsDocumentedInTheRepositoryConfig() throws {
         let text = try String(contentsOfFile: repositoryRoot.appendingPathComponent("cluster.toml").path, encoding: .utf8)
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
