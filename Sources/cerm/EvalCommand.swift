@@ -6,6 +6,7 @@ import Engine
 import EngineConfiguration
 import Foundation
 import Method
+import Runtime
 import Shared
 
 extension CriteriaMode: ExpressibleByArgument {}

@@ -352,6 +352,7 @@ private final class StepDriver: @unchecked Sendable {
         var stopped = false
         // Async throughput is measured from one step's end to the next (see tokensPerSecond).
         var previousStepEnded = clock.now()
+        let driveStarted = previousStepEnded
 
         while completedSteps < settings.steps {
             if mailbox.shouldStop(stop) { stopped = true; break }
@@ -400,6 +401,11 @@ private final class StepDriver: @unchecked Sendable {
             line.checkpointSeconds = checkpointSeconds
             line.stepSeconds = stepEnded - stepStarted
             try record(line, rollouts: rollouts, samplingSeconds: samplingSeconds)
+            // Steps of a pretrained model take minutes: say when the run will end.
+            let stepsDone = Double(completedSteps - (resumedStep ?? 0))
+            let elapsed = stepEnded - driveStarted
+            let eta = formatDuration(elapsed / stepsDone * Double(settings.steps - completedSteps))
+            logger.info("step \(completedSteps) of \(settings.steps): \(formatDuration(elapsed)) elapsed, ETA \(eta)")
         }
 
         if stopped { return try abandon(open: open, completedSteps: completedSteps, lastSaved: lastSaved) }
