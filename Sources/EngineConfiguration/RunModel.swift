@@ -112,21 +112,14 @@ public struct RunModel: Sendable {
 }
 
 extension ModelSection {
-    /// Sets the architecture keys to `model`'s (``RunModel/resolve(_:)``).
+    /// Sets the architecture keys to `model`'s (``RunModel/resolve(_:)``), keeping the source,
+    /// the template setting, `init_std` and where the keys came from.
     mutating func setArchitecture(_ model: TransformerConfig) {
-        family = model.family
-        hiddenSize = model.hiddenSize
-        layers = model.layers
-        heads = model.heads
-        kvHeads = model.kvHeads
-        headDim = model.headDim
-        ffnSize = model.ffnSize
-        vocabSize = model.vocabSize
-        maxSeqLen = model.maxSeqLen
-        ropeTheta = model.ropeTheta
-        rmsNormEps = model.rmsNormEps
-        qkNorm = model.qkNorm
-        qkvBias = model.qkvBias
-        tieEmbeddings = model.tieEmbeddings
+        var resolved = ModelSection(model)
+        resolved.source = source
+        resolved.chatTemplate = chatTemplate
+        resolved.initStd = initStd
+        resolved.declaredKeys = declaredKeys
+        self = resolved
     }
 }
