@@ -82,7 +82,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Shared"], path: "Tests/TestSupport"),
         // Tests, one target per module.
         .testTarget(name: "SharedTests", dependencies: ["TestSupport", "Shared"]),
-        .testTarget(name: "RuntimeTests", dependencies: ["TestSupport", "Runtime", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "RuntimeTests", dependencies: ["TestSupport", "Runtime", "Shared", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Shared"]),
         .testTarget(name: "MethodTests", dependencies: ["TestSupport", "Method", "Configuration", "Shared", "Tokenizers", "ModelFormats"],
                     exclude: ["Fixtures"]),

@@ -73,6 +73,11 @@ struct SFTCommand: ParsableCommand {
         var cfg = try Config.load(path: config)
         let runModel = try RunModel.resolve(&cfg)
         let output = out ?? cfg.sft.output
+        // One SFT per output: two would overwrite each other's weights and training curve.
+        let outputDirectory = (output as NSString).deletingLastPathComponent
+        let lock = try DirectoryLock(directory: outputDirectory.isEmpty ? "." : outputDirectory,
+                                     name: ".\((output as NSString).lastPathComponent).lock", role: "cerm sft writing \(output)")
+        defer { lock.release() }
         for path in try SFTData.ensureSynthetic(cfg.data) { log("generated \(path)") }
 
         let format = runModel.promptFormat(cfg.rollout.format)

@@ -52,7 +52,7 @@ struct WorkerCommand: ParsableCommand {
         let (config, runModel) = try loadRunConfigOrExit(configPath)
         let threadCount = threads ?? max(1, config.cluster.workerThreads)
         BLAS.setThreads(threadCount)  // also sizes the engine's batch-invariant kernels
-        let workerName = name ?? "\(Self.hostName())-\(getpid())"
+        let workerName = name ?? "\(kernelHostName() ?? "worker")-\(getpid())"
         let logger = Logger(label: "worker \(workerName)")
         let outcome: WorkerOutcome
         do {
@@ -78,12 +78,5 @@ struct WorkerCommand: ParsableCommand {
             return "cannot connect to a wildcard host or port, got \(JSONWriter.quote(endpoint)) (expected the coordinator's tcp://HOST:PORT)"
         }
         return nil
-    }
-
-    /// The kernel's host name (no DNS lookup, unlike `ProcessInfo.hostName`).
-    static func hostName() -> String {
-        var buffer = [CChar](repeating: 0, count: 256)
-        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "worker" }
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

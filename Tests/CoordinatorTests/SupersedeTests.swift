@@ -3,6 +3,7 @@ import Configuration
 import Engine
 import EngineConfiguration
 import Foundation
+import Runtime
 import TestSupport
 import Testing
 
@@ -73,7 +74,7 @@ import Testing
         let first = try TestCluster.launch(binary, config: config, log: dir + "/launch.log")
         first.waitUntilExit()
         #expect(first.terminationStatus == 0)
-        #expect(Self.names(run) == ["metrics.jsonl", "metrics.prom", "step_1.h5", "step_2.h5", "step_3.h5", "step_4.h5", "train.log"])
+        #expect(Self.names(run) == ["coordinator.lock", "metrics.jsonl", "metrics.prom", "step_1.h5", "step_2.h5", "step_3.h5", "step_4.h5", "train.log"])
 
         /// `cerm coordinator ARGS` with one worker; the coordinator's stderr.
         func coordinator(_ arguments: [String], log: String) throws -> (status: Int32, stderr: String) {
@@ -100,7 +101,7 @@ import Testing
         #expect(resumed.status == 0, "\(resumed.stderr)")
         let aside = try #require(Self.names(run).first { $0.hasPrefix("superseded-") })
         #expect(aside.count == "superseded-20261202T120000Z".count)
-        #expect(Self.names(run) == ["metrics.jsonl", "metrics.prom", "step_1.h5", "step_2.h5", "step_3.h5", aside, "train.log"])
+        #expect(Self.names(run) == ["coordinator.lock", "metrics.jsonl", "metrics.prom", "step_1.h5", "step_2.h5", "step_3.h5", aside, "train.log"])
         #expect(Self.names(run + "/" + aside) == ["step_3.h5", "step_4.h5"])
         let warning = "resuming from step 2 (\(run)/step_2.h5) abandons the later checkpoints of \(run): moved step_3.h5, step_4.h5 "
             + "to \(run)/\(aside) (nothing deleted), so that the next --resume continues this run"
@@ -116,7 +117,7 @@ import Testing
         let fresh = try coordinator(["--steps", "1"], log: dir + "/fresh.log")
         #expect(fresh.status == 0, "\(fresh.stderr)")
         let second = try #require(Self.names(run).first { $0.hasPrefix("superseded-") && $0 != aside })
-        #expect(Self.names(run) == ["metrics.jsonl", "metrics.prom", "step_1.h5", aside, second, "train.log"].sorted())
+        #expect(Self.names(run) == ["coordinator.lock", "metrics.jsonl", "metrics.prom", "step_1.h5", aside, second, "train.log"].sorted())
         // metrics.prom stays in place (it describes the latest step, whichever run wrote it).
         #expect(try String(contentsOfFile: run + "/metrics.prom", encoding: .utf8).contains("\ncerm_step{run=\"chaos\"} 1\n"))
         #expect(Self.names(run + "/" + second) == ["metrics.jsonl", "step_1.h5", "step_2.h5", "step_3.h5"])
@@ -139,6 +140,28 @@ import Testing
         #expect(ignored.status == 0, "\(ignored.stderr)")
         #expect(ignored.stderr.contains("--init \(other) is ignored: the run resumes from \(run)/step_1.h5, which started from other weights (checksum "),
                 "\(ignored.stderr)")
+    }
+
+    /// A second coordinator of a live run is refused by the run directory's lock before it
+    /// moves, writes or loads anything (issue 27: it used to supersede the live run's files).
+    @Test func aSecondCoordinatorOfALiveRunIsRefusedBeforeTouchingIt() throws {
+        let dir = try makeTemporaryDirectory("second-coordinator")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let configPath = try TestCluster.writeRun(directory: dir, port: try TestCluster.freePort(), steps: 4)
+        let config = try Config.load(path: configPath)
+        let runDirectory = config.run.runDirectory  // absolute: TestCluster writes checkpoint_dir inside `dir`
+        try CheckpointWriter(directory: runDirectory, keepLast: 2)
+            .write(try GRPOLearner(config: config).trainingState(step: 1, dataCursor: DataCursor()))
+        let live = try DirectoryLock(directory: runDirectory, name: "coordinator.lock", role: "cerm coordinator")
+        defer { live.release() }
+        let before = try FileManager.default.contentsOfDirectory(atPath: runDirectory).sorted()
+        let holder = try String(contentsOfFile: live.path, encoding: .utf8).trimmingCharacters(in: .newlines)
+
+        let result = try #require(try CommandLineTests.cerm(["coordinator", "--config", configPath], in: dir))
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("error: \(runDirectory) is in use by \(holder) (lock \(runDirectory)/coordinator.lock): "
+                                       + "wait for it to end or stop it"), "\(result.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: runDirectory).sorted() == before)
     }
 
     /// A resume whose [model] differs is refused before train.log is opened or a change logged.

@@ -58,6 +58,10 @@ public struct PipelineRun {
             return try body()
         }
         try FileManager.default.createDirectory(atPath: cfg.run.runDirectory, withIntermediateDirectories: true)
+        // One pipeline per run directory (its stages' children take their own locks: the
+        // coordinator's in the same directory, SFT's beside its output).
+        let lock = try DirectoryLock(directory: cfg.run.runDirectory, name: "pipeline.lock", role: "cerm pipeline")
+        defer { lock.release() }
         for path in try timed("data", { try SFTData.ensureSynthetic(cfg.data) }) { logger.info("generated \(path)") }
         let files = [cfg.data.eval] + (cfg.data.bestOfN.isEmpty ? [] : [cfg.data.bestOfN])
         var rows: [(String, EvaluationReport)] = []

@@ -66,6 +66,10 @@ public struct CoordinatorRun {
         let settings = try CoordinatorSettings(config: config, runModel: runModel)
         try settings.checkBindAllowed()
         for warning in CurveKeyFiles.exposureWarnings(of: config.cluster) { logger.warning("\(warning)") }
+        // One coordinator per run directory, before anything in it is read, moved or written:
+        // a second one would supersede the live run's checkpoints. Held until this returns.
+        let lock = try DirectoryLock(directory: config.run.runDirectory, name: "coordinator.lock", role: "cerm coordinator")
+        defer { lock.release() }
         var resumePoint = try loadResumePoint(stop: stop, logger: logger)
         // A changed [model] cannot be restored: refused here, before train.log is opened or
         // any config change is reported as if the resume went ahead.
