@@ -86,7 +86,7 @@ enum LearnerFixture {
             let behaviour = Array(pass.logprobs[row][range])
             let referenceLogprobs = referencePass.map { Array($0.logprobs[row][range]) } ?? behaviour.map { $0 - 0.05 }
             return Trajectory(id: request.id, promptTokenCount: UInt32(request.promptTokens.count), tokens: output.map { UInt32($0) },
-                              behaviourLogprobs: behaviour, referenceLogprobs: referenceLogprobs, finishReason: .stop, text: "")
+                              behaviourLogprobs: behaviour, referenceLogprobs: referenceLogprobs, finishReason: .eos, text: "")
         }
     }
 
@@ -393,7 +393,7 @@ enum LearnerFixture {
             let range = (entry.0.promptTokens.count - 1)..<(entry.0.promptTokens.count - 1 + entry.1.count)
             let behaviour = Array(pass.logprobs[row][range])
             return Trajectory(id: entry.0.id, promptTokenCount: UInt32(entry.0.promptTokens.count), tokens: entry.1.map { UInt32($0) },
-                              behaviourLogprobs: behaviour, referenceLogprobs: behaviour, finishReason: .stop, text: "")
+                              behaviourLogprobs: behaviour, referenceLogprobs: behaviour, finishReason: .eos, text: "")
         }
         #expect(trajectories.count == (mode == .par ? 8 : 4))
         let rollouts = StepRollouts(step: 1, trajectories: trajectories, versionByPair: [3: 0, 8: 0])

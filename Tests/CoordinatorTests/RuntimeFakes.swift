@@ -49,7 +49,7 @@ enum FakeModel {
                 let tokens = (0..<3).map { UInt32((h >> (8 * UInt64($0))) % vocabulary) }
                 let ref = -Float(referenceHash % 7 + 1) / 10
                 out.append(Trajectory(id: id, promptTokenCount: 5, tokens: tokens, behaviourLogprobs: [Float](repeating: -0.5, count: 3),
-                                      referenceLogprobs: [Float](repeating: ref, count: 3), finishReason: .stop, text: "t\(h % 1000)"))
+                                      referenceLogprobs: [Float](repeating: ref, count: 3), finishReason: .eos, text: "t\(h % 1000)"))
             }
         }
         // Reverse order on purpose: the coordinator must not depend on arrival order.

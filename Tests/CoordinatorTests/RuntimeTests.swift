@@ -240,7 +240,7 @@ import Worker
                 if let frames = try socket.receive(timeoutMs: 20), case let .task(task) = try codec.decode(frames), taskID == 0 {
                     taskID = task.taskID
                     let bad = Trajectory(id: .criteria(pair: task.pairs[0].pairID, 0), promptTokenCount: 5, tokens: [1],
-                                         behaviourLogprobs: [.nan], referenceLogprobs: [-1], finishReason: .stop, text: "")
+                                         behaviourLogprobs: [.nan], referenceLogprobs: [-1], finishReason: .eos, text: "")
                     try socket.send(try codec.encode(.result(ResultMessage(taskID: task.taskID, policyVersion: task.policyVersion,
                                                                            trajectories: [bad]))))
                     gotTask.request()

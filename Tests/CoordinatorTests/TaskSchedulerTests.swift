@@ -28,7 +28,7 @@ import WireProtocol
                        TrajectoryID(pairID: pair, stage: .evaluation, criteriaIndex: 0, responseIndex: 0, sampleIndex: 0)]
             return ids.map { id in
                 Trajectory(id: id, promptTokenCount: 4, tokens: [UInt32(pair) + tokenSeed], behaviourLogprobs: [-1],
-                           referenceLogprobs: [-1], finishReason: .stop, text: "\(id)")
+                           referenceLogprobs: [-1], finishReason: .eos, text: "\(id)")
             }
         }
     }
@@ -191,7 +191,7 @@ import WireProtocol
 
         var extra = Self.result(for: sent[2])
         extra.trajectories.append(Trajectory(id: TrajectoryID(pairID: 5, stage: .evaluation, criteriaIndex: 1, responseIndex: 0, sampleIndex: 0),
-                                             promptTokenCount: 1, tokens: [], behaviourLogprobs: [], referenceLogprobs: [], finishReason: .stop, text: ""))
+                                             promptTokenCount: 1, tokens: [], behaviourLogprobs: [], referenceLogprobs: [], finishReason: .eos, text: ""))
         #expect(s.handle(result: extra, from: Self.alice, now: 0) == .dropped(taskID: 3, reason: .invalidTrajectories(
             "pair 5: 1 unexpected trajectories (first: pair 5 evaluation c1 r0 s0)"), requeuedAs: 7))
 
@@ -440,7 +440,7 @@ extension TaskSchedulerTests {
         let output = criteria ?? format.outputTokens(text: format.criteriaText(analysis: "a", items: ["c1"]))
         func trajectory(_ request: RolloutRequest, _ tokens: [TokenID]) -> Trajectory {
             Trajectory(id: request.id, promptTokenCount: UInt32(request.promptTokens.count), tokens: tokens.map { UInt32($0) },
-                       behaviourLogprobs: tokens.map { _ in -0.5 }, referenceLogprobs: tokens.map { _ in -0.6 }, finishReason: .stop, text: "")
+                       behaviourLogprobs: tokens.map { _ in -0.5 }, referenceLogprobs: tokens.map { _ in -0.6 }, finishReason: .eos, text: "")
         }
         let evaluation = format.outputTokens(text: format.evaluationText(items: [ScoredItem(analysis: "ok", score: 3)], otherPoint: nil, overall: 6))
         return plan.criteriaRequests(for: planPair).map { trajectory($0, output) }
@@ -546,7 +546,7 @@ extension TaskSchedulerTests {
     @Test func malformedMessagesKeepTypeAndTaskID() throws {
         let codec = MessageCodec()
         let bad = Trajectory(id: .criteria(pair: 1, 0), promptTokenCount: 5, tokens: [1], behaviourLogprobs: [.nan],
-                             referenceLogprobs: [-1], finishReason: .stop, text: "")
+                             referenceLogprobs: [-1], finishReason: .eos, text: "")
         let frames = try codec.encode(.result(ResultMessage(taskID: 42, policyVersion: 0, trajectories: [bad])))
         var error: ProtocolError?
         do { _ = try codec.decode(frames) } catch let e { error = e }
