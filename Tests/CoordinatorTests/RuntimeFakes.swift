@@ -5,6 +5,15 @@ import Foundation
 @testable import WireProtocol
 import Worker
 
+extension StepRollouts {
+    /// A step's trajectories accepted as a scheduler without a result check accepts them: no
+    /// rollout plan, no prompts (the fake learner needs none; ``GRPOLearner`` refuses them).
+    static func unplanned(step: UInt64, trajectories: [Trajectory], versionByPair: [UInt64: UInt64]) -> StepRollouts {
+        StepRollouts(step: step, rollouts: Dictionary(grouping: trajectories, by: \.id.pairID).map { AcceptedRollout(pairID: $0.key, unplanned: $0.value) },
+                     versionByPair: versionByPair)
+    }
+}
+
 /// Deterministic stand-ins for the engine: trajectories and weights are hashes of exactly the
 /// inputs a real engine's output depends on, so any mix-up (wrong version, wrong pair, order
 /// dependence, lost or duplicated trajectory) changes the final bytes.

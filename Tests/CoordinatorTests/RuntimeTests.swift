@@ -59,8 +59,8 @@ import Worker
             let batch = try pairs.nextBatch(count: pairsPerBatch)
             let task = TaskMessage(taskID: 1, step: UInt64(step), policyVersion: learner.policyVersion, runSeed: 99, parameters: rollout, pairs: batch)
             let trajectories = FakeModel.trajectories(task: task, weights: try learner.currentWeights(), reference: learner.reference)
-            let rollouts = StepRollouts(step: UInt64(step), trajectories: trajectories.sorted { $0.id < $1.id },
-                                        versionByPair: Dictionary(uniqueKeysWithValues: batch.map { ($0.pairID, learner.policyVersion) }))
+            let rollouts = StepRollouts.unplanned(step: UInt64(step), trajectories: trajectories,
+                                                  versionByPair: Dictionary(uniqueKeysWithValues: batch.map { ($0.pairID, learner.policyVersion) }))
             _ = try learner.update(step: step, pairs: batch, rollouts: rollouts)
         }
         return learner.weights

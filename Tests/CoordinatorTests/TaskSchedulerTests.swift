@@ -187,7 +187,7 @@ import WireProtocol
         var foreign = Self.result(for: sent[1])
         foreign.trajectories[0].id.pairID = 1
         #expect(s.handle(result: foreign, from: Self.alice, now: 0) == .dropped(taskID: 2, reason: .invalidTrajectories(
-            "trajectory pair 1 evaluation c0 r1 s0 names a pair outside task 2"), requeuedAs: 6))
+            "pair 1 evaluation c0 r1 s0 names a pair outside the task"), requeuedAs: 6))
 
         var extra = Self.result(for: sent[2])
         extra.trajectories.append(Trajectory(id: TrajectoryID(pairID: 5, stage: .evaluation, criteriaIndex: 1, responseIndex: 0, sampleIndex: 0),

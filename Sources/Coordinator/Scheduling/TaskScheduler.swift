@@ -124,7 +124,7 @@ public struct Assignment: Equatable, Sendable {
 }
 
 /// Why a result was not accepted.
-public enum ResultDropReason: Equatable, Sendable, CustomStringConvertible {
+public enum ResultDropReason: Error, Equatable, Sendable, CustomStringConvertible {
     /// The sender is not registered (never said HELLO, or was declared dead).
     case unknownWorker
     /// The task id was never issued.
@@ -247,13 +247,22 @@ public struct SchedulerStatistics: Equatable, Sendable {
     public var droppedInvalid = 0
 }
 
-/// A step's rollouts, complete.
+/// A step's rollouts, complete: the learner's input.
 public struct StepRollouts: Equatable, Sendable {
     public let step: UInt64
-    /// Every accepted trajectory in canonical order (``TrajectoryID`` order).
-    public let trajectories: [Trajectory]
+    /// Every pair's accepted rollout, in pair-id order.
+    public let rollouts: [AcceptedRollout]
     /// Policy version each task's trajectories were sampled with, by pair.
     public let versionByPair: [UInt64: UInt64]
+
+    public init(step: UInt64, rollouts: [AcceptedRollout], versionByPair: [UInt64: UInt64]) {
+        self.step = step
+        self.rollouts = rollouts.sorted { $0.pairID < $1.pairID }
+        self.versionByPair = versionByPair
+    }
+
+    /// Every accepted trajectory in canonical order (``TrajectoryID`` order).
+    public var trajectories: [Trajectory] { rollouts.flatMap(\.trajectories) }
 }
 
 /// Errors from misuse of the scheduler by the coordinator loop.
@@ -295,7 +304,7 @@ public struct TaskScheduler: Sendable {
 
     private struct StepState: Sendable {
         var pendingPairs: Set<UInt64>
-        var trajectories: [Trajectory] = []
+        var rollouts: [AcceptedRollout] = []
         var versionByPair: [UInt64: UInt64] = [:]
         /// The pairs' prompt material, when the step was opened with it (result checks).
         var pairs: [UInt64: TaskPair] = [:]
@@ -465,15 +474,18 @@ public struct TaskScheduler: Sendable {
         inFlight[taskID] = nil
         _ = registry.release(taskID, from: peer)
 
-        var rejection: ResultDropReason?
+        let accepted: Result<[AcceptedRollout], ResultDropReason>
         if result.policyVersion != task.policyVersion {
-            rejection = .versionMismatch(expected: task.policyVersion, received: result.policyVersion)
+            accepted = .failure(.versionMismatch(expected: task.policyVersion, received: result.policyVersion))
         } else if isStale(task) {
-            rejection = .stale(version: task.policyVersion, current: policyVersion)
-        } else if let problem = validate(result.trajectories, for: task) {
-            rejection = .invalidTrajectories(problem)
+            accepted = .failure(.stale(version: task.policyVersion, current: policyVersion))
+        } else {
+            accepted = accept(result.trajectories, for: task)
         }
-        if let rejection {
+        let rollouts: [AcceptedRollout]
+        switch accepted {
+        case let .success(checked): rollouts = checked
+        case let .failure(rejection):
             if case .stale = rejection { statistics.droppedStale += 1 } else {
                 statistics.droppedInvalid += 1
                 registry.noteRejectedResult(from: peer)
@@ -490,7 +502,7 @@ public struct TaskScheduler: Sendable {
             state.pendingPairs.remove(pair)
             state.versionByPair[pair] = task.policyVersion
         }
-        state.trajectories.append(contentsOf: result.trajectories)
+        state.rollouts.append(contentsOf: rollouts)
         steps[task.step] = state
         statistics.resultsAccepted += 1
         return .accepted(taskID: taskID, step: task.step, stepComplete: state.pendingPairs.isEmpty)
@@ -520,12 +532,12 @@ public struct TaskScheduler: Sendable {
         return RefusedWorker(peer: peer, name: record.name, rejectedResults: record.rejectedResults, requeued: requeue(record.inFlight))
     }
 
-    /// Removes a complete step and returns its trajectories in canonical order; nil while the
-    /// step is incomplete or unknown.
+    /// Removes a complete step and returns its accepted rollouts in pair-id order (each pair's
+    /// trajectories in canonical order); nil while the step is incomplete or unknown.
     public mutating func takeCompletedStep(_ step: UInt64) -> StepRollouts? {
         guard let state = steps[step], state.pendingPairs.isEmpty else { return nil }
         steps[step] = nil
-        return StepRollouts(step: step, trajectories: state.trajectories.sorted { $0.id < $1.id }, versionByPair: state.versionByPair)
+        return StepRollouts(step: step, rollouts: state.rollouts, versionByPair: state.versionByPair)
     }
 
     // MARK: Internals
@@ -574,24 +586,32 @@ public struct TaskScheduler: Sendable {
         return fresh.map(\.taskID)
     }
 
-    /// Nil when the trajectories fit the task; otherwise what is wrong.
-    private func validate(_ trajectories: [Trajectory], for task: ScheduledTask) -> String? {
-        let pairs = Set(task.pairIDs)
-        var byPair: [UInt64: Set<TrajectoryID>] = [:]
-        for t in trajectories {
-            guard pairs.contains(t.id.pairID) else { return "trajectory \(t.id) names a pair outside task \(task.taskID)" }
-            guard byPair[t.id.pairID, default: []].insert(t.id).inserted else { return "duplicate trajectory \(t.id)" }
+    /// The task's rollouts as accepted, or why `trajectories` do not fit the task: each must
+    /// name a pair of the task once, every pair needs trajectories (the set
+    /// ``SchedulerSettings/expectedRollout`` names, when set), and with
+    /// ``SchedulerSettings/resultCheck`` and the step's pairs known they must be exactly what
+    /// the rollout plan asks for (``RolloutResultCheck``).
+    private func accept(_ trajectories: [Trajectory], for task: ScheduledTask) -> Result<[AcceptedRollout], ResultDropReason> {
+        let byPair: [UInt64: [Trajectory]]
+        do { byPair = try TrajectoryFault.grouped(trajectories, pairIDs: task.pairIDs) } catch {
+            return .failure(.invalidTrajectories(error.description))
         }
         for pair in task.pairIDs {
             let got = byPair[pair] ?? []
-            if got.isEmpty { return "no trajectories for pair \(pair)" }
-            if let problem = settings.expectedRollout?.problem(with: got, pairID: pair) { return problem }
+            if got.isEmpty { return .failure(.invalidTrajectories("no trajectories for pair \(pair)")) }
+            if let problem = settings.expectedRollout?.problem(with: Set(got.map(\.id)), pairID: pair) {
+                return .failure(.invalidTrajectories(problem))
+            }
         }
-        if let check = settings.resultCheck, let known = steps[task.step]?.pairs, !known.isEmpty {
-            let pairs = task.pairIDs.compactMap { known[$0] }
-            guard pairs.count == task.pairIDs.count else { return "task \(task.taskID) names pairs the step does not hold" }
-            return check.problem(step: task.step, pairs: pairs, trajectories: trajectories)
+        guard let check = settings.resultCheck, let known = steps[task.step]?.pairs, !known.isEmpty else {
+            return .success(task.pairIDs.map { AcceptedRollout(pairID: $0, unplanned: byPair[$0] ?? []) })
         }
-        return nil
+        let pairs = task.pairIDs.compactMap { known[$0] }
+        guard pairs.count == task.pairIDs.count else {
+            return .failure(.invalidTrajectories("task \(task.taskID) names pairs the step does not hold"))
+        }
+        do { return .success(try check.accept(step: task.step, pairs: pairs, trajectories: trajectories)) } catch {
+            return .failure(.invalidTrajectories(error.description))
+        }
     }
 }
