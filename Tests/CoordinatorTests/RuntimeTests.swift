@@ -37,8 +37,7 @@ import Worker
         CoordinatorSettings(
             endpoint: "tcp://127.0.0.1:*",
             scheduler: SchedulerSettings(mode: .sync, pairsPerTask: pairsPerTask, heartbeatInterval: 0.05, heartbeatTimeout: heartbeatTimeout,
-                                         configHash: configHash, maxMessageBytes: 1 << 20,
-                                         expectedRollout: .twoStage(nc: 2, ne: 1, responses: 2)),
+                                         configHash: configHash, maxMessageBytes: 1 << 20),
             limits: ProtocolLimits(maxMessageBytes: 1 << 20, vocabularySize: UInt32(FakeModel.vocabulary)),
             rollout: rollout, runSeed: 99, steps: steps, pairsPerBatch: pairsPerBatch, saveEvery: saveEvery,
             weightChunkBytes: chunkBytes)

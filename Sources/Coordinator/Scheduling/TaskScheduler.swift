@@ -3,51 +3,6 @@ import Foundation
 import Method
 import WireProtocol
 
-/// The trajectories a result must hold for each pair of its task, when known.
-public enum ExpectedRollout: Equatable, Sendable {
-    /// CE-RM's two-stage rollout: per pair, criteria trajectories (i, 0, 0) for i < nc and
-    /// evaluation trajectories (i, r, j) for i < nc, r < responses, j < ne.
-    case twoStage(nc: Int, ne: Int, responses: Int)
-
-    /// Nil when `got` is a complete rollout of pair `pairID`; otherwise what is wrong.
-    ///
-    /// Every criteria trajectory must be present. Evaluations come per criteria set: all
-    /// `responses · ne` of them, or none when that criteria set failed to parse (nothing can be
-    /// evaluated against criteria that do not exist).
-    func problem(with got: Set<TrajectoryID>, pairID: UInt64) -> String? {
-        switch self {
-        case let .twoStage(nc, ne, responses):
-            var expectedCount = 0
-            for i in 0..<nc {
-                let criteria = TrajectoryID.criteria(pair: pairID, i)
-                guard got.contains(criteria) else { return "pair \(pairID): criteria trajectory \(criteria) missing" }
-                expectedCount += 1
-                var present = 0
-                for r in 0..<responses {
-                    for j in 0..<ne where got.contains(.evaluation(pair: pairID, criteria: i, response: r, sample: j)) {
-                        present += 1
-                    }
-                }
-                if present != 0 && present != responses * ne {
-                    return "pair \(pairID): criteria set \(i) has \(present) of its \(responses * ne) evaluations"
-                }
-                expectedCount += present
-            }
-            if got.count != expectedCount {
-                let extra = got.filter { id in
-                    switch id.stage {
-                    case .criteria: return !(0..<nc).contains(id.criteriaIndex) || id.responseIndex != 0 || id.sampleIndex != 0
-                    case .evaluation: return !(0..<nc).contains(id.criteriaIndex) || !(0..<responses).contains(id.responseIndex) || !(0..<ne).contains(id.sampleIndex)
-                    case .judgment, .comparison: return true
-                    }
-                }.sorted()
-                return "pair \(pairID): \(got.count - expectedCount) unexpected trajectories (first: \(extra.first.map(String.init(describing:)) ?? "?"))"
-            }
-            return nil
-        }
-    }
-}
-
 /// Settings of a ``TaskScheduler``, normally from the run's configuration.
 public struct SchedulerSettings: Sendable {
     public var mode: RolloutMode
@@ -64,8 +19,6 @@ public struct SchedulerSettings: Sendable {
     /// `RunModel.fingerprint` workers must match (their architecture and tokenizer); nil: not checked.
     public var modelFingerprint: UInt64?
     public var maxMessageBytes: Int
-    /// When set, each result must hold exactly these trajectories per pair.
-    public var expectedRollout: ExpectedRollout?
     /// When set, each result is checked against the rollout plan of its step (steps opened with
     /// their pairs, ``TaskScheduler/openStep(_:pairs:)``): trajectory set, prompt lengths,
     /// log-prob counts, vocabulary, context length.
@@ -73,7 +26,7 @@ public struct SchedulerSettings: Sendable {
 
     public init(mode: RolloutMode = .sync, maxStaleness: UInt64 = 1, pairsPerTask: Int = 1, heartbeatInterval: Double = 1,
                 heartbeatTimeout: Double = 10, taskTimeout: Double = 0, configHash: UInt64 = 0, modelFingerprint: UInt64? = nil,
-                maxMessageBytes: Int = 64 << 20, expectedRollout: ExpectedRollout? = nil, resultCheck: RolloutResultCheck? = nil) {
+                maxMessageBytes: Int = 64 << 20, resultCheck: RolloutResultCheck? = nil) {
         self.mode = mode
         self.maxStaleness = maxStaleness
         self.pairsPerTask = max(1, pairsPerTask)
@@ -83,20 +36,17 @@ public struct SchedulerSettings: Sendable {
         self.configHash = configHash
         self.modelFingerprint = modelFingerprint
         self.maxMessageBytes = maxMessageBytes
-        self.expectedRollout = expectedRollout
         self.resultCheck = resultCheck
     }
 
     /// The settings `[cluster]`, `[rollout]`, `[reward]` and `[model]` imply, with the run
-    /// model's `chat` and `modelFingerprint`. The exact trajectory set is checked for the
-    /// two-stage `cerm` reward mode (preference pairs: 2 responses), and every result against
-    /// the rollout plan (``RolloutResultCheck``).
+    /// model's `chat` and `modelFingerprint`: every result is checked against the rollout plan
+    /// (``RolloutResultCheck``).
     public init(config: Config, chat: any ChatCodec, modelFingerprint: UInt64) {
         self.init(mode: config.cluster.mode, maxStaleness: UInt64(config.cluster.maxStaleness),
                   pairsPerTask: config.cluster.pairsPerTask, heartbeatInterval: config.cluster.heartbeatInterval,
                   heartbeatTimeout: config.cluster.heartbeatTimeout, taskTimeout: config.cluster.taskTimeout, configHash: config.hash,
                   modelFingerprint: modelFingerprint, maxMessageBytes: config.cluster.maxMessageBytes,
-                  expectedRollout: config.reward.mode == .cerm ? .twoStage(nc: config.rollout.nc, ne: config.rollout.ne, responses: 2) : nil,
                   resultCheck: RolloutResultCheck(config: config, chat: chat))
     }
 }
@@ -587,8 +537,7 @@ public struct TaskScheduler: Sendable {
     }
 
     /// The task's rollouts as accepted, or why `trajectories` do not fit the task: each must
-    /// name a pair of the task once, every pair needs trajectories (the set
-    /// ``SchedulerSettings/expectedRollout`` names, when set), and with
+    /// name a pair of the task once, every pair needs trajectories, and with
     /// ``SchedulerSettings/resultCheck`` and the step's pairs known they must be exactly what
     /// the rollout plan asks for (``RolloutResultCheck``).
     private func accept(_ trajectories: [Trajectory], for task: ScheduledTask) -> Result<[AcceptedRollout], ResultDropReason> {
@@ -596,12 +545,8 @@ public struct TaskScheduler: Sendable {
         do { byPair = try TrajectoryFault.grouped(trajectories, pairIDs: task.pairIDs) } catch {
             return .failure(.invalidTrajectories(error.description))
         }
-        for pair in task.pairIDs {
-            let got = byPair[pair] ?? []
-            if got.isEmpty { return .failure(.invalidTrajectories("no trajectories for pair \(pair)")) }
-            if let problem = settings.expectedRollout?.problem(with: Set(got.map(\.id)), pairID: pair) {
-                return .failure(.invalidTrajectories(problem))
-            }
+        if let pair = task.pairIDs.first(where: { byPair[$0] == nil }) {
+            return .failure(.invalidTrajectories("no trajectories for pair \(pair)"))
         }
         guard let check = settings.resultCheck, let known = steps[task.step]?.pairs, !known.isEmpty else {
             return .success(task.pairIDs.map { AcceptedRollout(pairID: $0, unplanned: byPair[$0] ?? []) })
