@@ -171,7 +171,7 @@ public struct WeightsChunk: Equatable, Sendable {
     }
 }
 
-/// Every message of cerm protocol v1 (docs/PROTOCOL.md, section 4).
+/// Every message of cerm protocol v2 (docs/PROTOCOL.md, section 4).
 public enum Message: Equatable, Sendable {
     case hello(HelloMessage)
     case welcome(WelcomeMessage)
