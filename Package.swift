@@ -30,7 +30,7 @@ let package = Package(
         // inference path: OpenBLAS's sgemm rounds a row differently depending on the batch.
         .target(name: "CKernels"),
 
-        // Shared: the small core: errors, checksums, seeded RNG, JSON, BLAS/HDF5 wrappers, model families, token ids.
+        // Shared: the small core: errors, checksums, seeded RNG, JSON, BLAS/HDF5 wrappers, model families, token ids, finish reasons.
         .target(name: "Shared", dependencies: ["CHDF5", "COpenBLAS"]),
         // Runtime: process plumbing: logging, clocks, stop and parent-death signals, warning limits.
         .target(

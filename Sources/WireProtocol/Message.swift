@@ -8,15 +8,8 @@ public enum WorkerKind: UInt8, Sendable, CaseIterable {
     case gpu = 1
 }
 
-/// Why generation of a trajectory stopped.
-public enum FinishReason: UInt8, Sendable, CaseIterable {
-    /// The model emitted end-of-sequence.
-    case stop = 0
-    /// The per-stage token budget ran out.
-    case length = 1
-    /// The model's context (`model.max_seq_len`) ran out.
-    case context = 2
-}
+// `FinishReason` is the engine's (Sources/Shared/FinishReason.swift): a trajectory carries what
+// the generator reported.
 
 // `TrajectoryID` and `TrajectoryStage` are the method's (Sources/Method/RolloutPlan.swift):
 // the wire carries exactly the ids the rollout plan assigns.
@@ -178,7 +171,7 @@ public struct WeightsChunk: Equatable, Sendable {
     }
 }
 
-/// Every message of cerm protocol v1 (docs/PROTOCOL.md, section 4).
+/// Every message of cerm protocol v2 (docs/PROTOCOL.md, section 4).
 public enum Message: Equatable, Sendable {
     case hello(HelloMessage)
     case welcome(WelcomeMessage)

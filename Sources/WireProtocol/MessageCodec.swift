@@ -2,7 +2,7 @@ import Configuration
 import Method
 import Shared
 
-/// Encodes ``Message``s to the two data frames of cerm protocol v1 and decodes them back with
+/// Encodes ``Message``s to the two data frames of cerm protocol v2 and decodes them back with
 /// exhaustive validation (docs/PROTOCOL.md). Decoding never traps: any input either yields a
 /// message that satisfies every rule of the protocol or a ``ProtocolError`` naming the fault.
 public struct MessageCodec: Sendable {

@@ -316,17 +316,8 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
             return Trajectory(id: request.id, promptTokenCount: UInt32(clamping: request.promptTokens.count),
                               tokens: result.tokens.map { UInt32(truncatingIfNeeded: $0) },
                               behaviourLogprobs: result.logProbs, referenceLogprobs: reference,
-                              finishReason: finishReason(result, maxTokens: request.maxTokens),
+                              finishReason: result.finishReason,
                               text: chat.text(result.tokens))
-        }
-    }
-
-    /// The engine reports both a spent budget and a full context as `length`; only a sequence cut
-    /// short of its budget ran out of context.
-    static func finishReason(_ result: GenerationResult, maxTokens: Int) -> WireProtocol.FinishReason {
-        switch result.finishReason {
-        case .eos, .stop: .stop
-        case .length: result.tokens.count >= maxTokens ? .length : .context
         }
     }
 }

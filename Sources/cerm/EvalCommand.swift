@@ -116,50 +116,18 @@ struct EvalCommand: ParsableCommand {
     }
 }
 
-/// Loads `files`, judges their items and returns the report; a progress line goes to stderr,
-/// and so do the lines `data.skip_bad` skipped unless `reportSkipped` is false (a caller that
-/// evaluates the same files again and reported them the first time).
+/// The held-out evaluation (``HeldOutEvaluation``) with a progress line on stderr, and the
+/// lines `data.skip_bad` skipped unless `reportSkipped` is false (a caller that evaluates the
+/// same files again and reported them the first time); `show` items' transcripts go to stderr.
 func runEvaluation(judge: JudgeSource, files: [String], config: Config, eval: EvalConfig, limit: Int?,
                    threads: Int, quiet: Bool, show: Int = 0, reportSkipped: Bool = true) throws -> EvaluationReport {
-    var items = try EvaluationItem.items(files: files, data: config.data, limit: limit) { line in
+    let evaluation = try HeldOutEvaluation(judge: judge, files: files, config: config, limit: limit) { line in
         if reportSkipped { FileHandle.standardError.write(Data((line + "\n").utf8)) }
     }
-    var unsupported = 0
-    if case let .teacher(teacher) = judge {
-        (items, unsupported) = TeacherJudge.supportedItems(items, teacher: teacher)
-    }
-    let format: any PromptFormat
-    switch judge {
-    case let .model(_, chat): format = makePromptFormat(config.rollout.format, chat: chat)
-    case .teacher: format = makePromptFormat(config.rollout.format)
-    }
-    var evaluator = Evaluator(format: format, options: EvaluationOptions(eval: eval, seed: config.run.seed))
-    if show > 0 {
-        let shown = Set(items.prefix(show).map(\.id))
-        evaluator.transcript = { item, sample, response, text in
-            guard shown.contains(item.id) else { return }
-            let label = response.map { "response \($0)\(item.kind == .pair ? ($0 == 0 ? " (chosen)" : " (rejected)") : "")" } ?? "criteria"
-            let responseText = response.map { ": " + item.responses[$0].debugDescription } ?? ": " + item.query.debugDescription
-            FileHandle.standardError.write(Data("[\(item.id) k\(sample)] \(label)\(responseText)\n\(text)\n".utf8))
-        }
-    }
-    let rollout = config.rollout
-    let makeBackend: @Sendable () throws -> any JudgeBackend
-    switch judge {
-    case let .model(weights, chat):
-        makeBackend = {
-            try ModelJudge(weights: weights, criteriaMaxTokens: rollout.criteriaMaxTokens,
-                           evaluationMaxTokens: rollout.evaluationMaxTokens, topP: 1, chat: chat)
-        }
-        // Each evaluation thread runs its own generator; keep BLAS from oversubscribing the cores.
-        BLAS.setThreads(1)
-    case let .teacher(teacher):
-        makeBackend = { TeacherJudge(teacher: teacher, format: format) }
-    }
-    let line = ProgressLineBox(ProgressLine(), total: items.count, quiet: quiet)
-    var report = try evaluator.evaluate(items, threads: threads, makeBackend: makeBackend) { done in line.show(done) }
+    let line = ProgressLineBox(ProgressLine(), total: evaluation.items.count, quiet: quiet)
+    let report = try evaluation.run(eval: eval, seed: config.run.seed, threads: threads, show: show,
+                                    transcript: { FileHandle.standardError.write(Data($0.utf8)) }) { done in line.show(done) }
     line.finish()
-    report.unsupported = unsupported
     return report
 }
 

@@ -36,26 +36,11 @@ struct ExportCommand: ParsableCommand {
 
     func run() throws {
         do {
-            let weights: ModelWeights
-            let tokenizer: StoredTokenizer?
-            let what: String
-            let metadata: [String: String]
             // Read by a child first: a file that crashes libhdf5 becomes an error naming it.
-            try CheckpointReader.probeFirst(path: file, with: ChildProcessCheckpointProbe())
-            switch try CermFileKind.detect(path: file) {
-            case .sftWeights:
-                let stored = try ModelWeights.loadVerified(path: file)
-                weights = stored.weights
-                tokenizer = stored.storedTokenizer
-                what = "SFT weights"
-                metadata = [:]
-            case .checkpoint:
-                let state = try CheckpointReader.load(path: file)
-                weights = try WeightsFile.policyWeights(of: state, path: file)
-                tokenizer = state.tokenizer
-                what = "step \(state.step)"
-                metadata = ["cerm_step": "\(state.step)", "cerm_policy_version": "\(state.policyVersion)"]
-            }
+            let model = try WeightsFile.loadTrained(path: file, probe: ChildProcessCheckpointProbe())
+            let (weights, tokenizer) = (model.weights, model.tokenizer)
+            let what = model.checkpoint.map { "step \($0.step)" } ?? "SFT weights"
+            let metadata = model.checkpoint.map { ["cerm_step": "\($0.step)", "cerm_policy_version": "\($0.policyVersion)"] } ?? [:]
             let written: [String]
             if let gguf {
                 guard let tokenizer else {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Coordinator
 import Engine
 import Foundation
 import Shared
@@ -75,7 +76,7 @@ struct GenerateCommand: ParsableCommand {
             var tokens = result.tokens
             if result.finishReason == .eos, let last = tokens.last, stopTokens.contains(last) { tokens.removeLast() }
             print(source.decode(tokens, skipSpecial: false))
-            log("\(promptTokens.count) prompt tokens, \(result.tokens.count) generated (\(result.finishReason.rawValue)) in \(seconds()) total")
+            log("\(promptTokens.count) prompt tokens, \(result.tokens.count) generated (\(result.finishReason)) in \(seconds()) total")
         } catch let error as ValidationError {
             throw error
         } catch {

@@ -69,8 +69,7 @@ final class RecordingWeightsLearner: Learner, @unchecked Sendable {
         let settings = CoordinatorSettings(
             endpoint: "tcp://127.0.0.1:*",
             scheduler: SchedulerSettings(mode: .sync, pairsPerTask: 2, heartbeatInterval: 0.05, heartbeatTimeout: 2,
-                                         configHash: 0xE5, maxMessageBytes: 1 << 20,
-                                         expectedRollout: .twoStage(nc: 2, ne: 1, responses: 2)),
+                                         configHash: 0xE5, maxMessageBytes: 1 << 20),
             limits: Self.limits, rollout: Self.rollout, runSeed: 99, steps: 2, pairsPerBatch: 3, saveEvery: 100,
             weightChunkBytes: 1 << 14)
         let service = CoordinatorService(settings: settings, learner: learner, pairs: FakePairs(count: 5), logger: Self.quiet("coordinator"))

@@ -46,14 +46,19 @@ enum LearnerFixture {
         r == 0 ? Double(5 + (i * 2 + j + Int(pair)) % 4) : Double(2 + (i + 2 * j + Int(pair)) % 5)
     }
 
-    /// Every trajectory of the step under `config`, in canonical order, with behaviour log-probs
-    /// from `policy` at the rollout temperature and reference log-probs from `reference` (or
-    /// 0.05 below the behaviour ones). One forward per pair, as a worker with one pair per task.
+    /// Every trajectory of the step under `config`, accepted as the coordinator accepts results
+    /// (``RolloutResultCheck``), with behaviour log-probs from `policy` at the rollout temperature
+    /// and reference log-probs from `reference` (or 0.05 below the behaviour ones). One forward
+    /// per pair, as a worker with one pair per task.
     static func rollouts(config: Config, policy: ModelWeights, reference: ModelWeights? = nil, step: Int,
                          pairs: [TaskPair] = pairs) throws -> StepRollouts {
         let trajectories = try pairs.flatMap { try self.trajectories(config: config, policy: policy, reference: reference, step: step, pair: $0) }
-        return StepRollouts(step: UInt64(step), trajectories: trajectories.sorted { $0.id < $1.id },
-                            versionByPair: Dictionary(uniqueKeysWithValues: pairs.map { ($0.pairID, UInt64(0)) }))
+        return try accept(config: config, step: step, pairs: pairs, trajectories: trajectories)
+    }
+
+    /// `trajectories` of `pairs` as acceptance takes them: the learner's one way to its input.
+    static func accept(config: Config, step: Int, pairs: [TaskPair] = pairs, trajectories: [Trajectory]) throws -> StepRollouts {
+        try RolloutResultCheck(config: config, chat: ByteChat()).stepRollouts(step: UInt64(step), pairs: pairs, trajectories: trajectories)
     }
 
     /// The trajectories of one pair (see ``rollouts(config:policy:reference:step:pairs:)``).
@@ -86,7 +91,7 @@ enum LearnerFixture {
             let behaviour = Array(pass.logprobs[row][range])
             let referenceLogprobs = referencePass.map { Array($0.logprobs[row][range]) } ?? behaviour.map { $0 - 0.05 }
             return Trajectory(id: request.id, promptTokenCount: UInt32(request.promptTokens.count), tokens: output.map { UInt32($0) },
-                              behaviourLogprobs: behaviour, referenceLogprobs: referenceLogprobs, finishReason: .stop, text: "")
+                              behaviourLogprobs: behaviour, referenceLogprobs: referenceLogprobs, finishReason: .eos, text: "")
         }
     }
 
@@ -184,7 +189,9 @@ enum LearnerFixture {
 
         // Same inputs, trajectories and pairs in another order: the same bits.
         let second = try GRPOLearner(config: config)
-        let shuffled = StepRollouts(step: 1, trajectories: rollouts.trajectories.reversed(), versionByPair: rollouts.versionByPair)
+        let shuffled = try LearnerFixture.accept(config: config, step: 1, pairs: LearnerFixture.pairs.reversed(),
+                                                 trajectories: rollouts.trajectories.reversed())
+        #expect(shuffled == rollouts)
         let secondMetrics = try second.update(step: 1, pairs: LearnerFixture.pairs.reversed(), rollouts: shuffled)
         #expect(try second.currentWeights() == first.currentWeights())
         #expect(secondMetrics == metrics)
@@ -201,46 +208,50 @@ enum LearnerFixture {
         #expect(first.policyVersion == 2)
     }
 
-    @Test func promptLengthMismatchIsRefused() throws {
+    /// What the learner must never train on is refused where rollouts are accepted, with the
+    /// one text of each rule; the learner takes only accepted rollouts.
+    @Test func inconsistentTrajectoriesAreRefusedAtAcceptance() throws {
         let config = LearnerFixture.config()
         let learner = try GRPOLearner(config: config)
         let rollouts = try LearnerFixture.rollouts(config: config, policy: learner.policy, step: 1)
+        func accept(_ trajectories: [Trajectory]) throws { _ = try LearnerFixture.accept(config: config, step: 1, trajectories: trajectories) }
         var trajectories = rollouts.trajectories
         let target = trajectories.firstIndex { $0.id == .evaluation(pair: 8, criteria: 1, response: 0, sample: 1) }!
         let rebuilt = Int(trajectories[target].promptTokenCount)
         trajectories[target].promptTokenCount += 1
-        let bad = StepRollouts(step: 1, trajectories: trajectories, versionByPair: rollouts.versionByPair)
-        let before = try learner.currentWeights()
-        let expected = GRPOLearnerError.promptLengthMismatch(step: 1, trajectory: .evaluation(pair: 8, criteria: 1, response: 0, sample: 1),
-                                                             reported: rebuilt + 1, rebuilt: rebuilt)
-        #expect(throws: expected) { try learner.update(step: 1, pairs: LearnerFixture.pairs, rollouts: bad) }
-        #expect(expected.description == "step 1, pair 8 evaluation c1 r0 s1: the worker generated after a \(rebuilt + 1)-token prompt but the rollout plan rebuilds \(rebuilt) tokens; refusing to train on a different context")
-        #expect(learner.policyVersion == 0)
-        #expect(try learner.currentWeights() == before)
+        let expected = TrajectoryFault.promptLength(.evaluation(pair: 8, criteria: 1, response: 0, sample: 1), reported: rebuilt + 1, rebuilt: rebuilt)
+        #expect(throws: expected) { try accept(trajectories) }
+        #expect(expected.description == "pair 8 evaluation c1 r0 s1: generated after a \(rebuilt + 1)-token prompt but the rollout plan rebuilds \(rebuilt) tokens")
 
-        // A NaN behaviour log-prob is refused before any mini-batch steps.
+        // A NaN behaviour log-prob.
         var poisoned = rollouts.trajectories
         poisoned[target].behaviourLogprobs[2] = .nan
-        #expect(throws: GRPOLearnerError.nonFiniteLogprob(step: 1, trajectory: poisoned[target].id, index: 2)) {
-            try learner.update(step: 1, pairs: LearnerFixture.pairs,
-                               rollouts: StepRollouts(step: 1, trajectories: poisoned, versionByPair: rollouts.versionByPair))
-        }
-        #expect(try learner.currentWeights() == before)
+        #expect(throws: TrajectoryFault.nonFiniteLogprob(poisoned[target].id, index: 2)) { try accept(poisoned) }
 
-        // An evaluation the plan never asks for (sample index beyond ne) is refused too.
+        // An evaluation the plan never asks for (sample index beyond ne), a trajectory twice.
         var extra = rollouts.trajectories
         var stray = extra[1]
         stray.id.sampleIndex = 7
         extra.append(stray)
-        let unexpected = StepRollouts(step: 1, trajectories: extra, versionByPair: rollouts.versionByPair)
-        #expect(throws: GRPOLearnerError.unexpectedTrajectory(step: 1, trajectory: stray.id)) {
-            try learner.update(step: 1, pairs: LearnerFixture.pairs, rollouts: unexpected)
+        #expect(throws: TrajectoryFault.notInPlan(stray.id, unparsedCriteria: false)) { try accept(extra) }
+        #expect(throws: TrajectoryFault.duplicate(rollouts.trajectories[1].id)) { try accept(rollouts.trajectories + [rollouts.trajectories[1]]) }
+
+        // Rollouts of other pairs than the update's, or accepted without a plan, are refused before any mini-batch steps.
+        let before = try learner.currentWeights()
+        #expect(throws: GRPOLearnerError.pairsMismatch(step: 1, pairs: [3], rollouts: [3, 8])) {
+            try learner.update(step: 1, pairs: [LearnerFixture.pairs[0]], rollouts: rollouts)
         }
+        let unplanned = StepRollouts.unplanned(step: 1, trajectories: rollouts.trajectories, versionByPair: rollouts.versionByPair)
+        #expect(throws: GRPOLearnerError.unplannedRollout(step: 1, pairID: 3)) {
+            try learner.update(step: 1, pairs: LearnerFixture.pairs, rollouts: unplanned)
+        }
+        #expect(learner.policyVersion == 0)
+        #expect(try learner.currentWeights() == before)
     }
 
     /// A pair whose criteria prompt does not fit `model.max_seq_len`: an honest worker returns
-    /// empty trajectories with finish `context` (docs/PROTOCOL.md §7). The learner scores them as
-    /// invalid output (reward 0, no evaluations) and trains on the rest instead of failing.
+    /// empty trajectories with finish `context` (docs/PROTOCOL.md §7). Acceptance takes them, the
+    /// learner scores them as invalid output (reward 0, no evaluations) and trains on the rest.
     @Test func contextFinishedEmptyTrajectoriesAreInvalidOutputNotAnError() throws {
         let config = LearnerFixture.config()
         let learner = try GRPOLearner(config: config)
@@ -255,8 +266,7 @@ enum LearnerFixture {
                        referenceLogprobs: [], finishReason: .context, text: "")
         }
         let honest = try LearnerFixture.rollouts(config: config, policy: learner.policy, step: 1)
-        let rollouts = StepRollouts(step: 1, trajectories: (honest.trajectories + empty).sorted { $0.id < $1.id },
-                                    versionByPair: honest.versionByPair.merging([5: 0]) { a, _ in a })
+        let rollouts = try LearnerFixture.accept(config: config, step: 1, pairs: pairs, trajectories: honest.trajectories + empty)
         let before = try learner.currentWeights()
         let metrics = try learner.update(step: 1, pairs: pairs, rollouts: rollouts)
         #expect(learner.policyVersion == 1)
@@ -270,11 +280,9 @@ enum LearnerFixture {
         overrun.tokens = [1]
         overrun.behaviourLogprobs = [-1]
         overrun.referenceLogprobs = [-1]
-        let bad = StepRollouts(step: 2, trajectories: (honest.trajectories + [overrun, empty[1]]).sorted { $0.id < $1.id },
-                               versionByPair: rollouts.versionByPair)
         let length = criteria[0].promptTokens.count + 1
-        #expect(throws: GRPOLearnerError.sequenceTooLong(step: 2, trajectory: overrun.id, length: length, maxSeqLen: 256)) {
-            try learner.update(step: 2, pairs: pairs, rollouts: bad)
+        #expect(throws: TrajectoryFault.sequenceTooLong(overrun.id, length: length, maxSeqLen: 256)) {
+            try LearnerFixture.accept(config: config, step: 1, pairs: pairs, trajectories: honest.trajectories + [overrun, empty[1]])
         }
     }
 
@@ -393,10 +401,10 @@ enum LearnerFixture {
             let range = (entry.0.promptTokens.count - 1)..<(entry.0.promptTokens.count - 1 + entry.1.count)
             let behaviour = Array(pass.logprobs[row][range])
             return Trajectory(id: entry.0.id, promptTokenCount: UInt32(entry.0.promptTokens.count), tokens: entry.1.map { UInt32($0) },
-                              behaviourLogprobs: behaviour, referenceLogprobs: behaviour, finishReason: .stop, text: "")
+                              behaviourLogprobs: behaviour, referenceLogprobs: behaviour, finishReason: .eos, text: "")
         }
         #expect(trajectories.count == (mode == .par ? 8 : 4))
-        let rollouts = StepRollouts(step: 1, trajectories: trajectories, versionByPair: [3: 0, 8: 0])
+        let rollouts = try LearnerFixture.accept(config: config, step: 1, trajectories: trajectories)
         let before = learner.policy
         let metrics = try learner.update(step: 1, pairs: LearnerFixture.pairs, rollouts: rollouts)
         #expect(learner.policyVersion == 1)

@@ -81,7 +81,7 @@ import Tokenizers
                                                             in: work) else { return }
             #expect(generated.status == 0, "\(generated.stderr)")
             #expect(generated.stdout == expected, "\(source)")
-            #expect(generated.stderr.contains("22 prompt tokens, \(result.tokens.count) generated (\(result.finishReason.rawValue))"))
+            #expect(generated.stderr.contains("22 prompt tokens, \(result.tokens.count) generated (\(result.finishReason))"))
         }
     }
 

@@ -5,6 +5,15 @@ import Foundation
 @testable import WireProtocol
 import Worker
 
+extension StepRollouts {
+    /// A step's trajectories accepted as a scheduler without a result check accepts them: no
+    /// rollout plan, no prompts (the fake learner needs none; ``GRPOLearner`` refuses them).
+    static func unplanned(step: UInt64, trajectories: [Trajectory], versionByPair: [UInt64: UInt64]) -> StepRollouts {
+        StepRollouts(step: step, rollouts: Dictionary(grouping: trajectories, by: \.id.pairID).map { AcceptedRollout(pairID: $0.key, unplanned: $0.value) },
+                     versionByPair: versionByPair)
+    }
+}
+
 /// Deterministic stand-ins for the engine: trajectories and weights are hashes of exactly the
 /// inputs a real engine's output depends on, so any mix-up (wrong version, wrong pair, order
 /// dependence, lost or duplicated trajectory) changes the final bytes.
@@ -49,7 +58,7 @@ enum FakeModel {
                 let tokens = (0..<3).map { UInt32((h >> (8 * UInt64($0))) % vocabulary) }
                 let ref = -Float(referenceHash % 7 + 1) / 10
                 out.append(Trajectory(id: id, promptTokenCount: 5, tokens: tokens, behaviourLogprobs: [Float](repeating: -0.5, count: 3),
-                                      referenceLogprobs: [Float](repeating: ref, count: 3), finishReason: .stop, text: "t\(h % 1000)"))
+                                      referenceLogprobs: [Float](repeating: ref, count: 3), finishReason: .eos, text: "t\(h % 1000)"))
             }
         }
         // Reverse order on purpose: the coordinator must not depend on arrival order.

@@ -37,8 +37,7 @@ import Worker
         CoordinatorSettings(
             endpoint: "tcp://127.0.0.1:*",
             scheduler: SchedulerSettings(mode: .sync, pairsPerTask: pairsPerTask, heartbeatInterval: 0.05, heartbeatTimeout: heartbeatTimeout,
-                                         configHash: configHash, maxMessageBytes: 1 << 20,
-                                         expectedRollout: .twoStage(nc: 2, ne: 1, responses: 2)),
+                                         configHash: configHash, maxMessageBytes: 1 << 20),
             limits: ProtocolLimits(maxMessageBytes: 1 << 20, vocabularySize: UInt32(FakeModel.vocabulary)),
             rollout: rollout, runSeed: 99, steps: steps, pairsPerBatch: pairsPerBatch, saveEvery: saveEvery,
             weightChunkBytes: chunkBytes)
@@ -59,8 +58,8 @@ import Worker
             let batch = try pairs.nextBatch(count: pairsPerBatch)
             let task = TaskMessage(taskID: 1, step: UInt64(step), policyVersion: learner.policyVersion, runSeed: 99, parameters: rollout, pairs: batch)
             let trajectories = FakeModel.trajectories(task: task, weights: try learner.currentWeights(), reference: learner.reference)
-            let rollouts = StepRollouts(step: UInt64(step), trajectories: trajectories.sorted { $0.id < $1.id },
-                                        versionByPair: Dictionary(uniqueKeysWithValues: batch.map { ($0.pairID, learner.policyVersion) }))
+            let rollouts = StepRollouts.unplanned(step: UInt64(step), trajectories: trajectories,
+                                                  versionByPair: Dictionary(uniqueKeysWithValues: batch.map { ($0.pairID, learner.policyVersion) }))
             _ = try learner.update(step: step, pairs: batch, rollouts: rollouts)
         }
         return learner.weights
@@ -240,7 +239,7 @@ import Worker
                 if let frames = try socket.receive(timeoutMs: 20), case let .task(task) = try codec.decode(frames), taskID == 0 {
                     taskID = task.taskID
                     let bad = Trajectory(id: .criteria(pair: task.pairs[0].pairID, 0), promptTokenCount: 5, tokens: [1],
-                                         behaviourLogprobs: [.nan], referenceLogprobs: [-1], finishReason: .stop, text: "")
+                                         behaviourLogprobs: [.nan], referenceLogprobs: [-1], finishReason: .eos, text: "")
                     try socket.send(try codec.encode(.result(ResultMessage(taskID: task.taskID, policyVersion: task.policyVersion,
                                                                            trajectories: [bad]))))
                     gotTask.request()

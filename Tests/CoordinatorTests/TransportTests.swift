@@ -187,6 +187,6 @@ enum ProtocolSamplesForTransport {
     static func trajectory(pair: UInt64) -> Trajectory {
         Trajectory(id: TrajectoryID(pairID: pair, stage: .criteria, criteriaIndex: 0, responseIndex: 0, sampleIndex: 0),
                    promptTokenCount: 5, tokens: [1, 2, 263], behaviourLogprobs: [-0.1, -0.2, -0.3],
-                   referenceLogprobs: [-0.2, -0.2, -0.2], finishReason: .stop, text: "1. correct")
+                   referenceLogprobs: [-0.2, -0.2, -0.2], finishReason: .eos, text: "1. correct")
     }
 }

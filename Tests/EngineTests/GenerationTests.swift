@@ -276,7 +276,7 @@ struct GenerationTests {
         var stopping = base
         stopping.stopSequences = [[0xFF, 0xFE, 0xFD], stop]
         let stopped = try generator.generate(requests: [stopping, base])
-        #expect(stopped[0].finishReason == .stop)
+        #expect(stopped[0].finishReason == .stopSequence)
         #expect(stopped[0].tokens == Array(free.tokens[...firstEnd]))
         #expect(stopped[0].logProbs == Array(free.logProbs[...firstEnd]))
         #expect(stopped[1] == free)
@@ -308,9 +308,10 @@ struct GenerationTests {
         ])
         #expect(results[0].tokens.count == 5 || results[0].finishReason == .eos)
         if !results[1].tokens.contains(ByteTokenizer.Special.eos.rawValue) {
-            // 12 prompt positions + 4 fed tokens fill max_seq_len 16; the 5th token is still sampled.
+            // 12 prompt positions + 4 fed tokens fill max_seq_len 16; the 5th token is still sampled,
+            // and the context, not the budget of 50, ended it.
             #expect(results[1].tokens.count == 5)
-            #expect(results[1].finishReason == .length)
+            #expect(results[1].finishReason == .context)
         }
         #expect(results[2] == GenerationResult(tokens: [], logProbs: [], finishReason: .length))
     }

@@ -210,30 +210,3 @@ private func rewards(_ outcomes: [TrajectoryOutcome]) -> [Double] { outcomes.map
         #expect(scoring.failures.isEmpty)
     }
 }
-
-@Suite struct SelectionTests {
-    @Test func rStarIsTheProductOfMeanTokenProbabilities() throws {
-        // Reasoning probabilities ½ and 1 → mean ¾; answer probability ½ → R* = 3/8.
-        let value = try #require(ReasonGRMSelection.rStar(reasoningLogProbs: [log(0.5), 0], answerLogProbs: [log(0.5)]))
-        #expect(abs(value - 0.375) < 1e-12)
-        #expect(ReasonGRMSelection.rStar(reasoningLogProbs: [], answerLogProbs: [0]) == nil)
-    }
-
-    @Test func bestCorrectTraceAndHardCases() {
-        let candidates: [ReasonGRMSelection.Candidate] = [
-            .init(correct: false, rStar: 0.9), .init(correct: true, rStar: 0.4), .init(correct: true, rStar: 0.6),
-            .init(correct: true, rStar: 0.6), .init(correct: true, rStar: .nan),
-        ]
-        #expect(ReasonGRMSelection.bestTrace(candidates) == 2)
-        #expect(ReasonGRMSelection.bestTrace([.init(correct: false, rStar: 1)]) == nil)
-        #expect(ReasonGRMSelection.isHardCase(correct: [true, false, true]))
-        #expect(!ReasonGRMSelection.isHardCase(correct: [true, true]))
-    }
-
-    @Test func curationKeepsUncertainPairs() {
-        #expect(CurationFilter.isUncertain(correctCount: 3, samples: 5))    // 0.6 ≤ 0.6
-        #expect(!CurationFilter.isUncertain(correctCount: 4, samples: 5))   // 0.8
-        #expect(CurationFilter.isUncertain(correctCount: 0, samples: 8))
-        #expect(!CurationFilter.isUncertain(correctCount: 0, samples: 0))
-    }
-}

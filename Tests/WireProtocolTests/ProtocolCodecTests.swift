@@ -27,7 +27,7 @@ enum ProtocolSamples {
         .result(ResultMessage(taskID: 9, policyVersion: 3, trajectories: [
             trajectory,
             Trajectory(id: TrajectoryID(pairID: 42, stage: .criteria, criteriaIndex: 0, responseIndex: 0, sampleIndex: 0),
-                       promptTokenCount: 0, tokens: [], behaviourLogprobs: [], referenceLogprobs: [], finishReason: .stop, text: ""),
+                       promptTokenCount: 0, tokens: [], behaviourLogprobs: [], referenceLogprobs: [], finishReason: .eos, text: ""),
         ])),
         .result(ResultMessage(taskID: 10, policyVersion: 0, trajectories: [])),
         .heartbeat(policyVersion: .max),

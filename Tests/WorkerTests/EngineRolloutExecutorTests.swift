@@ -93,12 +93,13 @@ enum ExecutorFixture {
             #expect(t.behaviourLogprobs.allSatisfy { $0 <= 0 && $0.isFinite }, sourceLocation: sourceLocation)
             #expect(t.referenceLogprobs.allSatisfy { $0 <= 0 && $0.isFinite }, sourceLocation: sourceLocation)
             #expect(t.text == ByteTokenizer().decode(t.tokens.map { TokenID($0) }), sourceLocation: sourceLocation)
-            // ⟨eos⟩ can only be the last token; it means `stop`, a full budget means `length`.
+            // ⟨eos⟩ can only be the last token; it means `eos`, a full budget means `length`.
             #expect(!t.tokens.dropLast().contains(eos), sourceLocation: sourceLocation)
             switch t.finishReason {
-            case .stop: #expect(t.tokens.last == eos, "\(t.id)", sourceLocation: sourceLocation)
+            case .eos: #expect(t.tokens.last == eos, "\(t.id)", sourceLocation: sourceLocation)
             case .length: #expect(t.tokens.count == maxTokens(t.id) && t.tokens.last != eos, "\(t.id)", sourceLocation: sourceLocation)
             case .context: #expect(t.tokens.count < maxTokens(t.id) && t.tokens.last != eos, "\(t.id)", sourceLocation: sourceLocation)
+            case .stopSequence: Issue.record("\(t.id): rollouts set no stop sequences", sourceLocation: sourceLocation)
             }
         }
     }
@@ -252,7 +253,7 @@ enum ExecutorFixture {
         #expect(fitting.map(\.id) == [.criteria(pair: 11, 0), .criteria(pair: 11, 1)])
         for t in fitting {
             let endedByEos = t.tokens.last == UInt32(ByteTokenizer.Special.eos.rawValue)
-            #expect(endedByEos ? t.finishReason == .stop : (t.finishReason == .context && t.tokens.count == 4))
+            #expect(endedByEos ? t.finishReason == .eos : (t.finishReason == .context && t.tokens.count == 4))
             #expect(t.tokens.count <= 4)
         }
         // A prompt longer than the context gives an empty trajectory (it parses as truncated).

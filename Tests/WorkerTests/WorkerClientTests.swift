@@ -30,7 +30,7 @@ final class RecordingExecutor: RolloutExecutor, @unchecked Sendable {
     static func trajectories(_ pairs: [TaskPair]) -> [Trajectory] {
         pairs.map {
             Trajectory(id: TrajectoryID(pairID: $0.pairID, stage: .criteria, criteriaIndex: 0, responseIndex: 0, sampleIndex: 0),
-                       promptTokenCount: 1, tokens: [7], behaviourLogprobs: [-1], referenceLogprobs: [-1], finishReason: .stop, text: "x")
+                       promptTokenCount: 1, tokens: [7], behaviourLogprobs: [-1], referenceLogprobs: [-1], finishReason: .eos, text: "x")
         }
     }
 }

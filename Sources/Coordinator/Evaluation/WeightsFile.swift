@@ -25,25 +25,45 @@ public enum WeightsFile {
         }
     }
 
+    /// A model cerm trained, as one of its files holds it.
+    public struct Trained: Sendable {
+        public var weights: ModelWeights
+        /// ``Kind/modelWeights`` or ``Kind/checkpoint``.
+        public var kind: Kind
+        /// The model's stored tokenizer and chat template; nil: cerm's byte tokenizer.
+        public var tokenizer: StoredTokenizer?
+        /// A checkpoint's step and policy version; nil for a weights file.
+        public var checkpoint: (step: Int, policyVersion: UInt64)?
+    }
+
     /// The weights stored in `path`: an SFT weights file or the policy of an RL checkpoint
     /// (verified against its checksum), with the model's stored tokenizer and chat template (nil:
     /// cerm's byte tokenizer). With a `probe`, a child reads the file first
     /// (``CheckpointReader/probeFirst(path:with:)``), so a file that crashes libhdf5 is an
-    /// error naming it rather than the death of this process.
+    /// error naming it rather than the death of this process. A GGUF file or Hugging Face
+    /// directory is imported (kind ``Kind/pretrained``).
     public static func load(path: String, probe: (any CheckpointProbe)? = nil) throws
         -> (weights: ModelWeights, kind: Kind, tokenizer: StoredTokenizer?) {
         if ModelImport.isModelSource(path: path) {
             let model = try ModelImport.load(path: path)
             return (model.weights, .pretrained, try model.tokenizer.storedTokenizer(chatTemplate: "auto", source: path))
         }
+        let trained = try loadTrained(path: path, probe: probe)
+        return (trained.weights, trained.kind, trained.tokenizer)
+    }
+
+    /// The model in `path`, a file cerm wrote (SFT weights or RL checkpoint), as ``load(path:probe:)``
+    /// reads it, with a checkpoint's step and version; any other file is an error naming it.
+    public static func loadTrained(path: String, probe: (any CheckpointProbe)? = nil) throws -> Trained {
         try CheckpointReader.probeFirst(path: path, with: probe)
         switch try CermFileKind.detect(path: path) {
         case .sftWeights:
             let file = try ModelWeights.loadVerified(path: path)
-            return (file.weights, .modelWeights, file.storedTokenizer)
+            return Trained(weights: file.weights, kind: .modelWeights, tokenizer: file.storedTokenizer)
         case .checkpoint:
             let state = try CheckpointReader.load(path: path)
-            return (try policyWeights(of: state, path: path), .checkpoint, state.tokenizer)
+            return Trained(weights: try policyWeights(of: state, path: path), kind: .checkpoint, tokenizer: state.tokenizer,
+                           checkpoint: (state.step, state.policyVersion))
         }
     }
 

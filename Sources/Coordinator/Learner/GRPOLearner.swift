@@ -7,66 +7,28 @@ import Method
 import Shared
 import WireProtocol
 
-/// What ``GRPOLearner`` refuses, naming the step and trajectory at fault.
+/// What ``GRPOLearner`` refuses. The trajectories themselves it takes as accepted
+/// (``RolloutResultCheck``): no rule of acceptance is checked again here.
 public enum GRPOLearnerError: Error, Equatable, CustomStringConvertible {
     /// The rollouts are of another step than the one being updated.
     case stepMismatch(expected: Int, rollouts: UInt64)
-    /// A trajectory names a pair the step does not hold.
-    case unknownPair(step: Int, trajectory: TrajectoryID)
-    /// The same trajectory id arrived twice.
-    case duplicateTrajectory(step: Int, trajectory: TrajectoryID)
-    /// The rollout plan never asks for this trajectory (e.g. an evaluation under criteria that
-    /// do not parse, or a stage of another reward mode).
-    case unexpectedTrajectory(step: Int, trajectory: TrajectoryID)
-    /// The prompt the rollout plan rebuilds differs in length from the one the worker used.
-    case promptLengthMismatch(step: Int, trajectory: TrajectoryID, reported: Int, rebuilt: Int)
-    /// Behaviour or reference log-probs are not one per generated token.
-    case logprobCountMismatch(step: Int, trajectory: TrajectoryID, tokens: Int, behaviour: Int, reference: Int)
-    /// A behaviour or reference log-prob is NaN or infinite.
-    case nonFiniteLogprob(step: Int, trajectory: TrajectoryID, index: Int)
-    /// A generated token id outside the model's vocabulary.
-    case tokenOutOfVocabulary(step: Int, trajectory: TrajectoryID, index: Int, token: UInt32, vocabSize: Int)
-    /// Prompt + output do not fit the model's context.
-    case sequenceTooLong(step: Int, trajectory: TrajectoryID, length: Int, maxSeqLen: Int)
+    /// The accepted rollouts are not of exactly the step's pairs.
+    case pairsMismatch(step: Int, pairs: [UInt64], rollouts: [UInt64])
+    /// A pair's rollout was accepted without a rollout plan, so it has no rebuilt prompts (a
+    /// scheduler without ``SchedulerSettings/resultCheck``).
+    case unplannedRollout(step: Int, pairID: UInt64)
     /// Initial weights or a checkpoint of a different architecture than `[model]`: each
     /// differing key with the value in `source` (`old`, labelled `label`) and in `[model]` (`new`).
     case modelConfigMismatch(source: String, label: String, differences: [ConfigChange])
-
-    /// The learner's error for `fault`, found in the rollouts of step `step`.
-    init(step: Int, _ fault: TrajectoryFault) {
-        switch fault {
-        case let .logprobCount(id, tokens, behaviour, reference):
-            self = .logprobCountMismatch(step: step, trajectory: id, tokens: tokens, behaviour: behaviour, reference: reference)
-        case let .nonFiniteLogprob(id, index): self = .nonFiniteLogprob(step: step, trajectory: id, index: index)
-        case let .tokenOutOfVocabulary(id, index, token, vocabSize):
-            self = .tokenOutOfVocabulary(step: step, trajectory: id, index: index, token: token, vocabSize: vocabSize)
-        case let .promptLength(id, reported, rebuilt):
-            self = .promptLengthMismatch(step: step, trajectory: id, reported: reported, rebuilt: rebuilt)
-        case let .sequenceTooLong(id, length, maxSeqLen): self = .sequenceTooLong(step: step, trajectory: id, length: length, maxSeqLen: maxSeqLen)
-        }
-    }
 
     public var description: String {
         switch self {
         case let .stepMismatch(expected, rollouts):
             return "learner update of step \(expected) was given the rollouts of step \(rollouts)"
-        case let .unknownPair(step, id):
-            return "step \(step), \(id): the step has no such pair"
-        case let .duplicateTrajectory(step, id):
-            return "step \(step), \(id): trajectory received twice"
-        case let .unexpectedTrajectory(step, id):
-            return "step \(step), \(id): the rollout plan has no such trajectory"
-        case let .promptLengthMismatch(step, id, reported, rebuilt):
-            let rule = TrajectoryFault.promptLength(id, reported: reported, rebuilt: rebuilt).rule
-            return "step \(step), \(id): the worker \(rule); refusing to train on a different context"
-        case let .logprobCountMismatch(step, id, tokens, behaviour, reference):
-            return "step \(step), \(TrajectoryFault.logprobCount(id, tokens: tokens, behaviour: behaviour, reference: reference))"
-        case let .nonFiniteLogprob(step, id, index):
-            return "step \(step), \(TrajectoryFault.nonFiniteLogprob(id, index: index))"
-        case let .tokenOutOfVocabulary(step, id, index, token, vocab):
-            return "step \(step), \(TrajectoryFault.tokenOutOfVocabulary(id, index: index, token: token, vocabSize: vocab))"
-        case let .sequenceTooLong(step, id, length, maxSeqLen):
-            return "step \(step), \(TrajectoryFault.sequenceTooLong(id, length: length, maxSeqLen: maxSeqLen))"
+        case let .pairsMismatch(step, pairs, rollouts):
+            return "learner update of step \(step) has pairs \(pairs) but accepted rollouts of pairs \(rollouts)"
+        case let .unplannedRollout(step, pair):
+            return "step \(step), pair \(pair): the rollout was accepted without the rollout plan, so its prompts are unknown"
         case let .modelConfigMismatch(source, label, differences):
             return "\(source): the model differs from [model] (the architecture cannot change): \(differences.mismatches(labelled: label))"
         }
@@ -115,9 +77,9 @@ public struct MiniBatchPass: Sendable {
 /// CE-RM's GRPO learner (reward modes `cerm`, `par` and `pairwise`): the policy, the frozen
 /// reference model and AdamW, driven by ``CoordinatorService`` from its learner thread.
 ///
-/// An update re-derives every trajectory's prompt with the step's ``RolloutPlan`` (so the
-/// gradient is taken in exactly the context the worker sampled in; only the length travels,
-/// and a different length is an error), rewards each pair with ``PairRewarder``, computes
+/// An update takes the step's rollouts as the coordinator accepted them (``StepRollouts``: each
+/// trajectory with the prompt the step's ``RolloutPlan`` rebuilds, so the gradient is taken in
+/// exactly the context the worker sampled in), rewards each pair with ``PairRewarder``, computes
 /// group advantages, splits the pairs into `grpo.mini_batches` mini-batches and takes one
 /// AdamW step per mini-batch on the clipped GRPO loss with the KL penalty. The policy version
 /// increases by one per update. Everything runs in canonical trajectory order, and each
@@ -138,8 +100,8 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
     public private(set) var reference: ModelWeights
     /// AdamW state (moments, step counter).
     public private(set) var optimizer: AdamW
-    /// The run's model: its tokenizer and chat template render every prompt the learner
-    /// rebuilds and go into every checkpoint. The `--init` weights and a restored checkpoint
+    /// The run's model: its tokenizer and chat template read the outputs the rewarder parses
+    /// and go into every checkpoint. The `--init` weights and a restored checkpoint
     /// must carry the same tokenizer.
     public let runModel: RunModel
     /// The tokenizer written into checkpoints; nil for cerm's byte tokenizer.
@@ -267,7 +229,7 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
         // A failed update must not leak partial gradients into the next one.
         defer { gradients.zero() }
         var metrics = MethodMetrics()
-        let scored = try score(step: step, pairs: pairs, trajectories: rollouts.trajectories, metrics: &metrics)
+        let scored = try score(step: step, pairs: pairs, rollouts: rollouts.rollouts, metrics: &metrics)
         let advantages = Advantages.compute(scored.outcomes, options: AdvantageOptions(reward: config.reward, grpo: config.grpo))
         metrics.add(advantages: advantages)
 
@@ -275,10 +237,11 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
         for entry in advantages.trajectories { advantageByID[entry.id] = entry }
         var prepared: [PreparedTrajectory] = []
         for (trajectory, prompt) in scored.trajectories {
+            // Every accepted trajectory is one the rewarder scores (the plan's set).
             guard let advantage = advantageByID[trajectory.id] else {
-                throw GRPOLearnerError.unexpectedTrajectory(step: step, trajectory: trajectory.id)
+                throw CermError.invalid("step \(step), \(trajectory.id): accepted but given no advantage")
             }
-            prepared.append(try prepare(step: step, trajectory, prompt: prompt, advantage: advantage))
+            prepared.append(prepare(trajectory, prompt: prompt, advantage: advantage))
         }
 
         // Pair-id order, like the trajectories: the split does not depend on how pairs were listed.
@@ -365,61 +328,35 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
 
     // MARK: Update pieces
 
-    /// Checks every trajectory against the step's rollout plan and rewards each pair. Returns
-    /// the outcomes (every expected trajectory of every pair) and the received trajectories in
-    /// canonical order with their rebuilt prompts.
-    func score(step: Int, pairs: [TaskPair], trajectories: [Trajectory], metrics: inout MethodMetrics) throws
+    /// Rewards each pair of the step's accepted rollouts. Returns the outcomes (every expected
+    /// trajectory of every pair) and the trajectories in canonical order with their prompts.
+    func score(step: Int, pairs: [TaskPair], rollouts: [AcceptedRollout], metrics: inout MethodMetrics) throws
         -> (outcomes: [TrajectoryOutcome], trajectories: [(Trajectory, [TokenID])]) {
-        let sorted = trajectories.sorted { $0.id < $1.id }
-        var byPair: [UInt64: [Trajectory]] = [:]
-        for (index, trajectory) in sorted.enumerated() {
-            if index > 0, sorted[index - 1].id == trajectory.id {
-                throw GRPOLearnerError.duplicateTrajectory(step: step, trajectory: trajectory.id)
-            }
-            byPair[trajectory.id.pairID, default: []].append(trajectory)
+        let pairIDs = pairs.map(\.pairID).sorted()
+        // Pairs in id order: canonical order does not depend on the order of `pairs`.
+        let sorted = rollouts.sorted { $0.pairID < $1.pairID }
+        guard sorted.map(\.pairID) == pairIDs else {
+            throw GRPOLearnerError.pairsMismatch(step: step, pairs: pairIDs, rollouts: sorted.map(\.pairID))
         }
-        let known = Set(pairs.map(\.pairID))
-        if let stray = sorted.first(where: { !known.contains($0.id.pairID) }) {
-            throw GRPOLearnerError.unknownPair(step: step, trajectory: stray.id)
-        }
-
-        let plan = RolloutPlan(config: config.rollout, chat: runModel.chat, runSeed: config.run.seed, step: UInt64(step))
         let rewarder = PairRewarder(reward: config.reward, rollout: config.rollout, chat: runModel.chat, runSeed: config.run.seed,
                                     step: UInt64(step))
         var outcomes: [TrajectoryOutcome] = []
-        var checked: [(Trajectory, [TokenID])] = []
-        // Pairs in id order: canonical order does not depend on the order of `pairs`.
-        for pair in pairs.sorted(by: { $0.pairID < $1.pairID }) {
-            let received = byPair[pair.pairID] ?? []
-            var outputs: [TrajectoryID: [TokenID]] = [:]
-            for trajectory in received { outputs[trajectory.id] = trajectory.tokens.map { TokenID(truncatingIfNeeded: $0) } }
-            let prompts = plan.expectedPrompts(for: pair, mode: config.reward.mode, outputs: outputs)
-            for trajectory in received {
-                guard let prompt = prompts[trajectory.id] else {
-                    throw GRPOLearnerError.unexpectedTrajectory(step: step, trajectory: trajectory.id)
-                }
-                if let fault = TrajectoryFault.promptLengthFault(of: trajectory, prompt: prompt) {
-                    throw GRPOLearnerError(step: step, fault)
-                }
-                checked.append((trajectory, prompt))
-            }
-            let scoring = rewarder.score(pairID: pair.pairID, outputs: outputs)
+        var trajectories: [(Trajectory, [TokenID])] = []
+        for rollout in sorted {
+            guard let prompts = rollout.prompts else { throw GRPOLearnerError.unplannedRollout(step: step, pairID: rollout.pairID) }
+            trajectories.append(contentsOf: zip(rollout.trajectories, prompts).map { ($0, $1) })
+            let scoring = rewarder.score(pairID: rollout.pairID, outputs: rollout.outputs)
             metrics.add(scoring: scoring)
             outcomes.append(contentsOf: scoring.outcomes)
         }
-        return (outcomes, checked)
+        return (outcomes, trajectories)
     }
 
-    /// Validates one trajectory's tokens and log-probs and joins prompt and output.
-    func prepare(step: Int, _ trajectory: Trajectory, prompt: [TokenID], advantage: AdvantagedTrajectory) throws -> PreparedTrajectory {
-        // Checked here, before any mini-batch steps, so a bad trajectory leaves the model untouched.
-        // An empty output (a prompt that did not fit the context: finish `context`) is scored as
-        // invalid output and never forwarded.
-        if let fault = TrajectoryFault.contentFault(of: trajectory, vocabSize: modelConfig.vocabSize)
-            ?? TrajectoryFault.contextFault(of: trajectory, promptLength: prompt.count, maxSeqLen: modelConfig.maxSeqLen) {
-            throw GRPOLearnerError(step: step, fault)
-        }
-        return PreparedTrajectory(
+    /// One accepted trajectory joined to its prompt, with its advantage. An empty output (a
+    /// prompt that did not fit the context: finish `context`) is scored as invalid output and
+    /// never forwarded.
+    func prepare(_ trajectory: Trajectory, prompt: [TokenID], advantage: AdvantagedTrajectory) -> PreparedTrajectory {
+        PreparedTrajectory(
             id: trajectory.id, sequence: prompt + trajectory.tokens.map { TokenID(truncatingIfNeeded: $0) }, promptLength: prompt.count,
             behaviourLogprobs: trajectory.behaviourLogprobs.map(Double.init),
             referenceLogprobs: trajectory.referenceLogprobs.map(Double.init),

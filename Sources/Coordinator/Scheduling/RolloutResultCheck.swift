@@ -4,16 +4,17 @@ import Shared
 import WireProtocol
 
 /// Checks a RESULT's trajectories against the rollout plan of their step before the coordinator
-/// accepts them (docs/PROTOCOL.md, "Coordinator's acceptance rules", rule 5), so that what the
-/// learner refuses never reaches it: a protocol-valid but inconsistent result is dropped and
-/// its task re-queued instead of failing the run at the update.
+/// accepts them (docs/PROTOCOL.md, "Coordinator's acceptance rules", rule 5): a protocol-valid
+/// but inconsistent result is dropped and its task re-queued instead of failing the run at the
+/// update, and what it accepts (``AcceptedRollout``: the trajectories with their rebuilt
+/// prompts) is what the learner trains on.
 ///
-/// Per pair of the task it rebuilds the plan's trajectory set (in `cerm` mode the evaluation
-/// requests follow from the criteria outputs received, exactly as the learner rebuilds them)
-/// and requires exactly that set, each trajectory's prompt length as rebuilt, one behaviour
-/// and one reference log-prob per token (finite), tokens inside the vocabulary and prompt +
-/// output − 1 ≤ `model.max_seq_len` when there is output (an empty output after a prompt that
-/// does not fit is what an honest worker returns, finish `context`).
+/// Per pair of the task it rebuilds the plan's trajectory set and prompts (in `cerm` mode the
+/// evaluation requests follow from the criteria outputs received) and requires exactly that
+/// set, each trajectory's prompt length as rebuilt, one behaviour and one reference log-prob per
+/// token (finite), tokens inside the vocabulary and prompt + output − 1 ≤ `model.max_seq_len`
+/// when there is output (an empty output after a prompt that does not fit is what an honest
+/// worker returns, finish `context`).
 public struct RolloutResultCheck: Sendable {
     public var rollout: RolloutConfig
     /// The run model's conversation: the plan's prompts are rendered through it.
@@ -38,50 +39,91 @@ public struct RolloutResultCheck: Sendable {
                   maxSeqLen: config.model.maxSeqLen, vocabSize: config.model.vocabSize)
     }
 
-    /// Nil when `trajectories` are exactly what the plan of `step` asks for `pairs`, with
-    /// consistent contents; otherwise the first problem, naming the trajectory.
-    public func problem(step: UInt64, pairs: [TaskPair], trajectories: [Trajectory]) -> String? {
+    /// The rollouts of `pairs` in pair-id order, each trajectory with the prompt the plan of
+    /// `step` rebuilds for it, when `trajectories` are exactly what that plan asks for `pairs`
+    /// with consistent contents; otherwise throws the first fault, naming the trajectory. What
+    /// it accepts is the learner's input: the learner neither rebuilds a prompt nor checks again.
+    public func accept(step: UInt64, pairs: [TaskPair], trajectories: [Trajectory]) throws(TrajectoryFault) -> [AcceptedRollout] {
         let plan = RolloutPlan(config: rollout, chat: chat, runSeed: runSeed, step: step)
-        var byPair: [UInt64: [Trajectory]] = [:]
-        for trajectory in trajectories { byPair[trajectory.id.pairID, default: []].append(trajectory) }
+        let byPair = try TrajectoryFault.grouped(trajectories, pairIDs: pairs.map(\.pairID))
+        var accepted: [AcceptedRollout] = []
         for pair in pairs.sorted(by: { $0.pairID < $1.pairID }) {
-            let received = (byPair.removeValue(forKey: pair.pairID) ?? []).sorted { $0.id < $1.id }
+            let received = byPair[pair.pairID] ?? []
             // Token ids are checked before they become prompt material.
             for trajectory in received {
-                if let fault = TrajectoryFault.contentFault(of: trajectory, vocabSize: vocabSize) { return fault.description }
+                if let fault = TrajectoryFault.contentFault(of: trajectory, vocabSize: vocabSize) { throw fault }
             }
-            var outputs: [TrajectoryID: [TokenID]] = [:]
-            for trajectory in received { outputs[trajectory.id] = trajectory.tokens.map { TokenID(truncatingIfNeeded: $0) } }
+            let outputs = AcceptedRollout.outputs(of: received)
             let prompts = plan.expectedPrompts(for: pair, mode: mode, outputs: outputs)
+            var checked: [[TokenID]] = []
             for trajectory in received {
                 let id = trajectory.id
                 guard let prompt = prompts[id] else {
-                    if id.stage == .evaluation, mode == .cerm, (0..<plan.nc).contains(id.criteriaIndex),
-                       prompts[.criteria(pair: pair.pairID, id.criteriaIndex)] != nil {
-                        return "\(id) is not in the rollout plan: criteria set c\(id.criteriaIndex) does not parse, so it has no evaluations"
-                    }
-                    return "\(id) is not in the rollout plan"
+                    let unparsed = id.stage == .evaluation && mode == .cerm && (0..<plan.nc).contains(id.criteriaIndex)
+                        && prompts[.criteria(pair: pair.pairID, id.criteriaIndex)] != nil
+                    throw .notInPlan(id, unparsedCriteria: unparsed)
                 }
                 if let fault = TrajectoryFault.promptLengthFault(of: trajectory, prompt: prompt)
                     ?? TrajectoryFault.contextFault(of: trajectory, promptLength: prompt.count, maxSeqLen: maxSeqLen) {
-                    return fault.description
+                    throw fault
                 }
+                checked.append(prompt)
             }
             let got = Set(received.map(\.id))
             if let missing = prompts.keys.sorted().first(where: { !got.contains($0) }) {
-                return "\(missing) is missing (the rollout plan asks for \(prompts.count) trajectories of pair \(pair.pairID), the result has \(got.count))"
+                throw .missing(missing, planned: prompts.count, received: got.count)
             }
+            accepted.append(AcceptedRollout(pairID: pair.pairID, trajectories: received, prompts: checked, outputs: outputs))
         }
-        if let stray = byPair.values.joined().map(\.id).min() { return "\(stray) names a pair outside the task" }
-        return nil
+        return accepted
     }
 
+    /// A step's rollouts from trajectories received outside a scheduler (tests drive the learner
+    /// so): accepted by ``accept(step:pairs:trajectories:)`` all pairs at once, every pair
+    /// sampled with `policyVersion`.
+    public func stepRollouts(step: UInt64, pairs: [TaskPair], trajectories: [Trajectory],
+                             policyVersion: UInt64 = 0) throws(TrajectoryFault) -> StepRollouts {
+        StepRollouts(step: step, rollouts: try accept(step: step, pairs: pairs, trajectories: trajectories),
+                     versionByPair: Dictionary(pairs.map { ($0.pairID, policyVersion) }, uniquingKeysWith: { first, _ in first }))
+    }
 }
 
-/// A rule a received trajectory breaks, with the one text that states it. The coordinator's
-/// acceptance (``RolloutResultCheck``) and the learner (``GRPOLearnerError``) check with the
-/// same functions and say the same words.
-public enum TrajectoryFault: Sendable, Equatable, CustomStringConvertible {
+/// One pair's rollout as the coordinator accepted it: the learner's input.
+public struct AcceptedRollout: Equatable, Sendable {
+    public let pairID: UInt64
+    /// The pair's trajectories in canonical (``TrajectoryID``) order.
+    public let trajectories: [Trajectory]
+    /// `prompts[i]` is the prompt the rollout plan rebuilds for `trajectories[i]`, the context
+    /// its worker generated in (only the length travels); nil when accepted without a plan (a
+    /// scheduler without ``SchedulerSettings/resultCheck``), which the learner refuses.
+    public let prompts: [[TokenID]]?
+    /// Each trajectory's output as token ids (the rewarder's input).
+    public let outputs: [TrajectoryID: [TokenID]]
+
+    init(pairID: UInt64, trajectories: [Trajectory], prompts: [[TokenID]]?, outputs: [TrajectoryID: [TokenID]]) {
+        self.pairID = pairID
+        self.trajectories = trajectories
+        self.prompts = prompts
+        self.outputs = outputs
+    }
+
+    /// The trajectories of pair `pairID` accepted without a rollout plan: no prompts.
+    public init(pairID: UInt64, unplanned trajectories: [Trajectory]) {
+        let sorted = trajectories.sorted { $0.id < $1.id }
+        self.init(pairID: pairID, trajectories: sorted, prompts: nil, outputs: Self.outputs(of: sorted))
+    }
+
+    /// The outputs of `trajectories` by id, as token ids.
+    static func outputs(of trajectories: [Trajectory]) -> [TrajectoryID: [TokenID]] {
+        var outputs: [TrajectoryID: [TokenID]] = [:]
+        for trajectory in trajectories { outputs[trajectory.id] = trajectory.tokens.map { TokenID(truncatingIfNeeded: $0) } }
+        return outputs
+    }
+}
+
+/// A rule a received result breaks, with the one text that states it: the coordinator's
+/// acceptance (``TaskScheduler``, ``RolloutResultCheck``) is the one place these are checked.
+public enum TrajectoryFault: Error, Sendable, Equatable, CustomStringConvertible {
     /// Behaviour or reference log-probs are not one per generated token.
     case logprobCount(TrajectoryID, tokens: Int, behaviour: Int, reference: Int)
     /// A behaviour or reference log-prob is NaN or infinite.
@@ -92,6 +134,29 @@ public enum TrajectoryFault: Sendable, Equatable, CustomStringConvertible {
     case promptLength(TrajectoryID, reported: Int, rebuilt: Int)
     /// Prompt + output do not fit the model's context.
     case sequenceTooLong(TrajectoryID, length: Int, maxSeqLen: Int)
+    /// A trajectory of a pair the task (or step) does not hold.
+    case outsideTask(TrajectoryID)
+    /// The same trajectory id twice.
+    case duplicate(TrajectoryID)
+    /// The rollout plan does not ask for this trajectory; `unparsedCriteria`: it is an
+    /// evaluation under a criteria set whose output does not parse.
+    case notInPlan(TrajectoryID, unparsedCriteria: Bool)
+    /// A trajectory the rollout plan asks for is not there (`planned` of the pair, `received`).
+    case missing(TrajectoryID, planned: Int, received: Int)
+
+    /// `trajectories` by pair, each pair's in canonical order, when every one names a pair of
+    /// `pairIDs` and no id comes twice.
+    public static func grouped(_ trajectories: [Trajectory], pairIDs: [UInt64]) throws(TrajectoryFault) -> [UInt64: [Trajectory]] {
+        let pairs = Set(pairIDs)
+        var byPair: [UInt64: [Trajectory]] = [:]
+        var seen = Set<TrajectoryID>()
+        for trajectory in trajectories {
+            guard pairs.contains(trajectory.id.pairID) else { throw .outsideTask(trajectory.id) }
+            guard seen.insert(trajectory.id).inserted else { throw .duplicate(trajectory.id) }
+            byPair[trajectory.id.pairID, default: []].append(trajectory)
+        }
+        return byPair.mapValues { $0.sorted { $0.id < $1.id } }
+    }
 
     /// The first of one behaviour and one reference log-prob per token, all finite, and token
     /// ids inside the vocabulary that `trajectory` breaks.
@@ -128,34 +193,29 @@ public enum TrajectoryFault: Sendable, Equatable, CustomStringConvertible {
         return nil
     }
 
-    /// The trajectory at fault.
-    public var trajectory: TrajectoryID {
+    public var description: String {
         switch self {
-        case let .logprobCount(id, _, _, _), let .nonFiniteLogprob(id, _), let .tokenOutOfVocabulary(id, _, _, _),
-             let .promptLength(id, _, _), let .sequenceTooLong(id, _, _): id
+        case let .logprobCount(id, tokens, behaviour, reference):
+            "\(id): \(tokens) generated tokens but \(behaviour) behaviour and \(reference) reference log-probs"
+        case let .nonFiniteLogprob(id, index): "\(id): behaviour or reference log-prob of token \(index) is not finite"
+        case let .tokenOutOfVocabulary(id, index, token, vocabSize): "\(id): generated token \(index) is \(token), outside the vocabulary of \(vocabSize)"
+        case let .promptLength(id, reported, rebuilt): "\(id): generated after a \(reported)-token prompt but the rollout plan rebuilds \(rebuilt) tokens"
+        case let .sequenceTooLong(id, length, maxSeqLen): "\(id): prompt + output is \(length) tokens, model.max_seq_len is \(maxSeqLen)"
+        case let .outsideTask(id): "\(id) names a pair outside the task"
+        case let .duplicate(id): "\(id) received twice"
+        case let .notInPlan(id, unparsed):
+            "\(id) is not in the rollout plan" + (unparsed ? ": criteria set c\(id.criteriaIndex) does not parse, so it has no evaluations" : "")
+        case let .missing(id, planned, received):
+            "\(id) is missing (the rollout plan asks for \(planned) trajectories of pair \(id.pairID), the result has \(received))"
         }
     }
-
-    /// The rule broken, without the trajectory.
-    public var rule: String {
-        switch self {
-        case let .logprobCount(_, tokens, behaviour, reference):
-            "\(tokens) generated tokens but \(behaviour) behaviour and \(reference) reference log-probs"
-        case let .nonFiniteLogprob(_, index): "behaviour or reference log-prob of token \(index) is not finite"
-        case let .tokenOutOfVocabulary(_, index, token, vocabSize): "generated token \(index) is \(token), outside the vocabulary of \(vocabSize)"
-        case let .promptLength(_, reported, rebuilt): "generated after a \(reported)-token prompt but the rollout plan rebuilds \(rebuilt) tokens"
-        case let .sequenceTooLong(_, length, maxSeqLen): "prompt + output is \(length) tokens, model.max_seq_len is \(maxSeqLen)"
-        }
-    }
-
-    public var description: String { "\(trajectory): \(rule)" }
 }
 
 extension RolloutPlan {
     /// The prompt of every trajectory this plan asks for of `pair` under reward `mode`, given
     /// the outputs received so far: in `cerm` mode the criteria outputs decide which evaluations
-    /// exist. The coordinator checks results against it on arrival (``RolloutResultCheck``) and
-    /// the learner rebuilds the trained sequences from it.
+    /// exist. The coordinator checks results against it on arrival (``RolloutResultCheck``), and
+    /// the prompts it accepts are the ones the learner trains on.
     public func expectedPrompts(for pair: TaskPair, mode: RewardMode, outputs: [TrajectoryID: [TokenID]]) -> [TrajectoryID: [TokenID]] {
         let requests: [RolloutRequest]
         switch mode {

@@ -3,51 +3,6 @@ import Foundation
 import Method
 import WireProtocol
 
-/// The trajectories a result must hold for each pair of its task, when known.
-public enum ExpectedRollout: Equatable, Sendable {
-    /// CE-RM's two-stage rollout: per pair, criteria trajectories (i, 0, 0) for i < nc and
-    /// evaluation trajectories (i, r, j) for i < nc, r < responses, j < ne.
-    case twoStage(nc: Int, ne: Int, responses: Int)
-
-    /// Nil when `got` is a complete rollout of pair `pairID`; otherwise what is wrong.
-    ///
-    /// Every criteria trajectory must be present. Evaluations come per criteria set: all
-    /// `responses · ne` of them, or none when that criteria set failed to parse (nothing can be
-    /// evaluated against criteria that do not exist).
-    func problem(with got: Set<TrajectoryID>, pairID: UInt64) -> String? {
-        switch self {
-        case let .twoStage(nc, ne, responses):
-            var expectedCount = 0
-            for i in 0..<nc {
-                let criteria = TrajectoryID.criteria(pair: pairID, i)
-                guard got.contains(criteria) else { return "pair \(pairID): criteria trajectory \(criteria) missing" }
-                expectedCount += 1
-                var present = 0
-                for r in 0..<responses {
-                    for j in 0..<ne where got.contains(.evaluation(pair: pairID, criteria: i, response: r, sample: j)) {
-                        present += 1
-                    }
-                }
-                if present != 0 && present != responses * ne {
-                    return "pair \(pairID): criteria set \(i) has \(present) of its \(responses * ne) evaluations"
-                }
-                expectedCount += present
-            }
-            if got.count != expectedCount {
-                let extra = got.filter { id in
-                    switch id.stage {
-                    case .criteria: return !(0..<nc).contains(id.criteriaIndex) || id.responseIndex != 0 || id.sampleIndex != 0
-                    case .evaluation: return !(0..<nc).contains(id.criteriaIndex) || !(0..<responses).contains(id.responseIndex) || !(0..<ne).contains(id.sampleIndex)
-                    case .judgment, .comparison: return true
-                    }
-                }.sorted()
-                return "pair \(pairID): \(got.count - expectedCount) unexpected trajectories (first: \(extra.first.map(String.init(describing:)) ?? "?"))"
-            }
-            return nil
-        }
-    }
-}
-
 /// Settings of a ``TaskScheduler``, normally from the run's configuration.
 public struct SchedulerSettings: Sendable {
     public var mode: RolloutMode
@@ -64,8 +19,6 @@ public struct SchedulerSettings: Sendable {
     /// `RunModel.fingerprint` workers must match (their architecture and tokenizer); nil: not checked.
     public var modelFingerprint: UInt64?
     public var maxMessageBytes: Int
-    /// When set, each result must hold exactly these trajectories per pair.
-    public var expectedRollout: ExpectedRollout?
     /// When set, each result is checked against the rollout plan of its step (steps opened with
     /// their pairs, ``TaskScheduler/openStep(_:pairs:)``): trajectory set, prompt lengths,
     /// log-prob counts, vocabulary, context length.
@@ -73,7 +26,7 @@ public struct SchedulerSettings: Sendable {
 
     public init(mode: RolloutMode = .sync, maxStaleness: UInt64 = 1, pairsPerTask: Int = 1, heartbeatInterval: Double = 1,
                 heartbeatTimeout: Double = 10, taskTimeout: Double = 0, configHash: UInt64 = 0, modelFingerprint: UInt64? = nil,
-                maxMessageBytes: Int = 64 << 20, expectedRollout: ExpectedRollout? = nil, resultCheck: RolloutResultCheck? = nil) {
+                maxMessageBytes: Int = 64 << 20, resultCheck: RolloutResultCheck? = nil) {
         self.mode = mode
         self.maxStaleness = maxStaleness
         self.pairsPerTask = max(1, pairsPerTask)
@@ -83,20 +36,17 @@ public struct SchedulerSettings: Sendable {
         self.configHash = configHash
         self.modelFingerprint = modelFingerprint
         self.maxMessageBytes = maxMessageBytes
-        self.expectedRollout = expectedRollout
         self.resultCheck = resultCheck
     }
 
     /// The settings `[cluster]`, `[rollout]`, `[reward]` and `[model]` imply, with the run
-    /// model's `chat` and `modelFingerprint`. The exact trajectory set is checked for the
-    /// two-stage `cerm` reward mode (preference pairs: 2 responses), and every result against
-    /// the rollout plan (``RolloutResultCheck``).
+    /// model's `chat` and `modelFingerprint`: every result is checked against the rollout plan
+    /// (``RolloutResultCheck``).
     public init(config: Config, chat: any ChatCodec, modelFingerprint: UInt64) {
         self.init(mode: config.cluster.mode, maxStaleness: UInt64(config.cluster.maxStaleness),
                   pairsPerTask: config.cluster.pairsPerTask, heartbeatInterval: config.cluster.heartbeatInterval,
                   heartbeatTimeout: config.cluster.heartbeatTimeout, taskTimeout: config.cluster.taskTimeout, configHash: config.hash,
                   modelFingerprint: modelFingerprint, maxMessageBytes: config.cluster.maxMessageBytes,
-                  expectedRollout: config.reward.mode == .cerm ? .twoStage(nc: config.rollout.nc, ne: config.rollout.ne, responses: 2) : nil,
                   resultCheck: RolloutResultCheck(config: config, chat: chat))
     }
 }
@@ -124,7 +74,7 @@ public struct Assignment: Equatable, Sendable {
 }
 
 /// Why a result was not accepted.
-public enum ResultDropReason: Equatable, Sendable, CustomStringConvertible {
+public enum ResultDropReason: Error, Equatable, Sendable, CustomStringConvertible {
     /// The sender is not registered (never said HELLO, or was declared dead).
     case unknownWorker
     /// The task id was never issued.
@@ -247,13 +197,22 @@ public struct SchedulerStatistics: Equatable, Sendable {
     public var droppedInvalid = 0
 }
 
-/// A step's rollouts, complete.
+/// A step's rollouts, complete: the learner's input.
 public struct StepRollouts: Equatable, Sendable {
     public let step: UInt64
-    /// Every accepted trajectory in canonical order (``TrajectoryID`` order).
-    public let trajectories: [Trajectory]
+    /// Every pair's accepted rollout, in pair-id order.
+    public let rollouts: [AcceptedRollout]
     /// Policy version each task's trajectories were sampled with, by pair.
     public let versionByPair: [UInt64: UInt64]
+
+    public init(step: UInt64, rollouts: [AcceptedRollout], versionByPair: [UInt64: UInt64]) {
+        self.step = step
+        self.rollouts = rollouts.sorted { $0.pairID < $1.pairID }
+        self.versionByPair = versionByPair
+    }
+
+    /// Every accepted trajectory in canonical order (``TrajectoryID`` order).
+    public var trajectories: [Trajectory] { rollouts.flatMap(\.trajectories) }
 }
 
 /// Errors from misuse of the scheduler by the coordinator loop.
@@ -295,7 +254,7 @@ public struct TaskScheduler: Sendable {
 
     private struct StepState: Sendable {
         var pendingPairs: Set<UInt64>
-        var trajectories: [Trajectory] = []
+        var rollouts: [AcceptedRollout] = []
         var versionByPair: [UInt64: UInt64] = [:]
         /// The pairs' prompt material, when the step was opened with it (result checks).
         var pairs: [UInt64: TaskPair] = [:]
@@ -465,15 +424,18 @@ public struct TaskScheduler: Sendable {
         inFlight[taskID] = nil
         _ = registry.release(taskID, from: peer)
 
-        var rejection: ResultDropReason?
+        let accepted: Result<[AcceptedRollout], ResultDropReason>
         if result.policyVersion != task.policyVersion {
-            rejection = .versionMismatch(expected: task.policyVersion, received: result.policyVersion)
+            accepted = .failure(.versionMismatch(expected: task.policyVersion, received: result.policyVersion))
         } else if isStale(task) {
-            rejection = .stale(version: task.policyVersion, current: policyVersion)
-        } else if let problem = validate(result.trajectories, for: task) {
-            rejection = .invalidTrajectories(problem)
+            accepted = .failure(.stale(version: task.policyVersion, current: policyVersion))
+        } else {
+            accepted = accept(result.trajectories, for: task)
         }
-        if let rejection {
+        let rollouts: [AcceptedRollout]
+        switch accepted {
+        case let .success(checked): rollouts = checked
+        case let .failure(rejection):
             if case .stale = rejection { statistics.droppedStale += 1 } else {
                 statistics.droppedInvalid += 1
                 registry.noteRejectedResult(from: peer)
@@ -490,7 +452,7 @@ public struct TaskScheduler: Sendable {
             state.pendingPairs.remove(pair)
             state.versionByPair[pair] = task.policyVersion
         }
-        state.trajectories.append(contentsOf: result.trajectories)
+        state.rollouts.append(contentsOf: rollouts)
         steps[task.step] = state
         statistics.resultsAccepted += 1
         return .accepted(taskID: taskID, step: task.step, stepComplete: state.pendingPairs.isEmpty)
@@ -520,12 +482,12 @@ public struct TaskScheduler: Sendable {
         return RefusedWorker(peer: peer, name: record.name, rejectedResults: record.rejectedResults, requeued: requeue(record.inFlight))
     }
 
-    /// Removes a complete step and returns its trajectories in canonical order; nil while the
-    /// step is incomplete or unknown.
+    /// Removes a complete step and returns its accepted rollouts in pair-id order (each pair's
+    /// trajectories in canonical order); nil while the step is incomplete or unknown.
     public mutating func takeCompletedStep(_ step: UInt64) -> StepRollouts? {
         guard let state = steps[step], state.pendingPairs.isEmpty else { return nil }
         steps[step] = nil
-        return StepRollouts(step: step, trajectories: state.trajectories.sorted { $0.id < $1.id }, versionByPair: state.versionByPair)
+        return StepRollouts(step: step, rollouts: state.rollouts, versionByPair: state.versionByPair)
     }
 
     // MARK: Internals
@@ -574,24 +536,27 @@ public struct TaskScheduler: Sendable {
         return fresh.map(\.taskID)
     }
 
-    /// Nil when the trajectories fit the task; otherwise what is wrong.
-    private func validate(_ trajectories: [Trajectory], for task: ScheduledTask) -> String? {
-        let pairs = Set(task.pairIDs)
-        var byPair: [UInt64: Set<TrajectoryID>] = [:]
-        for t in trajectories {
-            guard pairs.contains(t.id.pairID) else { return "trajectory \(t.id) names a pair outside task \(task.taskID)" }
-            guard byPair[t.id.pairID, default: []].insert(t.id).inserted else { return "duplicate trajectory \(t.id)" }
+    /// The task's rollouts as accepted, or why `trajectories` do not fit the task: each must
+    /// name a pair of the task once, every pair needs trajectories, and with
+    /// ``SchedulerSettings/resultCheck`` and the step's pairs known they must be exactly what
+    /// the rollout plan asks for (``RolloutResultCheck``).
+    private func accept(_ trajectories: [Trajectory], for task: ScheduledTask) -> Result<[AcceptedRollout], ResultDropReason> {
+        let byPair: [UInt64: [Trajectory]]
+        do { byPair = try TrajectoryFault.grouped(trajectories, pairIDs: task.pairIDs) } catch {
+            return .failure(.invalidTrajectories(error.description))
         }
-        for pair in task.pairIDs {
-            let got = byPair[pair] ?? []
-            if got.isEmpty { return "no trajectories for pair \(pair)" }
-            if let problem = settings.expectedRollout?.problem(with: got, pairID: pair) { return problem }
+        if let pair = task.pairIDs.first(where: { byPair[$0] == nil }) {
+            return .failure(.invalidTrajectories("no trajectories for pair \(pair)"))
         }
-        if let check = settings.resultCheck, let known = steps[task.step]?.pairs, !known.isEmpty {
-            let pairs = task.pairIDs.compactMap { known[$0] }
-            guard pairs.count == task.pairIDs.count else { return "task \(task.taskID) names pairs the step does not hold" }
-            return check.problem(step: task.step, pairs: pairs, trajectories: trajectories)
+        guard let check = settings.resultCheck, let known = steps[task.step]?.pairs, !known.isEmpty else {
+            return .success(task.pairIDs.map { AcceptedRollout(pairID: $0, unplanned: byPair[$0] ?? []) })
         }
-        return nil
+        let pairs = task.pairIDs.compactMap { known[$0] }
+        guard pairs.count == task.pairIDs.count else {
+            return .failure(.invalidTrajectories("task \(task.taskID) names pairs the step does not hold"))
+        }
+        do { return .success(try check.accept(step: task.step, pairs: pairs, trajectories: trajectories)) } catch {
+            return .failure(.invalidTrajectories(error.description))
+        }
     }
 }

@@ -26,8 +26,9 @@ import Shared
 /// matrix over the still-active sequences (`[active, in] · Wᵀ`); finished sequences drop out.
 ///
 /// **Stopping.** A sequence stops after one of ``stopTokens`` (kept as its last token, reason
-/// ``FinishReason/eos``), after a stop sequence (``FinishReason/stop``), or after `maxNewTokens`
-/// or when its context would exceed `maxSeqLen` (``FinishReason/length``).
+/// ``FinishReason/eos``), after a stop sequence (``FinishReason/stopSequence``), after
+/// `maxNewTokens` (``FinishReason/length``) or when its context would exceed `maxSeqLen` first
+/// (``FinishReason/context``).
 ///
 /// **Determinism and batch invariance.** A sequence's tokens and log-probabilities are bitwise
 /// functions of the weights, its prompt (and prefix) and its seed only — not of its batch
@@ -156,7 +157,7 @@ public final class Generator {
     /// - Returns: one result per request, in request order.
     /// - Throws: ``GenerationError`` on an empty prompt, an out-of-vocabulary token, a prompt
     ///   longer than `maxSeqLen`, `maxNewTokens < 0`, a negative/non-finite temperature or
-    ///   `topP` outside `(0, 1]`. Generation stops early with ``FinishReason/length`` when the
+    ///   `topP` outside `(0, 1]`. Generation stops early with ``FinishReason/context`` when the
     ///   context reaches `maxSeqLen`.
     public func generate(requests: [GenerationRequest]) throws -> [GenerationResult] {
         try runGeneration(requests: requests, prefixes: Array(repeating: nil, count: requests.count))
@@ -391,9 +392,11 @@ public final class Generator {
             if stopTokens.contains(pick.token) {
                 states[sequence].finish = .eos
             } else if Self.endsWithStopSequence(states[sequence].tokens, request.stopSequences) {
-                states[sequence].finish = .stop
+                states[sequence].finish = .stopSequence
             } else if states[sequence].tokens.count >= states[sequence].limit {
-                states[sequence].finish = .length
+                // The limit is the budget or the context room, whichever is smaller; the budget
+                // is named when both run out together.
+                states[sequence].finish = states[sequence].tokens.count >= request.maxNewTokens ? .length : .context
             }
         }
 

@@ -1,4 +1,3 @@
-import Coordinator
 import Engine
 import Foundation
 import Method
@@ -6,23 +5,23 @@ import ModelFormats
 import Shared
 import Tokenizers
 
-/// A model as `cerm generate` and `cerm tokenize` take it: a GGUF file, a Hugging Face model
+/// A model as `cerm generate`, `cerm tokenize` and `cerm judge` take it: a GGUF file, a Hugging Face model
 /// directory, a cerm weights file or RL checkpoint (`.h5`, with the tokenizer stored in it or
 /// cerm's byte tokenizer), or, for its tokenizer alone, a `tokenizer.json` (or a directory
 /// holding one without `config.json`).
-struct ModelSource {
+public struct ModelSource {
     /// The pretrained model's tokenizer; nil for cerm's byte tokenizer.
-    let tokenizer: BPETokenizer?
+    public let tokenizer: BPETokenizer?
     /// The weights, when asked for and the source has them.
-    let weights: ModelWeights?
+    public let weights: ModelWeights?
     /// What was read, for logs.
-    let description: String
+    public let description: String
     private let chatCodec: () throws -> any ChatCodec
 
     /// Reads `path`. `chatTemplate` (`auto`, `chatml`, `llama3`, `none`) chooses the template of
     /// a GGUF or Hugging Face model (`auto`: detected from its template text) and overrides the
     /// stored one of a weights file when not `auto`; it is resolved only when ``chat()`` is asked.
-    static func open(_ path: String, chatTemplate: String, loadWeights: Bool) throws -> ModelSource {
+    public static func open(_ path: String, chatTemplate: String, loadWeights: Bool) throws -> ModelSource {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw CermError.io(path: path, reason: "does not exist (expected a GGUF file, a Hugging Face model directory, "
@@ -90,20 +89,20 @@ struct ModelSource {
     }
 
     /// The model's conversation format: its chat template, or cerm's byte format.
-    func chat() throws -> any ChatCodec { try chatCodec() }
+    public func chat() throws -> any ChatCodec { try chatCodec() }
 
     /// Text as ids; special-token names in it are parsed as their tokens when `parseSpecial`
     /// (as `transformers` does), else encoded as text.
-    func encode(_ text: String, parseSpecial: Bool) -> [TokenID] {
+    public func encode(_ text: String, parseSpecial: Bool) -> [TokenID] {
         tokenizer?.encode(text, parseSpecial: parseSpecial) ?? ByteTokenizer().encode(text)
     }
 
     /// The text of ids, special tokens by name unless `skipSpecial`.
-    func decode(_ ids: [TokenID], skipSpecial: Bool) -> String {
+    public func decode(_ ids: [TokenID], skipSpecial: Bool) -> String {
         tokenizer?.decode(ids, skipSpecial: skipSpecial) ?? ByteTokenizer().decode(ids, showSpecials: !skipSpecial)
     }
 
-    var vocabularySize: Int { tokenizer?.vocabularySize ?? ByteTokenizer.vocabularySize }
+    public var vocabularySize: Int { tokenizer?.vocabularySize ?? ByteTokenizer.vocabularySize }
     /// The end-of-sequence token: the tokenizer's EOS, cerm's `<|eos|>` for the byte tokenizer.
-    var eosID: TokenID? { tokenizer == nil ? ByteTokenizer.Special.eos.rawValue : tokenizer?.eosID }
+    public var eosID: TokenID? { tokenizer == nil ? ByteTokenizer.Special.eos.rawValue : tokenizer?.eosID }
 }
