@@ -206,8 +206,16 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
     /// in canonical order. Criteria sets that do not parse get no evaluations.
     public func evaluationStage(item: RolloutItem, criteriaOutputs: [[TokenID]], plan: RolloutPlan,
                                 sampling: RolloutSampling) throws -> [Trajectory] {
+        try evaluationStage([(item, criteriaOutputs)], plan: plan, sampling: sampling)
+    }
+
+    /// Stage 2 of several pairs at once, as ``run(task:)`` does it: each pair with the generated
+    /// tokens of its criteria trajectories.
+    public func evaluationStage(_ pairs: [(item: RolloutItem, criteriaOutputs: [[TokenID]])], plan: RolloutPlan,
+                                sampling: RolloutSampling) throws -> [Trajectory] {
         try lock.withLock {
-            try Self.evaluate(item: item, criteriaOutputs: criteriaOutputs, plan: plan, sampling, try loadedModels())
+            let models = try loadedModels()
+            return try pairs.flatMap { try Self.evaluate(item: $0.item, criteriaOutputs: $0.criteriaOutputs, plan: plan, sampling, models) }
         }
     }
 
