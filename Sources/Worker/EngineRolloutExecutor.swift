@@ -92,16 +92,27 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
     // MARK: - Weights
 
     public func prepare(policyVersion: UInt64, weights: [UInt8]) throws {
-        let decoded = try decode(weights, what: "policy version \(policyVersion)")
         try lock.withLock {
-            policy = try Self.load(decoded, into: policy, stopTokens: format.chat.stopTokens)
+            policy = try load(wire: weights, into: policy, what: "policy version \(policyVersion)")
             loadedPolicyVersion = policyVersion
         }
     }
 
     public func prepareReference(weights: [UInt8]) throws {
-        let decoded = try decode(weights, what: "reference")
-        try lock.withLock { reference = try Self.load(decoded, into: reference, stopTokens: format.chat.stopTokens) }
+        try lock.withLock { reference = try load(wire: weights, into: reference, what: "reference") }
+    }
+
+    /// Decodes wire weights into the existing generator's own buffer (a new version reuses the
+    /// old one's memory), or into a new generator. Call with the lock held.
+    private func load(wire bytes: [UInt8], into generator: Generator?, what: String) throws -> Generator {
+        do {
+            try ModelWeights.checkWire(bytes, count: ParameterLayout(model).totalCount)
+        } catch {
+            throw CermError.invalid("\(what) weights: \(error)")
+        }
+        guard let generator else { return try Self.load(try ModelWeights(config: model, wireBytes: bytes), into: nil, stopTokens: format.chat.stopTokens) }
+        generator.updateParameters { ModelWeights.decodeWire(bytes, into: $0) }
+        return generator
     }
 
     /// Loads policy weights directly (tests, local evaluation); the version is recorded as given.
@@ -117,14 +128,6 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
     public func load(reference weights: ModelWeights) throws {
         try checkArchitecture(weights, what: "reference")
         try lock.withLock { reference = try Self.load(weights, into: reference, stopTokens: format.chat.stopTokens) }
-    }
-
-    private func decode(_ bytes: [UInt8], what: String) throws -> ModelWeights {
-        do {
-            return try ModelWeights(config: model, wireBytes: bytes)
-        } catch {
-            throw CermError.invalid("\(what) weights: \(error)")
-        }
     }
 
     private func checkArchitecture(_ weights: ModelWeights, what: String) throws {

@@ -105,21 +105,24 @@ extension BenchCommand {
                 var loaded = try Config.load(path: config)
                 let architecture = try RunModel.resolve(&loaded).architecture
                 let weights = ModelWeights(config: architecture, seed: 1, initStd: 0.02)
-                let serializeStart = Date()
+                let serializeStart = Date(), serializeCPU = WeightsBroadcast.threadCPUSeconds()
                 var publisher = WeightsPublisher(chunkBytes: loaded.cluster.weightChunkBytes, retain: 2)
                 publisher.publish(version: 1, bytes: weights.wireBytes)
                 let serializeSeconds = Date().timeIntervalSince(serializeStart)
+                let serializeCPUSeconds = WeightsBroadcast.threadCPUSeconds() - serializeCPU
                 let byteCount = ParameterLayout(architecture).totalCount * 4
-                print(String(format: "# cerm bench weights (%@): %.1f MB in %d chunks of %d bytes, %d worker(s); serialise and publish %.2f s",
+                print(String(format: "# cerm bench weights (%@): %.1f MB in %d chunks of %d bytes, %d worker(s); serialise and publish %.2f s (thread CPU %.2f s)",
                              config, Double(byteCount) / 1e6, publisher.chunkCount(version: 1) ?? 0, publisher.chunkBytes, workers,
-                             serializeSeconds))
-                let report = try WeightsBroadcast.run(publisher: publisher, version: 1, architecture: architecture, workers: workers,
+                             serializeSeconds, serializeCPUSeconds))
+                let report = try WeightsBroadcast.run(publisher: publisher, version: 1, weights: weights, workers: workers,
                                                       codec: MessageCodec(limits: ProtocolLimits(maxMessageBytes: loaded.cluster.maxMessageBytes)))
-                for (index, worker) in report.enumerated() {
-                    print(String(format: "worker %d: fetched in %.2f s (%.0f MB/s), decoded in %.2f s, total %.2f s",
-                                 index, worker.fetch, Double(byteCount) / 1e6 / worker.fetch, worker.decode, worker.fetch + worker.decode))
+                for (index, worker) in report.workers.enumerated() {
+                    print(String(format: "worker %d: fetched in %.2f s (%.0f MB/s), decoded in %.2f s, total %.2f s (thread CPU %.2f s)",
+                                 index, worker.fetch, Double(byteCount) / 1e6 / worker.fetch, worker.decode, worker.fetch + worker.decode,
+                                 worker.cpu))
                 }
-                guard report.allSatisfy({ $0.matches }) else { throw CermError.invalid("a worker decoded other weights than were sent") }
+                print(String(format: "coordinator socket thread: CPU %.2f s", report.serverCPU))
+                guard report.workers.allSatisfy({ $0.matches }) else { throw CermError.invalid("a worker decoded other weights than were sent") }
             } catch {
                 throw exitWithError(error)
             }
@@ -131,6 +134,8 @@ extension BenchCommand {
 enum WeightsBroadcast {
     struct WorkerTimes: Sendable {
         var fetch = 0.0, decode = 0.0, matches = false
+        /// CPU seconds of the worker's thread (fetch and decode): what a loaded machine inflates least.
+        var cpu = 0.0
     }
 
     private final class Results: @unchecked Sendable {
@@ -140,13 +145,13 @@ enum WeightsBroadcast {
         init(count: Int) { times = Array(repeating: WorkerTimes(), count: count) }
     }
 
-    static func run(publisher: WeightsPublisher, version: UInt64, architecture: TransformerConfig, workers: Int,
-                    codec: MessageCodec) throws -> [WorkerTimes] {
+    static func run(publisher: WeightsPublisher, version: UInt64, weights: ModelWeights, workers: Int,
+                    codec: MessageCodec) throws -> (workers: [WorkerTimes], serverCPU: Double) {
         let context = try ZMQContext()
         let router = try RouterChannel(context: context, bind: "tcp://127.0.0.1:*", codec: codec, security: .none)
         let endpoint = router.endpoint
         let results = Results(count: workers)
-        let expected = ModelWeights(config: architecture, seed: 1, initStd: 0.02).values
+        let expected = weights.values
         let done = DispatchGroup()
         for index in 0..<workers {
             done.enter()
@@ -156,22 +161,27 @@ enum WeightsBroadcast {
                 do {
                     let context = try ZMQContext()
                     let dealer = try DealerChannel(context: context, connect: endpoint, codec: codec, security: .none)
-                    let start = Date()
+                    var loaded = [Float](repeating: 0, count: expected.count)
+                    let start = Date(), cpuStart = threadCPUSeconds()
                     var assembler = WeightsAssembler(version: version)
                     var bytes: [UInt8]?
-                    _ = try dealer.send(.weightsRequest(version: version, chunkIndex: 0))
                     while bytes == nil {
+                        for next in assembler.takeRequests() { _ = try dealer.send(.weightsRequest(version: version, chunkIndex: next)) }
                         guard case let .weightsChunk(chunk)? = try dealer.receive(timeoutMs: 30_000) else {
                             throw CermError.invalid("worker \(index): no chunk within 30 s")
                         }
                         bytes = try assembler.add(chunk)
-                        if let next = assembler.nextMissingChunk { _ = try dealer.send(.weightsRequest(version: version, chunkIndex: next)) }
                     }
                     times.fetch = Date().timeIntervalSince(start)
+                    // Into the buffer of the version before, as the executor does.
                     let decodeStart = Date()
-                    let decoded = try ModelWeights(config: architecture, wireBytes: bytes ?? [])
+                    try ModelWeights.checkWire(bytes ?? [], count: loaded.count)
+                    loaded.withUnsafeMutableBufferPointer { ModelWeights.decodeWire(bytes ?? [], into: $0) }
                     times.decode = Date().timeIntervalSince(decodeStart)
-                    times.matches = decoded.values.withUnsafeBytes { a in expected.withUnsafeBytes { b in a.elementsEqual(b) } }
+                    times.cpu = threadCPUSeconds() - cpuStart
+                    times.matches = loaded.withUnsafeBytes { a in
+                        expected.withUnsafeBytes { b in a.count == b.count && memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0 }
+                    }
                 } catch {
                     FileHandle.standardError.write(Data("worker \(index): \(error)\n".utf8))
                 }
@@ -182,6 +192,7 @@ enum WeightsBroadcast {
             }
         }
         // The coordinator's socket thread: answer every request until the workers are done.
+        let serverStart = threadCPUSeconds()
         while results.lock.withLock({ results.finished < workers }) {
             guard let (peer, message) = try router.receive(timeoutMs: 50) else { continue }
             if case let .weightsRequest(requested, chunkIndex) = message {
@@ -189,6 +200,12 @@ enum WeightsBroadcast {
             }
         }
         done.wait()
-        return results.times
+        return (results.times, threadCPUSeconds() - serverStart)
+    }
+
+    static func threadCPUSeconds() -> Double {
+        var time = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
+        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
     }
 }
