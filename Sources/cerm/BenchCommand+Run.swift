@@ -92,7 +92,7 @@ extension BenchCommand {
         static let configuration = CommandConfiguration(
             commandName: "weights",
             abstract: "One weight version broadcast on loopback TCP: serialisation, chunks served by a ROUTER, workers fetching and decoding them.",
-            discussion: "The model's architecture and cluster.weight_chunk_bytes come from the config; the weights are random. A coordinator thread answers WEIGHTS_REQUESTs as the coordinator's socket thread does; each worker thread requests chunk by chunk on its own DEALER and ZeroMQ context, as a worker does, then decodes the floats.")
+            discussion: "The model's architecture and cluster.weight_chunk_bytes come from the config; the weights are random. A coordinator thread answers WEIGHTS_REQUESTs as the coordinator's socket thread does; each worker thread requests chunks on its own DEALER and ZeroMQ context as a worker does (two in flight), then decodes the floats into the buffer of the version before.")
 
         @Option(help: "The run's configuration (model architecture, cluster.weight_chunk_bytes, cluster.max_message_bytes).")
         var config: String = "configs/smollm2-135m.toml"
