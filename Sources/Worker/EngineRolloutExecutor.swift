@@ -38,7 +38,8 @@ public struct RolloutSampling: Sendable, Equatable {
 ///   set of every pair are decoded as one batch (`Generator.generate(groups:)`), each group
 ///   continuing its own prefix, and scored by the reference in one pass (`score(groups:)`).
 ///   A decode step streams all the weights whatever the batch, so one batch of
-///   pairs · nc · 2·ne rows costs little more than one of 2·ne.
+///   pairs · nc · 2·ne rows costs far less than that many batches of 2·ne (on SmolLM2-135M a
+///   step of 16 rows takes about as long as two of 4; BENCHMARKS.md, issue 25).
 ///
 /// Every trajectory carries the policy's behaviour log-probs (at the task's temperature) and the
 /// reference model's teacher-forced log-probs of the same tokens after the same prompt, at the
@@ -110,7 +111,9 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
         } catch {
             throw CermError.invalid("\(what) weights: \(error)")
         }
-        guard let generator else { return try Self.load(try ModelWeights(config: model, wireBytes: bytes), into: nil, stopTokens: format.chat.stopTokens) }
+        guard let generator else {
+            return try Self.load(try ModelWeights(config: model, wireBytes: bytes), into: nil, stopTokens: format.chat.stopTokens)
+        }
         generator.updateParameters { ModelWeights.decodeWire(bytes, into: $0) }
         return generator
     }
