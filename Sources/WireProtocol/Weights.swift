@@ -1,9 +1,19 @@
+import Dispatch
+import Shared
+
 /// The coordinator's side of weight distribution: serialized weights by version, cut into
 /// chunks on request (docs/PROTOCOL.md, "Weights"). Keeps the newest `retain` versions.
 public struct WeightsPublisher: Sendable {
     public let chunkBytes: Int
     public let retain: Int
-    private var versions: [UInt64: [UInt8]] = [:]
+    private var versions: [UInt64: Published] = [:]
+
+    /// A version's bytes and the checksum of each of its chunks: computed once when published,
+    /// not for every worker's request (FNV-1a runs at about 1 GB/s).
+    private struct Published: Sendable {
+        let bytes: [UInt8]
+        let checksums: [UInt64]
+    }
 
     /// `chunkBytes` from `cluster.weight_chunk_bytes`; `retain` ≥ 1 (async mode needs
     /// `max_staleness + 1`).
@@ -17,46 +27,91 @@ public struct WeightsPublisher: Sendable {
 
     /// Publishes `bytes` as `version`, dropping versions beyond the newest `retain`.
     public mutating func publish(version: UInt64, bytes: [UInt8]) {
-        versions[version] = bytes
+        let count = chunkCount(byteCount: bytes.count)
+        let checksums = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: count)
+        defer { checksums.deallocate() }
+        let chunkBytes = chunkBytes
+        bytes.withUnsafeBytes { raw in
+            // Chunks are independent: their checksums are spread over the cores.
+            let base = UInt(bitPattern: raw.baseAddress), total = raw.count, out = UInt(bitPattern: checksums.baseAddress)
+            DispatchQueue.concurrentPerform(iterations: count) { index in
+                let start = index * chunkBytes, end = min(start + chunkBytes, total)
+                let chunk = UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: base).map { $0 + start }, count: end - start)
+                UnsafeMutablePointer<UInt64>(bitPattern: out)?[index] = Checksum.fnv1a64(chunk)
+            }
+        }
+        versions[version] = Published(bytes: bytes, checksums: Array(checksums))
         for old in versions.keys.sorted().dropLast(retain) { versions[old] = nil }
     }
 
     /// Number of chunks of a published version (an empty blob is one empty chunk).
     public func chunkCount(version: UInt64) -> Int? {
-        versions[version].map { max(1, ($0.count + chunkBytes - 1) / chunkBytes) }
+        versions[version].map { chunkCount(byteCount: $0.bytes.count) }
     }
+
+    private func chunkCount(byteCount: Int) -> Int { max(1, (byteCount + chunkBytes - 1) / chunkBytes) }
 
     /// The answer to WEIGHTS_REQUEST: the chunk, or WEIGHTS_UNAVAILABLE when the version is not
     /// held or the index is out of range.
     public func reply(version: UInt64, chunkIndex: UInt32) -> Message {
-        guard let bytes = versions[version], let count = chunkCount(version: version), Int(chunkIndex) < count else {
+        guard let published = versions[version], Int(chunkIndex) < published.checksums.count else {
             return .weightsUnavailable(version: version, latestVersion: latestVersion ?? 0)
         }
+        let bytes = published.bytes
         let start = Int(chunkIndex) * chunkBytes
         let data = Array(bytes[start..<min(start + chunkBytes, bytes.count)])
-        return .weightsChunk(WeightsChunk(version: version, chunkIndex: chunkIndex, chunkCount: UInt32(clamping: count),
-                                          totalBytes: UInt64(bytes.count), data: data))
+        return .weightsChunk(WeightsChunk(version: version, chunkIndex: chunkIndex, chunkCount: UInt32(clamping: published.checksums.count),
+                                          totalBytes: UInt64(bytes.count), checksum: published.checksums[Int(chunkIndex)], data: data))
     }
 }
 
 /// A worker's side: collects the chunks of one version and yields the bytes when all arrived
 /// and add up. Chunk checksums are verified by the codec on decode.
+///
+/// Up to ``window`` chunks are asked for at once (``takeRequests()``), so the coordinator
+/// serves the next chunk while the worker verifies the one it just received. Each chunk is
+/// copied to its place in the final buffer as it arrives (every chunk but the last has the
+/// size of the first non-last one), so a version is held once, not once in chunks and once whole.
 public struct WeightsAssembler: Sendable {
     public let version: UInt64
-    private var chunks: [UInt32: [UInt8]] = [:]
+    /// Chunks in flight at most: two keep both ends busy; more would only queue bytes.
+    public static let window = 2
     private var chunkCount: UInt32?
     private var totalBytes: UInt64?
+    /// The size of every chunk but the last, once a non-last chunk (or the only one) arrived.
+    private var chunkBytes: Int?
+    /// Chunks that arrived before ``chunkBytes`` was known.
+    private var early: [UInt32: [UInt8]] = [:]
+    private var received: Set<UInt32> = []
+    private var bytes: [UInt8] = []
+    /// Asked for and not yet received.
+    private var requested: Set<UInt32> = []
 
     public init(version: UInt64) { self.version = version }
 
     /// The next chunk index to request, nil once every chunk is in.
     public var nextMissingChunk: UInt32? {
         guard let count = chunkCount else { return 0 }
-        return (0..<count).first { chunks[$0] == nil }
+        return (0..<count).first { !received.contains($0) && early[$0] == nil }
     }
 
-    /// Adds a chunk; throws when it contradicts earlier chunks (count, total) or the version.
-    /// Returns the complete weights once the last chunk is in.
+    /// The chunks to request now, marked as requested: chunk 0 until the count is known, then
+    /// missing chunks in order while fewer than ``window`` are in flight.
+    public mutating func takeRequests() -> [UInt32] {
+        guard let count = chunkCount else {
+            return requested.insert(0).inserted ? [0] : []
+        }
+        var taken: [UInt32] = []
+        var index: UInt32 = 0
+        while requested.count < Self.window && index < count {
+            if !received.contains(index) && early[index] == nil && requested.insert(index).inserted { taken.append(index) }
+            index += 1
+        }
+        return taken
+    }
+
+    /// Adds a chunk; throws when it contradicts earlier chunks (count, total, sizes) or the
+    /// version. Returns the complete weights once the last chunk is in.
     public mutating func add(_ chunk: WeightsChunk) throws(ProtocolError) -> [UInt8]? {
         guard chunk.version == version else {
             throw .invalidValue(field: "WEIGHTS_CHUNK.version", reason: "expected \(version), got \(chunk.version)")
@@ -69,14 +124,54 @@ public struct WeightsAssembler: Sendable {
         }
         chunkCount = chunk.chunkCount
         totalBytes = chunk.totalBytes
-        chunks[chunk.chunkIndex] = chunk.data
-        guard nextMissingChunk == nil else { return nil }
-        var bytes: [UInt8] = []
-        for i in 0..<chunk.chunkCount { bytes.append(contentsOf: chunks[i] ?? []) }
-        guard UInt64(bytes.count) == chunk.totalBytes else {
-            chunks = [:]
-            throw .invalidValue(field: "WEIGHTS_CHUNK.total_bytes", reason: "chunks add up to \(bytes.count) bytes, declared \(chunk.totalBytes)")
+        requested.remove(chunk.chunkIndex)
+        let last = chunk.chunkCount - 1
+        if chunkBytes == nil && (chunk.chunkIndex < last || chunk.chunkCount == 1) {
+            chunkBytes = chunk.chunkCount == 1 ? Int(chunk.totalBytes) : chunk.data.count
         }
+        guard let size = chunkBytes else {
+            early[chunk.chunkIndex] = chunk.data
+            return nil
+        }
+        let total = Int(chunk.totalBytes), full = Int(last) * size
+        var arrived = early
+        early = [:]
+        arrived[chunk.chunkIndex] = chunk.data
+        for (index, data) in arrived {
+            let offset = Int(index) * size
+            var fault: ProtocolError?
+            if index == last {
+                if full + data.count != total {
+                    fault = .invalidValue(field: "WEIGHTS_CHUNK.total_bytes", reason: "chunks add up to \(full + data.count) bytes, declared \(total)")
+                }
+            } else if data.count != size {
+                fault = .invalidValue(field: "WEIGHTS_CHUNK.data", reason: "chunk \(index) has \(data.count) bytes, the chunks before the last \(size)")
+            } else if offset + size > total {
+                fault = .invalidValue(field: "WEIGHTS_CHUNK.total_bytes", reason: "chunk \(index) ends at byte \(offset + size), beyond \(total)")
+            }
+            if let fault {
+                reset()
+                throw fault
+            }
+            if bytes.isEmpty && total > 0 {
+                // Every byte is written by a chunk before the buffer is handed out.
+                bytes = [UInt8](unsafeUninitializedCapacity: total) { _, initialized in initialized = total }
+            }
+            bytes.withUnsafeMutableBytes { out in
+                data.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: out[offset ..< offset + data.count]).copyMemory(from: $0) }
+            }
+            received.insert(index)
+        }
+        guard received.count == Int(chunk.chunkCount) else { return nil }
+        defer { bytes = [] }
         return bytes
+    }
+
+    private mutating func reset() {
+        chunkBytes = nil
+        early = [:]
+        received = []
+        bytes = []
+        requested = []
     }
 }

@@ -34,9 +34,12 @@ public struct RolloutSampling: Sendable, Equatable {
 /// - **Stage 2**: per pair, the plan turns the criteria outputs into evaluation requests (none
 ///   under a criteria set that does not parse). The requests of one criteria set share a prefix
 ///   (the criteria prompt, the criteria output through its `⟨eos⟩`, and whatever else all of
-///   them share); it is prefilled once per generator and its 2·ne evaluations are generated as
-///   one batch continuing it. The engine takes one prefix per call, so criteria sets run one
-///   after another.
+///   them share); it is prefilled once per generator, then the evaluations of every criteria
+///   set of every pair are decoded as one batch (`Generator.generate(groups:)`), each group
+///   continuing its own prefix, and scored by the reference in one pass (`score(groups:)`).
+///   A decode step streams all the weights whatever the batch, so one batch of
+///   pairs · nc · 2·ne rows costs far less than that many batches of 2·ne (on SmolLM2-135M a
+///   step of 16 rows takes about as long as two of 4; BENCHMARKS.md, issue 25).
 ///
 /// Every trajectory carries the policy's behaviour log-probs (at the task's temperature) and the
 /// reference model's teacher-forced log-probs of the same tokens after the same prompt, at the
@@ -90,16 +93,29 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
     // MARK: - Weights
 
     public func prepare(policyVersion: UInt64, weights: [UInt8]) throws {
-        let decoded = try decode(weights, what: "policy version \(policyVersion)")
         try lock.withLock {
-            policy = try Self.load(decoded, into: policy, stopTokens: format.chat.stopTokens)
+            policy = try load(wire: weights, into: policy, what: "policy version \(policyVersion)")
             loadedPolicyVersion = policyVersion
         }
     }
 
     public func prepareReference(weights: [UInt8]) throws {
-        let decoded = try decode(weights, what: "reference")
-        try lock.withLock { reference = try Self.load(decoded, into: reference, stopTokens: format.chat.stopTokens) }
+        try lock.withLock { reference = try load(wire: weights, into: reference, what: "reference") }
+    }
+
+    /// Decodes wire weights into the existing generator's own buffer (a new version reuses the
+    /// old one's memory), or into a new generator. Call with the lock held.
+    private func load(wire bytes: [UInt8], into generator: Generator?, what: String) throws -> Generator {
+        do {
+            try ModelWeights.checkWire(bytes, count: ParameterLayout(model).totalCount)
+        } catch {
+            throw CermError.invalid("\(what) weights: \(error)")
+        }
+        guard let generator else {
+            return try Self.load(try ModelWeights(config: model, wireBytes: bytes), into: nil, stopTokens: format.chat.stopTokens)
+        }
+        generator.updateParameters { ModelWeights.decodeWire(bytes, into: $0) }
+        return generator
     }
 
     /// Loads policy weights directly (tests, local evaluation); the version is recorded as given.
@@ -115,14 +131,6 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
     public func load(reference weights: ModelWeights) throws {
         try checkArchitecture(weights, what: "reference")
         try lock.withLock { reference = try Self.load(weights, into: reference, stopTokens: format.chat.stopTokens) }
-    }
-
-    private func decode(_ bytes: [UInt8], what: String) throws -> ModelWeights {
-        do {
-            return try ModelWeights(config: model, wireBytes: bytes)
-        } catch {
-            throw CermError.invalid("\(what) weights: \(error)")
-        }
     }
 
     private func checkArchitecture(_ weights: ModelWeights, what: String) throws {
@@ -165,20 +173,19 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
             var trajectories: [Trajectory]
             switch mode {
             case .cerm:
-                trajectories = try Self.sample(items.flatMap(plan.criteriaRequests(for:)), sampling, models)
+                trajectories = try Self.sample([items.flatMap(plan.criteriaRequests(for:))], sharingPrefixes: false, sampling, models)
                 var outputs: [UInt64: [Int: [TokenID]]] = [:]
                 for t in trajectories {
                     outputs[t.id.pairID, default: [:]][t.id.criteriaIndex] = t.tokens.map { TokenID(truncatingIfNeeded: $0) }
                 }
-                for item in items {
+                trajectories += try Self.evaluate(items.map { item in
                     let byIndex = outputs[item.pairID] ?? [:]
-                    let criteriaOutputs = (0..<plan.nc).map { byIndex[$0] ?? [] }
-                    trajectories += try Self.evaluate(item: item, criteriaOutputs: criteriaOutputs, plan: plan, sampling, models)
-                }
+                    return (item, (0..<plan.nc).map { byIndex[$0] ?? [] })
+                }, plan: plan, sampling, models)
             case .par:
-                trajectories = try Self.sample(items.flatMap { plan.judgmentRequests(for: $0) }, sampling, models)
+                trajectories = try Self.sample([items.flatMap { plan.judgmentRequests(for: $0) }], sharingPrefixes: false, sampling, models)
             case .pairwise:
-                trajectories = try Self.sample(items.flatMap { plan.comparisonRequests(for: $0) }, sampling, models)
+                trajectories = try Self.sample([items.flatMap { plan.comparisonRequests(for: $0) }], sharingPrefixes: false, sampling, models)
             }
             return trajectories.sorted { $0.id < $1.id }
         }
@@ -197,7 +204,7 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
     /// Stage 1 alone: the criteria trajectories of `items` (one batched generation).
     public func criteriaStage(items: [RolloutItem], plan: RolloutPlan, sampling: RolloutSampling) throws -> [Trajectory] {
         try lock.withLock {
-            try Self.sample(items.flatMap(plan.criteriaRequests(for:)), sampling, try loadedModels())
+            try Self.sample([items.flatMap(plan.criteriaRequests(for:))], sharingPrefixes: false, sampling, try loadedModels())
         }
     }
 
@@ -206,9 +213,14 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
     /// in canonical order. Criteria sets that do not parse get no evaluations.
     public func evaluationStage(item: RolloutItem, criteriaOutputs: [[TokenID]], plan: RolloutPlan,
                                 sampling: RolloutSampling) throws -> [Trajectory] {
-        try lock.withLock {
-            try Self.evaluate(item: item, criteriaOutputs: criteriaOutputs, plan: plan, sampling, try loadedModels())
-        }
+        try evaluationStage([(item, criteriaOutputs)], plan: plan, sampling: sampling)
+    }
+
+    /// Stage 2 of several pairs at once, as ``run(task:)`` does it: each pair with the generated
+    /// tokens of its criteria trajectories.
+    public func evaluationStage(_ pairs: [(item: RolloutItem, criteriaOutputs: [[TokenID]])], plan: RolloutPlan,
+                                sampling: RolloutSampling) throws -> [Trajectory] {
+        try lock.withLock { try Self.evaluate(pairs, plan: plan, sampling, try loadedModels()) }
     }
 
     // MARK: - Sampling
@@ -228,20 +240,19 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
         return Models(policy: policy, reference: reference, chat: format.chat)
     }
 
-    private static func evaluate(item: RolloutItem, criteriaOutputs: [[TokenID]], plan: RolloutPlan,
+    private static func evaluate(_ pairs: [(item: RolloutItem, criteriaOutputs: [[TokenID]])], plan: RolloutPlan,
                                  _ sampling: RolloutSampling, _ models: Models) throws -> [Trajectory] {
-        let requests = plan.evaluationRequests(for: item, criteriaOutputs: criteriaOutputs).requests
+        let requests = pairs.flatMap { plan.evaluationRequests(for: $0.item, criteriaOutputs: $0.criteriaOutputs).requests }
         // Requests of one criteria set are contiguous in the plan's canonical order.
-        var trajectories: [Trajectory] = []
-        var start = requests.startIndex
-        while start < requests.endIndex {
-            let criteriaIndex = requests[start].id.criteriaIndex
-            var end = start
-            while end < requests.endIndex && requests[end].id.criteriaIndex == criteriaIndex { end += 1 }
-            trajectories += try sampleSharingPrefix(Array(requests[start..<end]), sampling, models)
-            start = end
+        var sets: [[RolloutRequest]] = []
+        for request in requests {
+            if let last = sets.last?.last, last.id.pairID == request.id.pairID, last.id.criteriaIndex == request.id.criteriaIndex {
+                sets[sets.count - 1].append(request)
+            } else {
+                sets.append([request])
+            }
         }
-        return trajectories
+        return try sample(sets, sharingPrefixes: true, sampling, models)
     }
 
     /// The requests whose prompt fits the context, and empty `context` trajectories for the rest.
@@ -259,40 +270,43 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
         return (fitting, overflow)
     }
 
-    /// Generates `requests` as one batch from their whole prompts and scores the outputs with the reference.
-    private static func sample(_ requests: [RolloutRequest], _ sampling: RolloutSampling, _ models: Models) throws -> [Trajectory] {
-        let (fitting, overflow) = splitByContext(requests, maxSeqLen: models.maxSeqLen)
-        guard !fitting.isEmpty else { return overflow }
-        let results = try models.policy.generate(requests: fitting.map {
-            GenerationRequest(prompt: $0.promptTokens, seed: $0.seed, maxNewTokens: $0.maxTokens,
-                              temperature: sampling.temperature, topP: sampling.topP)
+    /// Generates the requests of all `groups` as one batch and scores the outputs with the
+    /// reference in one pass, in canonical order. With `sharingPrefixes`, each group's longest
+    /// common prompt prefix is prefilled once on each model and its requests continue it (a group
+    /// sharing nothing runs from whole prompts); the kernels are batch-invariant, so every
+    /// trajectory is bitwise what its group, or its request, would give alone.
+    private static func sample(_ groups: [[RolloutRequest]], sharingPrefixes: Bool, _ sampling: RolloutSampling,
+                               _ models: Models) throws -> [Trajectory] {
+        var overflow: [Trajectory] = []
+        var batches: [(requests: [RolloutRequest], prefix: [TokenID])] = []
+        for group in groups {
+            let (fitting, over) = splitByContext(group, maxSeqLen: models.maxSeqLen)
+            overflow += over
+            guard let first = fitting.first else { continue }
+            // Each continuation keeps at least one prompt token of its own.
+            let shared = sharingPrefixes
+                ? min(commonPrefixLength(fitting.map(\.promptTokens)), (fitting.map(\.promptTokens.count).min() ?? 0) - 1) : 0
+            batches.append((fitting, Array(first.promptTokens[..<max(0, shared)])))
+        }
+        guard !batches.isEmpty else { return overflow.sorted { $0.id < $1.id } }
+        func own(_ request: RolloutRequest, after prefix: [TokenID]) -> [TokenID] { Array(request.promptTokens[prefix.count...]) }
+        let results = try models.policy.generate(groups: batches.map { batch in
+            PrefixedGenerations(prefix: batch.prefix.isEmpty ? nil : try models.policy.prefill(prefix: batch.prefix), requests: batch.requests.map {
+                GenerationRequest(prompt: own($0, after: batch.prefix), seed: $0.seed, maxNewTokens: $0.maxTokens,
+                                  temperature: sampling.temperature, topP: sampling.topP)
+            })
         })
-        let referenceLogprobs = try models.reference.score(zip(fitting, results).map {
-            ScoringRequest(prompt: $0.promptTokens, tokens: $1.tokens, temperature: sampling.temperature)
+        let referenceLogprobs = try models.reference.score(groups: zip(batches, results).map { batch, generated in
+            PrefixedScorings(prefix: batch.prefix.isEmpty ? nil : try models.reference.prefill(prefix: batch.prefix),
+                             requests: zip(batch.requests, generated).map {
+                                 ScoringRequest(prompt: own($0, after: batch.prefix), tokens: $1.tokens, temperature: sampling.temperature)
+                             })
         })
-        return try assemble(fitting, results, referenceLogprobs, models.chat) + overflow
-    }
-
-    /// Generates `requests` continuing their longest common prompt prefix, prefilled once on each
-    /// model; falls back to ``sample(_:_:_:)`` when they share nothing.
-    private static func sampleSharingPrefix(_ requests: [RolloutRequest], _ sampling: RolloutSampling,
-                                            _ models: Models) throws -> [Trajectory] {
-        let (fitting, overflow) = splitByContext(requests, maxSeqLen: models.maxSeqLen)
-        guard !fitting.isEmpty else { return overflow }
-        // Each continuation keeps at least one prompt token of its own.
-        let prefixLength = min(commonPrefixLength(fitting.map(\.promptTokens)), (fitting.map(\.promptTokens.count).min() ?? 0) - 1)
-        guard prefixLength > 0 else { return try sample(fitting, sampling, models) + overflow }
-        let prefix = Array(fitting[0].promptTokens[..<prefixLength])
-        let policyPrefix = try models.policy.prefill(prefix: prefix)
-        let results = try models.policy.generate(continuing: policyPrefix, requests: fitting.map {
-            GenerationRequest(prompt: Array($0.promptTokens[prefixLength...]), seed: $0.seed, maxNewTokens: $0.maxTokens,
-                              temperature: sampling.temperature, topP: sampling.topP)
-        })
-        let referencePrefix = try models.reference.prefill(prefix: prefix)
-        let referenceLogprobs = try models.reference.score(zip(fitting, results).map {
-            ScoringRequest(prompt: Array($0.promptTokens[prefixLength...]), tokens: $1.tokens, temperature: sampling.temperature)
-        }, continuing: referencePrefix)
-        return try assemble(fitting, results, referenceLogprobs, models.chat) + overflow
+        var trajectories = overflow
+        for (batch, (generated, reference)) in zip(batches, zip(results, referenceLogprobs)) {
+            trajectories += try assemble(batch.requests, generated, reference, models.chat)
+        }
+        return trajectories.sorted { $0.id < $1.id }
     }
 
     static func commonPrefixLength(_ sequences: [[TokenID]]) -> Int {

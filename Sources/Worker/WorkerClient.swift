@@ -373,7 +373,15 @@ struct WorkerSession {
     func fetch(_ version: UInt64, state: inout State) -> Bool {
         if state.fetching != nil { return true }
         state.fetching = WeightsAssembler(version: version)
-        return send(.weightsRequest(version: version, chunkIndex: 0), state: &state)
+        return requestChunks(state: &state)
+    }
+
+    /// Requests what the outstanding fetch's assembler asks for; false when the socket failed.
+    private func requestChunks(state: inout State) -> Bool {
+        guard var assembler = state.fetching else { return true }
+        let indices = assembler.takeRequests()
+        state.fetching = assembler
+        return indices.allSatisfy { send(.weightsRequest(version: assembler.version, chunkIndex: $0), state: &state) }
     }
 
     /// Adds a chunk of the outstanding fetch and requests the next; nil to continue.
@@ -394,14 +402,12 @@ struct WorkerSession {
                 return nil
             }
             state.fetching = assembler
-            if let next = assembler.nextMissingChunk {
-                _ = send(.weightsRequest(version: chunk.version, chunkIndex: next), state: &state)
-            }
+            _ = requestChunks(state: &state)
         } catch {
             // Inconsistent chunks: start this version over.
             logger.warning("weights v\(chunk.version) chunks inconsistent (\(error)); fetching again")
             state.fetching = WeightsAssembler(version: chunk.version)
-            _ = send(.weightsRequest(version: chunk.version, chunkIndex: 0), state: &state)
+            _ = requestChunks(state: &state)
         }
         return nil
     }

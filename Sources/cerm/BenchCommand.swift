@@ -9,12 +9,13 @@ import Tokenizers
 
 /// `cerm bench engine`: the engine's speed against the machine's own sgemm, in one run;
 /// `cerm bench tokenizer`: encoding speed on one thread; `cerm bench learner` and `cerm bench worker`:
-/// one learner update and one worker's batch on a given model (time; peak memory with `/usr/bin/time -v`).
+/// one learner update and one worker's batch on a given model (time; peak memory with `/usr/bin/time -v`);
+/// `cerm bench rollout` and `cerm bench weights`: a worker's rollout and a weight broadcast at a config's shapes.
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks (release build recommended).",
-        subcommands: [Engine_.self, Tokenizer_.self, Learner_.self, Worker_.self])
+        subcommands: [Engine_.self, Tokenizer_.self, Learner_.self, Worker_.self, Rollout_.self, Weights_.self])
 
     struct Engine_: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -91,21 +92,26 @@ struct BenchCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "worker",
             abstract: "One worker batch with the given model: the policy samples a batch of random prompts, the reference scores the outputs.",
-            discussion: "The two generators a worker holds (policy and reference, each with its weights and KV cache). No stop tokens, so every row runs to its full length. Measure its peak memory with /usr/bin/time -v.")
+            discussion: "The two generators a worker holds (policy and reference, each with its weights and KV cache). No stop tokens, so every row runs to its full length. Each batch size is measured twice: prefill alone (one new token), then the whole generation; decode tokens/s is the difference. Measure its peak memory with /usr/bin/time -v.")
 
         @Option(help: "The model: a GGUF file, a Hugging Face model directory or a cerm weights file.")
         var model: String
-        @Option(help: "Sequences in the batch.")
-        var batch: Int = 32
+        @Option(help: "Sequences in the batch; several sizes comma-separated (e.g. 1,4,16,32).")
+        var batch: String = "32"
         @Option(help: "Prompt tokens per sequence.")
         var prompt: Int = 256
         @Option(help: "New tokens per sequence.")
         var newTokens: Int = 256
         @Option(help: "BLAS threads.")
         var threads: Int = 1
+        @Flag(help: "Leave out the reference scoring.")
+        var skipScoring = false
 
         func run() throws {
-            guard batch > 0, prompt > 0, newTokens > 0 else { throw ValidationError("--batch, --prompt and --new-tokens must be positive") }
+            let batches = batch.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard !batches.isEmpty, batches.allSatisfy({ $0 > 0 }), prompt > 0, newTokens > 0 else {
+                throw ValidationError("--batch, --prompt and --new-tokens must be positive")
+            }
             do {
                 let weights = try WeightsFile.load(path: model).weights
                 let c = weights.config
@@ -116,19 +122,32 @@ struct BenchCommand: ParsableCommand {
                 let policy = try Generator(config: c, parameters: weights.values)
                 let reference = try Generator(config: c, parameters: weights.values)
                 policy.stopTokens = []
-                var rng = SplitMix64(seed: 1)
-                let requests = (0..<batch).map { index in
-                    GenerationRequest(prompt: (0..<prompt).map { _ in TokenID(rng.below(c.vocabSize)) }, seed: UInt64(index),
-                                      maxNewTokens: newTokens, temperature: 1)
+                for batch in batches {
+                    var rng = SplitMix64(seed: 1)
+                    let requests = (0..<batch).map { index in
+                        GenerationRequest(prompt: (0..<prompt).map { _ in TokenID(rng.below(c.vocabSize)) }, seed: UInt64(index),
+                                          maxNewTokens: newTokens, temperature: 1)
+                    }
+                    let prefillStart = Date()
+                    _ = try policy.generate(requests: requests.map { var r = $0; r.maxNewTokens = 1; return r })
+                    let prefill = Date().timeIntervalSince(prefillStart)
+                    let start = Date()
+                    let results = try policy.generate(requests: requests)
+                    let generated = Date().timeIntervalSince(start)
+                    var scoring = 0.0
+                    if !skipScoring {
+                        let scoreStart = Date()
+                        _ = try reference.score(zip(requests, results).map { ScoringRequest(prompt: $0.prompt, tokens: $1.tokens) })
+                        scoring = Date().timeIntervalSince(scoreStart)
+                    }
+                    let tokens = results.reduce(0) { $0 + $1.tokens.count }
+                    // The first token of each row comes from the prefill.
+                    let decode = max(generated - prefill, 1e-9)
+                    print(String(format: "worker batch: %d × (%d prompt + %d new) tokens, BLAS threads %d: generated %d tokens in %.1f s (%.0f tokens/s); prefill %.2f s, decode %.1f tokens/s (%.1f ms a step); reference scoring %.1f s (%.0f tokens/s)",
+                                 batch, prompt, newTokens, threads, tokens, generated, Double(tokens) / generated, prefill,
+                                 Double(tokens - batch) / decode, 1000 * decode / Double(max(1, newTokens - 1)),
+                                 scoring, skipScoring ? 0 : Double(batch * (prompt + newTokens)) / scoring))
                 }
-                let start = Date()
-                let results = try policy.generate(requests: requests)
-                let generated = Date().timeIntervalSince(start)
-                _ = try reference.score(zip(requests, results).map { ScoringRequest(prompt: $0.prompt, tokens: $1.tokens) })
-                let tokens = results.reduce(0) { $0 + $1.tokens.count }
-                print(String(format: "worker batch: %d × (%d prompt + %d new) tokens, BLAS threads %d: generated %d tokens in %.1f s (%.0f tokens/s), reference scoring %.1f s",
-                             batch, prompt, newTokens, threads, tokens, generated, Double(tokens) / generated,
-                             Date().timeIntervalSince(start) - generated))
             } catch let error as ValidationError {
                 throw error
             } catch {

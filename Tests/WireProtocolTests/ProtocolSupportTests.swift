@@ -167,6 +167,40 @@ import Testing
         #expect(result == blob)
     }
 
+    @Test func assemblerRequestsTwoChunksAheadAndPlacesThemInAnyOrder() throws {
+        let blob = (0..<2500).map { UInt8(truncatingIfNeeded: $0 &* 13) }
+        var publisher = WeightsPublisher(chunkBytes: 1024, retain: 2)
+        publisher.publish(version: 3, bytes: blob)
+        func chunk(_ index: UInt32) throws -> WeightsChunk {
+            guard case let .weightsChunk(chunk) = publisher.reply(version: 3, chunkIndex: index) else { throw CermError.invalid("no chunk \(index)") }
+            #expect(chunk.checksum == Checksum.fnv1a64(chunk.data))
+            return chunk
+        }
+        var assembler = WeightsAssembler(version: 3)
+        // Chunk 0 alone until the count is known, then up to two in flight.
+        #expect(assembler.takeRequests() == [0])
+        #expect(assembler.takeRequests() == [])
+        // The last chunk first: its size says nothing of the others', so it waits.
+        #expect(try assembler.add(try chunk(2)) == nil)
+        #expect(assembler.takeRequests() == [1])
+        #expect(try assembler.add(try chunk(1)) == nil)
+        #expect(assembler.takeRequests() == [])
+        #expect(try assembler.add(try chunk(0)) == blob)
+    }
+
+    @Test func assemblerRejectsAChunkOfAnotherSize() throws {
+        var assembler = WeightsAssembler(version: 2)
+        #expect(try assembler.add(WeightsChunk(version: 2, chunkIndex: 0, chunkCount: 3, totalBytes: 6, data: [1, 2])) == nil)
+        #expect(throws: ProtocolError.invalidValue(field: "WEIGHTS_CHUNK.data", reason: "chunk 1 has 3 bytes, the chunks before the last 2")) {
+            try assembler.add(WeightsChunk(version: 2, chunkIndex: 1, chunkCount: 3, totalBytes: 6, data: [3, 4, 5]))
+        }
+        // Started over: the version assembles from consistent chunks.
+        #expect(assembler.nextMissingChunk == 0)
+        #expect(try assembler.add(WeightsChunk(version: 2, chunkIndex: 2, chunkCount: 3, totalBytes: 6, data: [5, 6])) == nil)
+        #expect(try assembler.add(WeightsChunk(version: 2, chunkIndex: 0, chunkCount: 3, totalBytes: 6, data: [1, 2])) == nil)
+        #expect(try assembler.add(WeightsChunk(version: 2, chunkIndex: 1, chunkCount: 3, totalBytes: 6, data: [3, 4])) == [1, 2, 3, 4, 5, 6])
+    }
+
     @Test func oldVersionsBecomeUnavailable() throws {
         var publisher = WeightsPublisher(chunkBytes: 4, retain: 2)
         for v: UInt64 in 1...3 { publisher.publish(version: v, bytes: [UInt8(v)]) }

@@ -232,6 +232,49 @@ enum ExecutorFixture {
         #expect(direct.map { $0.tokens.map { UInt32($0) } } == evaluations.map(\.tokens))
     }
 
+    /// Stage 2 decodes the evaluations of every criteria set of every pair in one batch, each
+    /// group continuing its own prefix: every trajectory must be bitwise what its request gives
+    /// alone, from its whole prompt, on a fresh generator (batch invariance), whatever the other
+    /// prompts' lengths and wherever the other rows stop.
+    @Test func batchedStageTwoMatchesEachRequestAlone() throws {
+        let parameters = RolloutParameters(nc: 2, ne: 2, criteriaMaxTokens: 12, evaluationMaxTokens: 40, temperature: 0.7, topP: 0.95)
+        let task = F.task(F.pairs, parameters: parameters)
+        let plan = F.plan(task)
+        let sampling = RolloutSampling(parameters: parameters)
+        // Two different criteria sets, so groups have prefixes of different lengths.
+        let other = CompactFormat().outputTokens(text: CompactFormat().criteriaText(analysis: "longer analysis", items: ["correct", "complete", "brief"]))
+        let work = task.pairs.map { (item: F.item($0), criteriaOutputs: [F.validCriteria, other]) }
+        let requests = work.flatMap { plan.evaluationRequests(for: $0.item, criteriaOutputs: $0.criteriaOutputs).requests }
+        // A context that lets the shortest prompts spend their budget and cuts the longer ones
+        // earlier, each at its own step: rows leave the batch at different steps.
+        let config = F.model(maxSeqLen: (requests.map(\.promptTokens.count).min() ?? 0) + 40)
+        let executor = try F.executor(model: config)
+        let batched = try executor.evaluationStage(work, plan: plan, sampling: sampling)
+        #expect(batched.map(\.id) == requests.map(\.id).sorted())
+        #expect(batched.count == 3 * 2 * 2 * 2)
+
+        let policy = try Generator(config: config, parameters: F.weights(config, seed: 1).values)
+        let reference = try Generator(config: config, parameters: F.weights(config, seed: 2).values)
+        let byID = Dictionary(uniqueKeysWithValues: requests.map { ($0.id, $0) })
+        for t in batched {
+            let request = try #require(byID[t.id])
+            let alone = try policy.generate(requests: [GenerationRequest(prompt: request.promptTokens, seed: request.seed, maxNewTokens: request.maxTokens,
+                                                                         temperature: 0.7, topP: 0.95)])[0]
+            #expect(t.tokens == alone.tokens.map { UInt32($0) }, "\(t.id)")
+            #expect(t.behaviourLogprobs.map(\.bitPattern) == alone.logProbs.map(\.bitPattern), "\(t.id)")
+            #expect(t.finishReason == EngineRolloutExecutor.finishReason(alone, maxTokens: request.maxTokens), "\(t.id)")
+            let scored = try reference.scoreContinuation(prompt: request.promptTokens, tokens: alone.tokens, temperature: 0.7)
+            #expect(t.referenceLogprobs.map(\.bitPattern) == scored.map(\.bitPattern), "\(t.id)")
+        }
+        // The batch mixed prompt lengths, rows cut short at several lengths and rows that ran to the budget.
+        #expect(Set(requests.map(\.promptTokens.count)).count > 2)
+        #expect(Set(batched.filter { $0.finishReason != .length }.map(\.tokens.count)).count > 1)
+        #expect(batched.contains { $0.finishReason == .length && $0.tokens.count == 40 })
+        // One pair at a time gives the same trajectories.
+        let oneAtATime = try work.flatMap { try executor.evaluationStage(item: $0.item, criteriaOutputs: $0.criteriaOutputs, plan: plan, sampling: sampling) }
+        #expect(oneAtATime.sorted { $0.id < $1.id } == batched)
+    }
+
     @Test func noValidCriteriaMeansNoEvaluations() throws {
         let executor = try F.executor()
         let task = F.task()

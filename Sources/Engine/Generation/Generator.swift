@@ -118,6 +118,14 @@ public final class Generator {
         ropeSines.deallocate()
     }
 
+    /// Rewrites the weights in place (same layout): `body` must set every value. Reuses the
+    /// buffer when no one else holds it, where ``setParameters(_:)`` takes a new one (0.5 GB of
+    /// fresh pages for a 135M model). Shared prefixes computed before become invalid.
+    public func updateParameters(_ body: (UnsafeMutableBufferPointer<Float>) throws -> Void) rethrows {
+        try parameters.withUnsafeMutableBufferPointer { try body($0) }
+        parametersVersion += 1
+    }
+
     /// Replaces the weights (same layout). Shared prefixes computed before become invalid.
     public func setParameters(_ parameters: [Float]) throws {
         guard parameters.count == layout.totalCount else {

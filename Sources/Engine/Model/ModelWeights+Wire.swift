@@ -7,34 +7,52 @@ import Shared
 extension ModelWeights {
     /// `layout.totalCount · 4` bytes, little-endian float32.
     public var wireBytes: [UInt8] {
-        values.withUnsafeBufferPointer { floats in
-            var bytes = [UInt8](repeating: 0, count: floats.count * 4)
-            bytes.withUnsafeMutableBufferPointer { out in
-                for (i, f) in floats.enumerated() {
-                    let bits = f.bitPattern.littleEndian
-                    out[4 * i] = UInt8(truncatingIfNeeded: bits)
-                    out[4 * i + 1] = UInt8(truncatingIfNeeded: bits >> 8)
-                    out[4 * i + 2] = UInt8(truncatingIfNeeded: bits >> 16)
-                    out[4 * i + 3] = UInt8(truncatingIfNeeded: bits >> 24)
+        values.withUnsafeBytes { floats in
+            // Every byte is written below: no zero-filling of 0.5 GB first.
+            [UInt8](unsafeUninitializedCapacity: floats.count) { out, initialized in
+                #if _endian(little)
+                // The wire order is the memory order: one copy instead of a loop over bytes.
+                UnsafeMutableRawBufferPointer(out).copyMemory(from: floats)
+                #else
+                for i in 0..<floats.count / 4 {
+                    UnsafeMutableRawBufferPointer(out).storeBytes(of: floats.load(fromByteOffset: 4 * i, as: UInt32.self).littleEndian,
+                                                                  toByteOffset: 4 * i, as: UInt32.self)
                 }
+                #endif
+                initialized = floats.count
             }
-            return bytes
         }
     }
 
     /// Rebuilds weights of `config` from ``wireBytes``; the byte count must match the layout.
     public init(config: TransformerConfig, wireBytes bytes: [UInt8]) throws {
-        let layout = ParameterLayout(config)
-        guard bytes.count == layout.totalCount * 4 else {
-            throw CermError.invalid("weights: \(bytes.count) bytes received, the model config needs \(layout.totalCount * 4) (\(layout.totalCount) float32 values)")
-        }
-        var values = [Float](repeating: 0, count: layout.totalCount)
-        bytes.withUnsafeBufferPointer { b in
-            for i in 0..<values.count {
-                let bits = UInt32(b[4 * i]) | UInt32(b[4 * i + 1]) << 8 | UInt32(b[4 * i + 2]) << 16 | UInt32(b[4 * i + 3]) << 24
-                values[i] = Float(bitPattern: bits)
-            }
+        let count = ParameterLayout(config).totalCount
+        try Self.checkWire(bytes, count: count)
+        // Every value is written by the decode: no zero-filling first.
+        let values = [Float](unsafeUninitializedCapacity: count) { out, initialized in
+            Self.decodeWire(bytes, into: out)
+            initialized = count
         }
         try self.init(config: config, values: values)
+    }
+
+    /// Throws unless `bytes` holds `count` float32 values.
+    public static func checkWire(_ bytes: [UInt8], count: Int) throws {
+        guard bytes.count == count * 4 else {
+            throw CermError.invalid("weights: \(bytes.count) bytes received, the model config needs \(count * 4) (\(count) float32 values)")
+        }
+    }
+
+    /// Decodes ``wireBytes`` (checked with ``checkWire(_:count:)``) into `out`.
+    public static func decodeWire(_ bytes: [UInt8], into out: UnsafeMutableBufferPointer<Float>) {
+        bytes.withUnsafeBytes { b in
+            #if _endian(little)
+            UnsafeMutableRawBufferPointer(out).copyMemory(from: b)
+            #else
+            for i in 0..<out.count {
+                out[i] = Float(bitPattern: UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
+            }
+            #endif
+        }
     }
 }
