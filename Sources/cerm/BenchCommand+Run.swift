@@ -69,7 +69,7 @@ extension BenchCommand {
 
                     let criteriaTokens = criteria.reduce(0) { $0 + $1.tokens.count }
                     let evaluationTokens = evaluations.reduce(0) { $0 + $1.tokens.count }
-                    let stopped = evaluations.filter { $0.finishReason == .stop }.count
+                    let stopped = evaluations.filter { $0.finishReason == .eos }.count
                     print(String(format: "task %d: stage 1 %d criteria, %d tokens in %.1f s (%.1f tokens/s); stage 2 %d evaluations (%d stopped early), %d tokens in %.1f s (%.1f tokens/s); task %.1f tokens/s",
                                  taskIndex, criteria.count, criteriaTokens, criteriaSeconds, Double(criteriaTokens) / criteriaSeconds,
                                  evaluations.count, stopped, evaluationTokens, evaluationSeconds, Double(evaluationTokens) / evaluationSeconds,
