@@ -6,24 +6,13 @@ import Shared
 /// Random truncations and byte changes of small valid files: every case loads or throws a
 /// ``CermError``, and none crashes the process (a crash would end the whole test run).
 @Suite struct RobustnessTests {
-    /// SplitMix64: a seeded, platform-independent stream, so a failing case can be replayed.
-    struct Random {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-    }
 
     /// `cases` damaged copies of `original`: the first half truncated at a random length, the
     /// rest with 1–4 bytes set to random values, half of them inside the first `headerSize`
     /// bytes (where the counts, lengths and offsets are).
     static func damagedCopies(of original: [UInt8], headerSize: Int, cases: Int, seed: UInt64) -> [(label: String, bytes: [UInt8])] {
-        var random = Random(state: seed)
+        // Shared's SplitMix64: seeded and platform-independent, so a failing case can be replayed.
+        var random = SplitMix64(seed: seed)
         return (0..<cases).map { index in
             if index < cases / 2 {
                 let length = random.below(original.count)

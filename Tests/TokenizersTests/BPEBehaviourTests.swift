@@ -161,20 +161,9 @@ final class BPEBehaviourTests: XCTestCase {
 
 /// Arbitrary text and damaged files: never a crash, text always round-trips, damage is an error naming the file.
 final class BPERobustnessTests: XCTestCase {
-    /// SplitMix64, so a failure reproduces.
-    private struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
 
     func testRandomScalarsRoundTrip() throws {
-        var generator = Generator(state: 23)
+        var generator = SplitMix64(seed: 23)
         let tokenizers = try ["gpt2", "llama3", "qwen2"].map { try BPETokenizer(tokenizerJSON: TokenizerFixtures.path("\($0).tokenizer.json")) }
         for _ in 0..<300 {
             var text = String.UnicodeScalarView()
@@ -196,7 +185,7 @@ final class BPERobustnessTests: XCTestCase {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent("tokenizer.json").path
-        var generator = Generator(state: 7)
+        var generator = SplitMix64(seed: 7)
         var errors = 0
         for _ in 0..<60 {
             var damaged = original
@@ -217,3 +206,6 @@ final class BPERobustnessTests: XCTestCase {
         XCTAssertGreaterThan(errors, 30)
     }
 }
+
+/// Shared's SplitMix64 as the standard library's generator protocol, so a failure reproduces.
+extension SplitMix64: RandomNumberGenerator {}
