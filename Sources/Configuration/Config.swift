@@ -670,7 +670,13 @@ public struct Config: Sendable, Equatable {
     /// refuse an otherwise identical worker.
     public var hash: UInt64 {
         let text = renderedSections().filter { ["model", "rollout", "reward"].contains($0.name) }
-            .map { "[\($0.name)]\n" + $0.lines.joined(separator: "\n") + "\n" }.joined()
+            .map { section in
+                // A pretrained model's architecture is the source's own: the coordinator sends it to
+                // workers, which do not read the source, so only what names the model counts.
+                let lines = section.name == "model" && model.isPretrained
+                    ? section.lines.filter { $0.hasPrefix("source = ") || $0.hasPrefix("chat_template = ") } : section.lines
+                return "[\(section.name)]\n" + lines.joined(separator: "\n") + "\n"
+            }.joined()
         return Checksum.fnv1a64(Array(text.utf8))
     }
 }

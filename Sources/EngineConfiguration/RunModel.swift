@@ -22,8 +22,11 @@ public struct RunModel: Sendable {
     public let source: String?
 
     /// cerm's own model: `[model]`'s architecture and the byte tokenizer.
-    public init(ownModel section: ModelSection) {
-        architecture = TransformerConfig(section)
+    public init(ownModel section: ModelSection) { self.init(architecture: TransformerConfig(section)) }
+
+    /// cerm's own model of architecture `architecture`, with the byte tokenizer.
+    public init(architecture: TransformerConfig) {
+        self.architecture = architecture
         tokenizer = nil
         chat = ByteChat()
         source = nil
@@ -102,6 +105,61 @@ public struct RunModel: Sendable {
         var bytes = Array(architecture.jsonString().utf8)
         if let tokenizer { bytes += tokenizer.canonicalBytes }
         return Checksum.fnv1a64(bytes)
+    }
+
+    /// What a coordinator serves its workers as ``WeightsVersion/model`` (docs/PROTOCOL.md, "The
+    /// run's model"), so a worker needs neither the source file nor its tokenizer: the magic
+    /// `CERMMOD1`, then three length-prefixed fields (u64 little-endian length, then bytes): the
+    /// architecture's JSON, the source as named in `model.source` (empty for cerm's own model),
+    /// and the tokenizer's ``StoredTokenizer/canonicalBytes`` (empty for the byte tokenizer).
+    public var wireDescription: [UInt8] {
+        var bytes = Self.descriptionMagic
+        func field(_ value: [UInt8]) {
+            withUnsafeBytes(of: UInt64(value.count).littleEndian) { bytes += $0 }
+            bytes += value
+        }
+        field(Array(architecture.jsonString().utf8))
+        field(Array((source ?? "").utf8))
+        field(tokenizer?.canonicalBytes ?? [])
+        return bytes
+    }
+
+    private static let descriptionMagic = Array("CERMMOD1".utf8)
+
+    /// The model a coordinator described in ``wireDescription``. Anything malformed (magic,
+    /// a field's length, the architecture's JSON, the tokenizer's bytes) is an error that says
+    /// which part.
+    public init(wireDescription bytes: [UInt8]) throws {
+        func fail(_ reason: String) -> CermError { .invalid("the coordinator's model description (\(bytes.count) bytes): \(reason)") }
+        guard bytes.starts(with: Self.descriptionMagic) else { throw fail("does not start with CERMMOD1") }
+        var offset = Self.descriptionMagic.count
+        func field(_ name: String) throws -> [UInt8] {
+            guard bytes.count - offset >= 8 else { throw fail("\(name): ends at byte \(offset)") }
+            var length: UInt64 = 0
+            for i in 0..<8 { length |= UInt64(bytes[offset + i]) << (8 * i) }
+            offset += 8
+            guard length <= UInt64(bytes.count - offset) else { throw fail("\(name): length \(length) runs past the end") }
+            defer { offset += Int(length) }
+            return Array(bytes[offset..<(offset + Int(length))])
+        }
+        let json = try field("architecture"), source = try field("source"), tokenizer = try field("tokenizer")
+        guard offset == bytes.count else { throw fail("\(bytes.count - offset) bytes after the tokenizer") }
+        let architecture: TransformerConfig
+        do {
+            architecture = try TransformerConfig.fromJSON(String(decoding: json, as: UTF8.self))
+            try architecture.validate()
+        } catch {
+            throw fail("architecture: \(error)")
+        }
+        let stored: StoredTokenizer?
+        do { stored = tokenizer.isEmpty ? nil : try StoredTokenizer(canonicalBytes: tokenizer) } catch { throw fail("\(error)") }
+        let name = String(decoding: source, as: UTF8.self)
+        guard let stored else {
+            guard name.isEmpty else { throw fail("source \(name) without a tokenizer") }
+            self = RunModel(architecture: architecture)
+            return
+        }
+        try self.init(architecture: architecture, tokenizer: stored, source: name)
     }
 
     /// One line for logs: the source and its template, or cerm's own model.

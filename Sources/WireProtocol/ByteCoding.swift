@@ -1,4 +1,4 @@
-/// Appends little-endian binary fields to a byte buffer (cerm protocol v2 body encoding).
+/// Appends little-endian binary fields to a byte buffer (cerm protocol v3 body encoding).
 public struct ByteWriter: Sendable {
     /// The bytes written so far.
     public private(set) var bytes: [UInt8]

@@ -113,18 +113,13 @@ public struct HelloMessage: Equatable, Sendable {
     public var protocolVersion: UInt16
     /// `Config.hash` of the worker's configuration.
     public var configHash: UInt64
-    /// `RunModel.fingerprint` of the worker's model: its architecture and tokenizer, which
-    /// every prompt and token id depends on (0 where none is known, as in tests).
-    public var modelFingerprint: UInt64
     public var kind: WorkerKind
 
-    public init(name: String, capacity: UInt16, protocolVersion: UInt16 = MessageCodec.version, configHash: UInt64,
-                modelFingerprint: UInt64 = 0, kind: WorkerKind) {
+    public init(name: String, capacity: UInt16, protocolVersion: UInt16 = MessageCodec.version, configHash: UInt64, kind: WorkerKind) {
         self.name = name
         self.capacity = capacity
         self.protocolVersion = protocolVersion
         self.configHash = configHash
-        self.modelFingerprint = modelFingerprint
         self.kind = kind
     }
 }
@@ -171,7 +166,7 @@ public struct WeightsChunk: Equatable, Sendable {
     }
 }
 
-/// Every message of cerm protocol v2 (docs/PROTOCOL.md, section 4).
+/// Every message of cerm protocol v3 (docs/PROTOCOL.md, section 4).
 public enum Message: Equatable, Sendable {
     case hello(HelloMessage)
     case welcome(WelcomeMessage)

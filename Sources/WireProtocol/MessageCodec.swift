@@ -2,12 +2,12 @@ import Configuration
 import Method
 import Shared
 
-/// Encodes ``Message``s to the two data frames of cerm protocol v2 and decodes them back with
+/// Encodes ``Message``s to the two data frames of cerm protocol v3 and decodes them back with
 /// exhaustive validation (docs/PROTOCOL.md). Decoding never traps: any input either yields a
 /// message that satisfies every rule of the protocol or a ``ProtocolError`` naming the fault.
 public struct MessageCodec: Sendable {
     /// The protocol version this codec speaks.
-    public static let version: UInt16 = 2
+    public static let version: UInt16 = 3
     /// ASCII `CERM`.
     public static let magic: [UInt8] = [0x43, 0x45, 0x52, 0x4D]
     /// Magic, version, type, flags, body length.
@@ -56,7 +56,6 @@ public struct MessageCodec: Sendable {
             w.u16(h.capacity)
             w.u16(h.protocolVersion)
             w.u64(h.configHash)
-            w.u64(h.modelFingerprint)
             w.u8(h.kind.rawValue)
         case let .welcome(m):
             w.u32(m.heartbeatIntervalMs)
@@ -178,10 +177,8 @@ public struct MessageCodec: Sendable {
             guard capacity >= 1 else { throw .invalidValue(field: "HELLO.capacity", reason: "must be at least 1") }
             let protocolVersion = try r.u16("HELLO.protocol_version")
             let configHash = try r.u64("HELLO.config_hash")
-            let modelFingerprint = try r.u64("HELLO.model_fingerprint")
             let kind = try enumValue(WorkerKind.self, "HELLO.kind", &r)
-            return .hello(HelloMessage(name: name, capacity: capacity, protocolVersion: protocolVersion, configHash: configHash,
-                                       modelFingerprint: modelFingerprint, kind: kind))
+            return .hello(HelloMessage(name: name, capacity: capacity, protocolVersion: protocolVersion, configHash: configHash, kind: kind))
         case .welcome:
             let interval = try r.u32("WELCOME.heartbeat_interval_ms")
             let timeout = try r.u32("WELCOME.heartbeat_timeout_ms")

@@ -54,12 +54,16 @@ public struct RolloutSampling: Sendable, Equatable {
 ///
 /// Calls are serialised by a lock (``WorkerClient`` makes them from one compute thread anyway).
 public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
-    /// The architecture both models share (from `[model]`).
-    public let model: TransformerConfig
-    /// The CE-RM prompt format (`rollout.format`).
-    public let format: any PromptFormat
+    /// The architecture both models share: given, or the coordinator's (nil until
+    /// ``prepareModel(description:)``).
+    public private(set) var model: TransformerConfig?
+    /// The CE-RM prompt format (`rollout.format`) rendered through the model's chat; nil until
+    /// the model is known.
+    public private(set) var format: (any PromptFormat)?
     /// Which rollout the tasks ask for (`reward.mode`).
     public let mode: RewardMode
+    /// The format to render through the coordinator's model, for an executor made to take it.
+    private let formatOfCoordinatorModel: PromptFormatName?
 
     private let logger: Logger
     private let lock = NSLock()
@@ -67,24 +71,60 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
     private var reference: Generator?
     private var loadedPolicyVersion: UInt64?
 
-    /// An executor for the run model, format and reward mode of `config` (`[model]` resolved
-    /// into `runModel`, whose chat renders the prompts and whose stop tokens end generation).
-    public convenience init(config: Config, runModel: RunModel, logger: Logger = Logger(label: "cerm.executor")) throws {
-        try self.init(model: runModel.architecture, format: runModel.promptFormat(config.rollout.format),
-                      mode: config.reward.mode, logger: logger)
+    /// A worker's executor: the format and reward mode of `config`, the model (architecture,
+    /// tokenizer, chat template) the coordinator describes in ``prepareModel(description:)``,
+    /// so the worker's host needs no model file of its own.
+    public init(takingCoordinatorModel config: Config, logger: Logger = Logger(label: "cerm.executor")) {
+        formatOfCoordinatorModel = config.rollout.format
+        mode = config.reward.mode
+        self.logger = logger
     }
 
     /// - Parameter logger: one info line per task (trajectories, tokens, valid criteria, time).
     /// - Throws: when the model's vocabulary cannot hold the byte tokenizer's tokens.
     public init(model: TransformerConfig, format: any PromptFormat, mode: RewardMode = .cerm,
                 logger: Logger = Logger(label: "cerm.executor")) throws {
+        try Self.checkVocabulary(model, format)
+        self.model = model
+        self.format = format
+        formatOfCoordinatorModel = nil
+        self.mode = mode
+        self.logger = logger
+    }
+
+    private static func checkVocabulary(_ model: TransformerConfig, _ format: any PromptFormat) throws {
         if format.chat is ByteChat, model.vocabSize < ByteTokenizer.vocabularySize {
             throw CermError.invalid("model.vocab_size \(model.vocabSize) is smaller than the byte tokenizer's \(ByteTokenizer.vocabularySize) tokens")
         }
-        self.model = model
-        self.format = format
-        self.mode = mode
-        self.logger = logger
+    }
+
+    /// The model and format tasks run with; throws before the model is known.
+    private func setup() throws -> (model: TransformerConfig, format: any PromptFormat) {
+        guard let model, let format else {
+            throw CermError.invalid("executor: no model yet (the coordinator's model description was not prepared)")
+        }
+        return (model, format)
+    }
+
+    // MARK: - Model
+
+    /// Takes the coordinator's model, or, for an executor given its model, checks that the
+    /// coordinator runs the same architecture (its weights would not fit otherwise).
+    public func prepareModel(description: [UInt8]) throws {
+        let described = try RunModel(wireDescription: description)
+        try lock.withLock {
+            guard let name = formatOfCoordinatorModel else {
+                guard described.architecture == model else {
+                    throw CermError.invalid("the coordinator runs \(described.architecture.jsonString()), this executor \(model?.jsonString() ?? "nothing")")
+                }
+                return
+            }
+            let format = described.promptFormat(name)
+            try Self.checkVocabulary(described.architecture, format)
+            model = described.architecture
+            self.format = format
+            logger.info("model from the coordinator: \(described.description)")
+        }
     }
 
     /// The policy version loaded by ``prepare(policyVersion:weights:)``, if any.
@@ -106,6 +146,7 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
     /// Decodes wire weights into the existing generator's own buffer (a new version reuses the
     /// old one's memory), or into a new generator. Call with the lock held.
     private func load(wire bytes: [UInt8], into generator: Generator?, what: String) throws -> Generator {
+        let (model, format) = try setup()
         do {
             try ModelWeights.checkWire(bytes, count: ParameterLayout(model).totalCount)
         } catch {
@@ -120,7 +161,7 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
 
     /// Loads policy weights directly (tests, local evaluation); the version is recorded as given.
     public func load(policy weights: ModelWeights, version: UInt64 = 0) throws {
-        try checkArchitecture(weights, what: "policy")
+        let format = try checkArchitecture(weights, what: "policy")
         try lock.withLock {
             policy = try Self.load(weights, into: policy, stopTokens: format.chat.stopTokens)
             loadedPolicyVersion = version
@@ -129,14 +170,17 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
 
     /// Loads reference weights directly (tests, local evaluation).
     public func load(reference weights: ModelWeights) throws {
-        try checkArchitecture(weights, what: "reference")
+        let format = try checkArchitecture(weights, what: "reference")
         try lock.withLock { reference = try Self.load(weights, into: reference, stopTokens: format.chat.stopTokens) }
     }
 
-    private func checkArchitecture(_ weights: ModelWeights, what: String) throws {
+    /// Throws unless `weights` fit the model; returns the format.
+    private func checkArchitecture(_ weights: ModelWeights, what: String) throws -> any PromptFormat {
+        let (model, format) = try setup()
         guard weights.config == model else {
             throw CermError.invalid("\(what) weights are for \(weights.config.jsonString()), the executor runs \(model.jsonString())")
         }
+        return format
     }
 
     /// Reuses the existing generator (its workspace) when there is one.
@@ -153,9 +197,9 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
     // MARK: - Tasks
 
     /// The rollout plan of `task`: the configured format, the task's nc/ne/budgets, run seed and step.
-    public func plan(for task: TaskMessage) -> RolloutPlan {
+    public func plan(for task: TaskMessage) throws -> RolloutPlan {
         let p = task.parameters
-        return RolloutPlan(format: format, nc: Int(p.nc), ne: Int(p.ne), criteriaMaxTokens: Int(p.criteriaMaxTokens),
+        return RolloutPlan(format: try setup().format, nc: Int(p.nc), ne: Int(p.ne), criteriaMaxTokens: Int(p.criteriaMaxTokens),
                            evaluationMaxTokens: Int(p.evaluationMaxTokens), runSeed: task.runSeed, step: task.step)
     }
 
@@ -164,7 +208,7 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
         for pair in task.pairs where !seen.insert(pair.pairID).inserted {
             throw CermError.invalid("task \(task.taskID): pair \(pair.pairID) appears twice")
         }
-        let plan = plan(for: task)
+        let plan = try plan(for: task)
         let sampling = RolloutSampling(parameters: task.parameters)
         let items = task.pairs
         let started = Date()
@@ -237,7 +281,7 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
     private func loadedModels() throws -> Models {
         guard let policy else { throw CermError.invalid("executor: no policy weights loaded (prepare was not called)") }
         guard let reference else { throw CermError.invalid("executor: no reference weights loaded (prepareReference was not called)") }
-        return Models(policy: policy, reference: reference, chat: format.chat)
+        return Models(policy: policy, reference: reference, chat: try setup().format.chat)
     }
 
     private static func evaluate(_ pairs: [(item: RolloutItem, criteriaOutputs: [[TokenID]])], plan: RolloutPlan,

@@ -10,9 +10,12 @@ import WireProtocol
 ///
 /// ``WorkerClient`` calls every method from its compute thread only, one call at a time, never
 /// from the socket thread (so a class holding engine state may be `@unchecked Sendable`).
-/// `prepareReference` comes once per process before the first task, `prepare` whenever a task
-/// names a policy version other than the one loaded.
+/// `prepareModel` and then `prepareReference` come once per process before the first task,
+/// `prepare` whenever a task names a policy version other than the one loaded.
 public protocol RolloutExecutor: AnyObject, Sendable {
+    /// Takes the run's model as the coordinator describes it (the bytes published as
+    /// ``WeightsVersion/model``: its architecture and tokenizer), before any weights.
+    func prepareModel(description: [UInt8]) throws
     /// Loads policy weights `weights` (the bytes as published) as version `policyVersion`.
     func prepare(policyVersion: UInt64, weights: [UInt8]) throws
     /// Loads the frozen reference model (published as ``WeightsVersion/reference``).
@@ -30,8 +33,6 @@ public struct WorkerSettings: Sendable {
     public var kind: WorkerKind
     /// `Config.hash` of this worker's configuration; the coordinator refuses a different one.
     public var configHash: UInt64
-    /// `RunModel.fingerprint` of this worker's model; the coordinator refuses a different one.
-    public var modelFingerprint: UInt64
     public var limits: ProtocolLimits
     /// Heartbeat timing until WELCOME brings the coordinator's; also the reconnect backoff base.
     public var heartbeatInterval: Double
@@ -41,14 +42,13 @@ public struct WorkerSettings: Sendable {
     /// Longest the socket thread blocks in one receive.
     public var pollMilliseconds: Int
 
-    public init(endpoint: String, name: String, kind: WorkerKind = .cpu, configHash: UInt64, modelFingerprint: UInt64 = 0,
+    public init(endpoint: String, name: String, kind: WorkerKind = .cpu, configHash: UInt64,
                 limits: ProtocolLimits, heartbeatInterval: Double, heartbeatTimeout: Double, security: ChannelSecurity = .none,
                 pollMilliseconds: Int = 10) {
         self.endpoint = endpoint
         self.name = name
         self.kind = kind
         self.configHash = configHash
-        self.modelFingerprint = modelFingerprint
         self.limits = limits
         self.heartbeatInterval = heartbeatInterval
         self.heartbeatTimeout = heartbeatTimeout
@@ -58,7 +58,7 @@ public struct WorkerSettings: Sendable {
 
     /// The settings of a run's configuration; loads the worker's CURVE keys and the server's
     /// public key when `cluster.worker_secret_key_file` is set (errors name the config key and the file).
-    public init(config: Config, modelFingerprint: UInt64, name: String, kind: WorkerKind = .cpu, endpoint: String? = nil) throws {
+    public init(config: Config, name: String, kind: WorkerKind = .cpu, endpoint: String? = nil) throws {
         let cluster = config.cluster
         var security = ChannelSecurity.none
         if let curve = try CurveKeyFiles.workerKeys(of: cluster) {
@@ -67,7 +67,7 @@ public struct WorkerSettings: Sendable {
             try EndpointSecurity.checkInsecureConnect(endpoint ?? cluster.endpoint, allowInsecure: cluster.allowInsecure)
         }
         self.init(endpoint: endpoint ?? cluster.endpoint, name: name, kind: kind, configHash: config.hash,
-                  modelFingerprint: modelFingerprint, limits: ProtocolLimits(config: config), heartbeatInterval: cluster.heartbeatInterval,
+                  limits: ProtocolLimits(config: config), heartbeatInterval: cluster.heartbeatInterval,
                   heartbeatTimeout: cluster.heartbeatTimeout, security: security)
     }
 }
@@ -100,8 +100,9 @@ public enum WorkerOutcome: Sendable, Equatable {
 /// ``run()``, and a compute thread that runs the ``RolloutExecutor``.
 ///
 /// Says HELLO (capacity 1, `Config.hash`), grants READY(1), fetches the weights a TASK names
-/// chunk by chunk (the reference weights once per process), runs the task on the compute thread
-/// while the socket thread keeps heartbeating, sends RESULT then READY(1). Silence from the
+/// chunk by chunk (before the first, the run's model description and the reference weights),
+/// runs the task on the compute thread while the socket thread keeps heartbeating, sends RESULT
+/// then READY(1). Silence from the
 /// coordinator for the heartbeat timeout closes the socket and reconnects with exponential
 /// backoff (a new socket and a new HELLO; the task in progress is abandoned). GOODBYE from the
 /// coordinator or a stop ends the run; a REFUSE is printed and ends it with a non-zero status.
@@ -186,8 +187,7 @@ public final class WorkerClient: @unchecked Sendable {
         compute.abandonCurrent()
         state.pending = []
         state.fetching = nil
-        guard s.send(.hello(HelloMessage(name: settings.name, capacity: 1, configHash: settings.configHash,
-                                                       modelFingerprint: settings.modelFingerprint, kind: settings.kind)), state: &state) else {
+        guard s.send(.hello(HelloMessage(name: settings.name, capacity: 1, configHash: settings.configHash, kind: settings.kind)), state: &state) else {
             return .reconnect(.connectionLost)
         }
         var welcomed = false
@@ -254,6 +254,7 @@ public final class WorkerClient: @unchecked Sendable {
             switch done.result {
             case let .success(trajectories):
                 state.loadedVersion = done.task.policyVersion
+                state.modelLoaded = true
                 state.referenceLoaded = true
                 let result = Message.result(ResultMessage(taskID: done.task.taskID, policyVersion: done.task.policyVersion, trajectories: trajectories))
                 guard s.send(result, state: &state), s.send(.ready(credit: 1), state: &state) else { return .reconnect(.connectionLost) }
@@ -264,7 +265,10 @@ public final class WorkerClient: @unchecked Sendable {
             }
         }
         guard !compute.isBusy, let task = state.pending.first else { return nil }
-        // Weights first: the reference once per process, then the task's policy version.
+        // The model first, then the reference, each once per process; then the task's policy version.
+        if !state.modelLoaded && state.model == nil {
+            return s.fetch(WeightsVersion.model, state: &state) ? nil : .reconnect(.connectionLost)
+        }
         if !state.referenceLoaded && state.reference == nil {
             return s.fetch(WeightsVersion.reference, state: &state) ? nil : .reconnect(.connectionLost)
         }
@@ -279,7 +283,9 @@ public final class WorkerClient: @unchecked Sendable {
         // Until this job succeeds the executor's weights are unknown (a reconnect may void it
         // after `prepare` ran), so the next task fetches again rather than trust a stale version.
         if policyWeights != nil { state.loadedVersion = nil }
-        compute.start(ComputeJob(task: task, reference: state.referenceLoaded ? nil : state.reference, policyWeights: policyWeights))
+        compute.start(ComputeJob(task: task, model: state.modelLoaded ? nil : state.model,
+                                 reference: state.referenceLoaded ? nil : state.reference, policyWeights: policyWeights))
+        state.model = nil
         state.reference = nil
         state.assembled = nil
         return nil
@@ -336,7 +342,10 @@ struct WorkerSession {
         var pending: [TaskMessage] = []
         /// The policy version the executor holds.
         var loadedVersion: UInt64?
+        var modelLoaded = false
         var referenceLoaded = false
+        /// The model description fetched and not yet handed to the executor.
+        var model: [UInt8]?
         /// Reference weights fetched and not yet handed to the executor.
         var reference: [UInt8]?
         /// Policy weights fetched and not yet handed to the executor.
@@ -393,9 +402,10 @@ struct WorkerSession {
         do {
             if let bytes = try assembler.add(chunk) {
                 state.fetching = nil
-                if chunk.version == WeightsVersion.reference {
-                    state.reference = bytes
-                } else {
+                switch chunk.version {
+                case WeightsVersion.model: state.model = bytes
+                case WeightsVersion.reference: state.reference = bytes
+                default:
                     state.assembled = (chunk.version, bytes)
                 }
                 logger.debug("fetched weights v\(chunk.version): \(bytes.count) bytes in \(chunk.chunkCount) chunks")
@@ -416,6 +426,7 @@ struct WorkerSession {
 /// One unit of compute-thread work: load what is given, then run the task.
 struct ComputeJob: Sendable {
     let task: TaskMessage
+    let model: [UInt8]?
     let reference: [UInt8]?
     let policyWeights: [UInt8]?
 }
@@ -492,6 +503,7 @@ final class ComputeLane: @unchecked Sendable {
             condition.unlock()
 
             let result: Result<[Trajectory], any Error> = Result {
+                if let model = current.model { try executor.prepareModel(description: model) }
                 if let reference = current.reference { try executor.prepareReference(weights: reference) }
                 if let weights = current.policyWeights { try executor.prepare(policyVersion: current.task.policyVersion, weights: weights) }
                 return try executor.run(task: current.task)

@@ -36,7 +36,8 @@ extension BenchCommand {
                 BLAS.setThreads(threads)
                 var quiet = Logger(label: "cerm.bench")
                 quiet.logLevel = .warning
-                let executor = try EngineRolloutExecutor(config: loaded, runModel: runModel, logger: quiet)
+                let format = runModel.promptFormat(loaded.rollout.format)
+                let executor = try EngineRolloutExecutor(model: runModel.architecture, format: format, mode: loaded.reward.mode, logger: quiet)
                 let weights = try runModel.initialWeights(config: loaded)
                 try executor.load(policy: weights)
                 try executor.load(reference: weights)
@@ -52,7 +53,7 @@ extension BenchCommand {
                     }
                     let task = TaskMessage(taskID: UInt64(taskIndex), step: UInt64(taskIndex), policyVersion: 0, runSeed: loaded.run.seed,
                                            parameters: parameters, pairs: pairs)
-                    let plan = executor.plan(for: task)
+                    let plan = try executor.plan(for: task)
                     let sampling = RolloutSampling(parameters: parameters)
                     let items = pairs.map { RolloutItem(pairID: $0.pairID, query: $0.query, responses: $0.responses) }
 
@@ -60,7 +61,7 @@ extension BenchCommand {
                     let criteria = try executor.criteriaStage(items: items, plan: plan, sampling: sampling)
                     let criteriaSeconds = Date().timeIntervalSince(criteriaStart)
                     let stageTwo = items.map { item in
-                        let tokens = teacher.criteria(for: item.query).map { executor.format.outputTokens(text: $0.text(in: executor.format)) } ?? []
+                        let tokens = teacher.criteria(for: item.query).map { format.outputTokens(text: $0.text(in: format)) } ?? []
                         return (item: item, criteriaOutputs: Array(repeating: tokens, count: plan.nc))
                     }
                     let evaluationStart = Date()

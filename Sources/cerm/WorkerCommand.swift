@@ -13,8 +13,10 @@ struct WorkerCommand: ParsableCommand {
         commandName: "worker",
         abstract: "Run a rollout worker: fetch weights from the coordinator, sample CE-RM rollouts, send them back.",
         discussion: """
-            The config must be the coordinator's (the handshake compares hashes). Exits 0 after the \
-            coordinator's goodbye or SIGINT/SIGTERM, 2 when refused, 1 when the engine fails.
+            The config must be the coordinator's (the handshake compares hashes). The model (architecture, \
+            tokenizer, chat template) and its weights come from the coordinator, so model.source need not \
+            exist on this host. Exits 0 after the coordinator's goodbye or SIGINT/SIGTERM, 2 when refused, \
+            1 when the engine fails.
             """)
 
     @Option(help: "The coordinator's endpoint, e.g. tcp://127.0.0.1:5557.")
@@ -49,16 +51,17 @@ struct WorkerCommand: ParsableCommand {
         // Handlers first: the parent-death SIGTERM then becomes a graceful stop (GOODBYE).
         let stop = StopSignal.install()
         if let parentPid { ParentDeathSignal.arm(expectedParent: parentPid) }
-        let (config, runModel) = try loadRunConfigOrExit(configPath)
+        // Not resolved: the model comes from the coordinator (WeightsVersion.model).
+        let config = try loadConfigOrExit(configPath)
         let threadCount = threads ?? max(1, config.cluster.workerThreads)
         BLAS.setThreads(threadCount)  // also sizes the engine's batch-invariant kernels
         let workerName = name ?? "\(kernelHostName() ?? "worker")-\(getpid())"
         let logger = Logger(label: "worker \(workerName)")
         let outcome: WorkerOutcome
         do {
-            let settings = try WorkerSettings(config: config, modelFingerprint: runModel.fingerprint, name: workerName, endpoint: connect)
+            let settings = try WorkerSettings(config: config, name: workerName, endpoint: connect)
             for warning in CurveKeyFiles.exposureWarnings(of: config.cluster) { logger.warning("\(warning)") }
-            let executor = try EngineRolloutExecutor(config: config, runModel: runModel, logger: logger)
+            let executor = EngineRolloutExecutor(takingCoordinatorModel: config, logger: logger)
             logger.info("connecting to \(connect) with \(threadCount) threads (config hash \(String(config.hash, radix: 16)))")
             outcome = try WorkerClient(settings: settings, executor: executor, stop: stop, logger: logger).run()
         } catch {

@@ -1,5 +1,6 @@
 @testable import Coordinator
 import Engine
+import EngineConfiguration
 import Foundation
 import Logging
 @testable import Method
@@ -15,12 +16,15 @@ final class RecordingWeightsLearner: Learner, @unchecked Sendable {
     private(set) var policyVersion: UInt64 = 0
     let policy: [UInt8]
     let reference: [UInt8]
+    /// cerm's own model of the weights' architecture (the engine executor checks it).
+    let description: [UInt8]
     private var rolloutsByStep: [Int: StepRollouts] = [:]
     private var pairsByStep: [Int: [TaskPair]] = [:]
 
     init(policy: ModelWeights, reference: ModelWeights) {
         self.policy = policy.wireBytes
         self.reference = reference.wireBytes
+        description = RunModel(architecture: policy.config).wireDescription
     }
 
     var steps: [Int: (pairs: [TaskPair], rollouts: StepRollouts)] {
@@ -29,6 +33,7 @@ final class RecordingWeightsLearner: Learner, @unchecked Sendable {
 
     func currentWeights() throws -> [UInt8] { policy }
     func referenceWeights() throws -> [UInt8] { reference }
+    func modelDescription() -> [UInt8] { description }
 
     func update(step: Int, pairs: [TaskPair], rollouts: StepRollouts) throws -> StepMetrics {
         lock.withLock {

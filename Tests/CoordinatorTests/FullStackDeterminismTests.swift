@@ -25,6 +25,7 @@ final class MetricsRecordingLearner: Learner, @unchecked Sendable {
     var policyVersion: UInt64 { learner.policyVersion }
     func currentWeights() throws -> [UInt8] { try learner.currentWeights() }
     func referenceWeights() throws -> [UInt8] { try learner.referenceWeights() }
+    func modelDescription() -> [UInt8] { learner.modelDescription() }
 
     func update(step: Int, pairs: [TaskPair], rollouts: StepRollouts) throws -> StepMetrics {
         let metrics = try learner.update(step: step, pairs: pairs, rollouts: rollouts)
@@ -54,6 +55,7 @@ final class CrashingExecutor: RolloutExecutor, @unchecked Sendable {
 
     func prepare(policyVersion: UInt64, weights: [UInt8]) throws { try inner.prepare(policyVersion: policyVersion, weights: weights) }
     func prepareReference(weights: [UInt8]) throws { try inner.prepareReference(weights: weights) }
+    func prepareModel(description: [UInt8]) throws { try inner.prepareModel(description: description) }
 
     func run(task: TaskMessage) throws -> [Trajectory] {
         if task.step == crashStep {
@@ -173,7 +175,7 @@ final class CrashingExecutor: RolloutExecutor, @unchecked Sendable {
         let (coordinator, endpoint) = try RuntimeTests.startCoordinator(service)
         func worker(_ name: String, _ executor: any RolloutExecutor, crash: StopSignal? = nil) -> Background<WorkerOutcome> {
             let client = WorkerClient(
-                settings: WorkerSettings(endpoint: endpoint, name: name, configHash: config.hash, modelFingerprint: settings.scheduler.modelFingerprint ?? 0, limits: settings.limits,
+                settings: WorkerSettings(endpoint: endpoint, name: name, configHash: config.hash, limits: settings.limits,
                                          heartbeatInterval: 0.05, heartbeatTimeout: 2),
                 executor: executor, crash: crash, logger: quiet("worker.\(name)"))
             return Background("worker-\(name)") { try client.run() }

@@ -22,6 +22,12 @@ final class TeacherForcedExecutor: RolloutExecutor, @unchecked Sendable {
 
     init(config: Config) { self.config = config }
 
+    /// The learner's model is the config's, which this executor runs already.
+    func prepareModel(description: [UInt8]) throws {
+        let described = try RunModel(wireDescription: description)
+        guard described.architecture == TransformerConfig(config.model) else { throw CermError.invalid("another model: \(described.description)") }
+    }
+
     func prepare(policyVersion: UInt64, weights: [UInt8]) throws {
         let loaded = try ModelWeights(config: TransformerConfig(config.model), wireBytes: weights)
         lock.withLock { policy = loaded }
@@ -66,7 +72,7 @@ final class TeacherForcedExecutor: RolloutExecutor, @unchecked Sendable {
                                          checkpoints: CheckpointWriter(directory: directory, keepLast: 3),
                                          logger: RuntimeTests.quiet("coordinator"))
         let (run, endpoint) = try RuntimeTests.startCoordinator(service)
-        let workerSettings = WorkerSettings(endpoint: endpoint, name: "w1", configHash: config.hash, modelFingerprint: settings.scheduler.modelFingerprint ?? 0, limits: settings.limits,
+        let workerSettings = WorkerSettings(endpoint: endpoint, name: "w1", configHash: config.hash, limits: settings.limits,
                                             heartbeatInterval: 0.05, heartbeatTimeout: 2)
         let client = WorkerClient(settings: workerSettings, executor: TeacherForcedExecutor(config: config),
                                   logger: RuntimeTests.quiet("worker"))

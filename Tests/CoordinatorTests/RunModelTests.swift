@@ -66,4 +66,76 @@ final class RunModelTests: XCTestCase {
             XCTAssertEqual("\(error)", "run.toml:3: model.max_seq_len: 9000 exceeds the context of \(path) (8192 positions)")
         }
     }
+
+    // MARK: - The description a coordinator sends its workers
+
+    /// cerm's own model: the magic, the architecture's JSON, an empty source and tokenizer.
+    func testTheOwnModelsDescriptionIsItsArchitecture() throws {
+        var config = try Config.parse("[model]\nlayers = 2\n", file: "run.toml")
+        let model = try RunModel.resolve(&config)
+        let json = Array(model.architecture.jsonString().utf8)
+        func u64(_ value: Int) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: UInt64(value) >> (8 * $0)) } }
+        XCTAssertEqual(model.wireDescription, Array("CERMMOD1".utf8) + u64(json.count) + json + u64(0) + u64(0))
+        let back = try RunModel(wireDescription: model.wireDescription)
+        XCTAssertEqual(back.architecture, model.architecture)
+        XCTAssertNil(back.tokenizer)
+        XCTAssertNil(back.source)
+        XCTAssertTrue(back.chat is ByteChat)
+    }
+
+    /// A worker that never opens the source renders exactly the coordinator's prompts: the same
+    /// tokenizer, template and stop tokens, hence the same ids.
+    func testAPretrainedDescriptionCarriesTheTokenizerAndTemplate() throws {
+        let path = try SmolLM2Model.requireGGUF()
+        var config = try Config.parse("[model]\nsource = \"\(path)\"\nmax_seq_len = 1024\n", file: "run.toml")
+        let model = try RunModel.resolve(&config)
+        let description = model.wireDescription
+        let worker = try RunModel(wireDescription: description)
+        XCTAssertEqual(worker.architecture, model.architecture)
+        XCTAssertEqual(worker.tokenizer, model.tokenizer)
+        XCTAssertEqual(worker.source, path)
+        XCTAssertEqual(worker.fingerprint, model.fingerprint)
+        XCTAssertEqual(worker.chat.stopTokens, model.chat.stopTokens)
+        let prompt = "Which response is better?\n\n1 + 1 = 2 <|im_end|> 🙂"
+        XCTAssertEqual(worker.promptFormat(.cerm).chat.firstTurn(user: prompt), model.promptFormat(.cerm).chat.firstTurn(user: prompt))
+        XCTAssertLessThan(description.count, 4 << 20, "chunked like weights, but small")
+    }
+
+    func testADamagedDescriptionSaysWhichPart() throws {
+        let good = RunModel(architecture: TransformerConfig(ModelSection())).wireDescription
+        func error(_ bytes: [UInt8]) -> String {
+            do { _ = try RunModel(wireDescription: bytes); return "no error" } catch { return "\(error)" }
+        }
+        XCTAssertEqual(error(Array("CERMMOD2".utf8) + good.dropFirst(8)), "the coordinator's model description (\(good.count) bytes): does not start with CERMMOD1")
+        XCTAssertEqual(error(Array(good.prefix(12))), "the coordinator's model description (12 bytes): architecture: ends at byte 8")
+        XCTAssertEqual(error(good + [0]), "the coordinator's model description (\(good.count + 1) bytes): 1 bytes after the tokenizer")
+        var huge = good
+        huge.replaceSubrange(8..<16, with: [0xFF, 0xFF, 0, 0, 0, 0, 0, 0])
+        XCTAssertEqual(error(huge), "the coordinator's model description (\(good.count) bytes): architecture: length 65535 runs past the end")
+        let zeroHeads = RunModel(architecture: TransformerConfig(family: .llama, hiddenSize: 8, layers: 1, heads: 0, kvHeads: 1, headDim: 8,
+                                                                 ffnSize: 8, vocabSize: 264, maxSeqLen: 8, ropeTheta: 1e4, rmsNormEps: 1e-5,
+                                                                 qkNorm: false, qkvBias: false, tieEmbeddings: true)).wireDescription
+        XCTAssertEqual(error(zeroHeads), "the coordinator's model description (\(zeroHeads.count) bytes): architecture: model config: heads must be at least 1, got 0")
+        var badTokenizer = good
+        badTokenizer.removeLast(8)
+        badTokenizer += [3, 0, 0, 0, 0, 0, 0, 0, 9, 9, 9]
+        XCTAssertEqual(error(badTokenizer), "the coordinator's model description (\(badTokenizer.count) bytes): stored tokenizer, field tokenizer_json at byte 0: ends after 3 bytes")
+    }
+
+    /// Workers do not read the source, so a pretrained config's hash must not depend on the
+    /// architecture the source gives: resolved (coordinator) and as written (worker) agree.
+    func testAPretrainedConfigsHashIsTheSameResolvedOrNot() throws {
+        let path = try SmolLM2Model.requireGGUF()
+        let text = "[model]\nsource = \"\(path)\"\nmax_seq_len = 1024\n"
+        var resolved = try Config.parse(text, file: "run.toml")
+        _ = try RunModel.resolve(&resolved)
+        XCTAssertNotEqual(resolved.model, try Config.parse(text, file: "run.toml").model)
+        XCTAssertEqual(resolved.hash, try Config.parse(text, file: "run.toml").hash)
+        let otherTemplate = try Config.parse(text + "chat_template = \"none\"\n", file: "run.toml")
+        XCTAssertNotEqual(otherTemplate.hash, resolved.hash)
+        let otherSource = try Config.parse("[model]\nsource = \"/elsewhere/model.gguf\"\n", file: "run.toml")
+        XCTAssertNotEqual(otherSource.hash, resolved.hash)
+        // cerm's own model: every architecture key still counts.
+        XCTAssertNotEqual(try Config.parse("[model]\nlayers = 2\n", file: "a.toml").hash, try Config.parse("[model]\nlayers = 3\n", file: "a.toml").hash)
+    }
 }

@@ -73,6 +73,7 @@ final class FakeExecutor: RolloutExecutor, @unchecked Sendable {
     private var reference: [UInt8]?
     private(set) var preparedVersions: [(version: UInt64, checksum: UInt64)] = []
     private(set) var referenceLoads = 0
+    private(set) var modelDescriptions: [[UInt8]] = []
     private(set) var tasksRun = 0
     let onRun: (@Sendable (TaskMessage) -> Void)?
     let delay: Double
@@ -87,6 +88,11 @@ final class FakeExecutor: RolloutExecutor, @unchecked Sendable {
 
     var prepared: [(version: UInt64, checksum: UInt64)] { lock.withLock { preparedVersions } }
     var references: Int { lock.withLock { referenceLoads } }
+    var models: [[UInt8]] { lock.withLock { modelDescriptions } }
+
+    func prepareModel(description: [UInt8]) throws {
+        lock.withLock { modelDescriptions.append(description) }
+    }
     var runs: Int { lock.withLock { tasksRun } }
 
     func prepare(policyVersion: UInt64, weights: [UInt8]) throws {
@@ -145,6 +151,9 @@ final class FakeLearner: Learner, @unchecked Sendable {
     }
 
     func referenceWeights() throws -> [UInt8] { reference }
+
+    /// Any bytes: the fake executor records them and runs no model.
+    func modelDescription() -> [UInt8] { Array("fake model".utf8) }
 
     var versionsByStep: [Int: Set<UInt64>] { lock.withLock { sampledVersions } }
 

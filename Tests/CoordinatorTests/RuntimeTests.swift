@@ -829,7 +829,7 @@ import Worker
         config.cluster.workerSecretKeyFile = workerFiles.secret
         config.cluster.serverPublicKeyFile = serverFiles.public
         #expect(try CoordinatorSettings(config: config, runModel: RunModel(ownModel: config.model)).curve == CoordinatorCurve(secretKey: server.secretKey, authorizedKeys: [worker.publicKey]))
-        let workerSettings = try WorkerSettings(config: config, modelFingerprint: 0, name: "w")
+        let workerSettings = try WorkerSettings(config: config, name: "w")
         #expect(workerSettings.configHash == config.hash)
         guard case let .curveClient(serverKey, keys) = workerSettings.security else { Issue.record("expected a CURVE client"); return }
         #expect(serverKey == server.publicKey && keys == worker)
@@ -846,20 +846,20 @@ import Worker
         #expect(failure { _ = try CoordinatorSettings(config: missing, runModel: RunModel(ownModel: missing.model)) } == "cluster.authorized_keys_file: nope.txt: cannot read file")
         missing = config
         missing.cluster.workerSecretKeyFile = "nope.key"
-        #expect(failure { _ = try WorkerSettings(config: missing, modelFingerprint: 0, name: "w") } == "cluster.worker_secret_key_file: nope.key: cannot read file")
+        #expect(failure { _ = try WorkerSettings(config: missing, name: "w") } == "cluster.worker_secret_key_file: nope.key: cannot read file")
         missing = config
         missing.cluster.serverPublicKeyFile = workerFiles.secret + ".absent"
-        #expect(failure { _ = try WorkerSettings(config: missing, modelFingerprint: 0, name: "w") }
+        #expect(failure { _ = try WorkerSettings(config: missing, name: "w") }
             == "cluster.server_public_key_file: \(workerFiles.secret).absent: cannot read file")
 
         // Without keys a worker connects only to a local endpoint (or with allow_insecure), as
         // the coordinator binds only one: it used to talk plain text to any host.
         var plainWorker = Config()
-        #expect(failure { _ = try WorkerSettings(config: plainWorker, modelFingerprint: 0, name: "w", endpoint: "tcp://192.0.2.1:5611") }
+        #expect(failure { _ = try WorkerSettings(config: plainWorker, name: "w", endpoint: "tcp://192.0.2.1:5611") }
             == "refusing to connect to tcp://192.0.2.1:5611 without CURVE keys: set cluster.worker_secret_key_file and "
             + "cluster.server_public_key_file (see `cerm keygen`), connect to a loopback address, or set cluster.allow_insecure = true")
-        #expect(failure { _ = try WorkerSettings(config: plainWorker, modelFingerprint: 0, name: "w", endpoint: "tcp://127.0.0.1:5611") } == nil)
+        #expect(failure { _ = try WorkerSettings(config: plainWorker, name: "w", endpoint: "tcp://127.0.0.1:5611") } == nil)
         plainWorker.cluster.allowInsecure = true
-        #expect(failure { _ = try WorkerSettings(config: plainWorker, modelFingerprint: 0, name: "w", endpoint: "tcp://192.0.2.1:5611") } == nil)
+        #expect(failure { _ = try WorkerSettings(config: plainWorker, name: "w", endpoint: "tcp://192.0.2.1:5611") } == nil)
     }
 }

@@ -206,7 +206,7 @@ import WireProtocol
         config.cluster.maxStaleness = 3
         config.cluster.pairsPerTask = 2
         config.rollout.ne = 2
-        let settings = SchedulerSettings(config: config, chat: ByteChat(), modelFingerprint: 0)
+        let settings = SchedulerSettings(config: config, chat: ByteChat())
         #expect(settings.mode == .async && settings.maxStaleness == 3 && settings.pairsPerTask == 2)
         #expect(settings.configHash == config.hash)
         #expect(settings.resultCheck?.mode == .cerm && settings.resultCheck?.rollout.ne == 2)
@@ -290,7 +290,7 @@ extension TaskSchedulerTests {
     /// results counted; the honest result is accepted.
     @Test func resultsAreCheckedAgainstTheRolloutPlan() throws {
         let config = Self.planConfig()
-        var settings = SchedulerSettings(config: config, chat: ByteChat(), modelFingerprint: 0)
+        var settings = SchedulerSettings(config: config, chat: ByteChat())
         #expect(settings.resultCheck?.rollout == config.rollout && settings.resultCheck?.maxSeqLen == config.model.maxSeqLen)
         settings.configHash = 0xC0FFEE
         let clock = ManualClock()
@@ -462,7 +462,7 @@ extension TaskSchedulerTests {
 
     /// `task_timeout = 0` turns the deadline off: a task may be held for ever by a live worker.
     @Test func aZeroTaskTimeoutNeverRequeues() throws {
-        #expect(SchedulerSettings(config: Config(), chat: ByteChat(), modelFingerprint: 0).taskTimeout == 600)
+        #expect(SchedulerSettings(config: Config(), chat: ByteChat()).taskTimeout == 600)
         let clock = ManualClock()
         var settings = Self.settings(pairsPerTask: 1)
         settings.taskTimeout = 0

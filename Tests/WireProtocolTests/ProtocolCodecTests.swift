@@ -66,7 +66,7 @@ enum ProtocolSamples {
 
     @Test func headerAndBodyBytesAreLittleEndian() throws {
         let frames = try codec.encode(.weightsRequest(version: 0x0102, chunkIndex: 0x0A0B_0C0D))
-        #expect(frames[0] == [0x43, 0x45, 0x52, 0x4D, 2, 0, 8, 0, 12, 0, 0, 0])
+        #expect(frames[0] == [0x43, 0x45, 0x52, 0x4D, 3, 0, 8, 0, 12, 0, 0, 0])
         #expect(frames[1] == [0x02, 0x01, 0, 0, 0, 0, 0, 0, 0x0D, 0x0C, 0x0B, 0x0A])
         let refuse = try codec.encode(.refuse(reason: "é"))
         #expect(refuse[1] == [2, 0, 0, 0, 0xC3, 0xA9])
@@ -79,8 +79,8 @@ enum ProtocolSamples {
         #expect(throws: ProtocolError.badHeaderSize(11)) { try codec.decode([Array(good[0].prefix(11)), good[1]]) }
         var magic = good[0]; magic[3] = 0x58
         #expect(throws: ProtocolError.badMagic([0x43, 0x45, 0x52, 0x58])) { try codec.decode([magic, good[1]]) }
-        #expect(throws: ProtocolError.unsupportedVersion(received: 1, supported: 2)) {
-            try codec.decode([MessageCodec.header(type: 7, bodyLength: 8, version: 1), good[1]])
+        #expect(throws: ProtocolError.unsupportedVersion(received: 2, supported: 3)) {
+            try codec.decode([MessageCodec.header(type: 7, bodyLength: 8, version: 2), good[1]])
         }
         for badType: UInt8 in [0, 12, 255] {
             #expect(throws: ProtocolError.unknownMessageType(badType)) {
@@ -220,13 +220,13 @@ enum ProtocolSamples {
 
     @Test func smallMessageValidation() throws {
         var hello = ByteWriter()
-        hello.string("w"); hello.u16(0); hello.u16(1); hello.u64(0); hello.u64(0); hello.u8(0)
+        hello.string("w"); hello.u16(0); hello.u16(1); hello.u64(0); hello.u8(0)
         expectError(.invalidValue(field: "HELLO.capacity", reason: "must be at least 1"), .hello, hello.bytes)
         var kind = ByteWriter()
-        kind.string("w"); kind.u16(1); kind.u16(1); kind.u64(0); kind.u64(0); kind.u8(2)
+        kind.string("w"); kind.u16(1); kind.u16(1); kind.u64(0); kind.u8(2)
         expectError(.invalidEnumValue(field: "HELLO.kind", value: 2), .hello, kind.bytes)
         var name = ByteWriter()
-        name.bytes([UInt8](repeating: 0x61, count: 257)); name.u16(1); name.u16(1); name.u64(0); name.u64(0); name.u8(0)
+        name.bytes([UInt8](repeating: 0x61, count: 257)); name.u16(1); name.u16(1); name.u64(0); name.u8(0)
         expectError(.tooLong(field: "HELLO.name", length: 257, limit: 256), .hello, name.bytes)
         expectError(.invalidValue(field: "READY.credit", reason: "must be at least 1"), .ready, [0, 0])
         var welcome = ByteWriter()

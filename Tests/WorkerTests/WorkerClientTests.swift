@@ -14,6 +14,10 @@ final class RecordingExecutor: RolloutExecutor, @unchecked Sendable {
 
     var calls: [String] { lock.withLock { log } }
 
+    func prepareModel(description: [UInt8]) throws {
+        lock.withLock { log.append("model \(description.count)B \(Checksum.fnv1a64(description))") }
+    }
+
     func prepare(policyVersion: UInt64, weights: [UInt8]) throws {
         lock.withLock { log.append("prepare v\(policyVersion) \(weights.count)B \(Checksum.fnv1a64(weights))") }
     }
@@ -80,7 +84,7 @@ final class WorkerThread: @unchecked Sendable {
         return nil
     }
 
-    @Test func fetchesReferenceAndPolicyWeightsInChunksRunsTheTaskAndAsksForMore() throws {
+    @Test func fetchesModelReferenceAndPolicyWeightsInChunksRunsTheTaskAndAsksForMore() throws {
         let context = try ZMQContext()
         let router = try RouterChannel(context: context, bind: "tcp://127.0.0.1:*", codec: MessageCodec(limits: Self.limits), security: .none)
         let executor = RecordingExecutor()
@@ -93,14 +97,16 @@ final class WorkerThread: @unchecked Sendable {
         #expect(try Self.next(router)?.1 == .ready(credit: 1))
 
         var publisher = WeightsPublisher(chunkBytes: 10, retain: 4)
+        let model = (0..<12).map { UInt8(100 + $0) }
         let reference = (0..<25).map { UInt8($0) }, policy = (0..<31).map { UInt8(200 - $0) }
+        publisher.publish(version: WeightsVersion.model, bytes: model)
         publisher.publish(version: WeightsVersion.reference, bytes: reference)
         publisher.publish(version: 5, bytes: policy)
         let pairs = [TaskPair(pairID: 3, query: "q", responses: ["a", "b"])]
         let parameters = RolloutParameters(nc: 1, ne: 1, criteriaMaxTokens: 4, evaluationMaxTokens: 4, temperature: 1, topP: 1)
         try router.send(.task(TaskMessage(taskID: 11, step: 1, policyVersion: 5, runSeed: 1, parameters: parameters, pairs: pairs)), to: peer)
 
-        // Reference first (3 chunks), then version 5 (4 chunks), one request at a time.
+        // The model first (2 chunks), the reference (3 chunks), then version 5 (4 chunks).
         var requested: [String] = []
         while true {
             let (_, message) = try #require(try Self.next(router))
@@ -108,12 +114,13 @@ final class WorkerThread: @unchecked Sendable {
                 #expect(message == .result(ResultMessage(taskID: 11, policyVersion: 5, trajectories: RecordingExecutor.trajectories(pairs))))
                 break
             }
-            requested.append("\(version == WeightsVersion.reference ? "ref" : "v\(version)")#\(index)")
+            let name = switch version { case WeightsVersion.model: "model"; case WeightsVersion.reference: "ref"; default: "v\(version)" }
+            requested.append("\(name)#\(index)")
             try router.send(publisher.reply(version: version, chunkIndex: index), to: peer)
         }
-        #expect(requested == ["ref#0", "ref#1", "ref#2", "v5#0", "v5#1", "v5#2", "v5#3"])
+        #expect(requested == ["model#0", "model#1", "ref#0", "ref#1", "ref#2", "v5#0", "v5#1", "v5#2", "v5#3"])
         #expect(try Self.next(router)?.1 == .ready(credit: 1))
-        #expect(Array(executor.calls.prefix(3)) == ["reference 25B \(Checksum.fnv1a64(reference))",
+        #expect(Array(executor.calls.prefix(4)) == ["model 12B \(Checksum.fnv1a64(model))", "reference 25B \(Checksum.fnv1a64(reference))",
                                                    "prepare v5 31B \(Checksum.fnv1a64(policy))", "run task 11"])
 
         // A version the coordinator no longer holds: the task is dropped and credit returned.
@@ -124,7 +131,7 @@ final class WorkerThread: @unchecked Sendable {
 
         try router.send(.goodbye(reason: "done"), to: peer)
         #expect(try worker.value() == .goodbye(reason: "done"))
-        #expect(executor.calls.count == 3)
+        #expect(executor.calls.count == 4)
     }
 
     @Test func aSilentCoordinatorMakesTheWorkerReconnectWithANewHello() throws {

@@ -224,6 +224,8 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
 
     public func referenceWeights() throws -> [UInt8] { reference.wireBytes }
 
+    public func modelDescription() -> [UInt8] { runModel.wireDescription }
+
     public func update(step: Int, pairs: [TaskPair], rollouts: StepRollouts) throws -> StepMetrics {
         guard rollouts.step == UInt64(step) else { throw GRPOLearnerError.stepMismatch(expected: step, rollouts: rollouts.step) }
         // A failed update must not leak partial gradients into the next one.

@@ -16,8 +16,6 @@ public struct SchedulerSettings: Sendable {
     public var taskTimeout: Double
     /// `Config.hash` workers must match.
     public var configHash: UInt64
-    /// `RunModel.fingerprint` workers must match (their architecture and tokenizer); nil: not checked.
-    public var modelFingerprint: UInt64?
     public var maxMessageBytes: Int
     /// When set, each result is checked against the rollout plan of its step (steps opened with
     /// their pairs, ``TaskScheduler/openStep(_:pairs:)``): trajectory set, prompt lengths,
@@ -25,7 +23,7 @@ public struct SchedulerSettings: Sendable {
     public var resultCheck: RolloutResultCheck?
 
     public init(mode: RolloutMode = .sync, maxStaleness: UInt64 = 1, pairsPerTask: Int = 1, heartbeatInterval: Double = 1,
-                heartbeatTimeout: Double = 10, taskTimeout: Double = 0, configHash: UInt64 = 0, modelFingerprint: UInt64? = nil,
+                heartbeatTimeout: Double = 10, taskTimeout: Double = 0, configHash: UInt64 = 0,
                 maxMessageBytes: Int = 64 << 20, resultCheck: RolloutResultCheck? = nil) {
         self.mode = mode
         self.maxStaleness = maxStaleness
@@ -34,19 +32,17 @@ public struct SchedulerSettings: Sendable {
         self.heartbeatTimeout = heartbeatTimeout
         self.taskTimeout = taskTimeout
         self.configHash = configHash
-        self.modelFingerprint = modelFingerprint
         self.maxMessageBytes = maxMessageBytes
         self.resultCheck = resultCheck
     }
 
     /// The settings `[cluster]`, `[rollout]`, `[reward]` and `[model]` imply, with the run
-    /// model's `chat` and `modelFingerprint`: every result is checked against the rollout plan
-    /// (``RolloutResultCheck``).
-    public init(config: Config, chat: any ChatCodec, modelFingerprint: UInt64) {
+    /// model's `chat`: every result is checked against the rollout plan (``RolloutResultCheck``).
+    public init(config: Config, chat: any ChatCodec) {
         self.init(mode: config.cluster.mode, maxStaleness: UInt64(config.cluster.maxStaleness),
                   pairsPerTask: config.cluster.pairsPerTask, heartbeatInterval: config.cluster.heartbeatInterval,
                   heartbeatTimeout: config.cluster.heartbeatTimeout, taskTimeout: config.cluster.taskTimeout, configHash: config.hash,
-                  modelFingerprint: modelFingerprint, maxMessageBytes: config.cluster.maxMessageBytes,
+                  maxMessageBytes: config.cluster.maxMessageBytes,
                   resultCheck: RolloutResultCheck(config: config, chat: chat))
     }
 }
@@ -291,11 +287,6 @@ public struct TaskScheduler: Sendable {
         if hello.configHash != settings.configHash {
             return .refuse(reason: "config hash mismatch: worker 0x\(String(hello.configHash, radix: 16)), coordinator 0x\(String(settings.configHash, radix: 16)) "
                 + "(compare `cerm config check` output on both machines)")
-        }
-        if let expected = settings.modelFingerprint, hello.modelFingerprint != expected {
-            return .refuse(reason: "model mismatch: the worker's architecture and tokenizer (fingerprint 0x\(String(hello.modelFingerprint, radix: 16))) "
-                + "differ from the coordinator's (0x\(String(expected, radix: 16))): every prompt and token id depends on them; "
-                + "give the worker the coordinator's model.source and model.chat_template (its tokenizer, not its weights, is read)")
         }
         if hello.capacity == 0 { return .refuse(reason: "capacity must be at least 1") }
         var requeued: [UInt64] = []

@@ -329,8 +329,8 @@ private final class StepDriver: @unchecked Sendable {
     private func publishPolicy() throws -> Double {
         let started = clock.now()
         let version = learner.policyVersion
-        guard version != WeightsVersion.reference else {
-            throw CermError.invalid("learner policy version \(version) collides with the reference weights version")
+        guard version < WeightsVersion.model else {
+            throw CermError.invalid("learner policy version \(version) collides with the reserved versions of the model and the reference weights")
         }
         mailbox.post(.publish(version: version, weights: try learner.currentWeights()))
         return clock.now() - started
@@ -343,6 +343,7 @@ private final class StepDriver: @unchecked Sendable {
         if completedSteps >= settings.steps {
             logger.notice("already at step \(completedSteps) of \(settings.steps): nothing to do (raise run.steps or pass --steps to continue)")
         }
+        mailbox.post(.publish(version: WeightsVersion.model, weights: learner.modelDescription()))
         mailbox.post(.publish(version: WeightsVersion.reference, weights: try learner.referenceWeights()))
         _ = try publishPolicy()
 
@@ -486,7 +487,8 @@ private final class SocketLoop {
     let logger: Logger
     private(set) var scheduler: TaskScheduler
     private var policyWeights: WeightsPublisher
-    private var referenceWeights: WeightsPublisher
+    /// The model description and the reference weights: published once, never evicted.
+    private var fixedWeights: WeightsPublisher
     private var pairsByStep: [UInt64: [UInt64: TaskPair]] = [:]
     private var lastAlive = -1
 
@@ -501,7 +503,7 @@ private final class SocketLoop {
         self.logger = logger
         scheduler = TaskScheduler(settings: settings.scheduler)
         policyWeights = WeightsPublisher(chunkBytes: settings.weightChunkBytes, retain: settings.retainedVersions)
-        referenceWeights = WeightsPublisher(chunkBytes: settings.weightChunkBytes, retain: 1)
+        fixedWeights = WeightsPublisher(chunkBytes: settings.weightChunkBytes, retain: 2)
     }
 
     /// Serves until the learner thread ends, then says GOODBYE to every worker.
@@ -567,8 +569,8 @@ private final class SocketLoop {
         for command in mailbox.takeCommands() {
             switch command {
             case let .publish(version, weights):
-                if version == WeightsVersion.reference {
-                    referenceWeights.publish(version: version, bytes: weights)
+                if version >= WeightsVersion.model {
+                    fixedWeights.publish(version: version, bytes: weights)
                     continue
                 }
                 policyWeights.publish(version: version, bytes: weights)
@@ -647,7 +649,7 @@ private final class SocketLoop {
             if !scheduler.heard(from: peer, now: now) { dropUnregistered(message, from: peer) }
         case let .weightsRequest(version, chunkIndex):
             guard scheduler.heard(from: peer, now: now) else { return dropUnregistered(message, from: peer) }
-            let publisher = version == WeightsVersion.reference ? referenceWeights : policyWeights
+            let publisher = version >= WeightsVersion.model ? fixedWeights : policyWeights
             let reply = publisher.reply(version: version, chunkIndex: chunkIndex)
             send(reply, to: peer)
             if case let .weightsChunk(chunk) = reply, chunk.chunkIndex + 1 == chunk.chunkCount {

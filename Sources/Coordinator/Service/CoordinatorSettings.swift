@@ -60,13 +60,13 @@ public struct CoordinatorSettings: Sendable {
     /// The settings of a run's configuration. Loads the CURVE key files when
     /// `cluster.curve_secret_key_file` is set (then `cluster.authorized_keys_file` is required);
     /// errors name the config key, the file and the line at fault.
-    /// Workers must match `runModel`'s fingerprint; results are checked against prompts rendered through its chat.
+    /// Results are checked against prompts rendered through `runModel`'s chat.
     public init(config: Config, runModel: RunModel) throws {
         let cluster = config.cluster
         let curve = try CurveKeyFiles.coordinatorKeys(of: cluster).map {
             CoordinatorCurve(secretKey: $0.keys.secretKey, authorizedKeys: $0.authorized)
         }
-        self.init(endpoint: cluster.endpoint, scheduler: SchedulerSettings(config: config, chat: runModel.chat, modelFingerprint: runModel.fingerprint), limits: ProtocolLimits(config: config),
+        self.init(endpoint: cluster.endpoint, scheduler: SchedulerSettings(config: config, chat: runModel.chat), limits: ProtocolLimits(config: config),
                   rollout: RolloutParameters(config: config.rollout), runSeed: config.run.seed, steps: config.run.steps,
                   pairsPerBatch: config.grpo.pairsPerBatch, saveEvery: config.run.saveEvery,
                   weightChunkBytes: cluster.weightChunkBytes, curve: curve, allowInsecure: cluster.allowInsecure)

@@ -10,13 +10,16 @@ import WireProtocol
 /// `@unchecked Sendable` is acceptable for a class holding mutable model state).
 public protocol Learner: AnyObject, Sendable {
     /// Version of the current policy weights. Must increase with every ``update(step:pairs:rollouts:)``
-    /// and stay below ``WeightsVersion/reference``.
+    /// and stay below ``WeightsVersion/model``.
     var policyVersion: UInt64 { get }
     /// Serialized weights of ``policyVersion`` (the bytes workers receive in
     /// ``RolloutExecutor``-side `prepare`).
     func currentWeights() throws -> [UInt8]
     /// Serialized weights of the frozen reference model (served as ``WeightsVersion/reference``).
     func referenceWeights() throws -> [UInt8]
+    /// The run's model, architecture and tokenizer, as workers take it (served as
+    /// ``WeightsVersion/model``; EngineConfiguration's `RunModel.wireDescription`).
+    func modelDescription() -> [UInt8]
     /// One GRPO update from step `step`'s rollouts (canonical trajectory order); bumps
     /// ``policyVersion``. `pairs` are the step's pairs as sent to workers (labels stay with the
     /// learner's data). The returned metrics' reward/loss fields are kept; the runtime fills in

@@ -116,4 +116,54 @@ public struct StoredTokenizer: Sendable, Equatable {
         field(chatTemplateJinja.map { Array($0.utf8) })
         return bytes
     }
+
+    /// Reads ``canonicalBytes`` back (the form a coordinator sends workers, docs/PROTOCOL.md,
+    /// "The run's model"). Bytes that end early, run on, hold a field flag other than 0 or 1,
+    /// lack a required field or hold text that is not UTF-8 are an error naming the field and
+    /// its offset.
+    public init(canonicalBytes bytes: [UInt8]) throws {
+        var offset = 0
+        func field(_ name: String) throws -> [UInt8]? {
+            let start = offset
+            func fail(_ reason: String) -> CermError { .invalid("stored tokenizer, field \(name) at byte \(start): \(reason)") }
+            func u64() throws -> UInt64 {
+                guard bytes.count - offset >= 8 else { throw fail("ends after \(bytes.count) bytes") }
+                var value: UInt64 = 0
+                for i in 0..<8 { value |= UInt64(bytes[offset + i]) << (8 * i) }
+                offset += 8
+                return value
+            }
+            switch try u64() {
+            case 0: return nil
+            case 1: break
+            case let flag: throw fail("presence flag \(flag), expected 0 or 1")
+            }
+            let length = try u64()
+            guard length <= UInt64(bytes.count - offset) else { throw fail("length \(length) runs past the end (\(bytes.count) bytes)") }
+            defer { offset += Int(length) }
+            return Array(bytes[offset..<(offset + Int(length))])
+        }
+        func text(_ name: String) throws -> String? {
+            let start = offset
+            guard let raw = try field(name) else { return nil }
+            guard let text = String(validating: raw, as: UTF8.self) else {
+                throw CermError.invalid("stored tokenizer, field \(name) at byte \(start): not UTF-8 text")
+            }
+            return text
+        }
+        func required<T>(_ value: T?, _ name: String, at start: Int) throws -> T {
+            guard let value else { throw CermError.invalid("stored tokenizer, field \(name) at byte \(start): absent, but required") }
+            return value
+        }
+        let json = try required(try field("tokenizer_json"), "tokenizer_json", at: 0)
+        let names = try Self.tokenAttributes.map(text)
+        let templateStart = offset
+        let template = try required(try text("chat_template"), "chat_template", at: templateStart)
+        self.init(tokenizerJSON: json, bosToken: names[0], eosToken: names[1], padToken: names[2], unkToken: names[3],
+                  chatTemplate: template, chatTemplateSystem: try text("chat_template_system"),
+                  chatTemplateJinja: try text("chat_template_jinja"))
+        guard offset == bytes.count else {
+            throw CermError.invalid("stored tokenizer: \(bytes.count - offset) bytes after its last field, from byte \(offset)")
+        }
+    }
 }
