@@ -16,7 +16,7 @@ public struct ByteWriter: Sendable {
     public mutating func f64(_ value: Double) { appendLittleEndian(value.bitPattern) }
 
     /// A `u32` length then the raw bytes.
-    public mutating func bytes(_ value: [UInt8]) {
+    public mutating func bytes(_ value: some Collection<UInt8>) {
         u32(UInt32(truncatingIfNeeded: value.count))
         bytes.append(contentsOf: value)
     }
@@ -98,6 +98,13 @@ public struct ByteReader: Sendable {
         let n = Int(try u32(field))
         guard n <= limit else { throw .tooLong(field: field, length: n, limit: limit) }
         return Array(try take(n, field))
+    }
+
+    /// Like ``bytes(_:limit:)``, as a slice of the buffer read (no copy).
+    public mutating func byteSlice(_ field: String, limit: Int) throws(ProtocolError) -> ArraySlice<UInt8> {
+        let n = Int(try u32(field))
+        guard n <= limit else { throw .tooLong(field: field, length: n, limit: limit) }
+        return try take(n, field)
     }
 
     /// A `u32` byte length (≤ `limit`) then UTF-8, validated.

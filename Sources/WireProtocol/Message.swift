@@ -146,11 +146,13 @@ public struct WeightsChunk: Equatable, Sendable {
     public var chunkIndex: UInt32
     public var chunkCount: UInt32
     public var totalBytes: UInt64
-    /// FNV-1a-64 of `data` (``Checksum/fnv1a64(_:)-(UInt8)``).
+    /// XXH64 of `data` (``Checksum/xxh64(_:)-(UInt8)``).
     public var checksum: UInt64
-    public var data: [UInt8]
+    /// A view of the published version's bytes (coordinator) or of the received frame
+    /// (worker): a slice, so neither side copies a chunk only to hand it on.
+    public var data: ArraySlice<UInt8>
 
-    public init(version: UInt64, chunkIndex: UInt32, chunkCount: UInt32, totalBytes: UInt64, checksum: UInt64, data: [UInt8]) {
+    public init(version: UInt64, chunkIndex: UInt32, chunkCount: UInt32, totalBytes: UInt64, checksum: UInt64, data: ArraySlice<UInt8>) {
         self.version = version
         self.chunkIndex = chunkIndex
         self.chunkCount = chunkCount
@@ -160,9 +162,9 @@ public struct WeightsChunk: Equatable, Sendable {
     }
 
     /// A chunk whose checksum is computed from `data`.
-    public init(version: UInt64, chunkIndex: UInt32, chunkCount: UInt32, totalBytes: UInt64, data: [UInt8]) {
+    public init(version: UInt64, chunkIndex: UInt32, chunkCount: UInt32, totalBytes: UInt64, data: ArraySlice<UInt8>) {
         self.init(version: version, chunkIndex: chunkIndex, chunkCount: chunkCount, totalBytes: totalBytes,
-                  checksum: Checksum.fnv1a64(data), data: data)
+                  checksum: data.withUnsafeBytes { Checksum.xxh64($0) }, data: data)
     }
 }
 

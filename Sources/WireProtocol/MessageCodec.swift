@@ -319,11 +319,11 @@ public struct MessageCodec: Sendable {
         guard index < count else {
             throw .invalidValue(field: "WEIGHTS_CHUNK.chunk_index", reason: "\(index) is not below chunk_count \(count)")
         }
-        let data = try r.bytes("WEIGHTS_CHUNK.data", limit: limits.maxMessageBytes)
+        let data = try r.byteSlice("WEIGHTS_CHUNK.data", limit: limits.maxMessageBytes)
         guard UInt64(data.count) <= total else {
             throw .invalidValue(field: "WEIGHTS_CHUNK.data", reason: "\(data.count) bytes exceed total_bytes \(total)")
         }
-        let actual = Checksum.fnv1a64(data)
+        let actual = data.withUnsafeBytes { Checksum.xxh64($0) }
         guard actual == checksum else { throw .checksumMismatch(version: version, chunk: index, declared: checksum, actual: actual) }
         return WeightsChunk(version: version, chunkIndex: index, chunkCount: count, totalBytes: total, checksum: checksum, data: data)
     }

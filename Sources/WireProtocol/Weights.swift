@@ -9,7 +9,7 @@ public struct WeightsPublisher: Sendable {
     private var versions: [UInt64: Published] = [:]
 
     /// A version's bytes and the checksum of each of its chunks: computed once when published,
-    /// not for every worker's request (FNV-1a runs at about 1 GB/s).
+    /// not for every worker's request.
     private struct Published: Sendable {
         let bytes: [UInt8]
         let checksums: [UInt64]
@@ -37,7 +37,7 @@ public struct WeightsPublisher: Sendable {
             DispatchQueue.concurrentPerform(iterations: count) { index in
                 let start = index * chunkBytes, end = min(start + chunkBytes, total)
                 let chunk = UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: base).map { $0 + start }, count: end - start)
-                UnsafeMutablePointer<UInt64>(bitPattern: out)?[index] = Checksum.fnv1a64(chunk)
+                UnsafeMutablePointer<UInt64>(bitPattern: out)?[index] = Checksum.xxh64(chunk)
             }
         }
         versions[version] = Published(bytes: bytes, checksums: Array(checksums))
@@ -59,7 +59,7 @@ public struct WeightsPublisher: Sendable {
         }
         let bytes = published.bytes
         let start = Int(chunkIndex) * chunkBytes
-        let data = Array(bytes[start..<min(start + chunkBytes, bytes.count)])
+        let data = bytes[start..<min(start + chunkBytes, bytes.count)]
         return .weightsChunk(WeightsChunk(version: version, chunkIndex: chunkIndex, chunkCount: UInt32(clamping: published.checksums.count),
                                           totalBytes: UInt64(bytes.count), checksum: published.checksums[Int(chunkIndex)], data: data))
     }
@@ -81,7 +81,7 @@ public struct WeightsAssembler: Sendable {
     /// The size of every chunk but the last, once a non-last chunk (or the only one) arrived.
     private var chunkBytes: Int?
     /// Chunks that arrived before ``chunkBytes`` was known.
-    private var early: [UInt32: [UInt8]] = [:]
+    private var early: [UInt32: ArraySlice<UInt8>] = [:]
     private var received: Set<UInt32> = []
     private var bytes: [UInt8] = []
     /// Asked for and not yet received.

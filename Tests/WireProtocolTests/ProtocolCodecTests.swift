@@ -241,13 +241,13 @@ enum ProtocolSamples {
 
     func chunkBody(index: UInt32 = 0, count: UInt32 = 1, total: UInt64 = 3, checksum: UInt64? = nil, data: [UInt8] = [7, 8, 9]) -> [UInt8] {
         var w = ByteWriter()
-        w.u64(5); w.u32(index); w.u32(count); w.u64(total); w.u64(checksum ?? Checksum.fnv1a64(data)); w.bytes(data)
+        w.u64(5); w.u32(index); w.u32(count); w.u64(total); w.u64(checksum ?? Checksum.xxh64(data)); w.bytes(data)
         return w.bytes
     }
 
     @Test func weightsChunkValidation() throws {
         _ = try decode(.weightsChunk, chunkBody())
-        let actual = Checksum.fnv1a64([7, 8, 9])
+        let actual: UInt64 = 0xc295_f2d4_426a_5667  // XXH64 of [7, 8, 9], from the xxhash package
         expectError(.checksumMismatch(version: 5, chunk: 0, declared: 1, actual: actual), .weightsChunk, chunkBody(checksum: 1))
         expectError(.invalidValue(field: "WEIGHTS_CHUNK.chunk_index", reason: "2 is not below chunk_count 2"), .weightsChunk, chunkBody(index: 2, count: 2))
         expectError(.invalidValue(field: "WEIGHTS_CHUNK.chunk_count", reason: "must be at least 1"), .weightsChunk, chunkBody(index: 0, count: 0))
@@ -287,7 +287,7 @@ enum ProtocolSamples {
     /// WEIGHTS_CHUNK of that many bytes really takes on the wire.
     @Test func weightsChunkOverheadIsTheEncodedSize() throws {
         let data = [UInt8](repeating: 7, count: 1000)
-        let chunk = WeightsChunk(version: 1, chunkIndex: 0, chunkCount: 1, totalBytes: 1000, checksum: Checksum.fnv1a64(data), data: data)
+        let chunk = WeightsChunk(version: 1, chunkIndex: 0, chunkCount: 1, totalBytes: 1000, checksum: Checksum.xxh64(data), data: data[...])
         let frames = try MessageCodec().encode(.weightsChunk(chunk))
         #expect(MessageCodec.weightsChunkOverhead == 48)
         #expect(frames.map(\.count).reduce(0, +) == data.count + MessageCodec.weightsChunkOverhead)
