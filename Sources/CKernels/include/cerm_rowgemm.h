@@ -78,10 +78,10 @@ CERM_AVX512 static inline float cerm_reduce512(__m512 v) {
  * of. So the first row tile of a block prefetches, line by line, the weight rows two tiles ahead
  * (`pf`, NULL at the end). Prefetches change no arithmetic. */
 #define CERM_PREFETCH_DISTANCE 8
-#define CERM_PREFETCH_ROWS(pf, ldb, p)                                                             \
+#define CERM_PREFETCH_ROWS(pf, ldb, p, rows)                                                       \
     if (pf) {                                                                                      \
         _Pragma("clang loop unroll(full)")                                                         \
-        for (int q = 0; q < 4; q++) _mm_prefetch((const char *)((pf) + (int64_t)q * (ldb) + (p)), _MM_HINT_T0); \
+        for (int q = 0; q < (rows); q++) _mm_prefetch((const char *)((pf) + (int64_t)q * (ldb) + (p)), _MM_HINT_T0); \
     }
 
 /* R x C tile of rows i0.. and columns j0.. (R, C <= 4 are constants after inlining). */
@@ -94,7 +94,7 @@ CERM_AVX512 static inline void cerm_tile512(int R, int C, int k, const float *a,
         _Pragma("clang loop unroll(full)")
         for (int q = 0; q < C; q++) acc[r][q] = _mm512_setzero_ps();
     for (int p = 0; p < k16; p += 16) {
-        CERM_PREFETCH_ROWS(pf, ldb, p);
+        CERM_PREFETCH_ROWS(pf, ldb, p, 4);
         __m512 x[4], y[4];
         _Pragma("clang loop unroll(full)")
         for (int r = 0; r < R; r++) x[r] = _mm512_loadu_ps(a + (int64_t)r * lda + p);
@@ -115,8 +115,10 @@ CERM_AVX512 static inline void cerm_tile512(int R, int C, int k, const float *a,
         }
 }
 
-/* AVX2: 16 lanes as two ymm halves; R x C <= 2 x 4 keeps 16 accumulators in 16 registers... the
- * compiler spills a little, which changes speed, never the arithmetic. */
+/* AVX2: 16 lanes as two ymm halves, so an element takes two accumulators. With 16 ymm
+ * registers a 2 x 4 tile (16 accumulators) spilled six of them to the stack in every iteration;
+ * the driver uses 3 x 2 tiles (12 accumulators, the 4 weight halves, the row halves as memory
+ * operands), which stay in registers. Tile shapes change speed, never the arithmetic. */
 CERM_AVX2 static inline void cerm_tile256(int R, int C, int k, const float *a, int lda, const float *b, int ldb,
                                           float *c, int ldc, int accumulate, const float *pf) {
     const int k16 = k - k % 16;
@@ -126,7 +128,7 @@ CERM_AVX2 static inline void cerm_tile256(int R, int C, int k, const float *a, i
         _Pragma("clang loop unroll(full)")
         for (int q = 0; q < C; q++) { lo[r][q] = _mm256_setzero_ps(); hi[r][q] = _mm256_setzero_ps(); }
     for (int p = 0; p < k16; p += 16) {
-        CERM_PREFETCH_ROWS(pf, ldb, p);
+        CERM_PREFETCH_ROWS(pf, ldb, p, C);
         _Pragma("clang loop unroll(full)")
         for (int r = 0; r < R; r++) {
             __m256 xl = _mm256_loadu_ps(a + (int64_t)r * lda + p), xh = _mm256_loadu_ps(a + (int64_t)r * lda + p + 8);
@@ -192,11 +194,11 @@ static inline void cerm_rowgemm_avx2(int m, int n0, int n1, int k, const float *
                                      const float *b, int ldb, float *c, int ldc, int accumulate) {
     for (int ib = 0; ib < m; ib += CERM_ROWGEMM_ROW_BLOCK) {
         int ie = ib + CERM_ROWGEMM_ROW_BLOCK < m ? ib + CERM_ROWGEMM_ROW_BLOCK : m;
-        for (int j = n0; j < n1; j += 4) {
-            int C = n1 - j < 4 ? n1 - j : 4;
-            const float *ahead = j + CERM_PREFETCH_DISTANCE + 4 <= n1 ? b + (int64_t)(j + CERM_PREFETCH_DISTANCE) * ldb : 0;
-            for (int i = ib; i < ie; i += 2) {
-                int R = ie - i < 2 ? ie - i : 2;
+        for (int j = n0; j < n1; j += 2) {
+            int C = n1 - j < 2 ? n1 - j : 2;
+            const float *ahead = j + CERM_PREFETCH_DISTANCE + 2 <= n1 ? b + (int64_t)(j + CERM_PREFETCH_DISTANCE) * ldb : 0;
+            for (int i = ib; i < ie; i += 3) {
+                int R = ie - i < 3 ? ie - i : 3;
                 const float *ta = a + (int64_t)i * lda, *tb = b + (int64_t)j * ldb;
                 float *tc = c + (int64_t)i * ldc + j;
                 const float *pf = i == ib ? ahead : 0;
