@@ -17,6 +17,7 @@
  * which variant runs.
  */
 #include <stdint.h>
+#include <stdlib.h>
 #include <math.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -224,11 +225,18 @@ static inline int cerm_rowgemm_detect(void) {
 }
 #endif
 
-/* Which variant runs: 2 = AVX-512F, 1 = AVX2+FMA, 0 = portable scalar (same bits, slower). */
+/* Which variant runs: 2 = AVX-512F, 1 = AVX2+FMA, 0 = portable scalar (same bits, slower).
+ * The environment variable CERM_KERNEL_VARIANT=0|1|2 caps it, so an AVX-512 machine can measure
+ * the AVX2 kernels that most CPUs run (BENCHMARKS.md). */
 static inline int cerm_rowgemm_variant(void) {
 #if defined(__x86_64__)
     static int variant = -1;
-    if (variant < 0) variant = cerm_rowgemm_detect();
+    if (variant < 0) {
+        int detected = cerm_rowgemm_detect();
+        const char *cap = getenv("CERM_KERNEL_VARIANT");
+        if (cap && cap[0] >= '0' && cap[0] <= '2' && cap[1] == 0 && cap[0] - '0' < detected) detected = cap[0] - '0';
+        variant = detected;
+    }
     return variant;
 #else
     return 0;
