@@ -272,10 +272,18 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
             trajectories: rollouts.trajectories.count)
     }
 
+    /// The state's tensors share the learner's own buffers (policy, reference, AdamW moments)
+    /// instead of copying them, so writing a checkpoint costs no memory beyond training's; they
+    /// keep their values should the learner change afterwards (copy-on-write).
     public func trainingState(step: Int, dataCursor: DataCursor) throws -> TrainingState {
         let layout = model.weights.layout
         func named(_ values: [Float], prefix: String = "") throws -> [NamedTensor] {
-            try layout.tensors(of: values).map { NamedTensor(name: prefix + $0.name, shape: $0.shape, values: $0.values) }
+            guard values.count == layout.totalCount else {
+                throw CermError.invalid("learner buffer of \(values.count) values, the model has \(layout.totalCount)")
+            }
+            return layout.specs.map {
+                NamedTensor(name: prefix + $0.name, shape: $0.shape, sharing: values, range: $0.offset..<($0.offset + $0.count))
+            }
         }
         return TrainingState(
             step: step, policyVersion: policyVersion,
@@ -450,7 +458,9 @@ extension TrainingState {
     /// The frozen reference model's tensors, their names without the `reference.` prefix.
     public var referenceTensors: [NamedTensor] {
         tensors.filter { $0.name.hasPrefix(GRPOLearner.referencePrefix) }.map {
-            NamedTensor(name: String($0.name.dropFirst(GRPOLearner.referencePrefix.count)), shape: $0.shape, values: $0.values)
+            var tensor = $0
+            tensor.name = String(tensor.name.dropFirst(GRPOLearner.referencePrefix.count))
+            return tensor
         }
     }
 }
