@@ -377,6 +377,24 @@ enum LearnerFixture {
         #expect(state.isBitIdentical(to: copy))
     }
 
+    /// The AdamW step updates the policy where it is: no data-shard replica still holds it, so
+    /// it is not copied (0.5 GiB at 135M parameters) and its buffer stays the same. (The first
+    /// step does copy it, away from the reference it shared a buffer with until then.)
+    @Test func anUpdateChangesThePolicyInPlace() throws {
+        var config = LearnerFixture.config()
+        // One AdamW step per update: with more, a copy could land where the buffer before it was.
+        config.grpo.miniBatches = 1
+        let learner = try GRPOLearner(config: config)
+        func address() -> UInt { learner.policy.values.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) } }
+        for step in 1...2 {
+            let rollouts = try LearnerFixture.rollouts(config: config, policy: learner.policy, step: step)
+            let before = address(), weights = try learner.currentWeights()
+            _ = try learner.update(step: step, pairs: LearnerFixture.pairs, rollouts: rollouts)
+            #expect(try learner.currentWeights() != weights)
+            #expect((address() == before) == (step > 1), "step \(step)")
+        }
+    }
+
     /// The run model's tokenizer goes into every checkpoint; `--init` weights or a checkpoint
     /// carrying another tokenizer are refused, naming the file: their token ids mean other text.
     @Test func theRunModelsTokenizerGoesIntoCheckpointsAndOthersAreRefused() throws {
