@@ -101,6 +101,41 @@ struct CheckpointTests {
         #expect(!state.isBitIdentical(to: composed))      // ... but not the same bytes
     }
 
+    /// Tensors that are ranges of one flat buffer (as a learner's state shares its parameters)
+    /// are checksummed, written and read back exactly as the same tensors holding copies.
+    @Test func tensorsSharingABufferAreWrittenAsTheirCopiesWouldBe() throws {
+        let owned = sampleState(step: 4)
+        func shared(_ tensors: [NamedTensor]) -> [NamedTensor] {
+            let buffer = [-1] + tensors.flatMap(\.values) + [-2]
+            var offset = 1
+            return tensors.map { tensor in
+                defer { offset += tensor.count }
+                return NamedTensor(name: tensor.name, shape: tensor.shape, sharing: buffer, range: offset..<(offset + tensor.count))
+            }
+        }
+        var state = owned
+        state.tensors = shared(owned.tensors)
+        state.adamM = shared(owned.adamM)
+        state.adamV = shared(owned.adamV)
+        #expect(state.isBitIdentical(to: owned))
+        #expect(state.tensors.map(\.count) == owned.tensors.map(\.values.count))
+        #expect(state.tensors[1].values == owned.tensors[1].values)
+        let extra = CheckpointFormat.encodeExtra(owned.extra)
+        #expect(CheckpointFormat.checksum(of: state, extraJSON: extra) == CheckpointFormat.checksum(of: owned, extraJSON: extra))
+
+        let dir = try makeTemporaryDirectory("shared")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let written = try CheckpointWriter(directory: dir, keepLast: 1).write(state)
+        #expect(written.checksum == CheckpointFormat.checksum(of: owned, extraJSON: extra))
+        #expect(try CheckpointReader.load(path: written.path).isBitIdentical(to: owned))
+
+        // Changing a shared tensor changes neither the buffer nor the tensors sharing it.
+        var changed = state.tensors[1]
+        changed.values[0] = 9
+        #expect(changed.values[0] == 9 && changed.count == owned.tensors[1].count)
+        #expect(state.isBitIdentical(to: owned))
+    }
+
     @Test func checksumIsStableAcrossRuns() {
         // Pinned: a change to the canonical traversal must be a new format version.
         let state = TrainingState(step: 1, policyVersion: 2, tensors: [NamedTensor(name: "w", shape: [1], values: [1])])

@@ -328,6 +328,73 @@ enum LearnerFixture {
         #expect(!String(decoding: header, as: UTF8.self).contains("reference."))
     }
 
+    /// A checkpoint is written from the learner's own buffers, not from a copy of them: its
+    /// tensors point into policy, reference and AdamW moments, and it holds, checksums and reads
+    /// back exactly what the copy held. A state taken before the learner trains on keeps its values.
+    @Test func checkpointsAreWrittenFromTheLearnersBuffersWithTheContentOfACopy() throws {
+        let config = LearnerFixture.config()
+        let learner = try GRPOLearner(config: config)
+        _ = try learner.update(step: 1, pairs: LearnerFixture.pairs,
+                               rollouts: LearnerFixture.rollouts(config: config, policy: learner.policy, step: 1))
+        let state = try learner.trainingState(step: 1, dataCursor: DataCursor(epoch: 0, position: 4, permutationSeed: 5))
+
+        let layout = learner.policy.layout
+        func copied(_ values: [Float], prefix: String = "") throws -> [NamedTensor] {
+            try layout.tensors(of: values).map { NamedTensor(name: prefix + $0.name, shape: $0.shape, values: $0.values) }
+        }
+        var copy = state
+        copy.tensors = try copied(learner.policy.values) + copied(learner.reference.values, prefix: GRPOLearner.referencePrefix)
+        copy.adamM = try copied(learner.optimizer.m)
+        copy.adamV = try copied(learner.optimizer.v)
+        #expect(copy.adamM.contains { $0.values.contains { $0 != 0 } }, "the update moved the moments")
+        #expect(state.isBitIdentical(to: copy))
+        let extra = CheckpointFormat.encodeExtra(state.extra)
+        let copyChecksum = CheckpointFormat.checksum(of: copy, extraJSON: extra)
+        #expect(CheckpointFormat.checksum(of: state, extraJSON: extra) == copyChecksum)
+
+        func expectInPlace(_ tensors: [NamedTensor], of buffer: [Float], _ label: String) {
+            #expect(tensors.count == layout.specs.count)
+            buffer.withUnsafeBufferPointer { buffer in
+                for (tensor, spec) in zip(tensors, layout.specs) {
+                    #expect(tensor.withUnsafeValues { $0.baseAddress } == buffer.baseAddress.map { $0 + spec.offset }, "\(label) \(spec.name)")
+                }
+            }
+        }
+        expectInPlace(state.policyTensors, of: learner.policy.values, "policy")
+        expectInPlace(state.referenceTensors, of: learner.reference.values, "reference")
+        expectInPlace(state.adamM, of: learner.optimizer.m, "m")
+        expectInPlace(state.adamV, of: learner.optimizer.v, "v")
+
+        let directory = try makeTemporaryDirectory("learner-buffers")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let written = try CheckpointWriter(directory: directory, keepLast: 2).write(state)
+        #expect(written.checksum == copyChecksum)
+        #expect(try CheckpointReader.load(path: written.path).isBitIdentical(to: copy))
+
+        _ = try learner.update(step: 2, pairs: LearnerFixture.pairs,
+                               rollouts: LearnerFixture.rollouts(config: config, policy: learner.policy, step: 2))
+        #expect(try copied(learner.policy.values) != copy.policyTensors)
+        #expect(state.isBitIdentical(to: copy))
+    }
+
+    /// The AdamW step updates the policy where it is: no data-shard replica still holds it, so
+    /// it is not copied (0.5 GiB at 135M parameters) and its buffer stays the same. (The first
+    /// step does copy it, away from the reference it shared a buffer with until then.)
+    @Test func anUpdateChangesThePolicyInPlace() throws {
+        var config = LearnerFixture.config()
+        // One AdamW step per update: with more, a copy could land where the buffer before it was.
+        config.grpo.miniBatches = 1
+        let learner = try GRPOLearner(config: config)
+        func address() -> UInt { learner.policy.values.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) } }
+        for step in 1...2 {
+            let rollouts = try LearnerFixture.rollouts(config: config, policy: learner.policy, step: step)
+            let before = address(), weights = try learner.currentWeights()
+            _ = try learner.update(step: step, pairs: LearnerFixture.pairs, rollouts: rollouts)
+            #expect(try learner.currentWeights() != weights)
+            #expect((address() == before) == (step > 1), "step \(step)")
+        }
+    }
+
     /// The run model's tokenizer goes into every checkpoint; `--init` weights or a checkpoint
     /// carrying another tokenizer are refused, naming the file: their token ids mean other text.
     @Test func theRunModelsTokenizerGoesIntoCheckpointsAndOthersAreRefused() throws {

@@ -116,6 +116,67 @@ import Worker
         }
     }
 
+    /// Sync mode keeps only the current policy version: a worker half-way through fetching
+    /// version 0 when version 1 is published is told WEIGHTS_UNAVAILABLE (its task of version 0
+    /// could only be stale), and gets version 1 whole.
+    @Test func syncModeServesOnlyTheCurrentPolicyVersion() throws {
+        let learner = FakeLearner()
+        let service = CoordinatorService(settings: Self.coordinatorSettings(steps: 2, chunkBytes: 16), learner: learner,
+                                         pairs: FakePairs(count: Self.pairCount), logger: Self.quiet("coordinator"))
+        let (coordinator, endpoint) = try Self.startCoordinator(service)
+
+        // The fetching worker: a raw socket that joins and fetches, but never asks for a task.
+        let codec = MessageCodec(limits: ProtocolLimits(maxMessageBytes: 1 << 20, vocabularySize: UInt32(FakeModel.vocabulary)))
+        let socket = try ZMQSocket(context: try ZMQContext(), type: .dealer)
+        defer { socket.close() }
+        try socket.connect(endpoint)
+        func send(_ message: Message) throws { try socket.send(try codec.encode(message)) }
+        /// The next message from the coordinator that is not a HEARTBEAT (each one is answered,
+        /// to stay alive), or the first HEARTBEAT naming `policyVersion` when given.
+        func receive(heartbeatOf policyVersion: UInt64? = nil) throws -> Message {
+            for _ in 0..<1000 {
+                guard let frames = try socket.receive(timeoutMs: 10) else { continue }
+                let message = try codec.decode(frames)
+                if case let .heartbeat(version) = message {
+                    try send(.heartbeat(policyVersion: 0))
+                    if version != policyVersion { continue }
+                }
+                return message
+            }
+            throw CermError.invalid("fetching worker: nothing from the coordinator for 10 s")
+        }
+        try send(.hello(HelloMessage(name: "fetcher", capacity: 1, configHash: Self.configHash, kind: .cpu)))
+        guard case .welcome = try receive() else { Issue.record("fetcher: expected WELCOME"); return }
+        try send(.weightsRequest(version: 0, chunkIndex: 0))
+        guard case let .weightsChunk(first) = try receive() else { Issue.record("fetcher: expected chunk 0 of version 0"); return }
+        #expect(first.chunkCount > 1)
+
+        // A worker runs step 1, then holds step 2 until the fetcher is done: version 1 is current meanwhile.
+        let fetched = StopSignal()
+        let executor = FakeExecutor { task in
+            while task.step == 2 && !fetched.isRequested { Thread.sleep(forTimeInterval: 0.005) }
+        }
+        let worker = Self.startWorker(endpoint, name: "w0", executor: executor)
+        _ = try receive(heartbeatOf: 1)
+        try send(.weightsRequest(version: 0, chunkIndex: 1))
+        #expect(try receive() == .weightsUnavailable(version: 0, latestVersion: 1))
+        var bytes: [UInt8] = []
+        var index: UInt32 = 0
+        while true {
+            try send(.weightsRequest(version: 1, chunkIndex: index))
+            guard case let .weightsChunk(chunk) = try receive() else { Issue.record("fetcher: expected chunk \(index) of version 1"); break }
+            bytes += chunk.data
+            index += 1
+            if index == chunk.chunkCount { break }
+        }
+        #expect(learner.publishedChecksums[1] == Checksum.fnv1a64(bytes))
+        fetched.request()
+
+        #expect(try coordinator.value().outcome == .finished(steps: 2))
+        #expect(try worker.value() == .goodbye(reason: "run finished after 2 steps"))
+        #expect(learner.weights == (try Self.expectedWeights(steps: 2)))
+    }
+
     @Test(arguments: [1, 3]) func finalWeightsDoNotDependOnTheNumberOfWorkers(workerCount: Int) throws {
         let learner = FakeLearner()
         let service = CoordinatorService(settings: Self.coordinatorSettings(steps: 3, pairsPerTask: 2), learner: learner,

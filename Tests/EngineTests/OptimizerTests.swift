@@ -38,13 +38,15 @@ import Testing
         }
     }
 
-    @Test func decayMaskCoversMatricesOnly() throws {
+    @Test func decayCoversMatricesOnly() throws {
         let layout = ParameterLayout(TrainingTestData.qwenTinyAllFeatures)
-        let mask = AdamW.decayMask(layout: layout)
-        for spec in layout.specs {
-            let expected: Float = spec.shape.count >= 2 ? 1 : 0
-            #expect(mask[spec.offset] == expected && mask[spec.offset + spec.count - 1] == expected, "\(spec.name)")
+        let spans = AdamW.decaySpans(layout: layout)
+        #expect(spans.count == layout.specs.count)
+        for (span, spec) in zip(spans, layout.specs) {
+            #expect(span.range == spec.offset..<(spec.offset + spec.count) && span.mask == (spec.shape.count >= 2 ? 1 : 0), "\(spec.name)")
         }
+        #expect(spans.last?.range.upperBound == layout.totalCount)
+        #expect(AdamW.decaySpans(layout: layout, decayNormsAndBiases: true).allSatisfy { $0.mask == 1 })
     }
 
     @Test func globalNormClippingReturnsThePreClipNorm() {

@@ -79,7 +79,7 @@ public enum CheckpointFormat {
                 stream.feed(string: Array(tensor.name.utf8))
                 stream.feed(uint: UInt64(tensor.shape.count))
                 for dim in tensor.shape { stream.feed(uint: UInt64(dim)) }
-                tensor.values.withUnsafeBufferPointer { stream.feed(floats: $0) }
+                tensor.withUnsafeValues { stream.feed(floats: $0) }
             }
         }
         stream.feed(string: Array(state.configText.utf8))

@@ -133,8 +133,8 @@ public final class CheckpointWriter: @unchecked Sendable {
                     guard !overflow else { throw fail("tensor \(where_) has shape \(tensor.shape), too many values") }
                     count = product
                 }
-                guard count == tensor.values.count else {
-                    throw fail("tensor \(where_) has shape \(tensor.shape) (\(count) values) but \(tensor.values.count) values")
+                guard count == tensor.count else {
+                    throw fail("tensor \(where_) has shape \(tensor.shape) (\(count) values) but \(tensor.count) values")
                 }
             }
         }
@@ -157,7 +157,9 @@ public final class CheckpointWriter: @unchecked Sendable {
                                      (CheckpointFormat.adamMGroup, state.adamM),
                                      (CheckpointFormat.adamVGroup, state.adamV)] {
             let group = try root.group(groupName, create: true)
-            for tensor in tensors { try group.write(tensor.name, tensor.values, shape: tensor.shape) }
+            for tensor in tensors {
+                try tensor.withUnsafeValues { try group.write(tensor.name, values: $0, shape: tensor.shape) }
+            }
             let names = CheckpointFormat.encodeNames(tensors.map(\.name))
             try root.write(CheckpointFormat.namesDataset(forGroup: groupName), names, shape: [names.count])
         }

@@ -2,22 +2,64 @@ import Shared
 
 /// A float32 tensor with its Hugging Face name (`model.layers.0.self_attn.q_proj.weight`) and
 /// row-major shape. An empty shape is a scalar (one value); a zero dimension makes it empty.
-public struct NamedTensor: Sendable, Equatable {
+///
+/// Its values are an array of its own, or a range of a flat buffer it shares with other tensors
+/// (``init(name:shape:sharing:range:)``): a learner's checkpoint state then points into the
+/// learner's parameters and AdamW moments instead of copying them (at 135M parameters the copy
+/// was 2 GiB on top of training). Copy-on-write keeps the value semantics either way.
+public struct NamedTensor: Sendable {
     public var name: String
     public var shape: [Int]
-    public var values: [Float]
+    private var storage: [Float]
+    private var range: Range<Int>
 
     public init(name: String, shape: [Int], values: [Float]) {
         self.name = name
         self.shape = shape
-        self.values = values
+        self.storage = values
+        self.range = values.indices
+    }
+
+    /// The tensor at `range` of `buffer`, sharing the buffer's storage instead of copying it.
+    public init(name: String, shape: [Int], sharing buffer: [Float], range: Range<Int>) {
+        precondition(range.lowerBound >= 0 && range.upperBound <= buffer.count, "NamedTensor: range \(range) outside a buffer of \(buffer.count)")
+        self.name = name
+        self.shape = shape
+        self.storage = buffer
+        self.range = range
+    }
+
+    /// The values; a copy when the tensor shares a larger buffer (use ``withUnsafeValues(_:)``
+    /// to read them in place).
+    public var values: [Float] {
+        get { range == storage.indices ? storage : Array(storage[range]) }
+        set {
+            storage = newValue
+            range = newValue.indices
+        }
+    }
+
+    /// Number of values.
+    public var count: Int { range.count }
+
+    /// Calls `body` with the values where they are stored, without copying them.
+    public func withUnsafeValues<Result>(_ body: (UnsafeBufferPointer<Float>) throws -> Result) rethrows -> Result {
+        try storage.withUnsafeBufferPointer { try body(UnsafeBufferPointer(rebasing: $0[range])) }
     }
 
     /// Whether `other` has the same name, shape and bit-identical values. Unlike `==`, NaN equals
     /// a NaN of the same bit pattern and -0 differs from +0, which is what exact resume needs.
     public func isBitIdentical(to other: NamedTensor) -> Bool {
-        name == other.name && shape == other.shape && values.count == other.values.count
-            && zip(values, other.values).allSatisfy { $0.bitPattern == $1.bitPattern }
+        name == other.name && shape == other.shape && count == other.count
+            && withUnsafeValues { a in other.withUnsafeValues { b in zip(a, b).allSatisfy { $0.bitPattern == $1.bitPattern } } }
+    }
+}
+
+extension NamedTensor: Equatable {
+    /// Name, shape and values (IEEE `==`: NaN ≠ NaN, -0 = +0), wherever the values are stored.
+    public static func == (lhs: NamedTensor, rhs: NamedTensor) -> Bool {
+        lhs.name == rhs.name && lhs.shape == rhs.shape && lhs.count == rhs.count
+            && lhs.withUnsafeValues { a in rhs.withUnsafeValues { b in a.elementsEqual(b) } }
     }
 }
 

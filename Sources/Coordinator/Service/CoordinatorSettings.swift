@@ -81,6 +81,9 @@ public struct CoordinatorSettings: Sendable {
     /// Whether step `step` (1-based count of optimizer steps) gets a checkpoint.
     public func isSaveDue(step: Int) -> Bool { step > 0 && (step % saveEvery == 0 || step == steps) }
 
-    /// Policy versions the publisher keeps: the current one, plus those async results may still name.
-    var retainedVersions: Int { scheduler.mode == .async ? Int(min(scheduler.maxStaleness, 1000)) + 2 : 2 }
+    /// Policy versions the publisher keeps: the current one, plus those async results may still
+    /// name. Sync mode accepts results of the current version only (any older one is stale), so
+    /// it keeps no other: a worker still fetching the previous version gets WEIGHTS_UNAVAILABLE,
+    /// drops that task and asks for work of the current one (each version is 0.5 GiB at 135M).
+    var retainedVersions: Int { scheduler.mode == .async ? Int(min(scheduler.maxStaleness, 1000)) + 2 : 1 }
 }

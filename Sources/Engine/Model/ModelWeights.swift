@@ -142,6 +142,16 @@ public struct ModelGradients: Sendable, Equatable {
         }
     }
 
+    /// Makes this buffer the start of a sum of gradients, in place: each value becomes
+    /// `+0 + value`, exactly what ``add(_:)`` of it into a zeroed buffer gives (only -0 changes,
+    /// to +0). The first data shard's buffer can then sum the shards bit for bit as a zeroed
+    /// buffer of the parameters' size did, without that buffer.
+    public mutating func beginSum() {
+        values.withUnsafeMutableBufferPointer { g in
+            for i in 0..<g.count { g[i] = 0 + g[i] }
+        }
+    }
+
     /// Multiplies every gradient by `factor`.
     public mutating func scale(by factor: Float) {
         values.withUnsafeMutableBufferPointer { g in

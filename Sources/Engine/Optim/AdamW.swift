@@ -11,7 +11,7 @@ import Shared
 ///     θ -= lr · (m / (1−β1ᵗ)) / (sqrt(v / (1−β2ᵗ)) + ε)
 ///
 /// By default weight decay applies to matrices (embeddings, projections, LM head) and not to
-/// norm weights or biases (``decayMask(layout:)``). The state (`m`, `v`, `step`) is public so
+/// norm weights or biases (``decaySpans(layout:decayNormsAndBiases:)``). The state (`m`, `v`, `step`) is public so
 /// checkpoints can save and restore it exactly; the update is a single ordered loop, so it is
 /// deterministic.
 public struct AdamW: Sendable, Equatable {
@@ -25,8 +25,16 @@ public struct AdamW: Sendable, Equatable {
     public var v: [Float]
     /// Number of steps taken (the `t` of bias correction).
     public var step: Int
-    /// 1 where weight decay applies, 0 elsewhere (per element of the flat buffer).
-    public var decay: [Float]
+    /// Where weight decay applies: 1 over a tensor's range of the flat buffer, 0 elsewhere. Per
+    /// tensor, not per element: a per-element mask is one more buffer of the parameters' size
+    /// (0.5 GiB at 135M), and the step multiplies by the same 1 or 0 either way.
+    public var decay: [DecaySpan]
+
+    /// One tensor's range of the flat buffer and its weight-decay mask value (1 or 0).
+    public struct DecaySpan: Sendable, Equatable {
+        public var range: Range<Int>
+        public var mask: Float
+    }
 
     /// Fresh state for `layout`. `decayNormsAndBiases` also decays 1-D tensors.
     public init(layout: ParameterLayout, beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8,
@@ -38,16 +46,15 @@ public struct AdamW: Sendable, Equatable {
         self.m = [Float](repeating: 0, count: layout.totalCount)
         self.v = [Float](repeating: 0, count: layout.totalCount)
         self.step = 0
-        self.decay = decayNormsAndBiases ? [Float](repeating: 1, count: layout.totalCount) : AdamW.decayMask(layout: layout)
+        self.decay = AdamW.decaySpans(layout: layout, decayNormsAndBiases: decayNormsAndBiases)
     }
 
-    /// 1 for elements of tensors with two or more dimensions, 0 for norm weights and biases.
-    public static func decayMask(layout: ParameterLayout) -> [Float] {
-        var mask = [Float](repeating: 0, count: layout.totalCount)
-        for spec in layout.specs where spec.shape.count >= 2 {
-            for i in spec.offset..<(spec.offset + spec.count) { mask[i] = 1 }
+    /// Every tensor of `layout` in order, with mask 1 for tensors of two or more dimensions and
+    /// 0 for norm weights and biases (1 for all with `decayNormsAndBiases`).
+    public static func decaySpans(layout: ParameterLayout, decayNormsAndBiases: Bool = false) -> [DecaySpan] {
+        layout.specs.map {
+            DecaySpan(range: $0.offset..<($0.offset + $0.count), mask: decayNormsAndBiases || $0.shape.count >= 2 ? 1 : 0)
         }
-        return mask
     }
 
     /// One update of `weights` with `gradients` at `learningRate`. Throws if the buffers do
@@ -64,26 +71,30 @@ public struct AdamW: Sendable, Equatable {
         guard parameters.count == m.count, gradients.count == m.count else {
             throw CermError.invalid("AdamW.step: optimizer has \(m.count) parameters, got \(parameters.count) parameters and \(gradients.count) gradients")
         }
+        guard decay.last?.range.upperBound ?? 0 == m.count else {
+            throw CermError.invalid("AdamW.step: the weight-decay spans cover \(decay.last?.range.upperBound ?? 0) of \(m.count) parameters")
+        }
         step += 1
         let b1 = beta1, b2 = beta2, eps = epsilon
         let correction1 = Float(1 - Foundation.pow(Double(beta1), Double(step)))
         let correction2 = Float(1 - Foundation.pow(Double(beta2), Double(step)))
         let lr = learningRate
         let decayFactor = learningRate * weightDecay
-        let count = m.count
+        let decay = decay
         parameters.withUnsafeMutableBufferPointer { theta in
             gradients.withUnsafeBufferPointer { grad in
                 m.withUnsafeMutableBufferPointer { mBuf in
                     v.withUnsafeMutableBufferPointer { vBuf in
-                        decay.withUnsafeBufferPointer { mask in
-                            for i in 0..<count {
+                        for span in decay {
+                            let mask = span.mask
+                            for i in span.range {
                                 let gi = grad[i]
                                 let mi = b1 * mBuf[i] + (1 - b1) * gi
                                 let vi = b2 * vBuf[i] + (1 - b2) * gi * gi
                                 mBuf[i] = mi
                                 vBuf[i] = vi
                                 var p = theta[i]
-                                p -= decayFactor * mask[i] * p
+                                p -= decayFactor * mask * p
                                 p -= lr * (mi / correction1) / ((vi / correction2).squareRoot() + eps)
                                 theta[i] = p
                             }
