@@ -379,6 +379,7 @@ private final class StepDriver: @unchecked Sendable {
             guard learner.policyVersion > versionBefore else {
                 throw CermError.invalid("learner update of step \(step) left policy version \(learner.policyVersion) (was \(versionBefore)); it must increase")
             }
+            event(.stepTrained(step: step, pairs: rollouts.rollouts.map(\.pairID)))
             let handover = try publishPolicy()
             open[step] = nil
             completedSteps = step
@@ -491,6 +492,10 @@ private final class SocketLoop {
     private var fixedWeights: WeightsPublisher
     private var pairsByStep: [UInt64: [UInt64: TaskPair]] = [:]
     private var lastAlive = -1
+    /// Names of the routing ids declared dead (the newest 256), so a late RESULT of a worker that
+    /// was only stalled (SIGSTOP, a swapping host) is logged under its name as a late result.
+    private var declaredDead: [RoutingID: String] = [:]
+    private var declaredDeadOrder: [RoutingID] = []
 
     init(settings: CoordinatorSettings, router: RouterChannel, mailbox: CoordinatorMailbox, clock: any Clock,
          metrics: MetricsLogger?, warnings: PeerWarningLimiter, logger: Logger) {
@@ -536,7 +541,11 @@ private final class SocketLoop {
         }
     }
 
-    private func name(_ peer: RoutingID) -> String { scheduler.registry.worker(peer)?.name ?? peer.description }
+    private func name(_ peer: RoutingID) -> String {
+        if let worker = scheduler.registry.worker(peer) { return worker.name }
+        if let dead = declaredDead[peer] { return "\(dead) (declared dead, peer \(peer))" }
+        return peer.description
+    }
 
     private func event(_ event: ClusterEvent) {
         if let metrics { metrics.event(event) } else { logger.log(level: event.level, "\(event.line)") }
@@ -638,6 +647,9 @@ private final class SocketLoop {
                         logger.notice("dropped RESULT of task \(taskID) from \(worker): \(reason)")
                         switch reason {
                         case .lateOrDuplicate, .notAssignedToSender: event(.lateResultDropped(task: taskID, worker: worker))
+                        case .unknownWorker:
+                            // A worker declared dead that was only stalled: its result is late.
+                            if let dead = declaredDead[peer] { event(.lateResultDropped(task: taskID, worker: dead)) }
                         default: break
                         }
                     }
@@ -718,6 +730,8 @@ private final class SocketLoop {
         for dead in tick.expired {
             let silent = now - (lastHeard[dead.peer] ?? now)
             logger.warning("worker \(dead.name) silent for \(String(format: "%.2f", silent)) s: declared dead")
+            if declaredDead.updateValue(dead.name, forKey: dead.peer) == nil { declaredDeadOrder.append(dead.peer) }
+            if declaredDeadOrder.count > 256 { declaredDead[declaredDeadOrder.removeFirst()] = nil }
             event(.workerDied(worker: dead.name, silentSeconds: silent, requeuedTasks: dead.requeued.count, alive: scheduler.registry.count))
             if !dead.requeued.isEmpty { event(.tasksRequeued(count: dead.requeued.count, from: dead.name)) }
         }
