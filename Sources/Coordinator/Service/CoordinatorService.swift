@@ -353,6 +353,7 @@ private final class StepDriver: @unchecked Sendable {
         var stopped = false
         // Async throughput is measured from one step's end to the next (see tokensPerSecond).
         var previousStepEnded = clock.now()
+        var previousCheckpointSeconds = 0.0
         let driveStarted = previousStepEnded
 
         while completedSteps < settings.steps {
@@ -384,25 +385,30 @@ private final class StepDriver: @unchecked Sendable {
             open[step] = nil
             completedSteps = step
 
-            var checkpointSeconds = 0.0
-            if settings.isSaveDue(step: step) {
-                checkpointSeconds = try save(step: step, cursor: cursorAfterCompleted(open: open))
-                lastSaved = step
-            }
-            let stepEnded = clock.now()
+            let recorded = clock.now()
             // Sync: workers sample only while the learner waits, so the wait is their sampling
             // time. Async: they sample the next step during the update and the wait is near 0,
             // so the whole interval since the previous step ended is the sampling time.
-            let samplingSeconds = lookahead > 0 ? stepEnded - previousStepEnded : waited - fetching
-            previousStepEnded = stepEnded
+            let samplingSeconds = lookahead > 0 ? recorded - previousStepEnded : waited - fetching
             line.step = step
             line.policyVersion = sampledWith
             line.waitRolloutsSeconds = waited - fetching
             line.updateSeconds = updateSeconds
             line.weightDistributionSeconds = handover + fetching
-            line.checkpointSeconds = checkpointSeconds
-            line.stepSeconds = stepEnded - stepStarted
+            // The line goes out before the step's checkpoint: a coordinator killed between the
+            // two leaves a line of a step that a resume trains again (the last line of a step
+            // counts), never a checkpoint without its line (found by scripts/chaos.sh). So a
+            // line carries the previous step's checkpoint time, and its step time from there.
+            line.checkpointSeconds = previousCheckpointSeconds
+            line.stepSeconds = recorded - stepStarted + previousCheckpointSeconds
             try record(line, rollouts: rollouts, samplingSeconds: samplingSeconds)
+            previousCheckpointSeconds = 0
+            if settings.isSaveDue(step: step) {
+                previousCheckpointSeconds = try save(step: step, cursor: cursorAfterCompleted(open: open))
+                lastSaved = step
+            }
+            let stepEnded = clock.now()
+            previousStepEnded = stepEnded
             // Steps of a pretrained model take minutes: say when the run will end.
             let stepsDone = Double(completedSteps - (resumedStep ?? 0))
             let elapsed = stepEnded - driveStarted
