@@ -51,6 +51,7 @@ elif [ ${#CASES[@]} -eq 0 ]; then
     CASES=(worker-kills coordinator-kills freeze disk-full all)
 fi
 [ -x "$CERM_BIN" ] || { echo "chaos: no cerm binary at $CERM_BIN (swift build -c release --product cerm, or set CERM_BIN)" >&2; exit 2; }
+CERM_BIN=$(cd "$(dirname "$CERM_BIN")" && pwd)/$(basename "$CERM_BIN")   # the runs cd into their directories
 command -v python3 > /dev/null || { echo "chaos: python3 is needed (the checks parse JSON with it)" >&2; exit 2; }
 
 SEED=${CHAOS_SEED:-$(( $(date +%s%N) % 1000000 ))}
@@ -59,7 +60,7 @@ SEED=${CHAOS_SEED:-$(( $(date +%s%N) % 1000000 ))}
 if [ "$SHORT" = 1 ]; then
     STEPS=${CHAOS_STEPS:-6}; HIDDEN=${CHAOS_HIDDEN:-32}; LAYERS=${CHAOS_LAYERS:-2}; FFN=${CHAOS_FFN:-64}; TOKENS=${CHAOS_TOKENS:-32}
 else
-    STEPS=${CHAOS_STEPS:-60}; HIDDEN=${CHAOS_HIDDEN:-128}; LAYERS=${CHAOS_LAYERS:-4}; FFN=${CHAOS_FFN:-384}; TOKENS=${CHAOS_TOKENS:-96}
+    STEPS=${CHAOS_STEPS:-150}; HIDDEN=${CHAOS_HIDDEN:-128}; LAYERS=${CHAOS_LAYERS:-4}; FFN=${CHAOS_FFN:-384}; TOKENS=${CHAOS_TOKENS:-96}
 fi
 WORKERS=3
 HEARTBEAT_TIMEOUT=2.0
@@ -444,13 +445,16 @@ fire() {
             # Stopped while its compute thread runs a task, so that it has a result to send
             # late after SIGCONT: poll (5 ms) the scheduled worker, after 1 s any worker, for
             # up to 3 s.
-            local tries index pid=""
-            for ((tries = 0; tries < 600; tries++)); do
+            local index pid="" waited_ms start_ms
+            start_ms=$(now_ms)
+            while :; do
+                waited_ms=$(( $(now_ms) - start_ms ))
+                [ $waited_ms -lt 3000 ] || break
                 for index in $target $(( (target + 1) % WORKERS )) $(( (target + 2) % WORKERS )); do
-                    [ $tries -lt 200 ] && [ "$index" != "$target" ] && continue
+                    [ $waited_ms -lt 1000 ] && [ "$index" != "$target" ] && continue
                     if computing "${WPIDS[$index]:-}"; then pid=${WPIDS[$index]}; target=$index; break 2; fi
                 done
-                sleep 0.005
+                sleep 0.002
             done
             [ -n "$pid" ] || { pid=${WPIDS[$target]:-}; echo "  (no worker was computing for 3 s: w$target stopped anyway)" >> "$DIR/faults.log"; }
             [ -n "$pid" ] && alive "$pid" || return 1
@@ -478,18 +482,19 @@ fire() {
     return 0
 }
 
-# Whether worker pid is computing: a thread other than the main one (the socket thread, which
-# also fetches weights) and libzmq's and libdispatch's is running or runnable. That is the
-# compute thread (Foundation names it cerm-compute, but not at the OS level: its comm is "exe").
+# Whether worker pid is computing: its compute thread (named cerm-compute) is running or
+# runnable. Stopped then, it has a result to send late; stopped while its socket thread fetches
+# weights, it would only time out and reconnect.
 computing() {
     [ -n "$1" ] || return 1
-    local thread stat
+    local thread comm stat
     for thread in /proc/$1/task/*; do
-        [ "${thread##*/}" != "$1" ] || continue
-        [ "$(cat "$thread/comm" 2> /dev/null)" = exe ] || continue
-        stat=$(cat "$thread/stat" 2> /dev/null) || continue
+        read -r comm < "$thread/comm" 2> /dev/null || continue
+        [ "$comm" = cerm-compute ] || continue
+        read -r stat < "$thread/stat" 2> /dev/null || return 1
         stat=${stat##*) }
-        [ "${stat:0:1}" = R ] && return 0
+        [ "${stat:0:1}" = R ]
+        return
     done
     return 1
 }
