@@ -110,7 +110,7 @@ bench-cluster: build
 	scripts/bench_cluster.sh
 
 # The chaos suite (issue 27; scripts/chaos.sh, BENCHMARKS.md "Chaos"): real coordinator and worker
-# processes under a seeded fault schedule, compared with an undisturbed run. About 10 minutes on
+# processes under a seeded fault schedule, compared with an undisturbed run. About 12 minutes on
 # 2 cores. CHAOS_SEED=N repeats a schedule, CHAOS_CASES="freeze disk-full" runs only those cases.
 # Not part of `make test`, which runs its short case (ChaosShortTests).
 chaos: build
