@@ -55,7 +55,7 @@ import Testing
                 "expected 2 worker kills and 1 coordinator kill in the summary row, got \(row.map(String.init) ?? "no row"):\n\(text)")
 
         // Independently of the script: both final checkpoints, every value.
-        let final = "/Checkpoints/chaos/step_6.h5"
+        let final = "/Checkpoints/chaos/step_8.h5"
         let expected = try CheckpointReader.load(path: root + "/runs/undisturbed" + final)
         let actual = try CheckpointReader.load(path: root + "/runs/short" + final)
         #expect(actual.step == expected.step && actual.policyVersion == expected.policyVersion && actual.adamStep == expected.adamStep)
