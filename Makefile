@@ -14,7 +14,7 @@ PARITY_FIXTURE = Tests/Fixtures/smollm2
 
 PRETRAINED_CONFIG ?= configs/smollm2-135m.toml
 
-.PHONY: run run-pretrained test test-deps test-report test-pretrained deps deps-report fetch-model build build-debug bench bench-cluster clean help
+.PHONY: run run-pretrained test test-deps test-report test-pretrained deps deps-report fetch-model build build-debug bench bench-cluster chaos clean help
 
 help:
 	@echo "make run    set up and run the default training pipeline ($(CONFIG))"
@@ -22,6 +22,7 @@ help:
 	@echo "make test   set up and run the whole test suite"
 	@echo "make bench  engine, tokenizer and cluster benchmarks (release build)"
 	@echo "make test-report  the training report's tests, in headless Chromium (installs Debian's chromium)"
+	@echo "make chaos  kill -9 workers and the coordinator, freeze a worker, fill the disk; same weights? (CHAOS_SEED=N repeats a schedule)"
 
 # Installs the C libraries with apt when pkg-config cannot find them.
 deps:
@@ -107,6 +108,13 @@ bench: build
 # Distributed runtime only (BENCHMARKS.md, issue 6): cerm launch runs on this machine.
 bench-cluster: build
 	scripts/bench_cluster.sh
+
+# The chaos suite (issue 27; scripts/chaos.sh, BENCHMARKS.md "Chaos"): real coordinator and worker
+# processes under a seeded fault schedule, compared with an undisturbed run. About 12 minutes on
+# 2 cores. CHAOS_SEED=N repeats a schedule, CHAOS_CASES="freeze disk-full" runs only those cases.
+# Not part of `make test`, which runs its short case (ChaosShortTests).
+chaos: build
+	$(if $(CHAOS_SEED),CHAOS_SEED=$(CHAOS_SEED)) CERM_BIN=$(RELEASE_BIN) scripts/chaos.sh $(CHAOS_CASES)
 
 clean:
 	rm -rf .build

@@ -492,6 +492,10 @@ final class ComputeLane: @unchecked Sendable {
     }
 
     private func work() {
+        // Set from the thread itself, Foundation also gives the name to the OS (set before start,
+        // it does not): the compute thread then shows in top -H, gdb and /proc, where
+        // scripts/chaos.sh looks for it to stop a worker while it computes.
+        Thread.current.name = "cerm-compute"
         while true {
             condition.lock()
             while job == nil && !closing { condition.wait() }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Coordinator
 import Foundation
+import Shared
 
 /// Prints an error and exits with status 2 (unreadable input), the convention of `cerm config`.
 func exitWithError(_ error: Error) -> ExitCode {
@@ -25,6 +26,9 @@ struct InspectCommand: ParsableCommand {
     @Flag(help: "Do not print the config text.")
     var noConfig = false
 
+    @Flag(help: "Print only one line per stored value instead: the step, versions, data cursor and RNG state, then every tensor (policy, reference, AdamW moments) with its shape and the FNV-1a-64 of its float32 bits, so two checkpoints can be compared with diff (scripts/chaos.sh does).")
+    var checksums = false
+
     func run() throws {
         let loaded: LoadedCheckpoint
         do {
@@ -38,6 +42,11 @@ struct InspectCommand: ParsableCommand {
             throw exitWithError(error)
         }
         let state = loaded.state
+        if checksums {
+            printChecksums(state)
+            if !loaded.checksumMatches { throw ExitCode(1) }
+            return
+        }
         print("file             \(file) (\(fileSize) bytes)")
         print("format           \(CheckpointFormat.name) version \(loaded.formatVersion)")
         print("step             \(state.step)")
@@ -90,6 +99,25 @@ struct InspectCommand: ParsableCommand {
         print("tokenizer        \(loaded.storedTokenizer?.description ?? loaded.tokenizerDescription ?? "(none stored)")")
         print("model config     \(loaded.modelConfigJSON)")
         if !loaded.checksumMatches { throw ExitCode(1) }
+    }
+
+    /// `key value` lines of everything a resume restores; tensors as `group/name [shape] hex`,
+    /// the hash over the float32 bits (bit-exact: -0 and NaN payloads count).
+    private func printChecksums(_ state: TrainingState) {
+        print("step \(state.step)")
+        print("policy_version \(state.policyVersion)")
+        print("adam_step \(state.adamStep)")
+        print("data_cursor epoch=\(state.dataCursor.epoch) position=\(state.dataCursor.position) permutation_seed=\(state.dataCursor.permutationSeed)")
+        print("rng " + state.rngState.map { String($0, radix: 16) }.joined(separator: ","))
+        func line(_ group: String, _ tensor: NamedTensor) -> String {
+            let hash = tensor.values.withUnsafeBufferPointer { Checksum.fnv1a64($0) }
+            return "\(group)/\(tensor.name) [" + tensor.shape.map(String.init).joined(separator: ",") + "] " + CheckpointFormat.hex(hash)
+        }
+        for tensor in state.tensors {
+            print(line(tensor.name.hasPrefix(GRPOLearner.referencePrefix) ? "reference" : "model", tensor))
+        }
+        for tensor in state.adamM { print(line("optim/m", tensor)) }
+        for tensor in state.adamV { print(line("optim/v", tensor)) }
     }
 
     private func printTensors(_ group: String, _ tensors: [NamedTensor]) {

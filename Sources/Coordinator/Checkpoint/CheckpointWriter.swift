@@ -89,7 +89,7 @@ public final class CheckpointWriter: @unchecked Sendable {
             }
             try? fsyncFile(directory)
         } catch {
-            try? file?.close()
+            file?.abandon()
             try? FileManager.default.removeItem(atPath: tmpPath)
             logger.error("checkpoint write failed, previous checkpoints kept", metadata: ["path": "\(finalPath)", "error": "\(error)"])
             if let error = error as? CheckpointError { throw error }

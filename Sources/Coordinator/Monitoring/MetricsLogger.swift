@@ -15,6 +15,11 @@ public enum ClusterEvent: Sendable, Equatable {
     case tasksRequeued(count: Int, from: String)
     /// A result arrived for a task that was already re-queued or done; it was dropped.
     case lateResultDropped(task: UInt64, worker: String)
+    /// The learner applied step `step`'s update to the rollouts of these pairs (data-file pair
+    /// ids, ascending). A step trained again after a coordinator restart logs it again; the
+    /// last line of a step is the one the run's weights contain (scripts/chaos.sh checks that
+    /// the steps' pairs are those of an undisturbed run: none lost, none trained twice).
+    case stepTrained(step: Int, pairs: [UInt64])
     /// A checkpoint was written.
     case checkpointSaved(path: String, seconds: Double)
     /// The run continued from a checkpoint.
@@ -43,6 +48,8 @@ public enum ClusterEvent: Sendable, Equatable {
             return "event worker_died worker=\(worker) silent=\(String(format: "%.1f", silent))s requeued=\(requeued) alive=\(alive)"
         case let .tasksRequeued(count, from): return "event tasks_requeued count=\(count) from=\(from)"
         case let .lateResultDropped(task, worker): return "event late_result_dropped task=\(task) worker=\(worker)"
+        case let .stepTrained(step, pairs):
+            return "event step_trained step=\(step) pairs=" + pairs.map(String.init).joined(separator: ",")
         case let .checkpointSaved(path, seconds):
             return "event checkpoint_saved path=\(path) seconds=\(String(format: "%.2f", seconds))"
         case let .resumed(path, step): return "event resumed path=\(path) step=\(step)"

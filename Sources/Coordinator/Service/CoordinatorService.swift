@@ -353,6 +353,7 @@ private final class StepDriver: @unchecked Sendable {
         var stopped = false
         // Async throughput is measured from one step's end to the next (see tokensPerSecond).
         var previousStepEnded = clock.now()
+        var previousCheckpointSeconds = 0.0
         let driveStarted = previousStepEnded
 
         while completedSteps < settings.steps {
@@ -379,29 +380,35 @@ private final class StepDriver: @unchecked Sendable {
             guard learner.policyVersion > versionBefore else {
                 throw CermError.invalid("learner update of step \(step) left policy version \(learner.policyVersion) (was \(versionBefore)); it must increase")
             }
+            event(.stepTrained(step: step, pairs: rollouts.rollouts.map(\.pairID)))
             let handover = try publishPolicy()
             open[step] = nil
             completedSteps = step
 
-            var checkpointSeconds = 0.0
-            if settings.isSaveDue(step: step) {
-                checkpointSeconds = try save(step: step, cursor: cursorAfterCompleted(open: open))
-                lastSaved = step
-            }
-            let stepEnded = clock.now()
+            let recorded = clock.now()
             // Sync: workers sample only while the learner waits, so the wait is their sampling
             // time. Async: they sample the next step during the update and the wait is near 0,
             // so the whole interval since the previous step ended is the sampling time.
-            let samplingSeconds = lookahead > 0 ? stepEnded - previousStepEnded : waited - fetching
-            previousStepEnded = stepEnded
+            let samplingSeconds = lookahead > 0 ? recorded - previousStepEnded : waited - fetching
             line.step = step
             line.policyVersion = sampledWith
             line.waitRolloutsSeconds = waited - fetching
             line.updateSeconds = updateSeconds
             line.weightDistributionSeconds = handover + fetching
-            line.checkpointSeconds = checkpointSeconds
-            line.stepSeconds = stepEnded - stepStarted
+            // The line goes out before the step's checkpoint: a coordinator killed between the
+            // two leaves a line of a step that a resume trains again (the last line of a step
+            // counts), never a checkpoint without its line (found by scripts/chaos.sh). So a
+            // line carries the previous step's checkpoint time, and its step time from there.
+            line.checkpointSeconds = previousCheckpointSeconds
+            line.stepSeconds = recorded - stepStarted + previousCheckpointSeconds
             try record(line, rollouts: rollouts, samplingSeconds: samplingSeconds)
+            previousCheckpointSeconds = 0
+            if settings.isSaveDue(step: step) {
+                previousCheckpointSeconds = try save(step: step, cursor: cursorAfterCompleted(open: open))
+                lastSaved = step
+            }
+            let stepEnded = clock.now()
+            previousStepEnded = stepEnded
             // Steps of a pretrained model take minutes: say when the run will end.
             let stepsDone = Double(completedSteps - (resumedStep ?? 0))
             let elapsed = stepEnded - driveStarted
@@ -491,6 +498,10 @@ private final class SocketLoop {
     private var fixedWeights: WeightsPublisher
     private var pairsByStep: [UInt64: [UInt64: TaskPair]] = [:]
     private var lastAlive = -1
+    /// Names of the routing ids declared dead (the newest 256), so a late RESULT of a worker that
+    /// was only stalled (SIGSTOP, a swapping host) is logged under its name as a late result.
+    private var declaredDead: [RoutingID: String] = [:]
+    private var declaredDeadOrder: [RoutingID] = []
 
     init(settings: CoordinatorSettings, router: RouterChannel, mailbox: CoordinatorMailbox, clock: any Clock,
          metrics: MetricsLogger?, warnings: PeerWarningLimiter, logger: Logger) {
@@ -536,7 +547,11 @@ private final class SocketLoop {
         }
     }
 
-    private func name(_ peer: RoutingID) -> String { scheduler.registry.worker(peer)?.name ?? peer.description }
+    private func name(_ peer: RoutingID) -> String {
+        if let worker = scheduler.registry.worker(peer) { return worker.name }
+        if let dead = declaredDead[peer] { return "\(dead) (declared dead, peer \(peer))" }
+        return peer.description
+    }
 
     private func event(_ event: ClusterEvent) {
         if let metrics { metrics.event(event) } else { logger.log(level: event.level, "\(event.line)") }
@@ -638,6 +653,9 @@ private final class SocketLoop {
                         logger.notice("dropped RESULT of task \(taskID) from \(worker): \(reason)")
                         switch reason {
                         case .lateOrDuplicate, .notAssignedToSender: event(.lateResultDropped(task: taskID, worker: worker))
+                        case .unknownWorker:
+                            // A worker declared dead that was only stalled: its result is late.
+                            if let dead = declaredDead[peer] { event(.lateResultDropped(task: taskID, worker: dead)) }
                         default: break
                         }
                     }
@@ -718,6 +736,8 @@ private final class SocketLoop {
         for dead in tick.expired {
             let silent = now - (lastHeard[dead.peer] ?? now)
             logger.warning("worker \(dead.name) silent for \(String(format: "%.2f", silent)) s: declared dead")
+            if declaredDead.updateValue(dead.name, forKey: dead.peer) == nil { declaredDeadOrder.append(dead.peer) }
+            if declaredDeadOrder.count > 256 { declaredDead[declaredDeadOrder.removeFirst()] = nil }
             event(.workerDied(worker: dead.name, silentSeconds: silent, requeuedTasks: dead.requeued.count, alive: scheduler.registry.count))
             if !dead.requeued.isEmpty { event(.tasksRequeued(count: dead.requeued.count, from: dead.name)) }
         }
