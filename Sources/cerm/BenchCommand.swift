@@ -33,7 +33,7 @@ struct BenchCommand: ParsableCommand {
         @Option(help: "Generation batch sizes, comma-separated.")
         var generationBatches: String = "1,8,32,128"
 
-        @Flag(help: "Also measure the [model] of the config (cluster.toml) for training.")
+        @Flag(help: "Also measure the model of the config (cluster.toml; its model.source when set) for training.")
         var configModel = false
         @Option(help: "Config whose [model] --config-model measures.")
         var config: String = "cluster.toml"
@@ -49,10 +49,12 @@ struct BenchCommand: ParsableCommand {
             let training = try EngineBenchmark.run(batchSize: batch, sequenceLength: length, threads: threads)
             print(training.summary)
             if configModel {
-                let section = try Config.load(path: config).model
-                print("## training, [model] of \(config)")
-                print(try EngineBenchmark.run(config: TransformerConfig(section), batchSize: batch,
-                                              sequenceLength: min(length, section.maxSeqLen), threads: threads).summary)
+                // Resolved: a pretrained `model.source` gives the architecture, not `[model]`'s defaults.
+                var loaded = try Config.load(path: config)
+                let architecture = try RunModel.resolve(&loaded).architecture
+                print("## training, the model of \(config)")
+                print(try EngineBenchmark.run(config: architecture, batchSize: batch,
+                                              sequenceLength: min(length, architecture.maxSeqLen), threads: threads).summary)
             }
             print("## generation, hidden-512 reference config, prompt 64, 64 new tokens")
             print(try GenerationBenchmark.run(batches: batches))
