@@ -10,35 +10,19 @@ import Testing
 /// checkpoints it wrote, and leave no temporary file. Found by scripts/chaos.sh (disk-full):
 /// the HDF5 file of the failed write stayed half-closed in the library, whose exit handler
 /// then crashed the coordinator with SIGSEGV (status 139) after it had reported the error.
-/// Needs root for `mount -t tmpfs`; says it was skipped otherwise.
+/// Needs root for `mount -t tmpfs`; reported as skipped otherwise.
 @Suite(.serialized) struct CheckpointDiskFullTests {
-    static func run(_ executable: String, _ arguments: [String], log: String, in directory: String) throws -> Process {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.currentDirectoryURL = URL(fileURLWithPath: directory)
-        _ = FileManager.default.createFile(atPath: log, contents: nil)
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
-        return process
-    }
-
-    @Test func aFullDiskFailsTheRunCleanlyAndKeepsTheEarlierCheckpoints() throws {
+    @Test(.enabled(if: getuid() == 0, "skipped: needs root to mount a tmpfs"))
+    func aFullDiskFailsTheRunCleanlyAndKeepsTheEarlierCheckpoints() throws {
         guard let binary = TestCluster.cermBinary else {
             Issue.record("no cerm binary under .build/{debug,release}: run `swift build --build-tests` first")
-            return
-        }
-        guard getuid() == 0 else {
-            print("CheckpointDiskFullTests: skipped (not root: cannot mount a tmpfs)")
             return
         }
         let root = NSTemporaryDirectory() + "cerm-disk-full-\(UUID().uuidString)"
         let checkpoints = root + "/Checkpoints"
         try FileManager.default.createDirectory(atPath: checkpoints, withIntermediateDirectories: true)
         // About 146 kB a checkpoint: two fit in 400 kB with the logs, the third does not.
-        let mount = try Self.run("/bin/mount", ["-t", "tmpfs", "-o", "size=400k", "tmpfs", checkpoints], log: root + "/mount.log", in: root)
+        let mount = try TestCluster.start("/bin/mount", ["-t", "tmpfs", "-o", "size=400k", "tmpfs", checkpoints], log: root + "/mount.log", in: root)
         mount.waitUntilExit()
         guard mount.terminationStatus == 0 else {
             print("CheckpointDiskFullTests: skipped (mount -t tmpfs failed: \((try? String(contentsOfFile: root + "/mount.log", encoding: .utf8)) ?? ""))")
@@ -48,16 +32,16 @@ import Testing
         var processes: [Process] = []
         defer {
             for process in processes where process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
-            let unmount = try? Self.run("/bin/umount", [checkpoints], log: root + "/umount.log", in: root)
+            let unmount = try? TestCluster.start("/bin/umount", [checkpoints], log: root + "/umount.log", in: root)
             unmount?.waitUntilExit()
             try? FileManager.default.removeItem(atPath: root)
         }
         let config = try TestCluster.writeRun(directory: root, port: try TestCluster.freePort(), steps: 6)
         let endpoint = try String(contentsOfFile: config, encoding: .utf8).split(separator: "\n")
             .first { $0.hasPrefix("endpoint") }.map { String($0.split(separator: "\"")[1]) } ?? ""
-        let coordinator = try Self.run(binary, ["coordinator", "--config", config], log: root + "/coordinator.log", in: root)
+        let coordinator = try TestCluster.start(binary, ["coordinator", "--config", config], log: root + "/coordinator.log", in: root)
         processes.append(coordinator)
-        processes.append(try Self.run(binary, ["worker", "--connect", endpoint, "--config", config, "--threads", "1", "--name", "w0"],
+        processes.append(try TestCluster.start(binary, ["worker", "--connect", endpoint, "--config", config, "--threads", "1", "--name", "w0"],
                                       log: root + "/worker.log", in: root))
         let ended = TestCluster.waitUntil(timeout: 120) { !coordinator.isRunning }
         let log = (try? String(contentsOfFile: root + "/coordinator.log", encoding: .utf8)) ?? ""

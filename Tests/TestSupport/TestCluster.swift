@@ -90,9 +90,16 @@ public enum TestCluster {
     }
 
     public static func launch(_ binary: String, config: String, extra: [String] = [], log: String) throws -> Process {
+        try start(binary, ["launch", "--config", config] + extra, log: log)
+    }
+
+    /// Starts `executable` with `arguments` (in `directory` when given), its stdout and stderr
+    /// into the new file `log`.
+    public static func start(_ executable: String, _ arguments: [String], log: String, in directory: String? = nil) throws -> Process {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["launch", "--config", config] + extra
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         process.standardOutput = handle
