@@ -77,6 +77,8 @@ public struct ParameterSpec: Sendable, Equatable {
     public let offset: Int
     /// Number of elements.
     public var count: Int { shape.reduce(1, *) }
+    /// Its elements' indices in the flat buffer.
+    public var range: Range<Int> { offset..<(offset + count) }
 }
 
 /// The order, names, shapes and offsets of every parameter of a ``TransformerConfig``.

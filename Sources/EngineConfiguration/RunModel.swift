@@ -98,9 +98,10 @@ public struct RunModel: Sendable {
         throw CermError.invalid("\(file) carries \(theirs), but the run's model is \(description): \(remedy)")
     }
 
-    /// What a worker must share with the coordinator: the architecture and the tokenizer
+    /// Identity of the architecture and the tokenizer, for comparing two models at a glance
     /// (FNV-1a-64 of the architecture's JSON and the tokenizer's canonical bytes; the byte
-    /// tokenizer contributes nothing).
+    /// tokenizer contributes nothing). Workers no longer send it: they take the coordinator's
+    /// model (``wireDescription``).
     public var fingerprint: UInt64 {
         var bytes = Array(architecture.jsonString().utf8)
         if let tokenizer { bytes += tokenizer.canonicalBytes }
@@ -114,13 +115,9 @@ public struct RunModel: Sendable {
     /// and the tokenizer's ``StoredTokenizer/canonicalBytes`` (empty for the byte tokenizer).
     public var wireDescription: [UInt8] {
         var bytes = Self.descriptionMagic
-        func field(_ value: [UInt8]) {
-            withUnsafeBytes(of: UInt64(value.count).littleEndian) { bytes += $0 }
-            bytes += value
-        }
-        field(Array(architecture.jsonString().utf8))
-        field(Array((source ?? "").utf8))
-        field(tokenizer?.canonicalBytes ?? [])
+        LittleEndianFields.append(lengthPrefixed: Array(architecture.jsonString().utf8), to: &bytes)
+        LittleEndianFields.append(lengthPrefixed: Array((source ?? "").utf8), to: &bytes)
+        LittleEndianFields.append(lengthPrefixed: tokenizer?.canonicalBytes ?? [], to: &bytes)
         return bytes
     }
 
@@ -132,18 +129,18 @@ public struct RunModel: Sendable {
     public init(wireDescription bytes: [UInt8]) throws {
         func fail(_ reason: String) -> CermError { .invalid("the coordinator's model description (\(bytes.count) bytes): \(reason)") }
         guard bytes.starts(with: Self.descriptionMagic) else { throw fail("does not start with CERMMOD1") }
-        var offset = Self.descriptionMagic.count
+        var reader = LittleEndianFields.Reader(bytes, offset: Self.descriptionMagic.count)
         func field(_ name: String) throws -> [UInt8] {
-            guard bytes.count - offset >= 8 else { throw fail("\(name): ends at byte \(offset)") }
-            var length: UInt64 = 0
-            for i in 0..<8 { length |= UInt64(bytes[offset + i]) << (8 * i) }
-            offset += 8
-            guard length <= UInt64(bytes.count - offset) else { throw fail("\(name): length \(length) runs past the end") }
-            defer { offset += Int(length) }
-            return Array(bytes[offset..<(offset + Int(length))])
+            let start = reader.offset
+            do { return try reader.lengthPrefixed() } catch {
+                switch error {
+                case .endsEarly: throw fail("\(name): ends at byte \(start)")
+                case let .lengthPastEnd(length): throw fail("\(name): length \(length) runs past the end")
+                }
+            }
         }
         let json = try field("architecture"), source = try field("source"), tokenizer = try field("tokenizer")
-        guard offset == bytes.count else { throw fail("\(bytes.count - offset) bytes after the tokenizer") }
+        guard reader.isAtEnd else { throw fail("\(bytes.count - reader.offset) bytes after the tokenizer") }
         let architecture: TransformerConfig
         do {
             architecture = try TransformerConfig.fromJSON(String(decoding: json, as: UTF8.self))

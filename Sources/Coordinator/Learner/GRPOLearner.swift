@@ -286,7 +286,7 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
                 throw CermError.invalid("learner buffer of \(values.count) values, the model has \(layout.totalCount)")
             }
             return layout.specs.map {
-                NamedTensor(name: prefix + $0.name, shape: $0.shape, sharing: values, range: $0.offset..<($0.offset + $0.count))
+                NamedTensor(name: prefix + $0.name, shape: $0.shape, sharing: values, range: $0.range)
             }
         }
         return TrainingState(

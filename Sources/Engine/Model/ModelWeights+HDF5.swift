@@ -117,7 +117,7 @@ extension ParameterLayout {
         }
         try values.withUnsafeBufferPointer { buf in
             for spec in specs {
-                let slice = UnsafeBufferPointer(rebasing: buf[spec.offset..<(spec.offset + spec.count)])
+                let slice = UnsafeBufferPointer(rebasing: buf[spec.range])
                 try group.write(spec.name, values: slice, shape: spec.shape)
             }
         }
@@ -135,7 +135,7 @@ extension ParameterLayout {
                 throw CermError.io(path: group.file.path, reason: "tensor \(group.path)/\(spec.name) has shape \(shape), expected \(spec.shape)")
             }
             try values.withUnsafeMutableBufferPointer { buf in
-                try group.read(spec.name, into: UnsafeMutableBufferPointer(rebasing: buf[spec.offset..<(spec.offset + spec.count)]))
+                try group.read(spec.name, into: UnsafeMutableBufferPointer(rebasing: buf[spec.range]))
             }
         }
     }

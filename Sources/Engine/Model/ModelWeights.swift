@@ -50,7 +50,7 @@ public struct ModelWeights: Sendable {
             for spec in layout.specs {
                 let isNorm = spec.name.hasSuffix("norm.weight")
                 let isBias = spec.name.hasSuffix(".bias")
-                for i in spec.offset..<(spec.offset + spec.count) {
+                for i in spec.range {
                     if isNorm {
                         buf[i] = 1
                     } else if isBias {
@@ -74,7 +74,7 @@ public struct ModelWeights: Sendable {
     /// A copy of tensor `name` (row-major, HF shape `spec.shape`).
     public func tensor(_ name: String) throws -> [Float] {
         let s = try spec(name)
-        return Array(values[s.offset..<(s.offset + s.count)])
+        return Array(values[s.range])
     }
 
     /// Replaces tensor `name`; `newValues` must have the tensor's element count.
@@ -83,7 +83,7 @@ public struct ModelWeights: Sendable {
         guard newValues.count == s.count else {
             throw CermError.invalid("ModelWeights: \(name) has \(s.count) elements, got \(newValues.count)")
         }
-        values.replaceSubrange(s.offset..<(s.offset + s.count), with: newValues)
+        values.replaceSubrange(s.range, with: newValues)
     }
 
     /// FNV-1a 64 over the float bytes of the flat buffer (see ``Checksum/fnv1a64(_:seed:)``).
@@ -126,7 +126,7 @@ public struct ModelGradients: Sendable, Equatable {
     /// A copy of the gradient of tensor `name`.
     public func tensor(_ name: String) throws -> [Float] {
         guard let s = layout.spec(name) else { throw CermError.invalid("ModelGradients: no parameter named \(name)") }
-        return Array(values[s.offset..<(s.offset + s.count)])
+        return Array(values[s.range])
     }
 
     /// Adds `other` element-wise (e.g. the gradients of another data shard). Throws if it was

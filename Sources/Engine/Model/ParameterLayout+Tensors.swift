@@ -8,7 +8,7 @@ extension ParameterLayout {
         guard values.count == totalCount else {
             throw CermError.invalid("ParameterLayout.tensors: \(values.count) values, layout needs \(totalCount)")
         }
-        return specs.map { ($0.name, $0.shape, Array(values[$0.offset..<($0.offset + $0.count)])) }
+        return specs.map { ($0.name, $0.shape, Array(values[$0.range])) }
     }
 
     /// The flat buffer of named tensors (any order). Every tensor of the layout must be present
@@ -26,7 +26,7 @@ extension ParameterLayout {
             guard seen.insert(t.name).inserted else {
                 throw CermError.invalid("ParameterLayout.flatten: tensor \(t.name) given twice")
             }
-            out.replaceSubrange(spec.offset..<(spec.offset + spec.count), with: t.values)
+            out.replaceSubrange(spec.range, with: t.values)
         }
         if let missing = specs.first(where: { !seen.contains($0.name) }) {
             throw CermError.invalid("ParameterLayout.flatten: missing tensor \(missing.name)")

@@ -53,7 +53,7 @@ public struct AdamW: Sendable, Equatable {
     /// 0 for norm weights and biases (1 for all with `decayNormsAndBiases`).
     public static func decaySpans(layout: ParameterLayout, decayNormsAndBiases: Bool = false) -> [DecaySpan] {
         layout.specs.map {
-            DecaySpan(range: $0.offset..<($0.offset + $0.count), mask: decayNormsAndBiases || $0.shape.count >= 2 ? 1 : 0)
+            DecaySpan(range: $0.range, mask: decayNormsAndBiases || $0.shape.count >= 2 ? 1 : 0)
         }
     }
 

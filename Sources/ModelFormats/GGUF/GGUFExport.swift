@@ -67,7 +67,7 @@ public enum GGUFExport {
             }
             writer.tensors.append(GGUFWriter.Tensor(name: name, dimensions: spec.shape.reversed(), type: type,
                                                     byteCount: spec.count * type.typeSize) {
-                var tensor = Array(values[spec.offset..<(spec.offset + spec.count)])
+                var tensor = Array(values[spec.range])
                 if let heads = permutedHeads { tensor = permuteRoPERows(tensor, heads: heads, rowLength: config.hiddenSize) }
                 return type == .f16 ? littleEndianBytes(tensor.map { Float16($0).bitPattern }) : littleEndianBytes(tensor.map(\.bitPattern))
             })

@@ -116,7 +116,7 @@ public enum GGUFModel {
         var weights = ModelWeights(config: config)
         try weights.values.withUnsafeMutableBufferPointer { flat in
             for (spec, tensor) in sources {
-                let destination = UnsafeMutableBufferPointer(rebasing: flat[spec.offset..<(spec.offset + spec.count)])
+                let destination = UnsafeMutableBufferPointer(rebasing: flat[spec.range])
                 let permutedHeads: Int? = switch (config.family, tensor.name.hasSuffix(".attn_q.weight"), tensor.name.hasSuffix(".attn_k.weight")) {
                 case (.llama, true, _): config.heads
                 case (.llama, _, true): config.kvHeads

@@ -193,7 +193,7 @@ public enum HuggingFaceModel {
         try weights.values.withUnsafeMutableBufferPointer { flat in
             for spec in layout.specs {
                 guard let (file, tensor) = found[spec.name] else { continue }
-                try file.floats(tensor, into: UnsafeMutableBufferPointer(rebasing: flat[spec.offset..<(spec.offset + spec.count)]))
+                try file.floats(tensor, into: UnsafeMutableBufferPointer(rebasing: flat[spec.range]))
             }
         }
         return weights

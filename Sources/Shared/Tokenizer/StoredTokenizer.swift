@@ -102,12 +102,10 @@ public struct StoredTokenizer: Sendable, Equatable {
     /// `u64(1) u64(length) bytes`, an absent one as `u64(0)` (docs/CHECKPOINT.md, "Checksum").
     public var canonicalBytes: [UInt8] {
         var bytes: [UInt8] = []
-        func u64(_ value: Int) { withUnsafeBytes(of: UInt64(value).littleEndian) { bytes += $0 } }
         func field(_ value: [UInt8]?) {
-            guard let value else { return u64(0) }
-            u64(1)
-            u64(value.count)
-            bytes += value
+            guard let value else { return LittleEndianFields.append(u64: 0, to: &bytes) }
+            LittleEndianFields.append(u64: 1, to: &bytes)
+            LittleEndianFields.append(lengthPrefixed: value, to: &bytes)
         }
         field(tokenizerJSON)
         for name in tokenNames { field(name.map { Array($0.utf8) }) }
@@ -122,29 +120,24 @@ public struct StoredTokenizer: Sendable, Equatable {
     /// lack a required field or hold text that is not UTF-8 are an error naming the field and
     /// its offset.
     public init(canonicalBytes bytes: [UInt8]) throws {
-        var offset = 0
+        var reader = LittleEndianFields.Reader(bytes)
         func field(_ name: String) throws -> [UInt8]? {
-            let start = offset
+            let start = reader.offset
             func fail(_ reason: String) -> CermError { .invalid("stored tokenizer, field \(name) at byte \(start): \(reason)") }
-            func u64() throws -> UInt64 {
-                guard bytes.count - offset >= 8 else { throw fail("ends after \(bytes.count) bytes") }
-                var value: UInt64 = 0
-                for i in 0..<8 { value |= UInt64(bytes[offset + i]) << (8 * i) }
-                offset += 8
-                return value
+            do {
+                switch try reader.u64() {
+                case 0: return nil
+                case 1: return try reader.lengthPrefixed()
+                case let flag: throw fail("presence flag \(flag), expected 0 or 1")
+                }
+            } catch LittleEndianFields.Reader.Fault.endsEarly {
+                throw fail("ends after \(bytes.count) bytes")
+            } catch let LittleEndianFields.Reader.Fault.lengthPastEnd(length) {
+                throw fail("length \(length) runs past the end (\(bytes.count) bytes)")
             }
-            switch try u64() {
-            case 0: return nil
-            case 1: break
-            case let flag: throw fail("presence flag \(flag), expected 0 or 1")
-            }
-            let length = try u64()
-            guard length <= UInt64(bytes.count - offset) else { throw fail("length \(length) runs past the end (\(bytes.count) bytes)") }
-            defer { offset += Int(length) }
-            return Array(bytes[offset..<(offset + Int(length))])
         }
         func text(_ name: String) throws -> String? {
-            let start = offset
+            let start = reader.offset
             guard let raw = try field(name) else { return nil }
             guard let text = String(validating: raw, as: UTF8.self) else {
                 throw CermError.invalid("stored tokenizer, field \(name) at byte \(start): not UTF-8 text")
@@ -157,13 +150,13 @@ public struct StoredTokenizer: Sendable, Equatable {
         }
         let json = try required(try field("tokenizer_json"), "tokenizer_json", at: 0)
         let names = try Self.tokenAttributes.map(text)
-        let templateStart = offset
+        let templateStart = reader.offset
         let template = try required(try text("chat_template"), "chat_template", at: templateStart)
         self.init(tokenizerJSON: json, bosToken: names[0], eosToken: names[1], padToken: names[2], unkToken: names[3],
                   chatTemplate: template, chatTemplateSystem: try text("chat_template_system"),
                   chatTemplateJinja: try text("chat_template_jinja"))
-        guard offset == bytes.count else {
-            throw CermError.invalid("stored tokenizer: \(bytes.count - offset) bytes after its last field, from byte \(offset)")
+        guard reader.isAtEnd else {
+            throw CermError.invalid("stored tokenizer: \(bytes.count - reader.offset) bytes after its last field, from byte \(reader.offset)")
         }
     }
 }
