@@ -74,6 +74,15 @@ import Worker
     }
 
     /// A coordinator on its own thread; returns it, its run and the bound endpoint.
+    /// A DEALER connected to `endpoint` and the codec to speak through it: a worker driven by
+    /// the test one message at a time.
+    static func rawWorkerSocket(_ endpoint: String) throws -> (ZMQSocket, MessageCodec) {
+        let codec = MessageCodec(limits: ProtocolLimits(maxMessageBytes: 1 << 20, vocabularySize: UInt32(FakeModel.vocabulary)))
+        let socket = try ZMQSocket(context: try ZMQContext(), type: .dealer)
+        try socket.connect(endpoint)
+        return (socket, codec)
+    }
+
     static func startCoordinator(_ service: CoordinatorService) throws -> (Background<CoordinatorReport>, String) {
         let run = Background("coordinator") { try service.run() }
         guard let endpoint = service.waitForEndpoint(timeout: 10) else {
@@ -126,10 +135,8 @@ import Worker
         let (coordinator, endpoint) = try Self.startCoordinator(service)
 
         // The fetching worker: a raw socket that joins and fetches, but never asks for a task.
-        let codec = MessageCodec(limits: ProtocolLimits(maxMessageBytes: 1 << 20, vocabularySize: UInt32(FakeModel.vocabulary)))
-        let socket = try ZMQSocket(context: try ZMQContext(), type: .dealer)
+        let (socket, codec) = try Self.rawWorkerSocket(endpoint)
         defer { socket.close() }
-        try socket.connect(endpoint)
         func send(_ message: Message) throws { try socket.send(try codec.encode(message)) }
         /// The next message from the coordinator that is not a HEARTBEAT (each one is answered,
         /// to stay alive), or the first HEARTBEAT naming `policyVersion` when given.
@@ -147,8 +154,16 @@ import Worker
         }
         try send(.hello(HelloMessage(name: "fetcher", capacity: 1, configHash: Self.configHash, kind: .cpu)))
         guard case .welcome = try receive() else { Issue.record("fetcher: expected WELCOME"); return }
-        try send(.weightsRequest(version: 0, chunkIndex: 0))
-        guard case let .weightsChunk(first) = try receive() else { Issue.record("fetcher: expected chunk 0 of version 0"); return }
+        // The learner thread publishes version 0 while the socket thread already answers HELLOs:
+        // ask again until it is there.
+        var reply = Message.weightsUnavailable(version: 0, latestVersion: 0)
+        for _ in 0..<200 {
+            try send(.weightsRequest(version: 0, chunkIndex: 0))
+            reply = try receive()
+            guard case .weightsUnavailable = reply else { break }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        guard case let .weightsChunk(first) = reply else { Issue.record("fetcher: expected chunk 0 of version 0, got \(reply)"); return }
         #expect(first.chunkCount > 1)
 
         // A worker runs step 1, then holds step 2 until the fetcher is done: version 1 is current meanwhile.
@@ -436,10 +451,8 @@ import Worker
         let (coordinator, endpoint) = try Self.startCoordinator(service)
 
         // The slow worker is a raw socket driven from this thread only, one exchange at a time.
-        let codec = MessageCodec(limits: ProtocolLimits(maxMessageBytes: 1 << 20, vocabularySize: UInt32(FakeModel.vocabulary)))
-        let socket = try ZMQSocket(context: try ZMQContext(), type: .dealer)
+        let (socket, codec) = try Self.rawWorkerSocket(endpoint)
         defer { socket.close() }
-        try socket.connect(endpoint)
         func send(_ message: Message) throws { try socket.send(try codec.encode(message)) }
         /// The next message from the coordinator that is not a HEARTBEAT.
         func receive() throws -> Message {
@@ -556,10 +569,8 @@ import Worker
         let (coordinator, endpoint) = try Self.startCoordinator(service)
         func trainLog() throws -> [String] { try Self.trainLogLines(directory) }
 
-        let codec = MessageCodec(limits: ProtocolLimits(maxMessageBytes: 1 << 20, vocabularySize: UInt32(FakeModel.vocabulary)))
-        let socket = try ZMQSocket(context: try ZMQContext(), type: .dealer)
+        let (socket, codec) = try Self.rawWorkerSocket(endpoint)
         defer { socket.close() }
-        try socket.connect(endpoint)
         /// Replies until one that is not a REFUSE or HEARTBEAT: the coordinator handles one
         /// peer's messages in order, so it proves everything sent before was handled.
         func fence(_ message: Message) throws -> Message {
