@@ -377,10 +377,13 @@ public struct DataConfig: ConfigSection {
     public var train = "data/synth/train.jsonl"
     public var eval = "data/synth/eval.jsonl"
     public var bestOfN = "data/synth/bo4.jsonl"
+    /// Pairs for choosing settings (`cerm eval --validation`); empty for none.
+    public var validation = ""
     public var format = DataFormat.auto
     public var skipBad = false
     public var synthTrain = 16000
     public var synthEval = 200
+    public var synthValidation = 200
     public var synthSeed: UInt64 = 7
     public var teacherErrorRate = 0.2
     public init() {}
@@ -389,10 +392,12 @@ public struct DataConfig: ConfigSection {
         try v.string("train", &train, nonEmpty: true)
         try v.string("eval", &eval, nonEmpty: true)
         try v.string("best_of_n", &bestOfN, nonEmpty: false)
+        try v.string("validation", &validation, nonEmpty: false)
         try v.choice("format", &format)
         try v.bool("skip_bad", &skipBad)
         try v.int("synth_train", &synthTrain, 0...100_000_000)
         try v.int("synth_eval", &synthEval, 0...100_000_000)
+        try v.int("synth_validation", &synthValidation, 1...100_000_000)
         try v.uint64("synth_seed", &synthSeed)
         try v.double("teacher_error_rate", &teacherErrorRate, 0...1)
     }

@@ -214,8 +214,14 @@ public enum SyntheticTask {
     /// a Best-of-`bestOfN` item per eval query (one correct response, `bestOfN`−1 subtly wrong).
     ///
     /// Each split draws from its own stream of `seed`, so the eval split does not change when
-    /// `trainCount` does. Items cycle through the task types list, math, string.
-    public static func generate(trainCount: Int, evalCount: Int, seed: UInt64, bestOfN: Int = 4) -> SyntheticDataset {
+    /// `trainCount` does, and neither split changes with `validationCount`. Items cycle through
+    /// the task types list, math, string.
+    ///
+    /// The validation split (`validationCount` pairs, drawn after the others) is where settings
+    /// are chosen: its queries are drawn like the held-out ones (no invented words) and occur in
+    /// neither train nor eval, so a setting tuned on it has seen none of the held-out queries.
+    public static func generate(trainCount: Int, evalCount: Int, seed: UInt64, bestOfN: Int = 4,
+                                validationCount: Int = 0) -> SyntheticDataset {
         var evalRNG = SplitMix64(seed: seed, streams: 1)
         var evalQueries = Set<String>()
         var eval: [PreferencePair] = []
@@ -229,6 +235,14 @@ public enum SyntheticTask {
         for i in 0..<max(0, trainCount) {
             guard let query = drawQuery(family: i % 3, rng: &trainRNG, inventedWords: true, accept: { !evalQueries.contains($0) }) else { continue }
             train.append(makePair(id: "train-\(i)", query: query, rng: &trainRNG))
+        }
+        var seen = evalQueries.union(train.map(\.query))
+        var validationRNG = SplitMix64(seed: seed, streams: 4)
+        var validation: [PreferencePair] = []
+        for i in 0..<max(0, validationCount) {
+            guard let query = drawQuery(family: i % 3, rng: &validationRNG, accept: { !seen.contains($0) }) else { continue }
+            seen.insert(query.text)
+            validation.append(makePair(id: "validation-\(i)", query: query, rng: &validationRNG))
         }
         var bestOf: [BestOfNItem] = []
         if bestOfN >= 2 {
@@ -248,7 +262,7 @@ public enum SyntheticTask {
                 bestOf.append(BestOfNItem(id: "bo\(bestOfN)-\(i)", query: pair.query, responses: shuffled, best: best, taskType: pair.taskType))
             }
         }
-        return SyntheticDataset(train: train, eval: eval, bestOfN: bestOf)
+        return SyntheticDataset(train: train, eval: eval, bestOfN: bestOf, validation: validation)
     }
 
     /// A random query of `family` (0 list, 1 math, 2 string) that `accept` takes; nil when none
@@ -383,12 +397,14 @@ public enum SyntheticTask {
 
     // MARK: - Files
 
-    /// Writes `train.jsonl`, `eval.jsonl` and `bo{N}.jsonl` into `directory` (created if needed).
+    /// Writes `train.jsonl`, `eval.jsonl`, `bo{N}.jsonl` and, when the split is not empty,
+    /// `validation.jsonl` into `directory` (created if needed).
     /// Returns the paths written. Throws, writing nothing, when any of them exists: a data file
     /// there may be the user's own.
     @discardableResult
     public static func write(_ dataset: SyntheticDataset, to directory: String, bestOfN: Int = 4) throws -> [String] {
         let names = ["train.jsonl", "eval.jsonl"] + (dataset.bestOfN.isEmpty ? [] : ["bo\(bestOfN).jsonl"])
+            + (dataset.validation.isEmpty ? [] : ["validation.jsonl"])
         if let existing = names.map({ (directory as NSString).appendingPathComponent($0) }).first(where: { FileManager.default.fileExists(atPath: $0) }) {
             throw CermError.io(path: existing, reason: "exists; cerm does not overwrite a data file (remove it, or write the synthetic task elsewhere)")
         }
@@ -411,13 +427,16 @@ public enum SyntheticTask {
         try save("train.jsonl", dataset.train.map(\.jsonLine))
         try save("eval.jsonl", dataset.eval.map(\.jsonLine))
         if !dataset.bestOfN.isEmpty { try save("bo\(bestOfN).jsonl", dataset.bestOfN.map(\.jsonLine)) }
+        if !dataset.validation.isEmpty { try save("validation.jsonl", dataset.validation.map(\.jsonLine)) }
         return written
     }
 }
 
-/// The three splits of the synthetic task.
+/// The splits of the synthetic task.
 public struct SyntheticDataset: Sendable, Equatable {
     public var train: [PreferencePair]
     public var eval: [PreferencePair]
     public var bestOfN: [BestOfNItem]
+    /// Pairs for choosing settings, disjoint from train and eval (empty unless asked for).
+    public var validation: [PreferencePair] = []
 }

@@ -18,12 +18,14 @@ struct DataCommand: ParsableCommand {
 
     struct Synth: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Write the synthetic task: train.jsonl, eval.jsonl (held-out queries) and bo<N>.jsonl.",
+            abstract: "Write the synthetic task: train.jsonl, eval.jsonl (held-out queries), bo<N>.jsonl and validation.jsonl.",
             discussion: """
             Sizes, seed and directory default to the [data] section of --config (data.dir, \
-            data.synth_train, data.synth_eval, data.synth_seed), the files `cerm sft` and `cerm \
-            eval` generate for that config; without --config to the built-in defaults \
-            (data/synth, 16000, 200, 7). An option given overrides its key.
+            data.synth_train, data.synth_eval, data.synth_seed, and data.synth_validation when \
+            data.validation is set), the files `cerm sft` and `cerm eval` generate for that \
+            config; without --config to the built-in defaults (data/synth, 16000, 200, 7, no \
+            validation split). An option given overrides its key. Validation pairs, for choosing \
+            settings, have queries found in neither train nor eval.
             """)
 
         @Option(help: "The run configuration whose [data] keys give the defaults below.")
@@ -34,26 +36,30 @@ struct DataCommand: ParsableCommand {
         var train: Int?
         @Option(help: "Held-out evaluation pairs and Best-of-N items (default data.synth_eval).")
         var eval: Int?
+        @Option(help: "Validation pairs, written to validation.jsonl when > 0 (default data.synth_validation when data.validation is set, else 0).")
+        var validation: Int?
         @Option(help: "Generation seed (default data.synth_seed).")
         var seed: UInt64?
         @Option(name: .customLong("bon-n"), help: "Responses per Best-of-N item (0 or 1: no Best-of-N file); queries without that many distinct responses get no item.")
         var bestOfN: Int = 4
 
         func validate() throws {
-            guard (train ?? 0) >= 0, (eval ?? 0) >= 0 else { throw ValidationError("--train and --eval must be ≥ 0") }
+            guard (train ?? 0) >= 0, (eval ?? 0) >= 0, (validation ?? 0) >= 0 else { throw ValidationError("--train, --eval and --validation must be ≥ 0") }
             guard (0...16).contains(bestOfN) else { throw ValidationError("--bon-n must be in 0…16") }
         }
 
         func run() throws {
             let data = try config.map { try loadConfigOrExit($0).data } ?? DataConfig()
             let (out, train, eval, seed) = (out ?? data.dir, train ?? data.synthTrain, eval ?? data.synthEval, seed ?? data.synthSeed)
-            let dataset = SyntheticTask.generate(trainCount: train, evalCount: eval, seed: seed, bestOfN: bestOfN)
+            let validation = validation ?? (data.validation.isEmpty ? 0 : data.synthValidation)
+            let dataset = SyntheticTask.generate(trainCount: train, evalCount: eval, seed: seed, bestOfN: bestOfN, validationCount: validation)
             let paths: [String]
             do { paths = try SyntheticTask.write(dataset, to: out, bestOfN: bestOfN) } catch { throw exitWithError(error) }
             // An eval query with fewer than bestOfN distinct responses gets no Best-of-N item.
             let skipped = bestOfN >= 2 ? dataset.eval.count - dataset.bestOfN.count : 0
             let note = skipped > 0 ? "; \(skipped) eval queries have fewer than \(bestOfN) distinct responses and got no item" : ""
-            print("train: \(dataset.train.count) pairs, eval: \(dataset.eval.count) pairs, best-of-\(bestOfN): \(dataset.bestOfN.count) items\(note) (seed \(seed))")
+            let validationNote = validation > 0 ? ", validation: \(dataset.validation.count) pairs" : ""
+            print("train: \(dataset.train.count) pairs, eval: \(dataset.eval.count) pairs, best-of-\(bestOfN): \(dataset.bestOfN.count) items\(validationNote)\(note) (seed \(seed))")
             paths.forEach { print("wrote \($0)") }
         }
     }

@@ -41,6 +41,8 @@ struct EvalCommand: ParsableCommand {
     var data: String?
     @Option(help: "An additional Best-of-N file (default: data.best_of_n when --data is not given; '' for none).")
     var bon: String?
+    @Flag(help: "Evaluate the validation pairs (data.validation) instead of the held-out files: the split for choosing settings.")
+    var validation = false
     @Option(help: "The run configuration (defaults when omitted).")
     var config: String?
     @Option(help: "Criteria samples per query (default eval.k).")
@@ -64,6 +66,7 @@ struct EvalCommand: ParsableCommand {
         if let k, k < 1 { throw ValidationError("--k must be ≥ 1") }
         if let limit, limit < 1 { throw ValidationError("--limit must be ≥ 1") }
         if let temperature, !(temperature >= 0 && temperature.isFinite) { throw ValidationError("--temperature must be ≥ 0") }
+        if validation && data != nil { throw ValidationError("give --validation or --data, not both") }
         guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1") }
     }
 
@@ -90,8 +93,12 @@ struct EvalCommand: ParsableCommand {
                 judge = .teacher(SFTData.teacher(cfg))
                 label = "teacher (error rate \(cfg.data.teacherErrorRate), seed \(cfg.run.seed))"
             }
-            var files: [String] = [data ?? cfg.data.eval]
-            let bonFile = bon ?? (data == nil ? cfg.data.bestOfN : "")
+            if validation && cfg.data.validation.isEmpty {
+                throw CermError.invalid("\(config ?? "the default config"): data.validation is empty: there is no validation split "
+                    + "(set data.validation, e.g. to \"\((cfg.data.dir as NSString).appendingPathComponent("validation.jsonl"))\", to have one generated)")
+            }
+            var files: [String] = [data ?? (validation ? cfg.data.validation : cfg.data.eval)]
+            let bonFile = bon ?? (data == nil && !validation ? cfg.data.bestOfN : "")
             if !bonFile.isEmpty, !files.contains(bonFile) { files.append(bonFile) }
             if data == nil {
                 // Writing into the user's data directory must not go unnoticed.

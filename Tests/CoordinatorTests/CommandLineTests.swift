@@ -92,6 +92,35 @@ import Testing
                                                  + "since an existing data file is never overwritten."))
     }
 
+    /// With data.validation set, the synthetic task also writes the validation split, and
+    /// `cerm eval --validation` evaluates it (pairs only, no Best-of-N); without it, it says
+    /// there is no validation split and how to get one.
+    @Test func evalValidationEvaluatesTheValidationSplit() throws {
+        let dir = try Self.directory("eval-validation", config: """
+            [data]
+            validation = "data/synth/validation.jsonl"
+            synth_train = 6
+            synth_eval = 3
+            synth_validation = 4
+
+            """)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        guard let run = try Self.cerm(["eval", "--teacher", "--config", "c.toml", "--threads", "1", "--validation", "--json"], in: dir) else { return }
+        #expect(run.status == 0)
+        #expect(run.stderrLines.filter { $0.hasPrefix("generated ") } == [
+            "generated data/synth/train.jsonl", "generated data/synth/eval.jsonl", "generated data/synth/bo4.jsonl",
+            "generated data/synth/validation.jsonl"])
+        let lines = try String(contentsOfFile: (dir as NSString).appendingPathComponent("data/synth/validation.jsonl"), encoding: .utf8)
+        #expect(lines.split(separator: "\n").count == 4)
+        #expect(run.stdout.contains("\"files\":[\"data/synth/validation.jsonl\"]"))
+
+        try "[data]\nsynth_train = 6\nsynth_eval = 3\n".write(toFile: (dir as NSString).appendingPathComponent("none.toml"), atomically: true, encoding: .utf8)
+        let none = try #require(try Self.cerm(["eval", "--teacher", "--config", "none.toml", "--validation"], in: dir))
+        #expect(none.status == 2)
+        #expect(none.stderr == "error: none.toml: data.validation is empty: there is no validation split (set data.validation, "
+                + "e.g. to \"data/synth/validation.jsonl\", to have one generated)\n")
+    }
+
     /// The user's own data.train and data.eval with data.best_of_n missing: `cerm sft` used to
     /// regenerate the synthetic task over both and train on it. It now refuses, naming the
     /// missing key and what to do, and leaves the files as they were; so does `cerm eval` when

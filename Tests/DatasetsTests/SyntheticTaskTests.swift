@@ -46,6 +46,29 @@ import Testing
         #expect(Set(data.eval.map(\.query)).count == data.eval.count)
     }
 
+    /// The validation split is where settings are chosen: none of its queries may be a held-out
+    /// or a training query, and asking for it must not change the other splits.
+    @Test func validationQueriesOccurInNeitherTrainNorEval() {
+        let without = SyntheticTask.generate(trainCount: 600, evalCount: 120, seed: 7)
+        let data = SyntheticTask.generate(trainCount: 600, evalCount: 120, seed: 7, validationCount: 90)
+        #expect(without.validation.isEmpty)
+        #expect(data.train == without.train && data.eval == without.eval && data.bestOfN == without.bestOfN)
+        #expect(data.validation.count == 90)
+        let seen = Set((data.train + data.eval).map(\.query))
+        #expect(data.validation.allSatisfy { !seen.contains($0.query) })
+        #expect(Set(data.validation.map(\.query)).count == 90)
+        #expect(Dictionary(grouping: data.validation, by: { $0.taskType ?? "" }).mapValues(\.count) == ["list": 30, "math": 30, "string": 30])
+        #expect(data.validation.map(\.id) == (0..<90).map { "validation-\($0)" })
+        for pair in data.validation {
+            #expect(SyntheticTask.verify(query: pair.query, response: pair.chosen) && !SyntheticTask.verify(query: pair.query, response: pair.rejected))
+        }
+        // Drawn like the held-out split: string queries use the named words, never invented ones.
+        #expect(data.validation.filter { $0.taskType == "string" }.allSatisfy { pair in
+            SyntheticTask.transformWords.contains { pair.query.contains("\"\($0)\"") }
+        })
+        #expect(SyntheticTask.generate(trainCount: 600, evalCount: 120, seed: 7, validationCount: 90) == data)
+    }
+
     @Test func bestOfFourHasOneCorrectAndThreeDistinctWrongResponses() {
         let data = SyntheticTask.generate(trainCount: 0, evalCount: 120, seed: 5)
         #expect(data.bestOfN.count == 120)

@@ -7,7 +7,8 @@ import Shared
 /// The inputs of a cold-start SFT run, from a run's configuration.
 public enum SFTData {
     /// Writes the synthetic task (`data.synth_*` keys) into `data.dir` when none of the data
-    /// files the config names (`data.train`, `data.eval`, `data.best_of_n` unless empty)
+    /// files the config names (`data.train`, `data.eval`, `data.best_of_n` and `data.validation`
+    /// unless empty)
     /// exists, and each is the synthetic task's file of its kind in `data.dir`. Returns the
     /// paths written (empty when all exist). A user's data file is never overwritten: when
     /// some exist and others are missing, or a missing one is not a file the synthetic task
@@ -17,19 +18,22 @@ public enum SFTData {
         func standard(_ path: String) -> String { (path as NSString).standardizingPath }
         func synthetic(_ name: String) -> String { (data.dir as NSString).appendingPathComponent(name) }
         let files = [("data.train", data.train, synthetic("train.jsonl")), ("data.eval", data.eval, synthetic("eval.jsonl")),
-                     ("data.best_of_n", data.bestOfN, synthetic("bo4.jsonl"))].filter { !$0.1.isEmpty }
+                     ("data.best_of_n", data.bestOfN, synthetic("bo4.jsonl")),
+                     ("data.validation", data.validation, synthetic("validation.jsonl"))].filter { !$0.1.isEmpty }
         let missing = files.filter { !FileManager.default.fileExists(atPath: $0.1) }
         guard !missing.isEmpty else { return [] }
         let present = files.filter { FileManager.default.fileExists(atPath: $0.1) }
         let foreign = missing.filter { standard($0.1) != standard($0.2) }
         if present.isEmpty && foreign.isEmpty {
-            let dataset = SyntheticTask.generate(trainCount: data.synthTrain, evalCount: data.synthEval, seed: data.synthSeed, bestOfN: 4)
+            let dataset = SyntheticTask.generate(trainCount: data.synthTrain, evalCount: data.synthEval, seed: data.synthSeed, bestOfN: 4,
+                                                 validationCount: data.validation.isEmpty ? 0 : data.synthValidation)
             return try SyntheticTask.write(dataset, to: data.dir, bestOfN: 4)
         }
         let noun = missing.count == 1 ? "file" : "files"
         var message = "missing data \(noun): " + missing.map { "\($0.0) = \(JSONWriter.quote($0.1))" }.joined(separator: ", ")
         var remedies = ["point \(listed(missing.map(\.0))) at \(missing.count == 1 ? "an existing file" : "existing files")"]
         if missing.contains(where: { $0.0 == "data.best_of_n" }) { remedies.append("set data.best_of_n = \"\" to skip Best-of-N") }
+        if missing.contains(where: { $0.0 == "data.validation" }) { remedies.append("set data.validation = \"\" to have no validation split") }
         if !present.isEmpty {
             message += " (\(listed(present.map(\.0))) \(present.count == 1 ? "exists" : "exist")); cerm generates the synthetic task "
                 + "only when none of the data files exists and never overwrites one"
