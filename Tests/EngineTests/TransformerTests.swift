@@ -178,11 +178,13 @@ import Testing
     }
 
     /// The LM head in chunks of 4 rows (5 chunks of the 17 tokens, the last of one row; the
-    /// first has no weighted row and is skipped in backward) against one product over all rows.
-    /// Each row's logits come from the same sgemm dot products either way, so log-probs,
-    /// entropies, logits, ∂L/∂xnFinal and with it every gradient but the LM head's are
-    /// bit-identical; dW_lm sums the rows' outer products chunk by chunk, a different order,
-    /// so it matches to float rounding (1e-5 of the largest entry).
+    /// first has no weighted row and is skipped in backward) against one product over all rows,
+    /// and a training pass (no logits returned), whose chunked head runs over the 12 scored rows
+    /// only, gathered 4 at a time. Each row's logits come from the same sgemm dot products
+    /// either way, so log-probs, entropies (at scored positions; 0 at the others when gathered),
+    /// logits, ∂L/∂xnFinal and with it every gradient but the LM head's are bit-identical;
+    /// dW_lm sums the rows' outer products chunk by chunk, a different order, so it matches to
+    /// float rounding (1e-5 of the largest entry).
     @Test(arguments: [TrainingTestData.tinyConfig(family: .qwen3, qkNorm: true, qkvBias: true, tied: false, vocab: 320),
                       TrainingTestData.tinyConfig(family: .llama, qkNorm: false, qkvBias: false, tied: true, vocab: 320)])
     func chunkedLMHeadMatchesOneProduct(config: TransformerConfig) throws {
@@ -201,21 +203,28 @@ import Testing
             #expect(b.logprobs == a.logprobs)
             #expect(b.entropy == a.entropy)
             #expect(b.logits == a.logits)
+            var gGathered = ModelGradients(config: config)
             let c = try chunked.forward(batch, temperature: temperature)
-            #expect(c.logprobs == a.logprobs && c.entropy == a.entropy)
+            try chunked.backward(dLogprobs: w, into: &gGathered)
+            #expect(c.logprobs == a.logprobs)
+            for (b, row) in batch.targets.enumerated() {
+                for (t, target) in row.enumerated() { #expect(c.entropy[b][t] == (target >= 0 ? a.entropy[b][t] : 0), "row \(b) pos \(t)") }
+            }
             #expect(chunked.workspace.logits.capacity == 17 * 320)  // grown by returnLogits, never beyond
 
             let lmHead = config.tieEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight"
             let scale = gWhole.values.map { abs($0) }.max() ?? 1
-            for spec in weights.layout.specs {
-                let range = spec.offset..<(spec.offset + spec.count)
-                if spec.name == lmHead {
-                    for i in range { #expect(abs(gChunked.values[i] - gWhole.values[i]) <= 1e-5 * scale, "\(spec.name)[\(i - spec.offset)]") }
-                } else {
-                    #expect(Array(gChunked.values[range]) == Array(gWhole.values[range]), "\(spec.name)")
+            for g in [gChunked, gGathered] {
+                for spec in weights.layout.specs {
+                    let range = spec.range
+                    if spec.name == lmHead {
+                        for i in range { #expect(abs(g.values[i] - gWhole.values[i]) <= 1e-5 * scale, "\(spec.name)[\(i - spec.offset)]") }
+                    } else {
+                        #expect(Array(g.values[range]) == Array(gWhole.values[range]), "\(spec.name)")
+                    }
                 }
+                #expect(g.l2Norm > 0)
             }
-            #expect(gChunked.l2Norm > 0)
         }
         // Training passes keep one chunk of logits, not all of them.
         let fresh = try Transformer(weights: weights, lmHeadChunkFloats: 4 * 320)
@@ -267,7 +276,8 @@ import Testing
     }
 
     /// The same at SmolLM2's widths (hidden 576, vocabulary 49,152; one layer), where the sgemms
-    /// run OpenBLAS's real blocking: 51 rows in chunks of 25, 25 and 1.
+    /// run OpenBLAS's real blocking: 51 rows, the first 10 a prompt, so the chunked head gathers
+    /// the 41 scored rows in chunks of 25 and 16.
     @Test func chunkedLMHeadIsExactAtSmolLM2Widths() throws {
         let config = TransformerConfig(family: .llama, hiddenSize: 576, layers: 1, heads: 9, kvHeads: 3, headDim: 64, ffnSize: 64,
                                        vocabSize: 49_152, maxSeqLen: 256, ropeTheta: 100_000, rmsNormEps: 1e-5,
@@ -281,8 +291,8 @@ import Testing
         while values.count < weights.values.count { values.append(contentsOf: block.prefix(weights.values.count - values.count)) }
         weights.values = values
         let tokens = TrainingTestData.ints(52, below: config.vocabSize, seed: 32)
-        let batch = TokenBatch(sequences: [tokens], scoredFrom: [1])
-        let w = [TrainingTestData.floats(51, seed: 33)]
+        let batch = TokenBatch(sequences: [tokens], scoredFrom: [11])
+        let w = [TrainingTestData.floats(51, seed: 33).enumerated().map { $0.offset < 10 ? 0 : $0.element }]
         var passes: [ForwardResult] = [], grads: [ModelGradients] = []
         for chunkFloats in [Transformer.defaultLMHeadChunkFloats, 25 * 49_152] {
             let m = try Transformer(weights: weights, lmHeadChunkFloats: chunkFloats)
@@ -292,7 +302,8 @@ import Testing
             grads.append(g)
         }
         #expect(passes[1].logprobs == passes[0].logprobs)
-        #expect(passes[1].entropy == passes[0].entropy)
+        #expect(passes[1].entropy[0][10...] == passes[0].entropy[0][10...])
+        #expect(passes[1].entropy[0][..<10].allSatisfy { $0 == 0 } && passes[0].entropy[0][..<10].allSatisfy { $0 > 0 })
         // Every gradient after the (tied) embedding is bit-identical; the embedding within rounding.
         let embed = try #require(weights.layout.spec("model.embed_tokens.weight"))
         grads[0].values.withUnsafeBufferPointer { a in

@@ -58,7 +58,9 @@ public struct TokenBatch: Sendable, Equatable {
 public struct ForwardResult: Sendable {
     /// `log softmax(logits / T)[target]` per position; 0 where the target is negative.
     public var logprobs: [[Float]]
-    /// Entropy of `softmax(logits / T)` per position (every position, scored or not).
+    /// Entropy of `softmax(logits / T)` per position: every position when the LM head runs as
+    /// one product (N·V within ``Transformer/lmHeadChunkFloats``, or logits returned); beyond,
+    /// the chunked head computes scored positions only, and an unscored one's entropy is 0.
     public var entropy: [[Float]]
     /// Raw (untempered) logits per row, `[t · vocab + v]`, when requested.
     public var logits: [[Float]]?

@@ -80,6 +80,7 @@ public final class Transformer {
     ///
     ///     (layers+1)·N·H + layers·(N·(3H + 2Q + 2K + 3F + 2) + Σ heads·entries(len) [+ N·(Q + K + heads + kvHeads)])
     ///     + N·(3H + 2F + 2Q + 2K + 5) + R·V + max(min(len, 64)·len) [+ N·(Q + K)]   (brackets: QK-norm)
+    ///     [+ R·(2H + 3) when R < N: the chunked head's gathered rows]
     ///
     /// (With `returnLogits` a forward keeps all N·V logits, whatever the chunking.)
     public static func workspaceFloats(config c: TransformerConfig, lengths: [Int],
@@ -92,7 +93,9 @@ public final class Transformer {
         if c.qkNorm { perBlock += n * (q + k + c.heads + c.kvHeads) }
         var total = (c.layers + 1) * n * h + c.layers * perBlock
         total += n * (3 * h + 2 * f + 2 * q + 2 * k + 5)
-        total += lmHeadChunkRows(tokens: n, vocab: v, chunkFloats: lmHeadChunkFloats) * v
+        let lmHeadRows = lmHeadChunkRows(tokens: n, vocab: v, chunkFloats: lmHeadChunkFloats)
+        total += lmHeadRows * v
+        if lmHeadRows < n { total += lmHeadRows * (2 * h + 3) }  // gathered scored rows, their gradients and stats
         total += lengths.map { min($0, attentionBlockRows) * $0 }.max() ?? 0
         if c.qkNorm { total += n * (q + k) }
         return total
@@ -358,6 +361,11 @@ public final class Transformer {
         let logits = ws.logits.reserve((keepLogits ? n : chunk) * vocab)
         let xn = ws.xnFinal.pointer
         let logprobs = ws.logprobs.reserve(n), entropy = ws.entropy.reserve(n), lse = ws.lse.reserve(n)
+        ws.scoredRows = nil
+        if chunk < n && !keepLogits {
+            lmHeadForwardScoredRows(w: w, temperature: temperature, chunk: chunk)
+            return
+        }
         ws.targets.withUnsafeBufferPointer { t in
             for r0 in stride(from: 0, to: n, by: chunk) {
                 let rows = min(chunk, n - r0)
@@ -365,6 +373,42 @@ public final class Transformer {
                 linearForward(x: xn + r0 * h, rows: rows, inDim: h, weight: w + o.lmHead, outDim: vocab, bias: nil, out: out)
                 LogProbKernel.forward(logits: out, targets: t.baseAddress! + r0, rows: rows, vocab: vocab, temperature: temperature,
                                       logprobs: logprobs + r0, entropy: entropy + r0, lse: lse + r0)
+            }
+        }
+    }
+
+    /// The LM head beyond one chunk, forward, over the scored rows only (a trainer's prompt
+    /// tokens have no target: in SFT and GRPO batches most rows are prompt, and at a 49k
+    /// vocabulary the head is a fifth of a token's FLOPs). `S` = positions with a target ≥ 0:
+    ///
+    ///     for each chunk S[i0 ..< i0+R]:
+    ///         x_c [R, H] = xnFinal[S[i0..]]                  (gathered)
+    ///         logits_c [R, V] = x_c · W_lmᵀ
+    ///         logprobs, entropy, lse [S[i0..]] = LogProbKernel(logits_c / T, targets[S[i0..]])
+    ///
+    /// Log-prob, entropy and lse of an unscored position are 0. A row's logits are the same dot
+    /// products whichever rows share its product, and a batch scored everywhere gives the same
+    /// chunks as the ungathered loop.
+    private func lmHeadForwardScoredRows(w: UnsafePointer<Float>, temperature: Float, chunk: Int) {
+        let ws = workspace, c = config, o = offsets
+        let n = ws.tokenCount, h = c.hiddenSize, vocab = c.vocabSize
+        let scored = ws.targets.indices.filter { ws.targets[$0] >= 0 }
+        ws.scoredRows = scored
+        let xn = ws.xnFinal.pointer, logits = ws.logits.pointer
+        let logprobs = ws.logprobs.zeroed(n), entropy = ws.entropy.zeroed(n), lse = ws.lse.zeroed(n)
+        let x = ws.lmHeadRows.reserve(chunk * h), stats = ws.lmHeadRowStats.reserve(3 * chunk)
+        var targets = [Int32](repeating: 0, count: chunk)
+        for i0 in stride(from: 0, to: scored.count, by: chunk) {
+            let rows = scored[i0..<min(i0 + chunk, scored.count)]
+            for (i, r) in rows.enumerated() {
+                (x + i * h).update(from: xn + r * h, count: h)
+                targets[i] = ws.targets[r]
+            }
+            linearForward(x: x, rows: rows.count, inDim: h, weight: w + o.lmHead, outDim: vocab, bias: nil, out: logits)
+            LogProbKernel.forward(logits: logits, targets: targets, rows: rows.count, vocab: vocab, temperature: temperature,
+                                  logprobs: stats, entropy: stats + chunk, lse: stats + 2 * chunk)
+            for (i, r) in rows.enumerated() {
+                (logprobs[r], entropy[r], lse[r]) = (stats[i], stats[chunk + i], stats[2 * chunk + i])
             }
         }
     }
@@ -386,6 +430,10 @@ public final class Transformer {
         let recompute = chunk < n
         let logits = ws.logits.reserve(chunk * vocab)
         let xn = ws.xnFinal.pointer, dxn = ws.dxn.reserve(n * h)
+        if let scored = ws.scoredRows {
+            lmHeadBackwardScoredRows(scored, w: w, g: g, dLogprobs: dlp, chunk: chunk)
+            return
+        }
         ws.targets.withUnsafeBufferPointer { tbuf in
             let t = tbuf.baseAddress!
             for r0 in stride(from: 0, to: n, by: chunk) {
@@ -402,6 +450,36 @@ public final class Transformer {
                 linearBackward(dOut: logits, x: xn + r0 * h, rows: rows, inDim: h, weight: w + o.lmHead, outDim: vocab,
                                dWeight: g + o.lmHead, dBias: nil, dX: dxn + r0 * h, accumulateDX: false)
             }
+        }
+    }
+
+    /// Backward of ``lmHeadForwardScoredRows(w:temperature:chunk:)``, chunk by chunk over the
+    /// same gathered rows; ∂L/∂xnFinal of an unscored row is 0, and a chunk without a weighted
+    /// row adds exactly zero, so it is skipped:
+    ///
+    ///     dLogits_c [R, V] = dLogprobs[S..]/T · (onehot(target) − softmax(logits_c/T))
+    ///     dW_lm += dLogits_cᵀ · x_c           dxn[S[i0..]] = dLogits_c · W_lm   (scattered)
+    private func lmHeadBackwardScoredRows(_ scored: [Int], w: UnsafePointer<Float>, g: UnsafeMutablePointer<Float>,
+                                          dLogprobs dlp: UnsafePointer<Float>, chunk: Int) {
+        let ws = workspace, o = offsets
+        let n = ws.tokenCount, h = config.hiddenSize, vocab = config.vocabSize
+        let xn = ws.xnFinal.pointer, dxn = ws.dxn.zeroed(n * h), logits = ws.logits.reserve(chunk * vocab)
+        let x = ws.lmHeadRows.reserve(chunk * h), dx = ws.lmHeadRowGrads.reserve(chunk * h)
+        let stats = ws.lmHeadRowStats.reserve(3 * chunk)
+        var targets = [Int32](repeating: 0, count: chunk)
+        for i0 in stride(from: 0, to: scored.count, by: chunk) {
+            let rows = scored[i0..<min(i0 + chunk, scored.count)]
+            guard rows.contains(where: { dlp[$0] != 0 }) else { continue }
+            for (i, r) in rows.enumerated() {
+                (x + i * h).update(from: xn + r * h, count: h)
+                (targets[i], stats[i], stats[chunk + i]) = (ws.targets[r], dlp[r], ws.lse.pointer[r])
+            }
+            linearForward(x: x, rows: rows.count, inDim: h, weight: w + o.lmHead, outDim: vocab, bias: nil, out: logits)
+            LogProbKernel.backward(logits: logits, targets: targets, lse: stats + chunk, dLogprobs: stats,
+                                   rows: rows.count, vocab: vocab, temperature: ws.passTemperature, dLogits: logits)
+            linearBackward(dOut: logits, x: x, rows: rows.count, inDim: h, weight: w + o.lmHead, outDim: vocab,
+                           dWeight: g + o.lmHead, dBias: nil, dX: dx, accumulateDX: false)
+            for (i, r) in rows.enumerated() { (dxn + r * h).update(from: dx + i * h, count: h) }
         }
     }
 

@@ -76,6 +76,12 @@ final class TrainingWorkspace {
     let lse = ScratchBuffer()      // [N] logsumexp of tempered logits
     let logprobs = ScratchBuffer() // [N]
     let entropy = ScratchBuffer()  // [N]
+    // The chunked LM head's scored rows (nil when it runs over all rows) and one chunk of them
+    // gathered: xnFinal rows [R, H], their ∂L/∂xn [R, H], and log-probs, entropies, lse [3R].
+    var scoredRows: [Int]?
+    let lmHeadRows = ScratchBuffer()
+    let lmHeadRowGrads = ScratchBuffer()
+    let lmHeadRowStats = ScratchBuffer()
 
     // Backward scratch.
     let dx = ScratchBuffer()       // [N, H] ∂L/∂residual
@@ -106,8 +112,8 @@ final class TrainingWorkspace {
         let blockBuffers = blocks.flatMap { a in
             [a.xn1, a.rstd1, a.qPre, a.kPre, a.qRstd, a.kRstd, a.q, a.k, a.v, a.probs, a.attn, a.xMid, a.xn2, a.rstd2, a.gate, a.up, a.act]
         }
-        let others = [xnFinal, rstdFinal, logits, lse, logprobs, entropy, dx, dxn, dFFN, dUp, dAttn, dq, dk, dv, dqPre, dkPre,
-                      dScores, dLogprobs]
+        let others = [xnFinal, rstdFinal, logits, lse, logprobs, entropy, lmHeadRows, lmHeadRowGrads, lmHeadRowStats,
+                      dx, dxn, dFFN, dUp, dAttn, dq, dk, dv, dqPre, dkPre, dScores, dLogprobs]
         return (residual + blockBuffers + others).reduce(0) { $0 + $1.capacity }
     }
 }
