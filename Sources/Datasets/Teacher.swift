@@ -195,7 +195,7 @@ public struct Teacher: Sendable {
     /// 47+38, `12-7=5, 5-2-1=2` for 52-27 (a borrow is written as the `1` before the ones and
     /// the `-1` in the tens), so the value is read off one-digit facts and a carry instead of
     /// one lookup over thousands of operand pairs. (The default 1M-parameter model has not
-    /// learned the facts in one SFT pass yet: BENCHMARKS.md, issue 5.)
+    /// learned the facts in one SFT pass yet: docs/experiments/2026-11-22-trace-design-experiments.md.)
     static func arithmeticSteps(_ a: Int, _ op: Character, _ b: Int) -> String {
         let (a1, a0) = a.quotientAndRemainder(dividingBy: 10)
         let (b1, b0) = b.quotientAndRemainder(dividingBy: 10)
@@ -474,7 +474,7 @@ public struct Teacher: Sendable {
         case let (.transform, .transform(kind, word)):
             let expected = kind.apply(word)
             // The needed word stands in the criteria (`gives enots`); restated beside the copy, the
-            // model copied it in place of the response (BENCHMARKS.md, "Digit marks").
+            // model copied it in place of the response (docs/experiments/2026-12-01-digit-marks.md).
             let got = "got "
             let passed = response == expected
             let near = Self.isOneEditAway(response, expected)

@@ -39,7 +39,7 @@ public struct RolloutSampling: Sendable, Equatable {
 ///   continuing its own prefix, and scored by the reference in one pass (`score(groups:)`).
 ///   A decode step streams all the weights whatever the batch, so one batch of
 ///   pairs · nc · 2·ne rows costs far less than that many batches of 2·ne (on SmolLM2-135M a
-///   step of 16 rows takes about as long as two of 4; BENCHMARKS.md, issue 25).
+///   step of 16 rows takes about as long as two of 4; BENCHMARKS.md, "One decode step at small batch").
 ///
 /// Every trajectory carries the policy's behaviour log-probs (at the task's temperature) and the
 /// reference model's teacher-forced log-probs of the same tokens after the same prompt, at the

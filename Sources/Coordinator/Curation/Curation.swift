@@ -8,8 +8,8 @@ import Shared
 // starting model is uncertain about. The paper's reason: a pair the model always judges the
 // same way gives every trajectory of its groups the same reward and so no advantage. On the
 // default run the SFT model's sampled judgments already disagree on most pairs and curation
-// did not raise held-out accuracy (BENCHMARKS.md, "Curation"), so `curation.enabled` is off by
-// default.
+// did not raise held-out accuracy (docs/experiments/2026-12-01-curation-before-rl.md), so
+// `curation.enabled` is off by default.
 
 /// How pairs are screened and which are kept (`[curation]`).
 public struct CurationOptions: Sendable, Equatable {

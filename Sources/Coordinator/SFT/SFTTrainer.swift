@@ -27,7 +27,8 @@ public struct SFTOptions: Sendable, Equatable {
     public var shards: Int
     /// Shards computed at once, one thread each. A 128-wide model leaves OpenBLAS's second
     /// thread mostly spinning, so on 2 cores two shards with one BLAS thread each train about
-    /// 1.9 times faster than one shard with two BLAS threads (BENCHMARKS.md).
+    /// 1.9 times faster than one shard with two BLAS threads
+    /// (docs/experiments/2026-12-01-data-parallel-sft-and-criteria-turn.md).
     public var threads: Int
 
     public init(learningRate: Float, batchSize: Int, epochs: Int, schedule: LRSchedule = .warmupCosine,

@@ -37,7 +37,7 @@ public enum BLAS {
 
     /// The core type cerm pins on x86-64: `Haswell` (AVX2 + FMA). OpenBLAS's kernels round
     /// differently per core type, and training is chaotic enough that a different rounding is
-    /// a different model (BENCHMARKS.md: 73.8% vs 63.7% after the same SFT). With one kernel
+    /// a different model (BENCHMARKS.md, "OpenBLAS kernels": 73.8% vs 63.7% after the same SFT). With one kernel
     /// set on every machine, the same config gives the same weights on an AMD EPYC and an
     /// Intel Xeon. `Zen` uses the same kernels.
     public static let pinnedCoreType = "Haswell"
