@@ -114,7 +114,7 @@ import WireProtocol
         }
         clock.advance(by: 1) // alice silent for 6 s > timeout 5 s
         let tick = s.tick(now: clock.now())
-        #expect(tick.expired == [ExpiredWorker(peer: Self.alice, name: "w0", requeued: [3])])
+        #expect(tick.expired == [ExpiredWorker(peer: Self.alice, name: "w0", requeued: [3], lastHeard: clock.now() - 6)])
         #expect(s.registry.contains(Self.alice) == false)
         #expect(s.statistics.workersExpired == 1)
         #expect(s.queuedTasks.map(\.taskID) == [3])

@@ -124,6 +124,8 @@ public struct ExpiredWorker: Equatable, Sendable {
     public let name: String
     /// New ids of its re-queued tasks.
     public let requeued: [UInt64]
+    /// When the coordinator last heard from it.
+    public let lastHeard: Double
 }
 
 /// A task re-queued by ``TaskScheduler/tick(now:)`` because its worker held it longer than
@@ -348,7 +350,8 @@ public struct TaskScheduler: Sendable {
         var outcome = TickOutcome()
         for record in registry.expire(now: now) {
             statistics.workersExpired += 1
-            outcome.expired.append(ExpiredWorker(peer: record.peer, name: record.name, requeued: requeue(record.inFlight)))
+            outcome.expired.append(ExpiredWorker(peer: record.peer, name: record.name, requeued: requeue(record.inFlight),
+                                                 lastHeard: record.liveness.lastHeard))
         }
         if settings.taskTimeout > 0 {
             let overdue = inFlight.filter { now - $0.value.sentAt > settings.taskTimeout }.keys.sorted()

@@ -118,14 +118,15 @@ public struct WorkerRegistry: Sendable {
     /// Workers silent for longer than the heartbeat timeout, removed from the registry, in
     /// registration order. Their in-flight task ids are in the returned records.
     public mutating func expire(now: Double) -> [WorkerRecord] {
-        let dead = workers.filter { $0.liveness.isExpired(at: now) }
+        // Filtered before sorted: this runs after every message the coordinator receives.
+        let dead = records.values.filter { $0.liveness.isExpired(at: now) }.sorted { $0.sequence < $1.sequence }
         for record in dead { remove(record.peer) }
         return dead
     }
 
     /// Workers owed a heartbeat, in registration order; each is marked as sent at `now`.
     public mutating func heartbeatsDue(now: Double) -> [RoutingID] {
-        let due = workers.filter { $0.liveness.isHeartbeatDue(at: now) }.map(\.peer)
+        let due = records.values.filter { $0.liveness.isHeartbeatDue(at: now) }.sorted { $0.sequence < $1.sequence }.map(\.peer)
         for peer in due { records[peer]?.liveness.sent(at: now) }
         return due
     }

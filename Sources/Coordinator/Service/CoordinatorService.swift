@@ -735,10 +735,9 @@ private final class SocketLoop {
                 logger.error("cannot build task \(assignment.task.taskID): \(error)")
             }
         }
-        let lastHeard = Dictionary(scheduler.registry.workers.map { ($0.peer, $0.liveness.lastHeard) }, uniquingKeysWith: { a, _ in a })
         let tick = scheduler.tick(now: now)
         for dead in tick.expired {
-            let silent = now - (lastHeard[dead.peer] ?? now)
+            let silent = now - dead.lastHeard
             logger.warning("worker \(dead.name) silent for \(String(format: "%.2f", silent)) s: declared dead")
             if declaredDead.updateValue(dead.name, forKey: dead.peer) == nil { declaredDeadOrder.append(dead.peer) }
             if declaredDeadOrder.count > 256 { declaredDead[declaredDeadOrder.removeFirst()] = nil }
