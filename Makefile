@@ -23,7 +23,7 @@ help:
 	@echo "make bench  engine, tokenizer and cluster benchmarks (release build)"
 	@echo "make test-report  the training report's tests, in headless Chromium (installs Debian's chromium)"
 	@echo "make fuzz   fuzz the message decoder with libFuzzer for FUZZ_SECONDS (default 600), then minimize into Fuzz/corpus"
-	@echo "make chaos  kill -9 workers and the coordinator, freeze a worker, fill the disk; same weights? (CHAOS_SEED=N repeats a schedule)"
+	@echo "make chaos  kill -9 workers and the coordinator, freeze a worker, fill the disk, flood HELLOs, partition hosts; same weights? (CHAOS_SEED=N repeats a schedule)"
 
 # Installs the C libraries with apt when pkg-config cannot find them.
 deps:
@@ -111,9 +111,10 @@ bench-cluster: build
 	scripts/bench_cluster.sh
 
 # The chaos suite (issue 27; scripts/chaos.sh, BENCHMARKS.md "Chaos"): real coordinator and worker
-# processes under a seeded fault schedule, compared with an undisturbed run. About 12 minutes on
-# 2 cores. CHAOS_SEED=N repeats a schedule, CHAOS_CASES="freeze disk-full" runs only those cases.
-# Not part of `make test`, which runs its short case (ChaosShortTests).
+# processes under a seeded fault schedule, compared with an undisturbed run; a HELLO flood; and
+# (as root) the run across network namespaces with CURVE and 30-second link-downs. About 20
+# minutes on 2 cores. CHAOS_SEED=N repeats a schedule, CHAOS_CASES="freeze netns" runs only those
+# cases. Not part of `make test`, which runs its short case (ChaosShortTests).
 chaos: build
 	$(if $(CHAOS_SEED),CHAOS_SEED=$(CHAOS_SEED)) CERM_BIN=$(RELEASE_BIN) scripts/chaos.sh $(CHAOS_CASES)
 
