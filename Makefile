@@ -112,7 +112,7 @@ bench-cluster: build
 
 # The chaos suite (issue 27; scripts/chaos.sh, BENCHMARKS.md "Chaos"): real coordinator and worker
 # processes under a seeded fault schedule, compared with an undisturbed run; a HELLO flood; and
-# (as root) the run across network namespaces with CURVE and 30-second link-downs. About 20
+# (as root) the run across network namespaces with CURVE and 30-second link-downs. About 15
 # minutes on 2 cores. CHAOS_SEED=N repeats a schedule, CHAOS_CASES="freeze netns" runs only those
 # cases. Not part of `make test`, which runs its short case (ChaosShortTests).
 chaos: build
