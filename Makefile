@@ -14,7 +14,7 @@ PARITY_FIXTURE = Tests/Fixtures/smollm2
 
 PRETRAINED_CONFIG ?= configs/smollm2-135m.toml
 
-.PHONY: run run-pretrained test test-deps test-report test-pretrained deps deps-report fetch-model build build-debug bench bench-cluster chaos clean help
+.PHONY: run run-pretrained test test-deps test-report test-pretrained deps deps-report fetch-model build build-debug bench bench-cluster chaos fuzz fuzz-build clean help
 
 help:
 	@echo "make run    set up and run the default training pipeline ($(CONFIG))"
@@ -22,7 +22,8 @@ help:
 	@echo "make test   set up and run the whole test suite"
 	@echo "make bench  engine, tokenizer and cluster benchmarks (release build)"
 	@echo "make test-report  the training report's tests, in headless Chromium (installs Debian's chromium)"
-	@echo "make chaos  kill -9 workers and the coordinator, freeze a worker, fill the disk; same weights? (CHAOS_SEED=N repeats a schedule)"
+	@echo "make fuzz   fuzz the message decoder with libFuzzer for FUZZ_SECONDS (default 600), then minimize into Fuzz/corpus"
+	@echo "make chaos  kill -9 workers and the coordinator, freeze a worker, fill the disk, flood HELLOs, partition hosts; same weights? (CHAOS_SEED=N repeats a schedule)"
 
 # Installs the C libraries with apt when pkg-config cannot find them.
 deps:
@@ -110,11 +111,34 @@ bench-cluster: build
 	scripts/bench_cluster.sh
 
 # The chaos suite (issue 27; scripts/chaos.sh, BENCHMARKS.md "Chaos"): real coordinator and worker
-# processes under a seeded fault schedule, compared with an undisturbed run. About 12 minutes on
-# 2 cores. CHAOS_SEED=N repeats a schedule, CHAOS_CASES="freeze disk-full" runs only those cases.
-# Not part of `make test`, which runs its short case (ChaosShortTests).
+# processes under a seeded fault schedule, compared with an undisturbed run; a HELLO flood; and
+# (as root) the run across network namespaces with CURVE and 30-second link-downs. About 15
+# minutes on 2 cores. CHAOS_SEED=N repeats a schedule, CHAOS_CASES="freeze netns" runs only those
+# cases. Not part of `make test`, which runs its short case (ChaosShortTests).
 chaos: build
 	$(if $(CHAOS_SEED),CHAOS_SEED=$(CHAOS_SEED)) CERM_BIN=$(RELEASE_BIN) scripts/chaos.sh $(CHAOS_CASES)
+
+# The message decoder's fuzzer (issue 27, point 3; docs/FUZZING.md): libFuzzer from the Swift
+# toolchain, in its own build directory (every Swift module gets the fuzzer's coverage hooks).
+# It starts from the seeds and the committed minimized corpus, keeps what it finds under
+# .build/fuzz/corpus, and merges that back into Fuzz/corpus (smallest set with the same
+# coverage). A crash stops it and leaves crash-<sha1> in Fuzz/; rerun one with
+# .build/fuzz/release/cerm-fuzz-decoder FILE.
+FUZZ_SECONDS ?= 600
+FUZZ_BUILD    = .build/fuzz
+FUZZ_BIN      = $(FUZZ_BUILD)/release/cerm-fuzz-decoder
+FUZZ_FLAGS   ?= -max_len=4096 -timeout=10 -rss_limit_mb=2048
+fuzz-build: deps
+	$(SWIFT) build -c release --scratch-path $(FUZZ_BUILD) --product cerm-fuzz-decoder \
+		-Xswiftc -sanitize=fuzzer -Xswiftc -DCERM_FUZZ
+fuzz: fuzz-build
+	mkdir -p $(FUZZ_BUILD)/corpus Fuzz/corpus
+	$(FUZZ_BIN) $(FUZZ_FLAGS) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=Fuzz/ \
+		$(FUZZ_BUILD)/corpus Fuzz/corpus Fuzz/seeds
+	rm -rf $(FUZZ_BUILD)/minimized && mkdir -p $(FUZZ_BUILD)/minimized
+	$(FUZZ_BIN) $(FUZZ_FLAGS) -merge=1 $(FUZZ_BUILD)/minimized Fuzz/seeds Fuzz/corpus $(FUZZ_BUILD)/corpus
+	rm -rf Fuzz/corpus && mv $(FUZZ_BUILD)/minimized Fuzz/corpus
+	@echo "==> Fuzz/corpus: $$(ls Fuzz/corpus | wc -l) inputs, $$(cat Fuzz/corpus/* | wc -c) bytes"
 
 clean:
 	rm -rf .build

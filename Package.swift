@@ -7,6 +7,8 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "cerm", targets: ["cerm"]),
+        // The message decoder's fuzzer (docs/FUZZING.md): `make fuzz` builds it with libFuzzer.
+        .executable(name: "cerm-fuzz-decoder", targets: ["cerm-fuzz-decoder"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -78,6 +80,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
+        // The decoder fuzzer's property and seed corpus (docs/FUZZING.md), and its executable:
+        // libFuzzer's target under `make fuzz`, a replayer of saved inputs otherwise.
+        .target(name: "DecoderFuzzing", dependencies: ["WireProtocol", "Method", "Shared"], path: "Fuzz/DecoderFuzzing"),
+        .executableTarget(name: "cerm-fuzz-decoder", dependencies: ["DecoderFuzzing"], path: "Fuzz/Driver"),
+
         // Helpers the test targets share (temporary files, the `cerm` binary, free ports, tiny runs).
         .target(name: "TestSupport", dependencies: ["Shared"], path: "Tests/TestSupport"),
         // Tests, one target per module.
@@ -87,7 +94,7 @@ let package = Package(
         .testTarget(name: "MethodTests", dependencies: ["TestSupport", "Method", "Configuration", "Shared", "Tokenizers", "ModelFormats"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Method", "Configuration", "Shared"]),
-        .testTarget(name: "WireProtocolTests", dependencies: ["TestSupport", "WireProtocol", "Method", "Configuration", "Runtime", "Shared"]),
+        .testTarget(name: "WireProtocolTests", dependencies: ["TestSupport", "WireProtocol", "DecoderFuzzing", "Method", "Configuration", "Runtime", "Shared"]),
         .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats", "Engine", "Shared"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TokenizersTests", dependencies: ["TestSupport", "Tokenizers", "ModelFormats", "Shared"], exclude: ["Fixtures"]),
         .testTarget(

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Chaos suite (issue 27, point 1): a small run of real `cerm` processes — one coordinator and
-# three workers on loopback, supervised by this script — while a seeded fault schedule fires;
-# then the final checkpoint is compared with an undisturbed run of the same config.
+# Chaos suite (issue 27, points 1–3): a small run of real `cerm` processes — one coordinator and
+# three workers on loopback (or, in the netns case, each in a network namespace of its own),
+# supervised by this script — while a seeded fault schedule fires; then the final checkpoint is
+# compared with an undisturbed run of the same config.
 #
 #   scripts/chaos.sh [--short] [CASE ...]          (make chaos; make test runs --short)
 #
@@ -16,6 +17,17 @@
 #                      write fails: earlier checkpoints intact, the coordinator fails saying so,
 #                      and after space is freed a --resume reaches the same weights
 #   all                everything above in one run
+#   hello-flood        a hostile peer (scripts/hello_flood.c) floods the coordinator with HELLOs,
+#                      a new connection (routing id) each, half with the run's config hash, in
+#                      alternate blocks of CHAOS_FLOOD_BLOCK (5) steps; compares the mean step
+#                      time of flooded and quiet steps of the same run; CHAOS_FLOOD_RATE=N
+#                      HELLOs a second at most (default 0: as fast as the coordinator answers)
+#   netns              real hosts: the coordinator and each worker in its own network namespace
+#                      (iproute2), joined by veth pairs to a bridge in a namespace of its own,
+#                      CURVE required; one worker's link down for CHAOS_PARTITION_SECONDS (30),
+#                      then up, and later the coordinator's; `tc netem` delay and loss on every
+#                      link where the kernel has netem. Needs root and `ip netns`: without them the
+#                      case says why and is skipped, and the loopback cases run as usual
 #   --short            one quick case for `make test`: 2 worker kills and 1 coordinator kill in a
 #                      run of 8 steps
 #
@@ -29,7 +41,8 @@
 #
 # Environment: CHAOS_SEED (the schedule's seed; default: from the clock, always printed),
 # CERM_BIN (default .build/release/cerm), CHAOS_DIR (work directory; default a new one under
-# /tmp, removed at the end unless CHAOS_KEEP=1 or a case failed), CHAOS_STEPS (steps of the run).
+# /tmp, removed at the end unless CHAOS_KEEP=1 or a case failed), CHAOS_STEPS (steps of the run),
+# CHAOS_PARTITION_SECONDS (how long the netns case keeps a host's link down; default 30).
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -39,16 +52,16 @@ CASES=()
 for argument in "$@"; do
     case $argument in
         --short) SHORT=1 ;;
-        worker-kills|coordinator-kills|freeze|disk-full|all) CASES+=("$argument") ;;
-        -h|--help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "chaos: unknown argument '$argument' (cases: worker-kills coordinator-kills freeze disk-full all; or --short)" >&2; exit 2 ;;
+        worker-kills|coordinator-kills|freeze|disk-full|all|hello-flood|netns) CASES+=("$argument") ;;
+        -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "chaos: unknown argument '$argument' (cases: worker-kills coordinator-kills freeze disk-full all hello-flood netns; or --short)" >&2; exit 2 ;;
     esac
 done
 if [ "$SHORT" = 1 ]; then
     [ ${#CASES[@]} -eq 0 ] || { echo "chaos: --short takes no case" >&2; exit 2; }
     CASES=(short)
 elif [ ${#CASES[@]} -eq 0 ]; then
-    CASES=(worker-kills coordinator-kills freeze disk-full all)
+    CASES=(worker-kills coordinator-kills freeze disk-full all hello-flood netns)
 fi
 [ -x "$CERM_BIN" ] || { echo "chaos: no cerm binary at $CERM_BIN (swift build -c release --product cerm, or set CERM_BIN)" >&2; exit 2; }
 CERM_BIN=$(cd "$(dirname "$CERM_BIN")" && pwd)/$(basename "$CERM_BIN")   # the runs cd into their directories
@@ -82,6 +95,7 @@ cleanup() {
     for pid in "${STARTED[@]}"; do kill -CONT "$pid" 2> /dev/null; kill -KILL "$pid" 2> /dev/null; done
     [ ${#STARTED[@]} -eq 0 ] || wait "${STARTED[@]}" 2> /dev/null
     if [ -n "$MOUNTED" ]; then umount "$MOUNTED" 2> /dev/null || umount -l "$MOUNTED" 2> /dev/null; MOUNTED=""; fi
+    ! declare -F netns_teardown > /dev/null || netns_teardown   # defined further down
     if [ "${CHAOS_KEEP:-0}" = 1 ] || [ "$FAILED" != 0 ]; then
         echo "chaos: work directory kept: $ROOT"
     elif [ -z "${CHAOS_DIR:-}" ]; then
@@ -119,8 +133,9 @@ PORT=$(free_port)
 # ---------------------------------------------------------------------------------------------
 # The run: the same config text for every case (relative paths, one port), so even the
 # checkpoints' stored config agrees. 24 pairs, 4 a step: an epoch every 6 steps.
+# The netns case passes its endpoint and its CURVE key lines for [cluster].
 write_run() {
-    local dir=$1
+    local dir=$1 endpoint=${2:-tcp://127.0.0.1:$PORT} cluster_keys=${3:-}
     mkdir -p "$dir"
     local i
     for i in $(seq 0 23); do
@@ -137,12 +152,12 @@ steps = $STEPS
 save_every = 1
 keep_last = 3
 [cluster]
-endpoint = "tcp://127.0.0.1:$PORT"
+endpoint = "$endpoint"
 workers = $WORKERS
 pairs_per_task = 1
 heartbeat_interval = 0.1
 heartbeat_timeout = $HEARTBEAT_TIMEOUT
-[model]
+${cluster_keys}[model]
 hidden_size = $HIDDEN
 layers = $LAYERS
 heads = 4
@@ -179,7 +194,8 @@ start_coordinator() {
     CLIVES=$(( CLIVES + 1 ))
     local resume=()
     [ "$1" = resume ] && resume=(--resume)
-    (cd "$DIR" && exec "$CERM_BIN" coordinator --config cluster.toml "${resume[@]}") > "$DIR/coordinator.$CLIVES.log" 2>&1 &
+    (cd "$DIR" && exec ${NETNS_HOSTS[c]:+ip netns exec "${NETNS_HOSTS[c]}"} "$CERM_BIN" coordinator --config cluster.toml "${resume[@]}") \
+        > "$DIR/coordinator.$CLIVES.log" 2>&1 &
     CPID=$!
     STARTED+=("$CPID")
 }
@@ -189,8 +205,10 @@ start_worker() {
     local index=$1
     WSTARTS=$(( WSTARTS + 1 ))
     WLOG_FROM[$index]=$(( $(cat "$DIR/worker.$index.log" 2> /dev/null | wc -l) + 1 ))
-    (cd "$DIR" && exec "$CERM_BIN" worker --connect "tcp://127.0.0.1:$PORT" --config cluster.toml --threads 1 --name "w$index") \
-        >> "$DIR/worker.$index.log" 2>&1 &
+    local config=cluster.toml
+    [ -f "$DIR/worker.$index.toml" ] && config=worker.$index.toml
+    (cd "$DIR" && exec ${NETNS_HOSTS[w$index]:+ip netns exec "${NETNS_HOSTS[w$index]}"} "$CERM_BIN" worker --connect "$CONNECT" --config "$config" \
+        --threads 1 --name "w$index") >> "$DIR/worker.$index.log" 2>&1 &
     WPIDS[$index]=$!
     STARTED+=("$!")
 }
@@ -205,7 +223,7 @@ progress() { coordinator_logs | grep -c 'event step_trained'; }
 # previous fault fired or the anchor was reached, whichever is later. Kill delays are drawn as
 # 0–99% of the undisturbed run's mean step time (STEP_MS), so a kill lands anywhere in a step.
 make_schedule() {
-    local name=$1 worker_kills=0 coordinator_kills=0 freeze=0 disk=0 i
+    local name=$1 worker_kills=0 coordinator_kills=0 freeze=0 disk=0 partitions=0 i
     case $name in
         short) worker_kills=2; coordinator_kills=1 ;;
         worker-kills) worker_kills=20 ;;
@@ -213,6 +231,7 @@ make_schedule() {
         freeze) freeze=1 ;;
         disk-full) disk=1 ;;
         all) worker_kills=20; coordinator_kills=5; freeze=1; disk=1 ;;
+        netns) partitions=1 ;;
     esac
     rng_seed $(( SEED * 1000003 + ${#name} * 7919 + $(printf '%d' "'${name:0:1}") ))
     local last=$(( STEPS - 2 ))
@@ -244,6 +263,15 @@ make_schedule() {
         fi
         if [ $disk = 1 ]; then
             rnd $(( last - 3 )); echo "$(( R + 3 )) 0 disk-full - 0"
+        fi
+        if [ $partitions = 1 ]; then
+            # A worker's host in the first fifth of the run (the others train on), the
+            # coordinator's at the middle (after the first heals: see fire).
+            rnd $(( STEPS / 10 + 1 )); local anchor=$(( STEPS / 10 + R + 1 ))
+            rnd 100; local delay=$(( R * STEP_MS / 100 ))
+            rnd $WORKERS; echo "$anchor $delay partition w$R $PARTITION_MS"
+            rnd $(( STEPS / 10 + 1 )); anchor=$(( STEPS / 2 + R ))
+            rnd 100; echo "$anchor $(( R * STEP_MS / 100 )) partition c $PARTITION_MS"
         fi
     } | sort -n -k1,1 -k2,2 -s
 }
@@ -311,15 +339,22 @@ run_case() {
     local name=$1 schedule=$2
     DIR=$ROOT/$name
     rm -rf "$DIR"
-    write_run "$DIR"
+    CONNECT=tcp://127.0.0.1:$PORT
+    if [ "$name" = netns ]; then
+        netns_setup || return 1
+        netns_write_run "$DIR" || { echo "  FAIL netns: cannot write the CURVE run (above)"; FAILED=1; return 1; }
+    else
+        write_run "$DIR"
+    fi
     CPID=""; CLIVES=0; WPIDS=(); WSTARTS=0; WDOWN_UNTIL=(); CDOWN_UNTIL=0; FROZEN=""; FINISHED=0
-    INJECTED=([worker-kill]=0 [coordinator-kill]=0 [freeze]=0 [disk-full]=0)
+    PARTITIONED=""; PARTITION_START=0; PARTITION_UNTIL=0; PARTITION_LOG=()
+    INJECTED=([worker-kill]=0 [coordinator-kill]=0 [freeze]=0 [disk-full]=0 [partition]=0 [hello-flood]=0)
     local frozen_until=0 disk_filler="" disk_failed=0 faults=() fired=0 anchor_reached=0 last_fire
     [ -n "$schedule" ] && mapfile -t faults <<< "$schedule"
     if grep -q disk-full <<< "$schedule"; then
         if ! mount_tmpfs "$DIR/Checkpoints"; then
             echo "  disk-full: skipped: $SKIP_REASON"
-            SKIPPED_DISK="$SKIP_REASON"
+            SKIPPED_DISK="$SKIP_REASON"; SKIP_REASON=""
             mapfile -t faults < <(printf '%s\n' "${faults[@]}" | grep -v disk-full)
         fi
     fi
@@ -330,6 +365,10 @@ run_case() {
     start_coordinator fresh
     local i
     for ((i = 0; i < WORKERS; i++)); do start_worker $i; done
+    FLOOD_PID=""; FLOOD_FROM=0
+    if [ "$name" = hello-flood ]; then
+        flood_prepare || { echo "  hello-flood: skipped: $SKIP_REASON"; return 1; }
+    fi
 
     while :; do
         local now
@@ -379,10 +418,24 @@ run_case() {
                 start_worker $i
             fi
         done
+        # The flood: on in odd blocks of FLOOD_BLOCK trained steps, off in even ones.
+        if [ -n "$FLOOD_BIN" ] && [ "$name" = hello-flood ]; then
+            if [ $(( $(progress) / FLOOD_BLOCK % 2 )) = 1 ]; then
+                [ -n "$FLOOD_PID" ] || flood_start
+            elif [ -n "$FLOOD_PID" ]; then
+                flood_stop
+            fi
+        fi
         # The frozen worker thaws.
         if [ -n "$FROZEN" ] && [ "$now" -ge "$frozen_until" ]; then
             kill -CONT "$FROZEN"
             FROZEN=""
+        fi
+        # The partitioned host's link comes up again.
+        if [ -n "$PARTITIONED" ] && [ "$now" -ge "$PARTITION_UNTIL" ]; then
+            netns_link "$PARTITIONED" up
+            echo "  link of $(netns_host_name "$PARTITIONED") up again after $(( now - PARTITION_START )) ms, $(progress) trained step(s)" >> "$DIR/faults.log"
+            PARTITIONED=""
         fi
         # The next fault.
         if [ $fired -lt ${#faults[@]} ]; then
@@ -401,11 +454,16 @@ run_case() {
         fi
         sleep 0.05
     done
+    [ -z "$FLOOD_PID" ] || flood_stop
     RUN_SECONDS=$(( ($(now_ms) - started) / 1000 ))
     RUN_MS=$(( $(now_ms) - started ))
     if [ $fired -lt ${#faults[@]} ]; then
         echo "  FAIL $name: the run ended before $(( ${#faults[@]} - fired )) of its ${#faults[@]} faults fired (next: ${faults[$fired]}); the case proved less than it should"
         FAILED=1
+    fi
+    if [ -n "$PARTITIONED" ]; then
+        echo "  FAIL $name: the run finished while $(netns_host_name "$PARTITIONED")'s link was down: its heal was not observed"
+        netns_link "$PARTITIONED" up; PARTITIONED=""; FAILED=1
     fi
     if [ -n "$FROZEN" ]; then
         echo "  FAIL $name: the run finished while worker $FROZEN_NAME was still stopped: its thaw was not observed"
@@ -478,6 +536,18 @@ fire() {
             FROZEN_NAME=w$target
             echo "  SIGSTOP worker w$target (pid $pid) for $aux ms after $(progress) trained step(s)" >> "$DIR/faults.log"
             ;;
+        partition)
+            # One host at a time, and only with every worker registered: the coordinator's
+            # partition waits for the worker's to heal and that worker to join again, so that
+            # it cuts off all of them.
+            [ -z "$PARTITIONED" ] || return 1
+            [ "$(coordinator_logs | grep -o 'event worker_[a-z]* worker=[^ ]* .*alive=[0-9]*' | tail -n 1 | sed 's/.*alive=//')" = "$WORKERS" ] || return 1
+            netns_link "$target" down || return 1
+            PARTITIONED=$target; PARTITION_START=$now; PARTITION_UNTIL=$(( now + aux ))
+            # Where the coordinator's log stood: the deaths and rejoins of this partition follow.
+            PARTITION_LOG+=("$target:$(cat "$DIR"/coordinator.*.log | wc -l)")
+            echo "  link of $(netns_host_name "$target") down for $aux ms after $(progress) trained step(s)" >> "$DIR/faults.log"
+            ;;
         disk-full)
             # Leave less room than a checkpoint needs (but room for log lines): the next
             # checkpoint write runs out of space part-way.
@@ -530,6 +600,152 @@ mount_tmpfs() {
     fi
     MOUNTED=$where
     return 0
+}
+
+# ---------------------------------------------------------------------------------------------
+# The hello-flood case: scripts/hello_flood.c, built here with cc and libzmq, against the
+# run's loopback endpoint. Each flood period is a process of its own; its start and stop
+# times (epoch seconds) go to flood.periods, its counts to faults.log.
+FLOOD_BLOCK=${CHAOS_FLOOD_BLOCK:-5}
+FLOOD_BIN=""
+flood_prepare() {
+    SKIP_REASON=""
+    command -v cc > /dev/null || { SKIP_REASON="no C compiler (cc) to build scripts/hello_flood.c"; return 1; }
+    local error
+    if ! error=$(cc -O2 -o "$ROOT/hello_flood" "$REPO/scripts/hello_flood.c" -lzmq 2>&1); then
+        SKIP_REASON="cannot build scripts/hello_flood.c: $error"; return 1
+    fi
+    FLOOD_BIN=$ROOT/hello_flood
+    FLOOD_HASH=$("$CERM_BIN" config check "$DIR/cluster.toml" | sed -n 's/.*(hash \([0-9a-f]*\);.*/\1/p' | head -n 1)
+    [ -n "$FLOOD_HASH" ] || { SKIP_REASON="cannot read the config hash from cerm config check"; return 1; }
+    : > "$DIR/flood.periods"
+}
+flood_start() {
+    # Bounded in time (the case's own deadline) and count, as any load this suite makes.
+    "$FLOOD_BIN" "$CONNECT" "$FLOOD_HASH" 900 8 2000000 "${CHAOS_FLOOD_RATE:-0}" >> "$DIR/flood.out" 2>&1 &
+    FLOOD_PID=$!
+    STARTED+=("$FLOOD_PID")
+    FLOOD_FROM=$EPOCHREALTIME
+    INJECTED[hello-flood]=$(( ${INJECTED[hello-flood]:-0} + 1 ))
+}
+flood_stop() {
+    kill -INT "$FLOOD_PID" 2> /dev/null
+    wait "$FLOOD_PID" 2> /dev/null
+    echo "$FLOOD_FROM $EPOCHREALTIME" >> "$DIR/flood.periods"
+    FLOOD_PID=""
+}
+
+# The flood's effect: each step of metrics.jsonl (the last line of a step, its time_step_s
+# ending at its time) is flooded when a flood period covers it whole, quiet when none touches
+# it; prints the counts, the mean step time of each and their ratio.
+flood_effect() {
+    python3 - "$DIR/Checkpoints/chaos/metrics.jsonl" "$DIR/flood.periods" << 'EOF'
+import json, sys
+steps = {}
+for line in open(sys.argv[1]):
+    if line.strip():
+        entry = json.loads(line)
+        steps[entry["step"]] = (entry["time"] - entry["time_step_s"], entry["time"], entry["time_step_s"])
+periods = [tuple(map(float, line.split())) for line in open(sys.argv[2]) if line.strip()]
+flooded, quiet = [], []
+for start, end, seconds in steps.values():
+    if any(a <= start and end <= b for a, b in periods): flooded.append(seconds)
+    elif not any(start < b and a < end for a, b in periods): quiet.append(seconds)
+if not flooded or not quiet:
+    print(f"flooded {len(flooded)} quiet {len(quiet)} - - -")
+else:
+    f, q = sum(flooded) / len(flooded), sum(quiet) / len(quiet)
+    print(f"flooded {len(flooded)} quiet {len(quiet)} {f:.3f} {q:.3f} {f / q:.3f}")
+EOF
+}
+
+# ---------------------------------------------------------------------------------------------
+# Real hosts (the netns case): one network namespace per host (coordinator c, workers w0…),
+# each with one link, eth0, whose veth peer is a port of a bridge in a namespace of its own, so
+# that every link and address this case makes lives in namespaces it made, and goes with them.
+# 10.27.0.0/24: the coordinator .1, worker i .(10 + i).
+PARTITION_MS=$(( ${CHAOS_PARTITION_SECONDS:-30} * 1000 ))
+declare -A NETNS_HOSTS=()   # host (c, w0, …) -> its namespace; empty outside the netns case
+NETNS_SWITCH=""
+NETNS_TAG=cerm-chaos-$$
+NETEM_ARGS=(delay 2ms 1ms loss 0.5%)   # every host's egress, where the kernel has netem
+NETEM_NOTE=""; NETEM_SHORT=""
+netns_address() { if [ "$1" = c ]; then echo 10.27.0.1; else echo "10.27.0.$(( 10 + ${1#w} ))"; fi; }
+netns_host_name() { if [ "$1" = c ]; then echo "the coordinator's host"; else echo "worker $1's host"; fi; }
+netns_link() { ip -n "${NETNS_HOSTS[$1]}" link set eth0 "$2"; }
+
+# Makes the namespaces, the bridge and the links. Returns 1 with SKIP_REASON set where
+# namespaces cannot be made (not root, no iproute2, no `ip netns`); a later failure is a FAIL.
+netns_setup() {
+    SKIP_REASON=""
+    if [ "$(id -u)" != 0 ]; then SKIP_REASON="not root: cannot create network namespaces"; return 1; fi
+    command -v ip > /dev/null || { SKIP_REASON="no ip command (iproute2)"; return 1; }
+    local error host namespace i
+    if ! error=$(ip netns add "$NETNS_TAG-switch" 2>&1); then SKIP_REASON="ip netns add failed: $error"; return 1; fi
+    NETNS_SWITCH=$NETNS_TAG-switch
+    if ! error=$( {
+        set -e
+        ip -n "$NETNS_SWITCH" link add br0 type bridge
+        ip -n "$NETNS_SWITCH" link set br0 up
+    } 2>&1 ); then echo "  FAIL netns: cannot make the bridge: $error"; FAILED=1; return 1; fi
+    for host in c $(for ((i = 0; i < WORKERS; i++)); do echo "w$i"; done); do
+        namespace=$NETNS_TAG-$host
+        if ! error=$(ip netns add "$namespace" 2>&1); then echo "  FAIL netns: ip netns add $namespace: $error"; FAILED=1; return 1; fi
+        NETNS_HOSTS[$host]=$namespace
+        if ! error=$( {
+            set -e
+            ip -n "$NETNS_SWITCH" link add "port-$host" type veth peer name eth0 netns "$namespace"
+            ip -n "$NETNS_SWITCH" link set "port-$host" master br0 up
+            ip -n "$namespace" link set lo up
+            ip -n "$namespace" addr add "$(netns_address "$host")/24" dev eth0
+            ip -n "$namespace" link set eth0 up
+        } 2>&1 ); then echo "  FAIL netns: cannot link $namespace to the bridge: $error"; FAILED=1; return 1; fi
+    done
+    echo "  namespaces: ${NETNS_HOSTS[*]} and $NETNS_SWITCH (bridge br0), 10.27.0.0/24"
+    # netem: delay and loss on every host's link, or say why not (many kernels lack sch_netem).
+    if error=$(ip netns exec "${NETNS_HOSTS[c]}" tc qdisc add dev eth0 root netem "${NETEM_ARGS[@]}" 2>&1); then
+        for host in "${!NETNS_HOSTS[@]}"; do
+            [ "$host" = c ] || ip netns exec "${NETNS_HOSTS[$host]}" tc qdisc add dev eth0 root netem "${NETEM_ARGS[@]}"
+        done
+        NETEM_NOTE="netem ${NETEM_ARGS[*]} on every link"; NETEM_SHORT="netem ${NETEM_ARGS[*]}"
+    else
+        NETEM_SHORT="no netem"
+        NETEM_NOTE="netem skipped: tc qdisc add … netem ${NETEM_ARGS[*]} answered: $(tr '\n' ' ' <<< "$error" | sed 's/ *$//')"
+    fi
+    echo "  $NETEM_NOTE"
+}
+
+# Removes every namespace this script made (their links and addresses go with them). The
+# processes in them are gone first (cleanup kills them; a case ends with them).
+netns_teardown() {
+    local namespace
+    for namespace in "${NETNS_HOSTS[@]}" $NETNS_SWITCH; do
+        ip netns del "$namespace" 2> /dev/null || echo "chaos: warning: cannot remove network namespace $namespace" >&2
+    done
+    NETNS_HOSTS=(); NETNS_SWITCH=""
+}
+
+# The run of the netns case: the loopback run's config with the coordinator's address and
+# CURVE required (a key pair per host; each worker's config names its own secret key).
+netns_write_run() {
+    local dir=$1 i
+    mkdir -p "$dir/keys"
+    {
+        "$CERM_BIN" keygen coordinator --dir "$dir/keys" &&
+        for ((i = 0; i < WORKERS; i++)); do
+            "$CERM_BIN" keygen "w$i" --dir "$dir/keys" && cat "$dir/keys/w$i.pub" >> "$dir/keys/authorized_workers" || return 1
+        done
+    } > /dev/null || return 1
+    CONNECT=tcp://$(netns_address c):$PORT
+    write_run "$dir" "$CONNECT" 'curve_secret_key_file = "keys/coordinator.key"
+authorized_keys_file = "keys/authorized_workers"
+server_public_key_file = "keys/coordinator.pub"
+worker_secret_key_file = "keys/w0.key"
+'
+    for ((i = 0; i < WORKERS; i++)); do
+        sed "s|^worker_secret_key_file = .*|worker_secret_key_file = \"keys/w$i.key\"|" "$dir/cluster.toml" > "$dir/worker.$i.toml"
+    done
+    "$CERM_BIN" config check "$dir/cluster.toml" > /dev/null
 }
 
 # After the coordinator exited with the disk full: it failed (status != 0), said why, left no
@@ -639,6 +855,45 @@ check_evidence() {
             echo "  FAIL $name: no late_result_dropped event for $FROZEN_NAME"; ok=1
         fi
     fi
+    if [ "$name" = hello-flood ]; then
+        local totals
+        totals=$(awk -F'[= ]' '/^hellos=/ { h += $2; w += $4; r += $6; u += $8 } END { print h + 0, w + 0, r + 0, u + 0 }' "$DIR/flood.out")
+        read -r FLOOD_HELLOS FLOOD_WELCOMED FLOOD_REFUSED FLOOD_UNANSWERED <<< "$totals"
+        read -r _ FLOODED_STEPS _ QUIET_STEPS FLOODED_MEAN QUIET_MEAN FLOOD_RATIO <<< "$(flood_effect)"
+        echo "    ${INJECTED[hello-flood]} flood period(s): $FLOOD_HELLOS HELLOs on as many connections ($FLOOD_WELCOMED welcomed, $FLOOD_REFUSED refused, $FLOOD_UNANSWERED unanswered)" >> "$DIR/faults.log"
+        # (Joining workers expire after heartbeat_timeout: a slow flood never reaches the bound.)
+        echo "    $(grep -c 'forgot joining worker' <<< "$logs") 'forgot joining worker' line(s) and $(grep -c 'suppressed [0-9]* more "forgot joining worker"' <<< "$logs") summary line(s) in the coordinator's log" >> "$DIR/faults.log"
+        echo "    step time: flooded steps $FLOODED_STEPS, mean $FLOODED_MEAN s; quiet steps $QUIET_STEPS, mean $QUIET_MEAN s; flooded / quiet $FLOOD_RATIO" >> "$DIR/faults.log"
+        if [ "$FLOODED_STEPS" = 0 ] || [ "$QUIET_STEPS" = 0 ]; then
+            echo "  FAIL $name: $FLOODED_STEPS flooded and $QUIET_STEPS quiet step(s): nothing to compare"; ok=1
+        fi
+    fi
+    if [ "$name" = netns ] && ! grep -q 'coordinator listening curve=true' <<< "$logs"; then
+        echo "  FAIL $name: the coordinator did not listen with CURVE"; ok=1
+    fi
+    # Each partition: the workers cut off (the one whose host it was, or all of them when it
+    # was the coordinator's) declared dead after it began, and each joined again after that.
+    local entry
+    for entry in "${PARTITION_LOG[@]}"; do
+        local target=${entry%%:*} from=${entry##*:} cut_off=() worker died joined after
+        if [ "$target" = c ]; then
+            for ((i = 0; i < WORKERS; i++)); do cut_off+=("w$i"); done
+        else
+            cut_off=("$target")
+        fi
+        after=$(tail -n +"$(( from + 1 ))" <<< "$logs")
+        for worker in "${cut_off[@]}"; do
+            died=$(grep -n -m1 "event worker_died worker=$worker " <<< "$after")
+            if [ -z "$died" ]; then
+                echo "  FAIL $name: $worker was never declared dead after $(netns_host_name "$target")'s link went down"; ok=1; continue
+            fi
+            joined=$(tail -n +"${died%%:*}" <<< "$after" | grep -m1 "event worker_joined worker=$worker ")
+            if [ -z "$joined" ]; then
+                echo "  FAIL $name: $worker never joined again after $(netns_host_name "$target")'s link came up"; ok=1; continue
+            fi
+            echo "    $(netns_host_name "$target") cut off $worker: ${died#*event }; then ${joined#*event }" >> "$DIR/faults.log"
+        done
+    done
     [ $ok = 0 ] || FAILED=1
     return $ok
 }
@@ -654,38 +909,50 @@ REF_SECONDS=$RUN_SECONDS
 REF_MS=$RUN_MS
 STEP_MS=$(( REF_MS / STEPS ))
 echo "  finished $STEPS steps in $(seconds $REF_MS) s"
-summary_row undisturbed "$(printf '%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s s (1.00×)' 0 0 0 0 1 $WORKERS 0 - - - "$(seconds $REF_MS)")"
+summary_row undisturbed "$(printf '%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s s (1.00×)' 0 0 0 0 0 0 1 $WORKERS 0 - - - "$(seconds $REF_MS)")"
 
 for name in "${CASES[@]}"; do
     schedule=$(make_schedule "$name")
-    echo "chaos: case $name ($(wc -l <<< "$schedule") fault(s) scheduled; anchor step, delay ms, kind, target, restart/freeze ms):"
-    echo "$schedule" | awk '{ printf "%s%s", (NR > 1 ? "; " : "    "), $0 } END { print "" }' | fold -s -w 120 | sed '2,$s/^/    /'
-    SKIPPED_DISK=""
+    if [ -n "$schedule" ]; then
+        echo "chaos: case $name ($(wc -l <<< "$schedule") fault(s) scheduled; anchor step, delay ms, kind, target, restart/freeze/down ms):"
+        echo "$schedule" | awk '{ printf "%s%s", (NR > 1 ? "; " : "    "), $0 } END { print "" }' | fold -s -w 120 | sed '2,$s/^/    /'
+    else
+        echo "chaos: case $name (HELLO flood in steps $FLOOD_BLOCK–$(( 2 * FLOOD_BLOCK - 1 )), $(( 3 * FLOOD_BLOCK ))–$(( 4 * FLOOD_BLOCK - 1 )), …)"
+    fi
+    SKIPPED_DISK=""; SKIP_REASON=""
     if run_case "$name" "$schedule"; then
         check_evidence "$name"
         compare_case "$name"
         [ -f "$DIR/faults.log" ] && cat "$DIR/faults.log"
         if [ -n "$MOUNTED" ]; then umount "$MOUNTED" || echo "  warning: cannot unmount $MOUNTED"; MOUNTED=""; fi
         [ -n "$SKIPPED_DISK" ] && INJECTED[disk-full]="skipped"
-        summary_row "$name" "$(printf '%s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s s (%s×)' \
-            "${INJECTED[worker-kill]}" "${INJECTED[coordinator-kill]}" "${INJECTED[freeze]}" "${INJECTED[disk-full]}" \
+        [ "$name" = netns ] && INJECTED[partition]="${INJECTED[partition]} (CURVE, $NETEM_SHORT)"
+        [ "$name" = hello-flood ] && INJECTED[hello-flood]="$FLOOD_HELLOS in ${INJECTED[hello-flood]} period(s); steps ${FLOOD_RATIO}× as long"
+        summary_row "$name" "$(printf '%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s s (%s×)' \
+            "${INJECTED[worker-kill]}" "${INJECTED[coordinator-kill]}" "${INJECTED[freeze]}" "${INJECTED[disk-full]}" "${INJECTED[partition]}" "${INJECTED[hello-flood]}" \
             "$CLIVES" "$WSTARTS" "$RETRAINED" "$EQUAL" "$METRICS_EQUAL" "$LOST" "$DUP" "$(seconds $RUN_MS)" \
             "$(awk -v a="$RUN_MS" -v b="$REF_MS" 'BEGIN { printf "%.2f", a / b }')")"
         echo "  final weights equal: $EQUAL; metrics equal: $METRICS_EQUAL; pairs lost / duplicated: $LOST / $DUP"
+    elif [ -n "$SKIP_REASON" ]; then
+        # No namespaces here: the loopback cases prove what they can.
+        echo "  $name: skipped: $SKIP_REASON"
+        summary_row "$name" "skipped: $SKIP_REASON"
     else
         [ -f "$DIR/faults.log" ] && cat "$DIR/faults.log"
         if [ -n "$MOUNTED" ]; then umount "$MOUNTED"; MOUNTED=""; fi
         summary_row "$name" "run failed (above)"
     fi
-    # The run's processes are gone; kill any left (only ours).
+    # The run's processes are gone; kill any left (only ours), then the namespaces.
     for pid in "${STARTED[@]}"; do alive "$pid" && { kill -CONT "$pid"; kill -KILL "$pid"; }; done
+    [ ${#STARTED[@]} -eq 0 ] || wait "${STARTED[@]}" 2> /dev/null
     STARTED=()
+    netns_teardown
 done
 
 echo
 echo "chaos: summary (CHAOS_SEED=$SEED, $STEPS steps, $WORKERS workers, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg))"
-echo "| case | worker kill -9 | coordinator kill -9 + resume | SIGSTOP | disk full | coordinator runs | worker starts | steps retrained | final weights equal | metrics equal | pairs lost / duplicated | wall time (vs undisturbed) |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| case | worker kill -9 | coordinator kill -9 + resume | SIGSTOP | disk full | link down ${PARTITION_MS%000} s | HELLO flood | coordinator runs | worker starts | steps retrained | final weights equal | metrics equal | pairs lost / duplicated | wall time (vs undisturbed) |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for row in "${SUMMARY[@]}"; do echo "$row"; done
 if [ "$FAILED" = 0 ]; then echo "chaos: PASS"; else echo "chaos: FAIL"; fi
 exit $FAILED

@@ -257,6 +257,57 @@ import Worker
         #expect(learner.weights == (try Self.expectedWeights(steps: 1)))
     }
 
+    /// A peer flooding HELLOs on the insecure loopback endpoint under 10,000 routing ids (a
+    /// connection each, 8 at a time; every other one with the run's config hash, the rest with
+    /// another): the refused ones are not held at all, and of the admitted ones at most
+    /// `WorkerRegistry.defaultMaxJoining` are held joining, the oldest forgotten first. A real
+    /// worker joining after the flood (forgetting one more) runs the run to the undisturbed
+    /// weights. The heartbeat timeout is long so that no flood peer expires: every one the bound
+    /// did not hold is counted as forgotten.
+    @Test func aHelloFloodUnderManyRoutingIDsHoldsABoundedNumberOfJoiningPeers() throws {
+        let learner = FakeLearner()
+        let service = CoordinatorService(settings: Self.coordinatorSettings(steps: 2, heartbeatTimeout: 120), learner: learner,
+                                         pairs: FakePairs(count: Self.pairCount), logger: Self.quiet("coordinator"))
+        let (coordinator, endpoint) = try Self.startCoordinator(service)
+        let hellos = 10_000, connectionsAtOnce = 8
+        // Each flooding thread owns its sockets; a socket lives until its HELLO is answered.
+        let flooders = (0..<connectionsAtOnce).map { first in
+            Background("flood-\(first)") { () throws -> (welcomed: Int, refused: Int) in
+                let codec = MessageCodec(limits: ProtocolLimits(maxMessageBytes: 1 << 20, vocabularySize: UInt32(FakeModel.vocabulary)))
+                let context = try ZMQContext()
+                var welcomed = 0, refused = 0
+                for index in stride(from: first, to: hellos, by: connectionsAtOnce) {
+                    let socket = try ZMQSocket(context: context, type: .dealer)
+                    defer { socket.close() }
+                    try socket.connect(endpoint)
+                    let hash = index % 2 == 0 ? Self.configHash : Self.configHash ^ 0xFF
+                    try socket.send(try codec.encode(.hello(HelloMessage(name: "flood-\(index)", capacity: 1, configHash: hash, kind: .cpu))))
+                    guard let reply = try socket.receive(timeoutMs: 30_000) else {
+                        throw CermError.invalid("flood HELLO \(index) got no reply within 30 s")
+                    }
+                    switch try codec.decode(reply) {
+                    case .welcome: welcomed += 1
+                    case .refuse: refused += 1
+                    case let other: throw CermError.invalid("flood HELLO \(index) was answered with \(other.type)")
+                    }
+                }
+                return (welcomed, refused)
+            }
+        }
+        let replies = try flooders.map { try $0.value() }
+        #expect(replies.map(\.welcomed).reduce(0, +) == hellos / 2)
+        #expect(replies.map(\.refused).reduce(0, +) == hellos / 2)
+
+        let real = Self.startWorker(endpoint, name: "real", executor: FakeExecutor())
+        let report = try coordinator.value()
+        #expect(report.outcome == .finished(steps: 2))
+        #expect(report.statistics.hellosRefused == hellos / 2)
+        #expect(report.statistics.peakJoining == WorkerRegistry.defaultMaxJoining)
+        #expect(report.statistics.joiningForgotten == hellos / 2 - WorkerRegistry.defaultMaxJoining + 1)
+        #expect(learner.weights == (try Self.expectedWeights(steps: 2)))
+        #expect(try real.value().exitCode == 0)
+    }
+
     @Test func garbageFromARawSocketIsDroppedAndTheRunCompletes() throws {
         let learner = FakeLearner()
         let service = CoordinatorService(settings: Self.coordinatorSettings(steps: 2), learner: learner, pairs: FakePairs(count: Self.pairCount),

@@ -66,7 +66,7 @@ import WireProtocol
         let clock = ManualClock()
         var s = TaskScheduler(settings: Self.settings(pairsPerTask: 1))
         #expect(s.handle(hello: Self.hello("a", capacity: 2), from: Self.alice, now: 0)
-            == .welcome(WelcomeMessage(heartbeatIntervalMs: 1000, heartbeatTimeoutMs: 5000, policyVersion: 0, maxMessageBytes: 1 << 20), requeued: [], rejoined: false))
+            == .welcome(WelcomeMessage(heartbeatIntervalMs: 1000, heartbeatTimeoutMs: 5000, policyVersion: 0, maxMessageBytes: 1 << 20), requeued: [], rejoined: false, forgotten: nil))
         try s.openStep(0, pairIDs: [1, 2, 3, 4])
         #expect(s.dispatch(now: clock.now()).isEmpty) // no credit yet
         s.handle(ready: 5, from: Self.alice, now: clock.now())
@@ -114,7 +114,7 @@ import WireProtocol
         }
         clock.advance(by: 1) // alice silent for 6 s > timeout 5 s
         let tick = s.tick(now: clock.now())
-        #expect(tick.expired == [ExpiredWorker(peer: Self.alice, name: "w0", requeued: [3])])
+        #expect(tick.expired == [ExpiredWorker(peer: Self.alice, name: "w0", requeued: [3], lastHeard: clock.now() - 6)])
         #expect(s.registry.contains(Self.alice) == false)
         #expect(s.statistics.workersExpired == 1)
         #expect(s.queuedTasks.map(\.taskID) == [3])
@@ -214,6 +214,31 @@ import WireProtocol
 }
 
 @Suite struct WorkerRegistryTests {
+    /// At most `maxJoining` workers are joining (HELLO said, nothing since): a HELLO past it
+    /// forgets the oldest joining one. A worker heard from after its HELLO is no longer joining
+    /// and is never forgotten for a newer HELLO; a HELLO repeated by a joining peer is not a
+    /// new one.
+    @Test func joiningWorkersAreBoundedOldestForgottenFirst() {
+        var registry = WorkerRegistry(heartbeatInterval: 1, heartbeatTimeout: 3, maxJoining: 3)
+        let peers = (0..<6).map { RoutingID([UInt8($0)]) }
+        func hello(_ peer: Int) -> WorkerRegistry.Registration {
+            registry.register(peers[peer], hello: HelloMessage(name: "p\(peer)", capacity: 1, configHash: 0, kind: .cpu), now: 0)
+        }
+        #expect(hello(0).forgotten == nil)
+        let heard = registry.heard(from: peers[0], at: 0.1)
+        #expect(heard)
+        for peer in 1...3 { #expect(hello(peer) == WorkerRegistry.Registration(previous: nil, forgotten: nil)) }
+        #expect(registry.joiningCount == 3)
+        #expect(hello(4).forgotten?.name == "p1")
+        #expect(hello(5).forgotten?.name == "p2")
+        #expect(registry.workers.map(\.name) == ["p0", "p3", "p4", "p5"])
+        let repeated = hello(3)
+        #expect(repeated.previous?.name == "p3" && repeated.forgotten == nil)
+        #expect(registry.joiningCount == 3 && registry.peakJoining == 3)
+        #expect(registry.worker(peers[0])?.joining == false)
+        #expect(registry.worker(peers[4])?.joining == true)
+    }
+
     @Test func expiryHeartbeatsAndCreditFollowTheClock() {
         let clock = ManualClock(start: 10)
         var registry = WorkerRegistry(heartbeatInterval: 1, heartbeatTimeout: 3)
@@ -527,7 +552,7 @@ extension TaskSchedulerTests {
         #expect(s.heard(from: Self.alice, now: clock.now()) == false)
         #expect(s.handle(ready: 1, from: Self.alice, now: clock.now()) == false)
         // A new HELLO starts it over.
-        guard case .welcome(_, requeued: [], rejoined: false) = s.handle(hello: Self.hello("w0"), from: Self.alice, now: clock.now()) else {
+        guard case .welcome(_, requeued: [], rejoined: false, forgotten: nil) = s.handle(hello: Self.hello("w0"), from: Self.alice, now: clock.now()) else {
             Issue.record("refused worker could not say HELLO again"); return
         }
         #expect(s.registry.worker(Self.alice)?.rejectedResults == 0)

@@ -111,7 +111,9 @@ public enum ResultOutcome: Equatable, Sendable {
 public enum HelloOutcome: Equatable, Sendable {
     /// Send this WELCOME; `rejoined` says the peer was registered already (it restarted on
     /// the same routing id, or repeats HELLO), and `requeued` lists the tasks it held, re-queued.
-    case welcome(WelcomeMessage, requeued: [UInt64], rejoined: Bool)
+    /// `forgotten` is the oldest joining worker, forgotten to keep at most
+    /// ``WorkerRegistry/maxJoining`` joining (it gets no message: a real one reconnects).
+    case welcome(WelcomeMessage, requeued: [UInt64], rejoined: Bool, forgotten: WorkerRecord?)
     /// Send REFUSE with this reason (the worker prints it and exits).
     case refuse(reason: String)
 }
@@ -122,6 +124,8 @@ public struct ExpiredWorker: Equatable, Sendable {
     public let name: String
     /// New ids of its re-queued tasks.
     public let requeued: [UInt64]
+    /// When the coordinator last heard from it.
+    public let lastHeard: Double
 }
 
 /// A task re-queued by ``TaskScheduler/tick(now:)`` because its worker held it longer than
@@ -191,6 +195,12 @@ public struct SchedulerStatistics: Equatable, Sendable {
     public var droppedLateOrDuplicate = 0
     public var droppedUnknown = 0
     public var droppedInvalid = 0
+    /// HELLOs answered with REFUSE (protocol version, config hash, capacity).
+    public var hellosRefused = 0
+    /// Joining workers forgotten to admit a newer HELLO (``WorkerRegistry/maxJoining``).
+    public var joiningForgotten = 0
+    /// The most workers joining at once (registered by a HELLO, not heard from since).
+    public var peakJoining = 0
 }
 
 /// A step's rollouts, complete: the learner's input.
@@ -281,22 +291,35 @@ public struct TaskScheduler: Sendable {
 
     /// Admits or refuses the sender of a HELLO.
     public mutating func handle(hello: HelloMessage, from peer: RoutingID, now: Double) -> HelloOutcome {
-        if hello.protocolVersion != MessageCodec.version {
-            return .refuse(reason: "protocol version \(hello.protocolVersion) not supported: the coordinator speaks cerm protocol v\(MessageCodec.version)")
+        if let reason = refusal(of: hello) {
+            statistics.hellosRefused += 1
+            return .refuse(reason: reason)
         }
-        if hello.configHash != settings.configHash {
-            return .refuse(reason: "config hash mismatch: worker 0x\(String(hello.configHash, radix: 16)), coordinator 0x\(String(settings.configHash, radix: 16)) "
-                + "(compare `cerm config check` output on both machines)")
-        }
-        if hello.capacity == 0 { return .refuse(reason: "capacity must be at least 1") }
         var requeued: [UInt64] = []
-        let previous = registry.register(peer, hello: hello, now: now)
+        let registration = registry.register(peer, hello: hello, now: now)
+        let previous = registration.previous
         if let previous { requeued = requeue(previous.inFlight) }
+        // A joining worker holds no task (it has sent no READY): nothing to re-queue.
+        if registration.forgotten != nil { statistics.joiningForgotten += 1 }
+        statistics.peakJoining = registry.peakJoining
         registry.sent(to: peer, at: now)
         let welcome = WelcomeMessage(heartbeatIntervalMs: Self.milliseconds(settings.heartbeatInterval),
                                      heartbeatTimeoutMs: Self.milliseconds(settings.heartbeatTimeout),
                                      policyVersion: policyVersion, maxMessageBytes: UInt32(clamping: settings.maxMessageBytes))
-        return .welcome(welcome, requeued: requeued, rejoined: previous != nil)
+        return .welcome(welcome, requeued: requeued, rejoined: previous != nil, forgotten: registration.forgotten)
+    }
+
+    /// Why a HELLO is refused, or nil when it is admitted.
+    private func refusal(of hello: HelloMessage) -> String? {
+        if hello.protocolVersion != MessageCodec.version {
+            return "protocol version \(hello.protocolVersion) not supported: the coordinator speaks cerm protocol v\(MessageCodec.version)"
+        }
+        if hello.configHash != settings.configHash {
+            return "config hash mismatch: worker 0x\(String(hello.configHash, radix: 16)), coordinator 0x\(String(settings.configHash, radix: 16)) "
+                + "(compare `cerm config check` output on both machines)"
+        }
+        if hello.capacity == 0 { return "capacity must be at least 1" }
+        return nil
     }
 
     /// READY: adds credit. False (message dropped) if the sender is not registered.
@@ -327,7 +350,8 @@ public struct TaskScheduler: Sendable {
         var outcome = TickOutcome()
         for record in registry.expire(now: now) {
             statistics.workersExpired += 1
-            outcome.expired.append(ExpiredWorker(peer: record.peer, name: record.name, requeued: requeue(record.inFlight)))
+            outcome.expired.append(ExpiredWorker(peer: record.peer, name: record.name, requeued: requeue(record.inFlight),
+                                                 lastHeard: record.liveness.lastHeard))
         }
         if settings.taskTimeout > 0 {
             let overdue = inFlight.filter { now - $0.value.sentAt > settings.taskTimeout }.keys.sorted()

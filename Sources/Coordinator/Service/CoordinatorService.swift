@@ -609,8 +609,12 @@ private final class SocketLoop {
         switch message {
         case let .hello(hello):
             switch scheduler.handle(hello: hello, from: peer, now: now) {
-            case let .welcome(welcome, requeued, rejoined):
+            case let .welcome(welcome, requeued, rejoined, forgotten):
                 send(.welcome(welcome), to: peer)
+                if let forgotten, warnings.admit("forgot joining worker", from: "joining peers", level: .notice) {
+                    // Keyed by one source: a flood comes under a new routing id per HELLO.
+                    logger.notice("forgot joining worker \(forgotten.name) at \(forgotten.peer): \(scheduler.registry.maxJoining) workers said HELLO and nothing since (a HELLO flood?); a real one reconnects")
+                }
                 // A worker says HELLO once per connection; a registered peer that says it again
                 // restarted, or loops on HELLO: such repeats are limited like warnings.
                 if !rejoined || warnings.admit("worker rejoined", from: "peer \(peer)", level: .info) {
@@ -731,10 +735,9 @@ private final class SocketLoop {
                 logger.error("cannot build task \(assignment.task.taskID): \(error)")
             }
         }
-        let lastHeard = Dictionary(scheduler.registry.workers.map { ($0.peer, $0.liveness.lastHeard) }, uniquingKeysWith: { a, _ in a })
         let tick = scheduler.tick(now: now)
         for dead in tick.expired {
-            let silent = now - (lastHeard[dead.peer] ?? now)
+            let silent = now - dead.lastHeard
             logger.warning("worker \(dead.name) silent for \(String(format: "%.2f", silent)) s: declared dead")
             if declaredDead.updateValue(dead.name, forKey: dead.peer) == nil { declaredDeadOrder.append(dead.peer) }
             if declaredDeadOrder.count > 256 { declaredDead[declaredDeadOrder.removeFirst()] = nil }
