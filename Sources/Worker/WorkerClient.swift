@@ -157,8 +157,8 @@ public final class WorkerClient: @unchecked Sendable {
                 channel.socket.close()
                 let delay = backoff.nextDelay()
                 let report = ReconnectReport(cause: cause, silentSeconds: clock.now() - session.liveness.lastHeard,
-                                             heardSinceConnecting: session.heardSinceConnecting, security: settings.security,
-                                             endpoint: settings.endpoint)
+                                             heardSinceConnecting: session.heardSinceConnecting, everWelcomed: session.everWelcomed,
+                                             security: settings.security, endpoint: settings.endpoint)
                 logger.warning("\(report.message(delay: delay))")
                 if let outcome = sleepWatchingSignals(delay) { return outcome }
             }
@@ -210,6 +210,7 @@ public final class WorkerClient: @unchecked Sendable {
                 case let .welcome(welcome):
                     guard !welcomed else { break }
                     welcomed = true
+                    state.everWelcomed = true
                     backoff.reset()
                     state.beginSession(interval: Double(welcome.heartbeatIntervalMs) / 1000, timeout: Double(welcome.heartbeatTimeoutMs) / 1000, now: now)
                     logger.info("joined coordinator at \(settings.endpoint) (policy v\(welcome.policyVersion))")
@@ -308,11 +309,17 @@ struct ReconnectReport {
     /// Seconds since the last message from the coordinator, or since connecting without one.
     var silentSeconds: Double
     var heardSinceConnecting: Bool
+    var everWelcomed = false
     var security: ChannelSecurity
     var endpoint: String
 
     func message(delay: Double) -> String {
         let silent = String(format: "%.2f", silentSeconds), retry = String(format: "reconnecting in %.2f s", delay)
+        if !heardSinceConnecting && everWelcomed {
+            // The keys and endpoint worked before: a link down or a coordinator restarting.
+            return "no reply since reconnecting \(silent) s ago (the coordinator welcomed this worker before, so not a key or "
+                + "endpoint problem: the network or the coordinator is down); \(retry)"
+        }
         guard heardSinceConnecting else {
             // Silence from the very start is a setup problem far more often than a network one.
             let hint: String
@@ -339,6 +346,9 @@ struct WorkerSession {
         /// Whether any message arrived on this connection (none: the handshake may have been
         /// denied, or no coordinator listens).
         var heardSinceConnecting = false
+        /// Whether a coordinator ever welcomed this worker (on any connection): silence after a
+        /// reconnect is then a network or coordinator outage, not a setup problem.
+        var everWelcomed = false
         var pending: [TaskMessage] = []
         /// The policy version the executor holds.
         var loadedVersion: UInt64?
