@@ -401,10 +401,13 @@ public enum SyntheticTask {
     /// `validation.jsonl` into `directory` (created if needed).
     /// Returns the paths written. Throws, writing nothing, when any of them exists: a data file
     /// there may be the user's own.
+    /// With `manifest`, also `synthetic.json` (``SyntheticManifest``), not among the paths
+    /// returned.
     @discardableResult
-    public static func write(_ dataset: SyntheticDataset, to directory: String, bestOfN: Int = 4) throws -> [String] {
+    public static func write(_ dataset: SyntheticDataset, to directory: String, bestOfN: Int = 4,
+                             manifest: SyntheticManifest? = nil) throws -> [String] {
         let names = ["train.jsonl", "eval.jsonl"] + (dataset.bestOfN.isEmpty ? [] : ["bo\(bestOfN).jsonl"])
-            + (dataset.validation.isEmpty ? [] : ["validation.jsonl"])
+            + (dataset.validation.isEmpty ? [] : ["validation.jsonl"]) + (manifest == nil ? [] : [SyntheticManifest.fileName])
         if let existing = names.map({ (directory as NSString).appendingPathComponent($0) }).first(where: { FileManager.default.fileExists(atPath: $0) }) {
             throw CermError.io(path: existing, reason: "exists; cerm does not overwrite a data file (remove it, or write the synthetic task elsewhere)")
         }
@@ -428,7 +431,48 @@ public enum SyntheticTask {
         try save("eval.jsonl", dataset.eval.map(\.jsonLine))
         if !dataset.bestOfN.isEmpty { try save("bo\(bestOfN).jsonl", dataset.bestOfN.map(\.jsonLine)) }
         if !dataset.validation.isEmpty { try save("validation.jsonl", dataset.validation.map(\.jsonLine)) }
+        if let manifest {
+            try save(SyntheticManifest.fileName, [manifest.jsonLine])
+            written.removeLast()
+        }
         return written
+    }
+}
+
+/// What a directory's synthetic task was generated with, written beside it as `synthetic.json`
+/// (docs/DATA.md): a run whose `data.synth_*` keys changed since would otherwise train on the
+/// old files, which cerm reuses and never overwrites.
+public struct SyntheticManifest: Codable, Equatable, Sendable {
+    public static let fileName = "synthetic.json"
+    public var seed: UInt64
+    public var train: Int
+    public var eval: Int
+    /// Validation pairs (0: none).
+    public var validation: Int
+    /// Responses per Best-of-N item (0: no Best-of-N file).
+    public var bestOfN: Int
+
+    public init(seed: UInt64, train: Int, eval: Int, validation: Int, bestOfN: Int) {
+        (self.seed, self.train, self.eval, self.validation, self.bestOfN) = (seed, train, eval, validation, bestOfN)
+    }
+
+    /// One line of JSON with sorted keys.
+    public var jsonLine: String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
+    }
+
+    /// The manifest in `directory`, nil when there is none; throws naming the file when it
+    /// cannot be read.
+    public static func read(directory: String) throws -> SyntheticManifest? {
+        let path = (directory as NSString).appendingPathComponent(fileName)
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        do {
+            return try JSONDecoder().decode(SyntheticManifest.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+        } catch {
+            throw CermError.io(path: path, reason: "not a synthetic-task manifest (\(error.localizedDescription)); remove it, or the directory, to have the task generated again")
+        }
     }
 }
 

@@ -54,7 +54,8 @@ struct DataCommand: ParsableCommand {
             let validation = validation ?? (data.validation.isEmpty ? 0 : data.synthValidation)
             let dataset = SyntheticTask.generate(trainCount: train, evalCount: eval, seed: seed, bestOfN: bestOfN, validationCount: validation)
             let paths: [String]
-            do { paths = try SyntheticTask.write(dataset, to: out, bestOfN: bestOfN) } catch { throw exitWithError(error) }
+            let manifest = SyntheticManifest(seed: seed, train: train, eval: eval, validation: validation, bestOfN: bestOfN >= 2 ? bestOfN : 0)
+            do { paths = try SyntheticTask.write(dataset, to: out, bestOfN: bestOfN, manifest: manifest) } catch { throw exitWithError(error) }
             // An eval query with fewer than bestOfN distinct responses gets no Best-of-N item.
             let skipped = bestOfN >= 2 ? dataset.eval.count - dataset.bestOfN.count : 0
             let note = skipped > 0 ? "; \(skipped) eval queries have fewer than \(bestOfN) distinct responses and got no item" : ""

@@ -121,6 +121,34 @@ import Testing
                 + "e.g. to \"data/synth/validation.jsonl\", to have one generated)\n")
     }
 
+    /// Synthetic files generated with other data.synth_* keys are not silently reused (a config
+    /// whose synth_train went from 240 to 480 trained on the 240 old pairs): their
+    /// synthetic.json names what they were generated with.
+    @Test func syntheticFilesOfOtherKeysAreRefusedByName() throws {
+        let dir = try Self.directory("synth-manifest")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var data = DataConfig()
+        data.dir = (dir as NSString).appendingPathComponent("synth")
+        (data.train, data.eval, data.bestOfN) = (data.dir + "/train.jsonl", data.dir + "/eval.jsonl", data.dir + "/bo4.jsonl")
+        (data.synthTrain, data.synthEval) = (6, 3)
+        #expect(try SFTData.ensureSynthetic(data) == [data.train, data.eval, data.bestOfN])
+        let manifest = try #require(try SyntheticManifest.read(directory: data.dir))
+        #expect(manifest == SyntheticManifest(seed: 7, train: 6, eval: 3, validation: 0, bestOfN: 4))
+        #expect(manifest.jsonLine == #"{"bestOfN":4,"eval":3,"seed":7,"train":6,"validation":0}"#)
+        #expect(try SFTData.ensureSynthetic(data) == [])
+        // A validation split the config does not read is not compared.
+        data.synthValidation = 50
+        #expect(try SFTData.ensureSynthetic(data) == [])
+
+        data.synthTrain = 8
+        data.synthSeed = 9
+        #expect(throws: CermError.invalid("\"\(data.dir)\" holds the synthetic task generated with data.synth_seed = 7 (this config: 9) "
+            + "and data.synth_train = 6 (this config: 8); cerm never overwrites a data file: remove \"\(data.dir)\" to have the task "
+            + "generated again, or set the keys back")) { try SFTData.ensureSynthetic(data) }
+        try "{".write(toFile: data.dir + "/synthetic.json", atomically: true, encoding: .utf8)
+        #expect(throws: CermError.self) { try SFTData.ensureSynthetic(data) }
+    }
+
     /// The user's own data.train and data.eval with data.best_of_n missing: `cerm sft` used to
     /// regenerate the synthetic task over both and train on it. It now refuses, naming the
     /// missing key and what to do, and leaves the files as they were; so does `cerm eval` when

@@ -21,13 +21,17 @@ public enum SFTData {
                      ("data.best_of_n", data.bestOfN, synthetic("bo4.jsonl")),
                      ("data.validation", data.validation, synthetic("validation.jsonl"))].filter { !$0.1.isEmpty }
         let missing = files.filter { !FileManager.default.fileExists(atPath: $0.1) }
-        guard !missing.isEmpty else { return [] }
+        guard !missing.isEmpty else {
+            if files.allSatisfy({ standard($0.1) == standard($0.2) }) { try checkManifest(data) }
+            return []
+        }
         let present = files.filter { FileManager.default.fileExists(atPath: $0.1) }
         let foreign = missing.filter { standard($0.1) != standard($0.2) }
         if present.isEmpty && foreign.isEmpty {
-            let dataset = SyntheticTask.generate(trainCount: data.synthTrain, evalCount: data.synthEval, seed: data.synthSeed, bestOfN: 4,
-                                                 validationCount: data.validation.isEmpty ? 0 : data.synthValidation)
-            return try SyntheticTask.write(dataset, to: data.dir, bestOfN: 4)
+            let manifest = expectedManifest(data)
+            let dataset = SyntheticTask.generate(trainCount: manifest.train, evalCount: manifest.eval, seed: manifest.seed,
+                                                 bestOfN: manifest.bestOfN, validationCount: manifest.validation)
+            return try SyntheticTask.write(dataset, to: data.dir, bestOfN: manifest.bestOfN, manifest: manifest)
         }
         let noun = missing.count == 1 ? "file" : "files"
         var message = "missing data \(noun): " + missing.map { "\($0.0) = \(JSONWriter.quote($0.1))" }.joined(separator: ", ")
@@ -47,6 +51,32 @@ public enum SFTData {
             remedies.append("point \(listed(foreign.map(\.0))) at \(foreign.count == 1 ? "that file" : "those files") to have it generated")
         }
         throw CermError.invalid(message + ": " + remedies.dropLast().joined(separator: ", ") + (remedies.count > 1 ? ", or " : "") + remedies.last!)
+    }
+
+    /// What the synthetic task generated for `data` is made of.
+    static func expectedManifest(_ data: DataConfig) -> SyntheticManifest {
+        SyntheticManifest(seed: data.synthSeed, train: data.synthTrain, eval: data.synthEval,
+                          validation: data.validation.isEmpty ? 0 : data.synthValidation, bestOfN: 4)
+    }
+
+    /// Existing synthetic files generated with other `data.synth_*` keys than `data` has (their
+    /// `synthetic.json` says so) are an error naming the keys: reused, they would train and
+    /// evaluate on the old task. A key whose file the config does not read is not compared.
+    private static func checkManifest(_ data: DataConfig) throws {
+        guard let found = try SyntheticManifest.read(directory: data.dir) else { return }
+        let expected = expectedManifest(data)
+        var differences: [(key: String, found: String, expected: String)] = []
+        if found.seed != expected.seed { differences.append(("data.synth_seed", "\(found.seed)", "\(expected.seed)")) }
+        if found.train != expected.train { differences.append(("data.synth_train", "\(found.train)", "\(expected.train)")) }
+        if found.eval != expected.eval { differences.append(("data.synth_eval", "\(found.eval)", "\(expected.eval)")) }
+        if !data.validation.isEmpty, found.validation != expected.validation {
+            differences.append(("data.synth_validation", "\(found.validation)", "\(expected.validation)"))
+        }
+        guard !differences.isEmpty else { return }
+        throw CermError.invalid("\(JSONWriter.quote(data.dir)) holds the synthetic task generated with "
+            + listed(differences.map { "\($0.key) = \($0.found) (this config: \($0.expected))" })
+            + "; cerm never overwrites a data file: remove \(JSONWriter.quote(data.dir)) to have the task generated again, "
+            + "or set the keys back")
     }
 
     /// `a`, `a and b`, `a, b and c`.
