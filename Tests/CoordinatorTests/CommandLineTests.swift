@@ -144,7 +144,7 @@ import Testing
         data.synthSeed = 9
         #expect(throws: CermError.invalid("\"\(data.dir)\" holds the synthetic task generated with data.synth_seed = 7 (this config: 9) "
             + "and data.synth_train = 6 (this config: 8); cerm never overwrites a data file: remove \"\(data.dir)\" to have the task "
-            + "generated again, or set the keys back")) { try SFTData.ensureSynthetic(data) }
+            + "generated again (and the weights trained on it, e.g. sft.output, which `cerm pipeline` would reuse), or set the keys back")) { try SFTData.ensureSynthetic(data) }
         try "{".write(toFile: data.dir + "/synthetic.json", atomically: true, encoding: .utf8)
         #expect(throws: CermError.self) { try SFTData.ensureSynthetic(data) }
     }

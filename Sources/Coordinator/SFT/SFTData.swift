@@ -75,8 +75,8 @@ public enum SFTData {
         guard !differences.isEmpty else { return }
         throw CermError.invalid("\(JSONWriter.quote(data.dir)) holds the synthetic task generated with "
             + listed(differences.map { "\($0.key) = \($0.found) (this config: \($0.expected))" })
-            + "; cerm never overwrites a data file: remove \(JSONWriter.quote(data.dir)) to have the task generated again, "
-            + "or set the keys back")
+            + "; cerm never overwrites a data file: remove \(JSONWriter.quote(data.dir)) to have the task generated again "
+            + "(and the weights trained on it, e.g. sft.output, which `cerm pipeline` would reuse), or set the keys back")
     }
 
     /// `a`, `a and b`, `a, b and c`.
