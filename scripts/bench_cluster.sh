@@ -7,8 +7,10 @@
 #      same with a larger rollout (more criteria samples, longer outputs).
 #   B. weight distribution time vs model size (hidden 128 / 256 / 512, tiny rollouts).
 #   C. rollout throughput (generated tokens/s) with 1 vs 2 workers, 1 BLAS thread each.
+#   D. rollout modes: sync vs async vs fixed-lag (lag 1), 2 workers, seconds per step from the
+#      metrics' step end times (steps 2..N), and whether repeated fixed-lag runs give one checkpoint.
 #
-# Usage: scripts/bench_cluster.sh [SECTION...]   (sections: a b c; default all)
+# Usage: scripts/bench_cluster.sh [SECTION...]   (sections: a b c d; default a b c)
 # Env:   CERM (binary, default .build/release/cerm), OUT (work dir, default /tmp/cerm-bench-cluster),
 #        PORT (coordinator port, default 5599).
 set -euo pipefail
@@ -17,6 +19,7 @@ CERM=${CERM:-.build/release/cerm}
 OUT=${OUT:-/tmp/cerm-bench-cluster}
 PORT=${PORT:-5599}
 SECTIONS=${*:-a b c}
+INIT=${INIT:-}   # section D: --init weights (e.g. the default run's SFT model); random init when empty
 [ -x "$CERM" ] || { echo "no $CERM: run 'swift build -c release --product cerm' first" >&2; exit 2; }
 mkdir -p "$OUT"
 [ -f "$OUT/data/train.jsonl" ] || "$CERM" data synth --out "$OUT/data" >/dev/null
@@ -42,7 +45,7 @@ with open(path, "w") as f:
         f.write(f"[{section}]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items()))
 PY
     local started=$SECONDS
-    "$CERM" launch --config "$config" --steps "$steps" >"$OUT/$name.log" 2>&1 || { echo "run $name failed, see $OUT/$name.log" >&2; tail -5 "$OUT/$name.log" >&2; exit 1; }
+    "$CERM" launch --config "$config" --steps "$steps" ${INIT:+--init "$INIT"} >"$OUT/$name.log" 2>&1 || { echo "run $name failed, see $OUT/$name.log" >&2; tail -5 "$OUT/$name.log" >&2; exit 1; }
     echo "## $name: $workers worker(s), $steps steps, overrides: ${overrides:-none} (wall $((SECONDS - started)) s, load $(cut -d' ' -f1-3 /proc/loadavg))"
     python3 - "$OUT/Checkpoints/$name/metrics.jsonl" "$config" <<'PY'
 import json, sys, statistics as st
@@ -94,5 +97,21 @@ c)
     run c-1worker-large 1 4 "rollout.nc=8;rollout.criteria_max_tokens=192"
     run c-2workers-large 2 4 "rollout.nc=8;rollout.criteria_max_tokens=192"
     ;;
-*) echo "unknown section $section (a, b, c)" >&2; exit 2 ;;
+d)
+    echo "# D. rollout modes, default config${INIT:+ from $INIT}, 2 workers, 12 steps each"
+    for mode in sync async fixed-lag; do
+        run "d-$mode" 2 12 "cluster.mode=\"$mode\";cluster.max_staleness=1;run.save_every=12"
+        python3 - "$OUT/Checkpoints/d-$mode/metrics.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+rows = [r for r in rows if "time_step_s" in r]
+ends = [r["time"] for r in rows]
+per = (ends[-1] - ends[0]) / (len(ends) - 1)
+print(f"seconds per step (steps 2..{rows[-1]['step']}, from step end times): {per:.3f}; "
+      f"versions sampled: {[r['policy_version'] for r in rows]}")
+PY
+        "$CERM" inspect "$OUT/Checkpoints/d-$mode/step_12.h5" --checksums | md5sum | sed "s/ .*/  (d-$mode: md5 of the step-12 checksums)/"
+    done
+    ;;
+*) echo "unknown section $section (a, b, c, d)" >&2; exit 2 ;;
 esac; done

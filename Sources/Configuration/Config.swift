@@ -30,8 +30,19 @@ public struct RunConfig: ConfigSection {
     public var runDirectory: String { (checkpointDir as NSString).appendingPathComponent(name) }
 }
 
-/// Synchronous or bounded-staleness asynchronous rollouts.
-public enum RolloutMode: String, CaseIterable, Sendable { case sync, async }
+/// When a step's rollouts are sampled, and with which policy version (docs/PROTOCOL.md, "Modes").
+public enum RolloutMode: String, CaseIterable, Sendable {
+    /// Step k samples with the version after step k − 1, while the learner waits: bitwise
+    /// reproducible.
+    case sync
+    /// Step k + 1 samples during step k's update with whichever version is newest when its tasks
+    /// go out, results up to `max_staleness` versions old accepted: not bitwise reproducible.
+    case async
+    /// Step k samples with exactly the version after step k − 1 − `max_staleness` (≥ 1), waiting
+    /// for it when it is not yet published: rollouts overlap updates as in async, and the run is
+    /// bitwise reproducible as in sync.
+    case fixedLag = "fixed-lag"
+}
 
 /// `[cluster]`: where the coordinator listens, workers, liveness and security.
 public struct ClusterConfig: ConfigSection {
@@ -592,6 +603,11 @@ public struct Config: Sendable, Equatable {
             }
             throw fail("cluster.max_message_bytes", "must be at least cluster.weight_chunk_bytes (\(cluster.weightChunkBytes)) + \(overhead) "
                        + "= \(chunkMessage), or no worker can receive the weights; got \(cluster.maxMessageBytes)")
+        }
+        // Each version of the lag is one more copy of the weights in the learner, the
+        // coordinator's weight store and every checkpoint.
+        if cluster.mode == .fixedLag && !(1...16).contains(cluster.maxStaleness) {
+            throw fail("cluster.max_staleness", "is the lag of cluster.mode = \"fixed-lag\" and must be 1 to 16, got \(cluster.maxStaleness)")
         }
         if cluster.heartbeatTimeout <= cluster.heartbeatInterval {
             throw fail("cluster.heartbeat_timeout", "must exceed cluster.heartbeat_interval (\(cluster.heartbeatInterval)), got \(cluster.heartbeatTimeout)")

@@ -416,8 +416,8 @@ public enum SyntheticTask {
         } catch {
             throw CermError.io(path: directory, reason: "cannot create directory (\(error.localizedDescription))")
         }
-        var written: [String] = []
-        func save(_ name: String, _ lines: [String]) throws {
+        @discardableResult
+        func save(_ name: String, _ lines: [String]) throws -> String {
             let path = (directory as NSString).appendingPathComponent(name)
             let text = lines.map { $0 + "\n" }.joined()
             do {
@@ -425,16 +425,13 @@ public enum SyntheticTask {
             } catch {
                 throw CermError.io(path: path, reason: "cannot write (\(error.localizedDescription))")
             }
-            written.append(path)
+            return path
         }
-        try save("train.jsonl", dataset.train.map(\.jsonLine))
-        try save("eval.jsonl", dataset.eval.map(\.jsonLine))
-        if !dataset.bestOfN.isEmpty { try save("bo\(bestOfN).jsonl", dataset.bestOfN.map(\.jsonLine)) }
-        if !dataset.validation.isEmpty { try save("validation.jsonl", dataset.validation.map(\.jsonLine)) }
-        if let manifest {
-            try save(SyntheticManifest.fileName, [manifest.jsonLine])
-            written.removeLast()
-        }
+        // The data files are returned; the manifest beside them is not a data file.
+        var written = [try save("train.jsonl", dataset.train.map(\.jsonLine)), try save("eval.jsonl", dataset.eval.map(\.jsonLine))]
+        if !dataset.bestOfN.isEmpty { written.append(try save("bo\(bestOfN).jsonl", dataset.bestOfN.map(\.jsonLine))) }
+        if !dataset.validation.isEmpty { written.append(try save("validation.jsonl", dataset.validation.map(\.jsonLine))) }
+        if let manifest { try save(SyntheticManifest.fileName, [manifest.jsonLine]) }
         return written
     }
 }

@@ -58,10 +58,11 @@ struct InspectCommand: ParsableCommand {
         print("checksum         \(stored) " + (loaded.checksumMatches ? "OK" : "MISMATCH (computed \(CheckpointFormat.hex(loaded.computedChecksum)))"))
         // The frozen RL reference model is stored beside the policy (docs/CHECKPOINT.md); listing
         // it apart keeps the policy's own tensor and value counts right.
-        let isReference = { (tensor: NamedTensor) in tensor.name.hasPrefix(GRPOLearner.referencePrefix) }
-        printTensors("model", state.tensors.filter { !isReference($0) })
-        let reference = state.tensors.filter(isReference)
+        printTensors("model", state.policyTensors)
+        let reference = state.tensors.filter { $0.name.hasPrefix(GRPOLearner.referencePrefix) }
         if !reference.isEmpty { printTensors("reference", reference) }
+        // A fixed-lag run's earlier policies, named previous.<k>. (k versions back).
+        for previous in try state.previousPolicyTensors() { printTensors("previous.\(previous.back)", previous.tensors) }
         if optimizer {
             printTensors("optim/m", state.adamM)
             printTensors("optim/v", state.adamV)
@@ -82,12 +83,13 @@ struct InspectCommand: ParsableCommand {
 
     private var fileSize: Int { (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? NSNumber)?.intValue ?? 0 }
 
-    /// An SFT weights file has no step, optimizer state, data cursor or run config: its
-    /// tensors, weights checksum (`weights_fnv1a64`), tokenizer and model config.
+    /// An SFT weights file has no step, optimizer state or data cursor: its tensors, weights
+    /// checksum (`weights_fnv1a64`), tokenizer, model config and how `cerm sft` made it
+    /// (``SFTProvenance``: steps, traces, checksums, and its config unless --no-config).
     private func inspectSFTWeights() throws {
         let loaded = try LoadedSFTWeights.read(path: file)
         print("file             \(file) (\(fileSize) bytes)")
-        print("format           SFT weights file (no step, optimizer state, data cursor or config)")
+        print("format           SFT weights file (no step, optimizer state or data cursor)")
         let computed = CheckpointFormat.hex(loaded.computedChecksum)
         if let stored = loaded.storedChecksum {
             print("checksum         \(CheckpointFormat.hex(stored)) " + (loaded.checksumMatches ? "OK" : "MISMATCH (computed \(computed))"))
@@ -98,6 +100,18 @@ struct InspectCommand: ParsableCommand {
         printTensors("model", try weights.layout.tensors(of: weights.values).map { NamedTensor(name: $0.name, shape: $0.shape, values: $0.values) })
         print("tokenizer        \(loaded.storedTokenizer?.description ?? loaded.tokenizerDescription ?? "(none stored)")")
         print("model config     \(loaded.modelConfigJSON)")
+        guard let json = loaded.provenance else {
+            print("provenance       none recorded (written before cerm sft recorded it, or by cerm import)")
+            if !loaded.checksumMatches { throw ExitCode(1) }
+            return
+        }
+        let record = try SFTProvenance.parse(json, path: file)
+        print("provenance       cerm sft, \(record.steps) of \(record.totalSteps) steps on \(record.traces.map { "--traces \($0)" } ?? "the built-in teacher's traces"), "
+              + "sequences \(record.sequencesFNV1a64), starting weights \(record.initWeightsFNV1a64)")
+        if !noConfig {
+            print("config:")
+            print(record.config, terminator: record.config.hasSuffix("\n") ? "" : "\n")
+        }
         if !loaded.checksumMatches { throw ExitCode(1) }
     }
 
@@ -114,7 +128,9 @@ struct InspectCommand: ParsableCommand {
             return "\(group)/\(tensor.name) [" + tensor.shape.map(String.init).joined(separator: ",") + "] " + CheckpointFormat.hex(hash)
         }
         for tensor in state.tensors {
-            print(line(tensor.name.hasPrefix(GRPOLearner.referencePrefix) ? "reference" : "model", tensor))
+            let group = tensor.name.hasPrefix(GRPOLearner.referencePrefix) ? "reference"
+                : tensor.name.hasPrefix(TrainingState.previousPolicyPrefix) ? "previous" : "model"
+            print(line(group, tensor))
         }
         for tensor in state.adamM { print(line("optim/m", tensor)) }
         for tensor in state.adamV { print(line("optim/v", tensor)) }

@@ -81,9 +81,7 @@ struct SFTCommand: ParsableCommand {
         for path in try SFTData.ensureSynthetic(cfg.data) { log("generated \(path)") }
 
         let format = runModel.promptFormat(cfg.rollout.format)
-        let (traces, unsupported) = try self.traces.map { (try SFTData.traces(path: $0, format: format, maxSeqLen: cfg.model.maxSeqLen), 0) }
-            ?? SFTData.traces(cfg, format: format, log: log)
-        let sequences = SFTSequenceBuilder.sequences(for: traces, format: format, criteria: cfg.sft.criteriaTurn)
+        let (sequences, traceCount, unsupported) = try SFTData.sequences(cfg, format: format, tracesPath: traces, log: log)
         let modelConfig = TransformerConfig(cfg.model)
         try modelConfig.validate()
         // Cold start from the pretrained model (model.source), or cerm's own model initialised from run.seed.
@@ -92,7 +90,7 @@ struct SFTCommand: ParsableCommand {
         let options = SFTOptions(sft: cfg.sft, seed: cfg.run.seed, maxSeconds: maxMinutes.map { $0 * 60 }, threads: threads)
         let targetTokens = sequences.reduce(0) { $0 + $1.targetCount }
         let allTokens = sequences.reduce(0) { $0 + $1.tokens.count }
-        log("SFT: \(traces.count) traces (\(unsupported) unsupported) -> \(sequences.count) distinct sequences, \(allTokens) tokens (\(targetTokens) target) per epoch; \(weights.values.count) parameters")
+        log("SFT: \(traceCount) traces (\(unsupported) unsupported) -> \(sequences.count) distinct sequences, \(allTokens) tokens (\(targetTokens) target) per epoch; \(weights.values.count) parameters")
         log("     lr \(cfg.sft.learningRate) (\(cfg.sft.schedule.rawValue), warmup \(cfg.sft.warmupSteps)), batch \(cfg.sft.batchSize), \(cfg.sft.epochs) epochs = \(SFTTrainer.totalSteps(sequenceCount: sequences.count, batchSize: cfg.sft.batchSize, epochs: cfg.sft.epochs)) steps, \(threads) threads over \(options.shards) data shards, OpenBLAS \(BLAS.coreName) kernels")
 
         let concurrentShards = min(threads, options.shards)
@@ -133,7 +131,10 @@ struct SFTCommand: ParsableCommand {
                 + "\(String(result.weights.checksum, radix: 16))), not to \(output): SFT starts from scratch when run again")
             throw ExitCode(130)
         }
-        try WeightsFile.saveAtomically(result.weights, tokenizer: runModel.tokenizer, to: output)
+        // Recorded so that `cerm pipeline` reuses these weights only for a run that would train them again.
+        let provenance = SFTProvenance(config: cfg, sequences: sequences, initWeightsChecksum: weights.checksum, traces: traces,
+                                       steps: result.steps, totalSteps: result.totalSteps)
+        try WeightsFile.saveAtomically(result.weights, tokenizer: runModel.tokenizer, provenance: provenance, to: output)
         log("wrote \(output) (checksum \(String(result.weights.checksum, radix: 16)))")
 
         if !skipEval {

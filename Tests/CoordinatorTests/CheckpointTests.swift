@@ -261,8 +261,10 @@ struct CheckpointTests {
         #expect(reason { _ = try CheckpointReader.load(path: unlisted) }
             == CheckpointError(path: unlisted, reason: .malformed("dataset /optim/m/lm_head.bias is not listed in /meta/optim_m_names")))
 
-        let future = try storeVariant("future.h5") { try $0.setAttribute("format_version", Int64(3)) }
-        #expect(reason { _ = try CheckpointReader.load(path: future) } == CheckpointError(path: future, reason: .unsupportedVersion(3)))
+        let future = try storeVariant("future.h5") { try $0.setAttribute("format_version", Int64(4)) }
+        #expect(reason { _ = try CheckpointReader.load(path: future) } == CheckpointError(path: future, reason: .unsupportedVersion(4)))
+        #expect(CheckpointError(path: future, reason: .unsupportedVersion(4)).description
+                == "checkpoint \(future): unsupported format version 4 (this build reads versions 1 to 3)")
 
         let other = try storeVariant("other.h5") { try $0.setAttribute("format", "something-else") }
         #expect(reason { _ = try CheckpointReader.load(path: other) }

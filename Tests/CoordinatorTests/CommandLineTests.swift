@@ -144,7 +144,7 @@ import Testing
         data.synthSeed = 9
         #expect(throws: CermError.invalid("\"\(data.dir)\" holds the synthetic task generated with data.synth_seed = 7 (this config: 9) "
             + "and data.synth_train = 6 (this config: 8); cerm never overwrites a data file: remove \"\(data.dir)\" to have the task "
-            + "generated again (and the weights trained on it, e.g. sft.output, which `cerm pipeline` would reuse), or set the keys back")) { try SFTData.ensureSynthetic(data) }
+            + "generated again (and train again what was trained on it, e.g. sft.output: `cerm pipeline` does), or set the keys back")) { try SFTData.ensureSynthetic(data) }
         try "{".write(toFile: data.dir + "/synthetic.json", atomically: true, encoding: .utf8)
         #expect(throws: CermError.self) { try SFTData.ensureSynthetic(data) }
     }
@@ -398,12 +398,13 @@ import Testing
         let inspected = try #require(try Self.cerm(["inspect", "model.h5"], in: dir))
         #expect(inspected.status == 0)
         let lines = inspected.stdout.split(separator: "\n").map(String.init)
-        #expect(lines.count == 4 + parameters + 2)
+        #expect(lines.count == 4 + parameters + 3)
         #expect(lines.first?.hasPrefix("file             model.h5 (") == true)
-        #expect(Array(lines[1...3]) == ["format           SFT weights file (no step, optimizer state, data cursor or config)",
+        #expect(Array(lines[1...3]) == ["format           SFT weights file (no step, optimizer state or data cursor)",
                                         "checksum         \(CheckpointFormat.hex(policy.checksum)) OK",
                                         "model tensors    \(parameters) (\(policy.values.count) values)"])
-        #expect(lines.suffix(2) == ["tokenizer        \(ByteTokenizer().description)", "model config     \(config.jsonString())"])
+        #expect(lines.suffix(3) == ["tokenizer        \(ByteTokenizer().description)", "model config     \(config.jsonString())",
+                                    "provenance       none recorded (written before cerm sft recorded it, or by cerm import)"])
 
         let resumed = try #require(try Self.cerm(["export", "nothing.h5", "--out", "x"], in: dir))
         #expect(resumed.status == 2 && resumed.stderr == "error: checkpoint nothing.h5: no such file\n")
@@ -593,12 +594,7 @@ import Testing
     /// finished stage); it used to kill the process and lose them.
     @Test func ctrlCDuringSFTKeepsThePartialWeightsAside() throws {
         let dir = try Self.directory("sft-ctrl-c", config: """
-            [model]
-            hidden_size = 16
-            layers = 1
-            heads = 2
-            kv_heads = 1
-            ffn_size = 32
+            \(TestCluster.tinyModelTOML)
             [data]
             synth_train = 40
             synth_eval = 4

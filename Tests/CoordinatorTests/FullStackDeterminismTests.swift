@@ -8,6 +8,7 @@ import Logging
 @testable import Method
 @testable import Runtime
 @testable import Shared
+import TestSupport
 import Testing
 @testable import WireProtocol
 import Worker
@@ -18,10 +19,13 @@ final class MetricsRecordingLearner: Learner, @unchecked Sendable {
     let learner: GRPOLearner
     private let lock = NSLock()
     private var recorded: [StepMetrics] = []
+    private var versions: [[UInt64]] = []
 
     init(_ learner: GRPOLearner) { self.learner = learner }
 
     var metrics: [StepMetrics] { lock.withLock { recorded } }
+    /// Per step, the policy versions its trajectories were sampled with.
+    var sampledVersions: [[UInt64]] { lock.withLock { versions } }
     var policyVersion: UInt64 { learner.policyVersion }
     func currentWeights() throws -> [UInt8] { try learner.currentWeights() }
     func referenceWeights() throws -> [UInt8] { try learner.referenceWeights() }
@@ -29,7 +33,10 @@ final class MetricsRecordingLearner: Learner, @unchecked Sendable {
 
     func update(step: Int, pairs: [TaskPair], rollouts: StepRollouts) throws -> StepMetrics {
         let metrics = try learner.update(step: step, pairs: pairs, rollouts: rollouts)
-        lock.withLock { recorded.append(metrics) }
+        lock.withLock {
+            recorded.append(metrics)
+            versions.append(Set(rollouts.versionByPair.values).sorted())
+        }
         return metrics
     }
 
@@ -38,6 +45,7 @@ final class MetricsRecordingLearner: Learner, @unchecked Sendable {
     }
 
     func restore(from state: TrainingState) throws { try learner.restore(from: state) }
+    func previousPolicyWeights() throws -> [(version: UInt64, bytes: [UInt8])] { try learner.previousPolicyWeights() }
 }
 
 /// An engine executor whose worker "dies" (stops without GOODBYE) as soon as it is handed a task
@@ -162,8 +170,17 @@ final class CrashingExecutor: RolloutExecutor, @unchecked Sendable {
         }
     }
 
-    /// Runs the three steps under `scenario`; returns the final policy and the per-step metrics.
-    static func run(_ scenario: Scenario, config: Config, initial: ModelWeights) throws -> (ModelWeights, [StepMetrics], CoordinatorReport) {
+    /// Runs `config.run.steps` steps under `scenario` (from `resume` when given, writing
+    /// checkpoints to `checkpoints`); returns the final policy and the per-step metrics.
+    static func run(_ scenario: Scenario, config: Config, initial: ModelWeights, resume: ResumePoint? = nil,
+                    checkpoints: CheckpointWriter? = nil) throws -> (ModelWeights, [StepMetrics], CoordinatorReport) {
+        try runRecording(scenario, config: config, initial: initial, resume: resume, checkpoints: checkpoints).result
+    }
+
+    /// ``run(_:config:initial:resume:checkpoints:)`` with the recording learner.
+    static func runRecording(_ scenario: Scenario, config: Config, initial: ModelWeights, resume: ResumePoint? = nil,
+                             checkpoints: CheckpointWriter? = nil)
+        throws -> (result: (ModelWeights, [StepMetrics], CoordinatorReport), learner: MetricsRecordingLearner) {
         var settings = try CoordinatorSettings(config: config, runModel: RunModel(ownModel: config.model))
         settings.endpoint = "tcp://127.0.0.1:*"
         settings.scheduler.heartbeatInterval = 0.05
@@ -171,7 +188,7 @@ final class CrashingExecutor: RolloutExecutor, @unchecked Sendable {
         let learner = MetricsRecordingLearner(try GRPOLearner(config: config, initialWeights: initial, logger: quiet("learner")))
         let service = CoordinatorService(settings: settings, learner: learner,
                                          pairs: try DatasetPairSource(pairs: dataPairs, runSeed: config.run.seed),
-                                         logger: quiet("coordinator"))
+                                         resume: resume, checkpoints: checkpoints, logger: quiet("coordinator"))
         let (coordinator, endpoint) = try RuntimeTests.startCoordinator(service)
         func worker(_ name: String, _ executor: any RolloutExecutor, crash: StopSignal? = nil) -> Background<WorkerOutcome> {
             let client = WorkerClient(
@@ -198,7 +215,7 @@ final class CrashingExecutor: RolloutExecutor, @unchecked Sendable {
         let report = try coordinator.value(timeout: 120)
         if let victim { #expect(try victim.value() == .crashed) }
         for worker in workers { #expect(try worker.value().exitCode == 0) }
-        return (learner.learner.policy, learner.metrics, report)
+        return ((learner.learner.policy, learner.metrics, report), learner)
     }
 
     @Test func finalPolicyIsBitwiseTheSameForOneThreeAndAKilledWorker() throws {
@@ -222,5 +239,48 @@ final class CrashingExecutor: RolloutExecutor, @unchecked Sendable {
         #expect(killedReport.outcome == .finished(steps: 3))
         #expect(killedReport.statistics.tasksRequeued >= 1)
         #expect(LearnerFixture.bitsEqual(killed.values, single.values), "2 workers, one killed mid-step")
+    }
+
+    /// Fixed-lag mode (lag 1): step k samples with exactly the version after step k − 2, so the
+    /// versions are 0, 0, 1, 2 whatever the timing, and the final policy is bitwise the same for
+    /// 1, 2 and 3 workers, a worker killed mid-step, and a run stopped after step 2 and resumed
+    /// from its checkpoint (which keeps the version step 3 samples with).
+    @Test func fixedLagIsBitwiseTheSameForAnyWorkersAKillAndAResume() throws {
+        var config = Self.config()
+        config.cluster.mode = .fixedLag
+        config.cluster.maxStaleness = 1
+        config.run.steps = 4
+        let initial = try Self.formatTrainedWeights(model: TransformerConfig(config.model), steps: 30)
+
+        let (first, recorder) = try Self.runRecording(.workers(1), config: config, initial: initial)
+        let (single, metrics, report) = first
+        #expect(report.outcome == .finished(steps: 4))
+        #expect(recorder.sampledVersions == [[0], [0], [1], [2]])
+        #expect(metrics.contains { $0.fracZeroStd < 1 })
+        var sync = Self.config()
+        sync.run.steps = 4
+        let (synchronous, _, _) = try Self.run(.workers(1), config: sync, initial: initial)
+        #expect(!LearnerFixture.bitsEqual(synchronous.values, single.values), "fixed-lag samples steps 2-4 with older versions than sync")
+
+        for scenario in [Scenario.workers(2), .workers(3), .oneKilledMidStep] {
+            let (weights, _, other) = try Self.run(scenario, config: config, initial: initial)
+            #expect(other.outcome == .finished(steps: 4))
+            #expect(LearnerFixture.bitsEqual(weights.values, single.values), "\(scenario)")
+        }
+
+        let directory = try makeTemporaryDirectory("fixed-lag-resume")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var firstHalf = config
+        firstHalf.run.steps = 2
+        _ = try Self.run(.workers(2), config: firstHalf, initial: initial, checkpoints: CheckpointWriter(directory: directory, keepLast: 5))
+        let checkpoint = try CheckpointReader.read(path: directory + "/step_2.h5")
+        #expect(checkpoint.formatVersion == 3)
+        #expect(try checkpoint.state.previousPolicyTensors().map { $0.back } == [1])
+        let (second, resumedRecorder) = try Self.runRecording(.workers(2), config: config, initial: initial,
+                                                              resume: ResumePoint(state: checkpoint.state, path: checkpoint.path))
+        let (resumed, _, resumedReport) = second
+        #expect(resumedReport.outcome == .finished(steps: 4))
+        #expect(resumedRecorder.sampledVersions == [[1], [2]])
+        #expect(LearnerFixture.bitsEqual(resumed.values, single.values), "stopped after step 2, resumed")
     }
 }

@@ -4,6 +4,7 @@ import Engine
 import EngineConfiguration
 import Foundation
 import Runtime
+import Shared
 import TestSupport
 import Testing
 
@@ -235,5 +236,90 @@ import Testing
                 + "or restore the [model] section", "\(result.stderr)")
         #expect(!result.stderr.contains("evaluating"))
         #expect(FileManager.default.fileExists(atPath: sft))
+    }
+
+    /// `cerm sft` records how it trained (`provenance_json`), and the pipeline's own account of
+    /// what SFT would do with the same config matches it, so finished SFT is reused; another
+    /// `[sft]` value or another data line is named, and the stale weights move aside whole.
+    @Test func sftWeightsRecordTheirRecipeAndThePipelineReusesThemOnlyForTheSameOne() throws {
+        let dir = try makeTemporaryDirectory("sft-provenance")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let synth = dir + "/synth", sft = dir + "/sft.h5"
+        try """
+            \(TestCluster.tinyModelTOML)
+            [data]
+            dir = "\(synth)"
+            train = "\(synth)/train.jsonl"
+            eval = "\(synth)/eval.jsonl"
+            best_of_n = ""
+            synth_train = 8
+            synth_eval = 2
+            [sft]
+            epochs = 1
+            batch_size = 4
+            output = "\(sft)"
+            """.write(toFile: dir + "/c.toml", atomically: true, encoding: .utf8)
+        guard let result = try CommandLineTests.cerm(["sft", "--config", "c.toml", "--skip-eval", "--threads", "1"], in: dir) else { return }
+        #expect(result.status == 0, "\(result.stderr)")
+        var config = try Config.load(path: dir + "/c.toml")
+        let runModel = try RunModel.resolve(&config)
+        let initial = try runModel.initialWeights(config: config)
+        let trained = try PipelineReuse.sftWeights(path: sft, config: config, runModel: runModel, probe: nil)
+        let recorded = try SFTProvenance.parse(try #require(trained.provenance), path: sft)
+        #expect(recorded.steps == recorded.totalSteps && recorded.steps > 0)
+        #expect(recorded.traces == nil)
+        #expect(recorded.initWeightsFNV1a64 == CheckpointFormat.hex(initial.checksum))
+
+        let wanted = try PipelineReuse.sftProvenance(config: config, runModel: runModel, initial: initial)
+        #expect(recorded.differences(to: wanted, path: sft) == [])
+        guard case .reuse(_, unrecorded: false) = try PipelineReuse.sftDecision(trained, path: sft, wanted: wanted) else {
+            Issue.record("the weights SFT just wrote were not reused")
+            return
+        }
+
+        // Another learning rate and seed: named, the file's value first.
+        var changed = config
+        changed.sft.learningRate = 1e-5
+        changed.run.seed = 8
+        let keys = config.changes(to: changed).map { "\($0.key) = \($0.old), now \($0.new)" }
+        #expect(keys.count == 2)
+        let other = SFTProvenance(config: changed, sequences: [], initWeightsChecksum: initial.checksum, traces: "mine.jsonl",
+                                  steps: 1, totalSteps: 1)
+        let seed = try #require(keys.first { $0.hasPrefix("run.seed = ") })
+        #expect(recorded.differences(to: other, path: sft) == keys + [
+            "the built-in teacher's traces, now --traces mine.jsonl",
+            "the training sequences (\(seed); checksum \(recorded.sequencesFNV1a64), now \(other.sequencesFNV1a64))"])
+        // One record less in data.train: the sequences say so, no key does.
+        let train = try String(contentsOfFile: synth + "/train.jsonl", encoding: .utf8)
+        try (train.split(separator: "\n").dropLast().joined(separator: "\n") + "\n").write(toFile: synth + "/train.jsonl", atomically: true, encoding: .utf8)
+        let fewer = try PipelineReuse.sftProvenance(config: config, runModel: runModel, initial: initial)
+        guard case let .stale(reasons) = try PipelineReuse.sftDecision(trained, path: sft, wanted: fewer) else {
+            Issue.record("weights trained on other data were reused")
+            return
+        }
+        #expect(reasons == ["the training sequences (data.train's content; checksum \(recorded.sequencesFNV1a64), now \(fewer.sequencesFNV1a64))"])
+        // Other starting weights (a replaced model.source).
+        let reinitialised = SFTProvenance(config: config, sequences: [], initWeightsChecksum: 1, traces: nil, steps: 0, totalSteps: 0)
+        #expect(recorded.differences(to: reinitialised, path: sft).last
+                == "the starting weights (checksum \(recorded.initWeightsFNV1a64), now 0000000000000001)")
+
+        let moved = try #require(try PipelineReuse.moveSFTWeightsAside(path: sft))
+        #expect(moved.names == ["sft.h5", "sft.metrics.jsonl"])
+        #expect(moved.destination.hasPrefix(dir + "/superseded-"))
+        #expect(Self.names(moved.destination) == ["sft.h5", "sft.metrics.jsonl"])
+        #expect(!FileManager.default.fileExists(atPath: sft))
+
+        // A file recording nothing (an older build's) is reused, flagged; a record of another
+        // version or none at all is an error naming the file.
+        try initial.save(to: sft)
+        let unrecorded = try PipelineReuse.sftWeights(path: sft, config: config, runModel: runModel, probe: nil)
+        guard case .reuse(_, unrecorded: true) = try PipelineReuse.sftDecision(unrecorded, path: sft, wanted: wanted) else {
+            Issue.record("weights without a record were not reused as unrecorded")
+            return
+        }
+        let future = try recorded.json().replacingOccurrences(of: "\"version\":1", with: "\"version\":2")
+        #expect(throws: CermError.io(path: sft, reason: "attribute provenance_json is cerm-sft-provenance version 2; "
+                                     + "this build reads cerm-sft-provenance version 1")) { try SFTProvenance.parse(future, path: sft) }
+        #expect(throws: CermError.self) { try SFTProvenance.parse("{", path: sft) }
     }
 }

@@ -43,6 +43,9 @@ public enum TestCluster {
         return (fd, Int(UInt16(bigEndian: address.sin_port)))
     }
 
+    /// The `[model]` section of the tests' tiny model (hidden 16, one layer), for config files.
+    public static let tinyModelTOML = "[model]\nhidden_size = 16\nlayers = 1\nheads = 2\nkv_heads = 1\nffn_size = 32"
+
     /// A tiny run: 6 pairs, 4 per batch, so steps cross epoch boundaries (step 2 into epoch 1); a
     /// checkpoint every step. `CERM_KEEP_CHAOS=1` keeps the run directories and logs.
     public static func writeRun(directory: String, port: Int, steps: Int) throws -> String {
@@ -63,12 +66,7 @@ public enum TestCluster {
             workers = 2
             heartbeat_interval = 0.1
             heartbeat_timeout = 2.0
-            [model]
-            hidden_size = 16
-            layers = 1
-            heads = 2
-            kv_heads = 1
-            ffn_size = 32
+            \(Self.tinyModelTOML)
             max_seq_len = 128
             init_std = 0.5
             [rollout]

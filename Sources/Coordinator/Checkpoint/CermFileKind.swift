@@ -60,6 +60,8 @@ public struct LoadedSFTWeights: Sendable {
     public var storedChecksum: UInt64?
     /// The group `tokenizer/`, nil when absent (cerm's byte tokenizer).
     public var storedTokenizer: StoredTokenizer?
+    /// The root attribute `provenance_json` (``SFTProvenance``), nil when absent.
+    public var provenance: String?
     /// ``ModelWeights/checksum`` of the loaded values.
     public var computedChecksum: UInt64 { weights.checksum }
     /// True when the stored checksum equals the computed one, or none is stored (as
@@ -80,6 +82,7 @@ public struct LoadedSFTWeights: Sendable {
             stored = values[0]
         }
         return LoadedSFTWeights(path: path, weights: file.weights, modelConfigJSON: file.modelConfigJSON,
-                                tokenizerDescription: file.tokenizer, storedChecksum: stored, storedTokenizer: file.storedTokenizer)
+                                tokenizerDescription: file.tokenizer, storedChecksum: stored, storedTokenizer: file.storedTokenizer,
+                                provenance: file.provenance)
     }
 }

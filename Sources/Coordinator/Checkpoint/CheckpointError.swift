@@ -55,7 +55,7 @@ public struct CheckpointError: Error, Equatable, CustomStringConvertible {
             case let .wrongFormat(detail): return "not a cerm checkpoint (\(detail))"
             case .sftWeightsFile: return "an SFT weights file, not a run checkpoint (SFT weights go to --init or `cerm eval --checkpoint`)"
             case let .unsupportedVersion(v):
-                return "unsupported format version \(v) (this build reads version \(CheckpointFormat.version))"
+                return "unsupported format version \(v) (this build reads versions \(CheckpointFormat.readableVersions.lowerBound) to \(CheckpointFormat.readableVersions.upperBound))"
             case let .missing(what): return "missing \(what)"
             case let .malformed(detail): return "malformed: \(detail)"
             case let .checksumMismatch(stored, computed):

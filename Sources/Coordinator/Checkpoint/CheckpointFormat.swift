@@ -6,11 +6,18 @@ import Shared
 public enum CheckpointFormat {
     /// Value of the root attribute `format`.
     public static let name = "cerm-checkpoint"
-    /// Value of the root attribute `format_version` this build writes. Version 2 added the
-    /// optional group `tokenizer/` (a pretrained model's tokenizer and chat template).
-    public static let version: Int64 = 2
+    /// Value of the root attribute `format_version` this build writes: ``version(of:)``.
+    /// Version 2 added the optional group `tokenizer/` (a pretrained model's tokenizer and chat
+    /// template); version 3 the `previous.<k>.` policy tensors of fixed-lag runs.
+    public static let version: Int64 = 3
     /// The versions this build reads (a version 1 file has cerm's byte tokenizer).
-    public static let readableVersions: ClosedRange<Int64> = 1...2
+    public static let readableVersions: ClosedRange<Int64> = 1...3
+
+    /// The version a checkpoint of `state` is written as: 3 when it holds previous policies
+    /// (fixed-lag), else 2, so that builds reading version 2 still read every other run's files.
+    public static func version(of state: TrainingState) -> Int64 {
+        state.tensors.contains { $0.name.hasPrefix(TrainingState.previousPolicyPrefix) } ? 3 : 2
+    }
     /// Value of the root attribute `checksum_algorithm`.
     public static let checksumAlgorithm = "fnv1a64-canonical-v1"
 
@@ -59,8 +66,9 @@ public enum CheckpointFormat {
 
     /// The checkpoint checksum: FNV-1a-64 over the canonical byte stream of the state (see
     /// docs/CHECKPOINT.md, "Checksum"). `extraJSON` is the stored encoding of `state.extra`;
-    /// `formatVersion` the file's (version 1 has no tokenizer part).
-    public static func checksum(of state: TrainingState, extraJSON: [UInt8], formatVersion: Int64 = version) -> UInt64 {
+    /// `formatVersion` the file's (version 1 has no tokenizer part; nil: ``version(of:)``).
+    public static func checksum(of state: TrainingState, extraJSON: [UInt8], formatVersion: Int64? = nil) -> UInt64 {
+        let formatVersion = formatVersion ?? version(of: state)
         var stream = ChecksumStream()
         stream.feed(string: Array(name.utf8))
         stream.feed(int: formatVersion)

@@ -142,7 +142,7 @@ public final class CheckpointWriter: @unchecked Sendable {
 
     static func store(_ state: TrainingState, extraJSON: [UInt8], checksum: UInt64, in root: HDF5Group) throws {
         try root.setAttribute("format", CheckpointFormat.name)
-        try root.setAttribute("format_version", CheckpointFormat.version)
+        try root.setAttribute("format_version", CheckpointFormat.version(of: state))
         try root.setAttribute("step", Int64(state.step))
         try root.setAttribute("policy_version", state.policyVersion)
         try root.setAttribute("adam_step", Int64(state.adamStep))

@@ -46,22 +46,59 @@ public enum RLRunReuse: Sendable, Equatable {
     }
 }
 
-/// The finished stages `cerm pipeline` reuses when it runs again: SFT weights trained for this
-/// `[model]`, and an RL run that started from them.
+/// The finished stages `cerm pipeline` reuses when it runs again: SFT weights this config would
+/// train again, and an RL run that started from them.
 public enum PipelineReuse {
-    /// The SFT weights at `path` when they can be reused for `config`: the file loads (read by
-    /// a child first) and was trained for the config's `[model]`; otherwise an error naming the
-    /// file, the differing keys and the remedy.
-    public static func sftWeights(path: String, config: Config, runModel: RunModel, probe: (any CheckpointProbe)?) throws -> ModelWeights {
-        let (weights, _, tokenizer) = try WeightsFile.load(path: path, probe: probe)
-        try runModel.checkTokenizer(tokenizer, of: path)
-        let differences = weights.config.changes(to: TransformerConfig(config.model))
+    /// What the pipeline does with SFT weights it finds at `sft.output`.
+    public enum SFTDecision {
+        /// Trained by this recipe (or recording none: `unrecorded`): evaluate them and go on.
+        case reuse(ModelWeights, unrecorded: Bool)
+        /// Trained otherwise (``SFTProvenance/differences(to:path:)``): move them aside, train anew.
+        case stale(reasons: [String])
+    }
+
+    /// The recipe SFT would follow now for `config` (``SFTProvenance``): the built-in teacher's
+    /// sequences of `data.train` from the starting weights `initial`.
+    public static func sftProvenance(config: Config, runModel: RunModel, initial: ModelWeights) throws -> SFTProvenance {
+        let format = runModel.promptFormat(config.rollout.format)
+        // Skipped lines are reported by `cerm sft`, which reads the same file.
+        let sequences = try SFTData.sequences(config, format: format, tracesPath: nil, log: { _ in }).sequences
+        return SFTProvenance(config: config, sequences: sequences, initWeightsChecksum: initial.checksum, traces: nil,
+                             steps: 0, totalSteps: 0)
+    }
+
+    /// The SFT weights at `path`, when they can serve this config at all: the file loads (read
+    /// by a child first) and was trained for the config's `[model]`; otherwise an error naming
+    /// the file, the differing keys and the remedy (another model is a config mistake more often
+    /// than a new experiment).
+    public static func sftWeights(path: String, config: Config, runModel: RunModel, probe: (any CheckpointProbe)?) throws
+        -> WeightsFile.Trained {
+        let trained = try WeightsFile.loadTrained(path: path, probe: probe)
+        try runModel.checkTokenizer(trained.tokenizer, of: path)
+        let differences = trained.weights.config.changes(to: TransformerConfig(config.model))
         guard differences.isEmpty else {
             let keys = differences.mismatches(labelled: "weights")
             throw CermError.invalid("cannot reuse the SFT weights \(path): they were trained for another [model] (\(keys)); "
                                     + "delete \(path) to train SFT again with this config, or restore the [model] section")
         }
-        return weights
+        return trained
+    }
+
+    /// Whether the SFT weights `trained` (from `path`) were trained by the recipe `wanted`
+    /// (``sftProvenance(config:runModel:initial:)``). A file recording none (an older build's,
+    /// or an RL checkpoint) is reused as it is, `unrecorded`.
+    public static func sftDecision(_ trained: WeightsFile.Trained, path: String, wanted: SFTProvenance) throws -> SFTDecision {
+        guard let json = trained.provenance else { return .reuse(trained.weights, unrecorded: true) }
+        let reasons = try SFTProvenance.parse(json, path: path).differences(to: wanted, path: path)
+        return reasons.isEmpty ? .reuse(trained.weights, unrecorded: false) : .stale(reasons: reasons)
+    }
+
+    /// Moves the SFT weights at `path` and their training curve into `superseded-<UTC time>/`
+    /// beside them (nothing deleted).
+    public static func moveSFTWeightsAside(path: String) throws -> SupersededFiles? {
+        let directory = (path as NSString).deletingLastPathComponent
+        let names = [path, SFTMetricsFile.path(forWeights: path)].map { ($0 as NSString).lastPathComponent }
+        return try SupersededFiles.moveAside(names: names, in: directory.isEmpty ? "." : directory)
     }
 
     /// What to do with the RL run in the run directory given the SFT weights `sft` (from

@@ -36,10 +36,17 @@ public struct SupersededFiles: Sendable, Equatable {
         if fresh, let size = (try? FileManager.default.attributesOfItem(atPath: metrics))?[.size] as? NSNumber, size.intValue > 0 {
             names.append("metrics.jsonl")
         }
+        return try moveAside(names: names, in: runDirectory, now: now)
+    }
+
+    /// Moves the files `names` of `directory` (those that exist) into a new subdirectory
+    /// `superseded-<UTC time>/` of it, as above. Returns nil when none exists.
+    public static func moveAside(names: [String], in directory: String, now: Date = Date()) throws -> SupersededFiles? {
+        let names = names.filter { FileManager.default.fileExists(atPath: (directory as NSString).appendingPathComponent($0)) }
         guard !names.isEmpty else { return nil }
-        let destination = try createDestination(in: runDirectory, now: now)
+        let destination = try createDestination(in: directory, now: now)
         for name in names {
-            let from = (runDirectory as NSString).appendingPathComponent(name)
+            let from = (directory as NSString).appendingPathComponent(name)
             let to = (destination as NSString).appendingPathComponent(name)
             // rename(2): same file system, atomic, and the file keeps its identity (no copy).
             guard rename(from, to) == 0 else {
@@ -47,7 +54,7 @@ public struct SupersededFiles: Sendable, Equatable {
             }
         }
         try? fsyncFile(destination)
-        try? fsyncFile(runDirectory)
+        try? fsyncFile(directory)
         return SupersededFiles(destination: destination, names: names)
     }
 

@@ -34,6 +34,8 @@ public enum WeightsFile {
         public var tokenizer: StoredTokenizer?
         /// A checkpoint's step and policy version; nil for a weights file.
         public var checkpoint: (step: Int, policyVersion: UInt64)?
+        /// A weights file's `provenance_json` attribute (``SFTProvenance``); nil when absent.
+        public var provenance: String?
     }
 
     /// The weights stored in `path`: an SFT weights file or the policy of an RL checkpoint
@@ -59,7 +61,7 @@ public enum WeightsFile {
         switch try CermFileKind.detect(path: path) {
         case .sftWeights:
             let file = try ModelWeights.loadVerified(path: path)
-            return Trained(weights: file.weights, kind: .modelWeights, tokenizer: file.storedTokenizer)
+            return Trained(weights: file.weights, kind: .modelWeights, tokenizer: file.storedTokenizer, provenance: file.provenance)
         case .checkpoint:
             let state = try CheckpointReader.load(path: path)
             return Trained(weights: try policyWeights(of: state, path: path), kind: .checkpoint, tokenizer: state.tokenizer,
@@ -87,15 +89,16 @@ public enum WeightsFile {
         }
     }
 
-    /// Writes `weights` (and the model's tokenizer; nil: cerm's byte tokenizer) to `path`
-    /// atomically: to a hidden temporary name in the same directory, fsynced, then renamed over
+    /// Writes `weights` (and the model's tokenizer, nil: cerm's byte tokenizer; and how they were
+    /// made, ``SFTProvenance``) to `path` atomically: to a hidden temporary name in the same directory, fsynced, then renamed over
     /// `path` (and the directory fsynced), so neither a reader nor a crash ever leaves a
     /// half-written file under `path`.
-    public static func saveAtomically(_ weights: ModelWeights, tokenizer: StoredTokenizer? = nil, to path: String) throws {
+    public static func saveAtomically(_ weights: ModelWeights, tokenizer: StoredTokenizer? = nil, provenance: SFTProvenance? = nil,
+                                      to path: String) throws {
         let directory = try createParentDirectory(of: path)
         let name = (path as NSString).lastPathComponent
         let temporary = (directory.isEmpty ? "" : directory + "/") + ".\(name).tmp"
-        try weights.save(to: temporary, tokenizer: tokenizer)
+        try weights.save(to: temporary, tokenizer: tokenizer, provenance: provenance?.json())
         // The data must be on disk before the rename makes it the weights file: a crash after
         // the rename must never leave a truncated model under the final name.
         do {

@@ -13,7 +13,8 @@ import Shared
 /// curation of the RL pairs (`curation.enabled`) → CE-RM GRPO with a coordinator and local
 /// workers over ZeroMQ → held-out evaluation of the SFT and RL models → one table. Finished
 /// stages are reused when it runs again (``PipelineReuse``): the data files, the SFT weights
-/// (`sft.output`), the curated pairs (`curation.output`, removed when SFT trains anew), and the
+/// (`sft.output`, when they record the recipe this config would train them with, else moved
+/// aside and trained anew: ``SFTProvenance``), the curated pairs (`curation.output`, removed when SFT trains anew), and the
 /// RL run (resumed from its newest checkpoint, skipped when it already reached `run.steps`).
 /// SFT, curation and RL run as child processes of `executable` (`cerm sft`, `cerm curate`,
 /// `cerm launch`).
@@ -73,20 +74,35 @@ public struct PipelineRun {
             }
         }
         let probe = ChildProcessCheckpointProbe(stop: stop, logger: logger)
+        let initial = try runModel.initialWeights(config: cfg)
         // Existing SFT weights are checked before anything is evaluated: weights for another
         // [model] would be evaluated as "after SFT" and only refused by the RL launch.
         var sftWeights: ModelWeights?
         if FileManager.default.fileExists(atPath: cfg.sft.output) {
-            sftWeights = try PipelineReuse.sftWeights(path: cfg.sft.output, config: cfg, runModel: runModel, probe: probe)
+            let found = try PipelineReuse.sftWeights(path: cfg.sft.output, config: cfg, runModel: runModel, probe: probe)
+            let wanted = try PipelineReuse.sftProvenance(config: cfg, runModel: runModel, initial: initial)
+            switch try PipelineReuse.sftDecision(found, path: cfg.sft.output, wanted: wanted) {
+            case let .reuse(weights, unrecorded):
+                sftWeights = weights
+                logger.info("reusing SFT weights \(cfg.sft.output) (delete the file to train them again)")
+                if unrecorded {
+                    let message = "\(cfg.sft.output) does not record how it was trained (SFT weights of an older build, or an RL "
+                        + "checkpoint): reused without checking it against [sft], run.seed and the data; delete it to train SFT again"
+                    logger.warning("\(message)")
+                }
+            case let .stale(reasons):
+                let moved = try PipelineReuse.moveSFTWeightsAside(path: cfg.sft.output)
+                let message = "the SFT weights \(cfg.sft.output) were trained otherwise than this config trains them (\(reasons.joined(separator: "; "))): "
+                    + "moved \(moved?.names.joined(separator: ", ") ?? "nothing") to \(moved?.destination ?? "-") (nothing deleted); training SFT anew"
+                logger.warning("\(message)")
+            }
         }
         let untrained = runModel.source == nil ? "random init" : "zero-shot"
-        rows.append((untrained, try evaluate(untrained, .model(try runModel.initialWeights(config: cfg), chat: runModel.chat))))
+        rows.append((untrained, try evaluate(untrained, .model(initial, chat: runModel.chat))))
         rows.append(("teacher", try evaluate("teacher", .teacher(SFTData.teacher(cfg)))))
         try stopIfRequested(stop)
 
-        if sftWeights != nil {
-            logger.info("reusing SFT weights \(cfg.sft.output) (delete the file to train them again)")
-        } else {
+        if sftWeights == nil {
             // Pairs curated with an earlier SFT model do not describe the new one.
             if cfg.curation.enabled, FileManager.default.fileExists(atPath: cfg.curation.output) {
                 try FileManager.default.removeItem(atPath: cfg.curation.output)
@@ -95,7 +111,7 @@ public struct PipelineRun {
                 try runChild("sft", ["sft", "--config", configPath, "--skip-eval"], stop: stop, logger: logger)
             }
         }
-        let sft = try sftWeights ?? PipelineReuse.sftWeights(path: cfg.sft.output, config: cfg, runModel: runModel, probe: probe)
+        let sft = try sftWeights ?? PipelineReuse.sftWeights(path: cfg.sft.output, config: cfg, runModel: runModel, probe: probe).weights
         rows.append(("after SFT", try evaluate("after SFT", .model(sft, chat: runModel.chat))))
         try stopIfRequested(stop)
 

@@ -127,6 +127,14 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
     /// The current policy weights.
     public var policy: ModelWeights { model.weights }
 
+    /// Fixed-lag mode: the policies before ``policyVersion`` that steps still sample with, at
+    /// most `cluster.max_staleness`, oldest first. Checkpoints hold them (`previous.<k>.`
+    /// tensors), so a resumed run samples its next steps with the same weights as one that
+    /// never stopped.
+    public private(set) var previousPolicies: [(version: UInt64, weights: ModelWeights)] = []
+    /// How many previous policies fixed-lag sampling needs (0 in the other modes).
+    private var previousPoliciesKept: Int { config.cluster.mode == .fixedLag ? config.cluster.maxStaleness : 0 }
+
     /// Default micro-batch budget: 2^28 floats (1 GiB).
     public static let defaultWorkspaceBudgetFloats = 1 << 28
 
@@ -226,10 +234,17 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
 
     public func referenceWeights() throws -> [UInt8] { reference.wireBytes }
 
+    public func previousPolicyWeights() throws -> [(version: UInt64, bytes: [UInt8])] {
+        previousPolicies.map { ($0.version, $0.weights.wireBytes) }
+    }
+
     public func modelDescription() -> [UInt8] { runModel.wireDescription }
 
     public func update(step: Int, pairs: [TaskPair], rollouts: StepRollouts) throws -> StepMetrics {
         guard rollouts.step == UInt64(step) else { throw GRPOLearnerError.stepMismatch(expected: step, rollouts: rollouts.step) }
+        // Copy-on-write: kept as it is now, copied only when the update writes the weights
+        // (and only in fixed-lag mode: a reference held here costs each update a copy).
+        let before = previousPoliciesKept > 0 ? (version: policyVersion, weights: model.weights) : nil
         // A failed update must not leak partial gradients into the next one.
         defer { summingShard.gradients.zero() }
         var metrics = MethodMetrics()
@@ -262,6 +277,7 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
         if entropyTokens > 0 { metrics.entropy = entropySum / Double(entropyTokens) }
         if !miniBatches.isEmpty { metrics.gradNorm = gradNormSum / Double(miniBatches.count) }
         policyVersion += 1
+        if let before { previousPolicies = Array((previousPolicies + [before]).suffix(previousPoliciesKept)) }
 
         let summary = metrics.summary
         let singleStage = summary.rewardMean[.judgment] ?? summary.rewardMean[.comparison]
@@ -291,7 +307,8 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
         }
         return TrainingState(
             step: step, policyVersion: policyVersion,
-            tensors: try named(model.weights.values) + named(reference.values, prefix: Self.referencePrefix),
+            tensors: try named(model.weights.values) + named(reference.values, prefix: Self.referencePrefix)
+                + previousPolicies.flatMap { try named($0.weights.values, prefix: "\(TrainingState.previousPolicyPrefix)\(policyVersion - $0.version).") },
             adamM: try named(optimizer.m), adamV: try named(optimizer.v), adamStep: optimizer.step,
             dataCursor: dataCursor, rngState: [], configText: config.renderTOML(),
             modelConfigJSON: modelConfig.jsonString(),
@@ -302,7 +319,8 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
                     TrainingState.initWeightsChecksumKey: CheckpointFormat.hex(reference.checksum)])
     }
 
-    /// Restores policy, AdamW state and version. The reference weights come from the
+    /// Restores policy, AdamW state, version and previous policies (fixed-lag; those beyond
+    /// `cluster.max_staleness` are dropped). The reference weights come from the
     /// checkpoint's `reference.` tensors; a checkpoint without them keeps this learner's
     /// reference (the `--init` weights), with a warning.
     public func restore(from state: TrainingState) throws {
@@ -330,11 +348,15 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
         } else {
             reference = try ModelWeights(config: modelConfig, values: layout.flatten(plain(referenceTensors)))
         }
+        let previous = try state.previousPolicyTensors().map {
+            (version: state.policyVersion - $0.back, weights: try ModelWeights(config: modelConfig, values: layout.flatten(plain($0.tensors))))
+        }
         model.weights = policy
         optimizer.m = m
         optimizer.v = v
         optimizer.step = state.adamStep
         policyVersion = state.policyVersion
+        previousPolicies = Array(previous.suffix(previousPoliciesKept))
         summingShard.gradients.zero()
     }
 
@@ -467,8 +489,32 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
 }
 
 extension TrainingState {
-    /// The policy's tensors: every `/model` tensor not named with ``GRPOLearner/referencePrefix``.
-    public var policyTensors: [NamedTensor] { tensors.filter { !$0.name.hasPrefix(GRPOLearner.referencePrefix) } }
+    /// Tensor-name prefix of a fixed-lag run's previous policies inside a checkpoint's `/model`
+    /// group: `previous.<k>.<name>` is the policy `k` versions before `policy_version`.
+    public static let previousPolicyPrefix = "previous."
+
+    /// The policy's tensors: every `/model` tensor not named with ``GRPOLearner/referencePrefix``
+    /// or ``previousPolicyPrefix``.
+    public var policyTensors: [NamedTensor] {
+        tensors.filter { !$0.name.hasPrefix(GRPOLearner.referencePrefix) && !$0.name.hasPrefix(Self.previousPolicyPrefix) }
+    }
+
+    /// A fixed-lag run's previous policies, oldest first: each one's distance `back` from
+    /// `policy_version` (k of `previous.<k>.`) and its tensors with the prefix removed. A name
+    /// whose k is not a positive integer is an error naming it.
+    public func previousPolicyTensors() throws -> [(back: UInt64, tensors: [NamedTensor])] {
+        var byBack: [UInt64: [NamedTensor]] = [:]
+        for tensor in tensors where tensor.name.hasPrefix(Self.previousPolicyPrefix) {
+            let rest = tensor.name.dropFirst(Self.previousPolicyPrefix.count)
+            guard let dot = rest.firstIndex(of: "."), let back = UInt64(rest[..<dot]), back >= 1, back <= policyVersion else {
+                throw CermError.invalid("tensor \(tensor.name): expected previous.<k>.<name> with 1 ≤ k ≤ policy_version (\(policyVersion))")
+            }
+            var renamed = tensor
+            renamed.name = String(rest[rest.index(after: dot)...])
+            byBack[back, default: []].append(renamed)
+        }
+        return byBack.keys.sorted(by: >).map { ($0, byBack[$0]!) }
+    }
 
     /// The frozen reference model's tensors, their names without the `reference.` prefix.
     public var referenceTensors: [NamedTensor] {

@@ -76,7 +76,7 @@ public enum SFTData {
         throw CermError.invalid("\(JSONWriter.quote(data.dir)) holds the synthetic task generated with "
             + listed(differences.map { "\($0.key) = \($0.found) (this config: \($0.expected))" })
             + "; cerm never overwrites a data file: remove \(JSONWriter.quote(data.dir)) to have the task generated again "
-            + "(and the weights trained on it, e.g. sft.output, which `cerm pipeline` would reuse), or set the keys back")
+            + "(and train again what was trained on it, e.g. sft.output: `cerm pipeline` does), or set the keys back")
     }
 
     /// `a`, `a and b`, `a, b and c`.
@@ -95,6 +95,17 @@ public enum SFTData {
     /// are fixed for the run.
     public static func teacher(_ config: Config) -> Teacher {
         Teacher(errorRate: config.data.teacherErrorRate, seed: config.run.seed)
+    }
+
+    /// What `cerm sft` trains on: the traces of the trace file `tracesPath` (nil: the built-in
+    /// teacher's traces of `data.train`) in `format`, as sequences of `sft.criteria_turn`, with
+    /// the number of traces and of records the teacher does not know. `cerm pipeline` computes
+    /// them too, to tell whether existing SFT weights were trained on them (``SFTProvenance``).
+    public static func sequences(_ config: Config, format: any PromptFormat, tracesPath: String?, log: (String) -> Void) throws
+        -> (sequences: [SFTSequence], traces: Int, unsupported: Int) {
+        let (found, unsupported) = try tracesPath.map { (try Self.traces(path: $0, format: format, maxSeqLen: config.model.maxSeqLen), 0) }
+            ?? Self.traces(config, format: format, log: log)
+        return (SFTSequenceBuilder.sequences(for: found, format: format, criteria: config.sft.criteriaTurn), found.count, unsupported)
     }
 
     /// The teacher's traces, in `format` (the run's `rollout.format` through its model's chat),

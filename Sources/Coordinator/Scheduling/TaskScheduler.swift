@@ -228,6 +228,8 @@ public enum SchedulerError: Error, Equatable, CustomStringConvertible {
     case duplicatePair(step: UInt64, pairID: UInt64)
     case emptyStep(UInt64)
     case versionNotIncreasing(current: UInt64, requested: UInt64)
+    /// A fixed-lag step opened without its version, or a step of another mode with one.
+    case stepVersion(step: UInt64, mode: RolloutMode)
 
     public var description: String {
         switch self {
@@ -236,6 +238,9 @@ public enum SchedulerError: Error, Equatable, CustomStringConvertible {
         case let .duplicatePair(step, pair): "step \(step) lists pair \(pair) twice"
         case let .emptyStep(s): "step \(s) has no pairs"
         case let .versionNotIncreasing(current, requested): "policy version must increase (current \(current), requested \(requested))"
+        case let .stepVersion(step, mode):
+            mode == .fixedLag ? "fixed-lag mode: step \(step) must name the version it samples with"
+                : "\(mode.rawValue) mode: step \(step) samples with the newest version and cannot name one"
         }
     }
 }
@@ -260,6 +265,8 @@ public struct TaskScheduler: Sendable {
 
     private struct StepState: Sendable {
         var pendingPairs: Set<UInt64>
+        /// Fixed-lag mode: the version every task of the step is sent with (nil: the newest).
+        var version: UInt64?
         var rollouts: [AcceptedRollout] = []
         var versionByPair: [UInt64: UInt64] = [:]
         /// The pairs' prompt material, when the step was opened with it (result checks).
@@ -370,14 +377,16 @@ public struct TaskScheduler: Sendable {
     // MARK: Steps and tasks
 
     /// Opens a step: its pairs become tasks of `pairs_per_task` pairs, queued in order.
-    /// Sync mode allows one open step at a time; async mode several.
-    public mutating func openStep(_ step: UInt64, pairIDs: [UInt64]) throws(SchedulerError) {
+    /// Sync mode allows one open step at a time; async and fixed-lag modes several. Fixed-lag
+    /// steps name their `version`: every task of the step is sent with it, once published.
+    public mutating func openStep(_ step: UInt64, pairIDs: [UInt64], version: UInt64? = nil) throws(SchedulerError) {
         if steps[step] != nil { throw .stepAlreadyOpen(step) }
         if settings.mode == .sync, let open = steps.keys.min() { throw .syncModeStepStillOpen(open: open, requested: step) }
+        if (settings.mode == .fixedLag) != (version != nil) { throw .stepVersion(step: step, mode: settings.mode) }
         if pairIDs.isEmpty { throw .emptyStep(step) }
         var seen = Set<UInt64>()
         for pair in pairIDs where !seen.insert(pair).inserted { throw .duplicatePair(step: step, pairID: pair) }
-        steps[step] = StepState(pendingPairs: seen)
+        steps[step] = StepState(pendingPairs: seen, version: version)
         var start = 0
         while start < pairIDs.count {
             let end = min(start + settings.pairsPerTask, pairIDs.count)
@@ -388,8 +397,8 @@ public struct TaskScheduler: Sendable {
 
     /// Opens a step with its pairs' prompt material, so results can be checked against the
     /// rollout plan (``SchedulerSettings/resultCheck``); otherwise as ``openStep(_:pairIDs:)``.
-    public mutating func openStep(_ step: UInt64, pairs: [TaskPair]) throws(SchedulerError) {
-        try openStep(step, pairIDs: pairs.map(\.pairID))
+    public mutating func openStep(_ step: UInt64, pairs: [TaskPair], version: UInt64? = nil) throws(SchedulerError) {
+        try openStep(step, pairIDs: pairs.map(\.pairID), version: version)
         steps[step]?.pairs = Dictionary(pairs.map { ($0.pairID, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
@@ -401,12 +410,14 @@ public struct TaskScheduler: Sendable {
     }
 
     /// Sends queued tasks to workers with credit, oldest first, each to the worker with credit
-    /// and the fewest tasks in flight. The caller sends each assignment's TASK message.
+    /// and the fewest tasks in flight; a fixed-lag step's tasks wait until its version is
+    /// published. The caller sends each assignment's TASK message.
     public mutating func dispatch(now: Double) -> [Assignment] {
         var assignments: [Assignment] = []
-        while !queue.isEmpty, let worker = registry.nextWorkerWithCredit() {
-            var task = queue.removeFirst()
-            task.policyVersion = policyVersion
+        while let index = queue.firstIndex(where: { (steps[$0.step]?.version ?? 0) <= policyVersion }),
+              let worker = registry.nextWorkerWithCredit() {
+            var task = queue.remove(at: index)
+            task.policyVersion = steps[task.step]?.version ?? policyVersion
             registry.assign(task.taskID, to: worker)
             registry.sent(to: worker, at: now)
             inFlight[task.taskID] = (task, worker, now)
@@ -521,10 +532,12 @@ public struct TaskScheduler: Sendable {
     }
 
     /// Sync: only the current version counts. Async: at most `max_staleness` versions behind.
+    /// Fixed-lag: the step's own version, which every task of it is sent with.
     private func isStale(_ task: ScheduledTask) -> Bool {
         switch settings.mode {
         case .sync: return task.policyVersion != policyVersion
         case .async: return task.policyVersion > policyVersion || policyVersion - task.policyVersion > settings.maxStaleness
+        case .fixedLag: return task.policyVersion != steps[task.step]?.version
         }
     }
 

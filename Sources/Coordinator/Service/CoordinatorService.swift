@@ -50,7 +50,9 @@ public struct CoordinatorReport: Sendable {
 /// is open (and sampled with the version of the moment) while step k's rollouts finish and the
 /// learner updates; the scheduler drops results beyond the staleness bound. Async runs are not
 /// bitwise reproducible (which version samples a task depends on timing); with
-/// `max_staleness = 0` async behaves as sync.
+/// `max_staleness = 0` async behaves as sync. Fixed-lag mode (`cluster.mode = "fixed-lag"`)
+/// keeps `max_staleness` steps ahead and opens each with the version it must sample with
+/// (``FixedLag``): the overlap of async, the bits of sync.
 public final class CoordinatorService: @unchecked Sendable {
     public let settings: CoordinatorSettings
     private let learner: any Learner
@@ -169,7 +171,8 @@ struct DriverEnd: Sendable {
 /// The only state the socket thread and the learner thread share.
 final class CoordinatorMailbox: @unchecked Sendable {
     enum Command: Sendable {
-        case open(step: UInt64, pairs: [TaskPair])
+        /// `version`: fixed-lag mode's version for the step (nil: the newest).
+        case open(step: UInt64, pairs: [TaskPair], version: UInt64?)
         case publish(version: UInt64, weights: [UInt8])
     }
 
@@ -345,9 +348,21 @@ private final class StepDriver: @unchecked Sendable {
         }
         mailbox.post(.publish(version: WeightsVersion.model, weights: learner.modelDescription()))
         mailbox.post(.publish(version: WeightsVersion.reference, weights: try learner.referenceWeights()))
+        var lag = FixedLag(settings: settings.scheduler, completedSteps: completedSteps, policyVersion: learner.policyVersion)
+        if lag != nil {
+            // A resumed fixed-lag run samples its next steps with the versions the checkpoint kept.
+            for previous in try learner.previousPolicyWeights() {
+                mailbox.post(.publish(version: previous.version, weights: previous.bytes))
+                lag?.kept.insert(previous.version)
+            }
+        }
         _ = try publishPolicy()
 
-        let lookahead = settings.scheduler.mode == .async && settings.scheduler.maxStaleness >= 1 ? 1 : 0
+        let lookahead = switch settings.scheduler.mode {
+        case .sync: 0
+        case .async: settings.scheduler.maxStaleness >= 1 ? 1 : 0
+        case .fixedLag: Int(settings.scheduler.maxStaleness)
+        }
         var open: [Int: OpenStep] = [:]
         var nextToOpen = completedSteps + 1
         var stopped = false
@@ -359,10 +374,11 @@ private final class StepDriver: @unchecked Sendable {
         while completedSteps < settings.steps {
             if mailbox.shouldStop(stop) { stopped = true; break }
             while nextToOpen <= min(settings.steps, completedSteps + 1 + lookahead) {
+                let version = try lag?.version(forStep: nextToOpen)
                 let cursorBefore = pairs.cursor
                 let batch = try pairs.nextBatch(count: settings.pairsPerBatch)
                 open[nextToOpen] = OpenStep(pairs: batch, cursorBefore: cursorBefore)
-                mailbox.post(.open(step: UInt64(nextToOpen), pairs: batch))
+                mailbox.post(.open(step: UInt64(nextToOpen), pairs: batch, version: version))
                 nextToOpen += 1
             }
             let step = completedSteps + 1
@@ -382,6 +398,7 @@ private final class StepDriver: @unchecked Sendable {
             }
             event(.stepTrained(step: step, pairs: rollouts.rollouts.map(\.pairID)))
             let handover = try publishPolicy()
+            lag?.published(learner.policyVersion, afterStep: step)
             open[step] = nil
             completedSteps = step
 
@@ -592,9 +609,9 @@ private final class SocketLoop {
                 if version > scheduler.policyVersion {
                     do { try scheduler.advancePolicy(to: version) } catch { logger.error("\(error)") }
                 }
-            case let .open(step, pairs):
+            case let .open(step, pairs, version):
                 do {
-                    try scheduler.openStep(step, pairs: pairs)
+                    try scheduler.openStep(step, pairs: pairs, version: version)
                     pairsByStep[step] = Dictionary(pairs.map { ($0.pairID, $0) }, uniquingKeysWith: { first, _ in first })
                 } catch {
                     // The learner thread opens steps in order with unique pairs; this is a bug.

@@ -82,8 +82,9 @@ public struct CoordinatorSettings: Sendable {
     public func isSaveDue(step: Int) -> Bool { step > 0 && (step % saveEvery == 0 || step == steps) }
 
     /// Policy versions the publisher keeps: the current one, plus those async results may still
-    /// name. Sync mode accepts results of the current version only (any older one is stale), so
+    /// name, or the `max_staleness` older ones fixed-lag steps sample with (and one more).
+    /// Sync mode accepts results of the current version only (any older one is stale), so
     /// it keeps no other: a worker still fetching the previous version gets WEIGHTS_UNAVAILABLE,
     /// drops that task and asks for work of the current one (each version is 0.5 GiB at 135M).
-    var retainedVersions: Int { scheduler.mode == .async ? Int(min(scheduler.maxStaleness, 1000)) + 2 : 1 }
+    var retainedVersions: Int { scheduler.mode == .sync ? 1 : Int(min(scheduler.maxStaleness, 1000)) + 2 }
 }

@@ -17,6 +17,9 @@ public protocol Learner: AnyObject, Sendable {
     func currentWeights() throws -> [UInt8]
     /// Serialized weights of the frozen reference model (served as ``WeightsVersion/reference``).
     func referenceWeights() throws -> [UInt8]
+    /// Fixed-lag mode: serialized weights of the versions before ``policyVersion`` that steps
+    /// still sample with, oldest first (restored from a checkpoint with the rest).
+    func previousPolicyWeights() throws -> [(version: UInt64, bytes: [UInt8])]
     /// The run's model, architecture and tokenizer, as workers take it (served as
     /// ``WeightsVersion/model``; EngineConfiguration's `RunModel.wireDescription`).
     func modelDescription() -> [UInt8]
@@ -31,6 +34,11 @@ public protocol Learner: AnyObject, Sendable {
     func trainingState(step: Int, dataCursor: DataCursor) throws -> TrainingState
     /// Continues from a checkpoint (model, optimizer, policy version, RNG).
     func restore(from state: TrainingState) throws
+}
+
+extension Learner {
+    /// A learner that keeps no previous policies cannot serve fixed-lag runs.
+    public func previousPolicyWeights() throws -> [(version: UInt64, bytes: [UInt8])] { [] }
 }
 
 /// Where a step's pairs come from. Used from the learner thread only.

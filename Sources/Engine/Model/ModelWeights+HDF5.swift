@@ -7,6 +7,8 @@ import Shared
 /// - root attribute `model_config_json`: ``TransformerConfig/jsonString()``
 /// - root attribute `tokenizer`: ``ByteTokenizer/description``, or ``StoredTokenizer/description``
 /// - root attribute `weights_fnv1a64` (UInt64): ``ModelWeights/checksum``, verified on load
+/// - root attribute `provenance_json` (optional): how the weights were made (`cerm sft` writes
+///   its recipe, docs/ENGINE_TRAINING.md); absent in files of other writers and older builds
 /// - group `model/`: one float32 dataset per Hugging Face tensor name, with its HF shape
 /// - group `tokenizer/` (a pretrained model's tokenizer and chat template, ``StoredTokenizer``):
 ///   absent for models that use cerm's byte tokenizer (docs/CHECKPOINT.md, "Tokenizer").
@@ -15,15 +17,16 @@ extension ModelWeights {
     /// Name of the group holding the tensors in files written by ``save(to:)``.
     public static let hdf5Group = "model"
 
-    /// Writes the weights, model config and tokenizer (nil: cerm's byte tokenizer) to a new HDF5
-    /// file at `path` (replacing it). Not atomic: checkpoint writers should write a temporary
-    /// name and rename.
-    public func save(to path: String, tokenizer: StoredTokenizer? = nil) throws {
+    /// Writes the weights, model config, tokenizer (nil: cerm's byte tokenizer) and `provenance`
+    /// (nil: none) to a new HDF5 file at `path` (replacing it). Not atomic: checkpoint writers
+    /// should write a temporary name and rename.
+    public func save(to path: String, tokenizer: StoredTokenizer? = nil, provenance: String? = nil) throws {
         let file = try HDF5File(path: path, mode: .truncate)
         let root = file.root
         try root.setAttribute("model_config_json", config.jsonString())
         try root.setAttribute("tokenizer", tokenizer?.description ?? ByteTokenizer().description)
         try root.setAttribute("weights_fnv1a64", checksum)
+        if let provenance { try root.setAttribute("provenance_json", provenance) }
         try write(to: root.group(Self.hdf5Group, create: true))
         try tokenizer?.write(to: root)
         try file.flush()
@@ -57,6 +60,8 @@ extension ModelWeights {
         public var storedChecksums: [UInt64]?
         /// The group `tokenizer/`, nil when absent (cerm's byte tokenizer).
         public var storedTokenizer: StoredTokenizer?
+        /// The root attribute `provenance_json`, nil when absent.
+        public var provenance: String?
     }
 
     /// Reads every part of a file written by ``save(to:)``; checks the tensors' shapes, not
@@ -76,7 +81,8 @@ extension ModelWeights {
         let tokenizer = root.hasAttribute("tokenizer") ? try root.stringAttribute("tokenizer") : nil
         let stored: [UInt64]? = root.hasAttribute("weights_fnv1a64") ? try root.attribute("weights_fnv1a64") : nil
         return StoredFile(weights: weights, modelConfigJSON: json, tokenizer: tokenizer, storedChecksums: stored,
-                          storedTokenizer: try StoredTokenizer.read(from: root))
+                          storedTokenizer: try StoredTokenizer.read(from: root),
+                          provenance: root.hasAttribute("provenance_json") ? try root.stringAttribute("provenance_json") : nil)
     }
 
     /// Writes one dataset per tensor (HF name and shape) into `group`.
