@@ -100,17 +100,15 @@ struct InspectCommand: ParsableCommand {
         printTensors("model", try weights.layout.tensors(of: weights.values).map { NamedTensor(name: $0.name, shape: $0.shape, values: $0.values) })
         print("tokenizer        \(loaded.storedTokenizer?.description ?? loaded.tokenizerDescription ?? "(none stored)")")
         print("model config     \(loaded.modelConfigJSON)")
-        guard let json = loaded.provenance else {
+        if let record = try loaded.provenance.map({ try SFTProvenance.parse($0, path: file) }) {
+            print("provenance       cerm sft, \(record.steps) of \(record.totalSteps) steps on \(record.traceSource), "
+                  + "sequences \(record.sequencesFNV1a64), starting weights \(record.initWeightsFNV1a64)")
+            if !noConfig {
+                print("config:")
+                print(record.config, terminator: record.config.hasSuffix("\n") ? "" : "\n")
+            }
+        } else {
             print("provenance       none recorded (written before cerm sft recorded it, or by cerm import)")
-            if !loaded.checksumMatches { throw ExitCode(1) }
-            return
-        }
-        let record = try SFTProvenance.parse(json, path: file)
-        print("provenance       cerm sft, \(record.steps) of \(record.totalSteps) steps on \(record.traces.map { "--traces \($0)" } ?? "the built-in teacher's traces"), "
-              + "sequences \(record.sequencesFNV1a64), starting weights \(record.initWeightsFNV1a64)")
-        if !noConfig {
-            print("config:")
-            print(record.config, terminator: record.config.hasSuffix("\n") ? "" : "\n")
         }
         if !loaded.checksumMatches { throw ExitCode(1) }
     }

@@ -6,14 +6,12 @@ import Shared
 public enum CheckpointFormat {
     /// Value of the root attribute `format`.
     public static let name = "cerm-checkpoint"
-    /// Value of the root attribute `format_version` this build writes: ``version(of:)``.
-    /// Version 2 added the optional group `tokenizer/` (a pretrained model's tokenizer and chat
-    /// template); version 3 the `previous.<k>.` policy tensors of fixed-lag runs.
-    public static let version: Int64 = 3
-    /// The versions this build reads (a version 1 file has cerm's byte tokenizer).
+    /// The versions this build reads (a version 1 file has cerm's byte tokenizer). Version 2
+    /// added the optional group `tokenizer/` (a pretrained model's tokenizer and chat template);
+    /// version 3 the `previous.<k>.` policy tensors of fixed-lag runs.
     public static let readableVersions: ClosedRange<Int64> = 1...3
 
-    /// The version a checkpoint of `state` is written as: 3 when it holds previous policies
+    /// Value of the root attribute `format_version` a checkpoint of `state` is written with: 3 when it holds previous policies
     /// (fixed-lag), else 2, so that builds reading version 2 still read every other run's files.
     public static func version(of state: TrainingState) -> Int64 {
         state.tensors.contains { $0.name.hasPrefix(TrainingState.previousPolicyPrefix) } ? 3 : 2

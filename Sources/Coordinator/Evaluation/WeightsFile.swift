@@ -90,9 +90,9 @@ public enum WeightsFile {
     }
 
     /// Writes `weights` (and the model's tokenizer, nil: cerm's byte tokenizer; and how they were
-    /// made, ``SFTProvenance``) to `path` atomically: to a hidden temporary name in the same directory, fsynced, then renamed over
-    /// `path` (and the directory fsynced), so neither a reader nor a crash ever leaves a
-    /// half-written file under `path`.
+    /// made, ``SFTProvenance``) to `path` atomically: to a hidden temporary name in the same
+    /// directory, fsynced, then renamed over `path` (and the directory fsynced), so neither a
+    /// reader nor a crash ever leaves a half-written file under `path`.
     public static func saveAtomically(_ weights: ModelWeights, tokenizer: StoredTokenizer? = nil, provenance: SFTProvenance? = nil,
                                       to path: String) throws {
         let directory = try createParentDirectory(of: path)

@@ -14,8 +14,9 @@ import Shared
 /// workers over ZeroMQ → held-out evaluation of the SFT and RL models → one table. Finished
 /// stages are reused when it runs again (``PipelineReuse``): the data files, the SFT weights
 /// (`sft.output`, when they record the recipe this config would train them with, else moved
-/// aside and trained anew: ``SFTProvenance``), the curated pairs (`curation.output`, removed when SFT trains anew), and the
-/// RL run (resumed from its newest checkpoint, skipped when it already reached `run.steps`).
+/// aside and trained anew: ``SFTProvenance``), the curated pairs (`curation.output`, removed
+/// when SFT trains anew), and the RL run (resumed from its newest checkpoint, skipped when it
+/// already reached `run.steps`).
 /// SFT, curation and RL run as child processes of `executable` (`cerm sft`, `cerm curate`,
 /// `cerm launch`).
 public struct PipelineRun {

@@ -44,18 +44,18 @@ public struct SFTProvenance: Codable, Sendable, Equatable {
     /// FNV-1a 64 over the sequences in order: for each, its token count, tokens, range count
     /// and ranges, as little-endian Int64s.
     public static func sequencesChecksum(_ sequences: [SFTSequence]) -> UInt64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        func feed(_ value: Int) {
-            withUnsafeBytes(of: Int64(value).littleEndian) { hash = Checksum.fnv1a64($0, seed: hash) }
-        }
+        var stream = ChecksumStream()
         for sequence in sequences {
-            feed(sequence.tokens.count)
-            sequence.tokens.forEach { feed(Int($0)) }
-            feed(sequence.scoredRanges.count)
-            sequence.scoredRanges.forEach { feed($0.lowerBound); feed($0.upperBound) }
+            stream.feed(int: Int64(sequence.tokens.count))
+            sequence.tokens.forEach { stream.feed(int: Int64($0)) }
+            stream.feed(int: Int64(sequence.scoredRanges.count))
+            sequence.scoredRanges.forEach { stream.feed(int: Int64($0.lowerBound)); stream.feed(int: Int64($0.upperBound)) }
         }
-        return hash
+        return stream.value
     }
+
+    /// Where the traces came from, in words: `--traces FILE` or the built-in teacher's.
+    public var traceSource: String { traces.map { "--traces \($0)" } ?? "the built-in teacher's traces" }
 
     public func json() throws -> String {
         let encoder = JSONEncoder()
@@ -94,10 +94,7 @@ public struct SFTProvenance: Codable, Sendable, Equatable {
         }
         func described(_ change: ConfigChange) -> String { "\(change.key) = \(change.old), now \(change.new)" }
         var reasons = changes.filter { ($0.key.hasPrefix("sft.") && $0.key != "sft.output") || $0.key == "run.seed" }.map(described)
-        if traces != wanted.traces {
-            func source(_ traces: String?) -> String { traces.map { "--traces \($0)" } ?? "the built-in teacher's traces" }
-            reasons.append("\(source(traces)), now \(source(wanted.traces))")
-        }
+        if traces != wanted.traces { reasons.append("\(traceSource), now \(wanted.traceSource)") }
         if sequencesFNV1a64 != wanted.sequencesFNV1a64 {
             // The teacher draws its traces from run.seed.
             let inputs = changes.filter { change in

@@ -349,12 +349,11 @@ private final class StepDriver: @unchecked Sendable {
         mailbox.post(.publish(version: WeightsVersion.model, weights: learner.modelDescription()))
         mailbox.post(.publish(version: WeightsVersion.reference, weights: try learner.referenceWeights()))
         var lag = FixedLag(settings: settings.scheduler, completedSteps: completedSteps, policyVersion: learner.policyVersion)
-        if lag != nil {
-            // A resumed fixed-lag run samples its next steps with the versions the checkpoint kept.
-            for previous in try learner.previousPolicyWeights() {
-                mailbox.post(.publish(version: previous.version, weights: previous.bytes))
-                lag?.kept.insert(previous.version)
-            }
+        // A resumed fixed-lag run samples its next steps with the versions the checkpoint kept
+        // (a learner keeps none in the other modes).
+        for previous in try learner.previousPolicyWeights() {
+            mailbox.post(.publish(version: previous.version, weights: previous.bytes))
+            lag?.kept.insert(previous.version)
         }
         _ = try publishPolicy()
 
