@@ -31,9 +31,9 @@ import WireProtocol
             try resumed.version(forStep: 6)
         }
         // A checkpoint of a sync run (or a smaller lag) does not hold the version needed.
-        let fromSync = try #require(FixedLag(settings: Self.settings(lag: 2), completedSteps: 3, policyVersion: 3))
+        let fromSync = try #require(FixedLag(settings: Self.settings(lag: 2), completedSteps: 3, policyVersion: 3, checkpoint: "run/step_3.h5"))
         #expect(throws: CermError.invalid("fixed-lag (max_staleness = 2): step 4 samples with the policy after step 1, which the "
-                                          + "checkpoint of step 3 does not hold (it holds v3); resume from a checkpoint of a fixed-lag "
+                                          + "checkpoint of step 3 (run/step_3.h5) does not hold (it holds v3); resume from a checkpoint of a fixed-lag "
                                           + "run with max_staleness ≥ 2, or continue it in sync mode")) { try fromSync.version(forStep: 4) }
     }
 

@@ -15,15 +15,18 @@ public struct FixedLag: Sendable, Equatable {
     /// Versions before the start that can be served: the start version and those the resumed
     /// checkpoint kept (``GRPOLearner/previousPolicies``).
     public var kept: Set<UInt64>
+    /// The checkpoint resumed from, for errors (nil: a fresh run).
+    public let checkpoint: String?
     /// The version published after each step since the start (the start step's included).
     private var versionAfterStep: [Int: UInt64]
 
     /// Nil unless `settings` are fixed-lag. `policyVersion` is the version after
-    /// `completedSteps` steps (the learner's at the start).
-    public init?(settings: SchedulerSettings, completedSteps: Int, policyVersion: UInt64) {
+    /// `completedSteps` steps (the learner's at the start), restored from `checkpoint` if any.
+    public init?(settings: SchedulerSettings, completedSteps: Int, policyVersion: UInt64, checkpoint: String? = nil) {
         guard settings.mode == .fixedLag else { return nil }
         lag = Int(settings.maxStaleness)
         startStep = completedSteps
+        self.checkpoint = checkpoint
         kept = [policyVersion]
         versionAfterStep = [completedSteps: policyVersion]
     }
@@ -49,7 +52,8 @@ public struct FixedLag: Sendable, Equatable {
         guard back <= start, kept.contains(start - back) else {
             let held = kept.sorted().map { "v\($0)" }.joined(separator: ", ")
             throw CermError.invalid("fixed-lag (max_staleness = \(lag)): step \(step) samples with the policy after step \(source), "
-                                    + "which the checkpoint of step \(startStep) does not hold (it holds \(held)); resume from a "
+                                    + "which the checkpoint of step \(startStep)\(checkpoint.map { " (\($0))" } ?? "") does not hold "
+                                    + "(it holds \(held)); resume from a "
                                     + "checkpoint of a fixed-lag run with max_staleness ≥ \(lag), or continue it in sync mode")
         }
         return start - back

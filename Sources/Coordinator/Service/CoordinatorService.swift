@@ -348,7 +348,8 @@ private final class StepDriver: @unchecked Sendable {
         }
         mailbox.post(.publish(version: WeightsVersion.model, weights: learner.modelDescription()))
         mailbox.post(.publish(version: WeightsVersion.reference, weights: try learner.referenceWeights()))
-        var lag = FixedLag(settings: settings.scheduler, completedSteps: completedSteps, policyVersion: learner.policyVersion)
+        var lag = FixedLag(settings: settings.scheduler, completedSteps: completedSteps, policyVersion: learner.policyVersion,
+                           checkpoint: resume?.path)
         // A resumed fixed-lag run samples its next steps with the versions the checkpoint kept
         // (a learner keeps none in the other modes).
         for previous in try learner.previousPolicyWeights() {
