@@ -55,6 +55,8 @@ let package = Package(
                            .product(name: "Logging", package: "swift-log")]),
         // Engine: the Llama/Qwen-family transformer (forward, backward, generation, AdamW).
         .target(name: "Engine", dependencies: ["Shared", "COpenBLAS", "CKernels"]),
+        // PolicyGradient: one data shard's GRPO gradient on the engine, computed alike by the learner and by workers.
+        .target(name: "PolicyGradient", dependencies: ["Shared", "Engine", "Method"]),
         // ModelFormats: model files of other tools (GGUF, safetensors, Hugging Face directories) in and out.
         .target(name: "ModelFormats", dependencies: ["Shared", "Engine", "Tokenizers"]),
         // EngineConfiguration: the run's model (own or pretrained), its chat codec and initial weights from a run's configuration.
@@ -63,13 +65,13 @@ let package = Package(
         .target(
             name: "Coordinator",
             dependencies: ["Shared", "Runtime", "Configuration", "Method", "Datasets", "WireProtocol",
-                           "Engine", "EngineConfiguration", "ModelFormats", "Tokenizers", "CSystemShims",
+                           "Engine", "EngineConfiguration", "PolicyGradient", "ModelFormats", "Tokenizers", "CSystemShims",
                            .product(name: "Logging", package: "swift-log")]),
-        // Worker: two-stage rollout on the engine, weight fetching, reconnects.
+        // Worker: two-stage rollout and gradient tasks on the engine, weight fetching, reconnects.
         .target(
             name: "Worker",
             dependencies: ["Shared", "Runtime", "Configuration", "Method", "WireProtocol", "Engine", "EngineConfiguration",
-                           .product(name: "Logging", package: "swift-log")]),
+                           "PolicyGradient", .product(name: "Logging", package: "swift-log")]),
         // The one executable with subcommands.
         .executableTarget(
             name: "cerm",
@@ -82,7 +84,7 @@ let package = Package(
 
         // The decoder fuzzer's property and seed corpus (docs/FUZZING.md), and its executable:
         // libFuzzer's target under `make fuzz`, a replayer of saved inputs otherwise.
-        .target(name: "DecoderFuzzing", dependencies: ["WireProtocol", "Method", "Shared"], path: "Fuzz/DecoderFuzzing"),
+        .target(name: "DecoderFuzzing", dependencies: ["WireProtocol", "Method", "Configuration", "Shared"], path: "Fuzz/DecoderFuzzing"),
         .executableTarget(name: "cerm-fuzz-decoder", dependencies: ["DecoderFuzzing"], path: "Fuzz/Driver"),
 
         // Helpers the test targets share (temporary files, the `cerm` binary, free ports, tiny runs).
@@ -102,7 +104,7 @@ let package = Package(
             resources: [.copy("Fixtures")]),
         .testTarget(
             name: "CoordinatorTests",
-            dependencies: ["TestSupport", "Coordinator", "Worker", "Engine", "EngineConfiguration", "Shared", "Runtime", "Configuration",
+            dependencies: ["TestSupport", "Coordinator", "Worker", "Engine", "EngineConfiguration", "PolicyGradient", "Shared", "Runtime", "Configuration",
                            "Method", "Datasets", "WireProtocol", "ModelFormats", "Tokenizers", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "WorkerTests",

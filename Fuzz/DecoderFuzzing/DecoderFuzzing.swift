@@ -1,3 +1,4 @@
+import Configuration
 import Method
 import Shared
 import WireProtocol
@@ -89,6 +90,23 @@ public enum DecoderFuzzing {
             ("weights-chunk", .weightsChunk(WeightsChunk(version: 5, chunkIndex: 1, chunkCount: 3, totalBytes: 160, data: data[...]))),
             ("weights-unavailable", .weightsUnavailable(version: 4, latestVersion: 5)),
             ("goodbye", .goodbye(reason: "run finished after 3 steps")),
+        ]
+        let rows = [
+            GradientRow(id: .criteria(pair: 1, 0), sequence: [1, 2, 3, 255], promptLength: 2, behaviourLogprobs: [-0.5, -1],
+                        referenceLogprobs: [-0.25, -2], advantage: 0.75, scale: 0.25),
+            GradientRow(id: .evaluation(pair: 1, criteria: 0, response: 1, sample: 2), sequence: [4, 5, 6], promptLength: 1,
+                        behaviourLogprobs: [0, -3], referenceLogprobs: [-1, -1], advantage: -1.5, scale: 0),
+        ]
+        messages += KLEstimator.allCases.map { estimator in
+            ("gradient-task-\(estimator)", .gradientTask(GradientTaskMessage(
+                taskID: 11, step: 3, miniBatch: 1, shard: 0, policyVersion: WeightsVersion.intermediate(step: 3, miniBatch: 1),
+                temperature: 1, loss: GRPOLossOptions(clipLow: 0.2, clipHigh: 0.28, klCoef: 1e-3, klEstimator: estimator),
+                workspaceFloats: 1 << 28, rows: rows)))
+        }
+        messages += [
+            ("gradient-result", .gradientResult(GradientResultMessage(taskID: 11, policyVersion: 2, logprobs: [[-0.5, -1], [0, -3]],
+                                                                      entropySums: [1.5, 0], microBatches: 1, totalBytes: 160, chunkCount: 3))),
+            ("gradient-chunk", .gradientChunk(GradientChunk(taskID: 11, chunkIndex: 1, chunkCount: 3, totalBytes: 160, data: data[...]))),
         ]
         return try messages.map { name, message in (name, Array(try codec.encode(message).joined())) }
     }

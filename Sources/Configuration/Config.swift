@@ -292,6 +292,15 @@ public struct GRPOConfig: ConfigSection {
     public var adamBeta2 = 0.999
     public var adamEps = 1e-8
     public var warmupSteps = 0
+    /// Each mini-batch's data shards are computed by the workers (GRADIENT_TASK,
+    /// docs/PROTOCOL.md) and summed by the coordinator in shard order: the same weights, bit for
+    /// bit, as the coordinator's own update, which stays the default.
+    public var distributedUpdate = false
+    /// Data shards each mini-batch is split into: the shards' gradients are summed in shard
+    /// order, so this count, not the thread or worker count, fixes the update's bits. The
+    /// coordinator computes its shards on this many model replicas (one gradient buffer each);
+    /// a distributed update hands each shard to a worker, so at most this many workers train at once.
+    public var gradientShards = 2
     public init() {}
     public mutating func visit<V: ConfigVisitor>(_ v: inout V) throws {
         try v.double("learning_rate", &learningRate, 0...1)
@@ -311,6 +320,8 @@ public struct GRPOConfig: ConfigSection {
         try v.double("adam_beta2", &adamBeta2, 0...0.99999999)
         try v.double("adam_eps", &adamEps, 1e-20...1)
         try v.int("warmup_steps", &warmupSteps, 0...10_000_000)
+        try v.bool("distributed_update", &distributedUpdate)
+        try v.int("gradient_shards", &gradientShards, 1...256)
     }
 }
 

@@ -1,5 +1,6 @@
 import Configuration
 import Foundation
+import Shared
 
 // GRPO's clipped surrogate with a KL penalty (docs/DESIGN.md §4), as a value and per-token weights.
 //
@@ -124,6 +125,53 @@ public enum GRPOLoss {
         }
     }
 
+    /// Each trajectory's share of the aggregated loss per token (0 for one left out): `token-mean`
+    /// 1 / (included tokens of the mini-batch), `seq-mean-token-mean` 1 / (included non-empty
+    /// trajectories · its tokens). It depends on lengths alone, so a shard of the mini-batch
+    /// computed elsewhere (a worker's gradient task) is given it and weighs its tokens with
+    /// exactly the bits ``compute(_:options:)`` gives them.
+    public static func tokenScales(outputCounts: [Int], included: [Bool], aggregation: LossAggregation) -> [Double] {
+        let counted = zip(outputCounts, included).filter { $0.1 && $0.0 > 0 }
+        let totalTokens = counted.reduce(0) { $0 + $1.0 }
+        return zip(outputCounts, included).map { n, inLoss in
+            guard inLoss, n > 0 else { return 0 }
+            return switch aggregation {
+            case .tokenMean: 1 / Double(totalTokens)
+            case .seqMeanTokenMean: 1 / (Double(counted.count) * Double(n))
+            }
+        }
+    }
+
+    /// ∂L/∂logπθ of every output token of one trajectory whose tokens weigh `scale` each
+    /// (``tokenScales(outputCounts:included:aggregation:)``); what ``compute(_:options:)`` puts
+    /// in its row of ``GRPOLossResult/tokenWeights``.
+    public static func tokenWeights(_ trajectory: LossTrajectory, scale: Double, options: GRPOLossOptions) -> [Double] {
+        guard scale > 0 else { return [Double](repeating: 0, count: trajectory.logProbs.count) }
+        return trajectory.logProbs.indices.map { token(trajectory, $0, scale: scale, options: options).weight }
+    }
+
+    /// Token t's ratio, surrogate, KL estimate and weight `scale · (−∂surrogate + β·∂KL)`.
+    private static func token(_ trajectory: LossTrajectory, _ t: Int, scale: Double, options: GRPOLossOptions)
+        -> (ratio: Double, surrogate: Double, clipped: Bool, kl: Double, weight: Double) {
+        let a = trajectory.advantage
+        let ratio = Foundation.exp(trajectory.logProbs[t] - trajectory.oldLogProbs[t])
+        var surrogate = 0.0, surrogateGradient = 0.0, clipped = false
+        if a != 0 {
+            let unclipped = ratio * a
+            let clippedTerm = min(max(ratio, 1 - options.clipLow), 1 + options.clipHigh) * a
+            if clippedTerm < unclipped {
+                surrogate = clippedTerm
+                clipped = true
+            } else {
+                surrogate = unclipped
+                surrogateGradient = unclipped
+            }
+        }
+        let (klValue, klDerivative) = kl(logProb: trajectory.logProbs[t], refLogProb: trajectory.refLogProbs[t],
+                                         estimator: options.klEstimator)
+        return (ratio, surrogate, clipped, klValue, scale * (-surrogateGradient + options.klCoef * klDerivative))
+    }
+
     /// The loss over one mini-batch of trajectories.
     public static func compute(_ batch: [LossTrajectory], options: GRPOLossOptions) throws(GRPOLossError) -> GRPOLossResult {
         for (index, trajectory) in batch.enumerated() {
@@ -138,49 +186,31 @@ public enum GRPOLoss {
                 throw .nonFinite(trajectory: index, token: t)
             }
         }
-        let included = batch.filter { $0.included && !$0.logProbs.isEmpty }
-        let totalTokens = included.reduce(0) { $0 + $1.logProbs.count }
+        let scales = Self.tokenScales(outputCounts: batch.map(\.logProbs.count), included: batch.map(\.included),
+                                      aggregation: options.aggregation)
+        let totalTokens = zip(batch, scales).reduce(0) { $0 + ($1.1 > 0 ? $1.0.logProbs.count : 0) }
 
         var weights: [[Double]] = []
         var policyLoss = 0.0, klLoss = 0.0, klSum = 0.0
         var clipped = 0
         var ratioSum = 0.0, ratioMin = Double.infinity, ratioMax = -Double.infinity
-        for trajectory in batch {
+        for (trajectory, scale) in zip(batch, scales) {
             let n = trajectory.logProbs.count
-            guard trajectory.included, n > 0 else {
+            guard scale > 0 else {
                 weights.append([Double](repeating: 0, count: n))
                 continue
             }
-            // Each token's share of the aggregated loss.
-            let scale: Double = switch options.aggregation {
-            case .tokenMean: 1 / Double(totalTokens)
-            case .seqMeanTokenMean: 1 / (Double(included.count) * Double(n))
-            }
-            let a = trajectory.advantage
             var row = [Double](repeating: 0, count: n)
             for t in 0..<n {
-                let ratio = Foundation.exp(trajectory.logProbs[t] - trajectory.oldLogProbs[t])
-                var surrogate = 0.0, surrogateGradient = 0.0
-                if a != 0 {
-                    let unclipped = ratio * a
-                    let clippedTerm = min(max(ratio, 1 - options.clipLow), 1 + options.clipHigh) * a
-                    if clippedTerm < unclipped {
-                        surrogate = clippedTerm
-                        clipped += 1
-                    } else {
-                        surrogate = unclipped
-                        surrogateGradient = unclipped
-                    }
-                }
-                let (klValue, klDerivative) = kl(logProb: trajectory.logProbs[t], refLogProb: trajectory.refLogProbs[t],
-                                                 estimator: options.klEstimator)
-                policyLoss -= scale * surrogate
-                klLoss += scale * klValue
-                klSum += klValue
-                row[t] = scale * (-surrogateGradient + options.klCoef * klDerivative)
-                ratioSum += ratio
-                ratioMin = min(ratioMin, ratio)
-                ratioMax = max(ratioMax, ratio)
+                let term = token(trajectory, t, scale: scale, options: options)
+                policyLoss -= scale * term.surrogate
+                klLoss += scale * term.kl
+                klSum += term.kl
+                row[t] = term.weight
+                if term.clipped { clipped += 1 }
+                ratioSum += term.ratio
+                ratioMin = min(ratioMin, term.ratio)
+                ratioMax = max(ratioMax, term.ratio)
             }
             weights.append(row)
         }
@@ -226,5 +256,42 @@ public enum MiniBatches {
             if let index = batchOf[id(item).pairID] { result[index].append(item) }
         }
         return result.map { $0.sorted { id($0) < id($1) } }
+    }
+}
+
+/// One trajectory as a shard of the GRPO gradient takes it (the learner's own data shards and
+/// a worker's gradient task, docs/PROTOCOL.md "GRADIENT_TASK"): the whole token sequence, where
+/// the output starts, one behaviour and one reference log-prob per output token, the advantage
+/// and the weight of each of its tokens in the mini-batch's loss
+/// (``GRPOLoss/tokenScales(outputCounts:included:aggregation:)``; 0 leaves it out).
+public struct GradientRow: Sendable, Equatable {
+    public var id: TrajectoryID
+    /// Prompt + generated tokens.
+    public var sequence: [TokenID]
+    /// Number of prompt tokens (≥ 1).
+    public var promptLength: Int
+    public var behaviourLogprobs: [Double]
+    public var referenceLogprobs: [Double]
+    public var advantage: Double
+    public var scale: Double
+
+    public init(id: TrajectoryID, sequence: [TokenID], promptLength: Int, behaviourLogprobs: [Double],
+                referenceLogprobs: [Double], advantage: Double, scale: Double) {
+        self.id = id
+        self.sequence = sequence
+        self.promptLength = promptLength
+        self.behaviourLogprobs = behaviourLogprobs
+        self.referenceLogprobs = referenceLogprobs
+        self.advantage = advantage
+        self.scale = scale
+    }
+
+    /// Number of generated tokens.
+    public var outputCount: Int { sequence.count - promptLength }
+
+    /// The row's input to the loss, with its current log-probs.
+    public func lossInput(logProbs: [Double]) -> LossTrajectory {
+        LossTrajectory(advantage: advantage, logProbs: logProbs, oldLogProbs: behaviourLogprobs, refLogProbs: referenceLogprobs,
+                       included: scale > 0)
     }
 }

@@ -1,4 +1,4 @@
-/// Appends little-endian binary fields to a byte buffer (cerm protocol v3 body encoding).
+/// Appends little-endian binary fields to a byte buffer (cerm protocol v4 body encoding).
 public struct ByteWriter: Sendable {
     /// The bytes written so far.
     public private(set) var bytes: [UInt8]
@@ -34,6 +34,12 @@ public struct ByteWriter: Sendable {
     public mutating func f32Array(_ values: [Float]) {
         u32(UInt32(truncatingIfNeeded: values.count))
         for v in values { u32(v.bitPattern) }
+    }
+
+    /// A `u32` count then the values' bit patterns.
+    public mutating func f64Array(_ values: [Double]) {
+        u32(UInt32(truncatingIfNeeded: values.count))
+        for v in values { u64(v.bitPattern) }
     }
 
     private mutating func appendLittleEndian<T: FixedWidthInteger>(_ value: T) {
@@ -129,6 +135,15 @@ public struct ByteReader: Sendable {
         var out = [Float]()
         out.reserveCapacity(n)
         for _ in 0..<n { out.append(try f32(field)) }
+        return out
+    }
+
+    /// A `u32` count (≤ `limit`) then that many `f64`s.
+    public mutating func f64Array(_ field: String, limit: Int) throws(ProtocolError) -> [Double] {
+        let n = try count(field, limit: limit, minimumElementSize: 8)
+        var out = [Double]()
+        out.reserveCapacity(n)
+        for _ in 0..<n { out.append(try f64(field)) }
         return out
     }
 

@@ -56,7 +56,7 @@ public struct MalformedMessage: Sendable, Equatable {
     }
 }
 
-/// The coordinator's ROUTER socket speaking cerm protocol v3. `receive` decodes and validates
+/// The coordinator's ROUTER socket speaking cerm protocol v4. `receive` decodes and validates
 /// every message; a malformed one is counted and dropped, never fatal, and logged with its peer
 /// as far as ``warnings`` admits. Belongs to one thread.
 public final class RouterChannel {
@@ -150,7 +150,7 @@ public final class RouterChannel {
     }
 }
 
-/// A worker's DEALER socket speaking cerm protocol v3; malformed messages are logged and
+/// A worker's DEALER socket speaking cerm protocol v4; malformed messages are logged and
 /// dropped. Belongs to one thread.
 public final class DealerChannel {
     public let socket: ZMQSocket

@@ -168,7 +168,94 @@ public struct WeightsChunk: Equatable, Sendable {
     }
 }
 
-/// Every message of cerm protocol v3 (docs/PROTOCOL.md, section 4).
+/// GRADIENT_TASK: the gradient of one data shard of a mini-batch of the GRPO update
+/// (`grpo.distributed_update`), to be computed at weights `policyVersion` (a policy version or
+/// ``WeightsVersion/intermediate(step:miniBatch:)``).
+/// The task carries everything the arithmetic depends on besides the weights (temperature, the
+/// loss's clip range and KL term, the micro-batch budget), so a worker computes exactly what the
+/// coordinator's own learner would.
+public struct GradientTaskMessage: Equatable, Sendable {
+    public var taskID: UInt64
+    public var step: UInt64
+    public var miniBatch: UInt32
+    public var shard: UInt32
+    public var policyVersion: UInt64
+    /// The softmax temperature log-probs are taken at (the rollout's).
+    public var temperature: Float
+    /// Clip range, β and KL estimator (the aggregation is in each row's scale).
+    public var loss: GRPOLossOptions
+    /// Largest forward + backward workspace (floats) of one micro-batch: it fixes how the rows
+    /// are split, and so the bits of the sum.
+    public var workspaceFloats: UInt64
+    public var rows: [GradientRow]
+
+    public init(taskID: UInt64, step: UInt64, miniBatch: UInt32, shard: UInt32, policyVersion: UInt64, temperature: Float,
+                loss: GRPOLossOptions, workspaceFloats: UInt64, rows: [GradientRow]) {
+        self.taskID = taskID
+        self.step = step
+        self.miniBatch = miniBatch
+        self.shard = shard
+        self.policyVersion = policyVersion
+        self.temperature = temperature
+        self.loss = loss
+        self.workspaceFloats = workspaceFloats
+        self.rows = rows
+    }
+}
+
+/// GRADIENT_RESULT: what a gradient task measured (per row, the output tokens' log-probs and
+/// their Σ entropy) and the size of its gradient, whose float32 values follow in `chunkCount`
+/// GRADIENT_CHUNKs of the same task.
+public struct GradientResultMessage: Equatable, Sendable {
+    public var taskID: UInt64
+    public var policyVersion: UInt64
+    public var logprobs: [[Float]]
+    public var entropySums: [Double]
+    public var microBatches: UInt32
+    /// 4 × the model's parameter count.
+    public var totalBytes: UInt64
+    public var chunkCount: UInt32
+
+    public init(taskID: UInt64, policyVersion: UInt64, logprobs: [[Float]], entropySums: [Double], microBatches: UInt32,
+                totalBytes: UInt64, chunkCount: UInt32) {
+        self.taskID = taskID
+        self.policyVersion = policyVersion
+        self.logprobs = logprobs
+        self.entropySums = entropySums
+        self.microBatches = microBatches
+        self.totalBytes = totalBytes
+        self.chunkCount = chunkCount
+    }
+}
+
+/// GRADIENT_CHUNK: one piece of a gradient task's gradient (little-endian float32), pushed by the
+/// worker after its GRADIENT_RESULT, in index order.
+public struct GradientChunk: Equatable, Sendable {
+    public var taskID: UInt64
+    public var chunkIndex: UInt32
+    public var chunkCount: UInt32
+    public var totalBytes: UInt64
+    /// XXH64 of `data`.
+    public var checksum: UInt64
+    public var data: ArraySlice<UInt8>
+
+    public init(taskID: UInt64, chunkIndex: UInt32, chunkCount: UInt32, totalBytes: UInt64, checksum: UInt64, data: ArraySlice<UInt8>) {
+        self.taskID = taskID
+        self.chunkIndex = chunkIndex
+        self.chunkCount = chunkCount
+        self.totalBytes = totalBytes
+        self.checksum = checksum
+        self.data = data
+    }
+
+    /// A chunk whose checksum is computed from `data`.
+    public init(taskID: UInt64, chunkIndex: UInt32, chunkCount: UInt32, totalBytes: UInt64, data: ArraySlice<UInt8>) {
+        self.init(taskID: taskID, chunkIndex: chunkIndex, chunkCount: chunkCount, totalBytes: totalBytes,
+                  checksum: data.withUnsafeBytes { Checksum.xxh64($0) }, data: data)
+    }
+}
+
+/// Every message of cerm protocol v4 (docs/PROTOCOL.md, section 4).
 public enum Message: Equatable, Sendable {
     case hello(HelloMessage)
     case welcome(WelcomeMessage)
@@ -183,6 +270,9 @@ public enum Message: Equatable, Sendable {
     case weightsChunk(WeightsChunk)
     case weightsUnavailable(version: UInt64, latestVersion: UInt64)
     case goodbye(reason: String)
+    case gradientTask(GradientTaskMessage)
+    case gradientResult(GradientResultMessage)
+    case gradientChunk(GradientChunk)
 
     /// The type byte of the header.
     public var type: MessageType {
@@ -198,13 +288,17 @@ public enum Message: Equatable, Sendable {
         case .weightsChunk: .weightsChunk
         case .weightsUnavailable: .weightsUnavailable
         case .goodbye: .goodbye
+        case .gradientTask: .gradientTask
+        case .gradientResult: .gradientResult
+        case .gradientChunk: .gradientChunk
         }
     }
 }
 
 /// Header type codes.
 public enum MessageType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
-    case hello = 1, welcome, refuse, ready, task, result, heartbeat, weightsRequest, weightsChunk, weightsUnavailable, goodbye
+    case hello = 1, welcome, refuse, ready, task, result, heartbeat, weightsRequest, weightsChunk, weightsUnavailable, goodbye,
+         gradientTask, gradientResult, gradientChunk
 
     public var description: String {
         switch self {
@@ -219,6 +313,9 @@ public enum MessageType: UInt8, Sendable, CaseIterable, CustomStringConvertible 
         case .weightsChunk: "WEIGHTS_CHUNK"
         case .weightsUnavailable: "WEIGHTS_UNAVAILABLE"
         case .goodbye: "GOODBYE"
+        case .gradientTask: "GRADIENT_TASK"
+        case .gradientResult: "GRADIENT_RESULT"
+        case .gradientChunk: "GRADIENT_CHUNK"
         }
     }
 }

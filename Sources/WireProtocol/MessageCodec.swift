@@ -2,12 +2,12 @@ import Configuration
 import Method
 import Shared
 
-/// Encodes ``Message``s to the two data frames of cerm protocol v3 and decodes them back with
+/// Encodes ``Message``s to the two data frames of cerm protocol v4 and decodes them back with
 /// exhaustive validation (docs/PROTOCOL.md). Decoding never traps: any input either yields a
 /// message that satisfies every rule of the protocol or a ``ProtocolError`` naming the fault.
 public struct MessageCodec: Sendable {
     /// The protocol version this codec speaks.
-    public static let version: UInt16 = 3
+    public static let version: UInt16 = 4
     /// ASCII `CERM`.
     public static let magic: [UInt8] = [0x43, 0x45, 0x52, 0x4D]
     /// Magic, version, type, flags, body length.
@@ -89,15 +89,7 @@ public struct MessageCodec: Sendable {
             w.u64(r.policyVersion)
             w.u32(UInt32(truncatingIfNeeded: r.trajectories.count))
             for (index, t) in r.trajectories.enumerated() {
-                let indices = [t.id.criteriaIndex, t.id.responseIndex, t.id.sampleIndex]
-                guard indices.allSatisfy({ (0...Int(UInt16.max)).contains($0) }) else {
-                    throw .invalidValue(field: "RESULT.trajectories[\(index)]", reason: "trajectory indices must fit u16 (\(t.id))")
-                }
-                w.u64(t.id.pairID)
-                w.u8(t.id.stage.rawValue)
-                w.u16(UInt16(t.id.criteriaIndex))
-                w.u16(UInt16(t.id.responseIndex))
-                w.u16(UInt16(t.id.sampleIndex))
+                try encode(t.id, field: "RESULT.trajectories[\(index)]", &w)
                 w.u32(t.promptTokenCount)
                 w.u32Array(t.tokens)
                 w.f32Array(t.behaviourLogprobs)
@@ -120,8 +112,61 @@ public struct MessageCodec: Sendable {
         case let .weightsUnavailable(version, latest):
             w.u64(version)
             w.u64(latest)
+        case let .gradientTask(t):
+            w.u64(t.taskID)
+            w.u64(t.step)
+            w.u32(t.miniBatch)
+            w.u32(t.shard)
+            w.u64(t.policyVersion)
+            w.f32(t.temperature)
+            w.f64(t.loss.clipLow)
+            w.f64(t.loss.clipHigh)
+            w.f64(t.loss.klCoef)
+            w.u8(UInt8(KLEstimator.allCases.firstIndex(of: t.loss.klEstimator) ?? 0))
+            w.u64(t.workspaceFloats)
+            w.u32(UInt32(truncatingIfNeeded: t.rows.count))
+            for (index, row) in t.rows.enumerated() {
+                try encode(row.id, field: "GRADIENT_TASK.rows[\(index)]", &w)
+                w.u32(UInt32(truncatingIfNeeded: row.promptLength))
+                w.u32Array(row.sequence.map { UInt32(bitPattern: $0) })
+                w.f64Array(row.behaviourLogprobs)
+                w.f64Array(row.referenceLogprobs)
+                w.f64(row.advantage)
+                w.f64(row.scale)
+            }
+        case let .gradientResult(r):
+            w.u64(r.taskID)
+            w.u64(r.policyVersion)
+            w.u32(UInt32(truncatingIfNeeded: r.logprobs.count))
+            for (logprobs, entropy) in zip(r.logprobs, r.entropySums) {
+                w.f32Array(logprobs)
+                w.f64(entropy)
+            }
+            w.u32(r.microBatches)
+            w.u64(r.totalBytes)
+            w.u32(r.chunkCount)
+        case let .gradientChunk(c):
+            w.u64(c.taskID)
+            w.u32(c.chunkIndex)
+            w.u32(c.chunkCount)
+            w.u64(c.totalBytes)
+            w.u64(c.checksum)
+            w.bytes(c.data)
         }
         return w.bytes
+    }
+
+    /// A trajectory id: pair id, stage and three u16 indices.
+    private static func encode(_ id: TrajectoryID, field: String, _ w: inout ByteWriter) throws(ProtocolError) {
+        let indices = [id.criteriaIndex, id.responseIndex, id.sampleIndex]
+        guard indices.allSatisfy({ (0...Int(UInt16.max)).contains($0) }) else {
+            throw .invalidValue(field: field, reason: "trajectory indices must fit u16 (\(id))")
+        }
+        w.u64(id.pairID)
+        w.u8(id.stage.rawValue)
+        w.u16(UInt16(id.criteriaIndex))
+        w.u16(UInt16(id.responseIndex))
+        w.u16(UInt16(id.sampleIndex))
     }
 
     // MARK: Decoding
@@ -133,17 +178,17 @@ public struct MessageCodec: Sendable {
     }
 
     /// What can still be read of data frames that failed ``decode(_:)``: the type of a complete
-    /// header that carries the cerm magic, and a RESULT's task id (the first field of its body)
-    /// when the body holds 8 bytes.
+    /// header that carries the cerm magic, and the task id of a RESULT, GRADIENT_RESULT or
+    /// GRADIENT_CHUNK (the first field of its body) when the body holds 8 bytes.
     public static func salvage(_ frames: [[UInt8]]) -> (type: MessageType?, taskID: UInt64?) {
         guard frames.count == 2, frames[0].count == headerSize else { return (nil, nil) }
         var h = ByteReader(frames[0])
         guard let magic = try? [h.u8("magic"), h.u8("magic"), h.u8("magic"), h.u8("magic")], magic == Self.magic,
               (try? h.u16("version")) != nil, let rawType = try? h.u8("type"),
               let type = MessageType(rawValue: rawType) else { return (nil, nil) }
-        guard type == .result else { return (type, nil) }
+        guard type == .result || type == .gradientResult || type == .gradientChunk else { return (type, nil) }
         var r = ByteReader(frames[1])
-        return (type, try? r.u64("RESULT.task_id"))
+        return (type, try? r.u64("\(type).task_id"))
     }
 
     /// Decodes a header frame and a body frame.
@@ -213,7 +258,147 @@ public struct MessageCodec: Sendable {
             let version = try r.u64("WEIGHTS_UNAVAILABLE.version")
             let latest = try r.u64("WEIGHTS_UNAVAILABLE.latest_version")
             return .weightsUnavailable(version: version, latestVersion: latest)
+        case .gradientTask:
+            return .gradientTask(try decodeGradientTask(&r))
+        case .gradientResult:
+            return .gradientResult(try decodeGradientResult(&r))
+        case .gradientChunk:
+            return .gradientChunk(try decodeGradientChunk(&r))
         }
+    }
+
+    private func decodeTrajectoryID(_ field: String, _ r: inout ByteReader) throws(ProtocolError) -> TrajectoryID {
+        let pairID = try r.u64("\(field).pair_id")
+        let stage = try enumValue(TrajectoryStage.self, "\(field).stage", &r)
+        let criteriaIndex = try r.u16("\(field).criteria_index")
+        let responseIndex = try r.u16("\(field).response_index")
+        let sampleIndex = try r.u16("\(field).sample_index")
+        return TrajectoryID(pairID: pairID, stage: stage, criteriaIndex: Int(criteriaIndex), responseIndex: Int(responseIndex),
+                            sampleIndex: Int(sampleIndex))
+    }
+
+    private func decodeGradientTask(_ r: inout ByteReader) throws(ProtocolError) -> GradientTaskMessage {
+        let taskID = try r.u64("GRADIENT_TASK.task_id")
+        let step = try r.u64("GRADIENT_TASK.step")
+        let miniBatch = try r.u32("GRADIENT_TASK.mini_batch")
+        let shard = try r.u32("GRADIENT_TASK.shard")
+        let version = try r.u64("GRADIENT_TASK.policy_version")
+        let temperature = try r.f32("GRADIENT_TASK.temperature")
+        guard temperature.isFinite, temperature > 0 else {
+            throw .invalidValue(field: "GRADIENT_TASK.temperature", reason: "must be finite and > 0, got \(temperature)")
+        }
+        var loss = GRPOLossOptions()
+        for (field, value) in [("clip_low", \GRPOLossOptions.clipLow), ("clip_high", \.clipHigh), ("kl_coef", \.klCoef)] {
+            let read = try r.f64("GRADIENT_TASK.\(field)")
+            guard read.isFinite, read >= 0 else {
+                throw .invalidValue(field: "GRADIENT_TASK.\(field)", reason: "must be finite and ≥ 0, got \(read)")
+            }
+            loss[keyPath: value] = read
+        }
+        let estimator = try r.u8("GRADIENT_TASK.kl_estimator")
+        guard Int(estimator) < KLEstimator.allCases.count else { throw .invalidEnumValue(field: "GRADIENT_TASK.kl_estimator", value: estimator) }
+        loss.klEstimator = KLEstimator.allCases[Int(estimator)]
+        let workspace = try r.u64("GRADIENT_TASK.workspace_floats")
+        guard workspace >= 1 else { throw .invalidValue(field: "GRADIENT_TASK.workspace_floats", reason: "must be at least 1") }
+        // Fixed part of a row: id (15) + prompt length (4) + three array counts (12) + advantage and scale (16).
+        let count = try r.count("GRADIENT_TASK.rows", limit: limits.maxTrajectoriesPerResult, minimumElementSize: 47)
+        var rows: [GradientRow] = []
+        rows.reserveCapacity(count)
+        var seen = Set<TrajectoryID>()
+        for index in 0..<count {
+            let field = "GRADIENT_TASK.rows[\(index)]"
+            let id = try decodeTrajectoryID(field, &r)
+            guard seen.insert(id).inserted else { throw .invalidValue(field: field, reason: "duplicate trajectory id (\(id))") }
+            let promptLength = Int(try r.u32("\(field).prompt_length"))
+            let sequence = try r.u32Array("\(field).sequence", limit: limits.maxTokensPerTrajectory)
+            for (i, token) in sequence.enumerated() where token >= limits.vocabularySize {
+                throw .tokenOutOfRange(field: "\(field).sequence", index: i, token: token, vocabularySize: limits.vocabularySize)
+            }
+            guard promptLength >= 1, promptLength < sequence.count else {
+                throw .invalidValue(field: "\(field).prompt_length",
+                                    reason: "must be at least 1 and below the sequence's \(sequence.count) tokens, got \(promptLength)")
+            }
+            let outputs = sequence.count - promptLength
+            let behaviour = try gradientLogprobs("\(field).behaviour_logprobs", tokenCount: outputs, &r)
+            let reference = try gradientLogprobs("\(field).reference_logprobs", tokenCount: outputs, &r)
+            let advantage = try r.f64("\(field).advantage")
+            guard advantage.isFinite else { throw .nonFinite(field: "\(field).advantage", index: nil, value: advantage) }
+            let scale = try r.f64("\(field).scale")
+            guard scale.isFinite, scale >= 0 else {
+                throw .invalidValue(field: "\(field).scale", reason: "must be finite and ≥ 0, got \(scale)")
+            }
+            rows.append(GradientRow(id: id, sequence: sequence.map { TokenID(bitPattern: $0) }, promptLength: promptLength,
+                                    behaviourLogprobs: behaviour, referenceLogprobs: reference, advantage: advantage, scale: scale))
+        }
+        guard !rows.isEmpty else { throw .invalidValue(field: "GRADIENT_TASK.rows", reason: "a gradient task has at least one row") }
+        return GradientTaskMessage(taskID: taskID, step: step, miniBatch: miniBatch, shard: shard, policyVersion: version,
+                                   temperature: temperature, loss: loss, workspaceFloats: workspace, rows: rows)
+    }
+
+    private func gradientLogprobs(_ field: String, tokenCount: Int, _ r: inout ByteReader) throws(ProtocolError) -> [Double] {
+        let values = try r.f64Array(field, limit: limits.maxTokensPerTrajectory)
+        guard values.count == tokenCount else { throw .arrayLengthMismatch(field: field, expected: tokenCount, actual: values.count) }
+        for (i, v) in values.enumerated() {
+            guard v.isFinite else { throw .nonFinite(field: field, index: i, value: v) }
+            guard v <= Double(Self.logprobTolerance) else { throw .positiveLogprob(field: field, index: i, value: Float(v)) }
+        }
+        return values
+    }
+
+    private func decodeGradientResult(_ r: inout ByteReader) throws(ProtocolError) -> GradientResultMessage {
+        let taskID = try r.u64("GRADIENT_RESULT.task_id")
+        let version = try r.u64("GRADIENT_RESULT.policy_version")
+        // A row: a log-prob count (4) and the entropy sum (8).
+        let count = try r.count("GRADIENT_RESULT.rows", limit: limits.maxTrajectoriesPerResult, minimumElementSize: 12)
+        var logprobs: [[Float]] = []
+        var entropySums: [Double] = []
+        for index in 0..<count {
+            let field = "GRADIENT_RESULT.rows[\(index)]"
+            let values = try r.f32Array("\(field).logprobs", limit: limits.maxTokensPerTrajectory)
+            for (i, v) in values.enumerated() {
+                guard v.isFinite else { throw .nonFinite(field: "\(field).logprobs", index: i, value: Double(v)) }
+                guard v <= Self.logprobTolerance else { throw .positiveLogprob(field: "\(field).logprobs", index: i, value: v) }
+            }
+            let entropy = try r.f64("\(field).entropy_sum")
+            guard entropy.isFinite, entropy >= 0 else {
+                throw .invalidValue(field: "\(field).entropy_sum", reason: "must be finite and ≥ 0, got \(entropy)")
+            }
+            logprobs.append(values)
+            entropySums.append(entropy)
+        }
+        let microBatches = try r.u32("GRADIENT_RESULT.micro_batches")
+        let total = try r.u64("GRADIENT_RESULT.total_bytes")
+        let chunks = try r.u32("GRADIENT_RESULT.chunk_count")
+        guard total > 0, total % 4 == 0 else {
+            throw .invalidValue(field: "GRADIENT_RESULT.total_bytes", reason: "must be a positive multiple of 4 (float32 values), got \(total)")
+        }
+        guard chunks >= 1, UInt64(chunks) <= total else {
+            throw .invalidValue(field: "GRADIENT_RESULT.chunk_count", reason: "must be in 1...total_bytes (\(total)), got \(chunks)")
+        }
+        return GradientResultMessage(taskID: taskID, policyVersion: version, logprobs: logprobs, entropySums: entropySums,
+                                     microBatches: microBatches, totalBytes: total, chunkCount: chunks)
+    }
+
+    private func decodeGradientChunk(_ r: inout ByteReader) throws(ProtocolError) -> GradientChunk {
+        let taskID = try r.u64("GRADIENT_CHUNK.task_id")
+        let index = try r.u32("GRADIENT_CHUNK.chunk_index")
+        let count = try r.u32("GRADIENT_CHUNK.chunk_count")
+        let total = try r.u64("GRADIENT_CHUNK.total_bytes")
+        let checksum = try r.u64("GRADIENT_CHUNK.checksum")
+        guard count >= 1 else { throw .invalidValue(field: "GRADIENT_CHUNK.chunk_count", reason: "must be at least 1") }
+        guard index < count else {
+            throw .invalidValue(field: "GRADIENT_CHUNK.chunk_index", reason: "\(index) is not below chunk_count \(count)")
+        }
+        let data = try r.byteSlice("GRADIENT_CHUNK.data", limit: limits.maxMessageBytes)
+        guard UInt64(data.count) <= total else {
+            throw .invalidValue(field: "GRADIENT_CHUNK.data", reason: "\(data.count) bytes exceed total_bytes \(total)")
+        }
+        let actual = data.withUnsafeBytes { Checksum.xxh64($0) }
+        guard actual == checksum else {
+            throw .invalidValue(field: "GRADIENT_CHUNK.checksum",
+                                reason: "task \(taskID) chunk \(index): declared \(String(checksum, radix: 16)), data hashes to \(String(actual, radix: 16))")
+        }
+        return GradientChunk(taskID: taskID, chunkIndex: index, chunkCount: count, totalBytes: total, checksum: checksum, data: data)
     }
 
     private func enumValue<E: RawRepresentable>(_: E.Type, _ field: String, _ r: inout ByteReader) throws(ProtocolError) -> E where E.RawValue == UInt8 {
@@ -277,11 +462,7 @@ public struct MessageCodec: Sendable {
         var seen = Set<TrajectoryID>()
         for t in 0..<count {
             let field = "RESULT.trajectories[\(t)]"
-            let pairID = try r.u64("\(field).pair_id")
-            let stage = try enumValue(TrajectoryStage.self, "\(field).stage", &r)
-            let criteriaIndex = try r.u16("\(field).criteria_index")
-            let responseIndex = try r.u16("\(field).response_index")
-            let sampleIndex = try r.u16("\(field).sample_index")
+            let id = try decodeTrajectoryID(field, &r)
             let promptTokens = try r.u32("\(field).prompt_tokens")
             let tokens = try r.u32Array("\(field).tokens", limit: limits.maxTokensPerTrajectory)
             for (i, token) in tokens.enumerated() where token >= limits.vocabularySize {
@@ -291,7 +472,6 @@ public struct MessageCodec: Sendable {
             let reference = try logprobs("\(field).reference_logprobs", tokenCount: tokens.count, &r)
             let finish = try enumValue(FinishReason.self, "\(field).finish_reason", &r)
             let text = try r.string("\(field).text", limit: limits.maxStringBytes)
-            let id = TrajectoryID(pairID: pairID, stage: stage, criteriaIndex: Int(criteriaIndex), responseIndex: Int(responseIndex), sampleIndex: Int(sampleIndex))
             guard seen.insert(id).inserted else { throw .invalidValue(field: field, reason: "duplicate trajectory id (\(id))") }
             trajectories.append(Trajectory(id: id, promptTokenCount: promptTokens, tokens: tokens, behaviourLogprobs: behaviour,
                                            referenceLogprobs: reference, finishReason: finish, text: text))

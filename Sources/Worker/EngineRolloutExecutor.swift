@@ -4,6 +4,7 @@ import EngineConfiguration
 import Foundation
 import Logging
 import Method
+import PolicyGradient
 import Shared
 import WireProtocol
 
@@ -201,6 +202,26 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
         let p = task.parameters
         return RolloutPlan(format: try setup().format, nc: Int(p.nc), ne: Int(p.ne), criteriaMaxTokens: Int(p.criteriaMaxTokens),
                            evaluationMaxTokens: Int(p.evaluationMaxTokens), runSeed: task.runSeed, step: task.step)
+    }
+
+    /// A gradient task at the loaded policy weights: one ``GRPOShard`` over all its rows, so
+    /// the gradient is what the coordinator's learner computes for the same shard, bit for bit.
+    /// The replica and its gradient buffer live for the task only (a worker holds them between
+    /// rollouts otherwise: 2 × 0.5 GiB at 135M parameters).
+    public func gradient(task: GradientTaskMessage) throws -> ShardGradientOutput {
+        try lock.withLock {
+            let (model, _) = try setup()
+            guard let policy, loadedPolicyVersion == task.policyVersion else {
+                throw CermError.invalid("gradient task \(task.taskID) needs weights v\(task.policyVersion), the executor holds \(loadedPolicyVersion.map { "v\($0)" } ?? "none")")
+            }
+            let shard = GRPOShard(model: try Transformer(weights: try ModelWeights(config: model, values: policy.parameters)))
+            shard.take(task.rows, assignment: [Int](repeating: 0, count: task.rows.count), index: 0, weights: shard.model.weights)
+            let started = Date()
+            shard.compute(budget: Int(clamping: task.workspaceFloats), temperature: task.temperature, options: task.loss)
+            if let error = shard.error { throw error }
+            logger.info("gradient task \(task.taskID) (step \(task.step), mini-batch \(task.miniBatch), shard \(task.shard)): \(task.rows.count) rows, \(task.rows.reduce(0) { $0 + $1.sequence.count }) tokens in \(String(format: "%.2f", Date().timeIntervalSince(started))) s")
+            return ShardGradientOutput(pass: shard.pass, gradient: shard.gradients.values)
+        }
     }
 
     public func run(task: TaskMessage) throws -> [Trajectory] {

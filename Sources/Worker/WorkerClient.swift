@@ -1,6 +1,7 @@
 import Configuration
 import Foundation
 import Logging
+import PolicyGradient
 import Runtime
 import Shared
 import WireProtocol
@@ -22,6 +23,53 @@ public protocol RolloutExecutor: AnyObject, Sendable {
     func prepareReference(weights: [UInt8]) throws
     /// Samples the task's trajectories; must be deterministic given the task and the weights.
     func run(task: TaskMessage) throws -> [Trajectory]
+    /// Computes a gradient task at the loaded policy weights (`grpo.distributed_update`):
+    /// its shard's pass and gradient, with the bits the coordinator's own learner would get.
+    func gradient(task: GradientTaskMessage) throws -> ShardGradientOutput
+}
+
+/// What a gradient task computed: per row log-probs and entropy, and the flat gradient.
+public struct ShardGradientOutput: Sendable {
+    public var pass: ShardPass
+    public var gradient: [Float]
+
+    public init(pass: ShardPass, gradient: [Float]) {
+        self.pass = pass
+        self.gradient = gradient
+    }
+}
+
+extension RolloutExecutor {
+    public func gradient(task: GradientTaskMessage) throws -> ShardGradientOutput {
+        throw CermError.invalid("executor \(type(of: self)) computes no gradients (grpo.distributed_update)")
+    }
+}
+
+/// A task a worker holds: rollouts, or one shard's gradient.
+enum WorkItem: Sendable {
+    case rollout(TaskMessage)
+    case gradient(GradientTaskMessage)
+
+    var taskID: UInt64 {
+        switch self {
+        case let .rollout(task): task.taskID
+        case let .gradient(task): task.taskID
+        }
+    }
+
+    /// The weights version it runs with.
+    var policyVersion: UInt64 {
+        switch self {
+        case let .rollout(task): task.policyVersion
+        case let .gradient(task): task.policyVersion
+        }
+    }
+}
+
+/// What a ``WorkItem`` produced.
+enum WorkOutput: Sendable {
+    case trajectories([Trajectory])
+    case gradient(ShardGradientOutput)
 }
 
 /// What a worker needs from the configuration, as plain values (tests use sub-second timing).
@@ -41,10 +89,13 @@ public struct WorkerSettings: Sendable {
     public var security: ChannelSecurity
     /// Longest the socket thread blocks in one receive.
     public var pollMilliseconds: Int
+    /// Bytes of gradient per GRADIENT_CHUNK (`cluster.weight_chunk_bytes`, which
+    /// `cluster.max_message_bytes` must hold with its header).
+    public var gradientChunkBytes: Int
 
     public init(endpoint: String, name: String, kind: WorkerKind = .cpu, configHash: UInt64,
                 limits: ProtocolLimits, heartbeatInterval: Double, heartbeatTimeout: Double, security: ChannelSecurity = .none,
-                pollMilliseconds: Int = 10) {
+                pollMilliseconds: Int = 10, gradientChunkBytes: Int = ClusterConfig().weightChunkBytes) {
         self.endpoint = endpoint
         self.name = name
         self.kind = kind
@@ -54,6 +105,7 @@ public struct WorkerSettings: Sendable {
         self.heartbeatTimeout = heartbeatTimeout
         self.security = security
         self.pollMilliseconds = max(1, pollMilliseconds)
+        self.gradientChunkBytes = max(4, gradientChunkBytes / 4 * 4)
     }
 
     /// The settings of a run's configuration; loads the worker's CURVE keys and the server's
@@ -68,7 +120,7 @@ public struct WorkerSettings: Sendable {
         }
         self.init(endpoint: endpoint ?? cluster.endpoint, name: name, kind: kind, configHash: config.hash,
                   limits: ProtocolLimits(config: config), heartbeatInterval: cluster.heartbeatInterval,
-                  heartbeatTimeout: cluster.heartbeatTimeout, security: security)
+                  heartbeatTimeout: cluster.heartbeatTimeout, security: security, gradientChunkBytes: cluster.weightChunkBytes)
     }
 }
 
@@ -224,7 +276,10 @@ public final class WorkerClient: @unchecked Sendable {
                     return .end(.goodbye(reason: reason))
                 case let .task(task):
                     guard welcomed else { break }
-                    state.pending.append(task)
+                    state.pending.append(.rollout(task))
+                case let .gradientTask(task):
+                    guard welcomed else { break }
+                    state.pending.append(.gradient(task))
                 case let .weightsChunk(chunk):
                     if let outcome = s.accept(chunk, state: &state) { return .end(outcome) }
                 case let .weightsUnavailable(version, latest):
@@ -235,7 +290,7 @@ public final class WorkerClient: @unchecked Sendable {
                     if dropped > 0 { guard s.send(.ready(credit: UInt16(clamping: dropped)), state: &state) else { return .reconnect(.connectionLost) } }
                 case .heartbeat:
                     break
-                case .hello, .ready, .result, .weightsRequest:
+                case .hello, .ready, .result, .weightsRequest, .gradientResult, .gradientChunk:
                     logger.warning("dropped \(message.type) from the coordinator: only workers send it")
                 }
             }
@@ -253,12 +308,21 @@ public final class WorkerClient: @unchecked Sendable {
     private func advanceWork(_ s: WorkerSession, state: inout WorkerSession.State) -> SessionEnding? {
         if let done = compute.takeFinished() {
             switch done.result {
-            case let .success(trajectories):
+            case let .success(output):
                 state.loadedVersion = done.task.policyVersion
                 state.modelLoaded = true
                 state.referenceLoaded = true
-                let result = Message.result(ResultMessage(taskID: done.task.taskID, policyVersion: done.task.policyVersion, trajectories: trajectories))
-                guard s.send(result, state: &state), s.send(.ready(credit: 1), state: &state) else { return .reconnect(.connectionLost) }
+                let messages: [Message]
+                switch output {
+                case let .trajectories(trajectories):
+                    messages = [.result(ResultMessage(taskID: done.task.taskID, policyVersion: done.task.policyVersion, trajectories: trajectories))]
+                case let .gradient(gradient):
+                    messages = GradientUpload(taskID: done.task.taskID, policyVersion: done.task.policyVersion, output: gradient,
+                                              chunkBytes: settings.gradientChunkBytes).messages
+                }
+                for message in messages + [.ready(credit: 1)] {
+                    guard s.send(message, state: &state) else { return .reconnect(.connectionLost) }
+                }
             case let .failure(error):
                 logger.error("executor failed on task \(done.task.taskID): \(error)")
                 _ = s.send(.goodbye(reason: "worker \(settings.name): executor failed: \(error)"), state: &state)
@@ -349,7 +413,7 @@ struct WorkerSession {
         /// Whether a coordinator ever welcomed this worker (on any connection): silence after a
         /// reconnect is then a network or coordinator outage, not a setup problem.
         var everWelcomed = false
-        var pending: [TaskMessage] = []
+        var pending: [WorkItem] = []
         /// The policy version the executor holds.
         var loadedVersion: UInt64?
         var modelLoaded = false
@@ -433,17 +497,38 @@ struct WorkerSession {
     }
 }
 
+/// A gradient task's answer: GRADIENT_RESULT, then the gradient's float32 values in chunks.
+struct GradientUpload {
+    let taskID: UInt64
+    let policyVersion: UInt64
+    let output: ShardGradientOutput
+    let chunkBytes: Int
+
+    var messages: [Message] {
+        let bytes = output.gradient.withUnsafeBytes { Array($0) }
+        let chunkCount = max(1, (bytes.count + chunkBytes - 1) / chunkBytes)
+        let header = GradientResultMessage(
+            taskID: taskID, policyVersion: policyVersion, logprobs: output.pass.logprobs, entropySums: output.pass.entropySums,
+            microBatches: UInt32(clamping: output.pass.microBatches), totalBytes: UInt64(bytes.count), chunkCount: UInt32(chunkCount))
+        return [.gradientResult(header)] + (0..<chunkCount).map { index in
+            let range = (index * chunkBytes)..<min(bytes.count, (index + 1) * chunkBytes)
+            return .gradientChunk(GradientChunk(taskID: taskID, chunkIndex: UInt32(index), chunkCount: UInt32(chunkCount),
+                                                totalBytes: UInt64(bytes.count), data: bytes[range]))
+        }
+    }
+}
+
 /// One unit of compute-thread work: load what is given, then run the task.
 struct ComputeJob: Sendable {
-    let task: TaskMessage
+    let task: WorkItem
     let model: [UInt8]?
     let reference: [UInt8]?
     let policyWeights: [UInt8]?
 }
 
 struct ComputeDone: Sendable {
-    let task: TaskMessage
-    let result: Result<[Trajectory], any Error>
+    let task: WorkItem
+    let result: Result<WorkOutput, any Error>
 }
 
 /// The compute thread and its one-job mailbox. A job abandoned by a reconnect still runs to
@@ -516,11 +601,14 @@ final class ComputeLane: @unchecked Sendable {
             let myGeneration = generation
             condition.unlock()
 
-            let result: Result<[Trajectory], any Error> = Result {
+            let result: Result<WorkOutput, any Error> = Result {
                 if let model = current.model { try executor.prepareModel(description: model) }
                 if let reference = current.reference { try executor.prepareReference(weights: reference) }
                 if let weights = current.policyWeights { try executor.prepare(policyVersion: current.task.policyVersion, weights: weights) }
-                return try executor.run(task: current.task)
+                switch current.task {
+                case let .rollout(task): return .trajectories(try executor.run(task: task))
+                case let .gradient(task): return .gradient(try executor.gradient(task: task))
+                }
             }
 
             condition.lock()

@@ -11,6 +11,7 @@ import Logging
 import TestSupport
 import Testing
 @testable import WireProtocol
+import PolicyGradient
 import Worker
 
 /// A real learner that also keeps the metrics of every step, so a test can check that the run
@@ -46,19 +47,31 @@ final class MetricsRecordingLearner: Learner, @unchecked Sendable {
 
     func restore(from state: TrainingState) throws { try learner.restore(from: state) }
     func previousPolicyWeights() throws -> [(version: UInt64, bytes: [UInt8])] { try learner.previousPolicyWeights() }
+    func distributeGradients(to remote: any RemoteGradients) throws { try learner.distributeGradients(to: remote) }
 }
 
 /// An engine executor whose worker "dies" (stops without GOODBYE) as soon as it is handed a task
-/// of `crashStep`: the task is never answered and must be re-run elsewhere.
+/// of `crashStep` (a gradient task of it, with `onGradient`): the task is never answered and
+/// must be re-run elsewhere.
 final class CrashingExecutor: RolloutExecutor, @unchecked Sendable {
     let inner: EngineRolloutExecutor
     let crashStep: UInt64
     let crash: StopSignal
+    let onGradient: Bool
 
-    init(inner: EngineRolloutExecutor, crashStep: UInt64, crash: StopSignal) {
+    init(inner: EngineRolloutExecutor, crashStep: UInt64, crash: StopSignal, onGradient: Bool = false) {
         self.inner = inner
         self.crashStep = crashStep
         self.crash = crash
+        self.onGradient = onGradient
+    }
+
+    func gradient(task: GradientTaskMessage) throws -> ShardGradientOutput {
+        if onGradient && task.step == crashStep {
+            crash.request()
+            Thread.sleep(forTimeInterval: 0.3)
+        }
+        return try inner.gradient(task: task)
     }
 
     func prepare(policyVersion: UInt64, weights: [UInt8]) throws { try inner.prepare(policyVersion: policyVersion, weights: weights) }
@@ -66,12 +79,36 @@ final class CrashingExecutor: RolloutExecutor, @unchecked Sendable {
     func prepareModel(description: [UInt8]) throws { try inner.prepareModel(description: description) }
 
     func run(task: TaskMessage) throws -> [Trajectory] {
-        if task.step == crashStep {
+        if !onGradient && task.step == crashStep {
             crash.request()
             // Give the client time to notice the crash before a result could be sent.
             Thread.sleep(forTimeInterval: 0.3)
         }
         return try inner.run(task: task)
+    }
+}
+
+/// An engine executor whose first gradient has a NaN in parameter 0: the coordinator must
+/// refuse it, name the worker and have the shard computed again.
+final class NaNGradientExecutor: RolloutExecutor, @unchecked Sendable {
+    let inner: EngineRolloutExecutor
+    private let lock = NSLock()
+    private var corrupted = false
+
+    init(inner: EngineRolloutExecutor) { self.inner = inner }
+
+    func prepare(policyVersion: UInt64, weights: [UInt8]) throws { try inner.prepare(policyVersion: policyVersion, weights: weights) }
+    func prepareReference(weights: [UInt8]) throws { try inner.prepareReference(weights: weights) }
+    func prepareModel(description: [UInt8]) throws { try inner.prepareModel(description: description) }
+    func run(task: TaskMessage) throws -> [Trajectory] { try inner.run(task: task) }
+
+    func gradient(task: GradientTaskMessage) throws -> ShardGradientOutput {
+        var output = try inner.gradient(task: task)
+        lock.withLock {
+            if !corrupted { output.gradient[0] = .nan }
+            corrupted = true
+        }
+        return output
     }
 }
 
@@ -161,12 +198,30 @@ final class CrashingExecutor: RolloutExecutor, @unchecked Sendable {
     enum Scenario: CustomStringConvertible {
         case workers(Int)
         case oneKilledMidStep
+        /// Two workers; one dies on its gradient task of step 2 (distributed update).
+        case oneKilledDuringGradient
+        /// Two workers; one sends a gradient with a NaN once (distributed update).
+        case oneSendsANaNGradient
 
         var description: String {
             switch self {
             case let .workers(count): "\(count) worker(s)"
             case .oneKilledMidStep: "2 workers, one killed mid-step"
+            case .oneKilledDuringGradient: "2 workers, one killed on a gradient task"
+            case .oneSendsANaNGradient: "2 workers, one sends a NaN gradient"
             }
+        }
+
+        var killsOne: Bool {
+            switch self {
+            case .oneKilledMidStep, .oneKilledDuringGradient: true
+            case .workers, .oneSendsANaNGradient: false
+            }
+        }
+
+        var killsOnGradient: Bool {
+            if case .oneKilledDuringGradient = self { return true }
+            return false
         }
     }
 
@@ -179,16 +234,16 @@ final class CrashingExecutor: RolloutExecutor, @unchecked Sendable {
 
     /// ``run(_:config:initial:resume:checkpoints:)`` with the recording learner.
     static func runRecording(_ scenario: Scenario, config: Config, initial: ModelWeights, resume: ResumePoint? = nil,
-                             checkpoints: CheckpointWriter? = nil)
+                             checkpoints: CheckpointWriter? = nil, logger: Logger = quiet("coordinator"))
         throws -> (result: (ModelWeights, [StepMetrics], CoordinatorReport), learner: MetricsRecordingLearner) {
         var settings = try CoordinatorSettings(config: config, runModel: RunModel(ownModel: config.model))
         settings.endpoint = "tcp://127.0.0.1:*"
         settings.scheduler.heartbeatInterval = 0.05
-        if case .oneKilledMidStep = scenario { settings.scheduler.heartbeatTimeout = 0.5 } else { settings.scheduler.heartbeatTimeout = 2 }
+        settings.scheduler.heartbeatTimeout = scenario.killsOne ? 0.5 : 2
         let learner = MetricsRecordingLearner(try GRPOLearner(config: config, initialWeights: initial, logger: quiet("learner")))
         let service = CoordinatorService(settings: settings, learner: learner,
                                          pairs: try DatasetPairSource(pairs: dataPairs, runSeed: config.run.seed),
-                                         resume: resume, checkpoints: checkpoints, logger: quiet("coordinator"))
+                                         resume: resume, checkpoints: checkpoints, logger: logger)
         let (coordinator, endpoint) = try RuntimeTests.startCoordinator(service)
         func worker(_ name: String, _ executor: any RolloutExecutor, crash: StopSignal? = nil) -> Background<WorkerOutcome> {
             let client = WorkerClient(
@@ -205,12 +260,16 @@ final class CrashingExecutor: RolloutExecutor, @unchecked Sendable {
             for index in 0..<count {
                 workers.append(worker("w\(index)", try EngineRolloutExecutor(model: model, format: CompactFormat(), logger: quiet("executor"))))
             }
-        case .oneKilledMidStep:
+        case .oneKilledMidStep, .oneKilledDuringGradient:
             let crash = StopSignal()
             let executor = CrashingExecutor(inner: try EngineRolloutExecutor(model: model, format: CompactFormat(), logger: quiet("executor")),
-                                            crashStep: 2, crash: crash)
+                                            crashStep: 2, crash: crash, onGradient: scenario.killsOnGradient)
             victim = worker("victim", executor, crash: crash)
             workers.append(worker("survivor", try EngineRolloutExecutor(model: model, format: CompactFormat(), logger: quiet("executor"))))
+        case .oneSendsANaNGradient:
+            workers.append(worker("nan", NaNGradientExecutor(inner: try EngineRolloutExecutor(model: model, format: CompactFormat(),
+                                                                                             logger: quiet("executor")))))
+            workers.append(worker("honest", try EngineRolloutExecutor(model: model, format: CompactFormat(), logger: quiet("executor"))))
         }
         let report = try coordinator.value(timeout: 120)
         if let victim { #expect(try victim.value() == .crashed) }
@@ -239,6 +298,53 @@ final class CrashingExecutor: RolloutExecutor, @unchecked Sendable {
         #expect(killedReport.outcome == .finished(steps: 3))
         #expect(killedReport.statistics.tasksRequeued >= 1)
         #expect(LearnerFixture.bitsEqual(killed.values, single.values), "2 workers, one killed mid-step")
+    }
+
+    /// `grpo.distributed_update`: the workers compute each mini-batch's two data shards (the
+    /// second mini-batch at intermediate weights they fetch) and the coordinator sums them in
+    /// shard order: the final policy and every step's loss metrics are bitwise the coordinator's
+    /// own update, with 1, 2 or 3 workers, with a worker killed on its gradient task, and with a
+    /// worker whose gradient holds a NaN (refused with the worker named, computed again).
+    @Test func distributedUpdateIsBitwiseTheCoordinatorsForAnyWorkersAKillAndABadGradient() throws {
+        let local = Self.config()
+        let initial = try Self.formatTrainedWeights(model: TransformerConfig(local.model), steps: 30)
+        let (expected, expectedMetrics, _) = try Self.run(.workers(2), config: local, initial: initial)
+        #expect(expectedMetrics.contains { $0.fracZeroStd < 1 })
+        var config = local
+        config.grpo.distributedUpdate = true
+        for scenario in [Scenario.workers(1), .workers(2), .workers(3), .oneKilledDuringGradient, .oneSendsANaNGradient] {
+            let directory = try makeTemporaryDirectory("distributed-update")
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let log = try RuntimeTests.trainLog(in: directory)
+            defer { log.sink.detachFile() }
+            let (weights, metrics, report) = try Self.runRecording(scenario, config: config, initial: initial, logger: log.logger).result
+            let lines = try String(contentsOfFile: directory + "/train.log", encoding: .utf8)
+            #expect(report.outcome == .finished(steps: 3))
+            #expect(LearnerFixture.bitsEqual(weights.values, expected.values), "\(scenario)")
+            #expect(metrics.map(\.loss) == expectedMetrics.map(\.loss), "\(scenario)")
+            #expect(metrics.map(\.kl) == expectedMetrics.map(\.kl), "\(scenario)")
+            #expect(metrics.map(\.entropy) == expectedMetrics.map(\.entropy), "\(scenario)")
+            #expect(metrics.map(\.gradNorm) == expectedMetrics.map(\.gradNorm), "\(scenario)")
+            // 3 steps of 2 rollout tasks (a pair each) and 2 mini-batches of 2 gradient tasks.
+            switch scenario {
+            case .oneKilledDuringGradient:
+                #expect(report.statistics.tasksRequeued >= 1)
+            case .oneSendsANaNGradient:
+                #expect(report.statistics.tasksCreated == 3 * (2 + 2 * 2) + 1)
+                #expect(lines.contains("from worker nan: invalid gradient: parameter 0 of the gradient is nan; re-queued as task"), "\(lines)")
+            default:
+                #expect(report.statistics.tasksCreated == 3 * (2 + 2 * 2), "\(scenario)")
+            }
+        }
+
+        // Three shards per mini-batch: on the coordinator's threads or on 2 workers, the same bits.
+        var threeShards = local
+        threeShards.grpo.gradientShards = 3
+        let (threeHere, _, _) = try Self.run(.workers(1), config: threeShards, initial: initial)
+        threeShards.grpo.distributedUpdate = true
+        let (threeOnWorkers, _, report) = try Self.run(.workers(2), config: threeShards, initial: initial)
+        #expect(report.statistics.tasksCreated > 3 * (2 + 2 * 2))
+        #expect(LearnerFixture.bitsEqual(threeOnWorkers.values, threeHere.values), "3 shards")
     }
 
     /// Fixed-lag mode (lag 1): step k samples with exactly the version after step k − 2, so the

@@ -4,6 +4,7 @@
 import EngineConfiguration
 import Foundation
 @testable import Method
+import PolicyGradient
 @testable import Shared
 import TestSupport
 import Testing
@@ -206,6 +207,56 @@ enum LearnerFixture {
         let next = try LearnerFixture.rollouts(config: config, policy: first.policy, step: 2)
         _ = try first.update(step: 2, pairs: LearnerFixture.pairs, rollouts: next)
         #expect(first.policyVersion == 2)
+    }
+
+    /// Shard gradients computed by the workers (here: in this process, as a worker's executor
+    /// computes them) give the learner bitwise the weights and metrics of its own update, the
+    /// second mini-batch at the intermediate weights it hands out; a shard left empty is not sent.
+    @Test func remoteShardGradientsGiveTheSameBits() throws {
+        final class InProcessGradients: RemoteGradients, @unchecked Sendable {
+            var policy: () -> ModelWeights = { fatalError("unset") }
+            var calls: [(miniBatch: Int, shards: Int, version: UInt64)] = []
+
+            func compute(step: Int, miniBatch: Int, shards: [[GradientRow]], weights: GradientWeights, settings: GradientSettings) throws
+                -> [RemoteShardGradient] {
+                calls.append((miniBatch, shards.count, weights.version))
+                let at: ModelWeights = switch weights {
+                case .published: policy()
+                case let .intermediate(_, values): values
+                }
+                return try shards.map { rows in
+                    let shard = GRPOShard(model: try Transformer(weights: at))
+                    shard.take(rows, assignment: rows.map { _ in 0 }, index: 0, weights: at)
+                    shard.compute(budget: settings.workspaceFloats, temperature: settings.temperature, options: settings.loss)
+                    if let error = shard.error { throw error }
+                    return RemoteShardGradient(gradient: shard.gradients.values, pass: shard.pass)
+                }
+            }
+        }
+        let config = LearnerFixture.config()
+        let local = try GRPOLearner(config: config)
+        let rollouts = try LearnerFixture.rollouts(config: config, policy: local.policy, step: 1)
+        let remote = try GRPOLearner(config: config)
+        let workers = InProcessGradients()
+        workers.policy = { remote.policy }
+        try remote.distributeGradients(to: workers)
+        let expected = try local.update(step: 1, pairs: LearnerFixture.pairs, rollouts: rollouts)
+        let metrics = try remote.update(step: 1, pairs: LearnerFixture.pairs, rollouts: rollouts)
+        #expect(try remote.currentWeights() == local.currentWeights())
+        #expect(metrics == expected)
+        #expect(workers.calls.map(\.miniBatch) == [0, 1])
+        #expect(workers.calls.map(\.shards) == [2, 2])
+        #expect(workers.calls.map(\.version) == [0, WeightsVersion.intermediate(step: 1, miniBatch: 1)])
+
+        // One trajectory: shard 1 is empty and not sent; the sum is still the learner's.
+        let one = [PreparedTrajectory(id: .criteria(pair: 1, 0), sequence: [1, 2, 3, 4, 5], promptLength: 2,
+                                      behaviourLogprobs: [-1, -2, -3], referenceLogprobs: [-1.5, -2, -2.5], advantage: 0.5)]
+        let localPass = try local.runMiniBatch(one, backward: true)
+        let remotePass = try remote.runMiniBatch(one, backward: true)
+        #expect(workers.calls.last?.shards == 1)
+        #expect(LearnerFixture.bitsEqual(remote.accumulatedGradients.values, local.accumulatedGradients.values))
+        #expect(remotePass.loss == localPass.loss)
+        #expect(remote.accumulatedGradients.values.contains { $0 != 0 })
     }
 
     /// What the learner must never train on is refused where rollouts are accepted, with the

@@ -200,6 +200,67 @@ import WireProtocol
         #expect(s.registry.worker(Self.alice)?.inFlight.isEmpty == true)
     }
 
+    static func gradientResult(_ task: ScheduledTask, version: UInt64? = nil) -> GradientResultMessage {
+        GradientResultMessage(taskID: task.taskID, policyVersion: version ?? task.policyVersion, logprobs: [], entropySums: [],
+                              microBatches: 1, totalBytes: 8, chunkCount: 1)
+    }
+
+    /// A mini-batch's gradient tasks go ahead of queued rollouts, are sent with the round's
+    /// version, stay in flight until finished, and are re-run under a new id when their worker
+    /// dies or their gradient is rejected; the round completes once every shard is accepted.
+    @Test func gradientTasksGoFirstAndAreRerunWhenLostOrRejected() throws {
+        let clock = ManualClock(start: 1000)
+        var s = Self.scheduler(Self.settings(mode: .async), workers: [Self.alice, Self.bob], credit: 1, clock: clock)
+        try s.openStep(2, pairIDs: [7, 8])
+        let round = GradientRoundKey(step: 1, miniBatch: 1)
+        let version = WeightsVersion.intermediate(step: 1, miniBatch: 1)
+        try s.openGradients(round, shards: 2, version: version)
+        #expect(throws: SchedulerError.gradientsAlreadyOpen(round)) { try s.openGradients(round, shards: 2, version: version) }
+        #expect(s.queuedTasks.map(\.gradient?.shard) == [0, 1, nil])
+        let sent = s.dispatch(now: clock.now())
+        #expect(sent.map(\.task.gradient) == [GradientShardKey(step: 1, miniBatch: 1, shard: 0), GradientShardKey(step: 1, miniBatch: 1, shard: 1)])
+        #expect(sent.map(\.task.policyVersion) == [version, version])
+        #expect(sent.map(\.worker) == [Self.alice, Self.bob])
+        let (toAlice, toBob) = (sent[0].task, sent[1].task)
+
+        // A result of another version is rejected and re-run; one of another sender is dropped.
+        #expect(s.handle(gradientResult: Self.gradientResult(toBob), from: Self.alice, now: clock.now())
+            == .dropped(taskID: toBob.taskID, reason: .notAssignedToSender, requeuedAs: nil))
+        #expect(s.handle(gradientResult: Self.gradientResult(toAlice, version: 0), from: Self.alice, now: clock.now())
+            == .dropped(taskID: toAlice.taskID, reason: .versionMismatch(expected: version, received: 0), requeuedAs: 4))
+        #expect(s.registry.worker(Self.alice)?.rejectedResults == 1)
+        // Bob's result is received (its chunks would follow); he dies before the last one.
+        #expect(s.handle(gradientResult: Self.gradientResult(toBob), from: Self.bob, now: clock.now()) == .receive(toBob.gradient!))
+        #expect(s.isInFlight(toBob.taskID, at: Self.bob))
+        clock.advance(by: 6)
+        s.heard(from: Self.alice, now: clock.now())
+        #expect(s.tick(now: clock.now()).expired.map(\.requeued) == [[5]])
+        #expect(!s.isInFlight(toBob.taskID, at: Self.bob))
+        #expect(s.queuedTasks.map(\.gradient?.shard) == [1, 0, nil])
+
+        // Alice computes both again; a rejected gradient is re-run, never counted as done.
+        s.handle(ready: 1, from: Self.alice, now: clock.now())
+        let again = s.dispatch(now: clock.now())
+        #expect(again.map(\.task.taskID) == [5])
+        #expect(s.handle(gradientResult: Self.gradientResult(again[0].task), from: Self.alice, now: clock.now()) == .receive(again[0].task.gradient!))
+        #expect(s.finishGradient(taskID: 5, from: Self.alice, rejection: nil, now: clock.now())
+            == .accepted(GradientShardKey(step: 1, miniBatch: 1, shard: 1), roundComplete: false))
+        #expect(s.finishGradient(taskID: 5, from: Self.alice, rejection: nil, now: clock.now())
+            == .dropped(taskID: 5, reason: .lateOrDuplicate, requeuedAs: nil))
+        s.handle(ready: 1, from: Self.alice, now: clock.now())
+        let last = s.dispatch(now: clock.now())
+        #expect(last.map(\.task.taskID) == [4])
+        #expect(s.finishGradient(taskID: 4, from: Self.alice, rejection: .invalidGradient("parameter 3 of the gradient is nan"), now: clock.now())
+            == .dropped(taskID: 4, reason: .invalidGradient("parameter 3 of the gradient is nan"), requeuedAs: 6))
+        s.handle(ready: 1, from: Self.alice, now: clock.now())
+        #expect(s.dispatch(now: clock.now()).map(\.task.taskID) == [6])
+        #expect(s.finishGradient(taskID: 6, from: Self.alice, rejection: nil, now: clock.now())
+            == .accepted(GradientShardKey(step: 1, miniBatch: 1, shard: 0), roundComplete: true))
+        s.closeGradients(round)
+        // The rollouts of step 2 waited behind the gradients.
+        #expect(s.queuedTasks.map(\.pairIDs) == [[7, 8]])
+    }
+
     @Test func settingsFromConfig() throws {
         var config = Config()
         config.cluster.mode = .async

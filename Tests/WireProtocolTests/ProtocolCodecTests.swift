@@ -36,7 +36,19 @@ enum ProtocolSamples {
         .weightsChunk(WeightsChunk(version: 0, chunkIndex: 0, chunkCount: 1, totalBytes: 0, data: [])),
         .weightsUnavailable(version: 1, latestVersion: 5),
         .goodbye(reason: "shutting down"),
+        .gradientTask(gradientTask),
+        .gradientResult(GradientResultMessage(taskID: 12, policyVersion: 3, logprobs: [[-0.5, -1.25], [0]], entropySums: [2.5, 0],
+                                              microBatches: 2, totalBytes: 16, chunkCount: 2)),
+        .gradientChunk(GradientChunk(taskID: 12, chunkIndex: 1, chunkCount: 2, totalBytes: 16, data: [0, 0, 128, 63])),
     ]
+
+    static let gradientTask = GradientTaskMessage(
+        taskID: 12, step: 3, miniBatch: 1, shard: 1, policyVersion: WeightsVersion.intermediate(step: 3, miniBatch: 1), temperature: 0.7,
+        loss: GRPOLossOptions(clipLow: 0.2, clipHigh: 0.28, klCoef: 0.05, klEstimator: .k2), workspaceFloats: 1 << 20,
+        rows: [GradientRow(id: trajectory.id, sequence: [1, 2, 263, 5], promptLength: 2, behaviourLogprobs: [-0.5, -1.25],
+                           referenceLogprobs: [-0.75, 0], advantage: -0.5, scale: 0.125),
+               GradientRow(id: .criteria(pair: 42, 0), sequence: [7, 8], promptLength: 1, behaviourLogprobs: [-3],
+                           referenceLogprobs: [-2], advantage: 0, scale: 0)])
 }
 
 @Suite struct ProtocolCodecTests {
@@ -66,7 +78,7 @@ enum ProtocolSamples {
 
     @Test func headerAndBodyBytesAreLittleEndian() throws {
         let frames = try codec.encode(.weightsRequest(version: 0x0102, chunkIndex: 0x0A0B_0C0D))
-        #expect(frames[0] == [0x43, 0x45, 0x52, 0x4D, 3, 0, 8, 0, 12, 0, 0, 0])
+        #expect(frames[0] == [0x43, 0x45, 0x52, 0x4D, 4, 0, 8, 0, 12, 0, 0, 0])
         #expect(frames[1] == [0x02, 0x01, 0, 0, 0, 0, 0, 0, 0x0D, 0x0C, 0x0B, 0x0A])
         let refuse = try codec.encode(.refuse(reason: "é"))
         #expect(refuse[1] == [2, 0, 0, 0, 0xC3, 0xA9])
@@ -79,10 +91,10 @@ enum ProtocolSamples {
         #expect(throws: ProtocolError.badHeaderSize(11)) { try codec.decode([Array(good[0].prefix(11)), good[1]]) }
         var magic = good[0]; magic[3] = 0x58
         #expect(throws: ProtocolError.badMagic([0x43, 0x45, 0x52, 0x58])) { try codec.decode([magic, good[1]]) }
-        #expect(throws: ProtocolError.unsupportedVersion(received: 2, supported: 3)) {
-            try codec.decode([MessageCodec.header(type: 7, bodyLength: 8, version: 2), good[1]])
+        #expect(throws: ProtocolError.unsupportedVersion(received: 3, supported: 4)) {
+            try codec.decode([MessageCodec.header(type: 7, bodyLength: 8, version: 3), good[1]])
         }
-        for badType: UInt8 in [0, 12, 255] {
+        for badType: UInt8 in [0, 15, 255] {
             #expect(throws: ProtocolError.unknownMessageType(badType)) {
                 try codec.decode([MessageCodec.header(type: badType, bodyLength: 8), good[1]])
             }
@@ -243,6 +255,56 @@ enum ProtocolSamples {
         var w = ByteWriter()
         w.u64(5); w.u32(index); w.u32(count); w.u64(total); w.u64(checksum ?? Checksum.xxh64(data)); w.bytes(data)
         return w.bytes
+    }
+
+    /// A gradient task, result or chunk that breaks a rule is refused with the field named.
+    @Test func gradientMessageValidation() throws {
+        func body(_ task: GradientTaskMessage) throws -> [UInt8] { try MessageCodec.encodeBody(.gradientTask(task)) }
+        var task = ProtocolSamples.gradientTask
+        task.rows[0].promptLength = 4
+        expectError(.invalidValue(field: "GRADIENT_TASK.rows[0].prompt_length", reason: "must be at least 1 and below the sequence's 4 tokens, got 4"),
+                    .gradientTask, try body(task))
+        task = ProtocolSamples.gradientTask
+        task.rows[1].scale = -1
+        expectError(.invalidValue(field: "GRADIENT_TASK.rows[1].scale", reason: "must be finite and ≥ 0, got -1.0"), .gradientTask, try body(task))
+        task = ProtocolSamples.gradientTask
+        task.rows[0].behaviourLogprobs = [-0.5]
+        expectError(.arrayLengthMismatch(field: "GRADIENT_TASK.rows[0].behaviour_logprobs", expected: 2, actual: 1), .gradientTask, try body(task))
+        task = ProtocolSamples.gradientTask
+        task.rows[0].referenceLogprobs[1] = -.infinity
+        expectError(.nonFinite(field: "GRADIENT_TASK.rows[0].reference_logprobs", index: 1, value: -.infinity), .gradientTask, try body(task))
+        task = ProtocolSamples.gradientTask
+        task.rows[1].sequence = [7, 300]
+        expectError(.tokenOutOfRange(field: "GRADIENT_TASK.rows[1].sequence", index: 1, token: 300, vocabularySize: 264), .gradientTask,
+                    try body(task), codec: MessageCodec(limits: ProtocolLimits(vocabularySize: 264)))
+        task = ProtocolSamples.gradientTask
+        task.temperature = 0
+        expectError(.invalidValue(field: "GRADIENT_TASK.temperature", reason: "must be finite and > 0, got 0.0"), .gradientTask, try body(task))
+        var estimator = try body(ProtocolSamples.gradientTask)
+        estimator[8 + 8 + 4 + 4 + 8 + 4 + 24] = 3  // the kl_estimator byte
+        expectError(.invalidEnumValue(field: "GRADIENT_TASK.kl_estimator", value: 3), .gradientTask, estimator)
+        task = ProtocolSamples.gradientTask
+        task.rows[1].id = task.rows[0].id
+        expectError(.invalidValue(field: "GRADIENT_TASK.rows[1]", reason: "duplicate trajectory id (\(task.rows[0].id))"), .gradientTask, try body(task))
+
+        var result = GradientResultMessage(taskID: 1, policyVersion: 1, logprobs: [[-1, .infinity]], entropySums: [1], microBatches: 1,
+                                           totalBytes: 8, chunkCount: 1)
+        expectError(.nonFinite(field: "GRADIENT_RESULT.rows[0].logprobs", index: 1, value: .infinity), .gradientResult,
+                    try MessageCodec.encodeBody(.gradientResult(result)))
+        result.logprobs = [[-1, 0.5]]
+        expectError(.positiveLogprob(field: "GRADIENT_RESULT.rows[0].logprobs", index: 1, value: 0.5), .gradientResult,
+                    try MessageCodec.encodeBody(.gradientResult(result)))
+        result.logprobs = [[-1]]
+        result.totalBytes = 6
+        expectError(.invalidValue(field: "GRADIENT_RESULT.total_bytes", reason: "must be a positive multiple of 4 (float32 values), got 6"),
+                    .gradientResult, try MessageCodec.encodeBody(.gradientResult(result)))
+
+        var chunk = try MessageCodec.encodeBody(.gradientChunk(GradientChunk(taskID: 5, chunkIndex: 0, chunkCount: 1, totalBytes: 4, data: [1, 2, 3, 4])))
+        chunk[chunk.count - 1] ^= 1
+        let declared = Checksum.xxh64([1, 2, 3, 4] as [UInt8]), actual = Checksum.xxh64([1, 2, 3, 5] as [UInt8])
+        expectError(.invalidValue(field: "GRADIENT_CHUNK.checksum",
+                                  reason: "task 5 chunk 0: declared \(String(declared, radix: 16)), data hashes to \(String(actual, radix: 16))"),
+                    .gradientChunk, chunk)
     }
 
     @Test func weightsChunkValidation() throws {

@@ -4,6 +4,7 @@ import EngineConfiguration
 import Foundation
 import Logging
 import Method
+import PolicyGradient
 import Shared
 import WireProtocol
 
@@ -83,7 +84,7 @@ public struct MiniBatchPass: Sendable {
 /// group advantages, splits the pairs into `grpo.mini_batches` mini-batches and takes one
 /// AdamW step per mini-batch on the clipped GRPO loss with the KL penalty. The policy version
 /// increases by one per update. Everything runs in canonical trajectory order, and each
-/// mini-batch's forward and backward in ``dataShards`` fixed data shards (computed ``threads``
+/// mini-batch's forward and backward in ``shardCount`` fixed data shards (computed ``threads``
 /// at a time) whose gradients are summed in shard order, so the same inputs give bit-identical
 /// weights whatever order trajectories arrived in and whatever the thread count.
 ///
@@ -108,18 +109,24 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
     public var modelTokenizer: StoredTokenizer? { runModel.tokenizer }
 
     private let model: Transformer
-    /// One replica per data shard (shard 0's is ``model``), each with its own gradient buffer.
-    private let shards: [LearnerShard]
+    /// One replica per data shard (shard 0's is ``model``), each with its own gradient buffer;
+    /// only shard 0's (the sum) once the workers compute the shards (``distributeGradients(to:)``).
+    private var shards: [GRPOShard]
     /// The shard whose gradient buffer holds a mini-batch's gradient once the shards are summed
     /// into it, for the clip and the AdamW step: the learner keeps no buffer of its own for the
     /// sum (0.5 GiB at 135M parameters).
-    private var summingShard: LearnerShard { shards[0] }
-    /// Data shards per mini-batch: fixes the arithmetic of the update (see ``DataShards``).
+    private var summingShard: GRPOShard { shards[0] }
+    /// Data shards per mini-batch by default (`grpo.gradient_shards`).
     public static let dataShards = DataShards.standardCount
+    /// Data shards per mini-batch (`grpo.gradient_shards`): fixes the arithmetic of the update
+    /// (see ``DataShards``).
+    public let shardCount: Int
     /// Shards computed at once (one thread each, with one BLAS thread each as set by the
     /// caller); does not change the result.
     public var threads: Int
     private let lossOptions: GRPOLossOptions
+    /// Where mini-batch gradients are computed when not here (``distributeGradients(to:)``).
+    private var remote: (any RemoteGradients)?
     private let schedule: LearningRateSchedule
     private let temperature: Float
     private let logger: Logger
@@ -165,7 +172,8 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
         self.reference = weights
         self.runModel = runModel ?? RunModel(ownModel: config.model)
         self.model = try Transformer(weights: weights)
-        self.shards = try DataShards.replicas(of: model, count: Self.dataShards, LearnerShard.init)
+        self.shardCount = config.grpo.gradientShards
+        self.shards = try DataShards.replicas(of: model, count: config.grpo.gradientShards, GRPOShard.init)
         self.threads = max(1, threads)
         let grpo = config.grpo
         self.optimizer = AdamW(layout: weights.layout, beta1: Float(grpo.adamBeta1), beta2: Float(grpo.adamBeta2),
@@ -223,9 +231,9 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
     /// at most one per processor, each with an even share of the processors as BLAS threads (at
     /// the default model size ~1.8x faster than one shard on all BLAS threads). Sets the BLAS
     /// threads and returns the shard threads for ``init(config:initPath:threads:logger:)``.
-    public static func claimProcessors() -> Int {
+    public static func claimProcessors(shards: Int = dataShards) -> Int {
         let processors = ProcessInfo.processInfo.activeProcessorCount
-        let threads = min(processors, dataShards)
+        let threads = min(processors, max(1, shards))
         BLAS.setThreads(max(1, processors / threads))
         return threads
     }
@@ -239,6 +247,12 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
     }
 
     public func modelDescription() -> [UInt8] { runModel.wireDescription }
+
+    public func distributeGradients(to remote: any RemoteGradients) throws {
+        self.remote = remote
+        // The other replicas and their gradient buffers (0.5 GiB each at 135M) are not needed.
+        shards = [summingShard]
+    }
 
     public func update(step: Int, pairs: [TaskPair], rollouts: StepRollouts) throws -> StepMetrics {
         guard rollouts.step == UInt64(step) else { throw GRPOLearnerError.stepMismatch(expected: step, rollouts: rollouts.step) }
@@ -267,8 +281,8 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
         let miniBatches = MiniBatches.partition(prepared, pairIDs: pairs.map(\.pairID).sorted(), count: config.grpo.miniBatches, id: \.id)
         var entropySum = 0.0, entropyTokens = 0
         var gradNormSum = 0.0
-        for batch in miniBatches {
-            let (pass, norm) = try train(miniBatch: batch, step: step)
+        for (index, batch) in miniBatches.enumerated() {
+            let (pass, norm) = try train(miniBatch: batch, step: step, index: index)
             metrics.add(loss: pass.loss.metrics, value: pass.loss.loss)
             entropySum += pass.entropySum
             entropyTokens += pass.tokens
@@ -399,9 +413,9 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
 
     /// One mini-batch's forward, backward and AdamW step on the clipped gradient (skipped, with a
     /// warning, when its norm is not finite). Returns the pass and the gradient norm before clipping.
-    func train(miniBatch batch: [PreparedTrajectory], step: Int) throws -> (pass: MiniBatchPass, gradNorm: Double) {
+    func train(miniBatch batch: [PreparedTrajectory], step: Int, index: Int = 0) throws -> (pass: MiniBatchPass, gradNorm: Double) {
         defer { summingShard.gradients.zero() }
-        let pass = try runMiniBatch(batch, backward: true)
+        let pass = try runMiniBatch(batch, backward: true, step: step, index: index)
         let norm = summingShard.gradients.clipGlobalNorm(maxNorm: config.grpo.maxGradNorm)
         if norm.isFinite {
             try optimizer.step(weights: &model.weights, gradients: summingShard.gradients, learningRate: schedule.rate(at: optimizer.step))
@@ -412,20 +426,65 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
     }
 
     /// The GRPO loss of one mini-batch under the current policy and, with `backward`, its
-    /// gradient in ``summingShard``'s buffer (zero before: ``train(miniBatch:step:)`` clears it
-    /// after each step). Trajectories without output tokens take no part. The rows are split
-    /// into ``dataShards`` shards (``DataShards``), each run on its own model replica,
-    /// ``threads`` at a time; their gradients are summed in shard order (0 + g₀ + g₁ + …, as
-    /// into a zeroed buffer), so the bits do not depend on the thread count. Within a shard,
-    /// rows over the workspace budget are forwarded in micro-batches to collect log-probs, then
-    /// each micro-batch is forwarded again and back-propagated with its share of the loss
-    /// weights (the loss needs every log-prob of the mini-batch first; the last micro-batch's
-    /// retained pass is reused).
-    func runMiniBatch(_ batch: [PreparedTrajectory], backward: Bool) throws -> MiniBatchPass {
-        let rows = batch.filter { $0.outputCount > 0 }
-        let assignment = DataShards.assignment(lengths: rows.map(\.sequence.count), shards: shards.count)
-        let budget = workspaceBudgetFloats
-        let temperature = temperature
+    /// gradient in ``summingShard``'s buffer (zero before: ``train(miniBatch:step:index:)`` clears
+    /// it after each step). Trajectories without output tokens take no part. The rows are split
+    /// into ``shardCount`` shards (``DataShards``), each computed by ``GRPOShard`` on its own
+    /// model replica, ``threads`` at a time, or by the workers (``distributeGradients(to:)``);
+    /// their gradients are summed in shard order (0 + g₀ + g₁ + …, as into a zeroed buffer), so
+    /// the bits depend neither on the thread count nor on where a shard ran. Each row's tokens
+    /// weigh ``GRPOLoss/tokenScales(outputCounts:included:aggregation:)`` in the loss, known
+    /// from lengths alone, so a shard needs no other shard's log-probs; the loss and its metrics
+    /// are computed from every row's log-probs afterwards.
+    func runMiniBatch(_ batch: [PreparedTrajectory], backward: Bool, step: Int = 0, index: Int = 0) throws -> MiniBatchPass {
+        let kept = batch.filter { $0.outputCount > 0 }
+        let scales = GRPOLoss.tokenScales(outputCounts: kept.map(\.outputCount), included: kept.map(\.included),
+                                          aggregation: lossOptions.aggregation)
+        let rows = zip(kept, scales).map { trajectory, scale in
+            GradientRow(id: trajectory.id, sequence: trajectory.sequence, promptLength: trajectory.promptLength,
+                        behaviourLogprobs: trajectory.behaviourLogprobs, referenceLogprobs: trajectory.referenceLogprobs,
+                        advantage: trajectory.advantage, scale: scale)
+        }
+        let assignment = DataShards.assignment(lengths: rows.map(\.sequence.count), shards: shardCount)
+        let rowIndices = (0..<shardCount).map { shard in assignment.indices.filter { assignment[$0] == shard } }
+        let passes: [ShardPass]
+        do {
+            if let remote {
+                passes = try remoteGradients(remote, rows: rows, rowIndices: rowIndices, step: step, index: index)
+            } else {
+                passes = try localGradients(rows: rows, assignment: assignment)
+            }
+        } catch {
+            // A failed mini-batch must not leave partial gradients in a shard for the next one.
+            for shard in shards { shard.gradients.zero() }
+            throw error
+        }
+        if !backward { summingShard.gradients.zero() }
+        var logprobs = [[Double]](repeating: [], count: rows.count)
+        var entropySums = [Double](repeating: 0, count: rows.count)
+        for (pass, indices) in zip(passes, rowIndices) {
+            for (local, row) in indices.enumerated() {
+                logprobs[row] = pass.logprobs[local].map(Double.init)
+                entropySums[row] = pass.entropySums[local]
+            }
+        }
+        let loss: GRPOLossResult
+        do {
+            loss = try GRPOLoss.compute(zip(rows, logprobs).map { $0.lossInput(logProbs: $1) }, options: lossOptions)
+        } catch {
+            summingShard.gradients.zero()
+            // The loss names the row; name the trajectory instead.
+            let row: Int = switch error {
+            case let .lengthMismatch(trajectory, _, _, _): trajectory
+            case let .nonFinite(trajectory, _): trajectory
+            }
+            throw CermError.invalid("\(rows[row].id): \(error)")
+        }
+        return MiniBatchPass(loss: loss, entropySum: entropySums.reduce(0, +), tokens: rows.reduce(0) { $0 + $1.outputCount },
+                             microBatches: passes.reduce(0) { $0 + $1.microBatches })
+    }
+
+    /// The shards computed here, ``threads`` at a time, and summed into ``summingShard``.
+    private func localGradients(rows: [GradientRow], assignment: [Int]) throws -> [ShardPass] {
         for (index, shard) in shards.enumerated() {
             shard.take(rows, assignment: assignment, index: index, weights: model.weights)
         }
@@ -434,48 +493,52 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
         // hold the reference weights meanwhile, which cost nothing more.
         defer { for shard in shards where shard.model !== model { shard.model.weights = reference } }
         let shards = shards
-        DataShards.run(count: shards.count, threads: threads) { shards[$0].forward(budget: budget, temperature: temperature) }
-        var logprobs = [[Double]](repeating: [], count: rows.count)
-        var entropySums = [Double](repeating: 0, count: rows.count)
-        var microBatchCount = 0
-        for shard in shards {
-            if let error = shard.error { throw error }
-            microBatchCount += shard.microBatches.count
-            for (local, row) in shard.rowIndices.enumerated() {
-                logprobs[row] = shard.logprobs[local]
-                entropySums[row] = shard.entropySums[local]
+        let (budget, temperature, options) = (workspaceBudgetFloats, temperature, lossOptions)
+        DataShards.run(count: shards.count, threads: threads) { shards[$0].compute(budget: budget, temperature: temperature, options: options) }
+        for shard in shards { if let error = shard.error { throw error } }
+        let summing = summingShard
+        summing.gradients.beginSum()
+        for shard in shards where shard !== summing {
+            try summing.gradients.add(shard.gradients)
+            shard.gradients.zero()
+        }
+        return shards.map(\.pass)
+    }
+
+    /// The shards computed by the workers at the current weights (published as the policy
+    /// version for the first mini-batch, as an intermediate version after it) and summed into
+    /// ``summingShard`` in shard order. An empty shard is not sent: its gradient is zero, and
+    /// leaving it out of the sum changes no bit (``ModelGradients/beginSum()`` already made
+    /// every −0 a +0, the only value adding +0 changes).
+    private func remoteGradients(_ remote: any RemoteGradients, rows: [GradientRow], rowIndices: [[Int]], step: Int,
+                                 index: Int) throws -> [ShardPass] {
+        let sent = rowIndices.indices.filter { !rowIndices[$0].isEmpty }
+        guard !sent.isEmpty else { return rowIndices.map { _ in ShardPass(logprobs: [], entropySums: [], microBatches: 0) } }
+        let weights: GradientWeights = index == 0
+            ? .published(version: policyVersion)
+            : .intermediate(version: WeightsVersion.intermediate(step: step, miniBatch: index), weights: model.weights)
+        let settings = GradientSettings(temperature: temperature, loss: lossOptions, workspaceFloats: workspaceBudgetFloats,
+                                        parameterCount: model.weights.layout.totalCount)
+        let results = try remote.compute(step: step, miniBatch: index, shards: sent.map { rowIndices[$0].map { rows[$0] } },
+                                         weights: weights, settings: settings)
+        guard results.count == sent.count else {
+            throw CermError.invalid("step \(step), mini-batch \(index): \(results.count) shard gradients for \(sent.count) shards")
+        }
+        let summing = summingShard
+        var passes = rowIndices.map { _ in ShardPass(logprobs: [], entropySums: [], microBatches: 0) }
+        for (position, (shard, result)) in zip(sent, results).enumerated() {
+            guard result.gradient.count == summing.gradients.values.count else {
+                throw CermError.invalid("step \(step), mini-batch \(index), shard \(shard): a gradient of \(result.gradient.count) values, the model has \(summing.gradients.values.count)")
             }
-        }
-        let lossInput = zip(rows, logprobs).map { trajectory, current in
-            LossTrajectory(advantage: trajectory.advantage, logProbs: current, oldLogProbs: trajectory.behaviourLogprobs,
-                           refLogProbs: trajectory.referenceLogprobs, included: trajectory.included)
-        }
-        let loss: GRPOLossResult
-        do { loss = try GRPOLoss.compute(lossInput, options: lossOptions) } catch {
-            // The loss names the row; name the trajectory instead.
-            let row: Int = switch error {
-            case let .lengthMismatch(trajectory, _, _, _): trajectory
-            case let .nonFinite(trajectory, _): trajectory
-            }
-            throw CermError.invalid("\(rows[row].id): \(error)")
-        }
-        if backward, !rows.isEmpty {
-            for shard in shards { shard.tokenWeights = shard.rowIndices.map { loss.tokenWeights[$0] } }
-            DataShards.run(count: shards.count, threads: threads) { shards[$0].backward(temperature: temperature) }
-            let summing = summingShard
-            do {
-                for shard in shards { if let error = shard.error { throw error } }
+            if position == 0 {
+                summing.gradients.values = result.gradient
                 summing.gradients.beginSum()
-                for shard in shards where shard !== summing { try summing.gradients.add(shard.gradients) }
-            } catch {
-                // A failed mini-batch must not leave partial gradients in a shard for the next one.
-                for shard in shards { shard.gradients.zero() }
-                throw error
+            } else {
+                try summing.gradients.add(values: result.gradient)
             }
-            for shard in shards where shard !== summing { shard.gradients.zero() }
+            passes[shard] = result.pass
         }
-        return MiniBatchPass(loss: loss, entropySum: entropySums.reduce(0, +), tokens: rows.reduce(0) { $0 + $1.outputCount },
-                             microBatches: microBatchCount)
+        return passes
     }
 
     /// The accumulated gradients (tests).
@@ -522,65 +585,6 @@ extension TrainingState {
             var tensor = $0
             tensor.name = String(tensor.name.dropFirst(GRPOLearner.referencePrefix.count))
             return tensor
-        }
-    }
-}
-
-/// One data shard of a GRPO mini-batch: its rows are the mini-batch's trajectories assigned to it.
-private final class LearnerShard: DataShard<PreparedTrajectory>, @unchecked Sendable {
-    /// Per row: log-probs and Σ entropy of the output tokens under the current policy.
-    var logprobs: [[Double]] = []
-    var entropySums: [Double] = []
-    /// Per row: ∂L/∂logπ of each output token (set before ``backward(temperature:)``).
-    var tokenWeights: [[Double]] = []
-    /// The rows' micro-batches (index ranges into ``rows``).
-    var microBatches: [Range<Int>] = []
-
-    private func tokenBatch(_ range: Range<Int>) -> TokenBatch {
-        TokenBatch(sequences: rows[range].map(\.sequence), scoredFrom: rows[range].map(\.promptLength))
-    }
-
-    /// Phase 1: the output tokens' log-probs and entropies; the last micro-batch's pass stays
-    /// retained for ``backward(temperature:)``.
-    func forward(budget: Int, temperature: Float) {
-        logprobs = []
-        entropySums = []
-        error = nil
-        microBatches = Transformer.microBatches(config: model.config, lengths: rows.map { $0.sequence.count - 1 },
-                                                budgetFloats: budget)
-        do {
-            for range in microBatches {
-                let pass = try model.forward(tokenBatch(range), temperature: temperature)
-                for (row, trajectory) in rows[range].enumerated() {
-                    let first = trajectory.promptLength - 1
-                    let outputs = first..<(first + trajectory.outputCount)
-                    logprobs.append(pass.logprobs[row][outputs].map(Double.init))
-                    entropySums.append(pass.entropy[row][outputs].reduce(0.0) { $0 + Double($1) })
-                }
-            }
-        } catch {
-            self.error = error
-        }
-    }
-
-    /// Phase 2: back-propagates ``tokenWeights`` into ``gradients``: the retained last
-    /// micro-batch first, then the earlier ones forwarded again (a fixed order, so the sum is
-    /// deterministic).
-    func backward(temperature: Float) {
-        do {
-            for (index, range) in microBatches.enumerated().reversed() {
-                if index != microBatches.count - 1 { _ = try model.forward(tokenBatch(range), temperature: temperature) }
-                let dLogprobs: [[Float]] = range.map { row in
-                    let trajectory = rows[row]
-                    var weights = [Float](repeating: 0, count: trajectory.sequence.count - 1)
-                    let first = trajectory.promptLength - 1
-                    for (t, w) in tokenWeights[row].enumerated() { weights[first + t] = Float(w) }
-                    return weights
-                }
-                try model.backward(dLogprobs: dLogprobs, into: &gradients)
-            }
-        } catch {
-            self.error = error
         }
     }
 }

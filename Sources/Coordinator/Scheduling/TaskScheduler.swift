@@ -52,7 +52,10 @@ public struct SchedulerSettings: Sendable {
 public struct ScheduledTask: Equatable, Sendable {
     public let taskID: UInt64
     public let step: UInt64
+    /// The pairs to roll out; empty for a gradient task.
     public let pairIDs: [UInt64]
+    /// A gradient task's shard (`grpo.distributed_update`); nil for rollouts.
+    public let gradient: GradientShardKey?
     /// The version the task was sent with (set when dispatched).
     public internal(set) var policyVersion: UInt64
 
@@ -61,6 +64,49 @@ public struct ScheduledTask: Equatable, Sendable {
         .task(TaskMessage(taskID: taskID, step: step, policyVersion: policyVersion, runSeed: runSeed,
                           parameters: parameters, pairs: try pairIDs.map(pairs)))
     }
+}
+
+/// A gradient task's place in the update: data shard `shard` of mini-batch `miniBatch` of step
+/// `step`. Its sum with the other shards' goes in shard order, so nothing about who computed
+/// it or when it arrived reaches the weights.
+public struct GradientShardKey: Hashable, Sendable, CustomStringConvertible {
+    public var step: UInt64
+    public var miniBatch: UInt32
+    public var shard: UInt32
+
+    public init(step: UInt64, miniBatch: UInt32, shard: UInt32) {
+        self.step = step
+        self.miniBatch = miniBatch
+        self.shard = shard
+    }
+
+    /// The mini-batch this shard belongs to.
+    public var round: GradientRoundKey { GradientRoundKey(step: step, miniBatch: miniBatch) }
+
+    public var description: String { "step \(step), mini-batch \(miniBatch), shard \(shard)" }
+}
+
+/// One mini-batch's gradient tasks.
+public struct GradientRoundKey: Hashable, Sendable, CustomStringConvertible {
+    public var step: UInt64
+    public var miniBatch: UInt32
+
+    public init(step: UInt64, miniBatch: UInt32) {
+        self.step = step
+        self.miniBatch = miniBatch
+    }
+
+    public var description: String { "step \(step), mini-batch \(miniBatch)" }
+}
+
+/// What ``TaskScheduler/handle(gradientResult:from:now:)`` and
+/// ``TaskScheduler/finishGradient(taskID:from:rejection:now:)`` decided.
+public enum GradientOutcome: Equatable, Sendable {
+    /// GRADIENT_RESULT of a task in flight at its sender: receive its chunks.
+    case receive(GradientShardKey)
+    /// Every chunk arrived and checked out; `roundComplete` when it was the mini-batch's last shard.
+    case accepted(GradientShardKey, roundComplete: Bool)
+    case dropped(taskID: UInt64, reason: ResultDropReason, requeuedAs: UInt64?)
 }
 
 /// A task sent to a worker by ``TaskScheduler/dispatch(now:)``.
@@ -85,6 +131,9 @@ public enum ResultDropReason: Error, Equatable, Sendable, CustomStringConvertibl
     case stale(version: UInt64, current: UInt64)
     /// The trajectories do not match the task.
     case invalidTrajectories(String)
+    /// A gradient task's result does not fit the task (rows, log-probs, size) or holds a
+    /// non-finite value.
+    case invalidGradient(String)
 
     public var description: String {
         switch self {
@@ -95,6 +144,7 @@ public enum ResultDropReason: Error, Equatable, Sendable, CustomStringConvertibl
         case let .versionMismatch(expected, received): "result names policy version \(received), task was sent with \(expected)"
         case let .stale(version, current): "sampled with version \(version), current version \(current) is beyond the staleness bound"
         case let .invalidTrajectories(reason): "invalid trajectories: \(reason)"
+        case let .invalidGradient(reason): "invalid gradient: \(reason)"
         }
     }
 }
@@ -228,6 +278,8 @@ public enum SchedulerError: Error, Equatable, CustomStringConvertible {
     case duplicatePair(step: UInt64, pairID: UInt64)
     case emptyStep(UInt64)
     case versionNotIncreasing(current: UInt64, requested: UInt64)
+    case gradientsAlreadyOpen(GradientRoundKey)
+    case noShards(GradientRoundKey)
     /// A fixed-lag step opened without its version, or a step of another mode with one.
     case stepVersion(step: UInt64, mode: RolloutMode)
 
@@ -238,6 +290,8 @@ public enum SchedulerError: Error, Equatable, CustomStringConvertible {
         case let .duplicatePair(step, pair): "step \(step) lists pair \(pair) twice"
         case let .emptyStep(s): "step \(s) has no pairs"
         case let .versionNotIncreasing(current, requested): "policy version must increase (current \(current), requested \(requested))"
+        case let .gradientsAlreadyOpen(round): "the gradient tasks of \(round) are already open"
+        case let .noShards(round): "\(round): a gradient round has at least one shard"
         case let .stepVersion(step, mode):
             mode == .fixedLag ? "fixed-lag mode: step \(step) must name the version it samples with"
                 : "\(mode.rawValue) mode: step \(step) samples with the newest version and cannot name one"
@@ -277,6 +331,8 @@ public struct TaskScheduler: Sendable {
     private var queue: [ScheduledTask] = []
     private var inFlight: [UInt64: (task: ScheduledTask, worker: RoutingID, sentAt: Double)] = [:]
     private var steps: [UInt64: StepState] = [:]
+    /// Open gradient rounds: the version their tasks compute at and the shards still missing.
+    private var rounds: [GradientRoundKey: (version: UInt64, pending: Set<UInt32>)] = [:]
 
     public init(settings: SchedulerSettings, policyVersion: UInt64 = 0) {
         self.settings = settings
@@ -402,6 +458,79 @@ public struct TaskScheduler: Sendable {
         steps[step]?.pairs = Dictionary(pairs.map { ($0.pairID, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
+    /// Opens the gradient tasks of one mini-batch of a distributed update, one per data shard,
+    /// to be computed at weights `version`. They go ahead of every queued rollout task (the
+    /// update waits for them) in shard order.
+    public mutating func openGradients(_ round: GradientRoundKey, shards: Int, version: UInt64) throws(SchedulerError) {
+        guard rounds[round] == nil else { throw .gradientsAlreadyOpen(round) }
+        guard shards >= 1 else { throw .noShards(round) }
+        rounds[round] = (version, Set((0..<UInt32(shards)).map { $0 }))
+        let tasks = (0..<UInt32(shards)).map {
+            makeTask(step: round.step, pairIDs: [], gradient: GradientShardKey(step: round.step, miniBatch: round.miniBatch, shard: $0))
+        }
+        queue.insert(contentsOf: tasks, at: 0)
+    }
+
+    /// Whether `taskID` is in flight at `peer` (a gradient's chunks count only while it is).
+    public func isInFlight(_ taskID: UInt64, at peer: RoutingID) -> Bool { inFlight[taskID]?.worker == peer }
+
+    /// GRADIENT_RESULT: the sender's task, of the version it was sent with, is received (its
+    /// chunks follow); anything else is dropped by the RESULT rules. The task stays in flight
+    /// until ``finishGradient(taskID:from:rejection:now:)``, so a worker lost while sending its
+    /// chunks has the shard re-run.
+    public mutating func handle(gradientResult result: GradientResultMessage, from peer: RoutingID, now: Double) -> GradientOutcome {
+        let taskID = result.taskID
+        guard registry.heard(from: peer, at: now) else {
+            statistics.droppedUnknown += 1
+            return .dropped(taskID: taskID, reason: .unknownWorker, requeuedAs: nil)
+        }
+        guard let (task, worker, _) = inFlight[taskID], let key = task.gradient else {
+            if taskID != 0 && taskID < nextTaskID {
+                statistics.droppedLateOrDuplicate += 1
+                return .dropped(taskID: taskID, reason: .lateOrDuplicate, requeuedAs: nil)
+            }
+            statistics.droppedUnknown += 1
+            return .dropped(taskID: taskID, reason: .unknownTask, requeuedAs: nil)
+        }
+        guard worker == peer else {
+            statistics.droppedLateOrDuplicate += 1
+            return .dropped(taskID: taskID, reason: .notAssignedToSender, requeuedAs: nil)
+        }
+        guard result.policyVersion == task.policyVersion else {
+            return finishGradient(taskID: taskID, from: peer,
+                                  rejection: .versionMismatch(expected: task.policyVersion, received: result.policyVersion), now: now)
+        }
+        return .receive(key)
+    }
+
+    /// Ends a gradient task in flight at `peer`: accepted when `rejection` is nil, else dropped,
+    /// counted against the worker and re-queued (the shard is computed again elsewhere, never
+    /// applied).
+    public mutating func finishGradient(taskID: UInt64, from peer: RoutingID, rejection: ResultDropReason?, now: Double) -> GradientOutcome {
+        guard let (task, worker, _) = inFlight[taskID], worker == peer, let key = task.gradient else {
+            statistics.droppedLateOrDuplicate += 1
+            return .dropped(taskID: taskID, reason: .lateOrDuplicate, requeuedAs: nil)
+        }
+        inFlight[taskID] = nil
+        _ = registry.release(taskID, from: peer)
+        if let rejection {
+            statistics.droppedInvalid += 1
+            registry.noteRejectedResult(from: peer)
+            return .dropped(taskID: taskID, reason: rejection, requeuedAs: requeue(tasks: [task]).first)
+        }
+        guard var round = rounds[key.round] else {
+            statistics.droppedLateOrDuplicate += 1
+            return .dropped(taskID: taskID, reason: .lateOrDuplicate, requeuedAs: nil)
+        }
+        round.pending.remove(key.shard)
+        rounds[key.round] = round
+        statistics.resultsAccepted += 1
+        return .accepted(key, roundComplete: round.pending.isEmpty)
+    }
+
+    /// Forgets a complete gradient round (its results were handed to the learner).
+    public mutating func closeGradients(_ round: GradientRoundKey) { rounds[round] = nil }
+
     /// The learner published `version`. Tasks dispatched from now on carry it; in-flight tasks
     /// keep theirs and are judged by the staleness rule when they come back.
     public mutating func advancePolicy(to version: UInt64) throws(SchedulerError) {
@@ -414,10 +543,10 @@ public struct TaskScheduler: Sendable {
     /// published. The caller sends each assignment's TASK message.
     public mutating func dispatch(now: Double) -> [Assignment] {
         var assignments: [Assignment] = []
-        while let index = queue.firstIndex(where: { (steps[$0.step]?.version ?? 0) <= policyVersion }),
+        while let index = queue.firstIndex(where: { $0.gradient != nil || (steps[$0.step]?.version ?? 0) <= policyVersion }),
               let worker = registry.nextWorkerWithCredit() {
             var task = queue.remove(at: index)
-            task.policyVersion = steps[task.step]?.version ?? policyVersion
+            task.policyVersion = task.gradient.flatMap { rounds[$0.round]?.version } ?? steps[task.step]?.version ?? policyVersion
             registry.assign(task.taskID, to: worker)
             registry.sent(to: worker, at: now)
             inFlight[task.taskID] = (task, worker, now)
@@ -434,7 +563,7 @@ public struct TaskScheduler: Sendable {
             statistics.droppedUnknown += 1
             return .dropped(taskID: taskID, reason: .unknownWorker, requeuedAs: nil)
         }
-        guard let (task, worker, _) = inFlight[taskID] else {
+        guard let (task, worker, _) = inFlight[taskID], task.gradient == nil else {
             if taskID != 0 && taskID < nextTaskID {
                 statistics.droppedLateOrDuplicate += 1
                 return .dropped(taskID: taskID, reason: .lateOrDuplicate, requeuedAs: nil)
@@ -525,10 +654,10 @@ public struct TaskScheduler: Sendable {
         return UInt32(max(1, min(ms, Double(UInt32.max))))
     }
 
-    private mutating func makeTask(step: UInt64, pairIDs: [UInt64]) -> ScheduledTask {
+    private mutating func makeTask(step: UInt64, pairIDs: [UInt64], gradient: GradientShardKey? = nil) -> ScheduledTask {
         defer { nextTaskID += 1 }
         statistics.tasksCreated += 1
-        return ScheduledTask(taskID: nextTaskID, step: step, pairIDs: pairIDs, policyVersion: policyVersion)
+        return ScheduledTask(taskID: nextTaskID, step: step, pairIDs: pairIDs, gradient: gradient, policyVersion: policyVersion)
     }
 
     /// Sync: only the current version counts. Async: at most `max_staleness` versions behind.
@@ -556,8 +685,8 @@ public struct TaskScheduler: Sendable {
     /// Re-queues tasks already out of `inFlight`.
     private mutating func requeue(tasks: [ScheduledTask]) -> [UInt64] {
         var fresh: [ScheduledTask] = []
-        for task in tasks where steps[task.step] != nil {
-            fresh.append(makeTask(step: task.step, pairIDs: task.pairIDs))
+        for task in tasks where task.gradient.map({ rounds[$0.round] != nil }) ?? (steps[task.step] != nil) {
+            fresh.append(makeTask(step: task.step, pairIDs: task.pairIDs, gradient: task.gradient))
         }
         statistics.tasksRequeued += fresh.count
         queue.insert(contentsOf: fresh, at: 0)

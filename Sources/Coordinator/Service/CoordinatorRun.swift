@@ -77,7 +77,7 @@ public struct CoordinatorRun {
             try ResumePoint.refuseModelChange(in: loaded.state, path: loaded.path, config: config)
             try runModel.checkTokenizer(loaded.state.tokenizer, of: loaded.path)
         }
-        let threads = GRPOLearner.claimProcessors()
+        let threads = GRPOLearner.claimProcessors(shards: config.grpo.gradientShards)
         // The SFT weights are read by a child first, as resume candidates are.
         if let initPath { try CheckpointReader.probeFirst(path: initPath, with: ChildProcessCheckpointProbe(stop: stop, logger: logger)) }
         let learner = try GRPOLearner(config: config, runModel: runModel, initPath: initPath, threads: threads)

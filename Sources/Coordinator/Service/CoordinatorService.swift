@@ -138,6 +138,13 @@ public final class CoordinatorService: @unchecked Sendable {
         mailbox.bound(router.endpoint)
         logger.info("coordinator listening", metadata: ["endpoint": "\(router.endpoint)", "curve": "\(settings.curve != nil)"])
 
+        if settings.distributedUpdate {
+            do { try learner.distributeGradients(to: WorkerGradients(mailbox: mailbox)) } catch {
+                mailbox.bindFailed()
+                router.socket.close()
+                throw error
+            }
+        }
         let driver = StepDriver(settings: settings, learner: learner, pairs: pairSource, resume: resume, stop: stop, clock: clock,
                                 checkpoints: checkpoints, metrics: metrics, onStep: onStep, mailbox: mailbox, logger: logger)
         let learnerThread = Thread { driver.run() }
@@ -174,11 +181,14 @@ final class CoordinatorMailbox: @unchecked Sendable {
         /// `version`: fixed-lag mode's version for the step (nil: the newest).
         case open(step: UInt64, pairs: [TaskPair], version: UInt64?)
         case publish(version: UInt64, weights: [UInt8])
+        /// A mini-batch's gradient tasks (distributed update).
+        case gradients(GradientRequest)
     }
 
     private let condition = NSCondition()
     private var commands: [Command] = []
     private var completed: [UInt64: StepRollouts] = [:]
+    private var completedGradients: [GradientRoundKey: [RemoteShardGradient]] = [:]
     private var workersAlive = 0
     private var finalChunkServedAt: [UInt64: Double] = [:]
     private var driverEnd: DriverEnd?
@@ -270,6 +280,24 @@ final class CoordinatorMailbox: @unchecked Sendable {
         return finalChunkServedAt[version]
     }
 
+    func complete(_ round: GradientRoundKey, gradients: [RemoteShardGradient]) {
+        condition.lock(); defer { condition.unlock() }
+        completedGradients[round] = gradients
+        condition.broadcast()
+    }
+
+    /// Waits until every shard of `round` has an accepted gradient; nil only when the socket
+    /// thread can no longer serve. A stop does not end the wait: an update that started
+    /// finishes, as the coordinator's own would (it may have taken optimizer steps already).
+    func waitForGradients(_ round: GradientRoundKey) -> [RemoteShardGradient]? {
+        condition.lock(); defer { condition.unlock() }
+        while true {
+            if aborted { return nil }
+            if let gradients = completedGradients.removeValue(forKey: round) { return gradients }
+            _ = condition.wait(until: Date().addingTimeInterval(0.05))
+        }
+    }
+
     /// Waits until `step` is complete (its rollouts) or a stop is requested (nil). A stop wins
     /// over a step completing at the same moment: once requested, no further update starts.
     func waitForStep(_ step: UInt64, stop: StopSignal) -> StepRollouts? {
@@ -332,7 +360,7 @@ private final class StepDriver: @unchecked Sendable {
     private func publishPolicy() throws -> Double {
         let started = clock.now()
         let version = learner.policyVersion
-        guard version < WeightsVersion.model else {
+        guard version < WeightsVersion.firstIntermediate else {
             throw CermError.invalid("learner policy version \(version) collides with the reserved versions of the model and the reference weights")
         }
         mailbox.post(.publish(version: version, weights: try learner.currentWeights()))
@@ -514,6 +542,13 @@ private final class SocketLoop {
     /// The model description and the reference weights: published once, never evicted.
     private var fixedWeights: WeightsPublisher
     private var pairsByStep: [UInt64: [UInt64: TaskPair]] = [:]
+    /// The weights a distributed update's later mini-batches are computed at (the newest only).
+    private var intermediateWeights: WeightsPublisher
+    /// Open gradient rounds: what their tasks carry, and the shards accepted so far.
+    private var gradientRequests: [GradientRoundKey: GradientRequest] = [:]
+    private var gradientsDone: [GradientRoundKey: [UInt32: RemoteShardGradient]] = [:]
+    /// Gradients being received, by task id.
+    private var receipts: [UInt64: GradientReceipt] = [:]
     private var lastAlive = -1
     /// Names of the routing ids declared dead (the newest 256), so a late RESULT of a worker that
     /// was only stalled (SIGSTOP, a swapping host) is logged under its name as a late result.
@@ -532,6 +567,7 @@ private final class SocketLoop {
         scheduler = TaskScheduler(settings: settings.scheduler)
         policyWeights = WeightsPublisher(chunkBytes: settings.weightChunkBytes, retain: settings.retainedVersions)
         fixedWeights = WeightsPublisher(chunkBytes: settings.weightChunkBytes, retain: 2)
+        intermediateWeights = WeightsPublisher(chunkBytes: settings.weightChunkBytes, retain: 1)
     }
 
     /// Serves until the learner thread ends, then says GOODBYE to every worker.
@@ -605,9 +641,23 @@ private final class SocketLoop {
                     fixedWeights.publish(version: version, bytes: weights)
                     continue
                 }
+                if WeightsVersion.isIntermediate(version) {
+                    intermediateWeights.publish(version: version, bytes: weights)
+                    continue
+                }
                 policyWeights.publish(version: version, bytes: weights)
                 if version > scheduler.policyVersion {
                     do { try scheduler.advancePolicy(to: version) } catch { logger.error("\(error)") }
+                }
+            case let .gradients(request):
+                do {
+                    if let weights = request.weights { intermediateWeights.publish(version: request.version, bytes: weights) }
+                    try scheduler.openGradients(request.round, shards: request.shards.count, version: request.version)
+                    gradientRequests[request.round] = request
+                    gradientsDone[request.round] = [:]
+                } catch {
+                    // The learner thread opens each mini-batch once; this is a bug.
+                    logger.critical("cannot open the gradient tasks of \(request.round): \(error)")
                 }
             case let .open(step, pairs, version):
                 do {
@@ -688,7 +738,8 @@ private final class SocketLoop {
             if !scheduler.heard(from: peer, now: now) { dropUnregistered(message, from: peer) }
         case let .weightsRequest(version, chunkIndex):
             guard scheduler.heard(from: peer, now: now) else { return dropUnregistered(message, from: peer) }
-            let publisher = version >= WeightsVersion.model ? fixedWeights : policyWeights
+            let publisher = version >= WeightsVersion.model ? fixedWeights
+                : WeightsVersion.isIntermediate(version) ? intermediateWeights : policyWeights
             let reply = publisher.reply(version: version, chunkIndex: chunkIndex)
             send(reply, to: peer)
             if case let .weightsChunk(chunk) = reply, chunk.chunkIndex + 1 == chunk.chunkCount {
@@ -701,9 +752,101 @@ private final class SocketLoop {
             logger.info("worker \(worker) said goodbye: \(reason)")
             event(.workerLeft(worker: worker, alive: scheduler.registry.count))
             if !requeued.isEmpty { event(.tasksRequeued(count: requeued.count, from: worker)) }
-        case .welcome, .refuse, .task, .weightsChunk, .weightsUnavailable:
+        case let .gradientResult(result):
+            handle(gradientResult: result, from: peer, now: now)
+        case let .gradientChunk(chunk):
+            handle(gradientChunk: chunk, from: peer, now: now)
+        case .welcome, .refuse, .task, .weightsChunk, .weightsUnavailable, .gradientTask:
             if warnings.admit("dropped \(message.type)", from: "peer \(peer)") {
                 logger.warning("dropped \(message.type) from \(name(peer)): only the coordinator sends it")
+            }
+        }
+    }
+
+    /// GRADIENT_RESULT: checked against its task's rows and the model's size, then its chunks
+    /// are awaited.
+    private func handle(gradientResult result: GradientResultMessage, from peer: RoutingID, now: Double) {
+        switch scheduler.handle(gradientResult: result, from: peer, now: now) {
+        case let .receive(key):
+            guard let request = gradientRequests[key.round] else { return }
+            let rows = request.shards[Int(key.shard)]
+            let expectedBytes = UInt64(request.settings.parameterCount) * 4
+            var fault: String?
+            if result.logprobs.count != rows.count {
+                fault = "\(result.logprobs.count) rows of log-probs for the task's \(rows.count) rows"
+            } else if let row = rows.indices.first(where: { result.logprobs[$0].count != rows[$0].outputCount }) {
+                fault = "row \(row) (\(rows[row].id)): \(result.logprobs[row].count) log-probs for \(rows[row].outputCount) output tokens"
+            } else if result.totalBytes != expectedBytes {
+                fault = "\(result.totalBytes) bytes of gradient, the model's \(request.settings.parameterCount) parameters take \(expectedBytes)"
+            }
+            if let fault {
+                finishGradient(result.taskID, from: peer, rejection: .invalidGradient(fault), now: now)
+                return
+            }
+            receipts[result.taskID] = GradientReceipt(peer: peer, key: key, header: result, parameterCount: request.settings.parameterCount)
+        case .accepted:
+            break
+        case let .dropped(taskID, reason, requeuedAs):
+            noteDroppedGradient(taskID, from: peer, reason: reason, requeuedAs: requeuedAs)
+        }
+    }
+
+    /// GRADIENT_CHUNK: the next piece of a gradient being received from its sender.
+    private func handle(gradientChunk chunk: GradientChunk, from peer: RoutingID, now: Double) {
+        guard scheduler.heard(from: peer, now: now) else { return dropUnregistered(.gradientChunk(chunk), from: peer) }
+        guard var receipt = receipts[chunk.taskID], receipt.peer == peer, scheduler.isInFlight(chunk.taskID, at: peer) else {
+            if warnings.admit("dropped GRADIENT_CHUNK", from: "peer \(peer)", level: .notice) {
+                logger.notice("dropped GRADIENT_CHUNK \(chunk.chunkIndex) of task \(chunk.taskID) from \(name(peer)): no such gradient is being received from it")
+            }
+            return
+        }
+        do {
+            guard try receipt.add(chunk) else {
+                receipts[chunk.taskID] = receipt
+                return
+            }
+        } catch {
+            receipts[chunk.taskID] = nil
+            finishGradient(chunk.taskID, from: peer, rejection: .invalidGradient(error.description), now: now)
+            return
+        }
+        receipts[chunk.taskID] = nil
+        finishGradient(chunk.taskID, from: peer, rejection: nil, received: receipt, now: now)
+    }
+
+    /// Ends a gradient task: accepted (`received` holds it) or dropped and re-run; hands the
+    /// mini-batch's gradients, in shard order, to the learner once every shard is in.
+    private func finishGradient(_ taskID: UInt64, from peer: RoutingID, rejection: ResultDropReason?, received: GradientReceipt? = nil,
+                                now: Double) {
+        switch scheduler.finishGradient(taskID: taskID, from: peer, rejection: rejection, now: now) {
+        case let .accepted(key, roundComplete):
+            guard let received else { return }
+            gradientsDone[key.round, default: [:]][key.shard] = received.result
+            guard roundComplete, let done = gradientsDone.removeValue(forKey: key.round) else { return }
+            scheduler.closeGradients(key.round)
+            gradientRequests[key.round] = nil
+            mailbox.complete(key.round, gradients: done.keys.sorted().compactMap { done[$0] })
+        case .receive:
+            break
+        case let .dropped(taskID, reason, requeuedAs):
+            noteDroppedGradient(taskID, from: peer, reason: reason, requeuedAs: requeuedAs)
+        }
+    }
+
+    private func noteDroppedGradient(_ taskID: UInt64, from peer: RoutingID, reason: ResultDropReason, requeuedAs: UInt64?) {
+        let worker = name(peer)
+        switch reason {
+        case .versionMismatch, .invalidGradient:
+            if warnings.admit("rejected GRADIENT_RESULT", from: "peer \(peer)") {
+                let rejected = scheduler.registry.worker(peer)?.rejectedResults ?? 0
+                let requeue = requeuedAs.map { "re-queued as task \($0)" } ?? "not re-queued"
+                logger.warning("dropped the gradient of task \(taskID) from worker \(worker): \(reason); \(requeue) (\(rejected) rejected result(s) from \(worker))")
+            }
+            if requeuedAs != nil { event(.tasksRequeued(count: 1, from: "\(worker) (\(reason))")) }
+            refuseIfOverRejectionLimit(peer)
+        default:
+            if warnings.admit("dropped GRADIENT_RESULT", from: "peer \(peer)", level: .notice) {
+                logger.notice("dropped GRADIENT_RESULT of task \(taskID) from \(worker): \(reason)")
             }
         }
     }
@@ -712,14 +855,14 @@ private final class SocketLoop {
     /// when the task id cannot be read, every task in flight at the worker), so the step does
     /// not wait forever on a worker that keeps heartbeating.
     private func handle(malformed dropped: MalformedMessage) {
-        guard dropped.type == .result, let record = scheduler.registry.worker(dropped.peer) else { return }
+        guard [.result, .gradientResult, .gradientChunk].contains(dropped.type), let record = scheduler.registry.worker(dropped.peer) else { return }
         let requeued = scheduler.handle(malformedResultFrom: dropped.peer, taskID: dropped.taskID, now: clock.now())
         let rejected = scheduler.registry.worker(dropped.peer)?.rejectedResults ?? 0
         let task = dropped.taskID.map { "task \($0)" } ?? "unreadable task id"
         if warnings.admit("dropped malformed RESULT", from: "peer \(dropped.peer)") {
-            logger.warning("dropped malformed RESULT (\(task)) from worker \(record.name) at peer \(dropped.peer): \(dropped.error); re-queued \(requeued.count) task(s) (\(rejected) rejected result(s) from \(record.name))")
+            logger.warning("dropped malformed \(dropped.type.map { "\($0)" } ?? "RESULT") (\(task)) from worker \(record.name) at peer \(dropped.peer): \(dropped.error); re-queued \(requeued.count) task(s) (\(rejected) rejected result(s) from \(record.name))")
         }
-        if !requeued.isEmpty { event(.tasksRequeued(count: requeued.count, from: "\(record.name) (malformed RESULT)")) }
+        if !requeued.isEmpty { event(.tasksRequeued(count: requeued.count, from: "\(record.name) (malformed \(dropped.type.map { "\($0)" } ?? "RESULT"))")) }
         refuseIfOverRejectionLimit(dropped.peer)
     }
 
@@ -741,6 +884,14 @@ private final class SocketLoop {
         warnings.flush()
         let now = clock.now()
         for assignment in scheduler.dispatch(now: now) {
+            if let key = assignment.task.gradient {
+                guard let request = gradientRequests[key.round] else {
+                    logger.error("cannot build gradient task \(assignment.task.taskID): \(key) is not open")
+                    continue
+                }
+                send(request.message(taskID: assignment.task.taskID, shard: key.shard), to: assignment.worker)
+                continue
+            }
             let pairs = pairsByStep[assignment.task.step] ?? [:]
             do {
                 let message = try assignment.task.message(runSeed: settings.runSeed, parameters: settings.rollout) { id in
@@ -753,6 +904,8 @@ private final class SocketLoop {
             }
         }
         let tick = scheduler.tick(now: now)
+        // Gradients whose task was re-queued (worker dead, gone or timed out) will not be used.
+        if !receipts.isEmpty { receipts = receipts.filter { scheduler.isInFlight($0.key, at: $0.value.peer) } }
         for dead in tick.expired {
             let silent = now - dead.lastHeard
             logger.warning("worker \(dead.name) silent for \(String(format: "%.2f", silent)) s: declared dead")

@@ -39,6 +39,8 @@ public struct CoordinatorSettings: Sendable {
     public var allowInsecure: Bool
     /// Longest the socket thread blocks in one receive; bounds the latency of step hand-overs.
     public var pollMilliseconds: Int
+    /// `grpo.distributed_update`: the learner's mini-batch gradients are computed by the workers.
+    public var distributedUpdate = false
 
     public init(endpoint: String, scheduler: SchedulerSettings, limits: ProtocolLimits, rollout: RolloutParameters,
                 runSeed: UInt64, steps: Int, pairsPerBatch: Int, saveEvery: Int, weightChunkBytes: Int,
@@ -70,6 +72,7 @@ public struct CoordinatorSettings: Sendable {
                   rollout: RolloutParameters(config: config.rollout), runSeed: config.run.seed, steps: config.run.steps,
                   pairsPerBatch: config.grpo.pairsPerBatch, saveEvery: config.run.saveEvery,
                   weightChunkBytes: cluster.weightChunkBytes, curve: curve, allowInsecure: cluster.allowInsecure)
+        distributedUpdate = config.grpo.distributedUpdate
     }
 
     /// Throws unless the endpoint may be bound as configured: with CURVE keys always, without

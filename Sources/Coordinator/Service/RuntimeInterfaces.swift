@@ -1,6 +1,7 @@
 import Configuration
 import Engine
 import EngineConfiguration
+import Shared
 import WireProtocol
 
 /// The coordinator's learner: turns a completed step's trajectories into new policy weights.
@@ -10,7 +11,7 @@ import WireProtocol
 /// `@unchecked Sendable` is acceptable for a class holding mutable model state).
 public protocol Learner: AnyObject, Sendable {
     /// Version of the current policy weights. Must increase with every ``update(step:pairs:rollouts:)``
-    /// and stay below ``WeightsVersion/model``.
+    /// and stay below ``WeightsVersion/firstIntermediate``.
     var policyVersion: UInt64 { get }
     /// Serialized weights of ``policyVersion`` (the bytes workers receive in
     /// ``RolloutExecutor``-side `prepare`).
@@ -34,11 +35,18 @@ public protocol Learner: AnyObject, Sendable {
     func trainingState(step: Int, dataCursor: DataCursor) throws -> TrainingState
     /// Continues from a checkpoint (model, optimizer, policy version, RNG).
     func restore(from state: TrainingState) throws
+    /// `grpo.distributed_update`: from now on each mini-batch's shard gradients come from
+    /// `remote` (the workers) instead of this process.
+    func distributeGradients(to remote: any RemoteGradients) throws
 }
 
 extension Learner {
     /// A learner that keeps no previous policies cannot serve fixed-lag runs.
     public func previousPolicyWeights() throws -> [(version: UInt64, bytes: [UInt8])] { [] }
+
+    public func distributeGradients(to remote: any RemoteGradients) throws {
+        throw CermError.invalid("grpo.distributed_update: the learner \(type(of: self)) computes its update only in this process")
+    }
 }
 
 /// Where a step's pairs come from. Used from the learner thread only.

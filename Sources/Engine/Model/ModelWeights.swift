@@ -135,8 +135,17 @@ public struct ModelGradients: Sendable, Equatable {
         guard other.layout == layout else {
             throw CermError.invalid("ModelGradients.add: the gradients were made for a different model config")
         }
+        try add(values: other.values)
+    }
+
+    /// Adds a gradient in this layout given as its flat values (one a worker computed). Throws
+    /// if the count differs.
+    public mutating func add(values other: [Float]) throws {
+        guard other.count == values.count else {
+            throw CermError.invalid("ModelGradients.add: \(other.count) values, the model has \(values.count)")
+        }
         values.withUnsafeMutableBufferPointer { sum in
-            other.values.withUnsafeBufferPointer { part in
+            other.withUnsafeBufferPointer { part in
                 for i in 0..<sum.count { sum[i] += part[i] }
             }
         }
