@@ -9,8 +9,10 @@
 #   C. rollout throughput (generated tokens/s) with 1 vs 2 workers, 1 BLAS thread each.
 #   D. rollout modes: sync vs async vs fixed-lag (lag 1), 2 workers, seconds per step from the
 #      metrics' step end times (steps 2..N), and whether repeated fixed-lag runs give one checkpoint.
+#   E. the update on the workers (grpo.distributed_update) vs the coordinator's own, 1 and 2
+#      workers: update and step seconds, and whether all four runs give one checkpoint.
 #
-# Usage: scripts/bench_cluster.sh [SECTION...]   (sections: a b c d; default a b c)
+# Usage: scripts/bench_cluster.sh [SECTION...]   (sections: a b c d e; default a b c)
 # Env:   CERM (binary, default .build/release/cerm), OUT (work dir, default /tmp/cerm-bench-cluster),
 #        PORT (coordinator port, default 5599).
 set -euo pipefail
@@ -113,5 +115,24 @@ PY
         "$CERM" inspect "$OUT/Checkpoints/d-$mode/step_12.h5" --checksums | md5sum | sed "s/ .*/  (d-$mode: md5 of the step-12 checksums)/"
     done
     ;;
-*) echo "unknown section $section (a, b, c, d)" >&2; exit 2 ;;
+e)
+    echo "# E. update on the workers vs on the coordinator, default config${INIT:+ from $INIT}, 12 steps each"
+    for where in coordinator workers; do
+        distributed=$([ "$where" = workers ] && echo true || echo false)
+        for workers in 1 2; do
+            name="e-$where-${workers}w"
+            run "$name" "$workers" 12 "grpo.distributed_update=$distributed;run.save_every=12"
+            python3 - "$OUT/Checkpoints/$name/metrics.jsonl" <<'PY'
+import json, sys, statistics as st
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+rows = [r for r in rows if "time_step_s" in r][1:]
+ends = [r["time"] for r in rows]
+print(f"steps 2..{rows[-1]['step']}: {(ends[-1] - ends[0]) / (len(ends) - 1):.3f} s per step (from step end times), "
+      f"median update {st.median(r['time_update_s'] for r in rows):.3f} s, median wait {st.median(r['time_wait_rollouts_s'] for r in rows):.3f} s")
+PY
+            "$CERM" inspect "$OUT/Checkpoints/$name/step_12.h5" --checksums | grep -v "^file\|^checksum\|config" | md5sum | sed "s/ .*/  ($name: md5 of the step-12 tensor checksums)/"
+        done
+    done
+    ;;
+*) echo "unknown section $section (a, b, c, d, e)" >&2; exit 2 ;;
 esac; done

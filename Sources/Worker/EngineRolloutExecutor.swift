@@ -214,6 +214,14 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
             guard let policy, loadedPolicyVersion == task.policyVersion else {
                 throw CermError.invalid("gradient task \(task.taskID) needs weights v\(task.policyVersion), the executor holds \(loadedPolicyVersion.map { "v\($0)" } ?? "none")")
             }
+            for row in task.rows {
+                if let token = row.sequence.first(where: { $0 < 0 || Int($0) >= model.vocabSize }) {
+                    throw CermError.invalid("gradient task \(task.taskID), \(row.id): token \(token) is outside the model's vocabulary of \(model.vocabSize)")
+                }
+                guard row.sequence.count - 1 <= model.maxSeqLen else {
+                    throw CermError.invalid("gradient task \(task.taskID), \(row.id): \(row.sequence.count) tokens exceed the model's context of \(model.maxSeqLen)")
+                }
+            }
             let shard = GRPOShard(model: try Transformer(weights: try ModelWeights(config: model, values: policy.parameters)))
             shard.take(task.rows, assignment: [Int](repeating: 0, count: task.rows.count), index: 0, weights: shard.model.weights)
             let started = Date()

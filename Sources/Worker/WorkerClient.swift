@@ -118,8 +118,15 @@ public struct WorkerSettings: Sendable {
         } else {
             try EndpointSecurity.checkInsecureConnect(endpoint ?? cluster.endpoint, allowInsecure: cluster.allowInsecure)
         }
+        var limits = ProtocolLimits(config: config)
+        if !config.model.source.isEmpty {
+            // A pretrained model's vocabulary and context are the coordinator's to describe
+            // (WeightsVersion.model): the executor checks gradient tasks' tokens against them.
+            limits.vocabularySize = ProtocolLimits().vocabularySize
+            limits.maxTokensPerTrajectory = ProtocolLimits().maxTokensPerTrajectory
+        }
         self.init(endpoint: endpoint ?? cluster.endpoint, name: name, kind: kind, configHash: config.hash,
-                  limits: ProtocolLimits(config: config), heartbeatInterval: cluster.heartbeatInterval,
+                  limits: limits, heartbeatInterval: cluster.heartbeatInterval,
                   heartbeatTimeout: cluster.heartbeatTimeout, security: security, gradientChunkBytes: cluster.weightChunkBytes)
     }
 }
@@ -473,6 +480,9 @@ struct WorkerSession {
             logger.notice("dropped unrequested WEIGHTS_CHUNK v\(chunk.version) #\(chunk.chunkIndex)")
             return nil
         }
+        // Out of `state` while it takes the chunk: a second reference to its buffer would make
+        // every chunk copy the whole version (copy-on-write; 0.5 GiB at 135M parameters).
+        state.fetching = nil
         do {
             if let bytes = try assembler.add(chunk) {
                 state.fetching = nil

@@ -347,6 +347,63 @@ final class NaNGradientExecutor: RolloutExecutor, @unchecked Sendable {
         #expect(LearnerFixture.bitsEqual(threeOnWorkers.values, threeHere.values), "3 shards")
     }
 
+    /// A stop while the workers hold a distributed update's gradient tasks (here: the only
+    /// worker stops the run on its task of step 2 and then fails) does not hang or drop the
+    /// update: the coordinator computes the shards itself, finishes step 2 with the bits of its
+    /// own update, saves it and stops.
+    @Test func aStopDuringADistributedUpdateFinishesItHere() throws {
+        var config = Self.config()
+        let initial = try Self.formatTrainedWeights(model: TransformerConfig(config.model), steps: 30)
+        config.run.steps = 2
+        let (expected, _, _) = try Self.run(.workers(1), config: config, initial: initial)
+        config.run.steps = 3
+        config.grpo.distributedUpdate = true
+
+        final class StoppingExecutor: RolloutExecutor, @unchecked Sendable {
+            let inner: EngineRolloutExecutor
+            let stop: StopSignal
+            init(inner: EngineRolloutExecutor, stop: StopSignal) {
+                self.inner = inner
+                self.stop = stop
+            }
+            func prepare(policyVersion: UInt64, weights: [UInt8]) throws { try inner.prepare(policyVersion: policyVersion, weights: weights) }
+            func prepareReference(weights: [UInt8]) throws { try inner.prepareReference(weights: weights) }
+            func prepareModel(description: [UInt8]) throws { try inner.prepareModel(description: description) }
+            func run(task: TaskMessage) throws -> [Trajectory] { try inner.run(task: task) }
+            func gradient(task: GradientTaskMessage) throws -> ShardGradientOutput {
+                guard task.step == 2 else { return try inner.gradient(task: task) }
+                stop.request()
+                Thread.sleep(forTimeInterval: 0.3)
+                throw CermError.invalid("this worker computes no gradient of step 2")
+            }
+        }
+        let directory = try makeTemporaryDirectory("distributed-stop")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var settings = try CoordinatorSettings(config: config, runModel: RunModel(ownModel: config.model))
+        settings.endpoint = "tcp://127.0.0.1:*"
+        settings.scheduler.heartbeatInterval = 0.05
+        settings.scheduler.heartbeatTimeout = 2
+        let learner = try GRPOLearner(config: config, initialWeights: initial, logger: Self.quiet("learner"))
+        let stop = StopSignal()
+        let service = CoordinatorService(settings: settings, learner: learner,
+                                         pairs: try DatasetPairSource(pairs: Self.dataPairs, runSeed: config.run.seed), stop: stop,
+                                         checkpoints: CheckpointWriter(directory: directory, keepLast: 5), logger: Self.quiet("coordinator"))
+        let (coordinator, endpoint) = try RuntimeTests.startCoordinator(service)
+        let executor = StoppingExecutor(inner: try EngineRolloutExecutor(model: TransformerConfig(config.model), format: CompactFormat(),
+                                                                         logger: Self.quiet("executor")), stop: stop)
+        let client = WorkerClient(settings: WorkerSettings(endpoint: endpoint, name: "w0", configHash: config.hash, limits: settings.limits,
+                                                           heartbeatInterval: 0.05, heartbeatTimeout: 2),
+                                  executor: executor, logger: Self.quiet("worker"))
+        let worker = Background("worker") { try client.run() }
+        let report = try coordinator.value(timeout: 120)
+        _ = try? worker.value()
+        #expect(report.outcome == .stopped(completedSteps: 2))
+        #expect(report.checkpoints.map { ($0 as NSString).lastPathComponent } == ["step_2.h5"])
+        #expect(LearnerFixture.bitsEqual(learner.policy.values, expected.values))
+        let saved = try CheckpointReader.read(path: directory + "/step_2.h5")
+        #expect(saved.state.policyVersion == 2)
+    }
+
     /// Fixed-lag mode (lag 1): step k samples with exactly the version after step k − 2, so the
     /// versions are 0, 0, 1, 2 whatever the timing, and the final policy is bitwise the same for
     /// 1, 2 and 3 workers, a worker killed mid-step, and a run stopped after step 2 and resumed

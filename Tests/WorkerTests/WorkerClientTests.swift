@@ -1,3 +1,4 @@
+import Configuration
 import Foundation
 import Logging
 @testable import Method
@@ -60,6 +61,25 @@ final class WorkerThread: @unchecked Sendable {
 
 /// The worker against a scripted coordinator: a bare ROUTER driven by the test.
 @Suite(.serialized) struct WorkerClientTests {
+    /// A worker of a pretrained model (`model.source`) learns its vocabulary from the
+    /// coordinator, so it decodes gradient tasks with any token id (its executor checks them
+    /// against the model); a worker of cerm's own model holds them to `model.vocab_size`.
+    @Test func aPretrainedModelsWorkerDecodesTheTokensOfItsVocabulary() throws {
+        let row = GradientRow(id: .criteria(pair: 1, 0), sequence: [1, 9690, 2], promptLength: 1, behaviourLogprobs: [-1, -2],
+                              referenceLogprobs: [-1, -2], advantage: 1, scale: 0.5)
+        let task = Message.gradientTask(GradientTaskMessage(taskID: 3, step: 1, miniBatch: 0, shard: 0, policyVersion: 0, temperature: 1,
+                                                            loss: GRPOLossOptions(), workspaceFloats: 1 << 20, rows: [row]))
+        let frames = try MessageCodec().encode(task)
+        var pretrained = Config()
+        pretrained.model.source = "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+        let settings = try WorkerSettings(config: pretrained, name: "w", endpoint: "tcp://127.0.0.1:5999")
+        #expect(try MessageCodec(limits: settings.limits).decode(frames) == task)
+        let own = try WorkerSettings(config: Config(), name: "w", endpoint: "tcp://127.0.0.1:5999")
+        #expect(throws: ProtocolError.tokenOutOfRange(field: "GRADIENT_TASK.rows[0].sequence", index: 1, token: 9690, vocabularySize: 264)) {
+            try MessageCodec(limits: own.limits).decode(frames)
+        }
+    }
+
     static let limits = ProtocolLimits(maxMessageBytes: 1 << 20)
     static let welcome = WelcomeMessage(heartbeatIntervalMs: 50, heartbeatTimeoutMs: 300, policyVersion: 0, maxMessageBytes: 1 << 20)
 

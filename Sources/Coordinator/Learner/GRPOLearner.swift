@@ -449,7 +449,12 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
         let passes: [ShardPass]
         do {
             if let remote {
-                passes = try remoteGradients(remote, rows: rows, rowIndices: rowIndices, step: step, index: index)
+                do {
+                    passes = try remoteGradients(remote, rows: rows, rowIndices: rowIndices, step: step, index: index)
+                } catch let unavailable as RemoteGradientsUnavailable {
+                    logger.notice("step \(step), mini-batch \(index): \(unavailable); computing its \(shardCount) shards here")
+                    passes = try localGradients(rows: rows, assignment: assignment)
+                }
             } else {
                 passes = try localGradients(rows: rows, assignment: assignment)
             }
@@ -483,8 +488,15 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
                              microBatches: passes.reduce(0) { $0 + $1.microBatches })
     }
 
-    /// The shards computed here, ``threads`` at a time, and summed into ``summingShard``.
+    /// The shards computed here, ``threads`` at a time, and summed into ``summingShard``. A
+    /// learner whose shards the workers compute makes the replicas for the occasion (a stop
+    /// during a distributed update) and lets them go afterwards.
     private func localGradients(rows: [GradientRow], assignment: [Int]) throws -> [ShardPass] {
+        if shards.count < shardCount {
+            let summing = summingShard
+            shards = [summing] + (try (1..<shardCount).map { _ in GRPOShard(model: try Transformer(weights: model.weights)) })
+        }
+        defer { if remote != nil { shards = [summingShard] } }
         for (index, shard) in shards.enumerated() {
             shard.take(rows, assignment: assignment, index: index, weights: model.weights)
         }
@@ -519,24 +531,26 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
             : .intermediate(version: WeightsVersion.intermediate(step: step, miniBatch: index), weights: model.weights)
         let settings = GradientSettings(temperature: temperature, loss: lossOptions, workspaceFloats: workspaceBudgetFloats,
                                         parameterCount: model.weights.layout.totalCount)
-        let results = try remote.compute(step: step, miniBatch: index, shards: sent.map { rowIndices[$0].map { rows[$0] } },
+        var results = try remote.compute(step: step, miniBatch: index, shards: sent.map { rowIndices[$0].map { rows[$0] } },
                                          weights: weights, settings: settings)
         guard results.count == sent.count else {
             throw CermError.invalid("step \(step), mini-batch \(index): \(results.count) shard gradients for \(sent.count) shards")
         }
         let summing = summingShard
         var passes = rowIndices.map { _ in ShardPass(logprobs: [], entropySums: [], microBatches: 0) }
-        for (position, (shard, result)) in zip(sent, results).enumerated() {
-            guard result.gradient.count == summing.gradients.values.count else {
-                throw CermError.invalid("step \(step), mini-batch \(index), shard \(shard): a gradient of \(result.gradient.count) values, the model has \(summing.gradients.values.count)")
+        for (position, shard) in sent.enumerated() {
+            guard results[position].gradient.count == summing.gradients.values.count else {
+                throw CermError.invalid("step \(step), mini-batch \(index), shard \(shard): a gradient of \(results[position].gradient.count) values, the model has \(summing.gradients.values.count)")
             }
             if position == 0 {
-                summing.gradients.values = result.gradient
+                // Moved, not shared: beginSum would otherwise copy it (0.5 GiB at 135M).
+                summing.gradients.values = results[position].gradient
+                results[position].gradient = []
                 summing.gradients.beginSum()
             } else {
-                try summing.gradients.add(values: result.gradient)
+                try summing.gradients.add(values: results[position].gradient)
             }
-            passes[shard] = result.pass
+            passes[shard] = results[position].pass
         }
         return passes
     }

@@ -50,7 +50,18 @@ public struct GradientSettings: Sendable, Equatable {
 /// through the coordinator's socket thread). Called from the learner thread.
 public protocol RemoteGradients: AnyObject, Sendable {
     /// Each shard's gradient and pass, in shard order, taken at `weights`. Blocks until every
-    /// shard has an accepted result (a worker lost on the way has its shard re-run elsewhere).
+    /// shard has an accepted result (a worker lost on the way has its shard re-run elsewhere);
+    /// throws ``RemoteGradientsUnavailable`` when the learner must compute them itself.
     func compute(step: Int, miniBatch: Int, shards: [[GradientRow]], weights: GradientWeights, settings: GradientSettings) throws
         -> [RemoteShardGradient]
+}
+
+/// ``RemoteGradients`` cannot deliver this round (a stop was requested, or the transport is
+/// gone): the learner computes the shards in its own process instead, with the same bits.
+public struct RemoteGradientsUnavailable: Error, CustomStringConvertible {
+    public var reason: String
+
+    public init(reason: String) { self.reason = reason }
+
+    public var description: String { "the workers' gradients are not coming: \(reason)" }
 }

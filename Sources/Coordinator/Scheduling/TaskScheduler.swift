@@ -528,8 +528,13 @@ public struct TaskScheduler: Sendable {
         return .accepted(key, roundComplete: round.pending.isEmpty)
     }
 
-    /// Forgets a complete gradient round (its results were handed to the learner).
-    public mutating func closeGradients(_ round: GradientRoundKey) { rounds[round] = nil }
+    /// Forgets a gradient round, complete (its results were handed to the learner) or not (the
+    /// learner computes it itself): its queued tasks are dropped, results of those in flight
+    /// are late, and a lost one is not re-run.
+    public mutating func closeGradients(_ round: GradientRoundKey) {
+        rounds[round] = nil
+        queue.removeAll { $0.gradient?.round == round }
+    }
 
     /// The learner published `version`. Tasks dispatched from now on carry it; in-flight tasks
     /// keep theirs and are judged by the staleness rule when they come back.

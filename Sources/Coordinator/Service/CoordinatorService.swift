@@ -139,7 +139,7 @@ public final class CoordinatorService: @unchecked Sendable {
         logger.info("coordinator listening", metadata: ["endpoint": "\(router.endpoint)", "curve": "\(settings.curve != nil)"])
 
         if settings.distributedUpdate {
-            do { try learner.distributeGradients(to: WorkerGradients(mailbox: mailbox)) } catch {
+            do { try learner.distributeGradients(to: WorkerGradients(mailbox: mailbox, stop: stop)) } catch {
                 mailbox.bindFailed()
                 router.socket.close()
                 throw error
@@ -183,6 +183,8 @@ final class CoordinatorMailbox: @unchecked Sendable {
         case publish(version: UInt64, weights: [UInt8])
         /// A mini-batch's gradient tasks (distributed update).
         case gradients(GradientRequest)
+        /// The learner computes the round itself (a stop arrived): drop its tasks.
+        case cancelGradients(GradientRoundKey)
     }
 
     private let condition = NSCondition()
@@ -286,14 +288,13 @@ final class CoordinatorMailbox: @unchecked Sendable {
         condition.broadcast()
     }
 
-    /// Waits until every shard of `round` has an accepted gradient; nil only when the socket
-    /// thread can no longer serve. A stop does not end the wait: an update that started
-    /// finishes, as the coordinator's own would (it may have taken optimizer steps already).
-    func waitForGradients(_ round: GradientRoundKey) -> [RemoteShardGradient]? {
+    /// Waits until every shard of `round` has an accepted gradient, or a stop is requested or
+    /// the socket thread can no longer serve (nil: the learner finishes the update itself).
+    func waitForGradients(_ round: GradientRoundKey, stop: StopSignal) -> [RemoteShardGradient]? {
         condition.lock(); defer { condition.unlock() }
         while true {
-            if aborted { return nil }
             if let gradients = completedGradients.removeValue(forKey: round) { return gradients }
+            if aborted || stop.isRequested { return nil }
             _ = condition.wait(until: Date().addingTimeInterval(0.05))
         }
     }
@@ -659,6 +660,11 @@ private final class SocketLoop {
                     // The learner thread opens each mini-batch once; this is a bug.
                     logger.critical("cannot open the gradient tasks of \(request.round): \(error)")
                 }
+            case let .cancelGradients(round):
+                scheduler.closeGradients(round)
+                gradientRequests[round] = nil
+                gradientsDone[round] = nil
+                receipts = receipts.filter { $0.value.key.round != round }
             case let .open(step, pairs, version):
                 do {
                     try scheduler.openStep(step, pairs: pairs, version: version)
@@ -794,7 +800,10 @@ private final class SocketLoop {
     /// GRADIENT_CHUNK: the next piece of a gradient being received from its sender.
     private func handle(gradientChunk chunk: GradientChunk, from peer: RoutingID, now: Double) {
         guard scheduler.heard(from: peer, now: now) else { return dropUnregistered(.gradientChunk(chunk), from: peer) }
-        guard var receipt = receipts[chunk.taskID], receipt.peer == peer, scheduler.isInFlight(chunk.taskID, at: peer) else {
+        guard receipts[chunk.taskID]?.peer == peer, scheduler.isInFlight(chunk.taskID, at: peer),
+              // Out of the dictionary while it grows: a second reference would make every chunk
+              // copy the whole buffer (copy-on-write).
+              var receipt = receipts.removeValue(forKey: chunk.taskID) else {
             if warnings.admit("dropped GRADIENT_CHUNK", from: "peer \(peer)", level: .notice) {
                 logger.notice("dropped GRADIENT_CHUNK \(chunk.chunkIndex) of task \(chunk.taskID) from \(name(peer)): no such gradient is being received from it")
             }
@@ -806,11 +815,9 @@ private final class SocketLoop {
                 return
             }
         } catch {
-            receipts[chunk.taskID] = nil
             finishGradient(chunk.taskID, from: peer, rejection: .invalidGradient(error.description), now: now)
             return
         }
-        receipts[chunk.taskID] = nil
         finishGradient(chunk.taskID, from: peer, rejection: nil, received: receipt, now: now)
     }
 

@@ -1,5 +1,6 @@
 import Method
 import PolicyGradient
+import Runtime
 import Shared
 import WireProtocol
 
@@ -81,10 +82,17 @@ struct GradientReceipt {
 
 /// ``RemoteGradients`` through the coordinator's socket thread: the learner thread posts a
 /// mini-batch's shards as gradient tasks and waits until every one has an accepted gradient.
+/// A stop request ends the wait: the round's tasks are dropped and the learner computes the
+/// shards itself (``RemoteGradientsUnavailable``), so an update that started finishes with the
+/// same bits even when no worker is left to answer.
 final class WorkerGradients: RemoteGradients, @unchecked Sendable {
     private let mailbox: CoordinatorMailbox
+    private let stop: StopSignal
 
-    init(mailbox: CoordinatorMailbox) { self.mailbox = mailbox }
+    init(mailbox: CoordinatorMailbox, stop: StopSignal) {
+        self.mailbox = mailbox
+        self.stop = stop
+    }
 
     func compute(step: Int, miniBatch: Int, shards: [[GradientRow]], weights: GradientWeights, settings: GradientSettings) throws
         -> [RemoteShardGradient] {
@@ -92,8 +100,9 @@ final class WorkerGradients: RemoteGradients, @unchecked Sendable {
         var bytes: [UInt8]?
         if case let .intermediate(_, values) = weights { bytes = values.wireBytes }
         mailbox.post(.gradients(GradientRequest(round: round, version: weights.version, weights: bytes, shards: shards, settings: settings)))
-        guard let gradients = mailbox.waitForGradients(round) else {
-            throw CermError.invalid("\(round): the coordinator stopped serving before every gradient arrived")
+        guard let gradients = mailbox.waitForGradients(round, stop: stop) else {
+            mailbox.post(.cancelGradients(round))
+            throw RemoteGradientsUnavailable(reason: mailbox.shouldStop(stop) ? "a stop was requested" : "the socket thread stopped serving")
         }
         return gradients
     }
