@@ -58,10 +58,11 @@ def main():
             link = (n * 4 * a.params + a.mini_batches * shards * 4 * a.params + (a.mini_batches - 1) * n * 4 * a.params) / bandwidth
             cells.append(f"{rollouts + update:.1f} ({rollouts:.1f} + {update:.1f}), {link / (rollouts + update) * 100:.0f}%")
         print(f"| {n} | " + " | ".join(cells) + " |")
+    print()
     for l in links:
         bandwidth = l * 1e9 / 8
         best = min(range(1, 1025), key=lambda n: sum(step_seconds(n, bandwidth, a)))
-        print(f"{l:g} Gb/s: fastest at {best} workers, {sum(step_seconds(best, bandwidth, a)):.1f} s a step")
+        print(f"- {l:g} Gb/s: fastest at {best} workers, {sum(step_seconds(best, bandwidth, a)):.1f} s a step")
 
 
 if __name__ == "__main__":

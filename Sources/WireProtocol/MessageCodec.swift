@@ -103,12 +103,7 @@ public struct MessageCodec: Sendable {
             w.u64(version)
             w.u32(chunkIndex)
         case let .weightsChunk(c):
-            w.u64(c.version)
-            w.u32(c.chunkIndex)
-            w.u32(c.chunkCount)
-            w.u64(c.totalBytes)
-            w.u64(c.checksum)
-            w.bytes(c.data)
+            encodeChunk(id: c.version, c.chunkIndex, c.chunkCount, c.totalBytes, c.checksum, c.data, &w)
         case let .weightsUnavailable(version, latest):
             w.u64(version)
             w.u64(latest)
@@ -146,14 +141,20 @@ public struct MessageCodec: Sendable {
             w.u64(r.totalBytes)
             w.u32(r.chunkCount)
         case let .gradientChunk(c):
-            w.u64(c.taskID)
-            w.u32(c.chunkIndex)
-            w.u32(c.chunkCount)
-            w.u64(c.totalBytes)
-            w.u64(c.checksum)
-            w.bytes(c.data)
+            encodeChunk(id: c.taskID, c.chunkIndex, c.chunkCount, c.totalBytes, c.checksum, c.data, &w)
         }
         return w.bytes
+    }
+
+    /// WEIGHTS_CHUNK's and GRADIENT_CHUNK's body: the id (version or task), then as named.
+    private static func encodeChunk(id: UInt64, _ index: UInt32, _ count: UInt32, _ total: UInt64, _ checksum: UInt64,
+                                    _ data: ArraySlice<UInt8>, _ w: inout ByteWriter) {
+        w.u64(id)
+        w.u32(index)
+        w.u32(count)
+        w.u64(total)
+        w.u64(checksum)
+        w.bytes(data)
     }
 
     /// A trajectory id: pair id, stage and three u16 indices.
@@ -380,25 +381,12 @@ public struct MessageCodec: Sendable {
     }
 
     private func decodeGradientChunk(_ r: inout ByteReader) throws(ProtocolError) -> GradientChunk {
-        let taskID = try r.u64("GRADIENT_CHUNK.task_id")
-        let index = try r.u32("GRADIENT_CHUNK.chunk_index")
-        let count = try r.u32("GRADIENT_CHUNK.chunk_count")
-        let total = try r.u64("GRADIENT_CHUNK.total_bytes")
-        let checksum = try r.u64("GRADIENT_CHUNK.checksum")
-        guard count >= 1 else { throw .invalidValue(field: "GRADIENT_CHUNK.chunk_count", reason: "must be at least 1") }
-        guard index < count else {
-            throw .invalidValue(field: "GRADIENT_CHUNK.chunk_index", reason: "\(index) is not below chunk_count \(count)")
-        }
-        let data = try r.byteSlice("GRADIENT_CHUNK.data", limit: limits.maxMessageBytes)
-        guard UInt64(data.count) <= total else {
-            throw .invalidValue(field: "GRADIENT_CHUNK.data", reason: "\(data.count) bytes exceed total_bytes \(total)")
-        }
-        let actual = data.withUnsafeBytes { Checksum.xxh64($0) }
-        guard actual == checksum else {
+        let c = try chunkFields("GRADIENT_CHUNK", &r)
+        guard c.actual == c.checksum else {
             throw .invalidValue(field: "GRADIENT_CHUNK.checksum",
-                                reason: "task \(taskID) chunk \(index): declared \(String(checksum, radix: 16)), data hashes to \(String(actual, radix: 16))")
+                                reason: "task \(c.id) chunk \(c.index): declared \(String(c.checksum, radix: 16)), data hashes to \(String(c.actual, radix: 16))")
         }
-        return GradientChunk(taskID: taskID, chunkIndex: index, chunkCount: count, totalBytes: total, checksum: checksum, data: data)
+        return GradientChunk(taskID: c.id, chunkIndex: c.index, chunkCount: c.count, totalBytes: c.total, checksum: c.checksum, data: c.data)
     }
 
     private func enumValue<E: RawRepresentable>(_: E.Type, _ field: String, _ r: inout ByteReader) throws(ProtocolError) -> E where E.RawValue == UInt8 {
@@ -490,21 +478,28 @@ public struct MessageCodec: Sendable {
     }
 
     private func decodeChunk(_ r: inout ByteReader) throws(ProtocolError) -> WeightsChunk {
-        let version = try r.u64("WEIGHTS_CHUNK.version")
-        let index = try r.u32("WEIGHTS_CHUNK.chunk_index")
-        let count = try r.u32("WEIGHTS_CHUNK.chunk_count")
-        let total = try r.u64("WEIGHTS_CHUNK.total_bytes")
-        let checksum = try r.u64("WEIGHTS_CHUNK.checksum")
-        guard count >= 1 else { throw .invalidValue(field: "WEIGHTS_CHUNK.chunk_count", reason: "must be at least 1") }
+        let c = try chunkFields("WEIGHTS_CHUNK", &r)
+        guard c.actual == c.checksum else { throw .checksumMismatch(version: c.id, chunk: c.index, declared: c.checksum, actual: c.actual) }
+        return WeightsChunk(version: c.id, chunkIndex: c.index, chunkCount: c.count, totalBytes: c.total, checksum: c.checksum, data: c.data)
+    }
+
+    /// The fields WEIGHTS_CHUNK and GRADIENT_CHUNK share, checked but for the checksum: the id
+    /// (version or task), index < count, |data| ≤ total, and the XXH64 of the data as it came.
+    private func chunkFields(_ type: String, _ r: inout ByteReader) throws(ProtocolError)
+        -> (id: UInt64, index: UInt32, count: UInt32, total: UInt64, checksum: UInt64, actual: UInt64, data: ArraySlice<UInt8>) {
+        let id = try r.u64(type == "WEIGHTS_CHUNK" ? "\(type).version" : "\(type).task_id")
+        let index = try r.u32("\(type).chunk_index")
+        let count = try r.u32("\(type).chunk_count")
+        let total = try r.u64("\(type).total_bytes")
+        let checksum = try r.u64("\(type).checksum")
+        guard count >= 1 else { throw .invalidValue(field: "\(type).chunk_count", reason: "must be at least 1") }
         guard index < count else {
-            throw .invalidValue(field: "WEIGHTS_CHUNK.chunk_index", reason: "\(index) is not below chunk_count \(count)")
+            throw .invalidValue(field: "\(type).chunk_index", reason: "\(index) is not below chunk_count \(count)")
         }
-        let data = try r.byteSlice("WEIGHTS_CHUNK.data", limit: limits.maxMessageBytes)
+        let data = try r.byteSlice("\(type).data", limit: limits.maxMessageBytes)
         guard UInt64(data.count) <= total else {
-            throw .invalidValue(field: "WEIGHTS_CHUNK.data", reason: "\(data.count) bytes exceed total_bytes \(total)")
+            throw .invalidValue(field: "\(type).data", reason: "\(data.count) bytes exceed total_bytes \(total)")
         }
-        let actual = data.withUnsafeBytes { Checksum.xxh64($0) }
-        guard actual == checksum else { throw .checksumMismatch(version: version, chunk: index, declared: checksum, actual: actual) }
-        return WeightsChunk(version: version, chunkIndex: index, chunkCount: count, totalBytes: total, checksum: checksum, data: data)
+        return (id, index, count, total, checksum, data.withUnsafeBytes { Checksum.xxh64($0) }, data)
     }
 }

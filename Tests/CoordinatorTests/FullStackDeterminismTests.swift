@@ -345,6 +345,16 @@ final class NaNGradientExecutor: RolloutExecutor, @unchecked Sendable {
         let (threeOnWorkers, _, report) = try Self.run(.workers(2), config: threeShards, initial: initial)
         #expect(report.statistics.tasksCreated > 3 * (2 + 2 * 2))
         #expect(LearnerFixture.bitsEqual(threeOnWorkers.values, threeHere.values), "3 shards")
+
+        // Fixed-lag rollouts: workers sample the next step with an older version while they
+        // compute this step's gradients at the newest; the same bits as the coordinator's update.
+        var lagged = local
+        lagged.cluster.mode = .fixedLag
+        lagged.cluster.maxStaleness = 1
+        let (laggedHere, _, _) = try Self.run(.workers(2), config: lagged, initial: initial)
+        lagged.grpo.distributedUpdate = true
+        let (laggedOnWorkers, _, _) = try Self.run(.workers(2), config: lagged, initial: initial)
+        #expect(LearnerFixture.bitsEqual(laggedOnWorkers.values, laggedHere.values), "fixed-lag")
     }
 
     /// A stop while the workers hold a distributed update's gradient tasks (here: the only

@@ -223,6 +223,9 @@ import WireProtocol
         #expect(sent.map(\.worker) == [Self.alice, Self.bob])
         let (toAlice, toBob) = (sent[0].task, sent[1].task)
 
+        // A RESULT cannot answer a gradient task, nor a GRADIENT_RESULT rollouts.
+        #expect(s.handle(result: ResultMessage(taskID: toAlice.taskID, policyVersion: version, trajectories: []), from: Self.alice, now: clock.now())
+            == .dropped(taskID: toAlice.taskID, reason: .otherKind, requeuedAs: nil))
         // A result of another version is rejected and re-run; one of another sender is dropped.
         #expect(s.handle(gradientResult: Self.gradientResult(toBob), from: Self.alice, now: clock.now())
             == .dropped(taskID: toBob.taskID, reason: .notAssignedToSender, requeuedAs: nil))

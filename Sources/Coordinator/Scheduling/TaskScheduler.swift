@@ -125,6 +125,8 @@ public enum ResultDropReason: Error, Equatable, Sendable, CustomStringConvertibl
     case lateOrDuplicate
     /// The task is in flight at another worker.
     case notAssignedToSender
+    /// A RESULT for a gradient task, or a GRADIENT_RESULT for rollouts.
+    case otherKind
     /// The result names another version than the task was sent with.
     case versionMismatch(expected: UInt64, received: UInt64)
     /// Sampled with a version the learner no longer accepts.
@@ -141,6 +143,7 @@ public enum ResultDropReason: Error, Equatable, Sendable, CustomStringConvertibl
         case .unknownTask: "task id was never issued"
         case .lateOrDuplicate: "task is no longer in flight (late or duplicate result)"
         case .notAssignedToSender: "task is in flight at another worker"
+        case .otherKind: "answers a task of the other kind (rollouts and gradient tasks have their own results)"
         case let .versionMismatch(expected, received): "result names policy version \(received), task was sent with \(expected)"
         case let .stale(version, current): "sampled with version \(version), current version \(current) is beyond the staleness bound"
         case let .invalidTrajectories(reason): "invalid trajectories: \(reason)"
@@ -480,22 +483,12 @@ public struct TaskScheduler: Sendable {
     /// chunks has the shard re-run.
     public mutating func handle(gradientResult result: GradientResultMessage, from peer: RoutingID, now: Double) -> GradientOutcome {
         let taskID = result.taskID
-        guard registry.heard(from: peer, at: now) else {
-            statistics.droppedUnknown += 1
-            return .dropped(taskID: taskID, reason: .unknownWorker, requeuedAs: nil)
+        let task: ScheduledTask
+        switch senderTask(taskID, from: peer, gradient: true, now: now) {
+        case let .success(found): task = found
+        case let .failure(reason): return .dropped(taskID: taskID, reason: reason, requeuedAs: nil)
         }
-        guard let (task, worker, _) = inFlight[taskID], let key = task.gradient else {
-            if taskID != 0 && taskID < nextTaskID {
-                statistics.droppedLateOrDuplicate += 1
-                return .dropped(taskID: taskID, reason: .lateOrDuplicate, requeuedAs: nil)
-            }
-            statistics.droppedUnknown += 1
-            return .dropped(taskID: taskID, reason: .unknownTask, requeuedAs: nil)
-        }
-        guard worker == peer else {
-            statistics.droppedLateOrDuplicate += 1
-            return .dropped(taskID: taskID, reason: .notAssignedToSender, requeuedAs: nil)
-        }
+        guard let key = task.gradient else { return .dropped(taskID: taskID, reason: .otherKind, requeuedAs: nil) }
         guard result.policyVersion == task.policyVersion else {
             return finishGradient(taskID: taskID, from: peer,
                                   rejection: .versionMismatch(expected: task.policyVersion, received: result.policyVersion), now: now)
@@ -564,21 +557,10 @@ public struct TaskScheduler: Sendable {
     /// Accepts or drops a RESULT (docs/PROTOCOL.md, "Coordinator's acceptance rules").
     public mutating func handle(result: ResultMessage, from peer: RoutingID, now: Double) -> ResultOutcome {
         let taskID = result.taskID
-        guard registry.heard(from: peer, at: now) else {
-            statistics.droppedUnknown += 1
-            return .dropped(taskID: taskID, reason: .unknownWorker, requeuedAs: nil)
-        }
-        guard let (task, worker, _) = inFlight[taskID], task.gradient == nil else {
-            if taskID != 0 && taskID < nextTaskID {
-                statistics.droppedLateOrDuplicate += 1
-                return .dropped(taskID: taskID, reason: .lateOrDuplicate, requeuedAs: nil)
-            }
-            statistics.droppedUnknown += 1
-            return .dropped(taskID: taskID, reason: .unknownTask, requeuedAs: nil)
-        }
-        guard worker == peer else {
-            statistics.droppedLateOrDuplicate += 1
-            return .dropped(taskID: taskID, reason: .notAssignedToSender, requeuedAs: nil)
+        let task: ScheduledTask
+        switch senderTask(taskID, from: peer, gradient: false, now: now) {
+        case let .success(found): task = found
+        case let .failure(reason): return .dropped(taskID: taskID, reason: reason, requeuedAs: nil)
         }
         // From here the task leaves the worker whatever happens: accepted, or re-queued.
         inFlight[taskID] = nil
@@ -673,6 +655,34 @@ public struct TaskScheduler: Sendable {
         case .async: return task.policyVersion > policyVersion || policyVersion - task.policyVersion > settings.maxStaleness
         case .fixedLag: return task.policyVersion != steps[task.step]?.version
         }
+    }
+
+    /// The task `taskID` of the kind an answer is for (a gradient task or rollouts), in flight at
+    /// its sender `peer`; or why the answer is dropped (counted): an unregistered sender, a task
+    /// no longer in flight (late or duplicate), never issued, of the other kind, or in flight at
+    /// another worker.
+    private mutating func senderTask(_ taskID: UInt64, from peer: RoutingID, gradient: Bool, now: Double) -> Result<ScheduledTask, ResultDropReason> {
+        guard registry.heard(from: peer, at: now) else {
+            statistics.droppedUnknown += 1
+            return .failure(.unknownWorker)
+        }
+        guard let (task, worker, _) = inFlight[taskID] else {
+            if taskID != 0 && taskID < nextTaskID {
+                statistics.droppedLateOrDuplicate += 1
+                return .failure(.lateOrDuplicate)
+            }
+            statistics.droppedUnknown += 1
+            return .failure(.unknownTask)
+        }
+        guard (task.gradient != nil) == gradient else {
+            statistics.droppedUnknown += 1
+            return .failure(.otherKind)
+        }
+        guard worker == peer else {
+            statistics.droppedLateOrDuplicate += 1
+            return .failure(.notAssignedToSender)
+        }
+        return .success(task)
     }
 
     /// Re-queues the given tasks (at the front, oldest first, under new ids) if their step is

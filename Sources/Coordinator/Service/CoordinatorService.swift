@@ -774,7 +774,10 @@ private final class SocketLoop {
     private func handle(gradientResult result: GradientResultMessage, from peer: RoutingID, now: Double) {
         switch scheduler.handle(gradientResult: result, from: peer, now: now) {
         case let .receive(key):
-            guard let request = gradientRequests[key.round] else { return }
+            guard let request = gradientRequests[key.round] else {
+                // The learner computed the round itself (a stop): the task ends here, late.
+                return finishGradient(result.taskID, from: peer, rejection: nil, now: now)
+            }
             let rows = request.shards[Int(key.shard)]
             let expectedBytes = UInt64(request.settings.parameterCount) * 4
             var fault: String?
