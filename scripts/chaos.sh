@@ -42,7 +42,8 @@
 # Environment: CHAOS_SEED (the schedule's seed; default: from the clock, always printed),
 # CERM_BIN (default .build/release/cerm), CHAOS_DIR (work directory; default a new one under
 # /tmp, removed at the end unless CHAOS_KEEP=1 or a case failed), CHAOS_STEPS (steps of the run),
-# CHAOS_PARTITION_SECONDS (how long the netns case keeps a host's link down; default 30).
+# CHAOS_PARTITION_SECONDS (how long the netns case keeps a host's link down; default 30),
+# CHAOS_DISTRIBUTED_UPDATE (true: the GRPO update runs on the workers, grpo.distributed_update).
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -175,6 +176,7 @@ pairs_per_batch = 4
 mini_batches = 2
 learning_rate = 0.01
 kl_coef = 0.05
+distributed_update = ${CHAOS_DISTRIBUTED_UPDATE:-false}
 [curation]
 enabled = false
 [data]
@@ -842,7 +844,8 @@ check_evidence() {
     if [ "${INJECTED[freeze]}" -gt 0 ]; then
         local died late
         died=$(grep "event worker_died worker=$FROZEN_NAME " <<< "$logs" | head -n 1)
-        late=$(grep "dropped RESULT of task [0-9]* from $FROZEN_NAME (declared dead" <<< "$logs")
+        # A RESULT, or with distributed_update the GRADIENT_RESULT of a gradient task.
+        late=$(grep -E "dropped (GRADIENT_)?RESULT of task [0-9]* from $FROZEN_NAME \(declared dead" <<< "$logs")
         echo "    frozen $FROZEN_NAME: ${died#*event }" >> "$DIR/faults.log"
         [ -n "$late" ] && echo "    its late result: ${late#*] }" >> "$DIR/faults.log"
         if [ -z "$died" ]; then echo "  FAIL $name: frozen worker $FROZEN_NAME was never declared dead"; ok=1; fi
@@ -850,7 +853,7 @@ check_evidence() {
             echo "  FAIL $name: frozen worker $FROZEN_NAME held no task when declared dead ($died): nothing was re-run elsewhere"; ok=1
         fi
         if [ -z "$late" ]; then
-            echo "  FAIL $name: no 'dropped RESULT of task N from $FROZEN_NAME (declared dead …)' line: the frozen worker's late result went unlogged"; ok=1
+            echo "  FAIL $name: no 'dropped [GRADIENT_]RESULT of task N from $FROZEN_NAME (declared dead …)' line: the frozen worker's late result went unlogged"; ok=1
         elif ! grep -q "event late_result_dropped task=[0-9]* worker=$FROZEN_NAME\$" <<< "$logs"; then
             echo "  FAIL $name: no late_result_dropped event for $FROZEN_NAME"; ok=1
         fi

@@ -857,6 +857,13 @@ private final class SocketLoop {
         default:
             if warnings.admit("dropped GRADIENT_RESULT", from: "peer \(peer)", level: .notice) {
                 logger.notice("dropped GRADIENT_RESULT of task \(taskID) from \(worker): \(reason)")
+                switch reason {
+                case .lateOrDuplicate, .notAssignedToSender: event(.lateResultDropped(task: taskID, worker: worker))
+                case .unknownWorker:
+                    // A worker declared dead that was only stalled: its gradient is late.
+                    if let dead = declaredDead[peer] { event(.lateResultDropped(task: taskID, worker: dead)) }
+                default: break
+                }
             }
         }
     }
