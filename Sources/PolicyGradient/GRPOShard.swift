@@ -15,6 +15,18 @@ public struct ShardPass: Sendable, Equatable {
     }
 }
 
+/// A shard's computed gradient (flat, in the model's parameter layout) with its pass: what a
+/// worker sends back for a gradient task, and what the learner sums.
+public struct ShardGradient: Sendable {
+    public var gradient: [Float]
+    public var pass: ShardPass
+
+    public init(gradient: [Float], pass: ShardPass) {
+        self.gradient = gradient
+        self.pass = pass
+    }
+}
+
 /// One data shard of a GRPO mini-batch: a model replica, its gradient buffer and its rows.
 /// The coordinator's learner runs ``DataShards/standardCount`` of them on its own threads; a
 /// worker runs one per gradient task. Both call ``compute(budget:temperature:options:)``, so a

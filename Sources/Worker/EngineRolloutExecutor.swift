@@ -208,7 +208,7 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
     /// the gradient is what the coordinator's learner computes for the same shard, bit for bit.
     /// The replica and its gradient buffer live for the task only (a worker holds them between
     /// rollouts otherwise: 2 × 0.5 GiB at 135M parameters).
-    public func gradient(task: GradientTaskMessage) throws -> ShardGradientOutput {
+    public func gradient(task: GradientTaskMessage) throws -> ShardGradient {
         try lock.withLock {
             let (model, _) = try setup()
             guard let policy, loadedPolicyVersion == task.policyVersion else {
@@ -228,7 +228,7 @@ public final class EngineRolloutExecutor: RolloutExecutor, @unchecked Sendable {
             shard.compute(budget: Int(clamping: task.workspaceFloats), temperature: task.temperature, options: task.loss)
             if let error = shard.error { throw error }
             logger.info("gradient task \(task.taskID) (step \(task.step), mini-batch \(task.miniBatch), shard \(task.shard)): \(task.rows.count) rows, \(task.rows.reduce(0) { $0 + $1.sequence.count }) tokens in \(String(format: "%.2f", Date().timeIntervalSince(started))) s")
-            return ShardGradientOutput(pass: shard.pass, gradient: shard.gradients.values)
+            return ShardGradient(gradient: shard.gradients.values, pass: shard.pass)
         }
     }
 

@@ -25,22 +25,11 @@ public protocol RolloutExecutor: AnyObject, Sendable {
     func run(task: TaskMessage) throws -> [Trajectory]
     /// Computes a gradient task at the loaded policy weights (`grpo.distributed_update`):
     /// its shard's pass and gradient, with the bits the coordinator's own learner would get.
-    func gradient(task: GradientTaskMessage) throws -> ShardGradientOutput
-}
-
-/// What a gradient task computed: per row log-probs and entropy, and the flat gradient.
-public struct ShardGradientOutput: Sendable {
-    public var pass: ShardPass
-    public var gradient: [Float]
-
-    public init(pass: ShardPass, gradient: [Float]) {
-        self.pass = pass
-        self.gradient = gradient
-    }
+    func gradient(task: GradientTaskMessage) throws -> ShardGradient
 }
 
 extension RolloutExecutor {
-    public func gradient(task: GradientTaskMessage) throws -> ShardGradientOutput {
+    public func gradient(task: GradientTaskMessage) throws -> ShardGradient {
         throw CermError.invalid("executor \(type(of: self)) computes no gradients (grpo.distributed_update)")
     }
 }
@@ -69,7 +58,7 @@ enum WorkItem: Sendable {
 /// What a ``WorkItem`` produced.
 enum WorkOutput: Sendable {
     case trajectories([Trajectory])
-    case gradient(ShardGradientOutput)
+    case gradient(ShardGradient)
 }
 
 /// What a worker needs from the configuration, as plain values (tests use sub-second timing).
@@ -319,17 +308,19 @@ public final class WorkerClient: @unchecked Sendable {
                 state.loadedVersion = done.task.policyVersion
                 state.modelLoaded = true
                 state.referenceLoaded = true
-                let messages: [Message]
+                let messages: AnySequence<Message>
                 switch output {
                 case let .trajectories(trajectories):
-                    messages = [.result(ResultMessage(taskID: done.task.taskID, policyVersion: done.task.policyVersion, trajectories: trajectories))]
+                    messages = AnySequence([.result(ResultMessage(taskID: done.task.taskID, policyVersion: done.task.policyVersion,
+                                                                  trajectories: trajectories))])
                 case let .gradient(gradient):
-                    messages = GradientUpload(taskID: done.task.taskID, policyVersion: done.task.policyVersion, output: gradient,
-                                              chunkBytes: settings.gradientChunkBytes).messages
+                    messages = AnySequence(GradientUpload(taskID: done.task.taskID, policyVersion: done.task.policyVersion, output: gradient,
+                                                          chunkBytes: settings.gradientChunkBytes).messages)
                 }
-                for message in messages + [.ready(credit: 1)] {
+                for message in messages {
                     guard s.send(message, state: &state) else { return .reconnect(.connectionLost) }
                 }
+                guard s.send(.ready(credit: 1), state: &state) else { return .reconnect(.connectionLost) }
             case let .failure(error):
                 logger.error("executor failed on task \(done.task.taskID): \(error)")
                 _ = s.send(.goodbye(reason: "worker \(settings.name): executor failed: \(error)"), state: &state)
@@ -511,19 +502,24 @@ struct WorkerSession {
 struct GradientUpload {
     let taskID: UInt64
     let policyVersion: UInt64
-    let output: ShardGradientOutput
+    let output: ShardGradient
     let chunkBytes: Int
 
-    var messages: [Message] {
-        let bytes = output.gradient.withUnsafeBytes { Array($0) }
-        let chunkCount = max(1, (bytes.count + chunkBytes - 1) / chunkBytes)
+    /// GRADIENT_RESULT, then each chunk, made as it is sent: a chunk copies only its own bytes
+    /// of the gradient (the whole gradient is 0.5 GiB at 135M).
+    var messages: some Sequence<Message> {
+        let totalBytes = output.gradient.count * MemoryLayout<Float>.size
+        let chunkCount = max(1, (totalBytes + chunkBytes - 1) / chunkBytes)
         let header = GradientResultMessage(
             taskID: taskID, policyVersion: policyVersion, logprobs: output.pass.logprobs, entropySums: output.pass.entropySums,
-            microBatches: UInt32(clamping: output.pass.microBatches), totalBytes: UInt64(bytes.count), chunkCount: UInt32(chunkCount))
-        return [.gradientResult(header)] + (0..<chunkCount).map { index in
-            let range = (index * chunkBytes)..<min(bytes.count, (index + 1) * chunkBytes)
+            microBatches: UInt32(clamping: output.pass.microBatches), totalBytes: UInt64(totalBytes), chunkCount: UInt32(chunkCount))
+        let (taskID, gradient, chunkBytes) = (taskID, output.gradient, chunkBytes)
+        return (-1..<chunkCount).lazy.map { index -> Message in
+            guard index >= 0 else { return .gradientResult(header) }
+            let range = (index * chunkBytes)..<min(totalBytes, (index + 1) * chunkBytes)
+            let data = gradient.withUnsafeBytes { ArraySlice($0[range]) }
             return .gradientChunk(GradientChunk(taskID: taskID, chunkIndex: UInt32(index), chunkCount: UInt32(chunkCount),
-                                                totalBytes: UInt64(bytes.count), data: bytes[range]))
+                                                totalBytes: UInt64(totalBytes), data: data))
         }
     }
 }

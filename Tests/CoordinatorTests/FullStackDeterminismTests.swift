@@ -66,7 +66,7 @@ final class CrashingExecutor: RolloutExecutor, @unchecked Sendable {
         self.onGradient = onGradient
     }
 
-    func gradient(task: GradientTaskMessage) throws -> ShardGradientOutput {
+    func gradient(task: GradientTaskMessage) throws -> ShardGradient {
         if onGradient && task.step == crashStep {
             crash.request()
             Thread.sleep(forTimeInterval: 0.3)
@@ -102,7 +102,7 @@ final class NaNGradientExecutor: RolloutExecutor, @unchecked Sendable {
     func prepareModel(description: [UInt8]) throws { try inner.prepareModel(description: description) }
     func run(task: TaskMessage) throws -> [Trajectory] { try inner.run(task: task) }
 
-    func gradient(task: GradientTaskMessage) throws -> ShardGradientOutput {
+    func gradient(task: GradientTaskMessage) throws -> ShardGradient {
         var output = try inner.gradient(task: task)
         lock.withLock {
             if !corrupted { output.gradient[0] = .nan }
@@ -380,7 +380,7 @@ final class NaNGradientExecutor: RolloutExecutor, @unchecked Sendable {
             func prepareReference(weights: [UInt8]) throws { try inner.prepareReference(weights: weights) }
             func prepareModel(description: [UInt8]) throws { try inner.prepareModel(description: description) }
             func run(task: TaskMessage) throws -> [Trajectory] { try inner.run(task: task) }
-            func gradient(task: GradientTaskMessage) throws -> ShardGradientOutput {
+            func gradient(task: GradientTaskMessage) throws -> ShardGradient {
                 guard task.step == 2 else { return try inner.gradient(task: task) }
                 stop.request()
                 Thread.sleep(forTimeInterval: 0.3)

@@ -218,7 +218,7 @@ enum LearnerFixture {
             var calls: [(miniBatch: Int, shards: Int, version: UInt64)] = []
 
             func compute(step: Int, miniBatch: Int, shards: [[GradientRow]], weights: GradientWeights, settings: GradientSettings) throws
-                -> [RemoteShardGradient] {
+                -> [ShardGradient] {
                 calls.append((miniBatch, shards.count, weights.version))
                 let at: ModelWeights = switch weights {
                 case .published: policy()
@@ -229,7 +229,7 @@ enum LearnerFixture {
                     shard.take(rows, assignment: rows.map { _ in 0 }, index: 0, weights: at)
                     shard.compute(budget: settings.workspaceFloats, temperature: settings.temperature, options: settings.loss)
                     if let error = shard.error { throw error }
-                    return RemoteShardGradient(gradient: shard.gradients.values, pass: shard.pass)
+                    return ShardGradient(gradient: shard.gradients.values, pass: shard.pass)
                 }
             }
         }

@@ -18,17 +18,6 @@ public enum GradientWeights: Sendable {
     }
 }
 
-/// One data shard's gradient computed by a worker, checked (shape, finiteness) on receipt.
-public struct RemoteShardGradient: Sendable {
-    public var gradient: [Float]
-    public var pass: ShardPass
-
-    public init(gradient: [Float], pass: ShardPass) {
-        self.gradient = gradient
-        self.pass = pass
-    }
-}
-
 /// What a gradient task's arithmetic depends on besides its rows and weights: the learner's own
 /// settings, sent with each task (GRADIENT_TASK).
 public struct GradientSettings: Sendable, Equatable {
@@ -53,7 +42,7 @@ public protocol RemoteGradients: AnyObject, Sendable {
     /// shard has an accepted result (a worker lost on the way has its shard re-run elsewhere);
     /// throws ``RemoteGradientsUnavailable`` when the learner must compute them itself.
     func compute(step: Int, miniBatch: Int, shards: [[GradientRow]], weights: GradientWeights, settings: GradientSettings) throws
-        -> [RemoteShardGradient]
+        -> [ShardGradient]
 }
 
 /// ``RemoteGradients`` cannot deliver this round (a stop was requested, or the transport is

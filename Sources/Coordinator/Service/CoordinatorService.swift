@@ -1,6 +1,7 @@
 import Configuration
 import Foundation
 import Logging
+import PolicyGradient
 import Runtime
 import Shared
 import WireProtocol
@@ -190,7 +191,7 @@ final class CoordinatorMailbox: @unchecked Sendable {
     private let condition = NSCondition()
     private var commands: [Command] = []
     private var completed: [UInt64: StepRollouts] = [:]
-    private var completedGradients: [GradientRoundKey: [RemoteShardGradient]] = [:]
+    private var completedGradients: [GradientRoundKey: [ShardGradient]] = [:]
     private var workersAlive = 0
     private var finalChunkServedAt: [UInt64: Double] = [:]
     private var driverEnd: DriverEnd?
@@ -282,7 +283,7 @@ final class CoordinatorMailbox: @unchecked Sendable {
         return finalChunkServedAt[version]
     }
 
-    func complete(_ round: GradientRoundKey, gradients: [RemoteShardGradient]) {
+    func complete(_ round: GradientRoundKey, gradients: [ShardGradient]) {
         condition.lock(); defer { condition.unlock() }
         completedGradients[round] = gradients
         condition.broadcast()
@@ -290,7 +291,7 @@ final class CoordinatorMailbox: @unchecked Sendable {
 
     /// Waits until every shard of `round` has an accepted gradient, or a stop is requested or
     /// the socket thread can no longer serve (nil: the learner finishes the update itself).
-    func waitForGradients(_ round: GradientRoundKey, stop: StopSignal) -> [RemoteShardGradient]? {
+    func waitForGradients(_ round: GradientRoundKey, stop: StopSignal) -> [ShardGradient]? {
         condition.lock(); defer { condition.unlock() }
         while true {
             if let gradients = completedGradients.removeValue(forKey: round) { return gradients }
@@ -547,7 +548,7 @@ private final class SocketLoop {
     private var intermediateWeights: WeightsPublisher
     /// Open gradient rounds: what their tasks carry, and the shards accepted so far.
     private var gradientRequests: [GradientRoundKey: GradientRequest] = [:]
-    private var gradientsDone: [GradientRoundKey: [UInt32: RemoteShardGradient]] = [:]
+    private var gradientsDone: [GradientRoundKey: [UInt32: ShardGradient]] = [:]
     /// Gradients being received, by task id.
     private var receipts: [UInt64: GradientReceipt] = [:]
     private var lastAlive = -1
@@ -642,10 +643,6 @@ private final class SocketLoop {
                     fixedWeights.publish(version: version, bytes: weights)
                     continue
                 }
-                if WeightsVersion.isIntermediate(version) {
-                    intermediateWeights.publish(version: version, bytes: weights)
-                    continue
-                }
                 policyWeights.publish(version: version, bytes: weights)
                 if version > scheduler.policyVersion {
                     do { try scheduler.advancePolicy(to: version) } catch { logger.error("\(error)") }
@@ -706,7 +703,6 @@ private final class SocketLoop {
         case let .ready(credit):
             if !scheduler.handle(ready: Int(credit), from: peer, now: now) { dropUnregistered(message, from: peer) }
         case let .result(result):
-            let worker = name(peer)
             switch scheduler.handle(result: result, from: peer, now: now) {
             case let .accepted(_, step, stepComplete):
                 if stepComplete, let rollouts = scheduler.takeCompletedStep(step) {
@@ -714,31 +710,7 @@ private final class SocketLoop {
                     mailbox.complete(rollouts)
                 }
             case let .dropped(taskID, reason, requeuedAs):
-                switch reason {
-                case .versionMismatch, .invalidTrajectories:
-                    // Apart from the notices below, which stale results in async mode can make
-                    // common: those must not crowd out this warning of a broken worker.
-                    if warnings.admit("rejected RESULT", from: "peer \(peer)") {
-                        let rejected = scheduler.registry.worker(peer)?.rejectedResults ?? 0
-                        let requeue = requeuedAs.map { "re-queued as task \($0)" } ?? "not re-queued"
-                        logger.warning("dropped RESULT of task \(taskID) from worker \(worker): \(reason); \(requeue) (\(rejected) rejected result(s) from \(worker))")
-                    }
-                default:
-                    // Any peer can send RESULTs for made-up or finished tasks, as fast as it
-                    // likes: the event of a late one is limited with its line.
-                    if warnings.admit("dropped RESULT", from: "peer \(peer)", level: .notice) {
-                        logger.notice("dropped RESULT of task \(taskID) from \(worker): \(reason)")
-                        switch reason {
-                        case .lateOrDuplicate, .notAssignedToSender: event(.lateResultDropped(task: taskID, worker: worker))
-                        case .unknownWorker:
-                            // A worker declared dead that was only stalled: its result is late.
-                            if let dead = declaredDead[peer] { event(.lateResultDropped(task: taskID, worker: dead)) }
-                        default: break
-                        }
-                    }
-                }
-                if requeuedAs != nil { event(.tasksRequeued(count: 1, from: "\(worker) (\(reason))")) }
-                refuseIfOverRejectionLimit(peer)
+                noteDropped(.result, taskID, from: peer, reason: reason, requeuedAs: requeuedAs)
             }
         case .heartbeat:
             if !scheduler.heard(from: peer, now: now) { dropUnregistered(message, from: peer) }
@@ -796,7 +768,7 @@ private final class SocketLoop {
         case .accepted:
             break
         case let .dropped(taskID, reason, requeuedAs):
-            noteDroppedGradient(taskID, from: peer, reason: reason, requeuedAs: requeuedAs)
+            noteDropped(.gradientResult, taskID, from: peer, reason: reason, requeuedAs: requeuedAs)
         }
     }
 
@@ -839,33 +811,40 @@ private final class SocketLoop {
         case .receive:
             break
         case let .dropped(taskID, reason, requeuedAs):
-            noteDroppedGradient(taskID, from: peer, reason: reason, requeuedAs: requeuedAs)
+            noteDropped(.gradientResult, taskID, from: peer, reason: reason, requeuedAs: requeuedAs)
         }
     }
 
-    private func noteDroppedGradient(_ taskID: UInt64, from peer: RoutingID, reason: ResultDropReason, requeuedAs: UInt64?) {
+    /// A dropped RESULT or GRADIENT_RESULT: a rejected one (its worker is counted towards
+    /// refusal) is a warning; a late, duplicate or stray one a rate-limited notice, and a
+    /// `late_result_dropped` event when its task was sent to that worker.
+    private func noteDropped(_ kind: MessageType, _ taskID: UInt64, from peer: RoutingID, reason: ResultDropReason, requeuedAs: UInt64?) {
         let worker = name(peer)
         switch reason {
-        case .versionMismatch, .invalidGradient:
-            if warnings.admit("rejected GRADIENT_RESULT", from: "peer \(peer)") {
+        case .versionMismatch, .invalidTrajectories, .invalidGradient:
+            // Apart from the notices below, which stale results in async mode can make
+            // common: those must not crowd out this warning of a broken worker.
+            if warnings.admit("rejected \(kind)", from: "peer \(peer)") {
                 let rejected = scheduler.registry.worker(peer)?.rejectedResults ?? 0
                 let requeue = requeuedAs.map { "re-queued as task \($0)" } ?? "not re-queued"
-                logger.warning("dropped the gradient of task \(taskID) from worker \(worker): \(reason); \(requeue) (\(rejected) rejected result(s) from \(worker))")
+                logger.warning("dropped \(kind) of task \(taskID) from worker \(worker): \(reason); \(requeue) (\(rejected) rejected result(s) from \(worker))")
             }
-            if requeuedAs != nil { event(.tasksRequeued(count: 1, from: "\(worker) (\(reason))")) }
-            refuseIfOverRejectionLimit(peer)
         default:
-            if warnings.admit("dropped GRADIENT_RESULT", from: "peer \(peer)", level: .notice) {
-                logger.notice("dropped GRADIENT_RESULT of task \(taskID) from \(worker): \(reason)")
+            // Any peer can send results for made-up or finished tasks, as fast as it likes:
+            // the event of a late one is limited with its line.
+            if warnings.admit("dropped \(kind)", from: "peer \(peer)", level: .notice) {
+                logger.notice("dropped \(kind) of task \(taskID) from \(worker): \(reason)")
                 switch reason {
                 case .lateOrDuplicate, .notAssignedToSender: event(.lateResultDropped(task: taskID, worker: worker))
                 case .unknownWorker:
-                    // A worker declared dead that was only stalled: its gradient is late.
+                    // A worker declared dead that was only stalled: its result is late.
                     if let dead = declaredDead[peer] { event(.lateResultDropped(task: taskID, worker: dead)) }
                 default: break
                 }
             }
         }
+        if requeuedAs != nil { event(.tasksRequeued(count: 1, from: "\(worker) (\(reason))")) }
+        refuseIfOverRejectionLimit(peer)
     }
 
     /// A message that failed decoding: a RESULT of a registered worker re-queues its task (or,

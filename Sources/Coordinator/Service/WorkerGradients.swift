@@ -74,8 +74,8 @@ struct GradientReceipt {
     }
 
     /// The complete gradient with its pass.
-    var result: RemoteShardGradient {
-        RemoteShardGradient(gradient: values, pass: ShardPass(logprobs: header.logprobs, entropySums: header.entropySums,
+    var result: ShardGradient {
+        ShardGradient(gradient: values, pass: ShardPass(logprobs: header.logprobs, entropySums: header.entropySums,
                                                               microBatches: Int(header.microBatches)))
     }
 }
@@ -95,7 +95,7 @@ final class WorkerGradients: RemoteGradients, @unchecked Sendable {
     }
 
     func compute(step: Int, miniBatch: Int, shards: [[GradientRow]], weights: GradientWeights, settings: GradientSettings) throws
-        -> [RemoteShardGradient] {
+        -> [ShardGradient] {
         let round = GradientRoundKey(step: UInt64(step), miniBatch: UInt32(miniBatch))
         var bytes: [UInt8]?
         if case let .intermediate(_, values) = weights { bytes = values.wireBytes }
