@@ -21,7 +21,11 @@
 #                      a new connection (routing id) each, half with the run's config hash, in
 #                      alternate blocks of CHAOS_FLOOD_BLOCK (5) steps; compares the mean step
 #                      time of flooded and quiet steps of the same run; CHAOS_FLOOD_RATE=N
-#                      HELLOs a second at most (default 0: as fast as the coordinator answers)
+#                      HELLOs a second at most (default 0: as fast as the coordinator answers);
+#                      CHAOS_FLOOD_WAIT_MS=N: each connection waits N ms (1000) for its answer
+#                      before it closes (a short wait: a flooder that hardly waits for answers);
+#                      CHAOS_FLOOD_ENDPOINT=tcp://…: flood there instead (a port nobody listens
+#                      on measures what the flooder's own CPU costs the run, as a control)
 #   netns              real hosts: the coordinator and each worker in its own network namespace
 #                      (iproute2), joined by veth pairs to a bridge in a namespace of its own,
 #                      CURVE required; one worker's link down for CHAOS_PARTITION_SECONDS (30),
@@ -620,11 +624,14 @@ flood_prepare() {
     FLOOD_BIN=$ROOT/hello_flood
     FLOOD_HASH=$("$CERM_BIN" config check "$DIR/cluster.toml" | sed -n 's/.*(hash \([0-9a-f]*\);.*/\1/p' | head -n 1)
     [ -n "$FLOOD_HASH" ] || { SKIP_REASON="cannot read the config hash from cerm config check"; return 1; }
+    # The protocol version the coordinator speaks: a HELLO of another is dropped unanswered.
+    FLOOD_PROTOCOL=$(sed -n 's/.*static let version: UInt16 = \([0-9]*\).*/\1/p' "$REPO/Sources/WireProtocol/MessageCodec.swift")
+    [ -n "$FLOOD_PROTOCOL" ] || { SKIP_REASON="cannot read MessageCodec.version from Sources/WireProtocol/MessageCodec.swift"; return 1; }
     : > "$DIR/flood.periods"
 }
 flood_start() {
     # Bounded in time (the case's own deadline) and count, as any load this suite makes.
-    "$FLOOD_BIN" "$CONNECT" "$FLOOD_HASH" 900 8 2000000 "${CHAOS_FLOOD_RATE:-0}" >> "$DIR/flood.out" 2>&1 &
+    "$FLOOD_BIN" "${CHAOS_FLOOD_ENDPOINT:-$CONNECT}" "$FLOOD_HASH" "$FLOOD_PROTOCOL" 900 8 2000000 "${CHAOS_FLOOD_RATE:-0}" "${CHAOS_FLOOD_WAIT_MS:-1000}" >> "$DIR/flood.out" 2>&1 &
     FLOOD_PID=$!
     STARTED+=("$FLOOD_PID")
     FLOOD_FROM=$EPOCHREALTIME
@@ -869,6 +876,11 @@ check_evidence() {
         echo "    step time: flooded steps $FLOODED_STEPS, mean $FLOODED_MEAN s; quiet steps $QUIET_STEPS, mean $QUIET_MEAN s; flooded / quiet $FLOOD_RATIO" >> "$DIR/faults.log"
         if [ "$FLOODED_STEPS" = 0 ] || [ "$QUIET_STEPS" = 0 ]; then
             echo "  FAIL $name: $FLOODED_STEPS flooded and $QUIET_STEPS quiet step(s): nothing to compare"; ok=1
+        fi
+        # A flood the coordinator never answers (HELLOs it cannot decode) tests nothing; past
+        # its HELLO budget (docs/PROTOCOL.md, "Handshake") it leaves the rest unanswered.
+        if [ -z "${CHAOS_FLOOD_ENDPOINT:-}" ] && { [ "$FLOOD_WELCOMED" = 0 ] || [ "$FLOOD_REFUSED" = 0 ]; }; then
+            echo "  FAIL $name: of $FLOOD_HELLOS HELLOs $FLOOD_WELCOMED were welcomed and $FLOOD_REFUSED refused: the flood did not reach the coordinator as HELLOs (protocol v$FLOOD_PROTOCOL)"; ok=1
         fi
     fi
     if [ "$name" = netns ] && ! grep -q 'coordinator listening curve=true' <<< "$logs"; then

@@ -1,14 +1,17 @@
-// A hostile peer for scripts/bench_hello_flood.sh (issue 27, point 3): floods a cerm
+// A hostile peer for scripts/chaos.sh hello-flood (issue 27, point 3): floods a cerm
 // coordinator with HELLOs, each on a new connection and so under a new routing id, IN_FLIGHT
 // connections at a time; every other HELLO carries the run's config hash (admitted: the
 // coordinator holds it as a joining worker), the rest another (refused). Each connection waits
-// up to 1 s for its WELCOME or REFUSE before it closes, so the flood runs as fast as the
-// coordinator answers, or at most RATE a second when RATE > 0. Stops after SECONDS or
+// up to WAIT_MS (1000) for its WELCOME or REFUSE before it closes, so the flood runs as fast as
+// the coordinator answers, or at most RATE a second when RATE > 0; a short WAIT_MS makes a
+// flooder that hardly waits for answers. Stops after SECONDS or
 // MAX_HELLOS, whichever comes first, or at SIGINT or SIGTERM, and prints
-// "hellos=N welcomed=N refused=N unanswered=N seconds=S".
+// "hellos=N welcomed=N refused=N unanswered=N seconds=S". PROTOCOL is the cerm protocol version
+// the coordinator speaks (MessageCodec.version; scripts/chaos.sh reads it from the source): a
+// HELLO of another version is dropped as malformed, unanswered, and floods nothing.
 //
 //   cc -O2 -o hello_flood scripts/hello_flood.c -lzmq
-//   hello_flood tcp://127.0.0.1:5557 c6cefea66c1f74f1 30 [IN_FLIGHT=8] [MAX_HELLOS=1000000] [RATE=0]
+//   hello_flood tcp://127.0.0.1:5557 c6cefea66c1f74f1 4 30 [IN_FLIGHT=8] [MAX_HELLOS=1000000] [RATE=0] [WAIT_MS=1000]
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -32,34 +35,36 @@ static size_t put(uint8_t *p, uint64_t value, int bytes) {   // little-endian, a
 }
 
 // HELLO's header and body frames (docs/PROTOCOL.md, sections 2 and 4).
-static int send_hello(void *socket, long index, uint64_t hash) {
+static int send_hello(void *socket, long index, uint64_t hash, int protocol) {
     uint8_t body[64];
     char name[32];
     int length = snprintf(name, sizeof name, "flood-%ld", index);
     size_t n = put(body, (uint64_t)length, 4);
     memcpy(body + n, name, (size_t)length); n += (size_t)length;
     n += put(body + n, 1, 2);   // capacity
-    n += put(body + n, 3, 2);   // protocol version
+    n += put(body + n, (uint64_t)protocol, 2);   // protocol version
     n += put(body + n, hash, 8);
     n += put(body + n, 0, 1);   // kind: cpu
     uint8_t header[12] = {'C', 'E', 'R', 'M'};
-    put(header + 4, 3, 2); header[6] = 1; header[7] = 0; put(header + 8, n, 4);
+    put(header + 4, (uint64_t)protocol, 2); header[6] = 1; header[7] = 0; put(header + 8, n, 4);
     if (zmq_send(socket, header, sizeof header, ZMQ_SNDMORE) < 0) return -1;
     return zmq_send(socket, body, n, 0) < 0 ? -1 : 0;
 }
 
 int main(int argc, char **argv) {
-    if (argc < 4) {
-        fprintf(stderr, "usage: %s ENDPOINT CONFIG_HASH_HEX SECONDS [IN_FLIGHT] [MAX_HELLOS] [RATE]\n", argv[0]);
+    if (argc < 5) {
+        fprintf(stderr, "usage: %s ENDPOINT CONFIG_HASH_HEX PROTOCOL SECONDS [IN_FLIGHT] [MAX_HELLOS] [RATE] [WAIT_MS]\n", argv[0]);
         return 2;
     }
     const char *endpoint = argv[1];
     uint64_t hash = strtoull(argv[2], NULL, 16);
-    double seconds = atof(argv[3]);
-    int in_flight = argc > 4 ? atoi(argv[4]) : 8;
-    long max_hellos = argc > 5 ? atol(argv[5]) : 1000000;
-    double rate = argc > 6 ? atof(argv[6]) : 0;
-    if (in_flight < 1 || in_flight > 256 || seconds <= 0 || max_hellos < 1 || rate < 0) { fprintf(stderr, "hello_flood: bad arguments\n"); return 2; }
+    int protocol = atoi(argv[3]);
+    double seconds = atof(argv[4]);
+    int in_flight = argc > 5 ? atoi(argv[5]) : 8;
+    long max_hellos = argc > 6 ? atol(argv[6]) : 1000000;
+    double rate = argc > 7 ? atof(argv[7]) : 0;
+    double wait = (argc > 8 ? atof(argv[8]) : 1000) / 1000;
+    if (wait <= 0 || protocol < 1 || protocol > 65535 || in_flight < 1 || in_flight > 256 || seconds <= 0 || max_hellos < 1 || rate < 0) { fprintf(stderr, "hello_flood: bad arguments\n"); return 2; }
 
     signal(SIGINT, stop);
     signal(SIGTERM, stop);
@@ -76,7 +81,7 @@ int main(int argc, char **argv) {
                 sockets[i] = zmq_socket(context, ZMQ_DEALER);
                 zmq_setsockopt(sockets[i], ZMQ_LINGER, &zero, sizeof zero);
                 if (zmq_connect(sockets[i], endpoint) != 0) { fprintf(stderr, "hello_flood: connect %s: %s\n", endpoint, zmq_strerror(zmq_errno())); return 1; }
-                send_hello(sockets[i], hellos, hellos % 2 == 0 ? hash : hash ^ 0xff);
+                send_hello(sockets[i], hellos, hellos % 2 == 0 ? hash : hash ^ 0xff, protocol);
                 opened[i] = now();
                 hellos++;
             }
@@ -89,7 +94,7 @@ int main(int argc, char **argv) {
         }
         zmq_pollitem_t items[256];
         for (int i = 0; i < in_flight; i++) { items[i].socket = sockets[i]; items[i].fd = -1; items[i].events = sockets[i] ? ZMQ_POLLIN : 0; items[i].revents = 0; }
-        zmq_poll(items, in_flight, 20);
+        zmq_poll(items, in_flight, wait < 0.02 ? (int)(wait * 1000) + 1 : 20);
         for (int i = 0; i < in_flight; i++) {
             if (!sockets[i]) continue;
             int done = 0;
@@ -103,7 +108,7 @@ int main(int argc, char **argv) {
                 else if (got == 12 && header[6] == 3) refused++;
                 else unanswered++;
                 done = 1;
-            } else if (now() - opened[i] > 1.0) {
+            } else if (now() - opened[i] > wait) {
                 unanswered++;
                 done = 1;
             }

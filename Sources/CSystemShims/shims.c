@@ -15,3 +15,10 @@ int cerm_spawn_close_from(posix_spawn_file_actions_t *actions, int low) {
 #include <errno.h>
 int cerm_spawn_close_from(posix_spawn_file_actions_t *actions, int low) { (void)actions; (void)low; return ENOSYS; }
 #endif
+
+#ifdef __linux__
+#include <sys/eventfd.h>
+int cerm_eventfd_create(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
+#else
+int cerm_eventfd_create(void) { return -1; }
+#endif

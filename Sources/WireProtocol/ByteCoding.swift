@@ -21,6 +21,9 @@ public struct ByteWriter: Sendable {
         bytes.append(contentsOf: value)
     }
 
+    /// The raw bytes, no length.
+    public mutating func raw(_ value: some Collection<UInt8>) { bytes.append(contentsOf: value) }
+
     /// A `u32` byte length then the UTF-8 bytes.
     public mutating func string(_ value: String) { bytes(Array(value.utf8)) }
 

@@ -117,21 +117,41 @@ public final class RouterChannel {
     /// cannot be encoded.
     @discardableResult
     public func send(_ message: Message, to peer: RoutingID) throws -> Bool {
-        let frames = try codec.encode(message)
+        try send(frames: try codec.encode(message).map(OutgoingFrame.copied), to: peer)
+    }
+
+    /// As ``send(_:to:)-(Message,_)``, for a message encoded beforehand: its body goes out
+    /// without a copy.
+    @discardableResult
+    public func send(_ encoded: EncodedMessage, to peer: RoutingID) throws -> Bool {
+        try send(frames: encoded.frames, to: peer)
+    }
+
+    /// As ``send(_:to:)-(Message,_)``, for the answer to a WEIGHTS_REQUEST.
+    @discardableResult
+    public func send(_ reply: WeightsReply, to peer: RoutingID) throws -> Bool {
+        switch reply {
+        case let .chunk(encoded, _, _): try send(encoded, to: peer)
+        case let .unavailable(version, latest): try send(.weightsUnavailable(version: version, latestVersion: latest), to: peer)
+        }
+    }
+
+    private func send(frames: [OutgoingFrame], to peer: RoutingID) throws -> Bool {
         do {
-            guard try socket.send([peer.bytes] + frames, dontWait: true) else { throw QueueFull(peer: peer) }
+            guard try socket.send([.copied(peer.bytes)] + frames, dontWait: true) else { throw QueueFull(peer: peer) }
             return true
         } catch let error as ZMQError where error.code == cerm_zmq_ehostunreach() {
             return false
         }
     }
 
-    /// Waits up to `timeoutMs` (−1 forever) for the next valid message; nil on timeout.
-    public func receive(timeoutMs: Int) throws -> (peer: RoutingID, message: Message)? {
+    /// Waits up to `timeoutMs` (−1 forever) for the next valid message; nil on timeout or as
+    /// soon as `wakeup` is signalled.
+    public func receive(timeoutMs: Int, wakeup: Wakeup? = nil) throws -> (peer: RoutingID, message: Message)? {
         let clock = SystemClock()
         let deadline = timeoutMs < 0 ? nil : clock.now() + Double(timeoutMs) / 1000
         while true {
-            guard let frames = try socket.receive(timeoutMs: remainingMs(until: deadline, clock: clock)) else { return nil }
+            guard let frames = try socket.receive(timeoutMs: remainingMs(until: deadline, clock: clock), wakeup: wakeup) else { return nil }
             guard let first = frames.first else { continue }
             let peer = RoutingID(first)
             let body = Array(frames.dropFirst())
@@ -184,12 +204,13 @@ public final class DealerChannel {
         try socket.send(try codec.encode(message), dontWait: true)
     }
 
-    /// Waits up to `timeoutMs` (−1 forever) for the next valid message; nil on timeout.
-    public func receive(timeoutMs: Int) throws -> Message? {
+    /// Waits up to `timeoutMs` (−1 forever) for the next valid message; nil on timeout or as
+    /// soon as `wakeup` is signalled.
+    public func receive(timeoutMs: Int, wakeup: Wakeup? = nil) throws -> Message? {
         let clock = SystemClock()
         let deadline = timeoutMs < 0 ? nil : clock.now() + Double(timeoutMs) / 1000
         while true {
-            guard let frames = try socket.receive(timeoutMs: remainingMs(until: deadline, clock: clock)) else { return nil }
+            guard let frames = try socket.receive(timeoutMs: remainingMs(until: deadline, clock: clock), wakeup: wakeup) else { return nil }
             do {
                 return try codec.decode(frames)
             } catch {

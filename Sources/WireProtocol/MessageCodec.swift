@@ -2,6 +2,18 @@ import Configuration
 import Method
 import Shared
 
+/// A message encoded once, to be sent many times (``MessageCodec/encodeShared(weightsChunk:index:count:totalBytes:checksum:data:)``).
+public struct EncodedMessage: Sendable {
+    public let type: MessageType
+    public let header: [UInt8]
+    public let body: SharedFrame
+
+    /// Its two data frames, the body shared.
+    public var frames: [OutgoingFrame] { [.copied(header), .shared(body)] }
+    /// Its two data frames as plain bytes (tests, tools).
+    public var frameBytes: [[UInt8]] { [header, Array(body.bytes)] }
+}
+
 /// Encodes ``Message``s to the two data frames of cerm protocol v4 and decodes them back with
 /// exhaustive validation (docs/PROTOCOL.md). Decoding never traps: any input either yields a
 /// message that satisfies every rule of the protocol or a ``ProtocolError`` naming the fault.
@@ -149,12 +161,34 @@ public struct MessageCodec: Sendable {
     /// WEIGHTS_CHUNK's and GRADIENT_CHUNK's body: the id (version or task), then as named.
     private static func encodeChunk(id: UInt64, _ index: UInt32, _ count: UInt32, _ total: UInt64, _ checksum: UInt64,
                                     _ data: ArraySlice<UInt8>, _ w: inout ByteWriter) {
+        encodeChunkFields(id: id, index, count, total, checksum, dataCount: data.count, &w)
+        w.raw(data)
+    }
+
+    /// A chunk's body up to its data: id, index, count, total, checksum and the data's length.
+    private static func encodeChunkFields(id: UInt64, _ index: UInt32, _ count: UInt32, _ total: UInt64, _ checksum: UInt64,
+                                          dataCount: Int, _ w: inout ByteWriter) {
         w.u64(id)
         w.u32(index)
         w.u32(count)
         w.u64(total)
         w.u64(checksum)
-        w.bytes(data)
+        w.u32(UInt32(truncatingIfNeeded: dataCount))
+    }
+
+    /// A WEIGHTS_CHUNK encoded once to be sent many times: the frames ``encode(_:)`` makes of
+    /// `.weightsChunk(…)`, with the body a ``SharedFrame`` that libzmq sends without copying.
+    /// `data` is copied once, into the body.
+    public static func encodeShared(weightsChunk version: UInt64, index: UInt32, count: UInt32, totalBytes: UInt64, checksum: UInt64,
+                                    data: UnsafeRawBufferPointer) -> EncodedMessage {
+        var fields = ByteWriter(reservingCapacity: 40)
+        encodeChunkFields(id: version, index, count, totalBytes, checksum, dataCount: data.count, &fields)
+        let prefix = fields.bytes
+        let body = SharedFrame(count: prefix.count + data.count) { out in
+            prefix.withUnsafeBytes { out.copyMemory(from: $0) }
+            if data.count > 0 { UnsafeMutableRawBufferPointer(rebasing: out[prefix.count...]).copyMemory(from: data) }
+        }
+        return EncodedMessage(type: .weightsChunk, header: header(type: MessageType.weightsChunk.rawValue, bodyLength: body.count), body: body)
     }
 
     /// A trajectory id: pair id, stage and three u16 indices.

@@ -1,19 +1,72 @@
 import Dispatch
 import Shared
 
-/// The coordinator's side of weight distribution: serialized weights by version, cut into
-/// chunks on request (docs/PROTOCOL.md, "Weights"). Keeps the newest `retain` versions.
+/// A version of weights cut into WEIGHTS_CHUNK messages (docs/PROTOCOL.md, "Weights"), each
+/// encoded once with its XXH64 checksum, so that serving a request costs neither a checksum nor
+/// a copy of the chunk (``SharedFrame``). Built where the weights are (the coordinator's learner
+/// thread), then handed to the socket thread's ``WeightsPublisher``.
+public struct PublishedWeights: Sendable {
+    public let version: UInt64
+    public let totalBytes: Int
+    fileprivate let chunks: [EncodedMessage]
+
+    /// Cuts `bytes` into chunks of `chunkBytes` (an empty blob is one empty chunk); the
+    /// chunks' checksums and copies are spread over the cores.
+    public init(version: UInt64, bytes: UnsafeRawBufferPointer, chunkBytes: Int) {
+        let chunkBytes = max(1, chunkBytes), total = bytes.count
+        let count = max(1, (total + chunkBytes - 1) / chunkBytes)
+        let encoded = UnsafeMutableBufferPointer<EncodedMessage?>.allocate(capacity: count)
+        encoded.initialize(repeating: nil)
+        defer { encoded.deinitialize().deallocate() }
+        let base = UInt(bitPattern: bytes.baseAddress), out = UInt(bitPattern: encoded.baseAddress)
+        DispatchQueue.concurrentPerform(iterations: count) { index in
+            let start = index * chunkBytes, end = min(start + chunkBytes, total)
+            let data = UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: base).map { $0 + start }, count: end - start)
+            UnsafeMutablePointer<EncodedMessage?>(bitPattern: out)?[index] = MessageCodec.encodeShared(
+                weightsChunk: version, index: UInt32(index), count: UInt32(count), totalBytes: UInt64(total),
+                checksum: Checksum.xxh64(data), data: data)
+        }
+        self.version = version
+        totalBytes = total
+        chunks = encoded.map { $0! }
+    }
+
+    public init(version: UInt64, bytes: [UInt8], chunkBytes: Int) {
+        self = bytes.withUnsafeBytes { PublishedWeights(version: version, bytes: $0, chunkBytes: chunkBytes) }
+    }
+
+    public var chunkCount: Int { chunks.count }
+}
+
+/// The answer to a WEIGHTS_REQUEST.
+public enum WeightsReply: Sendable {
+    /// Chunk `index` of `count`, as encoded when its version was published.
+    case chunk(EncodedMessage, index: UInt32, count: UInt32)
+    /// WEIGHTS_UNAVAILABLE: the version is not held or the index is out of range.
+    case unavailable(version: UInt64, latestVersion: UInt64)
+
+    public var messageType: MessageType {
+        switch self {
+        case .chunk: .weightsChunk
+        case .unavailable: .weightsUnavailable
+        }
+    }
+
+    /// The reply as the peer decodes it (tests, tools).
+    public func decoded(_ codec: MessageCodec = MessageCodec(limits: ProtocolLimits(maxMessageBytes: Int(UInt32.max)))) throws -> Message {
+        switch self {
+        case let .chunk(encoded, _, _): try codec.decode(encoded.frameBytes)
+        case let .unavailable(version, latest): .weightsUnavailable(version: version, latestVersion: latest)
+        }
+    }
+}
+
+/// The coordinator's side of weight distribution: the published versions, newest `retain` kept,
+/// and the chunk that answers each request (docs/PROTOCOL.md, "Weights").
 public struct WeightsPublisher: Sendable {
     public let chunkBytes: Int
     public let retain: Int
-    private var versions: [UInt64: Published] = [:]
-
-    /// A version's bytes and the checksum of each of its chunks: computed once when published,
-    /// not for every worker's request.
-    private struct Published: Sendable {
-        let bytes: [UInt8]
-        let checksums: [UInt64]
-    }
+    private var versions: [UInt64: PublishedWeights] = [:]
 
     /// `chunkBytes` from `cluster.weight_chunk_bytes`; `retain` ≥ 1 (async mode needs
     /// `max_staleness + 1`).
@@ -25,43 +78,28 @@ public struct WeightsPublisher: Sendable {
     /// The newest published version, if any.
     public var latestVersion: UInt64? { versions.keys.max() }
 
-    /// Publishes `bytes` as `version`, dropping versions beyond the newest `retain`.
-    public mutating func publish(version: UInt64, bytes: [UInt8]) {
-        let count = chunkCount(byteCount: bytes.count)
-        let checksums = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: count)
-        defer { checksums.deallocate() }
-        let chunkBytes = chunkBytes
-        bytes.withUnsafeBytes { raw in
-            // Chunks are independent: their checksums are spread over the cores.
-            let base = UInt(bitPattern: raw.baseAddress), total = raw.count, out = UInt(bitPattern: checksums.baseAddress)
-            DispatchQueue.concurrentPerform(iterations: count) { index in
-                let start = index * chunkBytes, end = min(start + chunkBytes, total)
-                let chunk = UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: base).map { $0 + start }, count: end - start)
-                UnsafeMutablePointer<UInt64>(bitPattern: out)?[index] = Checksum.xxh64(chunk)
-            }
-        }
-        versions[version] = Published(bytes: bytes, checksums: Array(checksums))
+    /// Publishes `weights`, dropping versions beyond the newest `retain` (a chunk still being
+    /// sent lives until libzmq has sent it).
+    public mutating func publish(_ weights: PublishedWeights) {
+        versions[weights.version] = weights
         for old in versions.keys.sorted().dropLast(retain) { versions[old] = nil }
     }
 
-    /// Number of chunks of a published version (an empty blob is one empty chunk).
-    public func chunkCount(version: UInt64) -> Int? {
-        versions[version].map { chunkCount(byteCount: $0.bytes.count) }
+    /// Publishes `bytes` as `version`, cut into this publisher's chunks.
+    public mutating func publish(version: UInt64, bytes: [UInt8]) {
+        publish(PublishedWeights(version: version, bytes: bytes, chunkBytes: chunkBytes))
     }
 
-    private func chunkCount(byteCount: Int) -> Int { max(1, (byteCount + chunkBytes - 1) / chunkBytes) }
+    /// Number of chunks of a published version (an empty blob is one empty chunk).
+    public func chunkCount(version: UInt64) -> Int? { versions[version]?.chunkCount }
 
     /// The answer to WEIGHTS_REQUEST: the chunk, or WEIGHTS_UNAVAILABLE when the version is not
     /// held or the index is out of range.
-    public func reply(version: UInt64, chunkIndex: UInt32) -> Message {
-        guard let published = versions[version], Int(chunkIndex) < published.checksums.count else {
-            return .weightsUnavailable(version: version, latestVersion: latestVersion ?? 0)
+    public func reply(version: UInt64, chunkIndex: UInt32) -> WeightsReply {
+        guard let published = versions[version], Int(chunkIndex) < published.chunks.count else {
+            return .unavailable(version: version, latestVersion: latestVersion ?? 0)
         }
-        let bytes = published.bytes
-        let start = Int(chunkIndex) * chunkBytes
-        let data = bytes[start..<min(start + chunkBytes, bytes.count)]
-        return .weightsChunk(WeightsChunk(version: version, chunkIndex: chunkIndex, chunkCount: UInt32(clamping: published.checksums.count),
-                                          totalBytes: UInt64(bytes.count), checksum: published.checksums[Int(chunkIndex)], data: data))
+        return .chunk(published.chunks[Int(chunkIndex)], index: chunkIndex, count: UInt32(published.chunks.count))
     }
 }
 

@@ -1,4 +1,5 @@
 import CZeroMQ
+import Runtime
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -73,6 +74,33 @@ public enum ZMQSocketType: Sendable {
         case .sub: ZMQ_SUB
         }
     }
+}
+
+/// Bytes that libzmq sends without copying them (`zmq_msg_init_data`): each message that
+/// carries them keeps them alive until libzmq has sent it, so one encoded weight chunk answers
+/// every worker's request with no copy per request.
+public final class SharedFrame: @unchecked Sendable {
+    fileprivate let storage: UnsafeMutableRawBufferPointer
+    public let count: Int
+
+    /// `count` bytes, all written by `fill` (nothing reads them before).
+    public init(count: Int, fill: (UnsafeMutableRawBufferPointer) -> Void) {
+        storage = .allocate(byteCount: max(1, count), alignment: 16)
+        self.count = count
+        fill(UnsafeMutableRawBufferPointer(rebasing: storage[0..<count]))
+    }
+
+    deinit { storage.deallocate() }
+
+    public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: storage[0..<count]) }
+}
+
+/// One frame of a message to send.
+public enum OutgoingFrame {
+    /// Copied into the message.
+    case copied([UInt8])
+    /// Sent without a copy.
+    case shared(SharedFrame)
 }
 
 /// A ZeroMQ socket. Not thread-safe: it belongs to one thread or actor for its whole life.
@@ -202,16 +230,39 @@ public final class ZMQSocket {
     /// could not be queued right now (`EAGAIN`). Interrupted calls are retried.
     @discardableResult
     public func send(_ frames: [[UInt8]], dontWait: Bool = false) throws -> Bool {
+        try send(frames.map(OutgoingFrame.copied), dontWait: dontWait)
+    }
+
+    /// As ``send(_:dontWait:)-([[UInt8]],_)``, with frames that may be shared: libzmq sends a
+    /// ``SharedFrame`` without copying it and releases it once sent.
+    @discardableResult
+    public func send(_ frames: [OutgoingFrame], dontWait: Bool = false) throws -> Bool {
         precondition(!frames.isEmpty, "a ZeroMQ message has at least one frame")
         let h = try live("send")
         for (index, frame) in frames.enumerated() {
             var flags: Int32 = dontWait ? ZMQ_DONTWAIT : 0
             if index < frames.count - 1 { flags |= ZMQ_SNDMORE }
+            var message = zmq_msg_t()
+            switch frame {
+            case let .copied(bytes):
+                guard zmq_msg_init_size(&message, bytes.count) == 0 else { throw ZMQError.last("zmq_msg_init_size") }
+                if !bytes.isEmpty { bytes.withUnsafeBytes { zmq_msg_data(&message).copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+            case let .shared(shared):
+                // The message holds a reference until libzmq's I/O thread has sent it.
+                let owner = Unmanaged.passRetained(shared).toOpaque()
+                let release: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Void = { _, owner in
+                    if let owner { Unmanaged<SharedFrame>.fromOpaque(owner).release() }
+                }
+                guard zmq_msg_init_data(&message, shared.storage.baseAddress, shared.count, release, owner) == 0 else {
+                    Unmanaged<SharedFrame>.fromOpaque(owner).release()
+                    throw ZMQError.last("zmq_msg_init_data")
+                }
+            }
             while true {
-                let rc = frame.withUnsafeBytes { zmq_send(h, $0.baseAddress, $0.count, flags) }
-                if rc >= 0 { break }
+                if zmq_msg_send(&message, h, flags) >= 0 { break }
                 let code = zmq_errno()
                 if code == cerm_zmq_eintr() { continue }
+                zmq_msg_close(&message)
                 if code == cerm_zmq_eagain() && index == 0 { return false }
                 throw ZMQError(code: code, operation: "send")
             }
@@ -246,9 +297,12 @@ public final class ZMQSocket {
         }
     }
 
-    /// Waits up to `timeoutMs` (−1 forever) for a message and receives it; nil on timeout.
-    public func receive(timeoutMs: Int) throws -> [[UInt8]]? {
-        guard try ZMQPoll.wait([self], timeoutMs: timeoutMs).first == true else { return nil }
+    /// Waits up to `timeoutMs` (−1 forever) for a message and receives it; nil on timeout, or
+    /// as soon as `wakeup` is signalled (it is drained before returning).
+    public func receive(timeoutMs: Int, wakeup: Wakeup? = nil) throws -> [[UInt8]]? {
+        let ready = try ZMQPoll.wait([self], wakeup: wakeup, timeoutMs: timeoutMs)
+        if ready.woken { wakeup?.drain() }
+        guard ready.sockets.first == true else { return nil }
         return try receive(dontWait: true)
     }
 
@@ -260,17 +314,27 @@ public enum ZMQPoll {
     /// Returns, per socket, whether it has a message to read. Waits up to `timeoutMs`
     /// (−1 forever, 0 not at all). A signal interrupting the wait reports nothing ready.
     public static func wait(_ sockets: [ZMQSocket], timeoutMs: Int) throws -> [Bool] {
+        try wait(sockets, wakeup: nil, timeoutMs: timeoutMs).sockets
+    }
+
+    /// As ``wait(_:timeoutMs:)``, also returning early when `wakeup` is signalled (`woken`;
+    /// not drained here).
+    public static func wait(_ sockets: [ZMQSocket], wakeup: Wakeup?, timeoutMs: Int) throws -> (sockets: [Bool], woken: Bool) {
         var items = try sockets.map { socket -> zmq_pollitem_t in
             guard let h = socket.rawHandle else { throw ZMQError(code: ENOTSOCK, operation: "poll") }
             return zmq_pollitem_t(socket: h, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)
         }
+        if let wakeup, wakeup.descriptor >= 0 {
+            items.append(zmq_pollitem_t(socket: nil, fd: wakeup.descriptor, events: Int16(ZMQ_POLLIN), revents: 0))
+        }
         let rc = zmq_poll(&items, Int32(items.count), timeoutMs)
         if rc < 0 {
             let code = zmq_errno()
-            if code == cerm_zmq_eintr() { return Array(repeating: false, count: sockets.count) }
+            if code == cerm_zmq_eintr() { return (Array(repeating: false, count: sockets.count), false) }
             throw ZMQError(code: code, operation: "poll")
         }
-        return items.map { ($0.revents & Int16(ZMQ_POLLIN)) != 0 }
+        let ready = items.map { ($0.revents & Int16(ZMQ_POLLIN)) != 0 }
+        return (Array(ready.prefix(sockets.count)), ready.count > sockets.count && ready[sockets.count])
     }
 }
 

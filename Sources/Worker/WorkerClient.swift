@@ -246,7 +246,7 @@ public final class WorkerClient: @unchecked Sendable {
                 return .end(.stopped)
             }
             let message: Message?
-            do { message = try channel.receive(timeoutMs: settings.pollMilliseconds) } catch {
+            do { message = try channel.receive(timeoutMs: settings.pollMilliseconds, wakeup: compute.finishedSignal) } catch {
                 logger.error("receive failed: \(error)")
                 return .reconnect(.receiveFailed)
             }
@@ -548,6 +548,8 @@ final class ComputeLane: @unchecked Sendable {
     private var generation = 0
     private var closing = false
     private var started = false
+    /// Signalled when a job finishes, so that the socket thread sends its result at once.
+    let finishedSignal = Wakeup()
 
     init(executor: any RolloutExecutor) { self.executor = executor }
 
@@ -621,6 +623,7 @@ final class ComputeLane: @unchecked Sendable {
             running = false
             if myGeneration == generation { finished = ComputeDone(task: current.task, result: result) }
             condition.unlock()
+            finishedSignal.signal()
         }
     }
 }

@@ -107,8 +107,9 @@ extension BenchCommand {
                 let architecture = try RunModel.resolve(&loaded).architecture
                 let weights = ModelWeights(config: architecture, seed: 1, initStd: 0.02)
                 let serializeStart = Date(), serializeCPU = WeightsBroadcast.threadCPUSeconds()
+                // As the coordinator's learner thread publishes: chunks encoded from the weights in place.
                 var publisher = WeightsPublisher(chunkBytes: loaded.cluster.weightChunkBytes, retain: 2)
-                publisher.publish(version: 1, bytes: weights.wireBytes)
+                publisher.publish(weights.withWireBytes { PublishedWeights(version: 1, bytes: $0, chunkBytes: loaded.cluster.weightChunkBytes) })
                 let serializeSeconds = Date().timeIntervalSince(serializeStart)
                 let serializeCPUSeconds = WeightsBroadcast.threadCPUSeconds() - serializeCPU
                 let byteCount = ParameterLayout(architecture).totalCount * 4

@@ -51,8 +51,10 @@ final class MetricsRecordingLearner: Learner, @unchecked Sendable {
 }
 
 /// An engine executor whose worker "dies" (stops without GOODBYE) as soon as it is handed a task
-/// of `crashStep` (a gradient task of it, with `onGradient`): the task is never answered and
-/// must be re-run elsewhere.
+/// of `crashStep` or later (a gradient task, with `onGradient`): the task is never answered and
+/// must be re-run elsewhere. "Or later": which worker takes which task is up to timing (in
+/// fixed-lag mode the other worker can take every task of `crashStep`), and the victim must die
+/// holding one whichever it gets.
 final class CrashingExecutor: RolloutExecutor, @unchecked Sendable {
     let inner: EngineRolloutExecutor
     let crashStep: UInt64
@@ -67,7 +69,7 @@ final class CrashingExecutor: RolloutExecutor, @unchecked Sendable {
     }
 
     func gradient(task: GradientTaskMessage) throws -> ShardGradient {
-        if onGradient && task.step == crashStep {
+        if onGradient && task.step >= crashStep {
             crash.request()
             Thread.sleep(forTimeInterval: 0.3)
         }
@@ -79,7 +81,7 @@ final class CrashingExecutor: RolloutExecutor, @unchecked Sendable {
     func prepareModel(description: [UInt8]) throws { try inner.prepareModel(description: description) }
 
     func run(task: TaskMessage) throws -> [Trajectory] {
-        if !onGradient && task.step == crashStep {
+        if !onGradient && task.step >= crashStep {
             crash.request()
             // Give the client time to notice the crash before a result could be sent.
             Thread.sleep(forTimeInterval: 0.3)

@@ -33,11 +33,11 @@ import Worker
     static let relaxedTimeout = 1.0
 
     static func coordinatorSettings(steps: Int, saveEvery: Int = 100, chunkBytes: Int = 1 << 16, pairsPerTask: Int = 1,
-                                    heartbeatTimeout: Double = relaxedTimeout) -> CoordinatorSettings {
+                                    heartbeatTimeout: Double = relaxedTimeout, helloBudget: HelloBudget = HelloBudget()) -> CoordinatorSettings {
         CoordinatorSettings(
             endpoint: "tcp://127.0.0.1:*",
             scheduler: SchedulerSettings(mode: .sync, pairsPerTask: pairsPerTask, heartbeatInterval: 0.05, heartbeatTimeout: heartbeatTimeout,
-                                         configHash: configHash, maxMessageBytes: 1 << 20),
+                                         configHash: configHash, maxMessageBytes: 1 << 20, helloBudget: helloBudget),
             limits: ProtocolLimits(maxMessageBytes: 1 << 20, vocabularySize: UInt32(FakeModel.vocabulary)),
             rollout: rollout, runSeed: 99, steps: steps, pairsPerBatch: pairsPerBatch, saveEvery: saveEvery,
             weightChunkBytes: chunkBytes)
@@ -263,40 +263,18 @@ import Worker
     /// `WorkerRegistry.defaultMaxJoining` are held joining, the oldest forgotten first. A real
     /// worker joining after the flood (forgetting one more) runs the run to the undisturbed
     /// weights. The heartbeat timeout is long so that no flood peer expires: every one the bound
-    /// did not hold is counted as forgotten.
+    /// did not hold is counted as forgotten. Every HELLO is answered (no ``HelloBudget``), so
+    /// that the bound is what holds them back.
     @Test func aHelloFloodUnderManyRoutingIDsHoldsABoundedNumberOfJoiningPeers() throws {
         let learner = FakeLearner()
-        let service = CoordinatorService(settings: Self.coordinatorSettings(steps: 2, heartbeatTimeout: 120), learner: learner,
+        let service = CoordinatorService(settings: Self.coordinatorSettings(steps: 2, heartbeatTimeout: 120, helloBudget: .unlimited), learner: learner,
                                          pairs: FakePairs(count: Self.pairCount), logger: Self.quiet("coordinator"))
         let (coordinator, endpoint) = try Self.startCoordinator(service)
-        let hellos = 10_000, connectionsAtOnce = 8
-        // Each flooding thread owns its sockets; a socket lives until its HELLO is answered.
-        let flooders = (0..<connectionsAtOnce).map { first in
-            Background("flood-\(first)") { () throws -> (welcomed: Int, refused: Int) in
-                let codec = MessageCodec(limits: ProtocolLimits(maxMessageBytes: 1 << 20, vocabularySize: UInt32(FakeModel.vocabulary)))
-                let context = try ZMQContext()
-                var welcomed = 0, refused = 0
-                for index in stride(from: first, to: hellos, by: connectionsAtOnce) {
-                    let socket = try ZMQSocket(context: context, type: .dealer)
-                    defer { socket.close() }
-                    try socket.connect(endpoint)
-                    let hash = index % 2 == 0 ? Self.configHash : Self.configHash ^ 0xFF
-                    try socket.send(try codec.encode(.hello(HelloMessage(name: "flood-\(index)", capacity: 1, configHash: hash, kind: .cpu))))
-                    guard let reply = try socket.receive(timeoutMs: 30_000) else {
-                        throw CermError.invalid("flood HELLO \(index) got no reply within 30 s")
-                    }
-                    switch try codec.decode(reply) {
-                    case .welcome: welcomed += 1
-                    case .refuse: refused += 1
-                    case let other: throw CermError.invalid("flood HELLO \(index) was answered with \(other.type)")
-                    }
-                }
-                return (welcomed, refused)
-            }
-        }
-        let replies = try flooders.map { try $0.value() }
-        #expect(replies.map(\.welcomed).reduce(0, +) == hellos / 2)
-        #expect(replies.map(\.refused).reduce(0, +) == hellos / 2)
+        let hellos = 10_000
+        let replies = try Self.floodHellos(endpoint, count: hellos, replyWithinMs: 30_000)
+        #expect(replies.unanswered == 0)
+        #expect(replies.welcomed == hellos / 2)
+        #expect(replies.refused == hellos / 2)
 
         let real = Self.startWorker(endpoint, name: "real", executor: FakeExecutor())
         let report = try coordinator.value()
@@ -304,8 +282,85 @@ import Worker
         #expect(report.statistics.hellosRefused == hellos / 2)
         #expect(report.statistics.peakJoining == WorkerRegistry.defaultMaxJoining)
         #expect(report.statistics.joiningForgotten == hellos / 2 - WorkerRegistry.defaultMaxJoining + 1)
+        #expect(report.statistics.hellosUnanswered == 0)
         #expect(learner.weights == (try Self.expectedWeights(steps: 2)))
         #expect(try real.value().exitCode == 0)
+    }
+
+    /// With a ``HelloBudget`` of a burst of 7 and one HELLO a minute, a real worker's HELLO
+    /// and then a flood of 40: the flood gets 6 answers (WELCOMEs and REFUSEs) and nothing more;
+    /// the rest are left unanswered and counted, the flood's welcomed peers never said anything
+    /// after their HELLO and so never show as joined in the log, and the real worker trains the
+    /// run to the undisturbed weights.
+    @Test func hellosPastTheBudgetAreLeftUnansweredAndTheRunGoesOn() throws {
+        let directory = try makeTemporaryDirectory("runtime")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let (sink, metrics, logger) = try Self.trainLog(in: directory)
+        defer { sink.detachFile() }
+        let learner = FakeLearner()
+        // A burst of 7: the real worker's HELLO, then 6 of the flood's. The real worker's first
+        // task waits for the flood to end, so that the run is still going meanwhile.
+        let service = CoordinatorService(settings: Self.coordinatorSettings(steps: 2, helloBudget: HelloBudget(perSecond: 1.0 / 60, burst: 7)),
+                                         learner: learner, pairs: FakePairs(count: Self.pairCount), metrics: metrics, logger: logger)
+        let (coordinator, endpoint) = try Self.startCoordinator(service)
+        let floodOver = StopSignal()
+        let real = Self.startWorker(endpoint, name: "real", executor: FakeExecutor(onRun: { _ in
+            while !floodOver.isRequested { Thread.sleep(forTimeInterval: 0.01) }
+        }))
+        for _ in 0..<1000 where try !Self.trainLogLines(directory).contains(where: { $0.contains("worker real (cpu) joined") }) {
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        let hellos = 40
+        let replies = try Self.floodHellos(endpoint, count: hellos, replyWithinMs: 1_000)
+        floodOver.request()
+        #expect(replies.welcomed + replies.refused == 6 && replies.unanswered == hellos - 6)
+        let report = try coordinator.value()
+        #expect(report.outcome == .finished(steps: 2))
+        #expect(report.statistics.hellosUnanswered == hellos - 6)
+        #expect(report.statistics.hellosRefused == replies.refused)
+        let lines = try Self.trainLogLines(directory)
+        // The flood's 3 welcomed peers said nothing after HELLO: no line for them.
+        let joined = lines.filter { $0.contains("joined") }
+        #expect(joined.count == 2)
+        #expect(joined.first?.hasPrefix("INFO  [cerm.coordinator] worker real (cpu) joined capacity=1 peer=") == true)
+        #expect(joined.last == "INFO  [train] event worker_joined worker=real alive=1")
+        #expect(lines.contains { $0.contains("unanswered: more than 7 HELLOs at once or 0 a second (a HELLO flood?); a real worker reconnects after its heartbeat_timeout") })
+        #expect(learner.weights == (try Self.expectedWeights(steps: 2)))
+        #expect(try real.value().exitCode == 0)
+    }
+
+    /// HELLOs on `count` connections, 8 open at a time, each waiting `replyWithinMs` for its
+    /// answer; every other one with the run's config hash, the rest with another. Each flooding
+    /// thread owns its sockets; a socket lives until its HELLO is answered or the wait is over.
+    static func floodHellos(_ endpoint: String, count hellos: Int, replyWithinMs: Int) throws -> (welcomed: Int, refused: Int, unanswered: Int) {
+        let connectionsAtOnce = 8
+        let flooders = (0..<connectionsAtOnce).map { first in
+            Background("flood-\(first)") { () throws -> (welcomed: Int, refused: Int, unanswered: Int) in
+                let codec = MessageCodec(limits: ProtocolLimits(maxMessageBytes: 1 << 20, vocabularySize: UInt32(FakeModel.vocabulary)))
+                let context = try ZMQContext()
+                var welcomed = 0, refused = 0, unanswered = 0
+                for index in stride(from: first, to: hellos, by: connectionsAtOnce) {
+                    let socket = try ZMQSocket(context: context, type: .dealer)
+                    defer { socket.close() }
+                    try socket.setLinger(milliseconds: 0)
+                    try socket.connect(endpoint)
+                    let hash = index % 2 == 0 ? Self.configHash : Self.configHash ^ 0xFF
+                    try socket.send(try codec.encode(.hello(HelloMessage(name: "flood-\(index)", capacity: 1, configHash: hash, kind: .cpu))))
+                    guard let reply = try socket.receive(timeoutMs: replyWithinMs) else {
+                        unanswered += 1
+                        continue
+                    }
+                    switch try codec.decode(reply) {
+                    case .welcome: welcomed += 1
+                    case .refuse: refused += 1
+                    case let other: throw CermError.invalid("flood HELLO \(index) was answered with \(other.type)")
+                    }
+                }
+                return (welcomed, refused, unanswered)
+            }
+        }
+        let replies = try flooders.map { try $0.value() }
+        return (replies.map(\.welcomed).reduce(0, +), replies.map(\.refused).reduce(0, +), replies.map(\.unanswered).reduce(0, +))
     }
 
     @Test func garbageFromARawSocketIsDroppedAndTheRunCompletes() throws {
@@ -614,9 +669,10 @@ import Worker
         let stop = StopSignal()
         // The flooder registers as a fence and stays silent while the clock moves 10 s: a
         // heartbeat timeout past that keeps it alive to answer the last fence.
-        let service = CoordinatorService(settings: Self.coordinatorSettings(steps: 1, heartbeatTimeout: 60), learner: FakeLearner(),
-                                         pairs: FakePairs(count: Self.pairCount), stop: stop, clock: clock, metrics: metrics,
-                                         logger: logger)
+        // Every HELLO answered (the clock stands still, so the budget would not refill).
+        let service = CoordinatorService(settings: Self.coordinatorSettings(steps: 1, heartbeatTimeout: 60, helloBudget: .unlimited),
+                                         learner: FakeLearner(), pairs: FakePairs(count: Self.pairCount), stop: stop, clock: clock,
+                                         metrics: metrics, logger: logger)
         let (coordinator, endpoint) = try Self.startCoordinator(service)
         func trainLog() throws -> [String] { try Self.trainLogLines(directory) }
 
@@ -640,14 +696,15 @@ import Worker
         for _ in 0..<malformed { try socket.send([[1, 2, 3]]) }
         let stranger = try codec.encode(.hello(HelloMessage(name: "stranger", capacity: 1, configHash: Self.configHash + 1, kind: .cpu)))
         for _ in 0..<refused { try socket.send(stranger) }
+        // Each HELLO followed by a message (a worker is joined by its first message after HELLO;
+        // this reply comes after that line is written).
         let rejoins = 200
         for _ in 0...rejoins {
             guard case .welcome = try fence(.hello(HelloMessage(name: "flooder", capacity: 1, configHash: Self.configHash, kind: .cpu))) else {
                 Issue.record("flooding peer: expected WELCOME"); return
             }
+            _ = try fence(.weightsRequest(version: 0, chunkIndex: 0))
         }
-        // WELCOME goes out before the HELLO's log line: this reply proves that line written.
-        _ = try fence(.weightsRequest(version: 0, chunkIndex: 0))
         let lines = try trainLog()
         let first = try #require(lines.first { $0.contains("dropped malformed message") })
         let peer = try #require(first.split(separator: " ").dropFirst(7).first.map { String($0.dropLast()) })

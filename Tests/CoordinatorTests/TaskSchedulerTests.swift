@@ -301,6 +301,37 @@ import WireProtocol
         #expect(registry.joiningCount == 3 && registry.peakJoining == 3)
         #expect(registry.worker(peers[0])?.joining == false)
         #expect(registry.worker(peers[4])?.joining == true)
+        #expect(registry.worker(peers[3])?.rejoined == true && registry.worker(peers[4])?.rejoined == false)
+    }
+
+    /// A burst of 3 refilled at 2 a second: the bucket empties, refills by elapsed time only
+    /// (a clock going back refills nothing), and never holds more than the burst.
+    @Test func theHelloBudgetIsATokenBucket() {
+        var budget = HelloBudget(perSecond: 2, burst: 3)
+        // 0.8 of a HELLO refilled at 10.4, 1.0 at 10.5; 10.2 is in the past; by 100 the bucket is full.
+        let times = [10, 10, 10, 10, 10.4, 10.5, 10.5, 10.2, 100, 100, 100, 100]
+        let admitted = times.map { budget.admit(now: $0) }
+        #expect(admitted == [true, true, true, false, false, true, false, false, true, true, true, false])
+        var unlimited = HelloBudget.unlimited
+        let all = (0..<10_000).map { _ in unlimited.admit(now: 0) }
+        #expect(!all.contains(false))
+    }
+
+    /// HELLOs past the budget are left unanswered and counted, refused or not; answered ones
+    /// register (or are refused) as before.
+    @Test func hellosPastTheBudgetAreLeftUnanswered() {
+        var scheduler = TaskScheduler(settings: SchedulerSettings(configHash: 7, helloBudget: HelloBudget(perSecond: 1, burst: 2)))
+        func hello(_ name: String, hash: UInt64 = 7, at now: Double) -> HelloOutcome {
+            scheduler.handle(hello: HelloMessage(name: name, capacity: 1, configHash: hash, kind: .cpu), from: RoutingID(Array(name.utf8)), now: now)
+        }
+        guard case .welcome = hello("a", at: 0), case .refuse = hello("b", hash: 8, at: 0) else {
+            Issue.record("the first two HELLOs are answered"); return
+        }
+        #expect(hello("c", at: 0.5) == .unanswered)
+        #expect(hello("d", hash: 8, at: 0.9) == .unanswered)
+        guard case .welcome = hello("e", at: 1.0) else { Issue.record("a HELLO a second later is answered"); return }
+        #expect(scheduler.statistics.hellosUnanswered == 2 && scheduler.statistics.hellosRefused == 1)
+        #expect(scheduler.registry.workers.map(\.name) == ["a", "e"])
     }
 
     @Test func expiryHeartbeatsAndCreditFollowTheClock() {

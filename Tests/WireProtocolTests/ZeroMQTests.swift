@@ -1,4 +1,5 @@
 import Foundation
+import Runtime
 import Testing
 @testable import WireProtocol
 
@@ -23,6 +24,39 @@ import Testing
         try dealer.setRoutingID(Array("w2".utf8))
         try dealer.connect(endpoint)
         try roundTrip(router: router, dealer: dealer, expectedID: Array("w2".utf8))
+    }
+
+    /// A receive blocked with no timeout returns nil once another thread signals its wakeup (the
+    /// learner thread posting work to the coordinator's socket thread); a wakeup signalled
+    /// before the call ends it at once; a message waiting comes first; each return leaves the
+    /// wakeup drained.
+    @Test func aSignalledWakeupEndsABlockedReceive() throws {
+        let context = try ZMQContext()
+        let router = try ZMQSocket(context: context, type: .router)
+        try router.bind("inproc://cerm-test-wakeup")
+        let wakeup = Wakeup()
+        #expect(wakeup.descriptor >= 0)
+        let signaller = Thread {
+            Thread.sleep(forTimeInterval: 0.05)
+            wakeup.signal()
+        }
+        signaller.start()
+        #expect(try router.receive(timeoutMs: -1, wakeup: wakeup) == nil)
+        #expect(try ZMQPoll.wait([router], wakeup: wakeup, timeoutMs: 0).woken == false)
+
+        wakeup.signal()
+        wakeup.signal()
+        #expect(try router.receive(timeoutMs: -1, wakeup: wakeup) == nil)
+        #expect(try ZMQPoll.wait([router], wakeup: wakeup, timeoutMs: 0).woken == false)
+
+        let dealer = try ZMQSocket(context: context, type: .dealer)
+        try dealer.setRoutingID(Array("w".utf8))
+        try dealer.connect("inproc://cerm-test-wakeup")
+        try dealer.send([Array("ready".utf8)])
+        #expect(try ZMQPoll.wait([router], timeoutMs: 5000) == [true])
+        wakeup.signal()
+        #expect(try router.receive(timeoutMs: -1, wakeup: wakeup) == [Array("w".utf8), Array("ready".utf8)])
+        #expect(try ZMQPoll.wait([router], wakeup: wakeup, timeoutMs: 0).woken == false)
     }
 
     func roundTrip(router: ZMQSocket, dealer: ZMQSocket, expectedID: [UInt8]) throws {

@@ -240,6 +240,10 @@ public final class GRPOLearner: Learner, @unchecked Sendable {
 
     public func currentWeights() throws -> [UInt8] { model.weights.wireBytes }
 
+    public func publishedWeights(chunkBytes: Int) throws -> PublishedWeights {
+        model.weights.withWireBytes { PublishedWeights(version: policyVersion, bytes: $0, chunkBytes: chunkBytes) }
+    }
+
     public func referenceWeights() throws -> [UInt8] { reference.wireBytes }
 
     public func previousPolicyWeights() throws -> [(version: UInt64, bytes: [UInt8])] {

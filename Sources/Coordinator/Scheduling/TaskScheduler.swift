@@ -21,10 +21,12 @@ public struct SchedulerSettings: Sendable {
     /// their pairs, ``TaskScheduler/openStep(_:pairs:)``): trajectory set, prompt lengths,
     /// log-prob counts, vocabulary, context length.
     public var resultCheck: RolloutResultCheck?
+    /// HELLOs answered at most (``HelloBudget``); the rest are left unanswered.
+    public var helloBudget: HelloBudget
 
     public init(mode: RolloutMode = .sync, maxStaleness: UInt64 = 1, pairsPerTask: Int = 1, heartbeatInterval: Double = 1,
                 heartbeatTimeout: Double = 10, taskTimeout: Double = 0, configHash: UInt64 = 0,
-                maxMessageBytes: Int = 64 << 20, resultCheck: RolloutResultCheck? = nil) {
+                maxMessageBytes: Int = 64 << 20, resultCheck: RolloutResultCheck? = nil, helloBudget: HelloBudget = HelloBudget()) {
         self.mode = mode
         self.maxStaleness = maxStaleness
         self.pairsPerTask = max(1, pairsPerTask)
@@ -34,6 +36,7 @@ public struct SchedulerSettings: Sendable {
         self.configHash = configHash
         self.maxMessageBytes = maxMessageBytes
         self.resultCheck = resultCheck
+        self.helloBudget = helloBudget
     }
 
     /// The settings `[cluster]`, `[rollout]`, `[reward]` and `[model]` imply, with the run
@@ -169,6 +172,9 @@ public enum HelloOutcome: Equatable, Sendable {
     case welcome(WelcomeMessage, requeued: [UInt64], rejoined: Bool, forgotten: WorkerRecord?)
     /// Send REFUSE with this reason (the worker prints it and exits).
     case refuse(reason: String)
+    /// Send nothing: more HELLOs arrived than ``SchedulerSettings/helloBudget`` answers (a
+    /// flood); nothing is held for the sender.
+    case unanswered
 }
 
 /// A worker declared dead by ``TaskScheduler/tick(now:)``.
@@ -250,6 +256,8 @@ public struct SchedulerStatistics: Equatable, Sendable {
     public var droppedInvalid = 0
     /// HELLOs answered with REFUSE (protocol version, config hash, capacity).
     public var hellosRefused = 0
+    /// HELLOs left unanswered, past the ``SchedulerSettings/helloBudget``.
+    public var hellosUnanswered = 0
     /// Joining workers forgotten to admit a newer HELLO (``WorkerRegistry/maxJoining``).
     public var joiningForgotten = 0
     /// The most workers joining at once (registered by a HELLO, not heard from since).
@@ -330,6 +338,7 @@ public struct TaskScheduler: Sendable {
         var pairs: [UInt64: TaskPair] = [:]
     }
 
+    private var helloBudget: HelloBudget
     private var nextTaskID: UInt64 = 1
     private var queue: [ScheduledTask] = []
     private var inFlight: [UInt64: (task: ScheduledTask, worker: RoutingID, sentAt: Double)] = [:]
@@ -339,6 +348,7 @@ public struct TaskScheduler: Sendable {
 
     public init(settings: SchedulerSettings, policyVersion: UInt64 = 0) {
         self.settings = settings
+        helloBudget = settings.helloBudget
         self.policyVersion = policyVersion
         registry = WorkerRegistry(heartbeatInterval: settings.heartbeatInterval, heartbeatTimeout: settings.heartbeatTimeout)
     }
@@ -357,6 +367,10 @@ public struct TaskScheduler: Sendable {
 
     /// Admits or refuses the sender of a HELLO.
     public mutating func handle(hello: HelloMessage, from peer: RoutingID, now: Double) -> HelloOutcome {
+        guard helloBudget.admit(now: now) else {
+            statistics.hellosUnanswered += 1
+            return .unanswered
+        }
         if let reason = refusal(of: hello) {
             statistics.hellosRefused += 1
             return .refuse(reason: reason)

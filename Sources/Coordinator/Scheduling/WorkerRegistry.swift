@@ -18,6 +18,8 @@ public struct WorkerRecord: Equatable, Sendable {
     public internal(set) var rejectedResults = 0
     /// Registered by its HELLO and not heard from since (``WorkerRegistry/maxJoining``).
     public internal(set) var joining = true
+    /// Its HELLO came from a peer registered already (a restart).
+    public internal(set) var rejoined = false
 }
 
 /// Registered workers by routing id, with credit, in-flight tasks and liveness (zguide's
@@ -76,6 +78,7 @@ public struct WorkerRegistry: Sendable {
         records[peer] = WorkerRecord(peer: peer, name: hello.name, kind: hello.kind, capacity: Int(hello.capacity), credit: 0,
                                      inFlight: [], liveness: PeerLiveness(interval: heartbeatInterval, timeout: heartbeatTimeout, now: now),
                                      sequence: nextSequence)
+        records[peer]?.rejoined = registration.previous != nil
         joiningPeers[peer] = nextSequence
         peakJoining = max(peakJoining, joiningPeers.count)
         nextSequence += 1

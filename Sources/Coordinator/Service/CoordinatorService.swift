@@ -140,7 +140,7 @@ public final class CoordinatorService: @unchecked Sendable {
         logger.info("coordinator listening", metadata: ["endpoint": "\(router.endpoint)", "curve": "\(settings.curve != nil)"])
 
         if settings.distributedUpdate {
-            do { try learner.distributeGradients(to: WorkerGradients(mailbox: mailbox, stop: stop)) } catch {
+            do { try learner.distributeGradients(to: WorkerGradients(mailbox: mailbox, stop: stop, chunkBytes: settings.weightChunkBytes)) } catch {
                 mailbox.bindFailed()
                 router.socket.close()
                 throw error
@@ -181,7 +181,7 @@ final class CoordinatorMailbox: @unchecked Sendable {
     enum Command: Sendable {
         /// `version`: fixed-lag mode's version for the step (nil: the newest).
         case open(step: UInt64, pairs: [TaskPair], version: UInt64?)
-        case publish(version: UInt64, weights: [UInt8])
+        case publish(PublishedWeights)
         /// A mini-batch's gradient tasks (distributed update).
         case gradients(GradientRequest)
         /// The learner computes the round itself (a stop arrived): drop its tasks.
@@ -189,6 +189,9 @@ final class CoordinatorMailbox: @unchecked Sendable {
     }
 
     private let condition = NSCondition()
+    /// Signalled with every command and at the end, so that the socket thread, blocked on its
+    /// socket, takes them at once.
+    let wakeup = Wakeup()
     private var commands: [Command] = []
     private var completed: [UInt64: StepRollouts] = [:]
     private var completedGradients: [GradientRoundKey: [ShardGradient]] = [:]
@@ -235,8 +238,10 @@ final class CoordinatorMailbox: @unchecked Sendable {
 
     // Learner thread → socket thread.
     func post(_ command: Command) {
-        condition.lock(); defer { condition.unlock() }
+        condition.lock()
         commands.append(command)
+        condition.unlock()
+        wakeup.signal()
     }
 
     func takeCommands() -> [Command] {
@@ -246,9 +251,11 @@ final class CoordinatorMailbox: @unchecked Sendable {
     }
 
     func finish(_ end: DriverEnd) {
-        condition.lock(); defer { condition.unlock() }
+        condition.lock()
         driverEnd = end
         condition.broadcast()
+        condition.unlock()
+        wakeup.signal()
     }
 
     var end: DriverEnd? {
@@ -365,7 +372,7 @@ private final class StepDriver: @unchecked Sendable {
         guard version < WeightsVersion.firstIntermediate else {
             throw CermError.invalid("learner policy version \(version) collides with the reserved versions of the model and the reference weights")
         }
-        mailbox.post(.publish(version: version, weights: try learner.currentWeights()))
+        mailbox.post(.publish(try learner.publishedWeights(chunkBytes: settings.weightChunkBytes)))
         return clock.now() - started
     }
 
@@ -376,14 +383,15 @@ private final class StepDriver: @unchecked Sendable {
         if completedSteps >= settings.steps {
             logger.notice("already at step \(completedSteps) of \(settings.steps): nothing to do (raise run.steps or pass --steps to continue)")
         }
-        mailbox.post(.publish(version: WeightsVersion.model, weights: learner.modelDescription()))
-        mailbox.post(.publish(version: WeightsVersion.reference, weights: try learner.referenceWeights()))
+        let chunkBytes = settings.weightChunkBytes
+        mailbox.post(.publish(PublishedWeights(version: WeightsVersion.model, bytes: learner.modelDescription(), chunkBytes: chunkBytes)))
+        mailbox.post(.publish(PublishedWeights(version: WeightsVersion.reference, bytes: try learner.referenceWeights(), chunkBytes: chunkBytes)))
         var lag = FixedLag(settings: settings.scheduler, completedSteps: completedSteps, policyVersion: learner.policyVersion,
                            checkpoint: resume?.path)
         // A resumed fixed-lag run samples its next steps with the versions the checkpoint kept
         // (a learner keeps none in the other modes).
         for previous in try learner.previousPolicyWeights() {
-            mailbox.post(.publish(version: previous.version, weights: previous.bytes))
+            mailbox.post(.publish(PublishedWeights(version: previous.version, bytes: previous.bytes, chunkBytes: chunkBytes)))
             lag?.kept.insert(previous.version)
         }
         _ = try publishPolicy()
@@ -581,8 +589,11 @@ private final class SocketLoop {
                 sayGoodbye(end)
                 return end
             }
+            // Before waiting: dispatches what the commands opened, and after a message what it
+            // made possible (credit, re-queued tasks).
+            housekeeping()
             do {
-                if let (peer, message) = try router.receive(timeoutMs: settings.pollMilliseconds) {
+                if let (peer, message) = try router.receive(timeoutMs: settings.pollMilliseconds, wakeup: mailbox.wakeup) {
                     handle(message, from: peer)
                 }
                 for dropped in router.takeMalformed() { handle(malformed: dropped) }
@@ -598,8 +609,18 @@ private final class SocketLoop {
                 }
                 return DriverEnd(result: .failure(error), checkpoints: end?.checkpoints ?? [])
             }
-            housekeeping()
         }
+    }
+
+    /// A worker's first message after its HELLO: it has joined. Logged here, not at the HELLO,
+    /// so that HELLOs nothing follows (a flood's) write nothing to `train.log`. A registered
+    /// peer that says HELLO again restarted, or loops on HELLO: such repeats are limited like
+    /// warnings.
+    private func noteJoined(_ worker: WorkerRecord) {
+        guard !worker.rejoined || warnings.admit("worker rejoined", from: "peer \(worker.peer)", level: .info) else { return }
+        logger.info("worker \(worker.name) (\(worker.kind)) \(worker.rejoined ? "rejoined" : "joined")",
+                    metadata: ["peer": "\(worker.peer)", "capacity": "\(worker.capacity)"])
+        event(.workerJoined(worker: worker.name, alive: scheduler.registry.count))
     }
 
     private func name(_ peer: RoutingID) -> String {
@@ -621,16 +642,22 @@ private final class SocketLoop {
     /// gone or has a full queue loses the message, logged.
     @discardableResult
     private func deliver(_ message: Message, to peer: RoutingID) -> Bool {
+        deliver(message.type, to: peer) { try router.send(message, to: peer) }
+    }
+
+    /// Runs `sending` (a ``RouterChannel`` send of a `type` message to `peer`) and logs what
+    /// kept the message from being queued.
+    private func deliver(_ type: MessageType, to peer: RoutingID, _ sending: () throws -> Bool) -> Bool {
         do {
-            if try router.send(message, to: peer) { return true }
-            logger.debug("peer \(peer) is gone; \(message.type) not delivered")
+            if try sending() { return true }
+            logger.debug("peer \(peer) is gone; \(type) not delivered")
         } catch is RouterChannel.QueueFull {
             // A peer that floods requests and never reads would get this for each of them.
             if warnings.admit("queue is full", from: "peer \(peer)") {
-                logger.warning("queue to \(name(peer)) is full; \(message.type) dropped")
+                logger.warning("queue to \(name(peer)) is full; \(type) dropped")
             }
         } catch {
-            logger.error("cannot send \(message.type) to \(name(peer)): \(error)")
+            logger.error("cannot send \(type) to \(name(peer)): \(error)")
         }
         return false
     }
@@ -638,18 +665,19 @@ private final class SocketLoop {
     private func applyCommands() {
         for command in mailbox.takeCommands() {
             switch command {
-            case let .publish(version, weights):
+            case let .publish(weights):
+                let version = weights.version
                 if version >= WeightsVersion.model {
-                    fixedWeights.publish(version: version, bytes: weights)
+                    fixedWeights.publish(weights)
                     continue
                 }
-                policyWeights.publish(version: version, bytes: weights)
+                policyWeights.publish(weights)
                 if version > scheduler.policyVersion {
                     do { try scheduler.advancePolicy(to: version) } catch { logger.error("\(error)") }
                 }
             case let .gradients(request):
                 do {
-                    if let weights = request.weights { intermediateWeights.publish(version: request.version, bytes: weights) }
+                    if let weights = request.weights { intermediateWeights.publish(weights) }
                     try scheduler.openGradients(request.round, shards: request.shards.count, version: request.version)
                     gradientRequests[request.round] = request
                     gradientsDone[request.round] = [:]
@@ -676,21 +704,16 @@ private final class SocketLoop {
 
     private func handle(_ message: Message, from peer: RoutingID) {
         let now = clock.now()
+        let wasJoining = scheduler.registry.worker(peer)?.joining == true
+        defer { if wasJoining, let record = scheduler.registry.worker(peer), !record.joining { noteJoined(record) } }
         switch message {
         case let .hello(hello):
             switch scheduler.handle(hello: hello, from: peer, now: now) {
-            case let .welcome(welcome, requeued, rejoined, forgotten):
+            case let .welcome(welcome, requeued, _, forgotten):
                 send(.welcome(welcome), to: peer)
                 if let forgotten, warnings.admit("forgot joining worker", from: "joining peers", level: .notice) {
                     // Keyed by one source: a flood comes under a new routing id per HELLO.
                     logger.notice("forgot joining worker \(forgotten.name) at \(forgotten.peer): \(scheduler.registry.maxJoining) workers said HELLO and nothing since (a HELLO flood?); a real one reconnects")
-                }
-                // A worker says HELLO once per connection; a registered peer that says it again
-                // restarted, or loops on HELLO: such repeats are limited like warnings.
-                if !rejoined || warnings.admit("worker rejoined", from: "peer \(peer)", level: .info) {
-                    logger.info("worker \(hello.name) (\(hello.kind)) \(rejoined ? "rejoined" : "joined")",
-                                metadata: ["peer": "\(peer)", "capacity": "\(hello.capacity)"])
-                    event(.workerJoined(worker: hello.name, alive: scheduler.registry.count))
                 }
                 if !requeued.isEmpty { event(.tasksRequeued(count: requeued.count, from: "\(hello.name) (restarted)")) }
             case let .refuse(reason):
@@ -699,6 +722,12 @@ private final class SocketLoop {
                     logger.warning("refused worker \(hello.name) at \(peer): \(reason)")
                 }
                 deliver(.refuse(reason: reason), to: peer)
+            case .unanswered:
+                // Keyed by one source, as above.
+                if warnings.admit("left HELLO unanswered", from: "joining peers", level: .notice) {
+                    let budget = scheduler.settings.helloBudget
+                    logger.notice("left HELLO from \(hello.name) at \(peer) unanswered: more than \(budget.burst) HELLOs at once or \(Int(budget.perSecond)) a second (a HELLO flood?); a real worker reconnects after its heartbeat_timeout")
+                }
             }
         case let .ready(credit):
             if !scheduler.handle(ready: Int(credit), from: peer, now: now) { dropUnregistered(message, from: peer) }
@@ -719,8 +748,8 @@ private final class SocketLoop {
             let publisher = version >= WeightsVersion.model ? fixedWeights
                 : WeightsVersion.isIntermediate(version) ? intermediateWeights : policyWeights
             let reply = publisher.reply(version: version, chunkIndex: chunkIndex)
-            send(reply, to: peer)
-            if case let .weightsChunk(chunk) = reply, chunk.chunkIndex + 1 == chunk.chunkCount {
+            if deliver(reply.messageType, to: peer, { try router.send(reply, to: peer) }) { scheduler.sent(to: peer, now: clock.now()) }
+            if case let .chunk(_, index, count) = reply, index + 1 == count {
                 mailbox.servedFinalChunk(version: version, at: clock.now())
             }
         case let .goodbye(reason):

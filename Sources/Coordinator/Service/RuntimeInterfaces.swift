@@ -16,6 +16,10 @@ public protocol Learner: AnyObject, Sendable {
     /// Serialized weights of ``policyVersion`` (the bytes workers receive in
     /// ``RolloutExecutor``-side `prepare`).
     func currentWeights() throws -> [UInt8]
+    /// ``currentWeights()`` as version ``policyVersion``, cut into chunks of `chunkBytes` for
+    /// the workers (a learner that can read its weights in place skips the copy of
+    /// ``currentWeights()``).
+    func publishedWeights(chunkBytes: Int) throws -> PublishedWeights
     /// Serialized weights of the frozen reference model (served as ``WeightsVersion/reference``).
     func referenceWeights() throws -> [UInt8]
     /// Fixed-lag mode: serialized weights of the versions before ``policyVersion`` that steps
@@ -41,6 +45,10 @@ public protocol Learner: AnyObject, Sendable {
 }
 
 extension Learner {
+    public func publishedWeights(chunkBytes: Int) throws -> PublishedWeights {
+        PublishedWeights(version: policyVersion, bytes: try currentWeights(), chunkBytes: chunkBytes)
+    }
+
     /// A learner that keeps no previous policies cannot serve fixed-lag runs.
     public func previousPolicyWeights() throws -> [(version: UInt64, bytes: [UInt8])] { [] }
 

@@ -9,9 +9,9 @@ struct GradientRequest: Sendable {
     var round: GradientRoundKey
     /// The weights version the tasks compute at.
     var version: UInt64
-    /// The bytes to publish as `version` first (an intermediate version), or nil when it is
+    /// The weights to publish as `version` first (an intermediate version), or nil when it is
     /// a policy version already published.
-    var weights: [UInt8]?
+    var weights: PublishedWeights?
     /// Each shard's rows, in shard order.
     var shards: [[GradientRow]]
     var settings: GradientSettings
@@ -88,18 +88,22 @@ struct GradientReceipt {
 final class WorkerGradients: RemoteGradients, @unchecked Sendable {
     private let mailbox: CoordinatorMailbox
     private let stop: StopSignal
+    private let chunkBytes: Int
 
-    init(mailbox: CoordinatorMailbox, stop: StopSignal) {
+    init(mailbox: CoordinatorMailbox, stop: StopSignal, chunkBytes: Int) {
         self.mailbox = mailbox
         self.stop = stop
+        self.chunkBytes = chunkBytes
     }
 
     func compute(step: Int, miniBatch: Int, shards: [[GradientRow]], weights: GradientWeights, settings: GradientSettings) throws
         -> [ShardGradient] {
         let round = GradientRoundKey(step: UInt64(step), miniBatch: UInt32(miniBatch))
-        var bytes: [UInt8]?
-        if case let .intermediate(_, values) = weights { bytes = values.wireBytes }
-        mailbox.post(.gradients(GradientRequest(round: round, version: weights.version, weights: bytes, shards: shards, settings: settings)))
+        var published: PublishedWeights?
+        if case let .intermediate(version, values) = weights {
+            published = values.withWireBytes { PublishedWeights(version: version, bytes: $0, chunkBytes: chunkBytes) }
+        }
+        mailbox.post(.gradients(GradientRequest(round: round, version: weights.version, weights: published, shards: shards, settings: settings)))
         guard let gradients = mailbox.waitForGradients(round, stop: stop) else {
             mailbox.post(.cancelGradients(round))
             throw RemoteGradientsUnavailable(reason: mailbox.shouldStop(stop) ? "a stop was requested" : "the socket thread stopped serving")

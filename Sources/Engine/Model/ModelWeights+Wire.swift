@@ -24,6 +24,16 @@ extension ModelWeights {
         }
     }
 
+    /// Calls `body` with ``wireBytes``: on a little-endian host the values' own memory, so
+    /// publishing a version copies the weights once (into its chunks), not twice.
+    public func withWireBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        #if _endian(little)
+        try values.withUnsafeBytes(body)
+        #else
+        try wireBytes.withUnsafeBytes(body)
+        #endif
+    }
+
     /// Rebuilds weights of `config` from ``wireBytes``; the byte count must match the layout.
     public init(config: TransformerConfig, wireBytes bytes: [UInt8]) throws {
         let count = ParameterLayout(config).totalCount
