@@ -4,7 +4,6 @@ import Shared
 
 /// A message encoded once, to be sent many times (``MessageCodec/encodeShared(weightsChunk:index:count:totalBytes:checksum:data:)``).
 public struct EncodedMessage: Sendable {
-    public let type: MessageType
     public let header: [UInt8]
     public let body: SharedFrame
 
@@ -188,7 +187,7 @@ public struct MessageCodec: Sendable {
             prefix.withUnsafeBytes { out.copyMemory(from: $0) }
             if data.count > 0 { UnsafeMutableRawBufferPointer(rebasing: out[prefix.count...]).copyMemory(from: data) }
         }
-        return EncodedMessage(type: .weightsChunk, header: header(type: MessageType.weightsChunk.rawValue, bodyLength: body.count), body: body)
+        return EncodedMessage(header: header(type: MessageType.weightsChunk.rawValue, bodyLength: body.count), body: body)
     }
 
     /// A trajectory id: pair id, stage and three u16 indices.

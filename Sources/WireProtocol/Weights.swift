@@ -7,7 +7,6 @@ import Shared
 /// thread), then handed to the socket thread's ``WeightsPublisher``.
 public struct PublishedWeights: Sendable {
     public let version: UInt64
-    public let totalBytes: Int
     fileprivate let chunks: [EncodedMessage]
 
     /// Cuts `bytes` into chunks of `chunkBytes` (an empty blob is one empty chunk); the
@@ -27,7 +26,6 @@ public struct PublishedWeights: Sendable {
                 checksum: Checksum.xxh64(data), data: data)
         }
         self.version = version
-        totalBytes = total
         chunks = encoded.map { $0! }
     }
 
@@ -64,14 +62,12 @@ public enum WeightsReply: Sendable {
 /// The coordinator's side of weight distribution: the published versions, newest `retain` kept,
 /// and the chunk that answers each request (docs/PROTOCOL.md, "Weights").
 public struct WeightsPublisher: Sendable {
-    public let chunkBytes: Int
     public let retain: Int
     private var versions: [UInt64: PublishedWeights] = [:]
 
-    /// `chunkBytes` from `cluster.weight_chunk_bytes`; `retain` ≥ 1 (async mode needs
-    /// `max_staleness + 1`).
-    public init(chunkBytes: Int, retain: Int) {
-        self.chunkBytes = max(1, chunkBytes)
+    /// `retain` ≥ 1 (async mode needs `max_staleness + 1`). The chunks are the published
+    /// versions' own (``PublishedWeights``, cut by `cluster.weight_chunk_bytes`).
+    public init(retain: Int) {
         self.retain = max(1, retain)
     }
 
@@ -83,11 +79,6 @@ public struct WeightsPublisher: Sendable {
     public mutating func publish(_ weights: PublishedWeights) {
         versions[weights.version] = weights
         for old in versions.keys.sorted().dropLast(retain) { versions[old] = nil }
-    }
-
-    /// Publishes `bytes` as `version`, cut into this publisher's chunks.
-    public mutating func publish(version: UInt64, bytes: [UInt8]) {
-        publish(PublishedWeights(version: version, bytes: bytes, chunkBytes: chunkBytes))
     }
 
     /// Number of chunks of a published version (an empty blob is one empty chunk).

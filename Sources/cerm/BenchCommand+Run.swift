@@ -108,13 +108,13 @@ extension BenchCommand {
                 let weights = ModelWeights(config: architecture, seed: 1, initStd: 0.02)
                 let serializeStart = Date(), serializeCPU = WeightsBroadcast.threadCPUSeconds()
                 // As the coordinator's learner thread publishes: chunks encoded from the weights in place.
-                var publisher = WeightsPublisher(chunkBytes: loaded.cluster.weightChunkBytes, retain: 2)
+                var publisher = WeightsPublisher(retain: 2)
                 publisher.publish(weights.withWireBytes { PublishedWeights(version: 1, bytes: $0, chunkBytes: loaded.cluster.weightChunkBytes) })
                 let serializeSeconds = Date().timeIntervalSince(serializeStart)
                 let serializeCPUSeconds = WeightsBroadcast.threadCPUSeconds() - serializeCPU
                 let byteCount = ParameterLayout(architecture).totalCount * 4
                 print(String(format: "# cerm bench weights (%@): %.1f MB in %d chunks of %d bytes, %d worker(s); serialise and publish %.2f s (thread CPU %.2f s)",
-                             config, Double(byteCount) / 1e6, publisher.chunkCount(version: 1) ?? 0, publisher.chunkBytes, workers,
+                             config, Double(byteCount) / 1e6, publisher.chunkCount(version: 1) ?? 0, loaded.cluster.weightChunkBytes, workers,
                              serializeSeconds, serializeCPUSeconds))
                 let report = try WeightsBroadcast.run(publisher: publisher, version: 1, weights: weights, workers: workers,
                                                       codec: MessageCodec(limits: ProtocolLimits(maxMessageBytes: loaded.cluster.maxMessageBytes)))

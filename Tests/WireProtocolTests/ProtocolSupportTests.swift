@@ -153,7 +153,7 @@ import Testing
         let codec = MessageCodec()
         for (bytes, chunkBytes) in [(blob, 1024), (blob, 2500), ([UInt8](), 64)] {
             let published = PublishedWeights(version: 9, bytes: bytes, chunkBytes: chunkBytes)
-            var publisher = WeightsPublisher(chunkBytes: 1, retain: 1)
+            var publisher = WeightsPublisher(retain: 1)
             publisher.publish(published)
             #expect(published.chunkCount == max(1, (bytes.count + chunkBytes - 1) / chunkBytes))
             for index in 0..<published.chunkCount {
@@ -193,8 +193,8 @@ import Testing
 
     @Test func chunksReassembleThroughTheCodec() throws {
         let blob = (0..<2500).map { UInt8(truncatingIfNeeded: $0 &* 7) }
-        var publisher = WeightsPublisher(chunkBytes: 1024, retain: 2)
-        publisher.publish(version: 1, bytes: blob)
+        var publisher = WeightsPublisher(retain: 2)
+        publisher.publish(PublishedWeights(version: 1, bytes: blob, chunkBytes: 1024))
         #expect(publisher.chunkCount(version: 1) == 3)
         let codec = MessageCodec()
         var assembler = WeightsAssembler(version: 1)
@@ -214,8 +214,8 @@ import Testing
 
     @Test func assemblerRequestsTwoChunksAheadAndPlacesThemInAnyOrder() throws {
         let blob = (0..<2500).map { UInt8(truncatingIfNeeded: $0 &* 13) }
-        var publisher = WeightsPublisher(chunkBytes: 1024, retain: 2)
-        publisher.publish(version: 3, bytes: blob)
+        var publisher = WeightsPublisher(retain: 2)
+        publisher.publish(PublishedWeights(version: 3, bytes: blob, chunkBytes: 1024))
         func chunk(_ index: UInt32) throws -> WeightsChunk {
             guard case let .weightsChunk(chunk) = try publisher.reply(version: 3, chunkIndex: index).decoded() else { throw CermError.invalid("no chunk \(index)") }
             #expect(chunk.checksum == Checksum.xxh64(Array(chunk.data)))
@@ -247,8 +247,8 @@ import Testing
     }
 
     @Test func oldVersionsBecomeUnavailable() throws {
-        var publisher = WeightsPublisher(chunkBytes: 4, retain: 2)
-        for v: UInt64 in 1...3 { publisher.publish(version: v, bytes: [UInt8(v)]) }
+        var publisher = WeightsPublisher(retain: 2)
+        for v: UInt64 in 1...3 { publisher.publish(PublishedWeights(version: v, bytes: [UInt8(v)], chunkBytes: 4)) }
         #expect(try publisher.reply(version: 1, chunkIndex: 0).decoded() == .weightsUnavailable(version: 1, latestVersion: 3))
         #expect(try publisher.reply(version: 3, chunkIndex: 1).decoded() == .weightsUnavailable(version: 3, latestVersion: 3))
         #expect(try publisher.reply(version: 2, chunkIndex: 0).decoded() == .weightsChunk(WeightsChunk(version: 2, chunkIndex: 0, chunkCount: 1, totalBytes: 1, data: [2])))

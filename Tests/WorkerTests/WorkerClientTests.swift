@@ -116,12 +116,12 @@ final class WorkerThread: @unchecked Sendable {
         try router.send(.welcome(Self.welcome), to: peer)
         #expect(try Self.next(router)?.1 == .ready(credit: 1))
 
-        var publisher = WeightsPublisher(chunkBytes: 10, retain: 4)
+        var publisher = WeightsPublisher(retain: 4)
         let model = (0..<12).map { UInt8(100 + $0) }
         let reference = (0..<25).map { UInt8($0) }, policy = (0..<31).map { UInt8(200 - $0) }
-        publisher.publish(version: WeightsVersion.model, bytes: model)
-        publisher.publish(version: WeightsVersion.reference, bytes: reference)
-        publisher.publish(version: 5, bytes: policy)
+        publisher.publish(PublishedWeights(version: WeightsVersion.model, bytes: model, chunkBytes: 10))
+        publisher.publish(PublishedWeights(version: WeightsVersion.reference, bytes: reference, chunkBytes: 10))
+        publisher.publish(PublishedWeights(version: 5, bytes: policy, chunkBytes: 10))
         let pairs = [TaskPair(pairID: 3, query: "q", responses: ["a", "b"])]
         let parameters = RolloutParameters(nc: 1, ne: 1, criteriaMaxTokens: 4, evaluationMaxTokens: 4, temperature: 1, topP: 1)
         try router.send(.task(TaskMessage(taskID: 11, step: 1, policyVersion: 5, runSeed: 1, parameters: parameters, pairs: pairs)), to: peer)

@@ -575,9 +575,9 @@ private final class SocketLoop {
         self.warnings = warnings
         self.logger = logger
         scheduler = TaskScheduler(settings: settings.scheduler)
-        policyWeights = WeightsPublisher(chunkBytes: settings.weightChunkBytes, retain: settings.retainedVersions)
-        fixedWeights = WeightsPublisher(chunkBytes: settings.weightChunkBytes, retain: 2)
-        intermediateWeights = WeightsPublisher(chunkBytes: settings.weightChunkBytes, retain: 1)
+        policyWeights = WeightsPublisher(retain: settings.retainedVersions)
+        fixedWeights = WeightsPublisher(retain: 2)
+        intermediateWeights = WeightsPublisher(retain: 1)
     }
 
     /// Serves until the learner thread ends, then says GOODBYE to every worker.
@@ -636,6 +636,11 @@ private final class SocketLoop {
     /// Sends and notes it (any message counts as a heartbeat).
     private func send(_ message: Message, to peer: RoutingID) {
         if deliver(message, to: peer) { scheduler.sent(to: peer, now: clock.now()) }
+    }
+
+    /// The answer to a WEIGHTS_REQUEST, as ``send(_:to:)-(Message,_)``.
+    private func send(_ reply: WeightsReply, to peer: RoutingID) {
+        if deliver(reply.messageType, to: peer, { try router.send(reply, to: peer) }) { scheduler.sent(to: peer, now: clock.now()) }
     }
 
     /// Queues `message` for `peer` (``RouterChannel/send(_:to:)`` never blocks); a peer that is
@@ -748,7 +753,7 @@ private final class SocketLoop {
             let publisher = version >= WeightsVersion.model ? fixedWeights
                 : WeightsVersion.isIntermediate(version) ? intermediateWeights : policyWeights
             let reply = publisher.reply(version: version, chunkIndex: chunkIndex)
-            if deliver(reply.messageType, to: peer, { try router.send(reply, to: peer) }) { scheduler.sent(to: peer, now: clock.now()) }
+            send(reply, to: peer)
             if case let .chunk(_, index, count) = reply, index + 1 == count {
                 mailbox.servedFinalChunk(version: version, at: clock.now())
             }
