@@ -101,6 +101,8 @@ public struct WeightsPublisher: Sendable {
 /// serves the next chunk while the worker verifies the one it just received. Each chunk is
 /// copied to its place in the final buffer as it arrives (every chunk but the last has the
 /// size of the first non-last one), so a version is held once, not once in chunks and once whole.
+/// The buffer may be the previous version's, handed back once it was loaded (``init(version:reusing:)``):
+/// a fresh 538 MB buffer costs 131,000 page faults to touch, 0.2 s of a 0.5 s fetch at 135M.
 public struct WeightsAssembler: Sendable {
     public let version: UInt64
     /// Chunks in flight at most: two keep both ends busy; more would only queue bytes.
@@ -113,10 +115,17 @@ public struct WeightsAssembler: Sendable {
     private var early: [UInt32: ArraySlice<UInt8>] = [:]
     private var received: Set<UInt32> = []
     private var bytes: [UInt8] = []
+    /// A buffer to assemble into when it has the version's size (else it is dropped).
+    private var spare: [UInt8]
     /// Asked for and not yet received.
     private var requested: Set<UInt32> = []
 
-    public init(version: UInt64) { self.version = version }
+    /// `reusing` is a buffer no one else holds (else the first chunk copies it whole); its
+    /// bytes are all overwritten before the weights are handed out.
+    public init(version: UInt64, reusing buffer: [UInt8] = []) {
+        self.version = version
+        spare = buffer
+    }
 
     /// The next chunk index to request, nil once every chunk is in.
     public var nextMissingChunk: UInt32? {
@@ -184,7 +193,8 @@ public struct WeightsAssembler: Sendable {
             }
             if bytes.isEmpty && total > 0 {
                 // Every byte is written by a chunk before the buffer is handed out.
-                bytes = [UInt8](unsafeUninitializedCapacity: total) { _, initialized in initialized = total }
+                bytes = spare.count == total ? spare : [UInt8](unsafeUninitializedCapacity: total) { _, initialized in initialized = total }
+                spare = []
             }
             bytes.withUnsafeMutableBytes { out in
                 data.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: out[offset ..< offset + data.count]).copyMemory(from: $0) }

@@ -303,6 +303,7 @@ public final class WorkerClient: @unchecked Sendable {
     /// Collects a finished task, fetches weights for the next and starts it.
     private func advanceWork(_ s: WorkerSession, state: inout WorkerSession.State) -> SessionEnding? {
         if let done = compute.takeFinished() {
+            if let spent = done.spentWeights { state.spareWeights = spent }
             switch done.result {
             case let .success(output):
                 state.loadedVersion = done.task.policyVersion
@@ -424,6 +425,8 @@ struct WorkerSession {
         var assembled: (version: UInt64, bytes: [UInt8])?
         /// The version being fetched and its chunks so far; a request is outstanding.
         var fetching: WeightsAssembler?
+        /// Wire weights the executor has loaded: the next version is assembled into them.
+        var spareWeights: [UInt8] = []
 
         mutating func beginSession(interval: Double, timeout: Double, now: Double) {
             liveness = PeerLiveness(interval: interval, timeout: timeout, now: now)
@@ -453,7 +456,8 @@ struct WorkerSession {
     /// Starts fetching `version` unless a fetch is already outstanding; false when the socket failed.
     func fetch(_ version: UInt64, state: inout State) -> Bool {
         if state.fetching != nil { return true }
-        state.fetching = WeightsAssembler(version: version)
+        state.fetching = WeightsAssembler(version: version, reusing: state.spareWeights)
+        state.spareWeights = []
         return requestChunks(state: &state)
     }
 
@@ -527,14 +531,23 @@ struct GradientUpload {
 /// One unit of compute-thread work: load what is given, then run the task.
 struct ComputeJob: Sendable {
     let task: WorkItem
-    let model: [UInt8]?
-    let reference: [UInt8]?
-    let policyWeights: [UInt8]?
+    var model: [UInt8]?
+    var reference: [UInt8]?
+    var policyWeights: [UInt8]?
+
+    /// The wire weights the job loaded (policy, else reference), dropped by the job so that the
+    /// caller holds the only reference: the next fetch assembles into it.
+    mutating func takeSpentWeights() -> [UInt8]? {
+        defer { (model, reference, policyWeights) = (nil, nil, nil) }
+        return policyWeights ?? reference
+    }
 }
 
 struct ComputeDone: Sendable {
     let task: WorkItem
     let result: Result<WorkOutput, any Error>
+    /// The job's wire weights, loaded and free to be overwritten by the next version.
+    let spentWeights: [UInt8]?
 }
 
 /// The compute thread and its one-job mailbox. A job abandoned by a reconnect still runs to
@@ -603,7 +616,7 @@ final class ComputeLane: @unchecked Sendable {
             condition.lock()
             while job == nil && !closing { condition.wait() }
             if closing { condition.unlock(); return }
-            guard let current = job else { condition.unlock(); continue }
+            guard var current = job else { condition.unlock(); continue }
             job = nil
             running = true
             let myGeneration = generation
@@ -619,9 +632,10 @@ final class ComputeLane: @unchecked Sendable {
                 }
             }
 
+            let spentWeights = current.takeSpentWeights()
             condition.lock()
             running = false
-            if myGeneration == generation { finished = ComputeDone(task: current.task, result: result) }
+            if myGeneration == generation { finished = ComputeDone(task: current.task, result: result, spentWeights: spentWeights) }
             condition.unlock()
             finishedSignal.signal()
         }

@@ -92,39 +92,48 @@ extension BenchCommand {
     struct Weights_: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "weights",
-            abstract: "One weight version broadcast on loopback TCP: serialisation, chunks served by a ROUTER, workers fetching and decoding them.",
-            discussion: "The model's architecture and cluster.weight_chunk_bytes come from the config; the weights are random. A coordinator thread answers WEIGHTS_REQUESTs as the coordinator's socket thread does; each worker thread requests chunks on its own DEALER and ZeroMQ context as a worker does (two in flight), then decodes the floats into the buffer of the version before.")
+            abstract: "Weight versions broadcast on loopback TCP: serialisation, chunks served by a ROUTER, workers fetching and decoding them.",
+            discussion: "The model's architecture and cluster.weight_chunk_bytes come from the config; the weights are random. A coordinator thread answers WEIGHTS_REQUESTs as the coordinator's socket thread does; each worker thread requests chunks on its own DEALER and ZeroMQ context as a worker does (two in flight), then decodes the floats into the buffer of the version before. A worker assembles each version after the first into the wire buffer of the one before, as a worker does once it has loaded a version: the first fetch is a worker's first, the later ones a run's steady state.")
 
         @Option(help: "The run's configuration (model architecture, cluster.weight_chunk_bytes, cluster.max_message_bytes).")
         var config: String = "configs/smollm2-135m.toml"
         @Option(help: "Workers fetching at once.")
         var workers: Int = 2
+        @Option(help: "Versions each worker fetches, one after the other.")
+        var versions: Int = 2
 
         func run() throws {
             guard workers > 0 else { throw ValidationError("--workers must be positive") }
+            guard versions > 0 else { throw ValidationError("--versions must be positive") }
             do {
                 var loaded = try Config.load(path: config)
                 let architecture = try RunModel.resolve(&loaded).architecture
                 let weights = ModelWeights(config: architecture, seed: 1, initStd: 0.02)
                 let serializeStart = Date(), serializeCPU = WeightsBroadcast.threadCPUSeconds()
                 // As the coordinator's learner thread publishes: chunks encoded from the weights in place.
-                var publisher = WeightsPublisher(retain: 2)
-                publisher.publish(weights.withWireBytes { PublishedWeights(version: 1, bytes: $0, chunkBytes: loaded.cluster.weightChunkBytes) })
-                let serializeSeconds = Date().timeIntervalSince(serializeStart)
-                let serializeCPUSeconds = WeightsBroadcast.threadCPUSeconds() - serializeCPU
-                let byteCount = ParameterLayout(architecture).totalCount * 4
-                print(String(format: "# cerm bench weights (%@): %.1f MB in %d chunks of %d bytes, %d worker(s); serialise and publish %.2f s (thread CPU %.2f s)",
-                             config, Double(byteCount) / 1e6, publisher.chunkCount(version: 1) ?? 0, loaded.cluster.weightChunkBytes, workers,
-                             serializeSeconds, serializeCPUSeconds))
-                let report = try WeightsBroadcast.run(publisher: publisher, version: 1, weights: weights, workers: workers,
-                                                      codec: MessageCodec(limits: ProtocolLimits(maxMessageBytes: loaded.cluster.maxMessageBytes)))
-                for (index, worker) in report.workers.enumerated() {
-                    print(String(format: "worker %d: fetched in %.2f s (%.0f MB/s), decoded in %.2f s, total %.2f s (thread CPU %.2f s)",
-                                 index, worker.fetch, Double(byteCount) / 1e6 / worker.fetch, worker.decode, worker.fetch + worker.decode,
-                                 worker.cpu))
+                var publisher = WeightsPublisher(retain: versions)
+                for version in 1...UInt64(versions) {
+                    publisher.publish(weights.withWireBytes { PublishedWeights(version: version, bytes: $0, chunkBytes: loaded.cluster.weightChunkBytes) })
                 }
-                print(String(format: "coordinator socket thread: CPU %.2f s", report.serverCPU))
-                guard report.workers.allSatisfy({ $0.matches }) else { throw CermError.invalid("a worker decoded other weights than were sent") }
+                let serializeSeconds = Date().timeIntervalSince(serializeStart) / Double(versions)
+                let serializeCPUSeconds = (WeightsBroadcast.threadCPUSeconds() - serializeCPU) / Double(versions)
+                let byteCount = ParameterLayout(architecture).totalCount * 4
+                print(String(format: "# cerm bench weights (%@): %.1f MB in %d chunks of %d bytes, %d worker(s), %d version(s); serialise and publish %.2f s a version (thread CPU %.2f s)",
+                             config, Double(byteCount) / 1e6, publisher.chunkCount(version: 1) ?? 0, loaded.cluster.weightChunkBytes, workers,
+                             versions, serializeSeconds, serializeCPUSeconds))
+                let report = try WeightsBroadcast.run(publisher: publisher, versions: Array(1...UInt64(versions)), weights: weights, workers: workers,
+                                                      codec: MessageCodec(limits: ProtocolLimits(maxMessageBytes: loaded.cluster.maxMessageBytes)))
+                for (index, fetches) in report.workers.enumerated() {
+                    for (version, worker) in fetches.enumerated() {
+                        print(String(format: "worker %d, version %d (%@): fetched in %.2f s (%.0f MB/s), decoded in %.2f s, total %.2f s (thread CPU %.2f s)",
+                                     index, version + 1, version == 0 ? "first, a new buffer" : "into the buffer of the one before",
+                                     worker.fetch, Double(byteCount) / 1e6 / worker.fetch, worker.decode, worker.fetch + worker.decode, worker.cpu))
+                    }
+                }
+                print(String(format: "coordinator socket thread: CPU %.2f s a version", report.serverCPU / Double(versions)))
+                guard report.workers.allSatisfy({ $0.count == versions && $0.allSatisfy(\.matches) }) else {
+                    throw CermError.invalid("a worker decoded other weights than were sent")
+                }
             } catch {
                 throw exitWithError(error)
             }
@@ -142,13 +151,14 @@ enum WeightsBroadcast {
 
     private final class Results: @unchecked Sendable {
         let lock = NSLock()
-        var times: [WorkerTimes]
+        var times: [[WorkerTimes]]
         var finished = 0
-        init(count: Int) { times = Array(repeating: WorkerTimes(), count: count) }
+        init(count: Int) { times = Array(repeating: [], count: count) }
     }
 
-    static func run(publisher: WeightsPublisher, version: UInt64, weights: ModelWeights, workers: Int,
-                    codec: MessageCodec) throws -> (workers: [WorkerTimes], serverCPU: Double) {
+    /// Each worker fetches `versions` in order; the times of each fetch, by worker.
+    static func run(publisher: WeightsPublisher, versions: [UInt64], weights: ModelWeights, workers: Int,
+                    codec: MessageCodec) throws -> (workers: [[WorkerTimes]], serverCPU: Double) {
         let context = try ZMQContext()
         let router = try RouterChannel(context: context, bind: "tcp://127.0.0.1:*", codec: codec, security: .none)
         let endpoint = router.endpoint
@@ -159,36 +169,45 @@ enum WeightsBroadcast {
             done.enter()
             Thread.detachNewThread {
                 defer { done.leave() }
-                var times = WorkerTimes()
+                var fetches: [WorkerTimes] = []
                 do {
                     let context = try ZMQContext()
                     let dealer = try DealerChannel(context: context, connect: endpoint, codec: codec, security: .none)
                     var loaded = [Float](repeating: 0, count: expected.count)
-                    let start = Date(), cpuStart = threadCPUSeconds()
-                    var assembler = WeightsAssembler(version: version)
-                    var bytes: [UInt8]?
-                    while bytes == nil {
-                        for next in assembler.takeRequests() { _ = try dealer.send(.weightsRequest(version: version, chunkIndex: next)) }
-                        guard case let .weightsChunk(chunk)? = try dealer.receive(timeoutMs: 30_000) else {
-                            throw CermError.invalid("worker \(index): no chunk within 30 s")
+                    var spare: [UInt8] = []
+                    for version in versions {
+                        var times = WorkerTimes()
+                        let start = Date(), cpuStart = threadCPUSeconds()
+                        var assembler = WeightsAssembler(version: version, reusing: spare)
+                        spare = []
+                        var bytes: [UInt8]?
+                        while bytes == nil {
+                            for next in assembler.takeRequests() { _ = try dealer.send(.weightsRequest(version: version, chunkIndex: next)) }
+                            guard case let .weightsChunk(chunk)? = try dealer.receive(timeoutMs: 30_000) else {
+                                throw CermError.invalid("worker \(index): no chunk of version \(version) within 30 s")
+                            }
+                            bytes = try assembler.add(chunk)
                         }
-                        bytes = try assembler.add(chunk)
-                    }
-                    times.fetch = Date().timeIntervalSince(start)
-                    // Into the buffer of the version before, as the executor does.
-                    let decodeStart = Date()
-                    try ModelWeights.checkWire(bytes ?? [], count: loaded.count)
-                    loaded.withUnsafeMutableBufferPointer { ModelWeights.decodeWire(bytes ?? [], into: $0) }
-                    times.decode = Date().timeIntervalSince(decodeStart)
-                    times.cpu = threadCPUSeconds() - cpuStart
-                    times.matches = loaded.withUnsafeBytes { a in
-                        expected.withUnsafeBytes { b in a.count == b.count && memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0 }
+                        times.fetch = Date().timeIntervalSince(start)
+                        // Into the buffer of the version before, as the executor does.
+                        let decodeStart = Date()
+                        try ModelWeights.checkWire(bytes ?? [], count: loaded.count)
+                        loaded.withUnsafeMutableBufferPointer { ModelWeights.decodeWire(bytes ?? [], into: $0) }
+                        times.decode = Date().timeIntervalSince(decodeStart)
+                        times.cpu = threadCPUSeconds() - cpuStart
+                        times.matches = loaded.withUnsafeBytes { a in
+                            expected.withUnsafeBytes { b in a.count == b.count && memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0 }
+                        }
+                        fetches.append(times)
+                        // Loaded: its wire buffer takes the next version, as a worker's does.
+                        spare = bytes ?? []
+                        bytes = nil
                     }
                 } catch {
                     FileHandle.standardError.write(Data("worker \(index): \(error)\n".utf8))
                 }
                 results.lock.withLock {
-                    results.times[index] = times
+                    results.times[index] = fetches
                     results.finished += 1
                 }
             }

@@ -246,6 +246,31 @@ import Testing
         #expect(try assembler.add(WeightsChunk(version: 2, chunkIndex: 1, chunkCount: 3, totalBytes: 6, data: [3, 4])) == [1, 2, 3, 4, 5, 6])
     }
 
+    @Test func theNextVersionIsAssembledIntoTheBufferOfTheOneBefore() throws {
+        let first = (0..<2500).map { UInt8(truncatingIfNeeded: $0 &* 7) }, second = first.map { $0 ^ 0x5A }
+        var publisher = WeightsPublisher(retain: 2)
+        publisher.publish(PublishedWeights(version: 1, bytes: first, chunkBytes: 1024))
+        publisher.publish(PublishedWeights(version: 2, bytes: second, chunkBytes: 1024))
+        func assemble(_ version: UInt64, reusing spare: consuming [UInt8]) throws -> [UInt8]? {
+            var assembler = WeightsAssembler(version: version, reusing: consume spare)
+            var result: [UInt8]?
+            while let index = assembler.nextMissingChunk {
+                guard case let .weightsChunk(chunk) = try publisher.reply(version: version, chunkIndex: index).decoded() else { return nil }
+                result = try assembler.add(chunk)
+            }
+            return result
+        }
+        let loaded = try #require(try assemble(1, reusing: []))
+        let storage = loaded.withUnsafeBytes { $0.baseAddress }
+        let next = try #require(try assemble(2, reusing: consume loaded))
+        #expect(next == second)
+        // In place: the same storage, every byte overwritten (no copy of the spare was made).
+        #expect(next.withUnsafeBytes { $0.baseAddress } == storage)
+        // A spare of another size is not used, and does not spoil the result.
+        let other = try #require(try assemble(1, reusing: [UInt8](repeating: 9, count: 100)))
+        #expect(other == first)
+    }
+
     @Test func oldVersionsBecomeUnavailable() throws {
         var publisher = WeightsPublisher(retain: 2)
         for v: UInt64 in 1...3 { publisher.publish(PublishedWeights(version: v, bytes: [UInt8(v)], chunkBytes: 4)) }

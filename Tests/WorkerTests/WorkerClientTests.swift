@@ -12,15 +12,21 @@ import Testing
 final class RecordingExecutor: RolloutExecutor, @unchecked Sendable {
     private let lock = NSLock()
     private var log: [String] = []
+    private var policyStorage: [UnsafeRawPointer?] = []
 
     var calls: [String] { lock.withLock { log } }
+    /// Where each policy version's wire bytes were, in the order prepared.
+    var policyAddresses: [UnsafeRawPointer?] { lock.withLock { policyStorage } }
 
     func prepareModel(description: [UInt8]) throws {
         lock.withLock { log.append("model \(description.count)B \(Checksum.fnv1a64(description))") }
     }
 
     func prepare(policyVersion: UInt64, weights: [UInt8]) throws {
-        lock.withLock { log.append("prepare v\(policyVersion) \(weights.count)B \(Checksum.fnv1a64(weights))") }
+        lock.withLock {
+            log.append("prepare v\(policyVersion) \(weights.count)B \(Checksum.fnv1a64(weights))")
+            policyStorage.append(weights.withUnsafeBytes { $0.baseAddress })
+        }
     }
 
     func prepareReference(weights: [UInt8]) throws {
@@ -143,15 +149,32 @@ final class WorkerThread: @unchecked Sendable {
         #expect(Array(executor.calls.prefix(4)) == ["model 12B \(Checksum.fnv1a64(model))", "reference 25B \(Checksum.fnv1a64(reference))",
                                                    "prepare v5 31B \(Checksum.fnv1a64(policy))", "run task 11"])
 
+        // The next version is assembled into the wire buffer of the one loaded before.
+        let policy7 = policy.map { $0 ^ 0x3C }
+        publisher.publish(PublishedWeights(version: 7, bytes: policy7, chunkBytes: 10))
+        try router.send(.task(TaskMessage(taskID: 12, step: 2, policyVersion: 7, runSeed: 1, parameters: parameters, pairs: pairs)), to: peer)
+        while true {
+            let (_, message) = try #require(try Self.next(router))
+            guard case let .weightsRequest(version, index) = message else {
+                #expect(message == .result(ResultMessage(taskID: 12, policyVersion: 7, trajectories: RecordingExecutor.trajectories(pairs))))
+                break
+            }
+            try router.send(publisher.reply(version: version, chunkIndex: index), to: peer)
+        }
+        #expect(try Self.next(router)?.1 == .ready(credit: 1))
+        #expect(Array(executor.calls.suffix(2)) == ["prepare v7 31B \(Checksum.fnv1a64(policy7))", "run task 12"])
+        let addresses = executor.policyAddresses
+        #expect(addresses.count == 2 && addresses[0] == addresses[1])
+
         // A version the coordinator no longer holds: the task is dropped and credit returned.
-        try router.send(.task(TaskMessage(taskID: 12, step: 2, policyVersion: 6, runSeed: 1, parameters: parameters, pairs: pairs)), to: peer)
+        try router.send(.task(TaskMessage(taskID: 13, step: 3, policyVersion: 6, runSeed: 1, parameters: parameters, pairs: pairs)), to: peer)
         #expect(try Self.next(router)?.1 == .weightsRequest(version: 6, chunkIndex: 0))
         try router.send(.weightsUnavailable(version: 6, latestVersion: 7), to: peer)
         #expect(try Self.next(router)?.1 == .ready(credit: 1))
 
         try router.send(.goodbye(reason: "done"), to: peer)
         #expect(try worker.value() == .goodbye(reason: "done"))
-        #expect(executor.calls.count == 4)
+        #expect(executor.calls.count == 6)
     }
 
     @Test func aSilentCoordinatorMakesTheWorkerReconnectWithANewHello() throws {
