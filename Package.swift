@@ -29,7 +29,8 @@ let package = Package(
         // Process-level calls Swift's Glibc module lacks (prctl).
         .target(name: "CSystemShims"),
         // Batch-invariant matrix kernels (AVX-512 / AVX2 / scalar with identical bits) for the
-        // inference path: OpenBLAS's sgemm rounds a row differently depending on the batch.
+        // inference path (OpenBLAS's sgemm rounds a row differently depending on the batch), and
+        // the spinning helper threads that run their parallel parts.
         .target(name: "CKernels"),
 
         // Shared: the small core: errors, checksums, seeded RNG, JSON, BLAS/HDF5 wrappers, model families, token ids, finish reasons.

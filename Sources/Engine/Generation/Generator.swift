@@ -602,7 +602,7 @@ public final class Generator {
                 r += parts
             }
         }
-        if parts == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: body) }
+        ParallelParts.run(parts, body)
     }
 
     /// `out[rows, outDim] (+)= input[rows, inDim] · weightᵀ` for an HF `[out, in]` weight.

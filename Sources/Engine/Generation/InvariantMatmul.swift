@@ -43,7 +43,7 @@ public enum InvariantMatmul {
         let chunk = ((n + parts - 1) / parts + 3) / 4 * 4
         // Addresses cross into the worker closure as integers: the parts write disjoint columns.
         let aAddress = UInt(bitPattern: a), bAddress = UInt(bitPattern: b), cAddress = UInt(bitPattern: c)
-        DispatchQueue.concurrentPerform(iterations: parts) { part in
+        ParallelParts.run(parts) { part in
             let start = min(n, part * chunk), end = min(n, start + chunk)
             if start < end, let a = UnsafePointer<Float>(bitPattern: aAddress),
                let b = UnsafePointer<Float>(bitPattern: bAddress), let c = UnsafeMutablePointer<Float>(bitPattern: cAddress) {
