@@ -31,7 +31,7 @@ import Testing
         let directory = try makeTemporaryDirectory("lock-kill")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let path = (directory as NSString).appendingPathComponent("coordinator.lock")
-        FileManager.default.createFile(atPath: path, contents: Data("cerm coordinator, pid 1 on host elsewhere, since then\n".utf8))
+        #expect(FileManager.default.createFile(atPath: path, contents: Data("cerm coordinator, pid 1 on host elsewhere, since then\n".utf8)))
         // util-linux flock(1) takes the same flock(2) lock; --no-fork makes `sleep` the holder.
         let holder = Process()
         holder.executableURL = URL(fileURLWithPath: "/usr/bin/flock")

@@ -72,6 +72,9 @@ public final class Generator {
     private let ropeSines: UnsafeMutablePointer<Float>
     let workspace: InferenceWorkspace
     private let sampler: TokenSampler
+    /// Samplers of the parallel parts after the first (``sampler``), made on first use: a
+    /// decode step samples its rows in parallel, each part with its own scratch.
+    private var partSamplers: [TokenSampler] = []
 
     /// A generator for `config` over `parameters` (exactly `ParameterLayout(config).totalCount`
     /// floats). The array is not copied unless the caller mutates its own copy later.
@@ -390,11 +393,19 @@ public final class Generator {
         let vocab = config.vocabSize
         workspace.reserve(rows: requests.count)
 
+        /// The random number of the sequence's next token: from its seed and position only.
+        func uniform(_ sequence: Int) -> Double {
+            CounterRNG.uniform(seed: requests[sequence].seed, index: UInt64(states[sequence].tokens.count))
+        }
+
         func accept(_ sequence: Int, logits: UnsafePointer<Float>) {
             let request = requests[sequence]
-            let uniform = CounterRNG.uniform(seed: request.seed, index: UInt64(states[sequence].tokens.count))
-            let pick = sampler.sample(logits: UnsafeBufferPointer(start: logits, count: vocab),
-                                      temperature: request.temperature, topP: request.topP, uniform: uniform)
+            record(sequence, sampler.sample(logits: UnsafeBufferPointer(start: logits, count: vocab),
+                                            temperature: request.temperature, topP: request.topP, uniform: uniform(sequence)))
+        }
+
+        func record(_ sequence: Int, _ pick: (token: TokenID, logProb: Float)) {
+            let request = requests[sequence]
             states[sequence].tokens.append(pick.token)
             states[sequence].logProbs.append(pick.logProb)
             if stopTokens.contains(pick.token) {
@@ -431,6 +442,11 @@ public final class Generator {
             var active: [Int] = []
             active.reserveCapacity(requests.count)
             for index in requests.indices where states[index].finish == nil { active.append(index) }
+            var uniforms = [Double](repeating: 0, count: requests.count)
+            var picks = [(token: TokenID, logProb: Float)](repeating: (0, 0), count: requests.count)
+            let parts = min(InvariantMatmul.threads, requests.count)
+            while partSamplers.count < parts - 1 { partSamplers.append(TokenSampler(vocabSize: vocab)) }
+            let samplers = [sampler] + partSamplers
             while !active.isEmpty {
                 try Task.checkCancellation()
                 let rows = workspace.rows
@@ -441,9 +457,25 @@ public final class Generator {
                     workspace.logitRows[row] = row
                 }
                 forward(rowCount: active.count, logitRowCount: active.count, cache: cache, prefixes: prefixes, params: params)
-                for (row, sequence) in active.enumerated() {
-                    accept(sequence, logits: workspace.logits + row * vocab)
+                // Rows are sampled in parallel (each from its own logits and random number, so
+                // the picks do not depend on the split), then recorded in order.
+                for (row, sequence) in active.enumerated() { uniforms[row] = uniform(sequence) }
+                let rowCount = active.count, rowParts = min(parts, rowCount), logits = workspace.logits
+                active.withUnsafeBufferPointer { activeRows in
+                    uniforms.withUnsafeBufferPointer { uniforms in
+                        picks.withUnsafeMutableBufferPointer { picks in
+                            ParallelParts.run(rowParts) { part in
+                                for row in stride(from: part, to: rowCount, by: rowParts) {
+                                    let request = requests[activeRows[row]]
+                                    picks[row] = samplers[part].sample(
+                                        logits: UnsafeBufferPointer(start: logits + row * vocab, count: vocab),
+                                        temperature: request.temperature, topP: request.topP, uniform: uniforms[row])
+                                }
+                            }
+                        }
+                    }
                 }
+                for (row, sequence) in active.enumerated() { record(sequence, picks[row]) }
                 active.removeAll { states[$0].finish != nil }
             }
         }
