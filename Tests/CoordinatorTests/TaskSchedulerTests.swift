@@ -66,7 +66,7 @@ import WireProtocol
         let clock = ManualClock()
         var s = TaskScheduler(settings: Self.settings(pairsPerTask: 1))
         #expect(s.handle(hello: Self.hello("a", capacity: 2), from: Self.alice, now: 0)
-            == .welcome(WelcomeMessage(heartbeatIntervalMs: 1000, heartbeatTimeoutMs: 5000, policyVersion: 0, maxMessageBytes: 1 << 20), requeued: [], rejoined: false, forgotten: nil))
+            == .welcome(WelcomeMessage(heartbeatIntervalMs: 1000, heartbeatTimeoutMs: 5000, policyVersion: 0, maxMessageBytes: 1 << 20), requeued: [], forgotten: nil))
         try s.openStep(0, pairIDs: [1, 2, 3, 4])
         #expect(s.dispatch(now: clock.now()).isEmpty) // no credit yet
         s.handle(ready: 5, from: Self.alice, now: clock.now())
@@ -647,7 +647,7 @@ extension TaskSchedulerTests {
         #expect(s.heard(from: Self.alice, now: clock.now()) == false)
         #expect(s.handle(ready: 1, from: Self.alice, now: clock.now()) == false)
         // A new HELLO starts it over.
-        guard case .welcome(_, requeued: [], rejoined: false, forgotten: nil) = s.handle(hello: Self.hello("w0"), from: Self.alice, now: clock.now()) else {
+        guard case .welcome(_, requeued: [], forgotten: nil) = s.handle(hello: Self.hello("w0"), from: Self.alice, now: clock.now()) else {
             Issue.record("refused worker could not say HELLO again"); return
         }
         #expect(s.registry.worker(Self.alice)?.rejectedResults == 0)

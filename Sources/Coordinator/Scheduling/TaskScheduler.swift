@@ -165,11 +165,11 @@ public enum ResultOutcome: Equatable, Sendable {
 
 /// What the coordinator must do after a HELLO.
 public enum HelloOutcome: Equatable, Sendable {
-    /// Send this WELCOME; `rejoined` says the peer was registered already (it restarted on
-    /// the same routing id, or repeats HELLO), and `requeued` lists the tasks it held, re-queued.
+    /// Send this WELCOME; `requeued` lists the tasks the peer held if it was registered already
+    /// (it restarted on the same routing id, or repeats HELLO; its ``WorkerRecord/rejoined`` says so).
     /// `forgotten` is the oldest joining worker, forgotten to keep at most
     /// ``WorkerRegistry/maxJoining`` joining (it gets no message: a real one reconnects).
-    case welcome(WelcomeMessage, requeued: [UInt64], rejoined: Bool, forgotten: WorkerRecord?)
+    case welcome(WelcomeMessage, requeued: [UInt64], forgotten: WorkerRecord?)
     /// Send REFUSE with this reason (the worker prints it and exits).
     case refuse(reason: String)
     /// Send nothing: more HELLOs arrived than ``SchedulerSettings/helloBudget`` answers (a
@@ -386,7 +386,7 @@ public struct TaskScheduler: Sendable {
         let welcome = WelcomeMessage(heartbeatIntervalMs: Self.milliseconds(settings.heartbeatInterval),
                                      heartbeatTimeoutMs: Self.milliseconds(settings.heartbeatTimeout),
                                      policyVersion: policyVersion, maxMessageBytes: UInt32(clamping: settings.maxMessageBytes))
-        return .welcome(welcome, requeued: requeued, rejoined: previous != nil, forgotten: registration.forgotten)
+        return .welcome(welcome, requeued: requeued, forgotten: registration.forgotten)
     }
 
     /// Why a HELLO is refused, or nil when it is admitted.

@@ -714,7 +714,7 @@ private final class SocketLoop {
         switch message {
         case let .hello(hello):
             switch scheduler.handle(hello: hello, from: peer, now: now) {
-            case let .welcome(welcome, requeued, _, forgotten):
+            case let .welcome(welcome, requeued, forgotten):
                 send(.welcome(welcome), to: peer)
                 if let forgotten, warnings.admit("forgot joining worker", from: "joining peers", level: .notice) {
                     // Keyed by one source: a flood comes under a new routing id per HELLO.
