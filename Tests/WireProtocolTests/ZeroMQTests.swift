@@ -4,14 +4,38 @@ import Testing
 @testable import WireProtocol
 
 @Suite struct ZeroMQTests {
-    @Test func routerDealerRoundTripOverInproc() throws {
+    /// A ROUTER bound to `inproc://name` and a DEALER with routing id `dealerID` connected to it
+    /// (each socket keeps the context alive).
+    static func inprocPair(_ name: String, dealerID: String) throws -> (router: ZMQSocket, dealer: ZMQSocket) {
         let context = try ZMQContext()
         let router = try ZMQSocket(context: context, type: .router)
-        try router.bind("inproc://cerm-test-roundtrip")
+        try router.bind("inproc://\(name)")
         let dealer = try ZMQSocket(context: context, type: .dealer)
-        try dealer.setRoutingID(Array("worker-1".utf8))
-        try dealer.connect("inproc://cerm-test-roundtrip")
+        try dealer.setRoutingID(Array(dealerID.utf8))
+        try dealer.connect("inproc://\(name)")
+        return (router, dealer)
+    }
+
+    @Test func routerDealerRoundTripOverInproc() throws {
+        let (router, dealer) = try Self.inprocPair("cerm-test-roundtrip", dealerID: "worker-1")
         try roundTrip(router: router, dealer: dealer, expectedID: Array("worker-1".utf8))
+    }
+
+    /// A shared frame goes out without a copy and is released once libzmq is done with it: not
+    /// leaked, not released twice, the same bytes on arrival.
+    @Test func aSharedFrameArrivesIntactAndIsReleasedAfterSending() throws {
+        let (router, dealer) = try Self.inprocPair("cerm-test-shared-frame", dealerID: "w")
+        try dealer.send([Array("hi".utf8)])
+        _ = try #require(try router.receive(timeoutMs: 5000))
+        let payload = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 29) }
+        weak var released: SharedFrame?
+        do {
+            let frame = SharedFrame(count: payload.count) { out in payload.withUnsafeBytes { out.copyMemory(from: $0) } }
+            released = frame
+            for _ in 0..<3 { #expect(try router.send([.copied(Array("w".utf8)), .copied([1]), .shared(frame)], dontWait: true)) }
+        }
+        for _ in 0..<3 { #expect(try dealer.receive(timeoutMs: 5000) == [[1], payload]) }
+        #expect(released == nil)
     }
 
     @Test func routerDealerRoundTripOverTCPLoopback() throws {
